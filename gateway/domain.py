@@ -1,0 +1,229 @@
+"""Domain model shared by every room.
+
+Kept free of I/O (pydantic only) so that `router/` and `learners/` can import it and stay pure.
+The validators here are the first line of defence: anything that reaches a worker has already been
+checked for length, emptiness and known channels, so later code can trust its inputs.
+"""
+
+from __future__ import annotations
+
+import re
+import uuid
+from datetime import UTC, datetime
+from enum import StrEnum
+from typing import Annotated, Any
+
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator, model_validator
+
+MAX_TEXT = 4000
+"""Longest customer message we accept; Slack sections cap at 3000 chars, cards truncate further."""
+
+Identifier = Annotated[
+    str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200, pattern=r"^[\w.:@+\-=/]+$")
+]
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+def new_id(prefix: str) -> str:
+    return f"{prefix}_{uuid.uuid4().hex[:20]}"
+
+
+class ChannelKind(StrEnum):
+    """Where a customer wrote from; the reply goes back the same way."""
+
+    API = "api"
+    WEBCHAT = "webchat"
+    SMS = "sms"
+    WHATSAPP = "whatsapp"
+
+
+class Direction(StrEnum):
+    INBOUND = "inbound"
+    OUTBOUND = "outbound"
+
+
+class ConversationState(StrEnum):
+    NEW = "new"
+    AUTOMATED = "automated"
+    WAITING = "waiting"
+    CLAIMED = "claimed"
+    RESOLVED = "resolved"
+
+
+class RouteKind(StrEnum):
+    AUTOMATION = "automation"
+    HUMAN = "human"
+
+
+_EMAIL = re.compile(r"^[^@\s]{1,64}@[^@\s]{1,255}\.[^@\s]{2,}$")
+_PHONE = re.compile(r"^\+?[0-9 ()\-.]{5,20}$")
+
+
+class CustomerProfile(BaseModel):
+    """What the customer told us about themselves; unverified, so never used to merge identities."""
+
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+
+    name: str | None = Field(default=None, max_length=200)
+    email: str | None = Field(default=None, max_length=320)
+    phone: str | None = Field(default=None, max_length=32)
+    tier: str | None = Field(default=None, max_length=40)
+
+    @field_validator("email")
+    @classmethod
+    def _email(cls, v: str | None) -> str | None:
+        if v is not None and not _EMAIL.match(v):
+            raise ValueError("not a valid email address")
+        return v
+
+    @field_validator("phone")
+    @classmethod
+    def _phone(cls, v: str | None) -> str | None:
+        if v is not None and not _PHONE.match(v):
+            raise ValueError("not a valid phone number")
+        return v
+
+
+def _clean_text(v: str) -> str:
+    v = v.replace("\x00", "").strip()
+    if not v:
+        raise ValueError("text must not be empty")
+    return v
+
+
+class InboundMessage(BaseModel):
+    """A customer message as a channel adapter hands it over, before it has a conversation."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    channel: ChannelKind
+    customer_id: Identifier
+    message_id: Identifier
+    text: str = Field(max_length=MAX_TEXT)
+    customer: CustomerProfile = Field(default_factory=CustomerProfile)
+    received_at: datetime = Field(default_factory=utcnow)
+
+    @field_validator("text")
+    @classmethod
+    def _text(cls, v: str) -> str:
+        return _clean_text(v)
+
+    @property
+    def customer_key(self) -> str:
+        """Identity of the customer within a channel; partitions and conversations hang on it."""
+        return f"{self.channel.value}:{self.customer_id}"
+
+    @property
+    def dedupe_key(self) -> str:
+        return f"{self.channel.value}:{self.message_id}"
+
+
+class Message(BaseModel):
+    """One line of a transcript, in either direction."""
+
+    id: str
+    conversation_id: str
+    direction: Direction
+    channel: ChannelKind
+    text: str = Field(max_length=MAX_TEXT)
+    author: str | None = None
+    external_id: str | None = None
+    at: datetime = Field(default_factory=utcnow)
+
+
+class Customer(BaseModel):
+    key: str
+    channel: ChannelKind
+    external_id: str
+    profile: CustomerProfile = Field(default_factory=CustomerProfile)
+
+
+class Scores(BaseModel):
+    """What the learners think of a conversation; every figure says which model version produced it."""
+
+    sentiment: float = Field(ge=-1.0, le=1.0)
+    urgency: float = Field(ge=0.0, le=1.0)
+    skill: dict[str, float]
+    automation_success: float = Field(ge=0.0, le=1.0)
+    versions: dict[str, str] = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _skills(self) -> Scores:
+        if not self.skill:
+            raise ValueError("skill distribution must name at least one skill")
+        return self
+
+    @property
+    def top_skill(self) -> str:
+        return max(sorted(self.skill), key=lambda s: self.skill[s])
+
+    @property
+    def skill_confidence(self) -> float:
+        return self.skill[self.top_skill]
+
+
+class Decision(BaseModel):
+    """Where a conversation goes and why; the reasons are shown on the card and kept for audit."""
+
+    route: RouteKind
+    skill: str
+    channel: str | None = None
+    priority: int = Field(ge=1, le=4, description="1 = most urgent")
+    reasons: list[str] = Field(min_length=1)
+    policy_version: int = 0
+
+    @model_validator(mode="after")
+    def _human_has_channel(self) -> Decision:
+        if self.route is RouteKind.HUMAN and not self.channel:
+            raise ValueError("a human route needs a Slack channel")
+        return self
+
+
+class Conversation(BaseModel):
+    """A customer's thread of messages and everything the desk needs to act on it."""
+
+    id: str
+    customer: Customer
+    state: ConversationState = ConversationState.NEW
+    messages: list[Message] = Field(default_factory=list)
+    created_at: datetime = Field(default_factory=utcnow)
+    updated_at: datetime = Field(default_factory=utcnow)
+    resolved_at: datetime | None = None
+    skill: str | None = None
+    slack_channel: str | None = None
+    card_ts: str | None = None
+    claimed_by: str | None = None
+    scores: Scores | None = None
+    decision: Decision | None = None
+    version: int = 0
+
+    @property
+    def inbound(self) -> list[Message]:
+        return [m for m in self.messages if m.direction is Direction.INBOUND]
+
+    @property
+    def last_inbound_text(self) -> str:
+        inbound = self.inbound
+        return inbound[-1].text if inbound else ""
+
+
+class Outcome(BaseModel):
+    """What really happened, as an agent (or the bot) confirmed it; the learners' ground truth."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    conversation_id: str
+    kind: str = Field(pattern=r"^(resolved|transferred|automation_resolved|automation_handoff|correction)$")
+    text: str = ""
+    final_skill: str | None = None
+    urgency: float | None = Field(default=None, ge=0.0, le=1.0)
+    mood: str | None = Field(default=None, pattern=r"^(negative|neutral|positive)$")
+    csat: int | None = Field(default=None, ge=1, le=5)
+    automation_failed: bool | None = None
+    correction: str | None = None
+    agent: str | None = None
+    predicted: dict[str, Any] = Field(default_factory=dict)
+    at: datetime = Field(default_factory=utcnow)

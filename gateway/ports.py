@@ -1,0 +1,62 @@
+"""Protocols at each integration boundary.
+
+The worker talks to Slack, the bot and the customer channels only through these, so each outside
+system can be swapped (real Slack or the emulator, built-in bot or an external one) without touching
+the pipeline.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Protocol
+
+from pydantic import BaseModel, Field
+
+from gateway.domain import ChannelKind, Conversation, Decision, Message, Scores
+
+
+class CardRef(BaseModel):
+    channel: str
+    ts: str
+
+
+class AgentDesk(Protocol):
+    """Where humans work conversations (Slack)."""
+
+    async def ensure_channels(self, names: Sequence[str]) -> None: ...
+
+    async def post_card(self, conversation: Conversation, decision: Decision) -> CardRef:
+        """Post the context card; must be idempotent for a conversation (a retry finds the first card)."""
+        ...
+
+    async def post_in_thread(self, conversation: Conversation, message: Message) -> str:
+        """Add a customer follow-up to the card's thread; returns the Slack ts."""
+        ...
+
+
+class BotReply(BaseModel):
+    """The bot either answers (with a confidence) or hands off with a reason a human can read."""
+
+    answered: bool
+    text: str | None = None
+    confidence: float = Field(default=0.0, ge=0.0, le=1.0)
+    intent: str | None = None
+    handoff_reason: str | None = None
+
+
+class Automation(Protocol):
+    async def handle(self, conversation: Conversation, scores: Scores) -> BotReply: ...
+
+
+class Delivery(BaseModel):
+    ok: bool
+    error: str | None = None
+    external_id: str | None = None
+
+
+class CustomerChannel(Protocol):
+    """Sends a reply back to the customer on the channel they wrote from."""
+
+    kind: ChannelKind
+
+    async def send(self, conversation: Conversation, message: Message) -> Delivery: ...

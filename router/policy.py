@@ -1,0 +1,137 @@
+"""The team's routing policy: a validated, versioned value object.
+
+The policy is data, not code, so that team leads can change it from Slack without a deploy. Everything
+that reads it gets an immutable snapshot; changes produce a new version (see `with_changes`).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Any
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator, model_validator
+
+SkillName = Annotated[str, StringConstraints(pattern=r"^[a-z][a-z0-9_-]{0,39}$")]
+ChannelName = Annotated[str, StringConstraints(pattern=r"^[a-z0-9][a-z0-9_-]{0,79}$")]
+
+DEFAULT_POLICY_PATH = Path(__file__).with_name("default_policy.yaml")
+
+
+class Sla(BaseModel):
+    """Response targets in seconds; the scheduler escalates when they are at risk."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    first_response: int = Field(default=900, ge=30, le=7 * 86400)
+    next_response: int = Field(default=3600, ge=30, le=7 * 86400)
+
+
+class SkillRoute(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    channel: ChannelName
+    escalation_channel: ChannelName | None = None
+    keywords: tuple[str, ...] = ()
+    sla: Sla = Sla()
+    automation: bool = True
+
+    @field_validator("keywords", mode="before")
+    @classmethod
+    def _lower(cls, v: Any) -> Any:
+        return tuple(str(k).strip().lower() for k in v if str(k).strip()) if isinstance(v, list | tuple) else v
+
+
+class Thresholds(BaseModel):
+    """Cut-offs the router compares scores against; names are what `/switchboard threshold` accepts."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    automation_success_floor: float = Field(default=0.6, ge=0.0, le=1.0)
+    sentiment_floor: float = Field(default=-0.4, ge=-1.0, le=1.0)
+    automation_urgency_ceiling: float = Field(default=0.6, ge=0.0, le=1.0)
+    urgent: float = Field(default=0.8, ge=0.0, le=1.0)
+    skill_confidence_floor: float = Field(default=0.0, ge=0.0, le=1.0)
+
+
+class Policy(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    version: int = Field(default=1, ge=1)
+    skills: dict[SkillName, SkillRoute]
+    default_skill: SkillName = "general"
+    leads_channel: ChannelName = "support-leads"
+    escalation_keywords: tuple[str, ...] = ()
+    human_request_phrases: tuple[str, ...] = ()
+    vip_tiers: dict[str, int] = Field(default_factory=dict, description="tier -> priority (1 = highest)")
+    thresholds: Thresholds = Thresholds()
+    automation_paused: bool = False
+
+    @field_validator("escalation_keywords", "human_request_phrases", mode="before")
+    @classmethod
+    def _lower(cls, v: Any) -> Any:
+        return tuple(str(k).strip().lower() for k in v if str(k).strip()) if isinstance(v, list | tuple) else v
+
+    @model_validator(mode="after")
+    def _consistent(self) -> Policy:
+        if not self.skills:
+            raise ValueError("a policy needs at least one skill")
+        if self.default_skill not in self.skills:
+            raise ValueError(f"default_skill {self.default_skill!r} is not one of the skills")
+        for tier, prio in self.vip_tiers.items():
+            if not 1 <= prio <= 4:
+                raise ValueError(f"vip tier {tier!r}: priority must be 1..4")
+        return self
+
+    def channels(self) -> list[str]:
+        """Every Slack channel the policy can post to, so local mode can create them up front."""
+        names = {self.leads_channel}
+        for route in self.skills.values():
+            names.add(route.channel)
+            if route.escalation_channel:
+                names.add(route.escalation_channel)
+        return sorted(names)
+
+    def route_for(self, skill: str) -> SkillRoute:
+        return self.skills.get(skill) or self.skills[self.default_skill]
+
+    def skill_keywords(self) -> dict[str, tuple[str, ...]]:
+        return {name: route.keywords for name, route in self.skills.items()}
+
+    def with_changes(self, **changes: Any) -> Policy:
+        """A validated copy with the next version number; the old policy stays valid for undo."""
+        data = self.model_dump(mode="json")
+        data.update(changes)
+        data["version"] = self.version + 1
+        return Policy.model_validate(data)
+
+    def to_json(self) -> str:
+        return self.model_dump_json()
+
+    @classmethod
+    def from_json(cls, raw: str | bytes) -> Policy:
+        return cls.model_validate_json(raw)
+
+
+class PolicyError(ValueError):
+    """A policy file that cannot be used; the message names the file and the field."""
+
+
+def load_policy(path: str | Path | None = None) -> Policy:
+    p = Path(path) if path else DEFAULT_POLICY_PATH
+    try:
+        data = yaml.safe_load(p.read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise PolicyError(f"policy file {p}: {exc.strerror or exc}") from exc
+    except yaml.YAMLError as exc:
+        raise PolicyError(f"policy file {p}: not valid YAML ({exc})") from exc
+    if not isinstance(data, dict):
+        raise PolicyError(f"policy file {p}: expected a mapping at the top level")
+    try:
+        return Policy.model_validate(data)
+    except ValueError as exc:
+        first = exc.errors()[0] if hasattr(exc, "errors") else None  # pydantic ValidationError
+        if first:
+            where = ".".join(str(x) for x in first["loc"]) or "policy"
+            raise PolicyError(f"policy file {p}: {where}: {first['msg']}") from exc
+        raise PolicyError(f"policy file {p}: {exc}") from exc
