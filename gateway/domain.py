@@ -125,7 +125,6 @@ class Message(BaseModel):
     """One line of a transcript, in either direction."""
 
     id: str
-    conversation_id: str
     direction: Direction
     channel: ChannelKind
     text: str = Field(max_length=MAX_TEXT)

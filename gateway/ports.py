@@ -25,13 +25,21 @@ class AgentDesk(Protocol):
 
     async def ensure_channels(self, names: Sequence[str]) -> None: ...
 
-    async def post_card(self, conversation: Conversation, decision: Decision) -> CardRef:
-        """Post the context card; must be idempotent for a conversation (a retry finds the first card)."""
+    async def post_card(
+        self, conversation: Conversation, decision: Decision, history: Sequence[str] = ()
+    ) -> CardRef:
+        """Post the context card for a conversation (tagged so `find_card` can see it later)."""
+        ...
+
+    async def find_card(self, conversation: Conversation, channel: str, since: float) -> CardRef | None:
+        """A card posted before a crash, so a retried effect does not post a second one."""
         ...
 
     async def post_in_thread(self, conversation: Conversation, message: Message) -> str:
         """Add a customer follow-up to the card's thread; returns the Slack ts."""
         ...
+
+    async def find_in_thread(self, conversation: Conversation, message_id: str) -> str | None: ...
 
 
 class BotReply(BaseModel):

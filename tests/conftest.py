@@ -67,3 +67,14 @@ async def redis(redis_url: str) -> AsyncIterator[aioredis.Redis]:
     finally:
         await client.flushdb()
         await client.aclose()
+
+
+@pytest.fixture
+async def gateway(redis: aioredis.Redis, redis_url: str, tmp_path):  # type: ignore[no-untyped-def]
+    from tests.harness import make_settings, start_gateway
+
+    gw = await start_gateway(make_settings(redis_url, tmp_path))
+    try:
+        yield gw
+    finally:
+        await gw.close()

@@ -1,0 +1,128 @@
+"""`switchboard` console script: serve (all in one), web, worker, learner, plus learner tools."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import signal
+import sys
+from collections.abc import Sequence
+
+import structlog
+from aiohttp import web
+
+from gateway.app import create_app
+from gateway.logging import configure_logging
+from gateway.runtime import Runtime, build_runtime
+from gateway.settings import ConfigError, Settings, load_settings
+from gateway.worker import Worker
+
+log = structlog.get_logger(__name__)
+
+ROLES = {"serve": {"web", "worker", "learner"}, "web": {"web"}, "worker": {"worker"}, "learner": {"learner"}}
+
+
+async def _ensure_channels(rt: Runtime, stop: asyncio.Event) -> None:
+    """The emulator may live in another process that is still starting: retry for a while."""
+    for attempt in range(60):
+        try:
+            await rt.desk.ensure_channels(rt.policy.channels())
+            return
+        except Exception as exc:
+            if attempt == 59 or stop.is_set():
+                raise
+            log.info("slack_not_ready", error=str(exc))
+            await asyncio.sleep(0.5)
+
+
+async def _run_learner(rt: Runtime, stop: asyncio.Event) -> None:
+    from learners.process import run_learner
+
+    await run_learner(rt.redis, stop=stop)
+
+
+async def run(settings: Settings, roles: set[str]) -> None:
+    rt = await build_runtime(settings, allow_embedded=roles == ROLES["serve"])
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    runner: web.AppRunner | None = None
+    tasks: list[asyncio.Task[None]] = []
+    try:
+        if "web" in roles:
+            runner = web.AppRunner(create_app(rt), access_log=None)
+            await runner.setup()
+            await web.TCPSite(runner, settings.host, settings.port).start()
+            log.info("web_listening", url=f"http://{settings.host}:{settings.port}", roles=sorted(roles))
+        if "worker" in roles:
+            await _ensure_channels(rt, stop)
+            worker = Worker(rt.redis, rt.pipeline, settings.partitions, settings.lease_ms, settings.reclaim_idle_ms)
+            tasks.append(asyncio.create_task(worker.run(stop), name="worker"))
+        if "learner" in roles:
+            tasks.append(asyncio.create_task(_run_learner(rt, stop), name="learner"))
+        waiter = asyncio.create_task(stop.wait())
+        done, _ = await asyncio.wait([waiter, *tasks], return_when=asyncio.FIRST_COMPLETED)
+        for task in done:
+            if task is not waiter and task.exception() is not None:
+                raise task.exception()  # type: ignore[misc]
+        stop.set()
+    finally:
+        stop.set()
+        for task in tasks:
+            with contextlib.suppress(asyncio.TimeoutError, asyncio.CancelledError):
+                await asyncio.wait_for(task, timeout=10)
+        if runner is not None:
+            await runner.cleanup()
+        await rt.close()
+        log.info("stopped")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="switchboard", description="AI-human routing gateway for support")
+    sub = parser.add_subparsers(dest="command", required=True)
+    for name, help_text in (
+        ("serve", "web + worker + learner in one process (local use; embedded Redis and Slack emulator)"),
+        ("web", "HTTP gateway only (needs REDIS_URL)"),
+        ("worker", "routing worker only (needs REDIS_URL)"),
+        ("learner", "outcome learner only (needs REDIS_URL)"),
+    ):
+        p = sub.add_parser(name, help=help_text)
+        p.set_defaults(func=_process_command(name))
+    try:
+        from learners.commands import register
+    except ImportError:
+        pass
+    else:
+        register(sub)
+    return parser
+
+
+def _process_command(name: str):  # type: ignore[no-untyped-def]
+    def command(args: argparse.Namespace) -> int:
+        try:
+            settings = load_settings()
+        except ConfigError as exc:
+            print(exc, file=sys.stderr)
+            return 2
+        configure_logging(settings.log_format, settings.log_level, settings.secret_values())
+        try:
+            asyncio.run(run(settings, ROLES[name]))
+        except ConfigError as exc:
+            print(exc, file=sys.stderr)
+            return 2
+        except KeyboardInterrupt:
+            pass
+        return 0
+
+    return command
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    return int(args.func(args))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,55 @@
+"""Every Redis key the gateway uses, in one place, so naming stays consistent across processes."""
+
+from __future__ import annotations
+
+import zlib
+
+PREFIX = "sb:"
+INBOUND_GROUP = "workers"
+
+
+def inbound_stream(partition: int) -> str:
+    return f"{PREFIX}in:{partition}"
+
+
+def partition_of(customer_key: str, partitions: int) -> int:
+    """Stable across processes and restarts (unlike `hash()`), so one customer always maps to one partition."""
+    return zlib.crc32(customer_key.encode()) % partitions
+
+
+def dedupe(channel: str, message_id: str) -> str:
+    return f"{PREFIX}dedupe:{channel}:{message_id}"
+
+
+def customer_conversation(customer_key: str) -> str:
+    return f"{PREFIX}cust:{customer_key}:conv"
+
+
+def customer(customer_key: str) -> str:
+    return f"{PREFIX}cust:{customer_key}"
+
+
+def conversation(conversation_id: str) -> str:
+    return f"{PREFIX}conv:{conversation_id}"
+
+
+def transcript(conversation_id: str) -> str:
+    return f"{PREFIX}conv:{conversation_id}:msgs"
+
+
+def closed(conversation_id: str) -> str:
+    return f"{PREFIX}conv:{conversation_id}:closed"
+
+
+def effects(conversation_id: str) -> str:
+    return f"{PREFIX}conv:{conversation_id}:effects"
+
+
+def lease(partition: int) -> str:
+    return f"{PREFIX}lease:{partition}"
+
+
+WORKERS = f"{PREFIX}workers"
+RECENT = f"{PREFIX}recent"
+POLICY = f"{PREFIX}policy"
+OUTCOMES = f"{PREFIX}outcomes"

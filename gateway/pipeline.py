@@ -1,0 +1,173 @@
+"""One inbound message's journey after it is stored: score → decide → automation or human card.
+
+Every step is safe to repeat: a worker that crashed half-way and a second worker that picks the same
+stream entry up again end in the same state, with one card and one thread message.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+import redis.asyncio as aioredis
+import structlog
+
+from gateway import keys
+from gateway.domain import (
+    ChannelKind,
+    Conversation,
+    ConversationState,
+    Decision,
+    Direction,
+    Message,
+    RouteKind,
+    new_id,
+)
+from gateway.effects import Effects
+from gateway.faults import checkpoint
+from gateway.policy_store import PolicyStore
+from gateway.ports import AgentDesk, Automation, CustomerChannel
+from gateway.store import ConversationStore
+from learners.base import Scorer
+from router.decide import decide
+
+log = structlog.get_logger(__name__)
+
+RECENT_KEEP = 500
+
+
+@dataclass
+class Pipeline:
+    redis: aioredis.Redis
+    store: ConversationStore
+    policies: PolicyStore
+    scorer: Scorer
+    desk: AgentDesk
+    automation: Automation | None = None
+    channels: Mapping[ChannelKind, CustomerChannel] = field(default_factory=dict)
+
+    async def handle(self, fields: Mapping[str, str]) -> None:
+        conv_id, message_id = fields["conv"], fields["mid"]
+        bound = log.bind(conversation_id=conv_id, message_id=message_id)
+        conv = await self.store.load(conv_id)
+        if conv is None:
+            conv = await self.store.create(conv_id, fields["customer"], fields.get("profile", "{}"))
+        message = next((m for m in conv.messages if m.id == message_id), None)
+        if message is None:
+            bound.error("message_missing_from_transcript")
+            return
+        effects = Effects(self.redis, keys.effects(conv.id))
+        if conv.card_ts:
+            await self._follow_up(conv, message, effects)
+        else:
+            await self._route(conv, message, effects)
+        await self.store.save(conv)
+
+    def _customer_text(self, conv: Conversation) -> str:
+        return "\n".join(m.text for m in conv.inbound[-5:])
+
+    async def _route(self, conv: Conversation, message: Message, effects: Effects) -> None:
+        policy = await self.policies.current()
+        scores = self.scorer.score(self._customer_text(conv), policy.skill_keywords())
+        conv.scores = scores
+        decision = decide(conv, scores, policy)
+        if decision.route is RouteKind.AUTOMATION:
+            decision = await self._try_automation(conv, decision, effects, message)
+        conv.decision = decision
+        conv.skill = decision.skill
+        if decision.route is RouteKind.HUMAN:
+            await self._post_card(conv, decision, effects)
+        await self._remember(conv)
+        log.info(
+            "conversation_routed",
+            conversation_id=conv.id,
+            route=decision.route.value,
+            skill=decision.skill,
+            channel=decision.channel,
+            priority=decision.priority,
+            reasons=decision.reasons,
+        )
+
+    async def _try_automation(
+        self, conv: Conversation, decision: Decision, effects: Effects, message: Message
+    ) -> Decision:
+        reason = "no automation configured"
+        if self.automation is not None and conv.scores is not None:
+            reply = await self.automation.handle(conv, conv.scores)
+            if reply.answered and reply.text:
+                answer = Message(
+                    id=f"bot-{message.id}", direction=Direction.OUTBOUND, channel=conv.customer.channel,
+                    text=reply.text, author="Switchboard bot",
+                )
+                await effects.once(f"bot:{message.id}", lambda: self._send(conv, answer), _never_found)
+                conv.state = ConversationState.AUTOMATED
+                return decision
+            reason = reply.handoff_reason or "automation could not answer"
+        return decision.model_copy(
+            update={"route": RouteKind.HUMAN, "reasons": [f"handoff: {reason}", *decision.reasons]}
+        )
+
+    async def _send(self, conv: Conversation, message: Message) -> str:
+        if not any(m.id == message.id for m in conv.messages):
+            await self.store.append(conv, message)
+        channel = self.channels.get(conv.customer.channel)
+        if channel is None:
+            log.warning("customer_channel_missing", conversation_id=conv.id, channel=conv.customer.channel.value)
+            return "undeliverable"
+        delivery = await channel.send(conv, message)
+        if not delivery.ok:
+            log.warning("customer_delivery_failed", conversation_id=conv.id, error=delivery.error)
+            return f"failed:{delivery.error}"
+        return "delivered"
+
+    async def _post_card(self, conv: Conversation, decision: Decision, effects: Effects) -> None:
+        assert decision.channel is not None
+
+        async def post() -> str:
+            ref = await self.desk.post_card(conv, decision)
+            await checkpoint("after_card_post", conversation_id=conv.id)
+            return f"{ref.channel}|{ref.ts}"
+
+        async def find(since: float) -> str | None:
+            ref = await self.desk.find_card(conv, decision.channel or "", since)
+            return f"{ref.channel}|{ref.ts}" if ref else None
+
+        result, posted = await effects.once("card", post, find)
+        conv.slack_channel, conv.card_ts = result.split("|", 1)
+        if conv.state in (ConversationState.NEW, ConversationState.AUTOMATED):
+            conv.state = ConversationState.WAITING
+        if not posted:
+            log.info("card_already_posted", conversation_id=conv.id, ts=conv.card_ts)
+
+    async def _follow_up(self, conv: Conversation, message: Message, effects: Effects) -> None:
+        if message.direction is not Direction.INBOUND:
+            return
+        if conv.state is ConversationState.RESOLVED:
+            conv.state = ConversationState.WAITING
+            conv.resolved_at = None
+            log.info("conversation_reopened", conversation_id=conv.id)
+
+        async def post() -> str:
+            return await self.desk.post_in_thread(conv, message)
+
+        async def find(since: float) -> str | None:
+            return await self.desk.find_in_thread(conv, message.id)
+
+        await effects.once(f"msg:{message.id}", post, find)
+        log.info("follow_up_threaded", conversation_id=conv.id, message_id=message.id)
+
+    async def _remember(self, conv: Conversation) -> None:
+        """Keep recent conversations for policy dry runs (replayed through `decide()` later)."""
+        async with self.redis.pipeline(transaction=True) as pipe:
+            pipe.lrem(keys.RECENT, 0, conv.id)
+            pipe.lpush(keys.RECENT, conv.id)
+            pipe.ltrim(keys.RECENT, 0, RECENT_KEEP - 1)
+            await pipe.execute()
+
+
+async def _never_found(since: float) -> str | None:
+    """Customer channels cannot be searched for a sent message; a crash mid-send may resend once."""
+    return None
+
+
+__all__ = ["Pipeline", "new_id"]

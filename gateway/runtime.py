@@ -1,0 +1,132 @@
+"""Wiring: turn `Settings` into connected parts (Redis, policy, desk, scorer, pipeline).
+
+Kept apart from the aiohttp app and the CLI so tests, `serve` and the single-role processes all build
+the gateway the same way.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import aiohttp
+import redis.asyncio as aioredis
+import structlog
+from slack_sdk.web.async_client import AsyncWebClient
+
+from gateway.domain import ChannelKind
+from gateway.embedded_redis import EmbeddedRedis
+from gateway.pipeline import Pipeline
+from gateway.policy_store import PolicyStore
+from gateway.ports import CustomerChannel
+from gateway.settings import ConfigError, Settings
+from gateway.store import ConversationStore
+from integrations.slack.desk import SlackDesk, make_client
+from integrations.slack.emulator import EmulatorConfig
+from integrations.webhook.callback import ApiCallbackChannel
+from learners.coldstart import ColdStartScorer
+from router.policy import Policy, PolicyError, load_policy
+
+log = structlog.get_logger(__name__)
+
+EMULATOR_TOKEN = "xoxb-emulator"
+
+
+@dataclass
+class SlackSetup:
+    """How this process reaches Slack; `emulator` is set when the gateway must mount its own."""
+
+    token: str
+    signing_secret: str
+    api_url: str | None
+    emulator: EmulatorConfig | None = None
+
+
+@dataclass
+class Runtime:
+    settings: Settings
+    redis: aioredis.Redis
+    policy: Policy
+    policies: PolicyStore
+    store: ConversationStore
+    slack: SlackSetup
+    client: AsyncWebClient
+    desk: SlackDesk
+    session: aiohttp.ClientSession
+    pipeline: Pipeline
+    api_secret: str
+    embedded: EmbeddedRedis | None = None
+    closers: list[object] = field(default_factory=list)
+
+    async def close(self) -> None:
+        await self.session.close()
+        await self.redis.aclose()
+        if self.embedded is not None:
+            await self.embedded.stop()
+
+
+def slack_setup(settings: Settings, policy: Policy) -> SlackSetup:
+    if settings.slack_configured:
+        assert settings.slack_bot_token is not None and settings.slack_signing_secret is not None
+        return SlackSetup(
+            token=settings.slack_bot_token.get_secret_value(),
+            signing_secret=settings.slack_signing_secret.get_secret_value(),
+            api_url=settings.slack_api_url,
+        )
+    secret = (settings.slack_signing_secret or settings.ensure_local_secret("slack_signing")).get_secret_value()
+    local = f"http://127.0.0.1:{settings.port}"
+    return SlackSetup(
+        token=EMULATOR_TOKEN,
+        signing_secret=secret,
+        api_url=settings.slack_api_url or f"{local}/_slack/api/",
+        emulator=EmulatorConfig(
+            channels=sorted({"general", *policy.channels()}),
+            gateway_events_url=f"{local}/slack/events",
+            signing_secret=secret,
+            bot_token=EMULATOR_TOKEN,
+        ),
+    )
+
+
+async def connect_redis(settings: Settings, allow_embedded: bool) -> tuple[aioredis.Redis, EmbeddedRedis | None]:
+    if settings.redis_url:
+        return aioredis.from_url(settings.redis_url, health_check_interval=10, socket_timeout=5), None
+    if not allow_embedded:
+        raise ConfigError(
+            "configuration error: REDIS_URL: required for the separate web/worker/learner processes "
+            "(use `switchboard serve` for the all-in-one local mode)"
+        )
+    embedded = EmbeddedRedis(settings.data_dir)
+    await embedded.start()
+    return embedded.client(), embedded
+
+
+async def build_runtime(settings: Settings, allow_embedded: bool = True) -> Runtime:
+    try:
+        policy = load_policy(settings.policy_file)
+    except PolicyError as exc:
+        raise ConfigError(f"configuration error: SWITCHBOARD_POLICY_FILE: {exc}") from None
+    redis, embedded = await connect_redis(settings, allow_embedded)
+    policies = PolicyStore(redis)
+    policy = await policies.bootstrap(policy)
+    slack = slack_setup(settings, policy)
+    client = make_client(slack.token, slack.api_url)
+    desk = SlackDesk(client, create_missing=slack.emulator is not None)
+    session = aiohttp.ClientSession()
+    api_secret = (settings.api_secret or settings.ensure_local_secret("api")).get_secret_value()
+    if settings.api_secret is None:
+        log.warning(
+            "api_secret_generated",
+            path=str(settings.data_dir / "api.secret"),
+            hint="set SWITCHBOARD_API_SECRET in production",
+        )
+    store = ConversationStore(redis, settings.partitions, settings.reopen_window_s)
+    channels: dict[ChannelKind, CustomerChannel] = {
+        ChannelKind.API: ApiCallbackChannel(settings.api_callback_url, api_secret, session),
+    }
+    pipeline = Pipeline(
+        redis=redis, store=store, policies=policies, scorer=ColdStartScorer(), desk=desk, channels=channels
+    )
+    return Runtime(
+        settings=settings, redis=redis, policy=policy, policies=policies, store=store, slack=slack,
+        client=client, desk=desk, session=session, pipeline=pipeline, api_secret=api_secret, embedded=embedded,
+    )

@@ -1,0 +1,137 @@
+"""Typed settings from the environment and `.env`.
+
+A bad value must stop start-up with one line naming the variable, and secrets are `SecretStr` so they
+never reach a log line or a traceback by accident.
+"""
+
+from __future__ import annotations
+
+import secrets
+from enum import StrEnum
+from pathlib import Path
+
+from pydantic import AliasChoices, Field, SecretStr, ValidationError, field_validator, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class LogFormat(StrEnum):
+    AUTO = "auto"
+    JSON = "json"
+    CONSOLE = "console"
+
+
+class ConfigError(RuntimeError):
+    """Start-up configuration problem; its message is the one line the operator sees."""
+
+
+def _env(*names: str) -> AliasChoices:
+    return AliasChoices(*names)
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_file=".env", extra="ignore", populate_by_name=True)
+
+    redis_url: str | None = Field(default=None, validation_alias=_env("REDIS_URL"))
+    port: int = Field(default=8080, ge=1, le=65535, validation_alias=_env("PORT"))
+    host: str = Field(default="127.0.0.1", validation_alias=_env("SWITCHBOARD_HOST"))
+    public_url: str | None = Field(default=None, validation_alias=_env("SWITCHBOARD_PUBLIC_URL"))
+
+    slack_bot_token: SecretStr | None = Field(default=None, validation_alias=_env("SLACK_BOT_TOKEN"))
+    slack_signing_secret: SecretStr | None = Field(default=None, validation_alias=_env("SLACK_SIGNING_SECRET"))
+    slack_app_token: SecretStr | None = Field(default=None, validation_alias=_env("SLACK_APP_TOKEN"))
+    slack_api_url: str | None = Field(default=None, validation_alias=_env("SLACK_API_URL"))
+
+    policy_file: Path | None = Field(default=None, validation_alias=_env("SWITCHBOARD_POLICY_FILE"))
+    api_secret: SecretStr | None = Field(default=None, validation_alias=_env("SWITCHBOARD_API_SECRET"))
+    api_callback_url: str | None = Field(default=None, validation_alias=_env("SWITCHBOARD_API_CALLBACK_URL"))
+
+    log_format: LogFormat = Field(default=LogFormat.AUTO, validation_alias=_env("SWITCHBOARD_LOG_FORMAT"))
+    log_level: str = Field(default="info", validation_alias=_env("SWITCHBOARD_LOG_LEVEL"))
+    data_dir: Path = Field(default=Path(".switchboard"), validation_alias=_env("SWITCHBOARD_DATA_DIR"))
+
+    partitions: int = Field(default=8, ge=1, le=1024, validation_alias=_env("SWITCHBOARD_PARTITIONS"))
+    lease_ms: int = Field(default=15000, ge=500, le=600_000, validation_alias=_env("SWITCHBOARD_LEASE_MS"))
+    reclaim_idle_ms: int = Field(
+        default=30000, ge=100, le=3_600_000, validation_alias=_env("SWITCHBOARD_RECLAIM_IDLE_MS")
+    )
+    reopen_window_s: int = Field(default=7 * 86400, ge=0, validation_alias=_env("SWITCHBOARD_REOPEN_WINDOW"))
+    max_body_bytes: int = Field(
+        default=64 * 1024, ge=1024, le=10 * 1024 * 1024, validation_alias=_env("SWITCHBOARD_MAX_BODY")
+    )
+
+    @field_validator("redis_url", "slack_api_url", "api_callback_url", "public_url")
+    @classmethod
+    def _url(cls, v: str | None) -> str | None:
+        if v is None or v == "":
+            return None
+        schemes = ("redis://", "rediss://", "unix://", "http://", "https://")
+        if not v.startswith(schemes):
+            raise ValueError(f"must be a URL starting with one of {', '.join(schemes)}")
+        return v
+
+    @field_validator("log_level")
+    @classmethod
+    def _level(cls, v: str) -> str:
+        v = v.lower()
+        if v not in {"debug", "info", "warning", "error"}:
+            raise ValueError("must be one of debug, info, warning, error")
+        return v
+
+    @field_validator("slack_bot_token")
+    @classmethod
+    def _bot_token(cls, v: SecretStr | None) -> SecretStr | None:
+        if v is not None and not v.get_secret_value().startswith("xoxb-"):
+            raise ValueError("must be a bot token starting with xoxb-")
+        return v
+
+    @field_validator("slack_app_token")
+    @classmethod
+    def _app_token(cls, v: SecretStr | None) -> SecretStr | None:
+        if v is not None and not v.get_secret_value().startswith("xapp-"):
+            raise ValueError("must be an app-level token starting with xapp-")
+        return v
+
+    @model_validator(mode="after")
+    def _slack_pair(self) -> Settings:
+        if self.slack_bot_token and not self.slack_signing_secret:
+            raise ValueError("SLACK_SIGNING_SECRET is required when SLACK_BOT_TOKEN is set")
+        return self
+
+    @property
+    def slack_configured(self) -> bool:
+        """Real Slack (or an explicitly configured API URL); otherwise the emulator is mounted locally."""
+        return self.slack_bot_token is not None
+
+    def secret_values(self) -> list[str]:
+        """Every secret in force, for the log redactor."""
+        found = [self.slack_bot_token, self.slack_signing_secret, self.slack_app_token, self.api_secret]
+        return [s.get_secret_value() for s in found if s is not None and s.get_secret_value()]
+
+    def ensure_local_secret(self, name: str) -> SecretStr:
+        """A generated secret kept in the data folder, so local mode needs no configuration at all."""
+        path = self.data_dir / f"{name}.secret"
+        if path.exists():
+            return SecretStr(path.read_text().strip())
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        value = secrets.token_hex(24)
+        path.write_text(value)
+        path.chmod(0o600)
+        return SecretStr(value)
+
+
+_ALIASES = {
+    name: (field.validation_alias.choices[0] if isinstance(field.validation_alias, AliasChoices) else name)
+    for name, field in Settings.model_fields.items()
+}
+
+
+def load_settings(**overrides: object) -> Settings:
+    """Settings or a `ConfigError` whose message names the environment variable at fault."""
+    try:
+        return Settings(**overrides)  # type: ignore[arg-type]
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        field = str(err["loc"][0]) if err["loc"] else ""
+        var = _ALIASES.get(field, field)
+        msg = str(err["msg"]).removeprefix("Value error, ")
+        raise ConfigError(f"configuration error: {var}: {msg}" if var else f"configuration error: {msg}") from None

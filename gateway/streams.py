@@ -1,0 +1,169 @@
+"""Partitioned Redis Streams with leases, so one conversation is never worked on by two workers at once.
+
+Consumer groups alone spread entries of one stream over all consumers, which would reorder a
+customer's messages. Instead each partition is leased to one worker (SET NX PX, renewed by a
+heartbeat) and workers split partitions fairly among the live ones. A worker that takes over a
+partition first claims the entries its dead predecessor left pending, then replays its own pending
+list in order before reading new entries.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass, field
+
+import redis.asyncio as aioredis
+import structlog
+from redis.exceptions import ResponseError
+
+from gateway import keys
+
+log = structlog.get_logger(__name__)
+
+_RENEW = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('PEXPIRE', KEYS[1], ARGV[2]) end
+return 0
+"""
+_RELEASE = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
+return 0
+"""
+
+Entry = tuple[str, dict[str, str]]
+
+
+def _decode(entries: list[tuple[bytes | str, dict[bytes | str, bytes | str]]]) -> list[Entry]:
+    def s(x: bytes | str) -> str:
+        return x.decode() if isinstance(x, bytes) else x
+
+    return [(s(eid), {s(k): s(v) for k, v in fields.items()}) for eid, fields in entries if fields is not None]
+
+
+async def ensure_groups(redis: aioredis.Redis, partitions: int) -> None:
+    for p in range(partitions):
+        try:
+            await redis.xgroup_create(keys.inbound_stream(p), keys.INBOUND_GROUP, id="0", mkstream=True)
+        except ResponseError as exc:
+            if "BUSYGROUP" not in str(exc):
+                raise
+
+
+async def groups_ready(redis: aioredis.Redis, partitions: int) -> bool:
+    for p in range(partitions):
+        try:
+            groups = await redis.xinfo_groups(keys.inbound_stream(p))
+        except ResponseError:
+            return False
+        names = {(g["name"].decode() if isinstance(g["name"], bytes) else g["name"]) for g in groups}
+        if keys.INBOUND_GROUP not in names:
+            return False
+    return True
+
+
+@dataclass
+class PartitionLeases:
+    redis: aioredis.Redis
+    worker_id: str
+    partitions: int
+    lease_ms: int
+    owned: set[int] = field(default_factory=set)
+
+    def __post_init__(self) -> None:
+        self._renew = self.redis.register_script(_RENEW)
+        self._release = self.redis.register_script(_RELEASE)
+
+    async def _live_workers(self) -> int:
+        now = time.time()
+        await self.redis.zadd(keys.WORKERS, {self.worker_id: now})
+        await self.redis.zremrangebyscore(keys.WORKERS, 0, now - self.lease_ms / 1000)
+        return max(1, int(await self.redis.zcard(keys.WORKERS)))
+
+    async def heartbeat(self) -> tuple[set[int], set[int]]:
+        """Renew, rebalance and acquire; returns (owned, newly acquired)."""
+        for p in sorted(self.owned):
+            if not await self._renew(keys=[keys.lease(p)], args=[self.worker_id, self.lease_ms]):
+                log.warning("partition_lease_lost", partition=p, worker=self.worker_id)
+                self.owned.discard(p)
+        fair = math.ceil(self.partitions / await self._live_workers())
+        while len(self.owned) > fair:
+            p = max(self.owned)
+            await self._release(keys=[keys.lease(p)], args=[self.worker_id])
+            self.owned.discard(p)
+            log.info("partition_released", partition=p, worker=self.worker_id)
+        acquired: set[int] = set()
+        for p in range(self.partitions):
+            if len(self.owned) >= fair:
+                break
+            if p in self.owned:
+                continue
+            if await self.redis.set(keys.lease(p), self.worker_id, nx=True, px=self.lease_ms):
+                self.owned.add(p)
+                acquired.add(p)
+        if acquired:
+            log.info("partitions_acquired", partitions=sorted(acquired), worker=self.worker_id)
+        return set(self.owned), acquired
+
+    async def release_all(self) -> None:
+        for p in list(self.owned):
+            await self._release(keys=[keys.lease(p)], args=[self.worker_id])
+        self.owned.clear()
+        await self.redis.zrem(keys.WORKERS, self.worker_id)
+
+
+@dataclass
+class PartitionReader:
+    """Reads a worker's partitions in order: recovered backlog first, then new entries."""
+
+    redis: aioredis.Redis
+    consumer: str
+    count: int = 64
+    backlog: set[int] = field(default_factory=set)
+
+    async def take_over(self, partition: int, min_idle_ms: int) -> None:
+        """Move entries a dead consumer left pending into our own pending list, keeping their order."""
+        stream = keys.inbound_stream(partition)
+        start = "0-0"
+        moved = 0
+        while True:
+            resp = await self.redis.xautoclaim(
+                stream, keys.INBOUND_GROUP, self.consumer, min_idle_ms, start_id=start, count=500
+            )
+            start = resp[0].decode() if isinstance(resp[0], bytes) else resp[0]
+            moved += len(resp[1])
+            if start == "0-0":
+                break
+        if moved:
+            log.info("pending_entries_reclaimed", partition=partition, entries=moved)
+        self.backlog.add(partition)
+
+    async def read(self, partitions: set[int], block_ms: int) -> dict[int, list[Entry]]:
+        out: dict[int, list[Entry]] = {}
+        for p in sorted(self.backlog & partitions):
+            resp = await self.redis.xreadgroup(
+                keys.INBOUND_GROUP, self.consumer, {keys.inbound_stream(p): "0"}, count=self.count
+            )
+            entries = _decode(resp[0][1]) if resp else []
+            if entries:
+                out[p] = entries
+            else:
+                self.backlog.discard(p)
+        if out:
+            return out
+        fresh = sorted(partitions - self.backlog)
+        if not fresh:
+            return out
+        resp = await self.redis.xreadgroup(
+            keys.INBOUND_GROUP,
+            self.consumer,
+            {keys.inbound_stream(p): ">" for p in fresh},
+            count=self.count,
+            block=block_ms,
+        )
+        for stream, entries in resp or []:
+            name = stream.decode() if isinstance(stream, bytes) else stream
+            out[int(name.rsplit(":", 1)[1])] = _decode(entries)
+        return out
+
+    async def ack(self, partition: int, entry_id: str) -> None:
+        await self.redis.xack(keys.inbound_stream(partition), keys.INBOUND_GROUP, entry_id)

@@ -1,0 +1,31 @@
+"""slack-bolt kept at the edge: one AsyncApp, one aiohttp handler at `/slack/events`.
+
+Bolt verifies Slack's signature (5-minute window) and answers `url_verification` itself; listeners
+for the desk's buttons, thread replies and slash commands register on this app.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+
+from aiohttp import web
+from slack_bolt.adapter.aiohttp import to_aiohttp_response, to_bolt_request
+from slack_bolt.async_app import AsyncApp
+from slack_sdk.web.async_client import AsyncWebClient
+
+
+def create_bolt_app(client: AsyncWebClient, signing_secret: str) -> AsyncApp:
+    return AsyncApp(
+        client=client,
+        signing_secret=signing_secret,
+        request_verification_enabled=True,
+        raise_error_for_unhandled_request=False,
+    )
+
+
+def events_handler(bolt: AsyncApp) -> Callable[[web.Request], Awaitable[web.Response]]:
+    async def slack_events(request: web.Request) -> web.Response:
+        bolt_resp = await bolt.async_dispatch(await to_bolt_request(request))
+        return await to_aiohttp_response(bolt_resp)
+
+    return slack_events

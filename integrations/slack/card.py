@@ -1,0 +1,114 @@
+"""The context card: everything an agent needs to pick up a conversation without asking again.
+
+Built with slack_sdk's block models so an invalid card fails here, in our tests, rather than as an
+`invalid_blocks` error from Slack in production. Every piece of customer-supplied text goes through
+`escape`/`quote`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from slack_sdk.models.blocks import (
+    Block,
+    ContextBlock,
+    DividerBlock,
+    HeaderBlock,
+    MarkdownTextObject,
+    SectionBlock,
+)
+
+from gateway.domain import Conversation, Decision, Direction, Scores
+from integrations.slack.escape import escape, quote, truncate
+
+PRIORITY_BADGE = {1: "🔴 P1", 2: "🟠 P2", 3: "🟡 P3", 4: "⚪ P4"}
+CHANNEL_LABEL = {"api": "API", "webchat": "Web chat", "sms": "SMS", "whatsapp": "WhatsApp"}
+TRANSCRIPT_LINES = 8
+
+
+def mood_label(sentiment: float) -> str:
+    for floor, label in ((0.3, "positive 🙂"), (-0.3, "neutral 😐"), (-1.01, "negative 😠")):
+        if sentiment >= floor:
+            return label
+    return "negative 😠"
+
+
+@dataclass(frozen=True)
+class ContextCard:
+    conversation: Conversation
+    decision: Decision
+    scores: Scores
+    history: list[str] = field(default_factory=list)
+    """One escaped line per earlier conversation of this customer (single customer view)."""
+
+    @property
+    def title(self) -> str:
+        c = self.conversation.customer
+        who = c.profile.name or c.external_id
+        return truncate(f"{PRIORITY_BADGE[self.decision.priority]} · {self.decision.skill} · {who}", 150)
+
+    def fallback_text(self) -> str:
+        """Notification text: no customer words in it, so nothing in a push notification can ping."""
+        return f"New conversation ({self.decision.skill}, P{self.decision.priority}) {self.conversation.id}"
+
+    def _customer_lines(self) -> str:
+        c = self.conversation.customer
+        p = c.profile
+        parts = [f"*Customer*\n{escape(p.name or c.external_id)}"]
+        details = [escape(v) for v in (p.email, p.phone) if v]
+        if p.tier:
+            details.append(f"tier {escape(p.tier)}")
+        if details:
+            parts.append(" · ".join(details))
+        return "\n".join(parts)
+
+    def _scores_fields(self) -> list[MarkdownTextObject]:
+        s = self.scores
+        return [
+            MarkdownTextObject(text=self._customer_lines(), verbatim=True),
+            MarkdownTextObject(text=f"*Channel*\n{CHANNEL_LABEL.get(self.conversation.customer.channel, '?')}"),
+            MarkdownTextObject(text=f"*Mood*\n{mood_label(s.sentiment)} ({s.sentiment:+.2f})"),
+            MarkdownTextObject(text=f"*Urgency*\n{s.urgency:.2f}"),
+            MarkdownTextObject(text=f"*Skill*\n{escape(s.top_skill)} {s.skill_confidence:.2f}"),
+            MarkdownTextObject(text=f"*Automation success*\n{s.automation_success:.2f}"),
+        ]
+
+    def _transcript(self) -> str:
+        lines = []
+        for m in self.conversation.messages[-TRANSCRIPT_LINES:]:
+            who = "Customer" if m.direction is Direction.INBOUND else escape(m.author or "Agent")
+            lines.append(f"*{who}* · {m.at:%H:%M}\n{quote(m.text, 500)}")
+        return truncate("\n".join(lines) or "_no messages_", 2900)
+
+    def blocks(self) -> list[Block]:
+        reasons = "\n".join(f"• {escape(r)}" for r in self.decision.reasons)
+        blocks: list[Block] = [
+            HeaderBlock(text=self.title),
+            SectionBlock(fields=self._scores_fields()),
+            SectionBlock(text=MarkdownTextObject(text=truncate(f"*Why here*\n{reasons}", 2900))),
+            DividerBlock(),
+            SectionBlock(text=MarkdownTextObject(text=self._transcript(), verbatim=True)),
+        ]
+        if self.history:
+            text = "*Earlier conversations*\n" + "\n".join(self.history[:5])
+            blocks.append(SectionBlock(text=MarkdownTextObject(text=truncate(text, 2900), verbatim=True)))
+        versions = ", ".join(f"{k} {v}" for k, v in sorted(self.scores.versions.items()))
+        blocks.append(
+            ContextBlock(
+                elements=[
+                    MarkdownTextObject(
+                        text=f"`{self.conversation.id}` · policy v{self.decision.policy_version} · models: "
+                        f"{escape(versions) or 'n/a'}"
+                    )
+                ]
+            )
+        )
+        return blocks
+
+    def to_dicts(self) -> list[dict[str, Any]]:
+        return [b.to_dict() for b in self.blocks()]
+
+    def metadata(self) -> dict[str, Any]:
+        """Slack message metadata: lets a recovering worker find a card it posted before crashing."""
+        return {"event_type": "switchboard_card", "event_payload": {"conversation_id": self.conversation.id}}

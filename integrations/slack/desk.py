@@ -1,0 +1,133 @@
+"""`SlackDesk`: the `AgentDesk` on Slack's Web API (or the emulator, which speaks the same API)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import structlog
+from slack_sdk.http_retry.builtin_async_handlers import (
+    AsyncConnectionErrorRetryHandler,
+    AsyncRateLimitErrorRetryHandler,
+    AsyncServerErrorRetryHandler,
+)
+from slack_sdk.web.async_client import AsyncWebClient
+
+from gateway.domain import Conversation, Decision, Message
+from gateway.ports import CardRef
+from integrations.slack.card import ContextCard
+from integrations.slack.escape import quote
+
+log = structlog.get_logger(__name__)
+
+
+def make_client(token: str, base_url: str | None = None) -> AsyncWebClient:
+    """A client that rides out 429s and brief outages.
+
+    Passing `retry_handlers` replaces slack_sdk's default (connection errors only), so all three are
+    listed explicitly.
+    """
+    kwargs: dict[str, Any] = {"token": token, "timeout": 10}
+    if base_url:
+        kwargs["base_url"] = base_url
+    return AsyncWebClient(
+        **kwargs,
+        retry_handlers=[
+            AsyncConnectionErrorRetryHandler(max_retry_count=3),
+            AsyncRateLimitErrorRetryHandler(max_retry_count=5),
+            AsyncServerErrorRetryHandler(max_retry_count=3),
+        ],
+    )
+
+
+class SlackDesk:
+    def __init__(self, client: AsyncWebClient, create_missing: bool = False) -> None:
+        self.client = client
+        self.create_missing = create_missing
+        self._ids: dict[str, str] = {}
+
+    async def _refresh(self) -> None:
+        cursor: str | None = None
+        while True:
+            resp = await self.client.conversations_list(
+                limit=200, cursor=cursor, types="public_channel,private_channel", exclude_archived=True
+            )
+            for ch in resp.get("channels", []):
+                self._ids[ch["name"]] = ch["id"]
+            cursor = (resp.get("response_metadata") or {}).get("next_cursor") or None
+            if not cursor:
+                return
+
+    async def ensure_channels(self, names: Sequence[str]) -> None:
+        await self._refresh()
+        for name in names:
+            if name in self._ids:
+                continue
+            if not self.create_missing:
+                log.error("slack_channel_missing", channel=name, hint="create it and invite the bot")
+                continue
+            resp = await self.client.conversations_create(name=name)
+            self._ids[name] = resp["channel"]["id"]
+
+    async def channel_id(self, name: str) -> str:
+        if name not in self._ids:
+            await self.ensure_channels([name])
+        return self._ids.get(name, name)
+
+    async def post_card(
+        self, conversation: Conversation, decision: Decision, history: Sequence[str] = ()
+    ) -> CardRef:
+        assert conversation.scores is not None, "score before posting a card"
+        card = ContextCard(conversation, decision, conversation.scores, list(history))
+        channel = await self.channel_id(decision.channel or "")
+        resp = await self.client.chat_postMessage(
+            channel=channel,
+            text=card.fallback_text(),
+            blocks=card.to_dicts(),
+            metadata=card.metadata(),
+            unfurl_links=False,
+            unfurl_media=False,
+        )
+        log.info("card_posted", conversation_id=conversation.id, channel=decision.channel, ts=resp["ts"])
+        return CardRef(channel=resp["channel"], ts=resp["ts"])
+
+    async def find_card(self, conversation: Conversation, channel: str, since: float) -> CardRef | None:
+        channel_id = await self.channel_id(channel)
+        resp = await self.client.conversations_history(
+            channel=channel_id, oldest=f"{since - 5:.6f}", include_all_metadata=True, limit=200
+        )
+        for msg in resp.get("messages", []):
+            payload = (msg.get("metadata") or {}).get("event_payload") or {}
+            if payload.get("conversation_id") == conversation.id and msg.get("metadata", {}).get(
+                "event_type"
+            ) == "switchboard_card":
+                return CardRef(channel=channel_id, ts=msg["ts"])
+        return None
+
+    async def post_in_thread(self, conversation: Conversation, message: Message) -> str:
+        if not (conversation.slack_channel and conversation.card_ts):
+            raise ValueError("conversation has no card to thread under")
+        resp = await self.client.chat_postMessage(
+            channel=conversation.slack_channel,
+            thread_ts=conversation.card_ts,
+            text=f"*Customer* ({message.channel.value}):\n{quote(message.text, 2800)}",
+            metadata={
+                "event_type": "switchboard_message",
+                "event_payload": {"conversation_id": conversation.id, "message_id": message.id},
+            },
+            unfurl_links=False,
+            unfurl_media=False,
+        )
+        return str(resp["ts"])
+
+    async def find_in_thread(self, conversation: Conversation, message_id: str) -> str | None:
+        if not (conversation.slack_channel and conversation.card_ts):
+            return None
+        resp = await self.client.conversations_replies(
+            channel=conversation.slack_channel, ts=conversation.card_ts, include_all_metadata=True, limit=200
+        )
+        for msg in resp.get("messages", []):
+            payload = (msg.get("metadata") or {}).get("event_payload") or {}
+            if payload.get("message_id") == message_id:
+                return str(msg["ts"])
+        return None

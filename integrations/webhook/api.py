@@ -1,0 +1,101 @@
+"""`POST /v1/messages`: the signed JSON API for customer messages.
+
+Order matters: size limit, signature, validation, durable write, and only then 202. Anything that
+fails before the write is answered with a clear error and nothing is stored.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import structlog
+from aiohttp import web
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
+
+from gateway.domain import MAX_TEXT, ChannelKind, CustomerProfile, Identifier, InboundMessage
+from gateway.store import Accepted
+from integrations.webhook.signature import HEADER, SignatureError, verify
+
+log = structlog.get_logger(__name__)
+
+
+class ApiMessageIn(BaseModel):
+    """The public request body; extra fields are refused so typos are caught, not ignored."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    customer_id: Identifier
+    message_id: Identifier
+    text: str = Field(max_length=MAX_TEXT)
+    customer: CustomerProfile = Field(default_factory=CustomerProfile)
+
+
+def error(status: int, code: str, message: str, **extra: Any) -> web.Response:
+    return web.json_response({"error": code, "message": message, **extra}, status=status)
+
+
+def validation_details(exc: ValidationError) -> list[dict[str, str]]:
+    return [{"field": ".".join(str(x) for x in e["loc"]) or "body", "problem": e["msg"]} for e in exc.errors()]
+
+
+Ingest = Callable[[InboundMessage], Awaitable[Accepted]]
+
+
+def make_handler(secret: str, ingest: Ingest, max_body: int) -> Callable[[web.Request], Awaitable[web.Response]]:
+    async def post_message(request: web.Request) -> web.Response:
+        if request.content_length is not None and request.content_length > max_body:
+            return error(413, "body_too_large", f"request body must be at most {max_body} bytes")
+        try:
+            body = await request.content.read(max_body + 1)
+        except (ValueError, ConnectionError):
+            return error(400, "unreadable_body", "request body could not be read")
+        if len(body) > max_body:
+            return error(413, "body_too_large", f"request body must be at most {max_body} bytes")
+        try:
+            verify(secret, request.headers.get(HEADER), body)
+        except SignatureError as exc:
+            log.warning("api_signature_rejected", reason=str(exc), remote=request.remote)
+            return error(401, "bad_signature", str(exc))
+        try:
+            payload = json.loads(body.decode("utf-8"))
+        except UnicodeDecodeError:
+            return error(400, "invalid_utf8", "request body must be UTF-8 encoded JSON")
+        except (json.JSONDecodeError, RecursionError):
+            return error(400, "invalid_json", "request body must be a JSON object")
+        try:
+            data = ApiMessageIn.model_validate(payload)
+            inbound = InboundMessage(
+                channel=ChannelKind.API, customer_id=data.customer_id, message_id=data.message_id,
+                text=data.text, customer=data.customer,
+            )
+        except ValidationError as exc:
+            return error(400, "invalid_message", "the message is not valid", details=validation_details(exc))
+        try:
+            accepted = await ingest(inbound)
+        except (RedisConnectionError, RedisTimeoutError, OSError) as exc:
+            log.error("ingest_unavailable", error=str(exc))
+            resp = error(503, "unavailable", "storage is unavailable; retry later, nothing was stored")
+            resp.headers["Retry-After"] = "2"
+            return resp
+        log.info(
+            "message_accepted",
+            conversation_id=accepted.conversation_id,
+            message_id=accepted.message_id,
+            channel="api",
+            duplicate=accepted.duplicate,
+        )
+        return web.json_response(
+            {
+                "status": "accepted",
+                "conversation_id": accepted.conversation_id,
+                "message_id": accepted.message_id,
+                "duplicate": accepted.duplicate,
+            },
+            status=202,
+        )
+
+    return post_message

@@ -1,0 +1,58 @@
+"""Replies to API customers: a signed POST to the team's callback URL."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+
+import aiohttp
+import structlog
+
+from gateway.domain import ChannelKind, Conversation, Message
+from gateway.ports import Delivery
+from integrations.webhook.signature import HEADER, sign
+
+log = structlog.get_logger(__name__)
+
+
+class ApiCallbackChannel:
+    kind = ChannelKind.API
+
+    def __init__(self, url: str | None, secret: str, session: aiohttp.ClientSession, retries: int = 3) -> None:
+        self.url = url
+        self.secret = secret
+        self.session = session
+        self.retries = retries
+
+    async def send(self, conversation: Conversation, message: Message) -> Delivery:
+        if not self.url:
+            return Delivery(ok=False, error="no SWITCHBOARD_API_CALLBACK_URL configured")
+        body = json.dumps(
+            {
+                "conversation_id": conversation.id,
+                "customer_id": conversation.customer.external_id,
+                "message_id": message.id,
+                "text": message.text,
+                "author": message.author,
+                "at": message.at.isoformat(),
+            }
+        ).encode()
+        last = "no attempt"
+        for attempt in range(self.retries):
+            try:
+                async with self.session.post(
+                    self.url,
+                    data=body,
+                    headers={"Content-Type": "application/json", HEADER: sign(self.secret, body)},
+                    timeout=aiohttp.ClientTimeout(total=10),
+                ) as resp:
+                    if resp.status < 300:
+                        return Delivery(ok=True)
+                    last = f"callback answered HTTP {resp.status}"
+                    if resp.status < 500 and resp.status != 429:
+                        break
+            except (aiohttp.ClientError, TimeoutError) as exc:
+                last = f"callback unreachable: {exc.__class__.__name__}"
+            log.warning("api_callback_retry", conversation_id=conversation.id, attempt=attempt + 1, error=last)
+            await asyncio.sleep(0.2 * 2**attempt)
+        return Delivery(ok=False, error=last)

@@ -1,0 +1,109 @@
+"""A real gateway for tests: aiohttp on a free port, real Redis, the Slack emulator mounted, a worker task."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+from aiohttp import web
+
+from gateway.app import EMULATOR, create_app
+from gateway.runtime import Runtime, build_runtime
+from gateway.settings import Settings, load_settings
+from gateway.worker import Worker
+from integrations.slack.emulator import EMULATOR_STATE, EmulatorState
+from integrations.webhook.signature import sign
+from tests.conftest import free_port
+
+API_SECRET = "test-api-secret-0123456789"
+
+
+def make_settings(redis_url: str, data_dir: Path, **extra: Any) -> Settings:
+    return load_settings(
+        redis_url=redis_url,
+        port=free_port(),
+        data_dir=data_dir,
+        api_secret=API_SECRET,
+        partitions=4,
+        lease_ms=1500,
+        reclaim_idle_ms=500,
+        **extra,
+    )
+
+
+@dataclass
+class Gateway:
+    settings: Settings
+    rt: Runtime
+    runner: web.AppRunner
+    app: web.Application
+    session: aiohttp.ClientSession
+    stop: asyncio.Event = field(default_factory=asyncio.Event)
+    worker_task: asyncio.Task[None] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.settings.port}"
+
+    @property
+    def slack(self) -> EmulatorState:
+        return self.app[EMULATOR][EMULATOR_STATE]
+
+    async def post_message(
+        self, payload: dict[str, Any] | bytes, secret: str = API_SECRET, headers: dict[str, str] | None = None,
+        timestamp: int | None = None,
+    ) -> tuple[int, dict[str, Any]]:
+        body = payload if isinstance(payload, bytes) else json.dumps(payload).encode()
+        hdrs = {"Content-Type": "application/json", "X-Switchboard-Signature": sign(secret, body, timestamp)}
+        hdrs.update(headers or {})
+        async with self.session.post(f"{self.url}/v1/messages", data=body, headers=hdrs) as resp:
+            return resp.status, await resp.json()
+
+    def start_worker(self) -> None:
+        worker = Worker(self.rt.redis, self.rt.pipeline, self.settings.partitions, self.settings.lease_ms, 500)
+        self.worker_task = asyncio.create_task(worker.run(self.stop))
+
+    async def close(self) -> None:
+        self.stop.set()
+        if self.worker_task is not None:
+            await asyncio.wait_for(self.worker_task, timeout=10)
+        await self.session.close()
+        await self.runner.cleanup()
+        await self.rt.close()
+
+
+async def start_gateway(settings: Settings, with_worker: bool = True) -> Gateway:
+    rt = await build_runtime(settings, allow_embedded=False)
+    app = create_app(rt)
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    await web.TCPSite(runner, "127.0.0.1", settings.port).start()
+    await rt.desk.ensure_channels(rt.policy.channels())
+    gw = Gateway(settings, rt, runner, app, aiohttp.ClientSession())
+    if with_worker:
+        gw.start_worker()
+    return gw
+
+
+async def eventually(check: Callable[[], Any], timeout: float = 10.0, interval: float = 0.05) -> Any:
+    """Poll until `check()` (sync or async) returns a truthy value; fail with the last value."""
+    deadline = time.monotonic() + timeout
+    last: Any = None
+    while time.monotonic() < deadline:
+        last = check()
+        if asyncio.iscoroutine(last):
+            last = await last
+        if last:
+            return last
+        await asyncio.sleep(interval)
+    raise AssertionError(f"condition not met within {timeout} s (last value: {last!r})")
+
+
+def cards(state: EmulatorState, channel: str) -> list[dict[str, Any]]:
+    return [m for m in state.messages(channel) if (m.get("metadata") or {}).get("event_type") == "switchboard_card"]

@@ -1,0 +1,135 @@
+"""End to end through the real HTTP API, real Redis, the real worker and the Slack emulator."""
+
+from __future__ import annotations
+
+import json
+import time
+
+import pytest
+import redis.asyncio as aioredis
+
+from gateway import keys
+from tests.harness import Gateway, cards, eventually
+
+ANGRY = {
+    "customer_id": "cust-42",
+    "message_id": "m-1",
+    "text": "I was charged twice on my invoice. This is unacceptable! <!channel> <@U0ALICE> <http://evil.example|bank>",
+    "customer": {"name": "Jane Doe", "email": "jane@example.com", "tier": "gold"},
+}
+
+
+def card_text(card: dict) -> str:
+    return json.dumps(card["blocks"], ensure_ascii=False)
+
+
+async def test_signed_message_becomes_card_in_right_channel(gateway: Gateway) -> None:
+    status, body = await gateway.post_message(ANGRY)
+    assert status == 202, body
+    assert body["status"] == "accepted" and body["duplicate"] is False
+    found = await eventually(lambda: cards(gateway.slack, "support-billing"))
+    assert len(found) == 1
+    text = card_text(found[0])
+    assert "Jane Doe" in text and "jane@example.com" in text
+    assert "keyword 'unacceptable'" in text
+    assert "VIP tier gold" in text
+    assert "skill billing" in text
+    assert body["conversation_id"] in text
+    # Customer markup is inert: no live mention or disguised link survives.
+    assert "<!channel>" not in text and "<@U0ALICE>" not in text and "<http://evil" not in text
+    assert "&lt;!channel&gt;" in text and "&lt;@U0ALICE&gt;" in text
+    assert "<!channel>" not in found[0]["text"]
+    for other in ("support-technical", "support-shipping", "support-account", "support-general"):
+        assert cards(gateway.slack, other) == []
+
+
+async def test_card_ts_is_stored_and_follow_up_goes_to_thread(gateway: Gateway) -> None:
+    _, body = await gateway.post_message(ANGRY)
+    [card] = await eventually(lambda: cards(gateway.slack, "support-billing"))
+    conv = await eventually(lambda: gateway.rt.store.load(body["conversation_id"]))
+    await eventually(lambda: _has_card(gateway, body["conversation_id"]))
+    status, second = await gateway.post_message({**ANGRY, "message_id": "m-2", "text": "Hello?? anyone <!here>"})
+    assert status == 202 and second["conversation_id"] == body["conversation_id"]
+    replies = await eventually(lambda: gateway.slack.replies("support-billing", card["ts"])[1:])
+    assert len(replies) == 1
+    assert "&lt;!here&gt;" in replies[0]["text"] and "<!here>" not in replies[0]["text"]
+    assert len(cards(gateway.slack, "support-billing")) == 1
+    assert conv.customer.profile.name == "Jane Doe"
+
+
+async def _has_card(gateway: Gateway, conversation_id: str) -> bool:
+    conv = await gateway.rt.store.load(conversation_id)
+    return bool(conv and conv.card_ts)
+
+
+async def test_bad_signature_is_401_and_nothing_stored(gateway: Gateway, redis: aioredis.Redis) -> None:
+    status, body = await gateway.post_message(ANGRY, secret="wrong-secret")
+    assert status == 401 and body["error"] == "bad_signature"
+    status, body = await gateway.post_message(ANGRY, timestamp=int(time.time()) - 301)
+    assert status == 401 and "window" in body["message"]
+    status, body = await gateway.post_message(ANGRY, headers={"X-Switchboard-Signature": "v1=abc"})
+    assert status == 401
+    for pattern in ("sb:dedupe:*", "sb:conv:*", "sb:cust:*"):
+        assert await redis.keys(pattern) == []
+    for p in range(gateway.settings.partitions):
+        assert await redis.xlen(keys.inbound_stream(p)) == 0
+
+
+async def test_duplicate_delivery_is_accepted_once(gateway: Gateway) -> None:
+    s1, b1 = await gateway.post_message(ANGRY)
+    s2, b2 = await gateway.post_message(ANGRY)
+    assert (s1, s2) == (202, 202)
+    assert b2["duplicate"] is True and b2["message_id"] == b1["message_id"]
+    await eventually(lambda: cards(gateway.slack, "support-billing"))
+    await eventually(lambda: _has_card(gateway, b1["conversation_id"]))
+    conv = await gateway.rt.store.load(b1["conversation_id"])
+    assert conv is not None and len(conv.messages) == 1
+    assert len(cards(gateway.slack, "support-billing")) == 1
+
+
+@pytest.mark.parametrize(
+    ("payload", "field"),
+    [
+        ({"customer_id": "c", "message_id": "m", "text": "   "}, "text"),
+        ({"customer_id": "c", "message_id": "m", "text": "x" * 4001}, "text"),
+        ({"customer_id": "c", "message_id": "m"}, "text"),
+        ({"customer_id": "c d", "message_id": "m", "text": "hi"}, "customer_id"),
+        ({"customer_id": "c", "message_id": "m", "text": "hi", "extra": 1}, "extra"),
+        ({"customer_id": "c", "message_id": "m", "text": "hi", "customer": {"email": "nope"}}, "customer.email"),
+        ([1, 2], "body"),
+    ],
+)
+async def test_invalid_input_is_400_with_field(gateway: Gateway, payload: object, field: str) -> None:
+    status, body = await gateway.post_message(json.dumps(payload).encode())
+    assert status == 400
+    assert body["error"] == "invalid_message"
+    assert any(d["field"] == field for d in body["details"]), body
+
+
+async def test_malformed_bodies_get_clear_4xx(gateway: Gateway) -> None:
+    status, body = await gateway.post_message(b"{not json")
+    assert (status, body["error"]) == (400, "invalid_json")
+    status, body = await gateway.post_message(b"\xff\xfe{}")
+    assert (status, body["error"]) == (400, "invalid_utf8")
+    status, body = await gateway.post_message(b"[" * 100_000 + b"]" * 100_000)
+    assert status == 413
+    deep = b"[" * 5000 + b"]" * 5000
+    status, body = await gateway.post_message(deep)
+    assert status == 400
+
+
+async def test_health_and_readiness(gateway: Gateway) -> None:
+    async with gateway.session.get(f"{gateway.url}/healthz") as resp:
+        assert resp.status == 200
+    async with gateway.session.get(f"{gateway.url}/readyz") as resp:
+        body = await resp.json()
+        assert resp.status == 200 and body["checks"] == {"redis": True, "consumer_groups": True}
+
+
+async def test_routine_question_routes_by_skill(gateway: Gateway) -> None:
+    status, _ = await gateway.post_message(
+        {"customer_id": "c-7", "message_id": "q-1", "text": "Where is my package? The tracking number shows nothing"}
+    )
+    assert status == 202
+    found = await eventually(lambda: cards(gateway.slack, "support-shipping"))
+    assert "no automation configured" in card_text(found[0]) or "automation success" in card_text(found[0])
