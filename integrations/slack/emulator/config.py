@@ -40,9 +40,7 @@ def _default_users() -> list[EmulatedUser]:
     return [
         EmulatedUser(id="U0ALICE", name="alice", real_name="Alice Agent", title="Support Agent"),
         EmulatedUser(id="U0BOB", name="bob", real_name="Bob Agent", title="Support Agent"),
-        EmulatedUser(
-            id="U0CAROL", name="carol", real_name="Carol Lead", title="Support Lead", is_admin=True
-        ),
+        EmulatedUser(id="U0CAROL", name="carol", real_name="Carol Lead", title="Support Lead", is_admin=True),
     ]
 
 

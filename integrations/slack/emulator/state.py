@@ -151,7 +151,10 @@ class EmulatorState:
 
     def create_channel(self, name: str, *, is_private: bool = False, creator: str = "") -> Channel:
         channel = Channel(
-            id=stable_channel_id(name), name=name, created=int(time.time()), is_private=is_private,
+            id=stable_channel_id(name),
+            name=name,
+            created=int(time.time()),
+            is_private=is_private,
             creator=creator or self.config.bot_user_id,
         )
         self.channels[channel.id] = channel
@@ -171,7 +174,9 @@ class EmulatorState:
             raise SlackError("user_not_found")
         return self.users[user_id]
 
-    def message(self, channel: Channel, ts: str | None, *, error: str = "message_not_found") -> dict[str, Any]:
+    def message(
+        self, channel: Channel, ts: str | None, *, error: str = "message_not_found"
+    ) -> dict[str, Any]:
         if not ts or ts not in channel.by_ts:
             raise SlackError(error)
         return channel.by_ts[ts]
@@ -209,7 +214,9 @@ class EmulatorState:
         users = list(dict.fromkeys(r.get("user", "") for r in replies))
         if replies:
             parent.update(
-                reply_count=len(replies), reply_users=users, reply_users_count=len(users),
+                reply_count=len(replies),
+                reply_users=users,
+                reply_users_count=len(users),
                 latest_reply=replies[-1]["ts"],
             )
         else:
@@ -244,7 +251,9 @@ class EmulatorState:
     def calls_to(self, method: str) -> list[RecordedCall]:
         return [c for c in self.calls if c.method == method]
 
-    def fail_next(self, method: str, status: int = 500, count: int = 1, retry_after: int | None = None) -> None:
+    def fail_next(
+        self, method: str, status: int = 500, count: int = 1, retry_after: int | None = None
+    ) -> None:
         """Make the next ``count`` calls to ``method`` answer ``status`` (429 carries Retry-After).
 
         Lets tests prove the gateway survives Slack outages and throttling without a real Slack.
@@ -289,8 +298,13 @@ class EmulatorState:
         for ch in self.channels.values():
             top = sum(1 for m in ch.messages if is_top_level(m))
             channels.append(
-                {"id": ch.id, "name": ch.name, "messages": top, "replies": len(ch.messages) - top,
-                 "is_private": ch.is_private}
+                {
+                    "id": ch.id,
+                    "name": ch.name,
+                    "messages": top,
+                    "replies": len(ch.messages) - top,
+                    "is_private": ch.is_private,
+                }
             )
         return {
             "team_id": self.config.team_id,

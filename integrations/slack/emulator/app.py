@@ -1,0 +1,91 @@
+"""HTTP surface of the emulator: the Slack Web API at ``/api/<method>`` plus local introspection.
+
+Kept separate from the handlers so the later desk page can add routes here without touching
+method semantics, and so the same app works standalone or mounted under ``/_slack/``.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+from typing import Any
+
+import structlog
+from aiohttp import web
+
+from .config import EmulatorConfig
+from .state import EmulatorState, SlackError
+from .webapi import METHODS
+
+log = structlog.get_logger(__name__)
+
+EMULATOR_STATE: web.AppKey[EmulatorState] = web.AppKey("emulator_state", EmulatorState)
+
+
+async def _read_params(request: web.Request) -> dict[str, Any]:
+    """Merge query string and body, because slack_sdk uses GET query, form and JSON bodies."""
+    params: dict[str, Any] = dict(request.query)
+    if request.method != "POST" or not request.body_exists:
+        return params
+    if request.content_type == "application/json":
+        try:
+            body = await request.json()
+        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+            raise SlackError("invalid_json") from exc
+        if not isinstance(body, dict):
+            raise SlackError("invalid_json")
+        params.update(body)
+    else:
+        form = await request.post()
+        params.update({key: value for key, value in form.items() if isinstance(value, str)})
+    return params
+
+
+def _authorize(state: EmulatorState, request: web.Request, params: dict[str, Any]) -> None:
+    """Slack takes the token from the Bearer header or a ``token`` param; both work here too."""
+    header = request.headers.get("Authorization", "")
+    token = header[len("Bearer ") :].strip() if header.startswith("Bearer ") else params.get("token")
+    if not token:
+        raise SlackError("not_authed")
+    if token != state.config.bot_token:
+        raise SlackError("invalid_auth")
+
+
+async def web_api(request: web.Request) -> web.Response:
+    """One entry point for every method so recording, faults and auth apply uniformly."""
+    state = request.app[EMULATOR_STATE]
+    method = request.match_info["method"]
+    params: dict[str, Any] = {}
+    headers: dict[str, str] = {}
+    status = 200
+    try:
+        params = await _read_params(request)
+        fault = state.take_fault(method)
+        if fault is not None:
+            raise fault
+        handler = METHODS.get(method)
+        if handler is None:
+            raise SlackError("unknown_method")
+        _authorize(state, request, params)
+        body = handler(state, params)
+    except SlackError as err:
+        body = {"ok": False, "error": err.error, **err.extra}
+        status, headers = err.status, err.headers
+    recorded = {key: value for key, value in params.items() if key != "token"}
+    state.record(method, recorded, copy.deepcopy(body), status)
+    log.debug("slack_emulator.call", method=method, status=status, ok=body.get("ok"), error=body.get("error"))
+    return web.json_response(body, status=status, headers=headers)
+
+
+async def state_summary(request: web.Request) -> web.Response:
+    """Local-only peek at the workspace, handy with curl while running the gateway offline."""
+    return web.json_response(request.app[EMULATOR_STATE].snapshot())
+
+
+def create_emulator_app(config: EmulatorConfig | None = None) -> web.Application:
+    """Build a fresh emulator; each app owns its own state so parallel tests never share a workspace."""
+    app = web.Application()
+    app[EMULATOR_STATE] = EmulatorState(config or EmulatorConfig())
+    app.router.add_route("*", "/api/{method}", web_api)
+    app.router.add_get("/state", state_summary)
+    return app
