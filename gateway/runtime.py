@@ -6,11 +6,13 @@ the gateway the same way.
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass, field
 
 import aiohttp
 import redis.asyncio as aioredis
 import structlog
+from redis.exceptions import RedisError
 from slack_sdk.web.async_client import AsyncWebClient
 
 from gateway.domain import ChannelKind
@@ -29,6 +31,8 @@ from router.policy import Policy, PolicyError, load_policy
 log = structlog.get_logger(__name__)
 
 EMULATOR_TOKEN = "xoxb-emulator"
+STARTUP_RETRIES = 6
+"""Bounded: a process manager restarting us beats hanging forever on a wrong REDIS_URL."""
 
 
 @dataclass
@@ -89,7 +93,17 @@ def slack_setup(settings: Settings, policy: Policy) -> SlackSetup:
 
 async def connect_redis(settings: Settings, allow_embedded: bool) -> tuple[aioredis.Redis, EmbeddedRedis | None]:
     if settings.redis_url:
-        return aioredis.from_url(settings.redis_url, health_check_interval=10, socket_timeout=5), None
+        client = aioredis.from_url(settings.redis_url, health_check_interval=10, socket_timeout=5)
+        for attempt in range(STARTUP_RETRIES):
+            try:
+                await client.ping()
+                return client, None
+            except (RedisError, OSError) as exc:
+                if attempt == STARTUP_RETRIES - 1:
+                    await client.aclose()
+                    raise ConfigError(f"configuration error: REDIS_URL: cannot connect ({exc})") from None
+                log.warning("redis_not_ready", attempt=attempt + 1, error=str(exc))
+                await asyncio.sleep(min(0.25 * 2**attempt, 2.0))
     if not allow_embedded:
         raise ConfigError(
             "configuration error: REDIS_URL: required for the separate web/worker/learner processes "

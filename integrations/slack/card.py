@@ -46,7 +46,7 @@ class ContextCard:
     def title(self) -> str:
         c = self.conversation.customer
         who = c.profile.name or c.external_id
-        return truncate(f"{PRIORITY_BADGE[self.decision.priority]} · {self.decision.skill} · {who}", 150)
+        return escape(truncate(f"{PRIORITY_BADGE[self.decision.priority]} · {self.decision.skill} · {who}", 140))
 
     def fallback_text(self) -> str:
         """Notification text: no customer words in it, so nothing in a push notification can ping."""

@@ -1,0 +1,75 @@
+"""The context card: valid Block Kit, the fields agents need, and customer text made inert."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from gateway.domain import ChannelKind, Conversation, Customer, CustomerProfile, Direction, Message, Scores
+from integrations.slack.card import ContextCard
+from integrations.slack.escape import escape
+from learners.coldstart import ColdStartScorer
+from router.decide import decide
+from router.policy import load_policy
+
+HOSTILE = [
+    "<!channel> please look",
+    "<!here|here> and <!everyone>",
+    "ping <@U0ALICE> and <#C123|general>",
+    "click <http://evil.example|your bank> now",
+    "a & b < c > d",
+    "*bold* _it_ ~strike~ `code` ```block```",
+]
+
+
+def conversation(text: str, name: str = "Jane <@U1>") -> Conversation:
+    customer = Customer(
+        key="api:c1", channel=ChannelKind.API, external_id="c1",
+        profile=CustomerProfile(name=name, email="jane@example.com"),
+    )
+    conv = Conversation(id="conv_test", customer=customer)
+    conv.messages.append(Message(id="m1", direction=Direction.INBOUND, channel=ChannelKind.API, text=text))
+    return conv
+
+
+def build(text: str, name: str = "Jane <@U1>") -> ContextCard:
+    policy = load_policy()
+    conv = conversation(text, name)
+    scores = ColdStartScorer().score(text, policy.skill_keywords())
+    conv.scores = scores
+    return ContextCard(conv, decide(conv, scores, policy), scores)
+
+
+@pytest.mark.parametrize("text", HOSTILE)
+def test_hostile_text_cannot_mention_or_link(text: str) -> None:
+    card = build(text)
+    rendered = json.dumps(card.to_dicts())
+    for live in ("<!channel>", "<!here", "<!everyone>", "<@U0ALICE>", "<@U1>", "<http://", "<#C123"):
+        assert live not in rendered
+    assert escape(text) in rendered or escape(text)[:400] in rendered
+    assert "<" not in card.fallback_text()
+
+
+def test_card_shows_customer_scores_reasons_and_id() -> None:
+    card = build("I was charged twice, this is unacceptable")
+    blocks = card.to_dicts()
+    assert blocks[0]["type"] == "header" and "billing" in blocks[0]["text"]["text"]
+    rendered = json.dumps(blocks)
+    for needle in ("Customer", "jane@example.com", "Mood", "Urgency", "Skill", "Automation success",
+                   "Why here", "keyword 'unacceptable'", "conv_test", "policy v1"):
+        assert needle in rendered, needle
+    assert card.metadata()["event_payload"]["conversation_id"] == "conv_test"
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.text(min_size=1, max_size=4000).filter(lambda s: s.strip() and "\x00" not in s))
+def test_any_text_gives_valid_bounded_blocks(text: str) -> None:
+    card = build(text)
+    for block in card.to_dicts():
+        for obj in [block.get("text")] + list(block.get("fields") or []):
+            if obj:
+                assert len(obj["text"]) <= 3000
+    assert "<!" not in json.dumps(card.to_dicts()).replace("&lt;!", "")

@@ -1,0 +1,72 @@
+"""Start-up configuration: one clear line naming the variable, and secrets never in the logs."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from gateway.logging import configure_logging
+from gateway.settings import LogFormat
+
+
+def run_cli(args: list[str], env: dict[str, str], cwd: Path) -> subprocess.CompletedProcess[str]:
+    base = {k: v for k, v in os.environ.items() if not k.startswith(("SLACK_", "SWITCHBOARD_", "REDIS_URL", "PORT"))}
+    return subprocess.run(
+        [sys.executable, "-m", "gateway.cli", *args], env={**base, **env}, cwd=cwd, capture_output=True,
+        text=True, timeout=60,
+    )
+
+
+@pytest.mark.parametrize(
+    ("env", "args", "variable"),
+    [
+        ({"PORT": "eighty"}, ["serve"], "PORT"),
+        ({"PORT": "70000"}, ["serve"], "PORT"),
+        ({"REDIS_URL": "localhost:6379"}, ["web"], "REDIS_URL"),
+        ({}, ["web"], "REDIS_URL"),
+        ({"SLACK_BOT_TOKEN": "xoxb-123"}, ["serve"], "SLACK_SIGNING_SECRET"),
+        ({"SLACK_BOT_TOKEN": "not-a-token", "SLACK_SIGNING_SECRET": "s"}, ["serve"], "SLACK_BOT_TOKEN"),
+        ({"SWITCHBOARD_LOG_FORMAT": "xml"}, ["serve"], "SWITCHBOARD_LOG_FORMAT"),
+        ({"SWITCHBOARD_POLICY_FILE": "/nonexistent/policy.yaml", "REDIS_URL": "redis://127.0.0.1:1/0"}, ["web"],
+         "SWITCHBOARD_POLICY_FILE"),
+    ],
+)
+def test_bad_configuration_stops_with_one_line(env: dict[str, str], args: list[str], variable: str,
+                                               tmp_path: Path) -> None:
+    proc = run_cli(args, env, tmp_path)
+    assert proc.returncode == 2, proc.stderr
+    lines = [line for line in proc.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1, proc.stderr
+    assert lines[0].startswith("configuration error: ") and variable in lines[0]
+    for value in env.values():
+        if "xoxb" in value:
+            assert value not in proc.stderr
+
+
+def test_invalid_policy_file_names_the_field(tmp_path: Path) -> None:
+    bad = tmp_path / "policy.yaml"
+    bad.write_text("skills:\n  billing:\n    channel: 'Not A Channel!'\n")
+    proc = run_cli(["web"], {"SWITCHBOARD_POLICY_FILE": str(bad), "REDIS_URL": "redis://127.0.0.1:1/0"}, tmp_path)
+    assert proc.returncode == 2
+    assert "skills.billing.channel" in proc.stderr
+
+
+def test_secrets_and_pii_are_redacted_from_logs(capsys: pytest.CaptureFixture[str]) -> None:
+    import structlog
+
+    secret = "xoxb-very-secret-token-123"
+    configure_logging(LogFormat.JSON, "info", [secret])
+    structlog.get_logger("t").info(
+        "slack_call", conversation_id="conv_1", detail=f"Authorization: Bearer {secret}",
+        text="mail me at jane@example.com or +49 170 1234567, card 4111 1111 1111 1111",
+    )
+    line = json.loads(capsys.readouterr().err.strip().splitlines()[-1])
+    assert secret not in json.dumps(line)
+    assert "[redacted]" in line["detail"]
+    assert line["text"] == "mail me at [email] or [phone], card [card]"
+    assert line["conversation_id"] == "conv_1"
