@@ -1,127 +1,116 @@
 """`decide()`: the pure routing function.
 
-Rules are a table of small functions, each looking at the whole conversation and returning a `Finding`
-or nothing. The table order is the order reasons are shown in, so the card reads from the strongest
-reason down. No I/O and no clock reads here: the same input and policy always give the same decision.
+Rules (see `router.rules`) are a table of small functions, each looking at the whole conversation and
+returning a `Finding` or nothing. The table order is the order reasons are shown in, so the card reads
+from the strongest reason down. No I/O and no clock reads here: the same conversation, scores, policy,
+context and `now` always give the same decision, which is what makes replays and dry runs honest.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from collections.abc import Sequence
+from datetime import datetime
 
-from gateway.domain import Conversation, Decision, RouteKind, Scores
+from gateway.domain import Conversation, Decision, Direction, RouteKind, Scores
+from router.capacity import suggest_agent
+from router.context import EMPTY_CONTEXT, RoutingContext
 from router.policy import Policy
+from router.rules import RULES, Facts, Finding, Rule, normalise
 
-
-@dataclass(frozen=True, slots=True)
-class Finding:
-    reason: str
-    needs_human: bool = False
-    priority: int | None = None
-
-
-Rule = Callable[[Conversation, Scores, Policy], Finding | None]
-
-
-def _contains(text: str, phrases: Sequence[str]) -> str | None:
-    lowered = f" {text.lower()} "
-    for phrase in phrases:
-        if phrase and phrase in lowered:
-            return phrase
-    return None
-
-
-def human_requested(conv: Conversation, scores: Scores, policy: Policy) -> Finding | None:
-    asks = sum(1 for m in conv.inbound if _contains(m.text, policy.human_request_phrases))
-    if not asks:
-        return None
-    times = "once" if asks == 1 else ("twice" if asks == 2 else f"{asks} times")
-    return Finding(f"customer asked for a human {times}", needs_human=True, priority=2 if asks > 1 else 3)
-
-
-def escalation_keyword(conv: Conversation, scores: Scores, policy: Policy) -> Finding | None:
-    hit = _contains(conv.last_inbound_text, policy.escalation_keywords)
-    return Finding(f"keyword '{hit}'", needs_human=True, priority=2) if hit else None
-
-
-def vip_tier(conv: Conversation, scores: Scores, policy: Policy) -> Finding | None:
-    tier = (conv.customer.profile.tier or "").lower()
-    if tier in policy.vip_tiers:
-        return Finding(f"VIP tier {tier}", needs_human=True, priority=policy.vip_tiers[tier])
-    return None
-
-
-def urgency(conv: Conversation, scores: Scores, policy: Policy) -> Finding | None:
-    t = policy.thresholds
-    if scores.urgency >= t.urgent:
-        return Finding(f"urgency {scores.urgency:.2f} ≥ {t.urgent:.2f}", needs_human=True, priority=1)
-    if scores.urgency > t.automation_urgency_ceiling:
-        return Finding(f"urgency {scores.urgency:.2f} > {t.automation_urgency_ceiling:.2f}", needs_human=True)
-    return None
-
-
-def sentiment(conv: Conversation, scores: Scores, policy: Policy) -> Finding | None:
-    floor = policy.thresholds.sentiment_floor
-    if scores.sentiment < floor:
-        return Finding(f"sentiment {scores.sentiment:.2f} < {floor:.2f}", needs_human=True, priority=2)
-    return None
-
-
-def automation_paused(conv: Conversation, scores: Scores, policy: Policy) -> Finding | None:
-    if policy.automation_paused:
-        return Finding("automation paused", needs_human=True)
-    route = policy.route_for(scores.top_skill)
-    if not route.automation:
-        return Finding(f"automation off for {scores.top_skill}", needs_human=True)
-    return None
-
-
-def automation_confidence(conv: Conversation, scores: Scores, policy: Policy) -> Finding | None:
-    floor = policy.thresholds.automation_success_floor
-    p = scores.automation_success
-    if p < floor:
-        return Finding(f"automation success {p:.2f} < {floor:.2f}", needs_human=True)
-    return Finding(f"automation success {p:.2f} ≥ {floor:.2f}")
-
-
-RULES: tuple[Rule, ...] = (
-    human_requested,
-    escalation_keyword,
-    vip_tier,
-    urgency,
-    sentiment,
-    automation_paused,
-    automation_confidence,
-)
+__all__ = [
+    "RULES",
+    "Finding",
+    "RoutingContext",
+    "Rule",
+    "choose_skill",
+    "decide",
+    "decision_time",
+    "explain",
+    "suggested_agent",
+]
 
 
 def choose_skill(scores: Scores, policy: Policy) -> tuple[str, str]:
-    """The skill to route to and the reason; unknown or low-confidence skills fall back to the default."""
-    skill = scores.top_skill
-    conf = scores.skill_confidence
-    if skill not in policy.skills:
-        return policy.default_skill, f"skill {skill} not in policy → {policy.default_skill}"
+    """The skill to route to and the reason. Unknown, low-confidence or tied skills fall back to the
+    default: a flat distribution means "no idea", and picking the alphabetically first skill would
+    send every vague message to the same specialist queue."""
+    best, conf, runner_up = "", -1.0, -1.0
+    for name in sorted(scores.skill):
+        p = scores.skill[name]
+        if p > conf:
+            best, conf, runner_up = name, p, conf
+        elif p > runner_up:
+            runner_up = p
+    fallback = policy.default_skill
+    if best not in policy.skills:
+        return fallback, f"skill {best} not in policy → {fallback}"
     if conf < policy.thresholds.skill_confidence_floor:
-        return policy.default_skill, f"skill {skill} {conf:.2f} below confidence floor → {policy.default_skill}"
-    return skill, f"skill {skill} {conf:.2f}"
+        return fallback, f"skill {best} {conf:.2f} below confidence floor → {fallback}"
+    if conf == runner_up and best != fallback and len(scores.skill) > 1:
+        return fallback, f"skill unclear ({conf:.2f} tie) → {fallback}"
+    return best, f"skill {best} {conf:.2f}"
 
 
-def decide(conversation: Conversation, scores: Scores, policy: Policy, rules: Sequence[Rule] = RULES) -> Decision:
+def decision_time(conversation: Conversation) -> datetime:
+    """The moment a decision is about when the caller gives none: the last message, never the wall clock."""
+    return conversation.messages[-1].at if conversation.messages else conversation.updated_at
+
+
+def explain(
+    conversation: Conversation,
+    scores: Scores,
+    policy: Policy,
+    context: RoutingContext | None = None,
+    now: datetime | None = None,
+    rules: Sequence[Rule] = RULES,
+) -> tuple[str, str, list[Finding]]:
+    """Every finding, including those that lost; for dry runs and debugging a surprising route."""
     skill, skill_reason = choose_skill(scores, policy)
-    findings = [f for f in (rule(conversation, scores, policy) for rule in rules) if f is not None]
+    facts = Facts(
+        conversation=conversation,
+        scores=scores,
+        policy=policy,
+        context=context or EMPTY_CONTEXT,
+        now=now or decision_time(conversation),
+        skill=skill,
+        inbound=tuple(normalise(m.text) for m in conversation.messages if m.direction is Direction.INBOUND),
+    )
+    findings = [f for f in (rule(facts) for rule in rules) if f is not None]
+    return skill, skill_reason, findings
+
+
+def decide(
+    conversation: Conversation,
+    scores: Scores,
+    policy: Policy,
+    context: RoutingContext | None = None,
+    now: datetime | None = None,
+    *,
+    rules: Sequence[Rule] = RULES,
+) -> Decision:
+    skill, skill_reason, findings = explain(conversation, scores, policy, context, now, rules)
     to_human = any(f.needs_human for f in findings)
-    priorities = [f.priority for f in findings if f.priority is not None and (f.needs_human or not to_human)]
+    # Reasons that argued for automation are noise once a human route wins; `keep` ones are context.
+    shown = [f for f in findings if f.needs_human or f.keep or not to_human]
+    priorities = [f.priority for f in shown if f.priority is not None]
     priority = min(priorities, default=3 if to_human else 4)
-    # Reasons that argued for automation are noise once a human route wins.
-    reasons = [f.reason for f in findings if f.needs_human or not to_human]
+    channel = policy.route_for(skill).channel
+    if to_human:
+        channel = next((f.channel for f in shown if f.channel), channel)
+    reasons = [f.reason for f in shown]
     reasons.append(skill_reason)
-    route = policy.route_for(skill)
     return Decision(
         route=RouteKind.HUMAN if to_human else RouteKind.AUTOMATION,
         skill=skill,
-        channel=route.channel,
+        channel=channel,
         priority=priority,
         reasons=reasons,
         policy_version=policy.version,
     )
+
+
+def suggested_agent(decision: Decision, context: RoutingContext | None, policy: Policy) -> str | None:
+    """The agent the card should offer: the previous agent for a returning customer, else least loaded."""
+    if decision.route is not RouteKind.HUMAN or context is None:
+        return None
+    return suggest_agent(decision.skill, context.agents, policy, prefer=context.previous_agent)

@@ -1,0 +1,224 @@
+"""The routing rules, one small function each, evaluated over the whole conversation.
+
+Each rule reads a precomputed `Facts` (normalised texts are built once per decision, not per rule) and
+returns a `Finding` or None. Reason strings are what leads read on the card, so their wording is part
+of the contract: "urgency 0.91 ≥ 0.80", "keyword 'unacceptable'", "customer asked for a human twice".
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from functools import lru_cache
+
+from gateway.domain import Conversation, Scores
+from router.capacity import agent_available
+from router.context import RoutingContext
+from router.hours import describe, is_open
+from router.policy import Policy
+
+_NON_WORD = re.compile(r"[^\w']+")
+REPEAT_WINDOW = 8
+"""Only the latest inbound messages are compared for repeats: keeps the pairwise check O(1) per decision."""
+MIN_REPEAT_WORDS = 3
+
+
+def normalise(text: str) -> str:
+    """Lower-case, punctuation to spaces, padded so phrase checks can match whole words with `f' {p} '`."""
+    return f" {_NON_WORD.sub(' ', text.lower()).strip()} "
+
+
+@dataclass(frozen=True, slots=True)
+class Facts:
+    conversation: Conversation
+    scores: Scores
+    policy: Policy
+    context: RoutingContext
+    now: datetime
+    skill: str
+    inbound: tuple[str, ...]
+    """Normalised inbound texts, oldest first."""
+
+
+@dataclass(frozen=True, slots=True)
+class Finding:
+    reason: str
+    needs_human: bool = False
+    priority: int | None = None
+    keep: bool = False
+    """Shown even when it did not decide the route (e.g. after hours, previous agent away)."""
+    channel: str | None = None
+    agent: str | None = None
+
+
+Rule = Callable[[Facts], Finding | None]
+
+
+@lru_cache(maxsize=256)
+def _normalised_phrases(phrases: tuple[str, ...]) -> tuple[str, ...]:
+    """Policy phrases normalised like the texts; cached because the policy object is immutable."""
+    return tuple(p for p in (normalise(x).strip() for x in phrases) if p)
+
+
+def find_phrase(normalised: str, phrases: Sequence[str]) -> str | None:
+    for phrase in phrases:
+        if phrase and f" {phrase} " in normalised:
+            return phrase
+    return None
+
+
+def _times(n: int) -> str:
+    return "once" if n == 1 else "twice" if n == 2 else f"{n} times"
+
+
+def human_requested(f: Facts) -> Finding | None:
+    phrases = _normalised_phrases(f.policy.human_request_phrases)
+    asks = sum(1 for text in f.inbound if find_phrase(text, phrases))
+    if not asks:
+        return None
+    return Finding(f"customer asked for a human {_times(asks)}", needs_human=True, priority=2 if asks > 1 else 3)
+
+
+def escalation_keyword(f: Facts) -> Finding | None:
+    phrases = _normalised_phrases(f.policy.escalation_keywords)
+    for text in reversed(f.inbound):
+        hit = find_phrase(text, phrases)
+        if hit:
+            return Finding(f"keyword '{hit}'", needs_human=True, priority=2)
+    return None
+
+
+def vip_tier(f: Facts) -> Finding | None:
+    tier = (f.conversation.customer.profile.tier or "").lower()
+    if tier in f.policy.vip_tiers:
+        return Finding(f"VIP tier {tier}", needs_human=True, priority=f.policy.vip_tiers[tier])
+    return None
+
+
+def urgency(f: Facts) -> Finding | None:
+    t = f.policy.thresholds
+    u = f.scores.urgency
+    if u >= t.urgent:
+        return Finding(f"urgency {u:.2f} ≥ {t.urgent:.2f}", needs_human=True, priority=1)
+    if u > t.automation_urgency_ceiling:
+        return Finding(f"urgency {u:.2f} > {t.automation_urgency_ceiling:.2f}", needs_human=True)
+    return None
+
+
+def sentiment(f: Facts) -> Finding | None:
+    floor = f.policy.thresholds.sentiment_floor
+    s = f.scores.sentiment
+    if s < floor:
+        return Finding(f"sentiment {s:.2f} < {floor:.2f}", needs_human=True, priority=2)
+    return None
+
+
+def sentiment_trend(f: Facts) -> Finding | None:
+    """A customer sliding from calm into negative needs a person before they hit the floor."""
+    history = f.context.sentiment_history
+    if len(history) < 2 or history[-1] >= 0:
+        return None
+    best = max(history[:-1])
+    if best - history[-1] >= f.policy.thresholds.sentiment_trend_drop:
+        return Finding(
+            f"sentiment worsening {best:.2f} → {history[-1]:.2f} over {len(history)} messages",
+            needs_human=True,
+            priority=3,
+        )
+    return None
+
+
+def _overlap(a: frozenset[str], b: frozenset[str]) -> float:
+    return len(a & b) / len(a | b) if a and b else 0.0
+
+
+def repeating(f: Facts) -> Finding | None:
+    """Saying the same thing again means whatever answered them (bot or macro) did not land."""
+    recent = [frozenset(t.split()) for t in f.inbound[-REPEAT_WINDOW:]]
+    if len(recent) < 2:
+        return None
+    floor = f.policy.thresholds.repeat_similarity
+    repeats = 0
+    for i in range(1, len(recent)):
+        if len(recent[i]) >= MIN_REPEAT_WORDS and any(_overlap(recent[i], recent[j]) >= floor for j in range(i)):
+            repeats += 1
+    if not repeats:
+        return None
+    return Finding(f"customer repeated themselves {_times(repeats)}", needs_human=True, priority=3)
+
+
+def bot_failed(f: Facts) -> Finding | None:
+    ctx = f.context
+    if ctx.bot_handoff_reason:
+        return Finding(f"bot handed off: {ctx.bot_handoff_reason}", needs_human=True)
+    if ctx.bot_failed:
+        n = ctx.bot_answers
+        return Finding(f"bot answer did not help{f' ({n} answers)' if n > 1 else ''}", needs_human=True)
+    return None
+
+
+def returning_customer(f: Facts) -> Finding | None:
+    """Continuity: a customer back within the window goes to the agent who already knows the case."""
+    ctx = f.context
+    agent = ctx.previous_agent
+    if not agent:
+        return None
+    if ctx.previous_resolved_at is not None and not ctx.reopened:
+        age = (f.now - ctx.previous_resolved_at).total_seconds()
+        if age > f.policy.returning_window:
+            return None
+    what = "reopened conversation" if ctx.reopened else "returning customer"
+    available = ctx.previous_agent_available
+    if available is None:
+        available = agent_available(agent, ctx.agents, f.policy)
+    if available:
+        return Finding(f"{what}: previous agent {agent} available", needs_human=True, agent=agent)
+    return Finding(f"{what}: previous agent {agent} unavailable", keep=True)
+
+
+def after_hours(f: Facts) -> Finding | None:
+    hours = f.policy.hours_for(f.skill)
+    if hours is None or is_open(hours, f.now):
+        return None
+    where = f" → {hours.after_hours_channel}" if hours.after_hours_channel else ""
+    return Finding(f"outside business hours ({describe(hours, f.now)}){where}", keep=True,
+                   channel=hours.after_hours_channel)
+
+
+def automation_paused(f: Facts) -> Finding | None:
+    policy = f.policy
+    if policy.automation_paused:
+        return Finding("automation paused", needs_human=True)
+    route = policy.route_for(f.skill)
+    if route.automation_paused:
+        return Finding(f"automation paused for {f.skill}", needs_human=True)
+    if not route.automation:
+        return Finding(f"automation off for {f.skill}", needs_human=True)
+    return None
+
+
+def automation_confidence(f: Facts) -> Finding | None:
+    floor = f.policy.thresholds.automation_success_floor
+    p = f.scores.automation_success
+    if p < floor:
+        return Finding(f"automation success {p:.2f} < {floor:.2f}", needs_human=True)
+    return Finding(f"automation success {p:.2f} ≥ {floor:.2f}")
+
+
+RULES: tuple[Rule, ...] = (
+    human_requested,
+    escalation_keyword,
+    vip_tier,
+    urgency,
+    sentiment,
+    sentiment_trend,
+    repeating,
+    bot_failed,
+    returning_customer,
+    after_hours,
+    automation_paused,
+    automation_confidence,
+)
+"""Order is display order: the strongest reasons first, so the card reads top-down."""

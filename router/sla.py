@@ -1,0 +1,174 @@
+"""SLA ladder, pure: given a conversation's waiting state, its policy and `now`, what should happen.
+
+The scheduler (gateway/scheduler.py) only stores deadlines and hands each to exactly one worker; the
+worker loads the conversation, builds an `SlaState` and asks `actions_due()` here. Deciding from state
+rather than from the deadline itself makes stale deadlines harmless: if the customer was answered or
+the card claimed in the meantime, nothing fires.
+
+Ladder while unclaimed:  warn (re-ping the channel) → escalate (skill's escalation channel) → leads.
+Ladder while claimed:    warn (nudge the agent)     → reassign (back to the queue / a suggested agent).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from enum import StrEnum
+
+from router.capacity import AgentLoad, suggest_agent
+from router.hours import describe, is_open, next_open
+from router.policy import Policy
+
+
+class SlaStep(StrEnum):
+    WARN = "warn"
+    ESCALATE = "escalate"
+    LEADS = "leads"
+    NUDGE = "nudge"
+    REASSIGN = "reassign"
+
+
+class ActionKind(StrEnum):
+    REPING = "reping"
+    MOVE = "move"
+    REASSIGN = "reassign"
+
+
+_UNCLAIMED = (SlaStep.WARN, SlaStep.ESCALATE, SlaStep.LEADS)
+_CLAIMED = (SlaStep.NUDGE, SlaStep.REASSIGN)
+
+
+@dataclass(frozen=True, slots=True)
+class SlaState:
+    """One conversation's wait. Times are unix seconds (the scheduler's unit).
+
+    `waiting_since` is when the customer's oldest unanswered message arrived; `responded` says whether a
+    human has ever replied (first vs next response target); `done` holds the steps already fired for
+    this wait, so a redelivered deadline does not fire twice.
+    """
+
+    conversation_id: str
+    skill: str
+    waiting_since: float
+    claimed_by: str | None = None
+    responded: bool = False
+    answered: bool = False
+    resolved: bool = False
+    channel: str | None = None
+    done: frozenset[str] = frozenset()
+
+
+@dataclass(frozen=True, slots=True)
+class SlaAction:
+    kind: ActionKind
+    step: SlaStep
+    conversation_id: str
+    channel: str
+    reason: str
+    agent: str | None = None
+    """For a nudge or reassign: the agent who has not replied."""
+    suggested_agent: str | None = None
+
+
+def duration(seconds: float) -> str:
+    """'10m', '1h 05m', '45s': compact so reason lines stay on one card row."""
+    s = max(0, round(seconds))
+    if s < 60:
+        return f"{s}s"
+    if s < 3600:
+        m, r = divmod(s, 60)
+        return f"{m}m" if not r else f"{m}m {r:02d}s"
+    h, r = divmod(s, 3600)
+    return f"{h}h" if r < 60 else f"{h}h {r // 60:02d}m"
+
+
+def _target(state: SlaState, policy: Policy) -> tuple[str, int]:
+    sla = policy.route_for(state.skill).sla
+    return ("next-response", sla.next_response) if state.responded else ("first-response", sla.first_response)
+
+
+def _ladder(state: SlaState) -> tuple[SlaStep, ...]:
+    return _CLAIMED if state.claimed_by else _UNCLAIMED
+
+
+def deadlines(state: SlaState, policy: Policy) -> list[tuple[SlaStep, float]]:
+    """Every deadline of the current wait, for the scheduler; steps already done are left out."""
+    if state.resolved or state.answered:
+        return []
+    _, target = _target(state, policy)
+    esc = policy.escalation
+    due = {
+        SlaStep.WARN: state.waiting_since + target * esc.warn_fraction,
+        SlaStep.NUDGE: state.waiting_since + target * esc.warn_fraction,
+        SlaStep.ESCALATE: state.waiting_since + target,
+        SlaStep.REASSIGN: state.waiting_since + target,
+        SlaStep.LEADS: state.waiting_since + target + esc.leads_after,
+    }
+    ladder = _ladder(state)
+    level = _done_level(state, ladder)
+    return [(step, due[step]) for i, step in enumerate(ladder) if i > level]
+
+
+def _done_level(state: SlaState, ladder: tuple[SlaStep, ...]) -> int:
+    """A later step being done implies the earlier ones are moot (no re-ping after an escalation)."""
+    return max((i for i, step in enumerate(ladder) if step.value in state.done), default=-1)
+
+
+def actions_due(
+    state: SlaState, policy: Policy, now: float, agents: Sequence[AgentLoad] = ()
+) -> list[SlaAction]:
+    """The single most severe step that is due and not yet done; lower steps are skipped, because a
+    worker that was down should escalate once, not replay the whole ladder."""
+    if state.resolved or state.answered:
+        return []
+    due = [(step, at) for step, at in deadlines(state, policy) if at <= now]
+    if not due:
+        return []
+    step, _ = due[-1]
+    return [_action(step, state, policy, now, agents)]
+
+
+def _action(step: SlaStep, state: SlaState, policy: Policy, now: float, agents: Sequence[AgentLoad]) -> SlaAction:
+    name, target = _target(state, policy)
+    waited = duration(now - state.waiting_since)
+    here = state.channel or policy.route_for(state.skill).channel
+    cid = state.conversation_id
+    if step is SlaStep.WARN:
+        left = duration(state.waiting_since + target - now)
+        reason = f"{name} due in {left} (SLA {duration(target)}), still unclaimed"
+        return SlaAction(ActionKind.REPING, step, cid, here, reason)
+    if step is SlaStep.ESCALATE:
+        to = policy.escalation_channel_for(state.skill)
+        reason = f"{name} SLA {duration(target)} breached: unclaimed for {waited} → {to}"
+        return SlaAction(ActionKind.MOVE, step, cid, to, reason)
+    if step is SlaStep.LEADS:
+        reason = f"still unclaimed {waited} after a {duration(target)} {name} SLA → {policy.leads_channel}"
+        return SlaAction(ActionKind.MOVE, step, cid, policy.leads_channel, reason)
+    agent = state.claimed_by
+    if step is SlaStep.NUDGE:
+        left = duration(state.waiting_since + target - now)
+        reason = f"{agent} has not replied for {waited}; {name} due in {left} (SLA {duration(target)})"
+        return SlaAction(ActionKind.REPING, step, cid, here, reason, agent=agent)
+    others = [a for a in agents if a.agent != agent]
+    suggested = suggest_agent(state.skill, others, policy)
+    if not policy.escalation.reassign_claimed:
+        to = policy.escalation_channel_for(state.skill)
+        reason = f"{agent} has not replied for {waited} ({name} SLA {duration(target)} breached) → {to}"
+        return SlaAction(ActionKind.MOVE, step, cid, to, reason, agent=agent)
+    where = f"reassign to {suggested}" if suggested else "back to the queue"
+    reason = f"{agent} has not replied for {waited} ({name} SLA {duration(target)} breached) → {where}"
+    return SlaAction(ActionKind.REASSIGN, step, cid, here, reason, agent=agent, suggested_agent=suggested)
+
+
+def handoff_notice(policy: Policy, skill: str, now: datetime) -> str:
+    """What the customer is told when the bot hands over: who is coming and roughly when."""
+    hours = policy.hours_for(skill)
+    if hours is not None and not is_open(hours, now):
+        back = next_open(hours, now)
+        return (
+            "I'm passing you to a member of our team. We're closed right now "
+            f"({describe(hours, now)}); a person will reply after we open ({describe(hours, back)})."
+        )
+    eta = duration(policy.route_for(skill).sla.first_response)
+    return f"I'm passing you to a member of our team; a person will reply within about {eta}."
