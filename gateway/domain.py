@@ -87,7 +87,7 @@ class CustomerProfile(BaseModel):
         return v
 
 
-def _clean_text(v: str) -> str:
+def clean_text(v: str) -> str:
     v = v.replace("\x00", "").strip()
     if not v:
         raise ValueError("text must not be empty")
@@ -109,7 +109,7 @@ class InboundMessage(BaseModel):
     @field_validator("text")
     @classmethod
     def _text(cls, v: str) -> str:
-        return _clean_text(v)
+        return clean_text(v)
 
     @property
     def customer_key(self) -> str:

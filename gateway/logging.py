@@ -19,8 +19,11 @@ from gateway.settings import LogFormat
 _EMAIL = re.compile(r"[\w.+-]+@[\w-]+\.[\w.-]+")
 _CARD = re.compile(r"(?<![\w-])(?:\d[ -]?){12,18}\d(?![\w-])")
 _PHONE = re.compile(r"(?<![\w+])\+\d[\d ()-]{6,18}\d")
-STRUCTURAL_KEYS = frozenset({"timestamp", "event", "level", "logger", "url", "ts", "entry", "worker"})
-"""Keys whose values we generate ourselves; scanning them for PII only produces false positives."""
+STRUCTURAL_KEYS = frozenset(
+    {"timestamp", "event", "level", "logger", "url", "ts", "entry", "worker", "conversation_id", "message_id",
+     "channel", "route", "skill", "method", "status", "checkpoint"}
+)
+"""Keys whose values we generate ourselves: scanning them finds only false positives and costs time."""
 
 
 def _luhn(digits: str) -> bool:

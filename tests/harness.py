@@ -91,7 +91,7 @@ async def start_gateway(settings: Settings, with_worker: bool = True) -> Gateway
     return gw
 
 
-async def eventually(check: Callable[[], Any], timeout: float = 10.0, interval: float = 0.05) -> Any:
+async def eventually(check: Callable[[], Any], timeout: float = 10.0, interval: float = 0.05) -> Any:  # noqa: ASYNC109
     """Poll until `check()` (sync or async) returns a truthy value; fail with the last value."""
     deadline = time.monotonic() + timeout
     last: Any = None

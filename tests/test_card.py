@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from gateway.domain import ChannelKind, Conversation, Customer, CustomerProfile, Direction, Message, Scores
+from gateway.domain import ChannelKind, Conversation, Customer, CustomerProfile, Direction, Message
 from integrations.slack.card import ContextCard
 from integrations.slack.escape import escape
 from learners.coldstart import ColdStartScorer
@@ -69,7 +69,7 @@ def test_card_shows_customer_scores_reasons_and_id() -> None:
 def test_any_text_gives_valid_bounded_blocks(text: str) -> None:
     card = build(text)
     for block in card.to_dicts():
-        for obj in [block.get("text")] + list(block.get("fields") or []):
+        for obj in [block.get("text"), *(block.get("fields") or [])]:
             if obj:
                 assert len(obj["text"]) <= 3000
     assert "<!" not in json.dumps(card.to_dicts()).replace("&lt;!", "")

@@ -12,11 +12,11 @@ from typing import Any
 
 import structlog
 from aiohttp import web
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from gateway.domain import MAX_TEXT, ChannelKind, CustomerProfile, Identifier, InboundMessage
+from gateway.domain import MAX_TEXT, ChannelKind, CustomerProfile, Identifier, InboundMessage, clean_text, utcnow
 from gateway.store import Accepted
 from integrations.webhook.signature import HEADER, SignatureError, verify
 
@@ -32,6 +32,18 @@ class ApiMessageIn(BaseModel):
     message_id: Identifier
     text: str = Field(max_length=MAX_TEXT)
     customer: CustomerProfile = Field(default_factory=CustomerProfile)
+
+    @field_validator("text")
+    @classmethod
+    def _text(cls, v: str) -> str:
+        return clean_text(v)
+
+    def to_inbound(self) -> InboundMessage:
+        """Already validated field by field, so construct without a second validation pass (hot path)."""
+        return InboundMessage.model_construct(
+            channel=ChannelKind.API, customer_id=self.customer_id, message_id=self.message_id, text=self.text,
+            customer=self.customer, received_at=utcnow(),
+        )
 
 
 def error(status: int, code: str, message: str, **extra: Any) -> web.Response:
@@ -67,11 +79,7 @@ def make_handler(secret: str, ingest: Ingest, max_body: int) -> Callable[[web.Re
         except (json.JSONDecodeError, RecursionError):
             return error(400, "invalid_json", "request body must be a JSON object")
         try:
-            data = ApiMessageIn.model_validate(payload)
-            inbound = InboundMessage(
-                channel=ChannelKind.API, customer_id=data.customer_id, message_id=data.message_id,
-                text=data.text, customer=data.customer,
-            )
+            inbound = ApiMessageIn.model_validate(payload).to_inbound()
         except ValidationError as exc:
             return error(400, "invalid_message", "the message is not valid", details=validation_details(exc))
         try:
