@@ -1,0 +1,109 @@
+"""The pure SLA ladder, capacity rules and business-hours arithmetic."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+import pytest
+
+from router.capacity import AgentLoad, can_claim, suggest_agent
+from router.hours import is_open, next_open
+from router.policy import BusinessHours, PolicyError, load_policy
+from router.sla import ActionKind, SlaState, SlaStep, actions_due, deadlines, duration, handoff_notice
+
+POLICY = load_policy()  # billing: first response 600 s, next 1800 s; warn at 75 %, leads 900 s after breach
+T0 = 1_767_225_600.0
+
+
+def unclaimed(**kw: object) -> SlaState:
+    return SlaState(conversation_id="conv_1", skill="billing", waiting_since=T0, channel="support-billing", **kw)
+
+
+def test_unclaimed_ladder_reping_escalate_leads() -> None:
+    s = unclaimed()
+    assert deadlines(s, POLICY) == [(SlaStep.WARN, T0 + 450), (SlaStep.ESCALATE, T0 + 600),
+                                    (SlaStep.LEADS, T0 + 1500)]
+    assert actions_due(s, POLICY, T0 + 449) == []
+    (warn,) = actions_due(s, POLICY, T0 + 450)
+    assert (warn.kind, warn.channel, warn.reason) == (
+        ActionKind.REPING, "support-billing", "first-response due in 2m 30s (SLA 10m), still unclaimed")
+    (esc,) = actions_due(unclaimed(done=frozenset({"warn"})), POLICY, T0 + 605)
+    assert (esc.kind, esc.channel) == (ActionKind.MOVE, "support-leads")
+    assert esc.reason == "first-response SLA 10m breached: unclaimed for 10m 05s → support-leads"
+    (leads,) = actions_due(unclaimed(done=frozenset({"escalate"})), POLICY, T0 + 1500)
+    assert leads.step is SlaStep.LEADS and leads.reason.startswith("still unclaimed 25m")
+
+
+def test_late_worker_fires_only_the_most_severe_step() -> None:
+    (a,) = actions_due(unclaimed(), POLICY, T0 + 2000)
+    assert a.step is SlaStep.LEADS
+    assert actions_due(unclaimed(done=frozenset({"leads"})), POLICY, T0 + 9999) == []
+
+
+def test_answered_or_resolved_makes_deadlines_stale() -> None:
+    assert actions_due(unclaimed(answered=True), POLICY, T0 + 9999) == []
+    assert actions_due(unclaimed(resolved=True), POLICY, T0 + 9999) == []
+    assert deadlines(unclaimed(resolved=True), POLICY) == []
+
+
+def test_claimed_agent_silent_is_nudged_then_reassigned() -> None:
+    s = unclaimed(claimed_by="U1", responded=True)
+    assert deadlines(s, POLICY) == [(SlaStep.NUDGE, T0 + 1350), (SlaStep.REASSIGN, T0 + 1800)]
+    (nudge,) = actions_due(s, POLICY, T0 + 1350)
+    assert nudge.agent == "U1"
+    assert nudge.reason == "U1 has not replied for 22m 30s; next-response due in 7m 30s (SLA 30m)"
+    agents = [AgentLoad("U1", frozenset({"billing"}), 0), AgentLoad("U2", frozenset({"billing"}), 1)]
+    (re,) = actions_due(s, POLICY, T0 + 1800, agents)
+    assert (re.kind, re.agent, re.suggested_agent) == (ActionKind.REASSIGN, "U1", "U2")
+    assert re.reason == "U1 has not replied for 30m (next-response SLA 30m breached) → reassign to U2"
+    (back,) = actions_due(s, POLICY, T0 + 1800)
+    assert back.reason.endswith("→ back to the queue")
+    no_reassign = POLICY.with_changes(escalation={"reassign_claimed": False})
+    (moved,) = actions_due(s, no_reassign, T0 + 1800)
+    assert (moved.kind, moved.channel) == (ActionKind.MOVE, "support-leads")
+
+
+def test_duration_format() -> None:
+    assert [duration(x) for x in (5, 60, 605, 3600, 3900)] == ["5s", "1m", "10m 05s", "1h", "1h 05m"]
+
+
+def test_capacity_refusal_message_and_suggestion() -> None:
+    policy = POLICY.with_changes(capacity={"U1": 2}, default_capacity=3)
+    ok, msg = can_claim("U1", 2, policy)
+    assert not ok and msg == ("<@U1> already has 2 open conversations (limit 2); "
+                              "resolve or hand one over before claiming another")
+    assert can_claim("U2", 2, policy) == (True, "<@U2> can claim (3/3)")
+    agents = [
+        AgentLoad("U1", frozenset({"billing"}), 1),  # 50 % of 2
+        AgentLoad("U2", frozenset({"billing"}), 1),  # 33 % of 3 → least loaded
+        AgentLoad("U3", frozenset({"billing"}), 0, available=False),
+        AgentLoad("U4", frozenset({"shipping"}), 0),
+        AgentLoad("U5", frozenset({"billing"}), 3),  # full
+    ]
+    assert suggest_agent("billing", agents, policy) == "U2"
+    assert suggest_agent("billing", agents, policy, prefer="U1") == "U1"
+    assert suggest_agent("billing", agents, policy, prefer="U5") == "U2"
+    assert suggest_agent("account", agents, policy) is None
+
+
+def test_business_hours_overnight_and_next_open() -> None:
+    night = BusinessHours(timezone="UTC", days=(4,), open="22:00", close="06:00")  # Friday night shift
+    fri_23 = datetime(2026, 11, 27, 23, 0, tzinfo=UTC)
+    assert is_open(night, fri_23) and is_open(night, datetime(2026, 11, 28, 5, 0, tzinfo=UTC))
+    assert not is_open(night, datetime(2026, 11, 28, 7, 0, tzinfo=UTC))
+    day = POLICY.business_hours
+    sat = datetime(2026, 11, 28, 12, 0, tzinfo=UTC)
+    assert next_open(day, sat) == datetime(2026, 11, 30, 7, 0, tzinfo=UTC)  # Monday 08:00 Berlin
+    assert "we open (Mon 08:00 Europe/Berlin)" in handoff_notice(POLICY, "billing", sat)
+    assert handoff_notice(POLICY, "billing", datetime(2026, 11, 25, 10, tzinfo=UTC)).endswith("within about 10m.")
+
+
+def test_invalid_policy_values_are_refused(tmp_path) -> None:
+    with pytest.raises(ValueError, match="unknown time zone"):
+        BusinessHours(timezone="Mars/Olympus")
+    bad = tmp_path / "p.yaml"
+    bad.write_text("skills: {general: {channel: support-general}}\nbusiness_hours: {days: [9]}\n")
+    with pytest.raises(PolicyError, match=r"business_hours\.days"):
+        load_policy(bad)
+    with pytest.raises(PolicyError, match="unknown skill"):
+        POLICY.with_skill_changes("nope", automation_paused=True)
