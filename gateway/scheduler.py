@@ -1,0 +1,204 @@
+"""SLA deadlines in a Redis sorted set, safe with several workers.
+
+Each deadline is a member "<conversation_id>|<kind>" scored by its due time (unix seconds). `due()` pops
+with a Lua script (range + remove in one atomic step), so when several workers poll at once every
+deadline is handed to exactly one of them. What to *do* with a deadline is decided by the pure
+`router.sla.actions_due()` from the conversation's current state, so stale deadlines are harmless.
+
+A per-conversation set indexes its pending kinds, so `cancel(conversation_id)` does not scan 100k
+members. Every escalation is appended with its reason to a stream (`sb:escalations`) for the audit trail.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+import redis.asyncio as aioredis
+import structlog
+
+from router.policy import Policy
+from router.sla import SlaAction, SlaState, deadlines
+
+log = structlog.get_logger("switchboard.scheduler")
+
+SEP = "|"
+
+_SCHEDULE = """
+redis.call('ZADD', KEYS[1], ARGV[3], ARGV[1] .. '|' .. ARGV[2])
+redis.call('SADD', ARGV[4] .. ARGV[1], ARGV[2])
+return 1
+"""
+
+_CANCEL = """
+local idx = ARGV[3] .. ARGV[1]
+local kinds
+if ARGV[2] == '' then kinds = redis.call('SMEMBERS', idx) else kinds = {ARGV[2]} end
+local n = 0
+for _, kind in ipairs(kinds) do
+  n = n + redis.call('ZREM', KEYS[1], ARGV[1] .. '|' .. kind)
+  redis.call('SREM', idx, kind)
+end
+return n
+"""
+
+_POP_DUE = """
+local items = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[1], 'WITHSCORES', 'LIMIT', 0, tonumber(ARGV[2]))
+for i = 1, #items, 2 do
+  redis.call('ZREM', KEYS[1], items[i])
+  local sep = string.find(items[i], '|', 1, true)
+  if sep then redis.call('SREM', ARGV[3] .. string.sub(items[i], 1, sep - 1), string.sub(items[i], sep + 1)) end
+end
+return items
+"""
+
+
+class Clock(Protocol):
+    def now(self) -> float:
+        """Unix seconds."""
+        ...
+
+
+class SystemClock:
+    def now(self) -> float:
+        return time.time()
+
+
+class ManualClock:
+    """A clock tests move by hand, so SLA breaches happen instantly and deterministically."""
+
+    def __init__(self, start: float = 1_767_225_600.0) -> None:
+        self._t = float(start)
+
+    def now(self) -> float:
+        return self._t
+
+    def advance(self, seconds: float) -> float:
+        self._t += seconds
+        return self._t
+
+    def set(self, t: float) -> None:
+        self._t = float(t)
+
+
+@dataclass(frozen=True, slots=True)
+class Deadline:
+    conversation_id: str
+    kind: str
+    due: float
+
+
+def _text(v: Any) -> str:
+    return v.decode() if isinstance(v, bytes) else str(v)
+
+
+def _parse(member: Any, score: Any) -> Deadline:
+    conversation_id, _, kind = _text(member).partition(SEP)
+    return Deadline(conversation_id, kind, float(_text(score)))
+
+
+class SlaScheduler:
+    def __init__(
+        self,
+        redis: aioredis.Redis,
+        key_prefix: str = "sb:sla",
+        escalations_key: str = "sb:escalations",
+        escalations_maxlen: int = 100_000,
+    ) -> None:
+        self.redis = redis
+        self.key = f"{key_prefix}:due"
+        self.index_prefix = f"{key_prefix}:kinds:"
+        self.escalations_key = escalations_key
+        self.escalations_maxlen = escalations_maxlen
+        self._schedule = redis.register_script(_SCHEDULE)
+        self._cancel = redis.register_script(_CANCEL)
+        self._pop = redis.register_script(_POP_DUE)
+
+    @staticmethod
+    def _check(conversation_id: str, kind: str | None) -> None:
+        if not conversation_id or SEP in conversation_id or (kind is not None and (not kind or SEP in kind)):
+            raise ValueError(f"conversation id and kind must be non-empty and not contain {SEP!r}")
+
+    async def schedule(self, conversation_id: str, kind: str, due: float) -> None:
+        """Re-scheduling the same (conversation, kind) moves it instead of adding a second deadline."""
+        self._check(conversation_id, kind)
+        await self._schedule(keys=[self.key], args=[conversation_id, kind, repr(float(due)), self.index_prefix])
+        log.debug("sla_scheduled", conversation_id=conversation_id, kind=kind, due=due)
+
+    async def cancel(self, conversation_id: str, kind: str | None = None) -> int:
+        self._check(conversation_id, kind)
+        n = int(await self._cancel(keys=[self.key], args=[conversation_id, kind or "", self.index_prefix]))
+        if n:
+            log.debug("sla_cancelled", conversation_id=conversation_id, kind=kind, removed=n)
+        return n
+
+    async def plan(self, state: SlaState, policy: Policy) -> list[Deadline]:
+        """Replace a conversation's deadlines with those of its current wait (call on every state change)."""
+        await self.cancel(state.conversation_id)
+        planned = [Deadline(state.conversation_id, step.value, at) for step, at in deadlines(state, policy)]
+        for d in planned:
+            await self.schedule(d.conversation_id, d.kind, d.due)
+        return planned
+
+    async def due(self, now: float, limit: int = 100) -> list[Deadline]:
+        """Pop up to `limit` deadlines due at `now`; each is returned to exactly one caller."""
+        raw = await self._pop(keys=[self.key], args=[repr(float(now)), int(limit), self.index_prefix])
+        out: list[Deadline] = []
+        for member, score in zip(raw[::2], raw[1::2], strict=True):
+            out.append(_parse(member, score))
+        if out:
+            log.info("sla_deadlines_due", count=len(out), conversation_ids=[d.conversation_id for d in out])
+        return out
+
+    async def poll(self, clock: Clock, limit: int = 100) -> list[Deadline]:
+        return await self.due(clock.now(), limit)
+
+    async def pending(self, conversation_id: str | None = None) -> list[Deadline]:
+        if conversation_id is None:
+            raw: list[Any] = await self.redis.zrange(self.key, 0, -1, withscores=True)
+            return [_parse(pair[0], pair[1]) for pair in raw]
+        kinds = sorted(_text(k) for k in await self.redis.smembers(self.index_prefix + conversation_id))
+        scores = await self.redis.zmscore(self.key, [f"{conversation_id}{SEP}{k}" for k in kinds]) if kinds else []
+        return [Deadline(conversation_id, k, float(s)) for k, s in zip(kinds, scores, strict=True) if s is not None]
+
+    async def count(self) -> int:
+        return int(await self.redis.zcard(self.key))
+
+    async def next_due(self) -> float | None:
+        """When the earliest deadline falls, so an idle poller can sleep exactly that long."""
+        first = await self.redis.zrange(self.key, 0, 0, withscores=True)
+        return float(first[0][1]) if first else None
+
+    async def record(self, action: SlaAction, at: float) -> str:
+        """Append an escalation with its reason; the stream is the audit trail leads can query."""
+        fields = {
+            "conversation_id": action.conversation_id,
+            "kind": action.kind.value,
+            "step": action.step.value,
+            "channel": action.channel,
+            "reason": action.reason,
+            "agent": action.agent or "",
+            "suggested_agent": action.suggested_agent or "",
+            "at": repr(at),
+        }
+        entry = await self.redis.xadd(
+            self.escalations_key, fields, maxlen=self.escalations_maxlen, approximate=True  # type: ignore[arg-type]
+        )
+        log.info("sla_escalation", conversation_id=action.conversation_id, step=action.step.value,
+                 channel=action.channel, reason=action.reason)
+        return _text(entry)
+
+    async def escalations(self, conversation_id: str | None = None, count: int = 100) -> list[dict[str, str]]:
+        """Newest first; filtered client-side because the stream is capped and rarely read."""
+        rows = await self.redis.xrevrange(self.escalations_key, count=count if conversation_id is None else None)
+        out: list[dict[str, str]] = []
+        for entry_id, fields in rows or []:
+            row = {_text(k): _text(v) for k, v in (fields or {}).items()}
+            if conversation_id is None or row["conversation_id"] == conversation_id:
+                row["id"] = _text(entry_id)
+                out.append(row)
+                if len(out) >= count:
+                    break
+        return out
+

@@ -1,0 +1,115 @@
+"""SlaScheduler against a real redis-server with a ManualClock: no sleeps, exact firing."""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import replace
+
+import pytest
+import redis.asyncio as aioredis
+
+from gateway.scheduler import Deadline, ManualClock, SlaScheduler, SystemClock
+from router.policy import load_policy
+from router.sla import ActionKind, SlaState, SlaStep, actions_due
+
+POLICY = load_policy()
+
+
+async def test_schedule_due_cancel(redis: aioredis.Redis) -> None:
+    clock = ManualClock(1000.0)
+    s = SlaScheduler(redis)
+    await s.schedule("conv_a", "warn", 1010)
+    await s.schedule("conv_a", "escalate", 1020)
+    await s.schedule("conv_b", "warn", 1015)
+    await s.schedule("conv_a", "warn", 1012)  # re-schedule moves, does not duplicate
+    assert await s.count() == 3
+    assert await s.next_due() == 1012
+    assert await s.poll(clock) == []
+    clock.advance(15)
+    assert await s.poll(clock) == [Deadline("conv_a", "warn", 1012.0), Deadline("conv_b", "warn", 1015.0)]
+    assert await s.poll(clock) == []  # popped: never handed out twice
+    assert await s.pending("conv_a") == [Deadline("conv_a", "escalate", 1020.0)]
+    assert await s.cancel("conv_a") == 1
+    clock.advance(100)
+    assert await s.poll(clock) == []
+    assert await s.redis.keys("sb:sla:kinds:*") == []  # index cleaned up as deadlines go
+
+
+async def test_cancel_one_kind_and_limit(redis: aioredis.Redis) -> None:
+    s = SlaScheduler(redis, key_prefix="t:sla")
+    for i in range(5):
+        await s.schedule(f"conv_{i}", "warn", 10 + i)
+        await s.schedule(f"conv_{i}", "leads", 100 + i)
+    assert await s.cancel("conv_0", "leads") == 1
+    assert [d.conversation_id for d in await s.due(50, limit=3)] == ["conv_0", "conv_1", "conv_2"]
+    assert len(await s.due(1000)) == 2 + 4
+    with pytest.raises(ValueError):
+        await s.schedule("bad|id", "warn", 1)
+
+
+async def test_two_concurrent_pollers_fire_each_deadline_once(redis: aioredis.Redis, redis_url: str) -> None:
+    second = aioredis.from_url(redis_url)
+    try:
+        a, b = SlaScheduler(redis), SlaScheduler(second)
+        n = 2000
+        pipe = redis.pipeline(transaction=False)
+        for i in range(n):
+            pipe.zadd("sb:sla:due", {f"conv_{i}|warn": float(i % 100)})
+        await pipe.execute()
+        got: list[Deadline] = []
+
+        async def worker(s: SlaScheduler) -> None:
+            while batch := await s.due(1000.0, limit=37):
+                got.extend(batch)
+
+        await asyncio.gather(worker(a), worker(b), worker(a), worker(b))
+        assert len(got) == n
+        assert len({d.conversation_id for d in got}) == n
+    finally:
+        await second.aclose()
+
+
+async def test_unclaimed_conversation_escalates_when_deadline_passes(redis: aioredis.Redis) -> None:
+    """End to end without sleeps: plan deadlines, move the clock, pop, decide, record the escalation."""
+    clock = ManualClock(1_767_225_600.0)
+    s = SlaScheduler(redis)
+    state = SlaState("conv_esc", "billing", waiting_since=clock.now(), channel="support-billing")
+    planned = await s.plan(state, POLICY)
+    assert [d.kind for d in planned] == ["warn", "escalate", "leads"]
+
+    fired: list[tuple[str, str]] = []
+    for minutes in (5, 8, 11):  # 450 s warn, 600 s escalate
+        clock.set(state.waiting_since + minutes * 60)
+        for deadline in await s.poll(clock):
+            for action in actions_due(state, POLICY, clock.now()):
+                await s.record(action, clock.now())
+                state = replace(state, done=state.done | {action.step.value})
+                fired.append((deadline.kind, action.kind.value))
+    assert fired == [("warn", "reping"), ("escalate", "move")]
+    log = await s.escalations("conv_esc")
+    assert [e["step"] for e in log] == ["escalate", "warn"]  # newest first
+    assert log[0]["channel"] == "support-leads"
+    assert log[0]["reason"] == "first-response SLA 10m breached: unclaimed for 11m → support-leads"
+    # The customer gets an answer: re-planning drops the rest of the ladder.
+    answered = SlaState("conv_esc", "billing", waiting_since=state.waiting_since, answered=True)
+    assert await s.plan(answered, POLICY) == []
+    assert await s.pending("conv_esc") == []
+
+
+async def test_stale_deadline_does_nothing(redis: aioredis.Redis) -> None:
+    clock = ManualClock(0.0)
+    s = SlaScheduler(redis)
+    await s.schedule("conv_x", SlaStep.ESCALATE.value, 600)
+    clock.advance(601)
+    (d,) = await s.poll(clock)
+    resolved = SlaState(d.conversation_id, "billing", waiting_since=0.0, resolved=True)
+    assert actions_due(resolved, POLICY, clock.now()) == []
+    assert ActionKind.MOVE.value == "move"
+
+
+def test_clocks() -> None:
+    c = ManualClock(10)
+    assert c.advance(5) == 15 and c.now() == 15
+    c.set(3)
+    assert c.now() == 3
+    assert SystemClock().now() > 1_700_000_000
