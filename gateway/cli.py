@@ -12,6 +12,7 @@ from collections.abc import Sequence
 import structlog
 from aiohttp import web
 
+from gateway import send
 from gateway.app import create_app
 from gateway.logging import configure_logging
 from gateway.runtime import Runtime, build_runtime
@@ -90,6 +91,7 @@ def build_parser() -> argparse.ArgumentParser:
     ):
         p = sub.add_parser(name, help=help_text)
         p.set_defaults(func=_process_command(name))
+    send.register(sub)
     try:
         from learners.commands import register
     except ImportError:
