@@ -1,0 +1,100 @@
+"""The built-in answer bot: TF-IDF nearest example over a knowledge base, with a confidence floor.
+
+It answers only when it is confident and the conversation shows no sign the customer wants or needs a
+person; otherwise it hands off with a reason. A wrong confident answer costs more trust than a quick
+handoff, hence the floor.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import structlog
+
+from gateway.domain import Conversation, Outcome, Scores
+from gateway.ports import BotReply
+from integrations.automation.handoff import HandoffRules, handoff_reasons
+from integrations.automation.kb import KnowledgeBase, load_kb
+from integrations.automation.tfidf import TfidfIndex
+from router.policy import Policy, load_policy
+
+log = structlog.get_logger("switchboard.automation")
+
+DEFAULT_FLOOR = 0.35
+
+
+@dataclass(frozen=True, slots=True)
+class Match:
+    intent: str
+    confidence: float
+    answer: str
+    example: str
+
+
+class AnswerBot:
+    """Implements `gateway.ports.Automation`."""
+
+    def __init__(
+        self,
+        kb: KnowledgeBase | None = None,
+        policy: Policy | None = None,
+        floor: float = DEFAULT_FLOOR,
+        rules: HandoffRules | None = None,
+    ) -> None:
+        self.kb = kb or load_kb()
+        self.floor = floor
+        p = policy or load_policy()
+        self.rules = rules or HandoffRules(
+            human_phrases=p.human_request_phrases,
+            frustration_keywords=p.escalation_keywords,
+            sentiment_floor=p.thresholds.sentiment_floor,
+            repeat_similarity=p.thresholds.repeat_similarity,
+        )
+        self._owner: list[int] = []
+        docs: list[str] = []
+        for i, intent in enumerate(self.kb.intents):
+            docs.extend(intent.examples)
+            self._owner.extend([i] * len(intent.examples))
+        self._docs = docs
+        self.index = TfidfIndex(docs)
+
+    def match(self, text: str) -> Match | None:
+        """Nearest example wins; its cosine similarity is the confidence (1.0 = same words)."""
+        sims = self.index.similarities(text)
+        if not sims:
+            return None
+        doc = max(sorted(sims), key=lambda d: sims[d])
+        intent = self.kb.intents[self._owner[doc]]
+        return Match(intent.name, round(min(1.0, sims[doc]), 4), intent.answer, self._docs[doc])
+
+    async def handle(self, conversation: Conversation, scores: Scores) -> BotReply:
+        bound = log.bind(conversation_id=conversation.id)
+        reasons = handoff_reasons(conversation, scores, self.rules)
+        if reasons:
+            bound.info("bot_handoff", reasons=reasons)
+            return BotReply(answered=False, handoff_reason="; ".join(reasons))
+        question = conversation.last_inbound_text
+        m = self.match(question) if question else None
+        if m is None or m.confidence < self.floor:
+            reason = (
+                f"no confident answer (best '{m.intent}' {m.confidence:.2f} < {self.floor:.2f})"
+                if m else "no matching answer in the knowledge base"
+            )
+            bound.info("bot_handoff", reasons=[reason])
+            return BotReply(answered=False, confidence=m.confidence if m else 0.0,
+                            intent=m.intent if m else None, handoff_reason=reason)
+        bound.info("bot_answered", intent=m.intent, confidence=m.confidence)
+        return BotReply(answered=True, text=m.answer, confidence=m.confidence, intent=m.intent)
+
+
+def automation_outcome(conversation: Conversation, reply: BotReply, reopened: bool = False) -> Outcome:
+    """The label the automation-success learner needs: did the bot finish the job alone?"""
+    failed = reopened or not reply.answered
+    return Outcome(
+        conversation_id=conversation.id,
+        kind="automation_handoff" if failed else "automation_resolved",
+        text=conversation.last_inbound_text,
+        automation_failed=failed,
+        correction="reopened within window" if reopened else reply.handoff_reason,
+        predicted={"intent": reply.intent, "confidence": reply.confidence},
+    )
