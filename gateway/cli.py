@@ -7,7 +7,7 @@ import asyncio
 import contextlib
 import signal
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import structlog
 from aiohttp import web
@@ -66,8 +66,9 @@ async def run(settings: Settings, roles: set[str]) -> None:
         waiter = asyncio.create_task(stop.wait())
         done, _ = await asyncio.wait([waiter, *tasks], return_when=asyncio.FIRST_COMPLETED)
         for task in done:
-            if task is not waiter and task.exception() is not None:
-                raise task.exception()  # type: ignore[misc]
+            exc = task.exception() if task is not waiter else None
+            if exc is not None:
+                raise exc
         stop.set()
     finally:
         stop.set()
@@ -101,7 +102,7 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _process_command(name: str):  # type: ignore[no-untyped-def]
+def _process_command(name: str) -> Callable[[argparse.Namespace], int]:
     def command(args: argparse.Namespace) -> int:
         try:
             settings = load_settings()

@@ -15,6 +15,7 @@ import socket
 import subprocess
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import redis.asyncio as aioredis
 import structlog
@@ -43,7 +44,7 @@ class EmbeddedRedis:
     data_dir: Path
     url: str = ""
     process: subprocess.Popen[bytes] | None = None
-    fake_server: object | None = field(default=None, repr=False)
+    fake_server: Any = field(default=None, repr=False)
 
     @property
     def is_fake(self) -> bool:

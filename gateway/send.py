@@ -17,7 +17,7 @@ from gateway.settings import ConfigError, load_settings
 from integrations.webhook.signature import HEADER, sign
 
 
-def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg,unused-ignore]
     p = sub.add_parser("send", help="send one signed test message to a running gateway")
     p.add_argument("text")
     p.add_argument("--customer", default="demo-customer")

@@ -12,6 +12,7 @@ from __future__ import annotations
 import math
 import time
 from dataclasses import dataclass, field
+from typing import Any
 
 import redis.asyncio as aioredis
 import structlog
@@ -33,7 +34,8 @@ return 0
 Entry = tuple[str, dict[str, str]]
 
 
-def _decode(entries: list[tuple[bytes | str, dict[bytes | str, bytes | str]]]) -> list[Entry]:
+def _decode(entries: Any) -> list[Entry]:
+    """redis-py's stream replies are loosely typed; normalise to str once, here."""
     def s(x: bytes | str) -> str:
         return x.decode() if isinstance(x, bytes) else x
 
@@ -140,7 +142,7 @@ class PartitionReader:
     async def read(self, partitions: set[int], block_ms: int) -> dict[int, list[Entry]]:
         out: dict[int, list[Entry]] = {}
         for p in sorted(self.backlog & partitions):
-            resp = await self.redis.xreadgroup(
+            resp: Any = await self.redis.xreadgroup(
                 keys.INBOUND_GROUP, self.consumer, {keys.inbound_stream(p): "0"}, count=self.count
             )
             entries = _decode(resp[0][1]) if resp else []
@@ -160,9 +162,9 @@ class PartitionReader:
             count=self.count,
             block=block_ms,
         )
-        for stream, entries in resp or []:
-            name = stream.decode() if isinstance(stream, bytes) else stream
-            out[int(name.rsplit(":", 1)[1])] = _decode(entries)
+        for stream, raw in resp or []:
+            name = stream.decode() if isinstance(stream, bytes) else str(stream)
+            out[int(name.rsplit(":", 1)[1])] = _decode(raw)
         return out
 
     async def ack(self, partition: int, entry_id: str) -> None:

@@ -7,6 +7,7 @@ import os
 import socket
 import time
 import uuid
+from typing import Any
 
 import redis.asyncio as aioredis
 import structlog
@@ -102,7 +103,8 @@ class Worker:
             exc_info=exc,
         )
         if attempts >= MAX_ATTEMPTS:
-            await self.redis.xadd(DEAD_LETTER, {**fields, "entry": entry_id, "error": repr(exc)[:500]})
+            dead: dict[Any, Any] = {**fields, "entry": entry_id, "error": repr(exc)[:500]}
+            await self.redis.xadd(DEAD_LETTER, dead)
             await self.reader.ack(partition, entry_id)
             await self.redis.hdel(ATTEMPTS, entry_id)
             log.error("entry_dead_lettered", conversation_id=fields.get("conv"), entry=entry_id)

@@ -52,7 +52,8 @@ class SlackDesk:
             resp = await self.client.conversations_list(
                 limit=200, cursor=cursor, types="public_channel,private_channel", exclude_archived=True
             )
-            for ch in resp.get("channels", []):
+            channels: list[dict[str, Any]] = resp.get("channels", [])
+            for ch in channels:
                 self._ids[ch["name"]] = ch["id"]
             cursor = (resp.get("response_metadata") or {}).get("next_cursor") or None
             if not cursor:
@@ -96,7 +97,8 @@ class SlackDesk:
         resp = await self.client.conversations_history(
             channel=channel_id, oldest=f"{since - 5:.6f}", include_all_metadata=True, limit=200
         )
-        for msg in resp.get("messages", []):
+        messages: list[dict[str, Any]] = resp.get("messages", [])
+        for msg in messages:
             payload = (msg.get("metadata") or {}).get("event_payload") or {}
             if payload.get("conversation_id") == conversation.id and msg.get("metadata", {}).get(
                 "event_type"
@@ -126,7 +128,8 @@ class SlackDesk:
         resp = await self.client.conversations_replies(
             channel=conversation.slack_channel, ts=conversation.card_ts, include_all_metadata=True, limit=200
         )
-        for msg in resp.get("messages", []):
+        replies: list[dict[str, Any]] = resp.get("messages", [])
+        for msg in replies:
             payload = (msg.get("metadata") or {}).get("event_payload") or {}
             if payload.get("message_id") == message_id:
                 return str(msg["ts"])
