@@ -27,10 +27,29 @@ NEGATIVE = frozenset(
 )
 NEGATORS = frozenset("not no never don't doesn't didn't isn't wasn't can't cannot won't".split())
 URGENT_CUES = {
-    "urgent": 0.5, "urgently": 0.5, "asap": 0.45, "immediately": 0.45, "emergency": 0.6, "now": 0.15,
-    "today": 0.15, "outage": 0.45, "down": 0.2, "critical": 0.5, "deadline": 0.3, "stolen": 0.55,
-    "fraud": 0.5, "hacked": 0.55, "locked": 0.3, "blocked": 0.3, "charged": 0.15, "twice": 0.15,
-    "lawyer": 0.4, "chargeback": 0.4, "unacceptable": 0.3, "still": 0.15, "again": 0.1,
+    "urgent": 0.5,
+    "urgently": 0.5,
+    "asap": 0.45,
+    "immediately": 0.45,
+    "emergency": 0.6,
+    "now": 0.15,
+    "today": 0.15,
+    "outage": 0.45,
+    "down": 0.2,
+    "critical": 0.5,
+    "deadline": 0.3,
+    "stolen": 0.55,
+    "fraud": 0.5,
+    "hacked": 0.55,
+    "locked": 0.3,
+    "blocked": 0.3,
+    "charged": 0.15,
+    "twice": 0.15,
+    "lawyer": 0.4,
+    "chargeback": 0.4,
+    "unacceptable": 0.3,
+    "still": 0.15,
+    "again": 0.1,
 }
 
 
@@ -64,9 +83,7 @@ def urgency(text: str) -> float:
 def skill_distribution(text: str, skills: SkillSeeds) -> dict[str, float]:
     """Softmax over seed-keyword hits; with no hits every skill is equally likely."""
     lowered = f" {' '.join(words(text))} "
-    hits = {
-        name: sum(1 for kw in seeds if f" {' '.join(words(kw))} " in lowered) for name, seeds in skills.items()
-    }
+    hits = {name: sum(1 for kw in seeds if f" {' '.join(words(kw))} " in lowered) for name, seeds in skills.items()}
     exps = {name: math.exp(1.5 * n) for name, n in hits.items()}
     total = sum(exps.values())
     return {name: round(v / total, 4) for name, v in exps.items()}

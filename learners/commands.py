@@ -1,0 +1,231 @@
+"""`switchboard train` and `switchboard evaluate`: warm start from history, and honest replay.
+
+`evaluate` is test-then-train: every message is predicted before it is learned, so the learning
+curve is what production would have seen. File order is kept unless `--shuffle`, because a file
+sorted by label (banking77's is) is a worst case worth seeing, not hiding.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import csv
+import os
+import random
+import statistics
+import sys
+import time
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+import redis.asyncio as aioredis
+import structlog
+
+from learners import report, snapshot
+from learners.sentiment import CLASSES
+from learners.skill import SkillLearner
+from learners.urgency import urgent_label
+
+log = structlog.get_logger("learners.commands")
+
+CHECKPOINTS = (500, 1000, 2000, 5000)
+TRAINABLE = ("skill", "sentiment", "urgency")
+
+
+class Progress:
+    """A plain stderr progress bar; redrawn at most ~20 times a second so it costs nothing."""
+
+    def __init__(self, total: int, label: str) -> None:
+        self.total, self.label, self.last = max(1, total), label, 0.0
+
+    def update(self, done: int) -> None:
+        now = time.monotonic()
+        if done < self.total and now - self.last < 0.05:
+            return
+        self.last = now
+        filled = int(30 * done / self.total)
+        sys.stderr.write(f"\r{self.label} [{'#' * filled}{'.' * (30 - filled)}] {done}/{self.total}")
+        if done >= self.total:
+            sys.stderr.write("\n")
+        sys.stderr.flush()
+
+
+def read_rows(path: str, text_col: str, label_col: str) -> list[tuple[str, str]]:
+    with open(path, newline="", encoding="utf-8") as fh:
+        reader = csv.DictReader(fh)
+        missing = {text_col, label_col} - set(reader.fieldnames or ())
+        if missing:
+            raise SystemExit(f"{path}: no column(s) {', '.join(sorted(missing))}; has {reader.fieldnames}")
+        return [(r[text_col], r[label_col]) for r in reader if r[text_col].strip() and r[label_col].strip()]
+
+
+def _pct(values: list[float], q: float) -> float:
+    values = sorted(values)
+    return values[min(len(values) - 1, int(q * len(values)))] if values else 0.0
+
+
+def evaluate(args: argparse.Namespace) -> int:
+    rows = read_rows(args.train, args.text_column, args.label_column)
+    if args.shuffle:
+        random.Random(args.seed).shuffle(rows)
+    if args.limit:
+        rows = rows[: args.limit]
+    learner = SkillLearner()
+    correct, recent = 0, []
+    cumulative_pts: list[tuple[int, float]] = []
+    recent_pts: list[tuple[int, float]] = []
+    predict_us: list[float] = []
+    learn_us: list[float] = []
+    every = max(1, len(rows) // 200)
+    bar = Progress(len(rows), "evaluate")
+    for i, (text, label) in enumerate(rows, 1):
+        t0 = time.perf_counter()
+        pred = learner.predict_one(text)
+        t1 = time.perf_counter()
+        learner.learn_one(text, label, y_pred=pred)
+        t2 = time.perf_counter()
+        predict_us.append((t1 - t0) * 1e6)
+        learn_us.append((t2 - t1) * 1e6)
+        hit = pred == label
+        correct += hit
+        recent.append(hit)
+        if i % every == 0 or i == len(rows):
+            window = recent[-500:]
+            cumulative_pts.append((i, correct / i))
+            recent_pts.append((i, sum(window) / len(window)))
+        if i in CHECKPOINTS:
+            print(f"after {i}: accuracy={correct / i:.4f} last500={sum(recent[-500:]) / len(recent[-500:]):.4f}")
+        bar.update(i)
+    n = len(rows)
+    print(f"final ({n}): accuracy={correct / max(1, n):.4f} classes={len(learner.classes)}")
+    print(f"predict_us median={statistics.median(predict_us):.0f} p99={_pct(predict_us, 0.99):.0f}")
+    print(f"learn_us median={statistics.median(learn_us):.0f} p99={_pct(learn_us, 0.99):.0f}")
+    summary: dict[str, Any] = {
+        "train file": args.train,
+        "messages": n,
+        "order": f"shuffled (seed {args.seed})" if args.shuffle else "file order",
+        "prequential accuracy": f"{correct / max(1, n):.4f}",
+        "predict µs (median / p99)": f"{statistics.median(predict_us):.0f} / {_pct(predict_us, 0.99):.0f}",
+        "learn µs (median / p99)": f"{statistics.median(learn_us):.0f} / {_pct(learn_us, 0.99):.0f}",
+    }
+    holdout: float | None = None
+    if args.test:
+        test = read_rows(args.test, args.text_column, args.label_column)
+        hits = sum(learner.predict_one(text) == label for text, label in test)
+        holdout = hits / max(1, len(test))
+        majority = Counter(label for _, label in test).most_common(1)[0][1] / max(1, len(test))
+        summary |= {"test file": args.test, "holdout accuracy": f"{holdout:.4f}", "majority class": f"{majority:.4f}"}
+        print(f"majority_class={majority:.4f}")
+    if args.report:
+        Path(args.report).write_text(
+            report.render("Switchboard learner evaluation", summary, cumulative_pts, recent_pts, holdout),
+            encoding="utf-8",
+        )
+        print(f"report={args.report}")
+    if holdout is not None:
+        print(f"holdout_accuracy={holdout:.4f}")
+    return 0
+
+
+def _label(learner: str, raw: str) -> Any:
+    """Map a CSV label to the learner's class; ValueError for a row that cannot be used."""
+    value = raw.strip().lower()
+    if learner == "sentiment":
+        if value not in CLASSES:
+            raise ValueError(f"sentiment label {raw!r} is not one of {CLASSES}")
+        return value
+    if learner == "urgency":
+        if value in {"true", "yes", "urgent", "high"}:
+            return True
+        if value in {"false", "no", "normal", "low"}:
+            return False
+        return urgent_label(float(value))
+    return value
+
+
+async def _train(args: argparse.Namespace) -> int:
+    rows = read_rows(args.file, args.text_column, args.label_column)
+    redis = aioredis.from_url(args.redis_url)
+    lock = snapshot.RedisLock(redis)
+    try:
+        deadline = time.monotonic() + args.lock_wait
+        while not await lock.acquire():
+            if time.monotonic() > deadline:
+                print(
+                    f"could not take {snapshot.LOCK_KEY} within {args.lock_wait}s: a learner process is "
+                    "writing snapshots; stop it (or wait) and retry",
+                    file=sys.stderr,
+                )
+                return 2
+            await asyncio.sleep(0.5)
+        learners = snapshot.new_learners()
+        blobs = await snapshot.fetch(redis)
+        for name in snapshot.LEARNER_TYPES:
+            if name in blobs:
+                try:
+                    learners[name] = snapshot.load(blobs[name], name).learner
+                except snapshot.SnapshotError as exc:
+                    log.error("learner_snapshot_refused", learner=name, reason=str(exc), during="train")
+                    print(f"existing {name} snapshot refused ({exc}); starting that learner fresh", file=sys.stderr)
+        learner = learners[args.learner]
+        bad = 0
+        bar = Progress(len(rows), f"train {args.learner}")
+        for i, (text, raw) in enumerate(rows, 1):
+            try:
+                learner.learn_one(text, _label(args.learner, raw))
+            except ValueError:
+                bad += 1
+            bar.update(i)
+        version = await snapshot.publish(redis, learners, lock)
+        if version is None:
+            print("lost the snapshot lock while training; nothing published", file=sys.stderr)
+            return 1
+        t = learner.tracker
+        print(
+            f"trained {args.learner} on {len(rows) - bad} rows ({bad} skipped); labels_seen={t.labels_seen} "
+            f"rolling_accuracy={t.rolling_accuracy}"
+        )
+        print(f"published snapshot version={version}")
+        return 0
+    finally:
+        await lock.release()
+        await redis.aclose()
+
+
+def train(args: argparse.Namespace) -> int:
+    return asyncio.run(_train(args))
+
+
+def register(subparsers: Any) -> None:
+    """Add `train` and `evaluate` to the `switchboard` console script's subparsers."""
+    t = subparsers.add_parser("train", help="warm-start a learner from a CSV of historical tickets")
+    t.add_argument("file")
+    t.add_argument("--text-column", default="text")
+    t.add_argument("--label-column", required=True)
+    t.add_argument("--learner", choices=TRAINABLE, required=True)
+    t.add_argument("--redis-url", default=os.environ.get("REDIS_URL", "redis://localhost:6379/0"))
+    t.add_argument("--lock-wait", type=float, default=30.0, help="seconds to wait for the snapshot lock")
+    t.set_defaults(func=train)
+
+    e = subparsers.add_parser("evaluate", help="test-then-train replay of a labelled CSV, with a report")
+    e.add_argument("train")
+    e.add_argument("--test")
+    e.add_argument("--text-column", default="text")
+    e.add_argument("--label-column", default="category")
+    e.add_argument("--shuffle", action="store_true")
+    e.add_argument("--seed", type=int, default=0)
+    e.add_argument("--limit", type=int, default=0, help="replay only the first N rows (after shuffling)")
+    e.add_argument("--report", default="evaluate_report.html", help="HTML report path ('' to skip)")
+    e.set_defaults(func=evaluate)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="switchboard")
+    register(parser.add_subparsers(dest="command", required=True))
+    args = parser.parse_args(argv)
+    return int(args.func(args))
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

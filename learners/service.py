@@ -1,0 +1,180 @@
+"""`LearnerScorer`: the worker's `Scorer` once learners exist, blending models with the rules.
+
+Each learner's weight grows linearly with the labels it has seen (`min_labels` = full trust), so a
+fresh deployment behaves exactly like the cold-start rules and drifts towards the models as agents
+resolve conversations. A learner whose rolling accuracy falls under its floor is ignored entirely
+until it recovers, and says so in `Scores.versions` and `health()`.
+
+Models are replaced by reference on `refresh`; scoring never waits on Redis.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping
+from typing import Any
+
+import redis.asyncio as aioredis
+import structlog
+
+from gateway.domain import Scores
+from learners import coldstart
+from learners.automation import AutomationLearner, automation_input
+from learners.base import SkillSeeds
+from learners.sentiment import SentimentLearner
+from learners.skill import SkillLearner
+from learners.snapshot import LEARNER_TYPES, SnapshotError, current_version, fetch, load, new_learners
+from learners.text import TextLearner
+from learners.urgency import UrgencyLearner
+
+log = structlog.get_logger("learners.service")
+
+DEFAULT_FLOORS = {"skill": 0.5, "sentiment": 0.5, "urgency": 0.6, "automation": 0.6}
+"""Rolling-accuracy floors; well above chance for each learner's class count, below a useful model."""
+
+
+class LearnerScorer:
+    """`Scorer` over the four online learners, with cold-start blending and accuracy fallback."""
+
+    def __init__(
+        self,
+        learners: Mapping[str, TextLearner] | None = None,
+        *,
+        min_labels: int | Mapping[str, int] = 200,
+        floors: Mapping[str, float] | None = None,
+        min_evaluated: int = 50,
+    ) -> None:
+        self._learners: dict[str, TextLearner] = {**new_learners(), **(learners or {})}
+        self.min_labels = min_labels
+        self.floors = {**DEFAULT_FLOORS, **(floors or {})}
+        self.min_evaluated = min_evaluated
+        self._versions = dict.fromkeys(LEARNER_TYPES, 0)
+        self._created: dict[str, float | None] = dict.fromkeys(LEARNER_TYPES)
+        self._seen_version = 0
+
+    # -- blending -----------------------------------------------------------------------------
+
+    def learner(self, name: str) -> TextLearner:
+        return self._learners[name]
+
+    def fallback(self, name: str) -> bool:
+        return self._learners[name].tracker.below(self.floors[name], self.min_evaluated)
+
+    def weight(self, name: str) -> float:
+        """How much the model counts against the rules: 0 in fallback, labels/min_labels otherwise."""
+        if self.fallback(name):
+            return 0.0
+        need = self.min_labels if isinstance(self.min_labels, int) else self.min_labels.get(name, 200)
+        seen = self._learners[name].tracker.labels_seen
+        return 1.0 if need <= 0 else min(1.0, seen / need)
+
+    def _version(self, name: str, w: float) -> str:
+        if w <= 0.0:
+            return coldstart.VERSION + ("+fallback" if self.fallback(name) else "")
+        model = f"{name}-v{self._versions[name]}"
+        return model if w >= 1.0 else f"{model}*{w:.2f}+{coldstart.VERSION}"
+
+    def score(self, text: str, skills: SkillSeeds) -> Scores:
+        weights = {name: self.weight(name) for name in LEARNER_TYPES}
+
+        w = weights["skill"]
+        dist = coldstart.skill_distribution(text, skills) if w < 1.0 else {}
+        if w > 0.0:
+            learned = self._skill().distribution(text, skills)
+            dist = learned if w >= 1.0 else {s: w * learned[s] + (1 - w) * dist[s] for s in learned}
+
+        w = weights["sentiment"]
+        mood = coldstart.sentiment(text) if w < 1.0 else 0.0
+        if w > 0.0:
+            mood = w * self._sentiment().polarity(text) + (1 - w) * mood
+
+        w = weights["urgency"]
+        urgent = coldstart.urgency(text) if w < 1.0 else 0.0
+        if w > 0.0:
+            urgent = w * self._urgency().probability(text) + (1 - w) * urgent
+
+        conf = max(dist.values())
+        w = weights["automation"]
+        auto = coldstart.automation_success(text, mood, urgent, conf) if w < 1.0 else 0.0
+        if w > 0.0:
+            x = automation_input(text, {"sentiment": mood, "urgency": urgent, "skill_confidence": conf})
+            auto = w * self._automation().probability(x) + (1 - w) * auto
+
+        return Scores(
+            sentiment=round(max(-1.0, min(1.0, mood)), 4),
+            urgency=round(max(0.0, min(1.0, urgent)), 4),
+            skill={s: round(p, 4) for s, p in dist.items()},
+            automation_success=round(max(0.0, min(1.0, auto)), 4),
+            versions={name: self._version(name, weights[name]) for name in LEARNER_TYPES},
+        )
+
+    def _skill(self) -> SkillLearner:
+        return self._learners["skill"]  # type: ignore[return-value]
+
+    def _sentiment(self) -> SentimentLearner:
+        return self._learners["sentiment"]  # type: ignore[return-value]
+
+    def _urgency(self) -> UrgencyLearner:
+        return self._learners["urgency"]  # type: ignore[return-value]
+
+    def _automation(self) -> AutomationLearner:
+        return self._learners["automation"]  # type: ignore[return-value]
+
+    # -- hot swap -----------------------------------------------------------------------------
+
+    async def refresh(self, redis: aioredis.Redis) -> bool:
+        """Swap in the newest snapshot; a learner whose blob is refused keeps serving its old model."""
+        newest = await current_version(redis)
+        if newest <= self._seen_version:
+            return False
+        blobs = await fetch(redis)
+        swapped = []
+        for name in LEARNER_TYPES:
+            blob = blobs.get(name)
+            if blob is None:
+                continue
+            try:
+                loaded = load(blob, name)
+            except SnapshotError as exc:
+                log.error(
+                    "learner_snapshot_refused",
+                    learner=name,
+                    version=newest,
+                    reason=str(exc),
+                    serving_version=self._versions[name],
+                )
+                continue
+            if loaded.version <= self._versions[name]:
+                continue
+            self._learners[name] = loaded.learner
+            self._versions[name] = loaded.version
+            self._created[name] = loaded.created_at
+            swapped.append(name)
+        self._seen_version = newest
+        if swapped:
+            log.info("learner_snapshot_loaded", version=newest, learners=swapped)
+        return bool(swapped)
+
+    def adopt(self, name: str, learner: TextLearner, version: int, created_at: float | None) -> None:
+        """Install a learner loaded elsewhere (the learner process resuming from a snapshot)."""
+        self._learners[name] = learner
+        self._versions[name] = version
+        self._created[name] = created_at
+        self._seen_version = max(self._seen_version, version)
+
+    def health(self) -> dict[str, dict[str, Any]]:
+        now = time.time()
+        out: dict[str, dict[str, Any]] = {}
+        for name, learner in self._learners.items():
+            t = learner.tracker
+            created = self._created[name]
+            out[name] = {
+                "labels_seen": t.labels_seen,
+                "rolling_accuracy": t.rolling_accuracy,
+                "drift_alarms": t.drift_alarms,
+                "fallback": self.fallback(name),
+                "weight": round(self.weight(name), 4),
+                "snapshot_version": self._versions[name],
+                "snapshot_age_s": round(now - created, 1) if created is not None else None,
+            }
+        return out
