@@ -12,6 +12,7 @@ members. Every escalation is appended with its reason to a stream (`sb:escalatio
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -126,6 +127,17 @@ class SlaScheduler:
         await self._schedule(keys=[self.key], args=[conversation_id, kind, repr(float(due)), self.index_prefix])
         log.debug("sla_scheduled", conversation_id=conversation_id, kind=kind, due=due)
 
+    async def schedule_many(self, deadlines: Sequence[Deadline]) -> None:
+        """Several deadlines in one round trip (a pipeline of the same script), e.g. a whole SLA ladder."""
+        if not deadlines:
+            return
+        pipe = self.redis.pipeline(transaction=False)
+        for d in deadlines:
+            self._check(d.conversation_id, d.kind)
+            await self._schedule(keys=[self.key], args=[d.conversation_id, d.kind, repr(float(d.due)),
+                                                        self.index_prefix], client=pipe)
+        await pipe.execute()
+
     async def cancel(self, conversation_id: str, kind: str | None = None) -> int:
         self._check(conversation_id, kind)
         n = int(await self._cancel(keys=[self.key], args=[conversation_id, kind or "", self.index_prefix]))
@@ -137,8 +149,7 @@ class SlaScheduler:
         """Replace a conversation's deadlines with those of its current wait (call on every state change)."""
         await self.cancel(state.conversation_id)
         planned = [Deadline(state.conversation_id, step.value, at) for step, at in deadlines(state, policy)]
-        for d in planned:
-            await self.schedule(d.conversation_id, d.kind, d.due)
+        await self.schedule_many(planned)
         return planned
 
     async def due(self, now: float, limit: int = 100) -> list[Deadline]:
@@ -148,7 +159,8 @@ class SlaScheduler:
         for member, score in zip(raw[::2], raw[1::2], strict=True):
             out.append(_parse(member, score))
         if out:
-            log.info("sla_deadlines_due", count=len(out), conversation_ids=[d.conversation_id for d in out])
+            # One event per batch (ids capped): a backlog drain must not flood the log.
+            log.info("sla_deadlines_due", count=len(out), conversation_ids=[d.conversation_id for d in out[:20]])
         return out
 
     async def poll(self, clock: Clock, limit: int = 100) -> list[Deadline]:

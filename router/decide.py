@@ -67,15 +67,19 @@ def explain(
     """Every finding, including those that lost; for dry runs and debugging a surprising route."""
     skill, skill_reason = choose_skill(scores, policy)
     facts = Facts(
-        conversation=conversation,
-        scores=scores,
-        policy=policy,
-        context=context or EMPTY_CONTEXT,
-        now=now or decision_time(conversation),
-        skill=skill,
-        inbound=tuple(normalise(m.text) for m in conversation.messages if m.direction is Direction.INBOUND),
+        conversation,
+        scores,
+        policy,
+        context or EMPTY_CONTEXT,
+        now or decision_time(conversation),
+        skill,
+        tuple([normalise(m.text) for m in conversation.messages if m.direction is Direction.INBOUND]),
     )
-    findings = [f for f in (rule(facts) for rule in rules) if f is not None]
+    findings = []
+    for rule in rules:
+        found = rule(facts)
+        if found is not None:
+            findings.append(found)
     return skill, skill_reason, findings
 
 
@@ -89,16 +93,28 @@ def decide(
     rules: Sequence[Rule] = RULES,
 ) -> Decision:
     skill, skill_reason, findings = explain(conversation, scores, policy, context, now, rules)
-    to_human = any(f.needs_human for f in findings)
+    to_human = False
+    for f in findings:
+        if f.needs_human:
+            to_human = True
+            break
     # Reasons that argued for automation are noise once a human route wins; `keep` ones are context.
-    shown = [f for f in findings if f.needs_human or f.keep or not to_human]
-    priorities = [f.priority for f in shown if f.priority is not None]
-    priority = min(priorities, default=3 if to_human else 4)
+    shown = [f for f in findings if f.needs_human or f.keep] if to_human else findings
+    priority: int | None = None
     channel = policy.route_for(skill).channel
-    if to_human:
-        channel = next((f.channel for f in shown if f.channel), channel)
-    reasons = [f.reason for f in shown]
+    override = None
+    reasons: list[str] = []
+    for f in shown:
+        reasons.append(f.reason)
+        if f.priority is not None and (priority is None or f.priority < priority):
+            priority = f.priority
+        if override is None and f.channel:
+            override = f.channel
+    if to_human and override:
+        channel = override
     reasons.append(skill_reason)
+    if priority is None:
+        priority = 3 if to_human else 4
     return Decision(
         route=RouteKind.HUMAN if to_human else RouteKind.AUTOMATION,
         skill=skill,

@@ -28,7 +28,7 @@ def is_open(hours: BusinessHours | None, now: datetime) -> bool:
     if hours is None:
         return True
     t = local(hours, now)
-    clock = t.time().replace(tzinfo=None)
+    clock = t.time()
     if hours.open < hours.close:
         return t.weekday() in hours.days and hours.open <= clock < hours.close
     if clock >= hours.open:

@@ -9,9 +9,8 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 from datetime import datetime
-from functools import lru_cache
+from typing import NamedTuple
 
 from gateway.domain import Conversation, Scores
 from router.capacity import agent_available
@@ -30,8 +29,10 @@ def normalise(text: str) -> str:
     return f" {_NON_WORD.sub(' ', text.lower()).strip()} "
 
 
-@dataclass(frozen=True, slots=True)
-class Facts:
+class Facts(NamedTuple):
+    """Inputs of one decision. NamedTuples rather than frozen dataclasses: same immutability, but
+    construction is several times cheaper, and decide() builds one Facts and ~3 Findings per call."""
+
     conversation: Conversation
     scores: Scores
     policy: Policy
@@ -42,8 +43,7 @@ class Facts:
     """Normalised inbound texts, oldest first."""
 
 
-@dataclass(frozen=True, slots=True)
-class Finding:
+class Finding(NamedTuple):
     reason: str
     needs_human: bool = False
     priority: int | None = None
@@ -56,17 +56,39 @@ class Finding:
 Rule = Callable[[Facts], Finding | None]
 
 
-@lru_cache(maxsize=256)
-def _normalised_phrases(phrases: tuple[str, ...]) -> tuple[str, ...]:
-    """Policy phrases normalised like the texts; cached because the policy object is immutable."""
-    return tuple(p for p in (normalise(x).strip() for x in phrases) if p)
+def _compile(phrases: tuple[str, ...]) -> re.Pattern[str] | None:
+    """One alternation per phrase list: a single regex scan per message instead of one `in` per phrase.
+    Longer phrases first, so "talk to someone" wins over a shorter phrase inside it."""
+    cleaned = sorted({n for n in (normalise(p).strip() for p in phrases) if n}, key=lambda p: (-len(p), p))
+    if not cleaned:
+        return None
+    return re.compile(" (" + "|".join(re.escape(p) for p in cleaned) + ") ")
+
+
+_PATTERNS: dict[int, tuple[Sequence[str], re.Pattern[str] | None]] = {}
+
+
+def _pattern(phrases: Sequence[str]) -> re.Pattern[str] | None:
+    """Keyed by the identity of the (immutable) policy tuple: hashing a tuple of strings on every call
+    cost more than the search itself. The stored reference keeps the id from being reused."""
+    hit = _PATTERNS.get(id(phrases))
+    if hit is not None and hit[0] is phrases:
+        return hit[1]
+    if len(_PATTERNS) > 512:
+        _PATTERNS.clear()
+    pattern = _compile(tuple(phrases))
+    _PATTERNS[id(phrases)] = (phrases, pattern)
+    return pattern
 
 
 def find_phrase(normalised: str, phrases: Sequence[str]) -> str | None:
-    for phrase in phrases:
-        if phrase and f" {phrase} " in normalised:
-            return phrase
-    return None
+    """The first phrase found as whole words in an already `normalise`d text (phrases are normalised
+    here the same way, so "doesn't work," in a policy still matches)."""
+    pattern = _pattern(phrases)
+    if pattern is None:
+        return None
+    m = pattern.search(normalised)
+    return m.group(1) if m else None
 
 
 def _times(n: int) -> str:
@@ -74,7 +96,7 @@ def _times(n: int) -> str:
 
 
 def human_requested(f: Facts) -> Finding | None:
-    phrases = _normalised_phrases(f.policy.human_request_phrases)
+    phrases = f.policy.human_request_phrases
     asks = sum(1 for text in f.inbound if find_phrase(text, phrases))
     if not asks:
         return None
@@ -82,7 +104,7 @@ def human_requested(f: Facts) -> Finding | None:
 
 
 def escalation_keyword(f: Facts) -> Finding | None:
-    phrases = _normalised_phrases(f.policy.escalation_keywords)
+    phrases = f.policy.escalation_keywords
     for text in reversed(f.inbound):
         hit = find_phrase(text, phrases)
         if hit:
@@ -136,9 +158,9 @@ def _overlap(a: frozenset[str], b: frozenset[str]) -> float:
 
 def repeating(f: Facts) -> Finding | None:
     """Saying the same thing again means whatever answered them (bot or macro) did not land."""
-    recent = [frozenset(t.split()) for t in f.inbound[-REPEAT_WINDOW:]]
-    if len(recent) < 2:
+    if len(f.inbound) < 2:
         return None
+    recent = [frozenset(t.split()) for t in f.inbound[-REPEAT_WINDOW:]]
     floor = f.policy.thresholds.repeat_similarity
     repeats = 0
     for i in range(1, len(recent)):

@@ -39,18 +39,16 @@ def _inbound(conv: Conversation) -> list[str]:
 
 
 def asks_for_human(conv: Conversation, scores: Scores, rules: HandoffRules) -> str | None:
-    phrases = tuple(normalise(p).strip() for p in rules.human_phrases)
     for text in reversed(_inbound(conv)):
-        hit = find_phrase(normalise(text), phrases)
+        hit = find_phrase(normalise(text), rules.human_phrases)
         if hit:
             return f"customer asked for a human ('{hit}')"
     return None
 
 
 def frustrated(conv: Conversation, scores: Scores, rules: HandoffRules) -> str | None:
-    phrases = tuple(normalise(p).strip() for p in rules.frustration_keywords)
     for text in reversed(_inbound(conv)):
-        hit = find_phrase(normalise(text), phrases)
+        hit = find_phrase(normalise(text), rules.frustration_keywords)
         if hit:
             return f"customer is frustrated (keyword '{hit}')"
     if scores.sentiment < rules.sentiment_floor:
