@@ -10,6 +10,8 @@ from gateway.runtime import Runtime
 from gateway.streams import ensure_groups, groups_ready
 from integrations.slack.bolt_app import create_bolt_app, events_handler
 from integrations.slack.emulator import create_emulator_app
+from integrations.slack.listeners import DeskContext
+from integrations.slack.listeners import register as register_desk
 from integrations.webhook.api import make_handler
 
 log = structlog.get_logger(__name__)
@@ -38,6 +40,11 @@ def create_app(rt: Runtime) -> web.Application:
     app = web.Application(client_max_size=rt.settings.max_body_bytes)
     app[RUNTIME] = rt
     bolt = create_bolt_app(rt.client, rt.slack.signing_secret)
+    register_desk(
+        bolt,
+        DeskContext(redis=rt.redis, store=rt.store, ops=rt.ops, desk=rt.desk, agents=rt.settings.agents,
+                    note_prefix=rt.settings.note_prefix),
+    )
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)
     app.router.add_post("/v1/messages", make_handler(rt.api_secret, rt.store.ingest, rt.settings.max_body_bytes))

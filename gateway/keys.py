@@ -53,3 +53,23 @@ WORKERS = f"{PREFIX}workers"
 RECENT = f"{PREFIX}recent"
 POLICY = f"{PREFIX}policy"
 OUTCOMES = f"{PREFIX}outcomes"
+
+
+def thread(channel_id: str, ts: str) -> str:
+    """Card thread -> conversation, so a reply in Slack finds its customer."""
+    return f"{PREFIX}thread:{channel_id}:{ts}"
+
+
+def claim(conversation_id: str) -> str:
+    return f"{PREFIX}conv:{conversation_id}:claim"
+
+
+def agent_open(user_id: str) -> str:
+    return f"{PREFIX}agent:{user_id}:open"
+
+
+def slack_event(event_id: str) -> str:
+    return f"{PREFIX}slack:event:{event_id}"
+
+
+AUDIT = f"{PREFIX}audit"

@@ -34,6 +34,7 @@ from router.decide import decide
 log = structlog.get_logger(__name__)
 
 RECENT_KEEP = 500
+ROUTE_FIELDS = ("scores", "decision", "skill", "slack_channel", "card_ts", "state")
 
 
 @dataclass
@@ -47,6 +48,18 @@ class Pipeline:
     channels: Mapping[ChannelKind, CustomerChannel] = field(default_factory=dict)
 
     async def handle(self, fields: Mapping[str, str]) -> None:
+        """Table dispatch on the entry kind; customer messages carry no kind."""
+        handler = {
+            "inbound": self.handle_inbound,
+            "agent_reply": self.handle_outbound,
+            "notify": self.handle_outbound,
+        }.get(fields.get("kind", "inbound"))
+        if handler is None:
+            log.error("unknown_entry_kind", conversation_id=fields.get("conv"), kind=fields.get("kind"))
+            return
+        await handler(fields)
+
+    async def handle_inbound(self, fields: Mapping[str, str]) -> None:
         conv_id, message_id = fields["conv"], fields["mid"]
         bound = log.bind(conversation_id=conv_id, message_id=message_id)
         conv = await self.store.load(conv_id)
@@ -59,9 +72,10 @@ class Pipeline:
         effects = Effects(self.redis, keys.effects(conv.id))
         if conv.card_ts:
             await self._follow_up(conv, message, effects)
+            await self.store.save(conv, "state", "resolved_at")
         else:
             await self._route(conv, message, effects)
-        await self.store.save(conv)
+            await self.store.save(conv, *ROUTE_FIELDS)
 
     def _customer_text(self, conv: Conversation) -> str:
         return "\n".join(m.text for m in conv.inbound[-5:])
@@ -113,7 +127,7 @@ class Pipeline:
         channel = self.channels.get(conv.customer.channel)
         if channel is None:
             log.warning("customer_channel_missing", conversation_id=conv.id, channel=conv.customer.channel.value)
-            return "undeliverable"
+            return f"failed:no {conv.customer.channel.value} channel configured"
         delivery = await channel.send(conv, message)
         if not delivery.ok:
             log.warning("customer_delivery_failed", conversation_id=conv.id, error=delivery.error)
@@ -134,6 +148,7 @@ class Pipeline:
 
         result, posted = await effects.once("card", post, find)
         conv.slack_channel, conv.card_ts = result.split("|", 1)
+        await self.redis.set(keys.thread(conv.slack_channel, conv.card_ts), conv.id)
         if conv.state in (ConversationState.NEW, ConversationState.AUTOMATED):
             conv.state = ConversationState.WAITING
         if not posted:
@@ -142,7 +157,8 @@ class Pipeline:
     async def _follow_up(self, conv: Conversation, message: Message, effects: Effects) -> None:
         if message.direction is not Direction.INBOUND:
             return
-        if conv.state is ConversationState.RESOLVED:
+        reopened = conv.state is ConversationState.RESOLVED
+        if reopened:
             conv.state = ConversationState.WAITING
             conv.resolved_at = None
             log.info("conversation_reopened", conversation_id=conv.id)
@@ -155,6 +171,52 @@ class Pipeline:
 
         await effects.once(f"msg:{message.id}", post, find)
         log.info("follow_up_threaded", conversation_id=conv.id, message_id=message.id)
+        if reopened:
+
+            async def announce() -> str:
+                await self.desk.update_card(conv, "🔁 Reopened: the customer wrote again")
+                ts = await self.desk.note_in_thread(
+                    conv, "🔁 The customer wrote again: this conversation is *reopened*.", broadcast=True
+                )
+                return ts or "none"
+
+            await effects.once(f"reopen:{message.id}", announce, _never_found)
+
+    async def handle_outbound(self, fields: Mapping[str, str]) -> None:
+        """An agent's thread reply (or our own notice) on its way to the customer's channel.
+
+        A failed delivery is reported once in the thread and raised, so the worker retries it with
+        back-off; the message itself is already in the transcript and is never lost.
+        """
+        conv = await self.store.load(fields["conv"])
+        if conv is None:
+            log.error("outbound_for_missing_conversation", conversation_id=fields["conv"])
+            return
+        ref = fields["ref"]
+        message = Message(
+            id=f"out-{ref}", direction=Direction.OUTBOUND, channel=conv.customer.channel, text=fields["text"],
+            author=fields.get("author") or "Support",
+        )
+        effects = Effects(self.redis, keys.effects(conv.id))
+        result, _ = await effects.once(f"out:{ref}", lambda: self._send(conv, message), _never_found)
+        if result == "delivered":
+            if fields.get("slack_ts"):
+                await effects.once(f"delivered:{ref}", lambda: self._mark(fields, "white_check_mark"), _never_found)
+            log.info("reply_delivered", conversation_id=conv.id, ref=ref)
+            return
+        await self.redis.hdel(keys.effects(conv.id), f"out:{ref}")
+        reason = result.removeprefix("failed:")
+
+        async def report() -> str:
+            ts = await self.desk.note_in_thread(conv, f"⚠️ Not delivered to the customer yet ({reason}); retrying.")
+            return ts or "none"
+
+        await effects.once(f"outfail:{ref}", report, _never_found)
+        raise DeliveryFailed(reason)
+
+    async def _mark(self, fields: Mapping[str, str], emoji: str) -> str:
+        await self.desk.mark_message(fields["slack_channel"], fields["slack_ts"], emoji)
+        return emoji
 
     async def _remember(self, conv: Conversation) -> None:
         """Keep recent conversations for policy dry runs (replayed through `decide()` later)."""
@@ -163,6 +225,10 @@ class Pipeline:
             pipe.lpush(keys.RECENT, conv.id)
             pipe.ltrim(keys.RECENT, 0, RECENT_KEEP - 1)
             await pipe.execute()
+
+
+class DeliveryFailed(RuntimeError):
+    """The customer's channel did not take the message; the worker retries the entry."""
 
 
 async def _never_found(since: float) -> str | None:

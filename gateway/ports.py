@@ -41,6 +41,18 @@ class AgentDesk(Protocol):
 
     async def find_in_thread(self, conversation: Conversation, message_id: str) -> str | None: ...
 
+    async def update_card(self, conversation: Conversation, status: str | None) -> None:
+        """Re-render the card in place after a state change."""
+        ...
+
+    async def mark_message(self, channel: str, ts: str, emoji: str) -> None:
+        """React to a Slack message (e.g. delivered ✅)."""
+        ...
+
+    async def note_in_thread(self, conversation: Conversation, text: str, broadcast: bool = False) -> str | None:
+        """Post our own status line in the card's thread."""
+        ...
+
 
 class BotReply(BaseModel):
     """The bot either answers (with a confidence) or hands off with a reason a human can read."""

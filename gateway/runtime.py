@@ -15,6 +15,7 @@ import structlog
 from redis.exceptions import RedisError
 from slack_sdk.web.async_client import AsyncWebClient
 
+from gateway.desk_ops import DeskOps
 from gateway.domain import ChannelKind
 from gateway.embedded_redis import EmbeddedRedis
 from gateway.pipeline import Pipeline
@@ -57,6 +58,7 @@ class Runtime:
     desk: SlackDesk
     session: aiohttp.ClientSession
     pipeline: Pipeline
+    ops: DeskOps
     api_secret: str
     embedded: EmbeddedRedis | None = None
     closers: list[object] = field(default_factory=list)
@@ -124,7 +126,7 @@ async def build_runtime(settings: Settings, allow_embedded: bool = True) -> Runt
     policy = await policies.bootstrap(policy)
     slack = slack_setup(settings, policy)
     client = make_client(slack.token, slack.api_url)
-    desk = SlackDesk(client, create_missing=slack.emulator is not None)
+    desk = SlackDesk(client, create_missing=slack.emulator is not None, skills=tuple(policy.skills))
     session = aiohttp.ClientSession()
     api_secret = (settings.api_secret or settings.ensure_local_secret("api")).get_secret_value()
     if settings.api_secret is None:
@@ -143,4 +145,5 @@ async def build_runtime(settings: Settings, allow_embedded: bool = True) -> Runt
     return Runtime(
         settings=settings, redis=redis, policy=policy, policies=policies, store=store, slack=slack,
         client=client, desk=desk, session=session, pipeline=pipeline, api_secret=api_secret, embedded=embedded,
+        ops=DeskOps(redis, store, policies),
     )

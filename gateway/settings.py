@@ -59,6 +59,30 @@ class Settings(BaseSettings):
         default=64 * 1024, ge=1024, le=10 * 1024 * 1024, validation_alias=_env("SWITCHBOARD_MAX_BODY")
     )
 
+    agents_raw: str = Field(default="", validation_alias=_env("SWITCHBOARD_AGENTS"))
+    leads_raw: str = Field(default="", validation_alias=_env("SWITCHBOARD_LEADS"))
+    note_prefix: str = Field(
+        default="note:", min_length=1, max_length=20, validation_alias=_env("SWITCHBOARD_NOTE_PREFIX")
+    )
+    slack_channel_rate: float = Field(default=1.0, gt=0, le=100, validation_alias=_env("SLACK_CHANNEL_RATE"))
+
+    @field_validator("agents_raw", "leads_raw")
+    @classmethod
+    def _user_ids(cls, v: str) -> str:
+        for item in filter(None, (x.strip() for x in v.split(","))):
+            if not item.startswith(("U", "W", "S")) or not item.isalnum():
+                raise ValueError(f"{item!r} is not a Slack user or user-group id (U…, W… or S…)")
+        return v
+
+    @property
+    def agents(self) -> frozenset[str]:
+        """Slack user ids allowed to work conversations; empty means everyone (local mode)."""
+        return frozenset(filter(None, (x.strip() for x in self.agents_raw.split(","))))
+
+    @property
+    def leads(self) -> frozenset[str]:
+        return frozenset(filter(None, (x.strip() for x in self.leads_raw.split(","))))
+
     @field_validator("redis_url", "slack_api_url", "api_callback_url", "public_url")
     @classmethod
     def _url(cls, v: str | None) -> str | None:

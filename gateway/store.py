@@ -6,6 +6,7 @@ happen or none do: a message is acknowledged to the customer's channel only afte
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from typing import Any
 
@@ -44,6 +45,7 @@ return {1, ref}
 """
 
 DEDUPE_TTL_S = 7 * 86400
+CREATE_FIELDS = ("id", "customer", "state", "created_at")
 
 
 @dataclass(frozen=True, slots=True)
@@ -96,12 +98,13 @@ class ConversationStore:
 
     async def load(self, conversation_id: str) -> Conversation | None:
         async with self.redis.pipeline(transaction=False) as pipe:
-            pipe.get(keys.conversation(conversation_id))
+            pipe.hgetall(keys.conversation(conversation_id))
             pipe.lrange(keys.transcript(conversation_id), 0, -1)
             raw, lines = await pipe.execute()
-        if raw is None:
+        if not raw:
             return None
-        conv = Conversation.model_validate_json(raw)
+        data = {_s(k): json.loads(v) for k, v in raw.items()}
+        conv = Conversation.model_validate(data)
         conv.messages = [Message.model_validate_json(line) for line in lines]
         return conv
 
@@ -114,17 +117,30 @@ class ConversationStore:
         conv = Conversation(id=conversation_id, customer=customer)
         lines = await self.redis.lrange(keys.transcript(conversation_id), 0, -1)
         conv.messages = [Message.model_validate_json(line) for line in lines]
+        await self.save(conv, *CREATE_FIELDS)
         return conv
 
-    async def save(self, conv: Conversation) -> None:
-        """Persist everything but the transcript, which only ever grows by RPUSH."""
+    async def save(self, conv: Conversation, *fields: str) -> None:
+        """Write only the named fields: the worker and the Slack desk change different parts of one
+        conversation concurrently, and a whole-object write would let one undo the other."""
         conv.updated_at = utcnow()
-        conv.version += 1
-        await self.redis.set(keys.conversation(conv.id), conv.model_dump_json(exclude={"messages"}))
+        dumped = conv.model_dump(mode="json", include={*fields, "updated_at"})
+        mapping: dict[Any, Any] = {name: json.dumps(value) for name, value in dumped.items()}
+        async with self.redis.pipeline(transaction=True) as pipe:
+            pipe.hset(keys.conversation(conv.id), mapping=mapping)
+            pipe.hincrby(keys.conversation(conv.id), "version", 1)
+            _, version = await pipe.execute()
+        conv.version = int(version)
 
     async def append(self, conv: Conversation, message: Message) -> None:
         await self.redis.rpush(keys.transcript(conv.id), message.model_dump_json())
         conv.messages.append(message)
+
+    async def enqueue(self, conv: Conversation, fields: dict[str, str]) -> str:
+        """Queue work for a conversation on its customer's partition, behind that customer's messages."""
+        stream = keys.inbound_stream(keys.partition_of(conv.customer.key, self.partitions))
+        entry: dict[Any, Any] = {"conv": conv.id, "customer": conv.customer.key, **fields}
+        return _s(await self.redis.xadd(stream, entry))
 
     async def mark_closed(self, conv: Conversation) -> None:
         await self.redis.set(keys.closed(conv.id), int(utcnow().timestamp()))
@@ -139,7 +155,5 @@ def _s(value: bytes | str) -> str:
 
 
 def _json(raw: str) -> dict[str, Any]:
-    import json
-
     data = json.loads(raw) if raw else {}
     return data if isinstance(data, dict) else {}

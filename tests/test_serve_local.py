@@ -50,7 +50,7 @@ def _send_and_find_card(port: int, tmp_path: Path, env_path: str) -> dict:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("SLACK_", "SWITCHBOARD_", "REDIS_URL"))}
     env.update({"PORT": str(port), "PATH": env_path})
     out = subprocess.run(
-        [str(Path(sys.executable).parent / "switchboard"), "send", "--name", "Jane", "My parcel never arrived, tracking?"],
+        [str(Path(sys.executable).parent / "switchboard"), "send", "--name", "Jane", "My parcel never arrived!"],
         cwd=tmp_path, env=env, capture_output=True, text=True, timeout=30,
     )
     assert out.returncode == 0 and out.stdout.startswith("202"), out.stderr

@@ -11,15 +11,19 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from slack_sdk.models.blocks import (
+    ActionsBlock,
     Block,
+    ButtonElement,
     ContextBlock,
     DividerBlock,
     HeaderBlock,
     MarkdownTextObject,
+    Option,
     SectionBlock,
+    StaticSelectElement,
 )
 
-from gateway.domain import Conversation, Decision, Direction, Scores
+from gateway.domain import Conversation, ConversationState, Decision, Direction, Scores
 from integrations.slack.escape import escape, quote, truncate
 
 PRIORITY_BADGE = {1: "🔴 P1", 2: "🟠 P2", 3: "🟡 P3", 4: "⚪ P4"}
@@ -41,6 +45,10 @@ class ContextCard:
     scores: Scores
     history: list[str] = field(default_factory=list)
     """One escaped line per earlier conversation of this customer (single customer view)."""
+    status: str | None = None
+    """Our own status line ("Claimed by <@U…> · 14:02"); never contains customer text."""
+    skills: tuple[str, ...] = ()
+    """Transfer targets for the select menu."""
 
     @property
     def title(self) -> str:
@@ -93,6 +101,11 @@ class ContextCard:
         if self.history:
             text = "*Earlier conversations*\n" + "\n".join(self.history[:5])
             blocks.append(SectionBlock(text=MarkdownTextObject(text=truncate(text, 2900), verbatim=True)))
+        if self.status:
+            blocks.append(ContextBlock(elements=[MarkdownTextObject(text=self.status)]))
+        actions = self._actions()
+        if actions is not None:
+            blocks.append(actions)
         versions = ", ".join(f"{k} {v}" for k, v in sorted(self.scores.versions.items()))
         blocks.append(
             ContextBlock(
@@ -105,6 +118,30 @@ class ContextCard:
             )
         )
         return blocks
+
+    def _actions(self) -> ActionsBlock | None:
+        conv_id = self.conversation.id
+        state = self.conversation.state
+        if state is ConversationState.RESOLVED:
+            return None
+        buttons: list[Any] = []
+        if state is ConversationState.CLAIMED:
+            buttons.append(ButtonElement(text="Release", action_id="sb_release", value=conv_id))
+        else:
+            buttons.append(ButtonElement(text="Claim", action_id="sb_claim", value=conv_id, style="primary"))
+        others = [s for s in self.skills if s != self.conversation.skill][:100]
+        if others:
+            buttons.append(
+                StaticSelectElement(
+                    placeholder="Transfer to…",
+                    action_id="sb_transfer",
+                    options=[Option(text=s, value=f"{conv_id}|{s}") for s in others],
+                )
+            )
+        buttons.append(ButtonElement(text="Resolve", action_id="sb_resolve", value=conv_id))
+        if state is not ConversationState.AUTOMATED:
+            buttons.append(ButtonElement(text="Back to bot", action_id="sb_to_bot", value=conv_id))
+        return ActionsBlock(block_id=f"sb_actions:{conv_id}", elements=buttons)
 
     def to_dicts(self) -> list[dict[str, Any]]:
         return [b.to_dict() for b in self.blocks()]

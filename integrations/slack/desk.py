@@ -6,6 +6,7 @@ from collections.abc import Sequence
 from typing import Any
 
 import structlog
+from slack_sdk.errors import SlackApiError
 from slack_sdk.http_retry.builtin_async_handlers import (
     AsyncConnectionErrorRetryHandler,
     AsyncRateLimitErrorRetryHandler,
@@ -41,9 +42,10 @@ def make_client(token: str, base_url: str | None = None) -> AsyncWebClient:
 
 
 class SlackDesk:
-    def __init__(self, client: AsyncWebClient, create_missing: bool = False) -> None:
+    def __init__(self, client: AsyncWebClient, create_missing: bool = False, skills: Sequence[str] = ()) -> None:
         self.client = client
         self.create_missing = create_missing
+        self.skills = tuple(skills)
         self._ids: dict[str, str] = {}
 
     async def _refresh(self) -> None:
@@ -78,8 +80,7 @@ class SlackDesk:
     async def post_card(
         self, conversation: Conversation, decision: Decision, history: Sequence[str] = ()
     ) -> CardRef:
-        assert conversation.scores is not None, "score before posting a card"
-        card = ContextCard(conversation, decision, conversation.scores, list(history))
+        card = self.card(conversation, decision, history)
         channel = await self.channel_id(decision.channel or "")
         resp = await self.client.chat_postMessage(
             channel=channel,
@@ -91,6 +92,39 @@ class SlackDesk:
         )
         log.info("card_posted", conversation_id=conversation.id, channel=decision.channel, ts=resp["ts"])
         return CardRef(channel=resp["channel"], ts=resp["ts"])
+
+    def card(
+        self, conversation: Conversation, decision: Decision, history: Sequence[str] = (), status: str | None = None
+    ) -> ContextCard:
+        assert conversation.scores is not None, "score before rendering a card"
+        return ContextCard(conversation, decision, conversation.scores, list(history), status, self.skills)
+
+    async def update_card(self, conversation: Conversation, status: str | None) -> None:
+        """Re-render the card in place (claimed, released, resolved...)."""
+        if not (conversation.slack_channel and conversation.card_ts and conversation.decision):
+            return
+        card = self.card(conversation, conversation.decision, status=status)
+        await self.client.chat_update(
+            channel=conversation.slack_channel, ts=conversation.card_ts, text=card.fallback_text(),
+            blocks=card.to_dicts(),
+        )
+
+    async def note_in_thread(self, conversation: Conversation, text: str, broadcast: bool = False) -> str | None:
+        """Our own line in the card's thread (never customer text)."""
+        if not (conversation.slack_channel and conversation.card_ts):
+            return None
+        resp = await self.client.chat_postMessage(
+            channel=conversation.slack_channel, thread_ts=conversation.card_ts, text=text,
+            reply_broadcast=broadcast,
+        )
+        return str(resp["ts"])
+
+    async def mark_message(self, channel: str, ts: str, emoji: str) -> None:
+        try:
+            await self.client.reactions_add(channel=channel, timestamp=ts, name=emoji)
+        except SlackApiError as exc:
+            if exc.response.get("error") != "already_reacted":
+                raise
 
     async def find_card(self, conversation: Conversation, channel: str, since: float) -> CardRef | None:
         channel_id = await self.channel_id(channel)

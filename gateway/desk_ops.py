@@ -1,0 +1,169 @@
+"""What agents do to a conversation (claim, release, transfer, resolve, hand back to the bot, reply).
+
+Slack-free on purpose: the Slack listeners translate clicks into these calls, and tests or another
+desk could call them the same way. Claims are one Lua script, so with fifty agents clicking at once
+exactly one wins, and capacity is checked in the same atomic step.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass
+
+import redis.asyncio as aioredis
+import structlog
+
+from gateway import keys
+from gateway.domain import Conversation, ConversationState, Outcome, utcnow
+from gateway.policy_store import PolicyStore
+from gateway.store import ConversationStore
+from learners.outcomes import publish_outcome
+
+log = structlog.get_logger(__name__)
+
+_CLAIM = """
+local holder = redis.call('GET', KEYS[1])
+if holder then
+  if holder == ARGV[1] then return {1, holder} end
+  return {0, holder}
+end
+if redis.call('SCARD', KEYS[2]) >= tonumber(ARGV[2]) then return {2, ''} end
+redis.call('SET', KEYS[1], ARGV[1])
+redis.call('SADD', KEYS[2], ARGV[3])
+return {1, ARGV[1]}
+"""
+_RELEASE = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then
+  redis.call('DEL', KEYS[1])
+  redis.call('SREM', KEYS[2], ARGV[2])
+  return 1
+end
+return 0
+"""
+
+
+@dataclass(frozen=True)
+class Result:
+    ok: bool
+    message: str
+    conversation: Conversation | None = None
+
+
+class DeskOps:
+    def __init__(self, redis: aioredis.Redis, store: ConversationStore, policies: PolicyStore) -> None:
+        self.redis = redis
+        self.store = store
+        self.policies = policies
+        self._claim = redis.register_script(_CLAIM)
+        self._release = redis.register_script(_RELEASE)
+
+    async def audit(self, action: str, user: str, conversation_id: str, **detail: object) -> None:
+        entry = {"action": action, "user": user, "conversation_id": conversation_id, "at": time.time(), **detail}
+        await self.redis.xadd(keys.AUDIT, {"data": json.dumps(entry, default=str)}, maxlen=100_000, approximate=True)
+        log.info("desk_action", action=action, user=user, conversation_id=conversation_id, **detail)
+
+    async def holder(self, conversation_id: str) -> str | None:
+        raw = await self.redis.get(keys.claim(conversation_id))
+        return raw.decode() if isinstance(raw, bytes) else raw
+
+    async def claim(self, conversation_id: str, user: str) -> Result:
+        conv = await self.store.load(conversation_id)
+        if conv is None:
+            return Result(False, "That conversation no longer exists.")
+        if conv.state is ConversationState.RESOLVED:
+            return Result(False, "That conversation is already resolved.", conv)
+        policy = await self.policies.current()
+        capacity = policy.capacity_of(user)
+        status, holder = await self._claim(
+            keys=[keys.claim(conversation_id), keys.agent_open(user)], args=[user, capacity, conversation_id]
+        )
+        holder = holder.decode() if isinstance(holder, bytes) else holder
+        if int(status) == 0:
+            return Result(False, f"Already claimed by <@{holder}>.", conv)
+        if int(status) == 2:
+            return Result(False, f"You already have {capacity} open conversations (your capacity). "
+                          "Resolve or release one first.", conv)
+        conv.state, conv.claimed_by = ConversationState.CLAIMED, user
+        await self.store.save(conv, "state", "claimed_by")
+        await self.audit("claim", user, conversation_id)
+        return Result(True, "claimed", conv)
+
+    async def release(self, conversation_id: str, user: str) -> Result:
+        if not await self._release(keys=[keys.claim(conversation_id), keys.agent_open(user)],
+                                   args=[user, conversation_id]):
+            holder = await self.holder(conversation_id)
+            return Result(False, f"Only <@{holder}> can release it." if holder else "It is not claimed.")
+        conv = await self.store.load(conversation_id)
+        assert conv is not None
+        conv.state, conv.claimed_by = ConversationState.WAITING, None
+        await self.store.save(conv, "state", "claimed_by")
+        await self.audit("release", user, conversation_id)
+        return Result(True, "released", conv)
+
+    async def _drop_claim(self, conv: Conversation) -> None:
+        holder = await self.holder(conv.id)
+        if holder:
+            await self._release(keys=[keys.claim(conv.id), keys.agent_open(holder)], args=[holder, conv.id])
+
+    def _outcome(self, conv: Conversation, kind: str, user: str, **labels: object) -> Outcome:
+        return Outcome.model_validate(
+            {
+                "conversation_id": conv.id,
+                "kind": kind,
+                "text": "\n".join(m.text for m in conv.inbound[-5:]),
+                "agent": user,
+                "predicted": conv.scores.model_dump(mode="json") if conv.scores else {},
+                **labels,
+            }
+        )
+
+    async def transfer(self, conversation_id: str, user: str, skill: str) -> Result:
+        conv = await self.store.load(conversation_id)
+        if conv is None:
+            return Result(False, "That conversation no longer exists.")
+        policy = await self.policies.current()
+        if skill not in policy.skills:
+            return Result(False, f"Unknown skill {skill!r}; choose one of {', '.join(policy.skills)}.", conv)
+        previous = conv.skill
+        await self._drop_claim(conv)
+        conv.skill, conv.claimed_by, conv.state = skill, None, ConversationState.WAITING
+        await self.store.save(conv, "skill", "claimed_by", "state")
+        await publish_outcome(
+            self.redis,
+            self._outcome(conv, "transferred", user, final_skill=skill, correction=f"misrouted: really {skill}"),
+        )
+        await self.audit("transfer", user, conversation_id, from_skill=previous, to_skill=skill)
+        return Result(True, f"transferred from {previous} to {skill}", conv)
+
+    async def resolve(
+        self, conversation_id: str, user: str, *, skill: str, urgency: float | None, mood: str | None,
+        note: str = "", csat: int | None = None,
+    ) -> Result:
+        conv = await self.store.load(conversation_id)
+        if conv is None:
+            return Result(False, "That conversation no longer exists.")
+        await self._drop_claim(conv)
+        automation_failed = any(m.author == "Switchboard bot" for m in conv.messages)
+        conv.state, conv.resolved_at, conv.claimed_by = ConversationState.RESOLVED, utcnow(), None
+        if skill:
+            conv.skill = skill
+        await self.store.save(conv, "state", "resolved_at", "claimed_by", "skill")
+        await self.store.mark_closed(conv)
+        await publish_outcome(
+            self.redis,
+            self._outcome(conv, "resolved", user, final_skill=skill or conv.skill, urgency=urgency, mood=mood,
+                          csat=csat, automation_failed=automation_failed),
+        )
+        await self.audit("resolve", user, conversation_id, skill=skill, note=note[:500])
+        return Result(True, "resolved", conv)
+
+    async def to_bot(self, conversation_id: str, user: str) -> Result:
+        conv = await self.store.load(conversation_id)
+        if conv is None:
+            return Result(False, "That conversation no longer exists.")
+        await self._drop_claim(conv)
+        conv.state, conv.claimed_by = ConversationState.AUTOMATED, None
+        await self.store.save(conv, "state", "claimed_by")
+        await self.audit("to_bot", user, conversation_id)
+        return Result(True, "handed back to the bot", conv)

@@ -1,0 +1,255 @@
+"""Bolt listeners for the desk: buttons, the resolve modal, and thread replies.
+
+Each listener acks first (Slack wants an answer within 3 s) and then calls `DeskOps`; anything that
+must reach a customer is queued on the conversation's stream partition, so a crash after the ack
+loses nothing and the worker keeps per-conversation order.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+import redis.asyncio as aioredis
+import structlog
+from slack_bolt.async_app import AsyncAck, AsyncApp
+from slack_bolt.response import BoltResponse
+from slack_sdk.web.async_client import AsyncWebClient
+
+from gateway import keys
+from gateway.desk_ops import DeskOps, Result
+from gateway.domain import Conversation, ConversationState
+from gateway.store import ConversationStore
+from integrations.slack import modals
+from integrations.slack.desk import SlackDesk
+
+log = structlog.get_logger(__name__)
+
+EVENT_DEDUPE_S = 3600
+USER_CACHE_S = 86400
+_MENTION = re.compile(r"<[@#!][^>]*>")
+_UNESCAPE = {"&lt;": "<", "&gt;": ">", "&amp;": "&"}
+
+
+def unescape(text: str) -> str:
+    """Slack escapes what agents type; the customer should read it as typed."""
+    return re.sub(r"&(lt|gt|amp);", lambda m: _UNESCAPE[m.group(0)], text)
+
+
+@dataclass
+class DeskContext:
+    redis: aioredis.Redis
+    store: ConversationStore
+    ops: DeskOps
+    desk: SlackDesk
+    agents: frozenset[str]
+    note_prefix: str = "note:"
+
+    def is_agent(self, user: str) -> bool:
+        return not self.agents or user in self.agents
+
+    async def display_name(self, client: AsyncWebClient, user: str) -> str:
+        """What the customer sees as the agent's name (cached; Slack's users.info is rate-limited)."""
+        key = f"{keys.PREFIX}slack:user:{user}"
+        cached = await self.redis.get(key)
+        if cached:
+            return cached.decode() if isinstance(cached, bytes) else str(cached)
+        resp = await client.users_info(user=user)
+        u = resp.get("user") or {}
+        profile = u.get("profile") or {}
+        name = profile.get("display_name") or u.get("real_name") or u.get("name") or "Support"
+        await self.redis.set(key, name, ex=USER_CACHE_S)
+        return str(name)
+
+
+def _clock() -> str:
+    return datetime.now(UTC).strftime("%H:%M UTC")
+
+
+async def _refuse(client: AsyncWebClient, body: dict[str, Any], text: str) -> None:
+    channel = (body.get("channel") or {}).get("id") or (body.get("container") or {}).get("channel_id")
+    user = (body.get("user") or {}).get("id")
+    if channel and user:
+        await client.chat_postEphemeral(channel=channel, user=user, text=text)
+
+
+Handler = Callable[[DeskContext, str, str, dict[str, Any], AsyncWebClient], Awaitable[None]]
+
+
+async def _claim(ctx: DeskContext, conv_id: str, user: str, body: dict[str, Any], client: AsyncWebClient) -> None:
+    result = await ctx.ops.claim(conv_id, user)
+    await _after(ctx, result, body, client, f"✋ Claimed by <@{user}> · {_clock()}")
+
+
+async def _release(ctx: DeskContext, conv_id: str, user: str, body: dict[str, Any], client: AsyncWebClient) -> None:
+    result = await ctx.ops.release(conv_id, user)
+    await _after(ctx, result, body, client, f"↩️ Released by <@{user}> · {_clock()}: back in the queue")
+
+
+async def _to_bot(ctx: DeskContext, conv_id: str, user: str, body: dict[str, Any], client: AsyncWebClient) -> None:
+    result = await ctx.ops.to_bot(conv_id, user)
+    await _after(ctx, result, body, client, f"🤖 Handed back to the bot by <@{user}> · {_clock()}")
+
+
+async def _resolve_open(
+    ctx: DeskContext, conv_id: str, user: str, body: dict[str, Any], client: AsyncWebClient
+) -> None:
+    conv = await ctx.store.load(conv_id)
+    if conv is None:
+        await _refuse(client, body, "That conversation no longer exists.")
+        return
+    await client.views_open(trigger_id=body["trigger_id"], view=modals.resolve_view(conv, ctx.desk.skills))
+
+
+async def _after(
+    ctx: DeskContext, result: Result, body: dict[str, Any], client: AsyncWebClient, status: str
+) -> None:
+    if not result.ok or result.conversation is None:
+        await _refuse(client, body, result.message)
+        return
+    await ctx.desk.update_card(result.conversation, status)
+
+
+BUTTONS: dict[str, Handler] = {
+    "sb_claim": _claim,
+    "sb_release": _release,
+    "sb_to_bot": _to_bot,
+    "sb_resolve": _resolve_open,
+}
+
+
+async def queue_reply(ctx: DeskContext, conv: Conversation, text: str, author: str, ref: str,
+                      kind: str = "agent_reply", slack: tuple[str, str] | None = None) -> None:
+    fields = {"kind": kind, "text": text, "author": author, "ref": ref}
+    if slack:
+        fields.update({"slack_channel": slack[0], "slack_ts": slack[1]})
+    await ctx.store.enqueue(conv, fields)
+
+
+def register(bolt: AsyncApp, ctx: DeskContext) -> None:
+    @bolt.middleware
+    async def dedupe_retries(body: dict[str, Any], next: Callable[[], Awaitable[BoltResponse]]) -> BoltResponse | None:
+        """Slack re-sends events it thinks we missed (X-Slack-Retry-Num); bolt does not filter them."""
+        event_id = body.get("event_id")
+        if event_id and not await ctx.redis.set(keys.slack_event(str(event_id)), 1, nx=True, ex=EVENT_DEDUPE_S):
+            log.info("slack_event_duplicate", event_id=event_id)
+            return BoltResponse(status=200, body="")
+        return await next()
+
+    for action_id, handler in BUTTONS.items():
+        bolt.action(action_id)(_button(ctx, handler))
+
+    @bolt.action("sb_transfer")
+    async def transfer(ack: AsyncAck, body: dict[str, Any], client: AsyncWebClient) -> None:
+        await ack()
+        user = body["user"]["id"]
+        if not ctx.is_agent(user):
+            await _refuse(client, body, "Only support agents can transfer conversations.")
+            return
+        conv_id, skill = body["actions"][0]["selected_option"]["value"].split("|", 1)
+        await _transfer(ctx, conv_id, user, skill, body, client)
+
+    @bolt.view("sb_resolve")
+    async def resolve_submit(ack: AsyncAck, body: dict[str, Any], view: dict[str, Any],
+                             client: AsyncWebClient) -> None:
+        user = body["user"]["id"]
+        form, errors = modals.parse_resolve(view)
+        if errors:
+            await ack(response_action="errors", errors=errors)
+            return
+        await ack()
+        if not ctx.is_agent(user):
+            return
+        result = await ctx.ops.resolve(form.conversation_id, user, skill=form.skill, urgency=form.urgency,
+                                       mood=form.mood, note=form.note, csat=None)
+        if not result.ok or result.conversation is None:
+            return
+        conv = result.conversation
+        await ctx.desk.update_card(conv, f"✅ Resolved by <@{user}> · {_clock()} · {form.skill}")
+        text = "Your conversation has been resolved. Reply any time if you need more help."
+        if form.ask_csat:
+            text += " How did we do? Reply with a number from 1 (poor) to 5 (great)."
+        await queue_reply(ctx, conv, text, "Support", f"resolve-{conv.id}-{int(time.time())}", kind="notify")
+
+    @bolt.event("message")
+    async def thread_reply(event: dict[str, Any], client: AsyncWebClient) -> None:
+        await _relay(ctx, event, client)
+
+
+def _button(ctx: DeskContext, handler: Handler) -> Callable[..., Awaitable[None]]:
+    async def listener(ack: AsyncAck, body: dict[str, Any], client: AsyncWebClient) -> None:
+        await ack()
+        user = body["user"]["id"]
+        conv_id = body["actions"][0]["value"]
+        if not ctx.is_agent(user):
+            log.warning("desk_action_refused", user=user, conversation_id=conv_id, reason="not an agent")
+            await _refuse(client, body, "Only support agents can work conversations.")
+            return
+        await handler(ctx, conv_id, user, body, client)
+
+    return listener
+
+
+async def _transfer(ctx: DeskContext, conv_id: str, user: str, skill: str, body: dict[str, Any],
+                    client: AsyncWebClient) -> None:
+    old = await ctx.store.load(conv_id)
+    result = await ctx.ops.transfer(conv_id, user, skill)
+    if not result.ok or result.conversation is None or old is None or old.decision is None:
+        await _refuse(client, body, result.message)
+        return
+    conv = result.conversation
+    policy = await ctx.ops.policies.current()
+    route = policy.route_for(skill)
+    decision = old.decision.model_copy(
+        update={"skill": skill, "channel": route.channel,
+                "reasons": [f"transferred from {old.skill} by an agent", *old.decision.reasons]}
+    )
+    ref = await ctx.desk.post_card(conv, decision)
+    conv.decision, conv.slack_channel, conv.card_ts = decision, ref.channel, ref.ts
+    await ctx.store.save(conv, "decision", "slack_channel", "card_ts")
+    await ctx.redis.set(keys.thread(ref.channel, ref.ts), conv.id)
+    if old.slack_channel and old.card_ts:
+        await client.chat_update(
+            channel=old.slack_channel, ts=old.card_ts, text=f"Transferred to #{route.channel}",
+            blocks=[{"type": "section", "text": {"type": "mrkdwn",
+                     "text": f"➡️ Transferred to <#{ref.channel}> by <@{user}> · {_clock()} (`{conv.id}`)"}}],
+        )
+
+
+async def _relay(ctx: DeskContext, event: dict[str, Any], client: AsyncWebClient) -> None:
+    """An agent's message in a card thread goes to the customer, unless it is an internal note."""
+    if event.get("subtype") or event.get("bot_id") or not event.get("thread_ts") or not event.get("user"):
+        return
+    channel, thread_ts, user = event["channel"], event["thread_ts"], event["user"]
+    raw = await ctx.redis.get(keys.thread(channel, thread_ts))
+    if raw is None:
+        return
+    conv_id = raw.decode() if isinstance(raw, bytes) else str(raw)
+    text = str(event.get("text") or "").strip()
+    if not text:
+        return
+    if text.lower().startswith(ctx.note_prefix):
+        await ctx.desk.mark_message(channel, event["ts"], "memo")
+        await ctx.ops.audit("note", user, conv_id)
+        return
+    holder = await ctx.ops.holder(conv_id)
+    if holder != user:
+        who = f"<@{holder}> has claimed it" if holder else "nobody has claimed it yet"
+        await client.chat_postEphemeral(
+            channel=channel, user=user, thread_ts=thread_ts,
+            text=f"Not sent to the customer: {who}. Claim the conversation first "
+            f"(or start with `{ctx.note_prefix}` for an internal note).",
+        )
+        return
+    conv = await ctx.store.load(conv_id)
+    if conv is None or conv.state is ConversationState.RESOLVED:
+        return
+    name = await ctx.display_name(client, user)
+    # Slack-formatted mentions mean nothing to a customer; strip them from what we relay.
+    plain = unescape(_MENTION.sub("", text).strip() or text)
+    await queue_reply(ctx, conv, plain, name, event["ts"], slack=(channel, event["ts"]))
+    await ctx.ops.audit("reply", user, conv_id)

@@ -1,0 +1,88 @@
+"""The resolve modal: what the agent confirms becomes the learners' ground truth."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from typing import Any
+
+from pydantic import BaseModel, Field
+
+from gateway.domain import Conversation
+from integrations.slack.card import mood_label
+
+URGENCY = {"low": 0.1, "normal": 0.4, "high": 0.75, "urgent": 1.0}
+MOODS = ("negative", "neutral", "positive")
+
+
+def _option(text: str, value: str) -> dict[str, Any]:
+    return {"text": {"type": "plain_text", "text": text}, "value": value}
+
+
+def _select(block_id: str, label: str, options: list[dict[str, Any]], initial: dict[str, Any] | None) -> dict[str, Any]:
+    element: dict[str, Any] = {"type": "static_select", "action_id": "value", "options": options}
+    if initial:
+        element["initial_option"] = initial
+    return {"type": "input", "block_id": block_id, "label": {"type": "plain_text", "text": label}, "element": element}
+
+
+def _urgency_key(value: float) -> str:
+    return min(URGENCY, key=lambda k: abs(URGENCY[k] - value))
+
+
+def resolve_view(conv: Conversation, skills: Sequence[str]) -> dict[str, Any]:
+    scores = conv.scores
+    skill_opts = [_option(s, s) for s in skills] or [_option(conv.skill or "general", conv.skill or "general")]
+    current = next((o for o in skill_opts if o["value"] == conv.skill), skill_opts[0])
+    urg = _urgency_key(scores.urgency) if scores else "normal"
+    mood = mood_label(scores.sentiment).split()[0] if scores else "neutral"
+    return {
+        "type": "modal",
+        "callback_id": "sb_resolve",
+        "private_metadata": json.dumps({"conversation_id": conv.id}),
+        "title": {"type": "plain_text", "text": "Resolve conversation"},
+        "submit": {"type": "plain_text", "text": "Resolve"},
+        "close": {"type": "plain_text", "text": "Cancel"},
+        "blocks": [
+            _select("skill", "Final skill", skill_opts, current),
+            _select("urgency", "Urgency", [_option(k, k) for k in URGENCY], _option(urg, urg)),
+            _select("mood", "Customer mood", [_option(m, m) for m in MOODS], _option(mood, mood)),
+            {"type": "input", "block_id": "note", "optional": True,
+             "label": {"type": "plain_text", "text": "Resolution note"},
+             "element": {"type": "plain_text_input", "action_id": "value", "multiline": True, "max_length": 2000}},
+            _select("csat", "Ask the customer for a rating?", [_option("Yes", "yes"), _option("No", "no")],
+                    _option("Yes", "yes")),
+        ],
+    }
+
+
+class ResolveForm(BaseModel):
+    conversation_id: str
+    skill: str = Field(pattern=r"^[a-z][a-z0-9_-]{0,39}$")
+    urgency: float | None
+    mood: str | None
+    note: str = ""
+    ask_csat: bool = True
+
+
+def parse_resolve(view: dict[str, Any]) -> tuple[ResolveForm, dict[str, str]]:
+    values = (view.get("state") or {}).get("values") or {}
+
+    def picked(block: str) -> str | None:
+        v = (values.get(block) or {}).get("value") or {}
+        opt = v.get("selected_option")
+        return opt.get("value") if opt else v.get("value")
+
+    meta = json.loads(view.get("private_metadata") or "{}")
+    errors: dict[str, str] = {}
+    skill = picked("skill") or ""
+    if not skill:
+        errors["skill"] = "Choose the skill this conversation really needed."
+    urgency = picked("urgency")
+    mood = picked("mood")
+    form = ResolveForm.model_construct(
+        conversation_id=str(meta.get("conversation_id", "")), skill=skill,
+        urgency=URGENCY.get(urgency or "", None), mood=mood if mood in MOODS else None,
+        note=(picked("note") or "")[:2000], ask_csat=picked("csat") != "no",
+    )
+    return form, errors

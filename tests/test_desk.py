@@ -1,0 +1,267 @@
+"""The Slack desk through signed requests to the real gateway: claim, reply, resolve, transfer."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+import redis.asyncio as aioredis
+from aiohttp import web
+
+from integrations.webhook.signature import verify
+from learners.outcomes import OUTCOMES_STREAM
+from tests.conftest import free_port
+from tests.harness import API_SECRET, Gateway, cards, eventually, make_settings, start_gateway
+from tests.slack_requests import SlackSender
+
+
+@dataclass
+class Callback:
+    """The team's callback endpoint for API customers: records what reaches the customer."""
+
+    port: int
+    received: list[dict[str, Any]] = field(default_factory=list)
+    fail_with: int | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}/hook"
+
+    async def handle(self, request: web.Request) -> web.Response:
+        body = await request.read()
+        verify(API_SECRET, request.headers.get("X-Switchboard-Signature"), body)
+        if self.fail_with:
+            return web.Response(status=self.fail_with)
+        self.received.append(json.loads(body))
+        return web.Response(status=204)
+
+
+@pytest.fixture
+async def callback() -> AsyncIterator[Callback]:
+    cb = Callback(free_port())
+    app = web.Application()
+    app.router.add_post("/hook", cb.handle)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    await web.TCPSite(runner, "127.0.0.1", cb.port).start()
+    yield cb
+    await runner.cleanup()
+
+
+@pytest.fixture
+async def desk_gw(redis: aioredis.Redis, redis_url: str, tmp_path: Path, callback: Callback) -> AsyncIterator[Gateway]:
+    gw = await start_gateway(make_settings(redis_url, tmp_path, api_callback_url=callback.url))
+    yield gw
+    await gw.close()
+
+
+def sender(gw: Gateway) -> SlackSender:
+    return SlackSender(gw.session, f"{gw.url}/slack/events", gw.rt.slack.signing_secret)
+
+
+async def new_card(
+    gw: Gateway,
+    text: str = "I was charged twice on my invoice",
+    customer: str = "c-1",
+    channel: str = "support-billing",
+) -> tuple[str, dict[str, Any], str]:
+    status, body = await gw.post_message({"customer_id": customer, "message_id": f"{customer}-m1", "text": text})
+    assert status == 202
+    card = (await eventually(lambda: cards(gw.slack, channel)))[-1]
+    await eventually(lambda: _card_stored(gw, body["conversation_id"]))
+    return body["conversation_id"], card, gw.slack.channel_id(channel)
+
+
+async def _card_stored(gw: Gateway, conv_id: str) -> bool:
+    conv = await gw.rt.store.load(conv_id)
+    return bool(conv and conv.card_ts)
+
+
+def card_message(gw: Gateway, channel: str, ts: str) -> dict[str, Any]:
+    return next(m for m in gw.slack.messages(channel) if m["ts"] == ts)
+
+
+async def test_fifty_agents_claim_at_once_exactly_one_wins(desk_gw: Gateway) -> None:
+    conv_id, card, channel = await new_card(desk_gw)
+    slack = sender(desk_gw)
+    users = [f"U{i:04d}AGENT" for i in range(50)]
+    action = {"type": "button", "action_id": "sb_claim", "value": conv_id}
+    statuses = await asyncio.gather(*(slack.click(u, channel, card, action) for u in users))
+    assert all(s == 200 for s, _ in statuses)
+    holder = await eventually(lambda: desk_gw.rt.ops.holder(conv_id))
+    assert holder in users
+    refused = await eventually(lambda: len(desk_gw.slack.calls_to("chat.postEphemeral")) == 49 or None, timeout=15)
+    assert refused
+    texts = {c.params["text"] for c in desk_gw.slack.calls_to("chat.postEphemeral")}
+    assert texts == {f"Already claimed by <@{holder}>."}
+    updated = await eventually(lambda: "Claimed by" in json.dumps(card_message(desk_gw, "support-billing", card["ts"])))
+    assert updated
+    conv = await desk_gw.rt.store.load(conv_id)
+    assert conv is not None and conv.claimed_by == holder and conv.state.value == "claimed"
+
+
+async def test_claimer_reply_reaches_customer_others_are_asked_to_claim(desk_gw: Gateway, callback: Callback) -> None:
+    conv_id, card, channel = await new_card(desk_gw)
+    slack = sender(desk_gw)
+    # Reply before anyone claimed: refused, nothing sent.
+    await slack.message("U0BOB", channel, "hi there", thread_ts=card["ts"])
+    await eventually(lambda: desk_gw.slack.calls_to("chat.postEphemeral"))
+    await slack.click("U0ALICE", channel, card, {"type": "button", "action_id": "sb_claim", "value": conv_id})
+    await eventually(lambda: desk_gw.rt.ops.holder(conv_id))
+    reply_ts = await slack.message(
+        "U0ALICE", channel, "Sorry about that &amp; refunding now <@U0BOB>", thread_ts=card["ts"]
+    )
+    await eventually(lambda: callback.received)
+    assert callback.received[0]["text"] == "Sorry about that & refunding now"
+    assert callback.received[0]["author"]  # the agent's display name, never a Slack id
+    assert not callback.received[0]["author"].startswith("U0")
+    await eventually(
+        lambda: [
+            c
+            for c in desk_gw.slack.calls_to("reactions.add")
+            if c.params.get("timestamp") == reply_ts and c.params.get("name") == "white_check_mark"
+        ]
+    )
+    # Internal note: stays in Slack.
+    await slack.message("U0ALICE", channel, "note: customer is a reseller", thread_ts=card["ts"])
+    await eventually(lambda: [c for c in desk_gw.slack.calls_to("reactions.add") if c.params.get("name") == "memo"])
+    await asyncio.sleep(0.3)
+    assert len(callback.received) == 1
+    conv = await desk_gw.rt.store.load(conv_id)
+    assert conv is not None and conv.messages[-1].direction.value == "outbound"
+
+
+async def test_retried_event_is_relayed_once(desk_gw: Gateway, callback: Callback) -> None:
+    conv_id, card, channel = await new_card(desk_gw)
+    slack = sender(desk_gw)
+    await slack.click("U0ALICE", channel, card, {"type": "button", "action_id": "sb_claim", "value": conv_id})
+    await eventually(lambda: desk_gw.rt.ops.holder(conv_id))
+    ts = "1700000000.000100"
+    event = {
+        "type": "message",
+        "channel": channel,
+        "user": "U0ALICE",
+        "text": "once only",
+        "ts": ts,
+        "thread_ts": card["ts"],
+        "event_ts": ts,
+        "channel_type": "channel",
+    }
+    for retry in (None, 1, 2):
+        status, _ = await slack.event(event, event_id="EvRETRY0001", retry=retry)
+        assert status == 200
+    await eventually(lambda: callback.received)
+    await asyncio.sleep(0.5)
+    assert [r["text"] for r in callback.received] == ["once only"]
+
+
+async def test_reply_to_customer_whose_channel_is_down_is_marked_failed_then_retried(
+    desk_gw: Gateway, callback: Callback
+) -> None:
+    conv_id, card, channel = await new_card(desk_gw)
+    slack = sender(desk_gw)
+    await slack.click("U0ALICE", channel, card, {"type": "button", "action_id": "sb_claim", "value": conv_id})
+    await eventually(lambda: desk_gw.rt.ops.holder(conv_id))
+    callback.fail_with = 503
+    await slack.message("U0ALICE", channel, "are you still there?", thread_ts=card["ts"])
+    notes = await eventually(
+        lambda: [m for m in desk_gw.slack.replies(channel, card["ts"]) if "Not delivered" in m.get("text", "")],
+        timeout=15,
+    )
+    assert "503" in notes[0]["text"]
+    callback.fail_with = None
+    await eventually(lambda: callback.received, timeout=20)
+    assert [r["text"] for r in callback.received] == ["are you still there?"]
+
+
+async def test_resolve_with_corrected_skill_emits_outcome_and_tells_customer(
+    desk_gw: Gateway, callback: Callback, redis: aioredis.Redis
+) -> None:
+    conv_id, card, channel = await new_card(desk_gw)
+    slack = sender(desk_gw)
+    await slack.click("U0ALICE", channel, card, {"type": "button", "action_id": "sb_claim", "value": conv_id})
+    await eventually(lambda: desk_gw.rt.ops.holder(conv_id))
+    await slack.click("U0ALICE", channel, card, {"type": "button", "action_id": "sb_resolve", "value": conv_id})
+    opened = await eventually(lambda: desk_gw.slack.calls_to("views.open"))
+    view = opened[0].params["view"]
+    view = json.loads(view) if isinstance(view, str) else view
+    assert view["callback_id"] == "sb_resolve"
+    values = {
+        "skill": {"value": {"type": "static_select", "selected_option": {"value": "technical"}}},
+        "urgency": {"value": {"type": "static_select", "selected_option": {"value": "high"}}},
+        "mood": {"value": {"type": "static_select", "selected_option": {"value": "negative"}}},
+        "note": {"value": {"type": "plain_text_input", "value": "refund issued"}},
+        "csat": {"value": {"type": "static_select", "selected_option": {"value": "yes"}}},
+    }
+    status, _ = await slack.submit_view("U0ALICE", view, values)
+    assert status == 200
+    entries = await eventually(lambda: redis.xrange(OUTCOMES_STREAM))
+    outcome = json.loads(entries[-1][1][b"data"])
+    assert outcome["kind"] == "resolved" and outcome["final_skill"] == "technical"
+    assert outcome["urgency"] == 0.75 and outcome["mood"] == "negative" and "charged twice" in outcome["text"]
+    received = await eventually(lambda: callback.received)
+    assert "resolved" in received[0]["text"] and "1 (poor) to 5" in received[0]["text"]
+    conv = await desk_gw.rt.store.load(conv_id)
+    assert conv is not None and conv.state.value == "resolved" and await desk_gw.rt.ops.holder(conv_id) is None
+    assert "Resolved by" in json.dumps(card_message(desk_gw, "support-billing", card["ts"]))
+    # A follow-up reopens it, in the same thread, broadcast to the channel.
+    await desk_gw.post_message({"customer_id": "c-1", "message_id": "c-1-m2", "text": "actually, one more thing"})
+    broadcast = await eventually(
+        lambda: [m for m in desk_gw.slack.messages("support-billing") if "reopened" in m.get("text", "")]
+    )
+    assert broadcast
+    reopened = await desk_gw.rt.store.load(conv_id)
+    assert reopened is not None and reopened.state.value == "waiting"
+
+
+async def test_transfer_moves_card_and_records_misroute(desk_gw: Gateway, redis: aioredis.Redis) -> None:
+    conv_id, card, channel = await new_card(desk_gw)
+    slack = sender(desk_gw)
+    action = {
+        "type": "static_select",
+        "action_id": "sb_transfer",
+        "selected_option": {"text": {"type": "plain_text", "text": "technical"}, "value": f"{conv_id}|technical"},
+    }
+    await slack.click("U0ALICE", channel, card, action)
+    moved = await eventually(lambda: cards(desk_gw.slack, "support-technical"))
+    assert conv_id in json.dumps(moved[0]["blocks"]) and "transferred from billing" in json.dumps(moved[0]["blocks"])
+    await eventually(lambda: "Transferred to" in json.dumps(card_message(desk_gw, "support-billing", card["ts"])))
+    entries = await eventually(lambda: redis.xrange(OUTCOMES_STREAM))
+    outcome = json.loads(entries[-1][1][b"data"])
+    assert outcome["kind"] == "transferred" and outcome["correction"] == "misrouted: really technical"
+    conv = await desk_gw.rt.store.load(conv_id)
+    assert conv is not None and conv.skill == "technical" and conv.card_ts == moved[0]["ts"]
+
+
+async def test_non_agents_are_refused(redis: aioredis.Redis, redis_url: str, tmp_path: Path) -> None:
+    gw = await start_gateway(make_settings(redis_url, tmp_path, agents_raw="U0ALICE"))
+    try:
+        conv_id, card, channel = await new_card(gw)
+        await sender(gw).click(
+            "U0MALLORY", channel, card, {"type": "button", "action_id": "sb_claim", "value": conv_id}
+        )
+        refused = await eventually(lambda: gw.slack.calls_to("chat.postEphemeral"))
+        assert "Only support agents" in refused[0].params["text"]
+        assert await gw.rt.ops.holder(conv_id) is None
+    finally:
+        await gw.close()
+
+
+async def test_capacity_is_enforced(desk_gw: Gateway, redis: aioredis.Redis) -> None:
+    policy = await desk_gw.rt.policies.current()
+    await redis.set("sb:policy", policy.with_changes(capacity={"U0ALICE": 1}).to_json())
+    await desk_gw.rt.policies.current(force=True)
+    first, card1, channel = await new_card(desk_gw, customer="c-1")
+    second, card2, _ = await new_card(desk_gw, customer="c-2")
+    slack = sender(desk_gw)
+    await slack.click("U0ALICE", channel, card1, {"type": "button", "action_id": "sb_claim", "value": first})
+    await eventually(lambda: desk_gw.rt.ops.holder(first))
+    await slack.click("U0ALICE", channel, card2, {"type": "button", "action_id": "sb_claim", "value": second})
+    refused = await eventually(lambda: desk_gw.slack.calls_to("chat.postEphemeral"))
+    assert "capacity" in refused[0].params["text"]
+    assert await desk_gw.rt.ops.holder(second) is None
