@@ -23,7 +23,7 @@ from typing import Any
 import redis.asyncio as aioredis
 import structlog
 from pydantic import ValidationError
-from redis.exceptions import ResponseError
+from redis.exceptions import RedisError, ResponseError
 
 from gateway.domain import Outcome
 from learners import snapshot
@@ -154,8 +154,39 @@ async def _snapshot(redis: aioredis.Redis, state: _Learning, lock: snapshot.Redi
     return True
 
 
+async def _step(
+    redis: aioredis.Redis, cfg: LearnerConfig, lock: snapshot.RedisLock, state: _Learning | None, stop: asyncio.Event
+) -> _Learning | None:
+    """One turn of the loop; returns the leader state, or None while standing by."""
+    if state is None:
+        if not await lock.acquire():
+            await _wait(stop, cfg.standby_poll_s)
+            return None
+        log.info("learner_leader", consumer=cfg.consumer)
+        state = _Learning()
+        await state.resume(redis)
+        await _claim(redis, cfg, state)
+    elif not await lock.renew():
+        log.warning("learner_lock_lost", consumer=cfg.consumer)
+        return None
+    if time.monotonic() - state.last_claim >= cfg.claim_every_s:
+        await _claim(redis, cfg, state)
+    reply: Any = await redis.xreadgroup(cfg.group, cfg.consumer, {cfg.stream: ">"}, count=cfg.batch, block=cfg.block_ms)
+    for _stream, entries in reply or []:
+        await _consume(redis, cfg, state, entries)
+    due = time.monotonic() - state.last_snapshot >= cfg.snapshot_interval_s
+    if state.pending_updates and (state.pending_updates >= cfg.snapshot_every or due):
+        if not await _snapshot(redis, state, lock):
+            return None  # someone else holds the lock now; back to standby
+    return state
+
+
 async def run_learner(redis: aioredis.Redis, *, stop: asyncio.Event, config: LearnerConfig | None = None) -> None:
-    """Run until `stop` is set; leader while holding the lock, standby otherwise."""
+    """Run until `stop` is set; leader while holding the lock, standby otherwise.
+
+    Redis errors do not end the process: it logs, backs off and retries, keeping what it has learned
+    (the lock's expiry decides whether it is still the leader when Redis comes back).
+    """
     cfg = config or LearnerConfig()
     lock = snapshot.RedisLock(redis, ttl_ms=cfg.lock_ttl_ms)
     await _ensure_group(redis, cfg)
@@ -163,32 +194,19 @@ async def run_learner(redis: aioredis.Redis, *, stop: asyncio.Event, config: Lea
     log.info("learner_started", consumer=cfg.consumer)
     try:
         while not stop.is_set():
-            if state is None:
-                if not await lock.acquire():
-                    await _wait(stop, cfg.standby_poll_s)
-                    continue
-                log.info("learner_leader", consumer=cfg.consumer)
-                state = _Learning()
-                await state.resume(redis)
-                await _claim(redis, cfg, state)
-            elif not await lock.renew():
-                log.warning("learner_lock_lost", consumer=cfg.consumer)
-                state = None
-                continue
-            if time.monotonic() - state.last_claim >= cfg.claim_every_s:
-                await _claim(redis, cfg, state)
-            reply: Any = await redis.xreadgroup(
-                cfg.group, cfg.consumer, {cfg.stream: ">"}, count=cfg.batch, block=cfg.block_ms
-            )
-            for _stream, entries in reply or []:
-                await _consume(redis, cfg, state, entries)
-            due = time.monotonic() - state.last_snapshot >= cfg.snapshot_interval_s
-            if state.pending_updates and (state.pending_updates >= cfg.snapshot_every or due):
-                if not await _snapshot(redis, state, lock):
-                    state = None  # someone else holds the lock now; go back to standby
+            try:
+                state = await _step(redis, cfg, lock, state, stop)
+            except RedisError as exc:
+                log.error("learner_redis_error", error=f"{type(exc).__name__}: {exc}", leader=state is not None)
+                await _wait(stop, 1.0)
+                if "NOGROUP" in str(exc):
+                    await _ensure_group(redis, cfg)
     finally:
         if state is not None:
-            if state.pending_updates:
-                await _snapshot(redis, state, lock)
-            await lock.release()
+            try:
+                if state.pending_updates:
+                    await _snapshot(redis, state, lock)
+                await lock.release()
+            except RedisError as exc:
+                log.error("learner_final_snapshot_failed", error=str(exc), lost_updates=state.pending_updates)
         log.info("learner_stopped", consumer=cfg.consumer)

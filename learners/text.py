@@ -38,6 +38,8 @@ class TextLearner:
     def __init__(self, n_features: int = N_FEATURES, lr: float = LEARNING_RATE, window: int = 200) -> None:
         self.tfidf = HashingTFIDF(n_features=n_features)
         self.clf: base.Classifier = self._estimator(lr)
+        # The same two objects as a River pipeline, for River tooling (`evaluate.progressive_val_score`
+        # etc.); our own hot path calls the steps directly so subclasses can add non-text features.
         self.model = compose.Pipeline(self.tfidf, self.clf)
         self.tracker = Tracker(self.name, window=window)
 

@@ -13,7 +13,7 @@ import redis.asyncio as aioredis
 
 from gateway.domain import Outcome
 from learners import snapshot
-from learners.outcomes import OUTCOMES_STREAM, publish_outcome
+from learners.outcomes import OUTCOMES_STREAM, labels_of, publish_outcome
 from learners.process import GROUP, LearnerConfig, run_learner
 from learners.service import LearnerScorer
 from learners.skill import SkillLearner
@@ -215,3 +215,34 @@ async def test_train_cli_publishes_a_warm_snapshot(redis: aioredis.Redis, redis_
     assert await worker.refresh(redis)
     assert worker.health()["sentiment"]["labels_seen"] == 600
     assert DATA.exists()
+
+
+async def test_unreadable_outcome_is_logged_acked_and_skipped(redis: aioredis.Redis) -> None:
+    await redis.xadd(OUTCOMES_STREAM, {"data": "{not json"})
+    await publish_outcome(redis, Outcome(conversation_id="e", kind="resolved", text=PROBE, final_skill="billing"))
+    stop = asyncio.Event()
+    task = asyncio.create_task(run_learner(redis, stop=stop, config=fast("l2")))
+    try:
+        worker = LearnerScorer()
+        await labels_reach(redis, worker, "skill", 1)
+        assert (await redis.xpending(OUTCOMES_STREAM, GROUP))["pending"] == 0
+    finally:
+        stop.set()
+        await asyncio.wait_for(task, 10)
+
+
+def test_labels_of_each_outcome_kind() -> None:
+    corr = labels_of(Outcome(conversation_id="c", kind="correction", text="hi", correction="misrouted: really billing"))
+    assert corr.pairs == {"skill": ("hi", "billing")}
+    bot = labels_of(Outcome(conversation_id="c", kind="automation_resolved", text="hi", mood="positive", csat=5))
+    assert bot.pairs["automation"][1] is True and bot.pairs["sentiment"] == ("hi", "positive")
+    handoff = labels_of(
+        Outcome(conversation_id="c", kind="automation_handoff", text="hi", predicted={"skill": {"a": 0.8, "b": 0.2}})
+    )
+    assert handoff.pairs["automation"] == (
+        {"text": "hi", "sentiment": 0.0, "urgency": 0.0, "skill_confidence": 0.8},
+        False,
+    )
+    human = labels_of(Outcome(conversation_id="c", kind="resolved", text="hi", final_skill="orders", urgency=0.7))
+    assert human.pairs == {"skill": ("hi", "orders"), "urgency": ("hi", True)}
+    assert labels_of(Outcome(conversation_id="c", kind="resolved", text="", final_skill="orders")).pairs == {}
