@@ -1,0 +1,38 @@
+"""Web chat settings from the environment.
+
+Web chat must work on a laptop with nothing configured, so every field has a local-mode default; the
+generated token secret only holds for one process, which is why production sets WEBCHAT_TOKEN_SECRET.
+"""
+
+from __future__ import annotations
+
+import secrets
+
+from pydantic import AliasChoices, Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class WebchatConfig(BaseSettings):
+    model_config = SettingsConfigDict(env_file=".env", extra="ignore", populate_by_name=True)
+
+    allowed_origins: str | None = Field(default=None, validation_alias=AliasChoices("WEBCHAT_ALLOWED_ORIGINS"))
+    token_secret: SecretStr | None = Field(default=None, validation_alias=AliasChoices("WEBCHAT_TOKEN_SECRET"))
+    identity_secret: SecretStr | None = Field(
+        default=None, validation_alias=AliasChoices("WEBCHAT_IDENTITY_SECRET")
+    )
+    public_url: str | None = Field(default=None, validation_alias=AliasChoices("SWITCHBOARD_PUBLIC_URL"))
+    token_ttl_s: int = Field(default=900, ge=30, le=86400, validation_alias=AliasChoices("WEBCHAT_TOKEN_TTL"))
+    rate_messages: int = Field(default=10, ge=1, le=1000, validation_alias=AliasChoices("WEBCHAT_RATE_MESSAGES"))
+    rate_window_s: int = Field(default=10, ge=1, le=3600, validation_alias=AliasChoices("WEBCHAT_RATE_WINDOW"))
+
+    @property
+    def origins(self) -> frozenset[str]:
+        """Explicit allow-list; empty means "the gateway's own origin only"."""
+        raw = self.allowed_origins or ""
+        return frozenset(o.strip().rstrip("/") for o in raw.split(",") if o.strip())
+
+    def token_key(self) -> tuple[bytes, bool]:
+        """The signing key and whether it was generated (tokens then die with this process)."""
+        if self.token_secret is not None:
+            return self.token_secret.get_secret_value().encode(), False
+        return secrets.token_bytes(32), True

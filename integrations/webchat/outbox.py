@@ -1,0 +1,161 @@
+"""The per-conversation outbound stream that carries everything the widget is shown.
+
+Workers (which call `WebchatChannel.send`) run in other processes than the web process holding the
+WebSocket, so the only shared medium is Redis: frames are appended to `sb:webchat:out:<conversation>`
+with an integer id `<seq>-1`, and each socket reads from the seq its client last saw. That same id is
+what makes resume-after-disconnect exact: nothing the client missed is skipped, nothing is replayed twice.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import redis.asyncio as aioredis
+import structlog
+from redis.exceptions import RedisError
+
+from gateway.domain import ChannelKind, Conversation, Message, utcnow
+from gateway.ports import Delivery
+
+log = structlog.get_logger(__name__)
+
+PREFIX = "sb:webchat:"
+KEEP = 1000
+"""Frames kept per conversation; a client further behind than this reloads history from seq 0."""
+TTL_S = 30 * 86400
+
+# Seq = max(counter + 1, last stream id + 1) so a lost counter can never make XADD go backwards.
+# A frame with a dedupe id is appended once: a worker that resends after a crash gets the first seq back.
+_PUBLISH = """
+if ARGV[2] ~= '' then
+  local seen = redis.call('GET', KEYS[3])
+  if seen then return tonumber(seen) end
+end
+local n = redis.call('INCR', KEYS[2])
+local last = redis.call('XREVRANGE', KEYS[1], '+', '-', 'COUNT', 1)
+if last[1] then
+  local top = tonumber(string.match(last[1][1], '^(%d+)'))
+  if top >= n then n = top + 1; redis.call('SET', KEYS[2], n) end
+end
+redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[3], n .. '-1', 'f', ARGV[1])
+redis.call('EXPIRE', KEYS[1], ARGV[4])
+redis.call('EXPIRE', KEYS[2], ARGV[4])
+if ARGV[2] ~= '' then redis.call('SET', KEYS[3], n, 'EX', ARGV[4]) end
+return n
+"""
+
+
+def out_stream(conversation_id: str) -> str:
+    return f"{PREFIX}out:{conversation_id}"
+
+
+def seq_key(conversation_id: str) -> str:
+    return f"{PREFIX}seq:{conversation_id}"
+
+
+def sent_key(conversation_id: str, frame_id: str) -> str:
+    return f"{PREFIX}sent:{conversation_id}:{frame_id}"
+
+
+def eta_key(conversation_id: str) -> str:
+    return f"{PREFIX}eta:{conversation_id}"
+
+
+def typing_key(conversation_id: str) -> str:
+    return f"{PREFIX}typing:{conversation_id}"
+
+
+def csat_key(conversation_id: str) -> str:
+    return f"sb:csat:{conversation_id}"
+
+
+async def publish(
+    redis: aioredis.Redis, conversation_id: str, frame: dict[str, Any], dedupe_id: str | None = None
+) -> int:
+    """Append a frame for the widget; returns its seq (the first one, if `dedupe_id` was seen before)."""
+    result = await redis.eval(
+        _PUBLISH,
+        3,
+        out_stream(conversation_id),
+        seq_key(conversation_id),
+        sent_key(conversation_id, dedupe_id or "-"),
+        json.dumps(frame, separators=(",", ":")),
+        dedupe_id or "",
+        KEEP,
+        TTL_S,
+    )
+    return int(result)
+
+
+async def read(
+    redis: aioredis.Redis, conversation_id: str, after: int, block_ms: int, count: int = 100
+) -> list[tuple[int, dict[str, Any]]]:
+    """Frames with seq > `after`, waiting up to `block_ms` for the first one."""
+    reply: Any = await redis.xread({out_stream(conversation_id): f"{after}-1"}, count=count, block=block_ms)
+    streams = list(reply.items()) if isinstance(reply, dict) else (reply or [])  # RESP3 / RESP2
+    frames: list[tuple[int, dict[str, Any]]] = []
+    for _stream, entries in streams:
+        for entry_id, fields in entries:
+            raw_id = entry_id.decode() if isinstance(entry_id, bytes) else entry_id
+            raw = fields.get(b"f") or fields.get("f")
+            if raw is None:
+                continue
+            frames.append((int(raw_id.split("-", 1)[0]), json.loads(raw)))
+    return frames
+
+
+def message_frame(message: Message, direction: str, client_id: str | None = None) -> dict[str, Any]:
+    frame: dict[str, Any] = {
+        "type": "message", "direction": direction, "id": message.id, "text": message.text,
+        "author": message.author, "at": message.at.isoformat(),
+    }
+    if client_id:
+        frame["client_id"] = client_id
+    return frame
+
+
+class WebchatChannel:
+    """`CustomerChannel` for web chat: a reply is delivered once it is in the conversation's stream."""
+
+    kind = ChannelKind.WEBCHAT
+
+    def __init__(self, redis: aioredis.Redis) -> None:
+        self.redis = redis
+
+    async def send(self, conversation: Conversation, message: Message) -> Delivery:
+        try:
+            seq = await publish(self.redis, conversation.id, message_frame(message, "out"), dedupe_id=message.id)
+        except (RedisError, OSError) as exc:
+            log.warning("webchat_send_failed", conversation_id=conversation.id, error=str(exc))
+            return Delivery(ok=False, error=f"redis unavailable: {exc.__class__.__name__}")
+        log.info("webchat_reply_queued", conversation_id=conversation.id, message_id=message.id, seq=seq)
+        return Delivery(ok=True, external_id=str(seq))
+
+
+async def publish_typing(redis: aioredis.Redis, conversation_id: str, author: str, typing: bool = True) -> int:
+    """Agent typing indicator (shown for a few seconds by the widget, or until `typing=False`)."""
+    return await publish(
+        redis, conversation_id, {"type": "typing", "author": author, "typing": typing, "at": utcnow().isoformat()}
+    )
+
+
+async def publish_status(redis: aioredis.Redis, conversation_id: str, state: str = "waiting") -> int:
+    """"A person will be with you in about N minutes": N is read from `set_eta` when the frame is pushed."""
+    return await publish(redis, conversation_id, {"type": "status", "state": state, "at": utcnow().isoformat()})
+
+
+async def set_eta(redis: aioredis.Redis, conversation_id: str, minutes: int, ttl_s: int = 3600) -> None:
+    await redis.set(eta_key(conversation_id), int(minutes), ex=ttl_s)
+
+
+async def request_csat(redis: aioredis.Redis, conversation_id: str, request_id: str | None = None) -> int:
+    """Ask the widget for a rating; pass `request_id` (e.g. the resolution id) to make a retry harmless."""
+    return await publish(
+        redis, conversation_id, {"type": "csat_request", "at": utcnow().isoformat()}, dedupe_id=request_id
+    )
+
+
+async def customer_typing(redis: aioredis.Redis, conversation_id: str) -> bool:
+    """Whether the customer typed in the last few seconds (for the agent's side)."""
+    return bool(await redis.exists(typing_key(conversation_id)))

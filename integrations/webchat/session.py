@@ -1,0 +1,136 @@
+"""`POST /webchat/session`: who is chatting, which conversation, and a short-lived socket token.
+
+The visitor id is a random secret kept in the browser; it is the only thing that ties a browser to its
+conversation, so it must look random (`v-` + 32 hex) and can never collide with a host-signed
+`user:<id>` identity. A claimed user id without a valid hash is refused, never downgraded silently.
+"""
+
+from __future__ import annotations
+
+import secrets
+import time
+from typing import Any
+
+import redis.asyncio as aioredis
+import structlog
+from aiohttp import web
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from redis.exceptions import RedisError
+
+from gateway import keys
+from gateway.domain import ChannelKind, CustomerProfile, Identifier, new_id
+from integrations.webchat import tokens
+from integrations.webchat.config import WebchatConfig
+from integrations.webchat.origins import OriginPolicy
+
+log = structlog.get_logger(__name__)
+
+
+class IdentityIn(BaseModel):
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+
+    user_id: Identifier | None = None
+    user_hash: str | None = Field(default=None, max_length=128, pattern=r"^[0-9a-fA-F]+$")
+    email: str | None = Field(default=None, max_length=320)
+    name: str | None = Field(default=None, max_length=200)
+
+
+class SessionIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    visitor_id: str | None = Field(default=None, pattern=r"^v-[0-9a-f]{32}$")
+    identity: IdentityIn | None = None
+
+
+def new_visitor_id() -> str:
+    return f"v-{secrets.token_hex(16)}"
+
+
+def cors_headers(request: web.Request, policy: OriginPolicy) -> dict[str, str]:
+    origin = request.headers.get("Origin")
+    if not origin or not policy.allows(origin, request):
+        return {}
+    return {
+        "Access-Control-Allow-Origin": origin,
+        "Access-Control-Allow-Methods": "POST, OPTIONS",
+        "Access-Control-Allow-Headers": "Content-Type",
+        "Access-Control-Max-Age": "600",
+        "Vary": "Origin",
+    }
+
+
+def _error(status: int, code: str, message: str, headers: dict[str, str], **extra: Any) -> web.Response:
+    return web.json_response({"error": code, "message": message, **extra}, status=status, headers=headers)
+
+
+class SessionEndpoint:
+    def __init__(self, redis: aioredis.Redis, config: WebchatConfig, key: bytes, policy: OriginPolicy) -> None:
+        self.redis = redis
+        self.config = config
+        self.key = key
+        self.policy = policy
+
+    async def preflight(self, request: web.Request) -> web.Response:
+        headers = cors_headers(request, self.policy)
+        return web.Response(status=204 if headers else 403, headers=headers)
+
+    async def create(self, request: web.Request) -> web.Response:
+        headers = cors_headers(request, self.policy)
+        origin = request.headers.get("Origin")
+        if origin and not headers:
+            return _error(403, "origin_not_allowed", "this site may not start a chat", {})
+        try:
+            raw = await request.read()
+            body = SessionIn.model_validate_json(raw or b"{}")
+        except ValidationError as exc:
+            details = [{"field": ".".join(map(str, e["loc"])) or "body", "problem": e["msg"]} for e in exc.errors()]
+            return _error(400, "invalid_session", "the session request is not valid", headers, details=details)
+        identity = body.identity or IdentityIn()
+        customer_id = body.visitor_id or new_visitor_id()
+        if identity.user_id is not None:
+            secret = self.config.identity_secret
+            if secret is None or not identity.user_hash or not tokens.identity_ok(
+                secret.get_secret_value(), identity.user_id, identity.user_hash
+            ):
+                log.warning("webchat_identity_refused", remote=request.remote)
+                return _error(401, "bad_identity", "user_hash does not match user_id", headers)
+            customer_id = f"user:{identity.user_id}"
+        try:
+            profile = CustomerProfile(name=identity.name, email=identity.email)
+        except ValidationError as exc:
+            details = [{"field": ".".join(map(str, e["loc"])), "problem": e["msg"]} for e in exc.errors()]
+            return _error(400, "invalid_session", "the identity is not valid", headers, details=details)
+        try:
+            conversation_id = await self._conversation_for(customer_id)
+        except (RedisError, OSError) as exc:
+            log.error("webchat_session_unavailable", error=str(exc))
+            resp = _error(503, "unavailable", "storage is unavailable; retry later", headers)
+            resp.headers["Retry-After"] = "2"
+            return resp
+        exp = int(time.time()) + self.config.token_ttl_s
+        claims = tokens.SessionClaims(cid=conversation_id, vid=customer_id, exp=exp, name=profile.name,
+                                      email=profile.email)
+        log.info("webchat_session", conversation_id=conversation_id, verified=identity.user_id is not None)
+        return web.json_response(
+            {
+                "conversation_id": conversation_id,
+                "visitor_id": body.visitor_id or (customer_id if customer_id.startswith("v-") else None),
+                "token": tokens.issue(self.key, claims),
+                "expires_at": exp,
+                "ws_path": "/webchat/ws",
+            },
+            headers=headers,
+        )
+
+    async def _conversation_for(self, customer_id: str) -> str:
+        """Reserve the conversation id the store's ingest will use, so the socket can follow it at once.
+
+        The store maps customer → conversation with SET-if-absent semantics in its Lua script; writing
+        that mapping first (NX) is exactly what a first message would do, just earlier.
+        """
+        key = keys.customer_conversation(f"{ChannelKind.WEBCHAT.value}:{customer_id}")
+        async with self.redis.pipeline(transaction=True) as pipe:
+            pipe.set(key, new_id("conv"), nx=True)
+            pipe.get(key)
+            _, current = await pipe.execute()
+        return current.decode() if isinstance(current, bytes) else str(current)

@@ -1,0 +1,239 @@
+/* Switchboard web chat widget. Plain JS, no build step.
+ * Embed: <script src="https://gateway.example/webchat/widget.js" async
+ *          data-title="Support" data-user-id="…" data-user-hash="…" data-email="…" data-name="…"></script>
+ * All customer and agent text is rendered with textContent, never as HTML.
+ */
+(function () {
+  "use strict";
+  if (window.SwitchboardChat) return;
+  var script = document.currentScript || document.querySelector('script[src*="/webchat/widget.js"]');
+  var base = new URL(script ? script.src : location.href, location.href);
+  var root = base.origin;
+  var data = (script && script.dataset) || {};
+  var MAX_TEXT = 4000;
+  var KEY_VISITOR = "sb_webchat_visitor", KEY_OUTBOX = "sb_webchat_outbox";
+
+  function store(key, value) {
+    try { if (value === undefined) return JSON.parse(localStorage.getItem(key) || "null");
+          localStorage.setItem(key, JSON.stringify(value)); } catch (e) { return null; }
+  }
+  function rid(prefix) {
+    var b = new Uint8Array(12); crypto.getRandomValues(b);
+    return prefix + Array.prototype.map.call(b, function (x) { return ("0" + x.toString(16)).slice(-2); }).join("");
+  }
+  function el(tag, attrs, text) {
+    var n = document.createElement(tag);
+    Object.keys(attrs || {}).forEach(function (k) { n.setAttribute(k, attrs[k]); });
+    if (text != null) n.textContent = text;
+    return n;
+  }
+
+  var css = ".sbc-launch{position:fixed;right:16px;bottom:16px;z-index:2147483000;border:0;border-radius:28px;" +
+    "padding:14px 20px;background:#1f4fd1;color:#fff;font:600 15px system-ui,sans-serif;cursor:pointer}" +
+    ".sbc-launch:focus-visible,.sbc-panel button:focus-visible,.sbc-panel textarea:focus-visible{outline:3px solid #ffbf47;outline-offset:2px}" +
+    ".sbc-panel{position:fixed;right:16px;bottom:80px;z-index:2147483000;width:360px;max-width:calc(100vw - 16px);" +
+    "height:520px;max-height:calc(100vh - 96px);display:flex;flex-direction:column;background:#fff;color:#1b1b1b;" +
+    "border-radius:12px;box-shadow:0 8px 30px rgba(0,0,0,.25);font:14px/1.4 system-ui,sans-serif;overflow:hidden}" +
+    ".sbc-panel[hidden]{display:none}.sbc-head{display:flex;align-items:center;justify-content:space-between;" +
+    "padding:12px 14px;background:#1f4fd1;color:#fff}.sbc-head h2{font-size:16px;margin:0}" +
+    ".sbc-close{background:transparent;border:0;color:#fff;font-size:22px;cursor:pointer;min-width:44px;min-height:44px}" +
+    ".sbc-log{flex:1;overflow-y:auto;padding:12px;display:flex;flex-direction:column;gap:8px}" +
+    ".sbc-msg{max-width:85%;padding:8px 10px;border-radius:10px;white-space:pre-wrap;overflow-wrap:anywhere}" +
+    ".sbc-in{align-self:flex-end;background:#1f4fd1;color:#fff}.sbc-out{align-self:flex-start;background:#eef1f6}" +
+    ".sbc-author{display:block;font-size:12px;font-weight:600;margin-bottom:2px}" +
+    ".sbc-state{display:block;font-size:11px;opacity:.8}.sbc-failed{background:#b3261e}" +
+    ".sbc-note{font-size:12px;color:#555;padding:0 12px;min-height:16px}.sbc-alert{color:#b3261e;font-size:12px;padding:0 12px}" +
+    ".sbc-form{display:flex;gap:6px;padding:10px;border-top:1px solid #ddd}.sbc-form textarea{flex:1;resize:none;" +
+    "font:inherit;padding:8px;border:1px solid #999;border-radius:8px;min-height:44px}" +
+    ".sbc-form button,.sbc-csat button{min-width:44px;min-height:44px;border:0;border-radius:8px;background:#1f4fd1;color:#fff;" +
+    "font:600 14px system-ui,sans-serif;cursor:pointer}.sbc-csat{padding:8px 12px;border-top:1px solid #ddd}" +
+    ".sbc-csat div{display:flex;gap:6px;margin-top:6px}.sbc-vh{position:absolute;width:1px;height:1px;overflow:hidden;clip:rect(0 0 0 0)}" +
+    "@media (max-width:480px){.sbc-panel{right:8px;left:8px;width:auto;max-width:none;bottom:72px}}";
+  var style = el("style"); style.textContent = css; document.head.appendChild(style);
+
+  var title = data.title || "Support";
+  var launch = el("button", { "class": "sbc-launch", type: "button", "aria-haspopup": "dialog",
+    "aria-expanded": "false", "aria-controls": "sbc-panel", "aria-label": "Open support chat" }, "Chat with us");
+  var panel = el("section", { "class": "sbc-panel", id: "sbc-panel", role: "dialog", "aria-modal": "false",
+    "aria-labelledby": "sbc-title" });
+  panel.hidden = true;
+  var head = el("div", { "class": "sbc-head" });
+  head.appendChild(el("h2", { id: "sbc-title" }, title));
+  var close = el("button", { "class": "sbc-close", type: "button", "aria-label": "Close chat" }, "\u00d7");
+  head.appendChild(close);
+  var log = el("div", { "class": "sbc-log", role: "log", "aria-live": "polite", "aria-label": "Conversation", tabindex: "0" });
+  var note = el("div", { "class": "sbc-note", "aria-live": "polite" });
+  var alertBox = el("div", { "class": "sbc-alert", role: "alert" });
+  var csatBox = el("div", { "class": "sbc-csat", role: "group", "aria-label": "Rate this conversation" });
+  csatBox.hidden = true;
+  var form = el("form", { "class": "sbc-form" });
+  var label = el("label", { "for": "sbc-input", "class": "sbc-vh" }, "Your message");
+  var input = el("textarea", { id: "sbc-input", rows: "1", maxlength: String(MAX_TEXT), placeholder: "Type a message…" });
+  var send = el("button", { type: "submit", "aria-label": "Send message" }, "Send");
+  form.appendChild(label); form.appendChild(input); form.appendChild(send);
+  [head, log, note, alertBox, csatBox, form].forEach(function (n) { panel.appendChild(n); });
+
+  function mount() { document.body.appendChild(launch); document.body.appendChild(panel); }
+  if (document.body) mount(); else document.addEventListener("DOMContentLoaded", mount);
+
+  function openPanel() {
+    panel.hidden = false; launch.setAttribute("aria-expanded", "true"); input.focus(); connect();
+  }
+  function closePanel() { panel.hidden = true; launch.setAttribute("aria-expanded", "false"); launch.focus(); }
+  launch.addEventListener("click", function () { panel.hidden ? openPanel() : closePanel(); });
+  close.addEventListener("click", closePanel);
+  panel.addEventListener("keydown", function (e) { if (e.key === "Escape") closePanel(); });
+
+  // ---- state -------------------------------------------------------------------------------------
+  var visitor = store(KEY_VISITOR);
+  var outbox = store(KEY_OUTBOX) || [];       // unacknowledged {client_id, text}, survives reloads
+  var bubbles = {};                            // client_id or message id -> bubble element
+  var lastSeq = 0, ws = null, session = null, retry = 0, started = false, typingTimer = null, lastTyping = 0;
+  var agentTypingTimer = null;
+
+  function saveOutbox() { store(KEY_OUTBOX, outbox); }
+
+  function bubble(key, dir, text, author, state) {
+    var b = bubbles[key];
+    if (!b) {
+      b = el("div", { "class": "sbc-msg " + (dir === "in" ? "sbc-in" : "sbc-out") });
+      if (author && dir !== "in") b.appendChild(el("span", { "class": "sbc-author" }, author));
+      b.appendChild(el("span", { "class": "sbc-text" }, text));
+      b.appendChild(el("span", { "class": "sbc-state" }));
+      bubbles[key] = b; log.appendChild(b); log.scrollTop = log.scrollHeight;
+    }
+    b.querySelector(".sbc-state").textContent = state || "";
+    return b;
+  }
+
+  function transmit(item) {
+    if (ws && ws.readyState === 1) ws.send(JSON.stringify({ type: "message", client_id: item.client_id, text: item.text }));
+  }
+
+  function submit(text) {
+    text = (text || "").trim();
+    if (!text) return;
+    if (text.length > MAX_TEXT) { alertBox.textContent = "Messages can be at most " + MAX_TEXT + " characters."; return; }
+    var item = { client_id: rid("c"), text: text };
+    outbox.push(item); saveOutbox();
+    bubble(item.client_id, "in", text, null, "Sending…");
+    transmit(item);
+  }
+
+  form.addEventListener("submit", function (e) { e.preventDefault(); submit(input.value); input.value = ""; sendTyping(false); });
+  input.addEventListener("keydown", function (e) {
+    if (e.key === "Enter" && !e.shiftKey) { e.preventDefault(); form.requestSubmit ? form.requestSubmit() : submit(input.value); }
+  });
+  input.addEventListener("input", function () {
+    var now = Date.now();
+    if (now - lastTyping > 2000) { lastTyping = now; sendTyping(true); }
+    clearTimeout(typingTimer); typingTimer = setTimeout(function () { sendTyping(false); }, 3000);
+  });
+  function sendTyping(on) {
+    if (!on) lastTyping = 0;
+    if (ws && ws.readyState === 1) ws.send(JSON.stringify({ type: "typing", typing: on }));
+  }
+
+  // ---- server frames (table dispatch) ------------------------------------------------------------
+  var handlers = {
+    hello: function () { alertBox.textContent = ""; outbox.forEach(transmit); },
+    conversation: function (f) { session && (session.conversation_id = f.conversation_id); lastSeq = 0; },
+    ack: function (f) {
+      outbox = outbox.filter(function (m) { return m.client_id !== f.client_id; }); saveOutbox();
+      var b = bubbles[f.client_id]; if (b) { b.querySelector(".sbc-state").textContent = ""; bubbles[f.message_id] = b; }
+    },
+    message: function (f) {
+      var key = f.client_id && bubbles[f.client_id] ? f.client_id : f.id;
+      if (bubbles[key]) return;
+      bubble(f.id, f.direction === "in" ? "in" : "out", f.text, f.author, "");
+      if (f.direction !== "in") { note.textContent = ""; }
+    },
+    typing: function (f) {
+      if (f.at && Date.now() - Date.parse(f.at) > 10000) return;
+      clearTimeout(agentTypingTimer);
+      note.textContent = f.typing ? (f.author || "An agent") + " is typing…" : "";
+      if (f.typing) agentTypingTimer = setTimeout(function () { note.textContent = ""; }, 6000);
+    },
+    status: function (f) {
+      note.textContent = f.eta_minutes != null
+        ? "A person will be with you in about " + f.eta_minutes + " minute" + (f.eta_minutes === 1 ? "" : "s") + "."
+        : "A person will be with you shortly.";
+    },
+    csat_request: function () { showCsat(); },
+    csat_ack: function () { csatBox.textContent = ""; csatBox.appendChild(el("p", {}, "Thank you for your feedback!")); },
+    error: function (f) {
+      alertBox.textContent = f.message || "Something went wrong.";
+      var b = f.client_id && bubbles[f.client_id];
+      if (f.code === "message_too_long" || f.code === "invalid_message") {
+        outbox = outbox.filter(function (m) { return m.client_id !== f.client_id; }); saveOutbox();
+        if (b) { b.classList.add("sbc-failed"); b.querySelector(".sbc-state").textContent = "Not sent"; }
+      } else if (f.client_id && f.retry_after) {
+        if (b) b.querySelector(".sbc-state").textContent = "Waiting to send…";
+        setTimeout(function () { outbox.filter(function (m) { return m.client_id === f.client_id; }).forEach(transmit); },
+          f.retry_after * 1000);
+      }
+    },
+    pong: function () {}
+  };
+
+  function showCsat() {
+    csatBox.textContent = ""; csatBox.hidden = false;
+    csatBox.appendChild(el("p", { id: "sbc-csat-q" }, "How would you rate our help? (1 = poor, 5 = great)"));
+    var row = el("div");
+    for (var i = 1; i <= 5; i++) {
+      (function (score) {
+        var btn = el("button", { type: "button", "aria-label": "Rate " + score + " out of 5", "data-score": String(score) }, String(score));
+        btn.addEventListener("click", function () {
+          if (ws && ws.readyState === 1) ws.send(JSON.stringify({ type: "csat", score: score }));
+        });
+        row.appendChild(btn);
+      })(i);
+    }
+    csatBox.appendChild(row);
+  }
+
+  // ---- connection --------------------------------------------------------------------------------
+  function startSession() {
+    var body = { visitor_id: visitor || undefined };
+    if (data.userId || data.email || data.name) {
+      body.identity = { user_id: data.userId || undefined, user_hash: data.userHash || undefined,
+                        email: data.email || undefined, name: data.name || undefined };
+    }
+    return fetch(root + "/webchat/session", { method: "POST", headers: { "Content-Type": "application/json" },
+      body: JSON.stringify(body) }).then(function (r) {
+      return r.json().then(function (j) { if (!r.ok) throw new Error(j.message || "chat unavailable"); return j; });
+    }).then(function (j) {
+      if (j.visitor_id) { visitor = j.visitor_id; store(KEY_VISITOR, visitor); }
+      session = j; return j;
+    });
+  }
+
+  function connect() {
+    if (started) return; started = true; open();
+  }
+
+  function open() {
+    var fresh = session && session.expires_at * 1000 - Date.now() > 30000;
+    (fresh ? Promise.resolve(session) : startSession()).then(function (s) {
+      var url = root.replace(/^http/, "ws") + s.ws_path + "?token=" + encodeURIComponent(s.token) + "&since=" + lastSeq;
+      ws = new WebSocket(url);
+      api._ws = ws;
+      ws.onopen = function () { retry = 0; };
+      ws.onmessage = function (ev) {
+        var f; try { f = JSON.parse(ev.data); } catch (e) { return; }
+        if (typeof f.seq === "number") { if (f.seq <= lastSeq) return; lastSeq = f.seq; }
+        var h = handlers[f.type]; if (h) h(f);
+      };
+      ws.onclose = function () { ws = null; reconnect(); };
+    }).catch(function (e) { alertBox.textContent = String(e.message || e); reconnect(); });
+  }
+
+  function reconnect() {
+    var delay = Math.min(5000, 250 * Math.pow(2, retry++));
+    setTimeout(open, delay);
+  }
+
+  var api = { open: openPanel, close: closePanel, send: submit, _ws: null,
+              state: function () { return { lastSeq: lastSeq, outbox: outbox.slice(), session: session }; } };
+  window.SwitchboardChat = api;
+})();

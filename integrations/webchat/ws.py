@@ -1,0 +1,281 @@
+"""`GET /webchat/ws?token=…&since=<seq>`: one WebSocket per conversation.
+
+Two loops share the socket: the reader pushes frames from the conversation's Redis stream (so replies
+written by workers in other processes arrive), and the receiver handles the client's frames. A client
+message is acknowledged only after the durable ingest, which is what lets the widget re-send anything
+unacknowledged after a drop, and the store's per-message-id dedupe keeps that re-send from doubling.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import time
+from collections import deque
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import redis.asyncio as aioredis
+import structlog
+from aiohttp import WSMsgType, web
+from pydantic import ValidationError
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import RedisError
+from redis.exceptions import TimeoutError as RedisTimeoutError
+
+from gateway.domain import MAX_TEXT, ChannelKind, CustomerProfile, InboundMessage, Message
+from gateway.domain import Direction as Dir
+from gateway.store import Accepted
+from integrations.webchat import outbox, tokens
+from integrations.webchat.config import WebchatConfig
+from integrations.webchat.origins import OriginPolicy
+from integrations.webchat.protocol import CLIENT_FRAME, Csat, Ping, SendMessage, Typing, error_frame
+
+log = structlog.get_logger(__name__)
+
+Ingest = Callable[[InboundMessage], Awaitable[Accepted]]
+MAX_FRAME_BYTES = 64 * 1024
+FRAME_BUDGET = (60, 10.0)
+"""Any frames per socket per window; past it the socket is closed (typing floods, scripted abuse)."""
+TYPING_TTL_S = 6
+
+
+def block_ms_for(redis: aioredis.Redis) -> int:
+    """XREAD BLOCK must finish before the client's socket timeout, or every idle read looks like an outage."""
+    timeout = redis.connection_pool.connection_kwargs.get("socket_timeout")
+    if not timeout:
+        return 10_000
+    return max(200, min(10_000, int((float(timeout) - 1.0) * 1000)))
+
+
+class ChatSocket:
+    """One connected widget; lives exactly as long as its WebSocket."""
+
+    def __init__(
+        self, ws: web.WebSocketResponse, claims: tokens.SessionClaims, redis: aioredis.Redis, ingest: Ingest,
+        config: WebchatConfig,
+    ) -> None:
+        self.ws = ws
+        self.redis = redis
+        self.ingest = ingest
+        self.config = config
+        self.customer_id = claims.vid
+        self.profile = CustomerProfile(name=claims.name, email=claims.email)
+        self.conversation_id = claims.cid
+        self.lock = asyncio.Lock()
+        self.reader: asyncio.Task[None] | None = None
+        self.frames: deque[float] = deque()
+        self.last_typing = 0.0
+        self.block_ms = block_ms_for(redis)
+        self.log = log.bind(conversation_id=claims.cid)
+        self.handlers: dict[type, Callable[[Any], Awaitable[None]]] = {
+            SendMessage: self.on_message, Typing: self.on_typing, Csat: self.on_csat, Ping: self.on_ping,
+        }
+
+    async def send(self, frame: dict[str, Any]) -> None:
+        if self.ws.closed:
+            return
+        async with self.lock:
+            with contextlib.suppress(ConnectionError, RuntimeError):
+                await self.ws.send_str(json.dumps(frame, separators=(",", ":")))
+
+    async def run(self, since: int) -> None:
+        await self.send({"type": "hello", "conversation_id": self.conversation_id})
+        self.follow(self.conversation_id, since)
+        try:
+            async for msg in self.ws:
+                if msg.type is WSMsgType.TEXT:
+                    if not self.within_budget():
+                        await self.send(error_frame("too_many_frames", "too many frames; reconnect later"))
+                        await self.ws.close(code=1008, message=b"too many frames")
+                        break
+                    await self.dispatch(msg.data)
+                elif msg.type in (WSMsgType.ERROR, WSMsgType.CLOSE):
+                    break
+        finally:
+            await self.stop_reader()
+
+    def within_budget(self) -> bool:
+        limit, window = FRAME_BUDGET
+        now = time.monotonic()
+        self.frames.append(now)
+        while self.frames and now - self.frames[0] > window:
+            self.frames.popleft()
+        return len(self.frames) <= limit
+
+    async def dispatch(self, data: str) -> None:
+        try:
+            frame = CLIENT_FRAME.validate_json(data)
+        except ValidationError as exc:
+            problems = [{"field": ".".join(map(str, e["loc"])), "problem": e["msg"]} for e in exc.errors()[:5]]
+            await self.send(error_frame("invalid_frame", "the frame is not valid", details=problems))
+            return
+        await self.handlers[type(frame)](frame)
+
+    # --- outbound: the conversation's stream -> socket -------------------------------------------
+
+    def follow(self, conversation_id: str, since: int) -> None:
+        self.conversation_id = conversation_id
+        self.log = log.bind(conversation_id=conversation_id)
+        self.reader = asyncio.create_task(self.pump(conversation_id, since))
+
+    async def stop_reader(self) -> None:
+        if self.reader is not None:
+            self.reader.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self.reader
+            self.reader = None
+
+    async def pump(self, conversation_id: str, after: int) -> None:
+        failures = 0
+        while not self.ws.closed:
+            try:
+                frames = await outbox.read(self.redis, conversation_id, after, self.block_ms)
+                failures = 0
+            except (RedisError, OSError) as exc:
+                failures += 1
+                self.log.warning("webchat_stream_read_failed", error=str(exc), attempt=failures)
+                await asyncio.sleep(min(0.2 * 2**failures, 5.0))
+                continue
+            for seq, frame in frames:
+                if frame.get("type") == "status" and "eta_minutes" not in frame:
+                    frame["eta_minutes"] = await self.eta(conversation_id)
+                await self.send({**frame, "seq": seq})
+                after = seq
+
+    async def eta(self, conversation_id: str) -> int | None:
+        try:
+            raw = await self.redis.get(outbox.eta_key(conversation_id))
+            return int(raw) if raw is not None else None
+        except (RedisError, OSError, ValueError):
+            return None
+
+    # --- inbound: client frames ----------------------------------------------------------------
+
+    async def on_message(self, frame: SendMessage) -> None:
+        cid = frame.client_id
+        if len(frame.text) > MAX_TEXT:
+            await self.send(error_frame(
+                "message_too_long", f"messages can be at most {MAX_TEXT} characters", client_id=cid, limit=MAX_TEXT,
+            ))
+            return
+        try:
+            retry_after = await self.rate_limited()
+        except (RedisError, OSError):
+            await self.unavailable(cid)
+            return
+        if retry_after:
+            await self.send(error_frame(
+                "rate_limited",
+                f"at most {self.config.rate_messages} messages every {self.config.rate_window_s} s; "
+                f"this one will be sent again in {retry_after} s",
+                client_id=cid, retry_after=retry_after,
+            ))
+            return
+        try:
+            inbound = InboundMessage(
+                channel=ChannelKind.WEBCHAT, customer_id=self.customer_id,
+                message_id=f"{self.customer_id}/{cid}", text=frame.text, customer=self.profile,
+            )
+        except ValidationError:
+            await self.send(error_frame("invalid_message", "the message is empty", client_id=cid))
+            return
+        try:
+            accepted = await self.ingest(inbound)
+        except (RedisConnectionError, RedisTimeoutError, OSError) as exc:
+            self.log.error("ingest_unavailable", error=str(exc))
+            await self.unavailable(cid)
+            return
+        if accepted.conversation_id != self.conversation_id:
+            await self.stop_reader()
+            self.follow(accepted.conversation_id, 0)
+            await self.send({"type": "conversation", "conversation_id": accepted.conversation_id})
+        await self.send({
+            "type": "ack", "client_id": cid, "message_id": accepted.message_id,
+            "conversation_id": accepted.conversation_id, "duplicate": accepted.duplicate,
+        })
+        self.log.info("message_accepted", channel="webchat", message_id=accepted.message_id,
+                      duplicate=accepted.duplicate)
+        echo = Message(id=accepted.message_id, direction=Dir.INBOUND, channel=ChannelKind.WEBCHAT,
+                       text=inbound.text, author=self.profile.name, at=inbound.received_at)
+        with contextlib.suppress(RedisError, OSError):
+            await outbox.publish(self.redis, accepted.conversation_id, outbox.message_frame(echo, "in", cid),
+                                 dedupe_id=accepted.message_id)
+
+    async def unavailable(self, client_id: str) -> None:
+        await self.send(error_frame(
+            "unavailable", "storage is unavailable; the message will be sent again", client_id=client_id,
+            retry_after=2,
+        ))
+
+    async def rate_limited(self) -> int:
+        """Seconds to wait (0 = go ahead). Counted in Redis so reconnecting does not reset the budget."""
+        window = self.config.rate_window_s
+        now = int(time.time())
+        key = f"{outbox.PREFIX}rate:{self.customer_id}:{now // window}"
+        async with self.redis.pipeline(transaction=False) as pipe:
+            pipe.incr(key)
+            pipe.expire(key, window * 2)
+            count, _ = await pipe.execute()
+        if int(count) <= self.config.rate_messages:
+            return 0
+        return window - now % window
+
+    async def on_typing(self, frame: Typing) -> None:
+        now = time.monotonic()
+        if frame.typing and now - self.last_typing < 1.0:
+            return
+        self.last_typing = now if frame.typing else 0.0
+        with contextlib.suppress(RedisError, OSError):
+            if frame.typing:
+                await self.redis.set(outbox.typing_key(self.conversation_id), self.customer_id, ex=TYPING_TTL_S)
+            else:
+                await self.redis.delete(outbox.typing_key(self.conversation_id))
+
+    async def on_csat(self, frame: Csat) -> None:
+        try:
+            await self.redis.hset(outbox.csat_key(self.conversation_id), mapping={
+                "score": frame.score, "at": int(time.time()), "customer": self.customer_id,
+                "comment": (frame.comment or "").strip(),
+            })
+        except (RedisError, OSError):
+            await self.send(error_frame("unavailable", "your rating could not be saved; please try again"))
+            return
+        self.log.info("webchat_csat", score=frame.score)
+        await self.send({"type": "csat_ack", "score": frame.score})
+
+    async def on_ping(self, frame: Ping) -> None:
+        await self.send({"type": "pong"})
+
+
+class SocketEndpoint:
+    def __init__(
+        self, redis: aioredis.Redis, ingest: Ingest, config: WebchatConfig, key: bytes, policy: OriginPolicy
+    ) -> None:
+        self.redis = redis
+        self.ingest = ingest
+        self.config = config
+        self.key = key
+        self.policy = policy
+
+    async def handle(self, request: web.Request) -> web.StreamResponse:
+        if not self.policy.allows(request.headers.get("Origin"), request):
+            log.warning("webchat_origin_refused", origin=request.headers.get("Origin"))
+            return web.json_response({"error": "origin_not_allowed", "message": "this site may not chat"}, status=403)
+        try:
+            claims = tokens.verify(self.key, request.query.get("token"))
+        except tokens.TokenError as exc:
+            return web.json_response({"error": "bad_token", "message": str(exc)}, status=401)
+        try:
+            since = int(request.query.get("since", "0"))
+            if since < 0:
+                raise ValueError
+        except ValueError:
+            return web.json_response({"error": "bad_since", "message": "since must be a seq >= 0"}, status=400)
+        ws = web.WebSocketResponse(heartbeat=25.0, max_msg_size=MAX_FRAME_BYTES)
+        await ws.prepare(request)
+        log.info("webchat_connected", conversation_id=claims.cid, since=since)
+        await ChatSocket(ws, claims, self.redis, self.ingest, self.config).run(since)
+        log.info("webchat_disconnected", conversation_id=claims.cid)
+        return ws

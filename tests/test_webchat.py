@@ -1,0 +1,168 @@
+"""Web chat over real HTTP and WebSockets, real Redis and the real store's ingest."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import Any
+
+import aiohttp
+import redis.asyncio as aioredis
+
+from gateway.domain import ChannelKind, Conversation, Customer, Message
+from integrations.webchat import outbox, publish_status, publish_typing, request_csat, set_eta, tokens
+from tests.test_webchat_support import IDENTITY_SECRET, TOKEN_SECRET, Chat, chat, recv, recv_until, start_chat
+
+__all__ = ["chat"]
+
+
+async def test_message_is_acked_after_ingest_and_stored_once_even_when_resent(chat: Chat) -> None:
+    s = await chat.session()
+    assert s["_status"] == 200 and s["visitor_id"].startswith("v-") and s["conversation_id"].startswith("conv_")
+    ws = await chat.connect(s["token"])
+    await ws.send_json({"type": "message", "client_id": "c1", "text": "Where is my parcel?"})
+    ack = await recv_until(ws, "ack")
+    assert ack["client_id"] == "c1" and ack["duplicate"] is False
+    assert ack["conversation_id"] == s["conversation_id"]
+    echo = await recv_until(ws, "message")
+    assert echo["direction"] == "in" and echo["client_id"] == "c1" and echo["seq"] == 1
+    # The client re-sends (it never saw the ack): accepted once, same ids.
+    await ws.send_json({"type": "message", "client_id": "c1", "text": "Where is my parcel?"})
+    again = await recv_until(ws, "ack")
+    assert again["duplicate"] is True and again["message_id"] == ack["message_id"]
+    lines = await chat.transcript(s["conversation_id"])
+    assert [m["text"] for m in lines] == ["Where is my parcel?"]
+    assert lines[0]["channel"] == "webchat"
+    # A second session for the same visitor continues the same conversation.
+    s2 = await chat.session({"visitor_id": s["visitor_id"]})
+    assert s2["conversation_id"] == s["conversation_id"]
+    await ws.close()
+
+
+async def test_resume_after_forced_close_loses_and_duplicates_nothing(chat: Chat) -> None:
+    s = await chat.session()
+    ws = await chat.connect(s["token"])
+    await ws.send_json({"type": "message", "client_id": "c1", "text": "hello"})
+    await recv_until(ws, "ack")
+    first = await chat.reply(s["conversation_id"], s["visitor_id"], "Hi, Alice here")
+    seen: list[dict[str, Any]] = []
+    while len(seen) < 2:
+        seen.append(await recv_until(ws, "message"))
+    assert [f["direction"] for f in seen] == ["in", "out"] and seen[1]["id"] == first.id
+    assert seen[1]["author"] == "Alice"
+    last_seq = seen[-1]["seq"]
+    await ws.close()  # forced drop
+    # While the customer is away: two replies, one resent by a worker after a crash.
+    missed = [await chat.reply(s["conversation_id"], s["visitor_id"], f"missed {i}") for i in range(2)]
+    assert (await chat.channel.send(*await _conv_msg(chat, s, missed[1]))).ok  # same id again: not doubled
+    ws = await chat.connect(s["token"], since=last_seq)
+    frames = [await recv_until(ws, "message") for _ in range(2)]
+    assert [f["text"] for f in frames] == ["missed 0", "missed 1"]
+    assert [f["seq"] for f in frames] == [last_seq + 1, last_seq + 2]
+    await ws.send_json({"type": "ping"})
+    assert (await recv(ws))["type"] == "pong"  # nothing else was queued in between
+    await ws.close()
+
+
+async def _conv_msg(chat: Chat, s: dict[str, Any], message: Message) -> tuple[Conversation, Message]:
+    conv = Conversation(id=s["conversation_id"], customer=Customer(
+        key=f"webchat:{s['visitor_id']}", channel=ChannelKind.WEBCHAT, external_id=s["visitor_id"]))
+    return conv, message
+
+
+async def test_origin_allow_list(chat: Chat, redis: aioredis.Redis) -> None:
+    s = await chat.session()
+    for headers in ({"Origin": "https://evil.example"}, {}):
+        try:
+            await chat.http.ws_connect(f"{chat.url}/webchat/ws?token={s['token']}", headers=headers)
+            raise AssertionError("socket opened from a foreign origin")
+        except aiohttp.WSServerHandshakeError as exc:
+            assert exc.status == 403
+    refused = await chat.session(origin="https://evil.example")
+    assert refused["_status"] == 403 and refused["error"] == "origin_not_allowed"
+    other, runner = await start_chat(redis, allowed_origins="https://shop.example, https://www.shop.example")
+    try:
+        s2 = await other.session(origin="https://shop.example")
+        assert s2["_status"] == 200
+        ws = await other.connect(s2["token"], origin="https://www.shop.example")
+        await ws.close()
+        async with other.http.options(f"{other.url}/webchat/session", headers={"Origin": "https://shop.example"}) as r:
+            assert r.status == 204 and r.headers["Access-Control-Allow-Origin"] == "https://shop.example"
+    finally:
+        await other.http.close()
+        await runner.cleanup()
+
+
+async def test_size_and_rate_limits_answer_clear_errors(chat: Chat) -> None:
+    s = await chat.session()
+    ws = await chat.connect(s["token"])
+    await ws.send_json({"type": "message", "client_id": "big", "text": "x" * 4001})
+    err = await recv_until(ws, "error")
+    assert err["code"] == "message_too_long" and err["client_id"] == "big" and err["limit"] == 4000
+    acks = 0
+    for i in range(11):
+        await ws.send_json({"type": "message", "client_id": f"r{i}", "text": f"message {i}"})
+    errors: list[dict[str, Any]] = []
+    while acks + len(errors) < 11:
+        f = await recv(ws)
+        acks += f["type"] == "ack"
+        if f["type"] == "error":
+            errors.append(f)
+    assert acks == 10 and [e["code"] for e in errors] == ["rate_limited"] and errors[0]["client_id"] == "r10"
+    assert 1 <= errors[0]["retry_after"] <= 10
+    assert len(await chat.transcript(s["conversation_id"])) == 10
+    await ws.send_json({"type": "nonsense"})
+    assert (await recv_until(ws, "error"))["code"] == "invalid_frame"
+    await ws.close()
+
+
+
+async def test_bad_tokens_and_identity_are_refused(chat: Chat) -> None:
+    expired = tokens.issue(TOKEN_SECRET.encode(), tokens.SessionClaims(cid="conv_x", vid="v-" + "0" * 32,
+                                                                       exp=int(time.time()) - 1))
+    for token in ("forged.token", expired):
+        try:
+            await chat.http.ws_connect(f"{chat.url}/webchat/ws?token={token}", headers={"Origin": chat.url})
+            raise AssertionError("bad token accepted")
+        except aiohttp.WSServerHandshakeError as exc:
+            assert exc.status == 401
+    bad = await chat.session({"identity": {"user_id": "42", "user_hash": "00" * 32, "email": "jane@example.com"}})
+    assert bad["_status"] == 401 and bad["error"] == "bad_identity"
+    unsigned = await chat.session({"identity": {"user_id": "42"}})
+    assert unsigned["_status"] == 401
+    assert (await chat.session({"visitor_id": "user:42"}))["_status"] == 400
+    good_hash = tokens.identity_hash(IDENTITY_SECRET, "42")
+    good = await chat.session({"identity": {"user_id": "42", "user_hash": good_hash, "name": "Jane Doe"}})
+    assert good["_status"] == 200 and good["visitor_id"] is None
+    ws = await chat.connect(good["token"])
+    await ws.send_json({"type": "message", "client_id": "c1", "text": "hi"})
+    await recv_until(ws, "ack")
+    profile = await chat.store.customer_profile("webchat:user:42")
+    assert profile == {"name": "Jane Doe"}
+    await ws.close()
+
+
+async def test_typing_status_eta_and_csat(chat: Chat, redis: aioredis.Redis) -> None:
+    s = await chat.session()
+    conv = s["conversation_id"]
+    ws = await chat.connect(s["token"])
+    await ws.send_json({"type": "typing", "typing": True})
+    await asyncio.sleep(0.1)
+    assert await outbox.customer_typing(redis, conv)
+    assert 0 < await redis.ttl(outbox.typing_key(conv)) <= 6
+    await publish_typing(redis, conv, "Alice")
+    typing = await recv_until(ws, "typing")
+    assert typing["author"] == "Alice" and typing["typing"] is True
+    await set_eta(redis, conv, 4)
+    await publish_status(redis, conv)
+    assert (await recv_until(ws, "status"))["eta_minutes"] == 4
+    await request_csat(redis, conv, request_id="resolution-1")
+    await request_csat(redis, conv, request_id="resolution-1")
+    await recv_until(ws, "csat_request")
+    await ws.send_json({"type": "csat", "score": 5, "comment": "quick, thanks"})
+    assert (await recv_until(ws, "csat_ack"))["score"] == 5
+    stored = await redis.hgetall(outbox.csat_key(conv))
+    assert stored[b"score"] == b"5" and stored[b"comment"] == b"quick, thanks"
+    await ws.send_json({"type": "ping"})
+    assert (await recv(ws))["type"] == "pong"  # the second csat_request was de-duplicated
+    await ws.close()
