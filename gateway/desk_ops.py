@@ -16,6 +16,7 @@ import structlog
 
 from gateway import keys
 from gateway.domain import Conversation, ConversationState, Outcome, utcnow
+from gateway.pipeline import BOT_AUTHOR
 from gateway.policy_store import PolicyStore
 from gateway.store import ConversationStore
 from learners.outcomes import publish_outcome
@@ -144,7 +145,7 @@ class DeskOps:
         if conv is None:
             return Result(False, "That conversation no longer exists.")
         await self._drop_claim(conv)
-        automation_failed = any(m.author == "Switchboard bot" for m in conv.messages)
+        automation_failed = any(m.author == BOT_AUTHOR for m in conv.messages)
         conv.state, conv.resolved_at, conv.claimed_by = ConversationState.RESOLVED, utcnow(), None
         if skill:
             conv.skill = skill

@@ -20,6 +20,7 @@ from gateway.domain import (
     Decision,
     Direction,
     Message,
+    Outcome,
     RouteKind,
     new_id,
 )
@@ -28,12 +29,16 @@ from gateway.faults import checkpoint
 from gateway.policy_store import PolicyStore
 from gateway.ports import AgentDesk, Automation, CustomerChannel
 from gateway.store import ConversationStore
+from learners import coldstart
 from learners.base import Scorer
+from learners.outcomes import publish_outcome
+from router.context import RoutingContext
 from router.decide import decide
 
 log = structlog.get_logger(__name__)
 
 RECENT_KEEP = 500
+BOT_AUTHOR = "Switchboard bot"
 ROUTE_FIELDS = ("scores", "decision", "skill", "slack_channel", "card_ts", "state")
 
 
@@ -80,13 +85,33 @@ class Pipeline:
     def _customer_text(self, conv: Conversation) -> str:
         return "\n".join(m.text for m in conv.inbound[-5:])
 
+    def _context(self, conv: Conversation) -> RoutingContext:
+        bot_answers = sum(1 for m in conv.messages if m.author == BOT_AUTHOR)
+        return RoutingContext(
+            sentiment_history=tuple(coldstart.sentiment(m.text) for m in conv.inbound[-10:]),
+            bot_answers=bot_answers,
+            reopened=conv.resolved_at is not None,
+        )
+
     async def _route(self, conv: Conversation, message: Message, effects: Effects) -> None:
         policy = await self.policies.current()
         scores = self.scorer.score(self._customer_text(conv), policy.skill_keywords())
         conv.scores = scores
-        decision = decide(conv, scores, policy)
+        was_automated = conv.state is ConversationState.AUTOMATED
+        decision = decide(conv, scores, policy, self._context(conv), message.at)
         if decision.route is RouteKind.AUTOMATION:
             decision = await self._try_automation(conv, decision, effects, message)
+        elif was_automated:
+            await self._publish_once(effects, f"auto:{message.id}", conv, answered=False,
+                                     reason=decision.reasons[0])
+        if decision.route is RouteKind.HUMAN and (was_automated or decision.reasons[0].startswith("handoff")):
+            minutes = max(1, policy.route_for(decision.skill).sla.first_response // 60)
+            notice = Message(
+                id=f"handoff-{message.id}", direction=Direction.OUTBOUND, channel=conv.customer.channel,
+                text=f"I'm passing you to a person on our team; they usually reply within about {minutes} minutes.",
+                author=BOT_AUTHOR,
+            )
+            await effects.once(f"handoff:{message.id}", lambda: self._send(conv, notice), _never_found)
         conv.decision = decision
         conv.skill = decision.skill
         if decision.route is RouteKind.HUMAN:
@@ -111,15 +136,38 @@ class Pipeline:
             if reply.answered and reply.text:
                 answer = Message(
                     id=f"bot-{message.id}", direction=Direction.OUTBOUND, channel=conv.customer.channel,
-                    text=reply.text, author="Switchboard bot",
+                    text=reply.text, author=BOT_AUTHOR,
                 )
-                await effects.once(f"bot:{message.id}", lambda: self._send(conv, answer), _never_found)
-                conv.state = ConversationState.AUTOMATED
-                return decision
-            reason = reply.handoff_reason or "automation could not answer"
+                sent, _ = await effects.once(f"bot:{message.id}", lambda: self._send(conv, answer), _never_found)
+                if sent == "delivered":
+                    conv.state = ConversationState.AUTOMATED
+                    return decision
+                reason = f"bot answer not delivered ({sent.removeprefix('failed:')})"
+            else:
+                reason = reply.handoff_reason or "automation could not answer"
+            if conv.state is ConversationState.AUTOMATED:
+                await self._publish_once(effects, f"auto:{message.id}", conv, answered=False, reason=reason)
         return decision.model_copy(
             update={"route": RouteKind.HUMAN, "reasons": [f"handoff: {reason}", *decision.reasons]}
         )
+
+    async def _publish_once(
+        self, effects: Effects, name: str, conv: Conversation, *, answered: bool, reason: str | None = None
+    ) -> None:
+        """The bot's earlier answer did not finish the job: a label for the automation learner."""
+
+        async def publish() -> str:
+            outcome = Outcome(
+                conversation_id=conv.id,
+                kind="automation_resolved" if answered else "automation_handoff",
+                text="\n".join(m.text for m in conv.inbound[-5:-1]) or conv.last_inbound_text,
+                automation_failed=not answered,
+                correction=reason,
+                predicted=conv.scores.model_dump(mode="json") if conv.scores else {},
+            )
+            return await publish_outcome(self.redis, outcome)
+
+        await effects.once(name, publish, _never_found)
 
     async def _send(self, conv: Conversation, message: Message) -> str:
         if not any(m.id == message.id for m in conv.messages):

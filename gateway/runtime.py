@@ -20,13 +20,16 @@ from gateway.domain import ChannelKind
 from gateway.embedded_redis import EmbeddedRedis
 from gateway.pipeline import Pipeline
 from gateway.policy_store import PolicyStore
-from gateway.ports import CustomerChannel
+from gateway.ports import Automation, CustomerChannel
 from gateway.settings import ConfigError, Settings
 from gateway.store import ConversationStore
+from integrations.automation.bot import AnswerBot
+from integrations.automation.kb import KnowledgeBaseError, load_kb
+from integrations.automation.webhook import WebhookAutomation
 from integrations.slack.desk import SlackDesk, make_client
 from integrations.slack.emulator import EmulatorConfig
 from integrations.webhook.callback import ApiCallbackChannel
-from learners.coldstart import ColdStartScorer
+from learners.service import LearnerScorer
 from router.policy import Policy, PolicyError, load_policy
 
 log = structlog.get_logger(__name__)
@@ -116,6 +119,21 @@ async def connect_redis(settings: Settings, allow_embedded: bool) -> tuple[aiore
     return embedded.client(), embedded
 
 
+def make_automation(settings: Settings, policy: Policy, session: aiohttp.ClientSession) -> Automation | None:
+    """Table of automation back-ends; `off` routes everything to humans."""
+    if settings.automation == "webhook":
+        assert settings.bot_webhook_url and settings.bot_webhook_secret
+        return WebhookAutomation(settings.bot_webhook_url, settings.bot_webhook_secret.get_secret_value(),
+                                 session=session)
+    if settings.automation == "builtin":
+        try:
+            kb = load_kb(settings.kb_file)
+        except KnowledgeBaseError as exc:
+            raise ConfigError(f"configuration error: SWITCHBOARD_KB_FILE: {exc}") from None
+        return AnswerBot(kb, policy)
+    return None
+
+
 async def build_runtime(settings: Settings, allow_embedded: bool = True) -> Runtime:
     try:
         policy = load_policy(settings.policy_file)
@@ -140,7 +158,8 @@ async def build_runtime(settings: Settings, allow_embedded: bool = True) -> Runt
         ChannelKind.API: ApiCallbackChannel(settings.api_callback_url, api_secret, session),
     }
     pipeline = Pipeline(
-        redis=redis, store=store, policies=policies, scorer=ColdStartScorer(), desk=desk, channels=channels
+        redis=redis, store=store, policies=policies, scorer=LearnerScorer(), desk=desk, channels=channels,
+        automation=make_automation(settings, policy, session),
     )
     return Runtime(
         settings=settings, redis=redis, policy=policy, policies=policies, store=store, slack=slack,

@@ -59,6 +59,12 @@ class Settings(BaseSettings):
         default=64 * 1024, ge=1024, le=10 * 1024 * 1024, validation_alias=_env("SWITCHBOARD_MAX_BODY")
     )
 
+    automation: str = Field(
+        default="builtin", pattern=r"^(builtin|webhook|off)$", validation_alias=_env("SWITCHBOARD_AUTOMATION")
+    )
+    kb_file: Path | None = Field(default=None, validation_alias=_env("SWITCHBOARD_KB_FILE"))
+    bot_webhook_url: str | None = Field(default=None, validation_alias=_env("SWITCHBOARD_BOT_WEBHOOK_URL"))
+    bot_webhook_secret: SecretStr | None = Field(default=None, validation_alias=_env("SWITCHBOARD_BOT_WEBHOOK_SECRET"))
     agents_raw: str = Field(default="", validation_alias=_env("SWITCHBOARD_AGENTS"))
     leads_raw: str = Field(default="", validation_alias=_env("SWITCHBOARD_LEADS"))
     note_prefix: str = Field(
@@ -83,7 +89,7 @@ class Settings(BaseSettings):
     def leads(self) -> frozenset[str]:
         return frozenset(filter(None, (x.strip() for x in self.leads_raw.split(","))))
 
-    @field_validator("redis_url", "slack_api_url", "api_callback_url", "public_url")
+    @field_validator("redis_url", "slack_api_url", "api_callback_url", "public_url", "bot_webhook_url")
     @classmethod
     def _url(cls, v: str | None) -> str | None:
         if v is None or v == "":
@@ -119,6 +125,11 @@ class Settings(BaseSettings):
     def _slack_pair(self) -> Settings:
         if self.slack_bot_token and not self.slack_signing_secret:
             raise ValueError("SLACK_SIGNING_SECRET is required when SLACK_BOT_TOKEN is set")
+        if self.automation == "webhook" and not (self.bot_webhook_url and self.bot_webhook_secret):
+            raise ValueError(
+                "SWITCHBOARD_BOT_WEBHOOK_URL and SWITCHBOARD_BOT_WEBHOOK_SECRET are required "
+                "with SWITCHBOARD_AUTOMATION=webhook"
+            )
         return self
 
     @property
@@ -128,7 +139,13 @@ class Settings(BaseSettings):
 
     def secret_values(self) -> list[str]:
         """Every secret in force, for the log redactor."""
-        found = [self.slack_bot_token, self.slack_signing_secret, self.slack_app_token, self.api_secret]
+        found = [
+            self.slack_bot_token,
+            self.slack_signing_secret,
+            self.slack_app_token,
+            self.api_secret,
+            self.bot_webhook_secret,
+        ]
         return [s.get_secret_value() for s in found if s is not None and s.get_secret_value()]
 
     def ensure_local_secret(self, name: str) -> SecretStr:

@@ -5,6 +5,7 @@ Set SWITCHBOARD_TEST_REDIS_URL to use an existing server instead (its database i
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import socket
@@ -12,9 +13,12 @@ import subprocess
 import tempfile
 import time
 from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass, field
+from typing import Any
 
 import pytest
 import redis.asyncio as aioredis
+from aiohttp import web
 
 for _var in ("http_proxy", "https_proxy", "HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "all_proxy"):
     os.environ.pop(_var, None)
@@ -78,3 +82,39 @@ async def gateway(redis: aioredis.Redis, redis_url: str, tmp_path):  # type: ign
         yield gw
     finally:
         await gw.close()
+
+
+@dataclass
+class Callback:
+    """The team's callback endpoint for API customers: records what reaches the customer."""
+
+    port: int
+    received: list[dict[str, Any]] = field(default_factory=list)
+    fail_with: int | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}/hook"
+
+    async def handle(self, request: web.Request) -> web.Response:
+        body = await request.read()
+        from integrations.webhook.signature import verify
+        from tests.harness import API_SECRET
+
+        verify(API_SECRET, request.headers.get("X-Switchboard-Signature"), body)
+        if self.fail_with:
+            return web.Response(status=self.fail_with)
+        self.received.append(json.loads(body))
+        return web.Response(status=204)
+
+
+@pytest.fixture
+async def callback() -> AsyncIterator[Callback]:
+    cb = Callback(free_port())
+    app = web.Application()
+    app.router.add_post("/hook", cb.handle)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    await web.TCPSite(runner, "127.0.0.1", cb.port).start()
+    yield cb
+    await runner.cleanup()

@@ -5,52 +5,16 @@ from __future__ import annotations
 import asyncio
 import json
 from collections.abc import AsyncIterator
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import pytest
 import redis.asyncio as aioredis
-from aiohttp import web
 
-from integrations.webhook.signature import verify
 from learners.outcomes import OUTCOMES_STREAM
-from tests.conftest import free_port
-from tests.harness import API_SECRET, Gateway, cards, eventually, make_settings, start_gateway
+from tests.conftest import Callback
+from tests.harness import Gateway, cards, eventually, make_settings, start_gateway
 from tests.slack_requests import SlackSender
-
-
-@dataclass
-class Callback:
-    """The team's callback endpoint for API customers: records what reaches the customer."""
-
-    port: int
-    received: list[dict[str, Any]] = field(default_factory=list)
-    fail_with: int | None = None
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}/hook"
-
-    async def handle(self, request: web.Request) -> web.Response:
-        body = await request.read()
-        verify(API_SECRET, request.headers.get("X-Switchboard-Signature"), body)
-        if self.fail_with:
-            return web.Response(status=self.fail_with)
-        self.received.append(json.loads(body))
-        return web.Response(status=204)
-
-
-@pytest.fixture
-async def callback() -> AsyncIterator[Callback]:
-    cb = Callback(free_port())
-    app = web.Application()
-    app.router.add_post("/hook", cb.handle)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    await web.TCPSite(runner, "127.0.0.1", cb.port).start()
-    yield cb
-    await runner.cleanup()
 
 
 @pytest.fixture

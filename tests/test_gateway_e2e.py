@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import json
 import time
+from pathlib import Path
 
 import pytest
 import redis.asyncio as aioredis
 
 from gateway import keys
-from tests.harness import Gateway, cards, eventually
+from tests.conftest import Callback
+from tests.harness import Gateway, cards, eventually, make_settings, start_gateway
 
 ANGRY = {
     "customer_id": "cust-42",
@@ -126,10 +128,41 @@ async def test_health_and_readiness(gateway: Gateway) -> None:
         assert resp.status == 200 and body["checks"] == {"redis": True, "consumer_groups": True}
 
 
-async def test_routine_question_routes_by_skill(gateway: Gateway) -> None:
+async def test_routine_question_is_answered_by_automation(
+    redis: aioredis.Redis, redis_url: str, tmp_path: Path, callback: Callback
+) -> None:
+    gw = await start_gateway(make_settings(redis_url, tmp_path, api_callback_url=callback.url))
+    try:
+        status, body = await gw.post_message(
+            {"customer_id": "c-7", "message_id": "q-1", "text": "How long does shipping usually take?"}
+        )
+        assert status == 202
+        answer = await eventually(lambda: callback.received)
+        assert answer[0]["author"] == "Switchboard bot" and "business days" in answer[0]["text"]
+        conv = await gw.rt.store.load(body["conversation_id"])
+        assert conv is not None and conv.state.value == "automated" and conv.card_ts is None
+        assert all(not cards(gw.slack, ch) for ch in ("support-shipping", "support-general"))
+        # The customer is not helped and asks for a person: clean handoff with the bot transcript.
+        await gw.post_message({"customer_id": "c-7", "message_id": "q-2",
+                               "text": "That did not help. This is unacceptable, I want a person"})
+        card = (await eventually(lambda: cards(gw.slack, "support-shipping") or cards(gw.slack, "support-general")))[0]
+        text = card_text(card)
+        assert "customer asked for a human" in text and "keyword 'unacceptable'" in text
+        assert "Switchboard bot" in text  # the bot's part of the transcript is on the card
+        notice = await eventually(lambda: [r for r in callback.received if "person" in r["text"]])
+        assert "minutes" in notice[0]["text"]
+        outcomes = await redis.xrange("sb:outcomes")
+        assert any(json.loads(f[b"data"])["kind"] == "automation_handoff" for _, f in outcomes)
+    finally:
+        await gw.close()
+
+
+async def test_undeliverable_bot_answer_goes_to_a_human(gateway: Gateway) -> None:
+    """No callback URL configured: the bot cannot reach the customer, so a person gets the card."""
     status, _ = await gateway.post_message(
-        {"customer_id": "c-7", "message_id": "q-1", "text": "Where is my package? The tracking number shows nothing"}
+        {"customer_id": "c-8", "message_id": "q-1", "text": "How long does shipping usually take?"}
     )
     assert status == 202
-    found = await eventually(lambda: cards(gateway.slack, "support-shipping"))
-    assert "no automation configured" in card_text(found[0]) or "automation success" in card_text(found[0])
+    slack = gateway.slack
+    found = await eventually(lambda: cards(slack, "support-shipping") or cards(slack, "support-general"))
+    assert "bot answer not delivered" in card_text(found[0])
