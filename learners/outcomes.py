@@ -59,13 +59,13 @@ def labels_of(outcome: Outcome) -> Labels:
         pairs["sentiment"] = (text, outcome.mood)
     if outcome.urgency is not None:
         pairs["urgency"] = (text, urgent_label(outcome.urgency))
+    # Only the bot's own outcomes say it succeeded; `automation_failed=False` on a human resolution
+    # means the bot never tried, which is no evidence either way.
     success: bool | None = None
     if outcome.kind == "automation_resolved":
         success = True
-    elif outcome.kind == "automation_handoff":
+    elif outcome.kind == "automation_handoff" or outcome.automation_failed:
         success = False
-    elif outcome.automation_failed is not None:
-        success = not outcome.automation_failed
     if success is not None:
         pairs["automation"] = (automation_input(text, outcome.predicted), success)
     return Labels(pairs)

@@ -243,6 +243,14 @@ def test_labels_of_each_outcome_kind() -> None:
         {"text": "hi", "sentiment": 0.0, "urgency": 0.0, "skill_confidence": 0.8},
         False,
     )
-    human = labels_of(Outcome(conversation_id="c", kind="resolved", text="hi", final_skill="orders", urgency=0.7))
+    human = labels_of(
+        Outcome(
+            conversation_id="c", kind="resolved", text="hi", final_skill="orders", urgency=0.7, automation_failed=False
+        )
+    )
     assert human.pairs == {"skill": ("hi", "orders"), "urgency": ("hi", True)}
     assert labels_of(Outcome(conversation_id="c", kind="resolved", text="", final_skill="orders")).pairs == {}
+    bot_then_human = labels_of(Outcome(conversation_id="c", kind="resolved", text="hi", automation_failed=True))
+    assert bot_then_human.pairs == {
+        "automation": ({"text": "hi", "sentiment": 0.0, "urgency": 0.0, "skill_confidence": 0.0}, False)
+    }
