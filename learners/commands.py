@@ -72,6 +72,7 @@ def evaluate(args: argparse.Namespace) -> int:
     if args.limit:
         rows = rows[: args.limit]
     learner = SkillLearner()
+    learner.tracker.log_drift = False
     correct, recent = 0, []
     cumulative_pts: list[tuple[int, float]] = []
     recent_pts: list[tuple[int, float]] = []
@@ -98,7 +99,10 @@ def evaluate(args: argparse.Namespace) -> int:
             print(f"after {i}: accuracy={correct / i:.4f} last500={sum(recent[-500:]) / len(recent[-500:]):.4f}")
         bar.update(i)
     n = len(rows)
-    print(f"final ({n}): accuracy={correct / max(1, n):.4f} classes={len(learner.classes)}")
+    print(
+        f"final ({n}): accuracy={correct / max(1, n):.4f} classes={len(learner.classes)} "
+        f"drift_alarms={learner.tracker.drift_alarms}"
+    )
     print(f"predict_us median={statistics.median(predict_us):.0f} p99={_pct(predict_us, 0.99):.0f}")
     print(f"learn_us median={statistics.median(learn_us):.0f} p99={_pct(learn_us, 0.99):.0f}")
     summary: dict[str, Any] = {
@@ -169,6 +173,7 @@ async def _train(args: argparse.Namespace) -> int:
                     log.error("learner_snapshot_refused", learner=name, reason=str(exc), during="train")
                     print(f"existing {name} snapshot refused ({exc}); starting that learner fresh", file=sys.stderr)
         learner = learners[args.learner]
+        learner.tracker.log_drift = False
         bad = 0
         bar = Progress(len(rows), f"train {args.learner}")
         for i, (text, raw) in enumerate(rows, 1):
@@ -177,6 +182,7 @@ async def _train(args: argparse.Namespace) -> int:
             except ValueError:
                 bad += 1
             bar.update(i)
+        learner.tracker.log_drift = True  # the live learner process should report drift again
         version = await snapshot.publish(redis, learners, lock)
         if version is None:
             print("lost the snapshot lock while training; nothing published", file=sys.stderr)
@@ -184,7 +190,7 @@ async def _train(args: argparse.Namespace) -> int:
         t = learner.tracker
         print(
             f"trained {args.learner} on {len(rows) - bad} rows ({bad} skipped); labels_seen={t.labels_seen} "
-            f"rolling_accuracy={t.rolling_accuracy}"
+            f"rolling_accuracy={t.rolling_accuracy} drift_alarms={t.drift_alarms}"
         )
         print(f"published snapshot version={version}")
         return 0

@@ -26,6 +26,8 @@ class Tracker:
         self.rolling: Any = utils.Rolling(metrics.Accuracy, window_size=window)
         self.adwin = drift.ADWIN()
         self.drift_alarms = 0
+        self.log_drift = True
+        """Replays (evaluate, train) count alarms but print one summary instead of a line per alarm."""
 
     def record(self, y_true: Hashable, y_pred: Hashable | None) -> None:
         """Score the prediction made *before* learning this label; ADWIN watches the 0/1 error stream."""
@@ -39,6 +41,8 @@ class Tracker:
         # ADWIN flags change in either direction; a learner getting better is not an alarm.
         if self.adwin.drift_detected and self.adwin.estimation > before:
             self.drift_alarms += 1
+            if not self.log_drift:
+                return
             log.warning(
                 "learner_drift_detected",
                 learner=self.name,
