@@ -62,6 +62,7 @@ def setup(
     app.router.add_post("/webchat/session", sessions.create)
     app.router.add_route("OPTIONS", "/webchat/session", sessions.preflight)
     app.router.add_get("/webchat/ws", sockets.handle)
+    app.on_shutdown.append(sockets.close_all)
     log.info("webchat_mounted", origins=sorted(policy.allowed) or ["<own origin>"],
              identity=config.identity_secret is not None)
     return WebchatChannel(redis)

@@ -12,13 +12,14 @@ import asyncio
 import contextlib
 import json
 import time
+import weakref
 from collections import deque
 from collections.abc import Awaitable, Callable
 from typing import Any
 
 import redis.asyncio as aioredis
 import structlog
-from aiohttp import WSMsgType, web
+from aiohttp import WSCloseCode, WSMsgType, web
 from pydantic import ValidationError
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError
@@ -43,10 +44,11 @@ TYPING_TTL_S = 6
 
 def block_ms_for(redis: aioredis.Redis) -> int:
     """XREAD BLOCK must finish before the client's socket timeout, or every idle read looks like an outage."""
-    timeout = redis.connection_pool.connection_kwargs.get("socket_timeout")
-    if not timeout:
+    kwargs = redis.connection_pool.connection_kwargs
+    timeout = kwargs.get("socket_timeout", kwargs.get("orig_socket_timeout", 5.0))
+    if timeout is None:
         return 10_000
-    return max(200, min(10_000, int((float(timeout) - 1.0) * 1000)))
+    return max(200, min(10_000, int((float(timeout) - 1.5) * 1000)))
 
 
 class ChatSocket:
@@ -258,6 +260,12 @@ class SocketEndpoint:
         self.config = config
         self.key = key
         self.policy = policy
+        self.open: weakref.WeakSet[web.WebSocketResponse] = weakref.WeakSet()
+
+    async def close_all(self, app: web.Application) -> None:
+        """On shutdown say "going away" (1001) so widgets reconnect elsewhere instead of waiting on a dead socket."""
+        for ws in list(self.open):
+            await ws.close(code=WSCloseCode.GOING_AWAY, message=b"server shutting down")
 
     async def handle(self, request: web.Request) -> web.StreamResponse:
         if not self.policy.allows(request.headers.get("Origin"), request):
@@ -275,6 +283,7 @@ class SocketEndpoint:
             return web.json_response({"error": "bad_since", "message": "since must be a seq >= 0"}, status=400)
         ws = web.WebSocketResponse(heartbeat=25.0, max_msg_size=MAX_FRAME_BYTES)
         await ws.prepare(request)
+        self.open.add(ws)
         log.info("webchat_connected", conversation_id=claims.cid, since=since)
         await ChatSocket(ws, claims, self.redis, self.ingest, self.config).run(since)
         log.info("webchat_disconnected", conversation_id=claims.cid)
