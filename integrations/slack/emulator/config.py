@@ -58,6 +58,14 @@ class EmulatorConfig(BaseModel):
     # Messages/second per channel for chat.postMessage; None keeps the emulator unthrottled so
     # ordinary tests are fast, while a number lets tests exercise the client's 429 handling.
     rate_limit_per_channel: float | None = Field(default=None, gt=0)
-    # Where signed requests back to the gateway go (interactivity/events; used by a later task).
+    # Where signed requests back to the gateway go (interactivity, events, slash commands).
     gateway_events_url: str | None = None
     signing_secret: str = ""
+    # Slack's legacy verification token, sent inside payloads because real Slack still sends it.
+    verification_token: str = "emulator-verification-token"
+    # Absolute base of the emulator as the gateway reaches it (for response_url); learned from
+    # incoming requests when unset, since the port is often only known once the server runs.
+    public_url: str | None = None
+    # Slack gives the app 3 s to answer an interaction and to use its trigger_id.
+    gateway_timeout: float = Field(default=3.0, gt=0)
+    trigger_ttl: float = Field(default=3.0, gt=0)

@@ -11,6 +11,8 @@ from __future__ import annotations
 import copy
 import hashlib
 import math
+import re
+import secrets
 import time
 from collections import deque
 from dataclasses import dataclass, field
@@ -93,6 +95,11 @@ class Channel:
         }
 
 
+# The shape of trigger ids this emulator issues; only those are checked strictly, so hand-written
+# ids in older tests ("123.456") keep working while a stale desk trigger fails like on Slack.
+_TRIGGER_RE = re.compile(r"^\d+\.\d+\.[0-9a-f]{32}$")
+
+
 def is_top_level(message: dict[str, Any]) -> bool:
     """What conversations.history shows: thread parents, plain posts and broadcast replies."""
     thread_ts = message.get("thread_ts")
@@ -121,6 +128,14 @@ class EmulatorState:
         self.home_views: dict[str, dict[str, Any]] = {}
         self.ephemerals: list[dict[str, Any]] = []
         self.calls: list[RecordedCall] = []
+        # Desk side (see outbound.py/desk.py): what went to the gateway and what came back.
+        self.outbound: list[Any] = []
+        self.responses: list[dict[str, Any]] = []
+        self.triggers: dict[str, tuple[str, float]] = {}
+        self.view_errors: dict[str, dict[str, str]] = {}
+        self.closed_views: set[str] = set()
+        self.read_marks: dict[tuple[str, str], str] = {}
+        self.local_changes = 0
         self._faults: dict[str, deque[_Fault]] = {}
         self._next_post_at: dict[str, float] = {}
         self._last_ts_us = 0
@@ -146,6 +161,27 @@ class EmulatorState:
         if name in self.channels:
             return name
         return stable_channel_id(name.lstrip("#"))
+
+    def issue_trigger(self, user_id: str) -> str:
+        """A trigger_id for one interaction; views.open must use it within ``trigger_ttl`` seconds."""
+        trigger = f"{time.time_ns() // 1000}.{self._seq}.{secrets.token_hex(16)}"
+        self.triggers[trigger] = (user_id, time.monotonic() + self.config.trigger_ttl)
+        return trigger
+
+    def use_trigger(self, trigger: str) -> str:
+        """Consume a trigger and return the user it belongs to ("" for ids this emulator never issued)."""
+        issued = self.triggers.get(trigger)
+        if issued is None:
+            if _TRIGGER_RE.match(trigger):
+                raise SlackError("invalid_trigger_id")
+            return ""
+        user_id, expires = issued
+        if expires < 0:
+            raise SlackError("trigger_exchanged")
+        if time.monotonic() > expires:
+            raise SlackError("expired_trigger_id")
+        self.triggers[trigger] = (user_id, -1.0)
+        return user_id
 
     # ---- channels and messages ---------------------------------------------------------------
 
@@ -291,6 +327,10 @@ class EmulatorState:
         self._next_post_at[channel.id] = now + 1.0 / rate
 
     # ---- introspection -----------------------------------------------------------------------
+
+    def revision(self) -> int:
+        """A cheap change counter for the desk's polling: every mutation leaves a record somewhere."""
+        return len(self.calls) + len(self.outbound) + len(self.responses) + self.local_changes
 
     def snapshot(self) -> dict[str, Any]:
         """A compact summary for the local ``GET /state`` endpoint."""

@@ -262,7 +262,7 @@ def _view_input(params: Params, expected_type: str | None) -> dict[str, Any]:
     return view
 
 
-def _store_view(state: EmulatorState, view: dict[str, Any], view_id: str, user_id: str) -> dict[str, Any]:
+def store_view(state: EmulatorState, view: dict[str, Any], view_id: str, user_id: str) -> dict[str, Any]:
     stored = {
         "id": view_id,
         "team_id": state.config.team_id,
@@ -297,7 +297,8 @@ def views_open(state: EmulatorState, params: Params) -> dict[str, Any]:
     if not params.get("trigger_id"):
         raise SlackError("invalid_arguments")
     view = _view_input(params, "modal")
-    return {"ok": True, "view": _store_view(state, view, state.next_id("V"), "")}
+    user_id = state.use_trigger(str(params["trigger_id"]))
+    return {"ok": True, "view": store_view(state, view, state.next_id("V"), user_id)}
 
 
 def views_update(state: EmulatorState, params: Params) -> dict[str, Any]:
@@ -311,7 +312,8 @@ def views_update(state: EmulatorState, params: Params) -> dict[str, Any]:
     if not matches:
         raise SlackError("not_found")
     _check_hash(matches[0], params)
-    return {"ok": True, "view": _store_view(state, view, matches[0]["id"], matches[0]["user_id"])}
+    state.view_errors.pop(matches[0]["id"], None)
+    return {"ok": True, "view": store_view(state, view, matches[0]["id"], matches[0]["user_id"])}
 
 
 def views_publish(state: EmulatorState, params: Params) -> dict[str, Any]:
@@ -320,7 +322,7 @@ def views_publish(state: EmulatorState, params: Params) -> dict[str, Any]:
     existing = state.home_views.get(user.id)
     if existing:
         _check_hash(existing, params)
-    stored = _store_view(state, view, existing["id"] if existing else state.next_id("V"), user.id)
+    stored = store_view(state, view, existing["id"] if existing else state.next_id("V"), user.id)
     state.home_views[user.id] = state.views[stored["id"]]
     return {"ok": True, "view": stored}
 
