@@ -8,12 +8,16 @@ from __future__ import annotations
 
 import copy
 import json
+from collections.abc import AsyncIterator
 from typing import Any
 
 import structlog
 from aiohttp import web
+from aiohttp.typedefs import Handler
 
 from .config import EmulatorConfig
+from .desk import Desk
+from .deskweb import DESK, add_desk_routes
 from .state import EmulatorState, SlackError
 from .webapi import METHODS
 
@@ -82,10 +86,31 @@ async def state_summary(request: web.Request) -> web.Response:
     return web.json_response(request.app[EMULATOR_STATE].snapshot())
 
 
+@web.middleware
+async def learn_origin(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Remember how clients reach us, so response_urls handed to the gateway point back here."""
+    request.app[DESK].origin = f"{request.scheme}://{request.host}"
+    return await handler(request)
+
+
+async def _desk_session(app: web.Application) -> AsyncIterator[None]:
+    """The desk's ClientSession lives exactly as long as the app (also when mounted as a sub-app)."""
+    desk = app[DESK]
+    # Only now is the mount prefix known ("/_slack/" under the gateway, "/" standalone).
+    desk.prefix = str(app.router["desk_index"].url_for())
+    await desk.start()
+    yield
+    await desk.close()
+
+
 def create_emulator_app(config: EmulatorConfig | None = None) -> web.Application:
     """Build a fresh emulator; each app owns its own state so parallel tests never share a workspace."""
-    app = web.Application()
-    app[EMULATOR_STATE] = EmulatorState(config or EmulatorConfig())
+    app = web.Application(middlewares=[learn_origin])
+    state = EmulatorState(config or EmulatorConfig())
+    app[EMULATOR_STATE] = state
+    app[DESK] = Desk(state)
     app.router.add_route("*", "/api/{method}", web_api)
     app.router.add_get("/state", state_summary)
+    add_desk_routes(app)
+    app.cleanup_ctx.append(_desk_session)
     return app
