@@ -1,0 +1,26 @@
+"""Twilio settings from the environment; the channel is mounted only when all required ones are set."""
+
+from __future__ import annotations
+
+from pydantic import AliasChoices, Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class TwilioConfig(BaseSettings):
+    model_config = SettingsConfigDict(env_file=".env", extra="ignore", populate_by_name=True)
+
+    auth_token: SecretStr | None = Field(default=None, validation_alias=AliasChoices("TWILIO_AUTH_TOKEN"))
+    account_sid: str | None = Field(default=None, validation_alias=AliasChoices("TWILIO_ACCOUNT_SID"))
+    from_number: str | None = Field(default=None, validation_alias=AliasChoices("TWILIO_FROM_NUMBER"))
+    whatsapp_from: str | None = Field(default=None, validation_alias=AliasChoices("TWILIO_WHATSAPP_FROM"))
+    """Sender for WhatsApp replies; defaults to `whatsapp:<TWILIO_FROM_NUMBER>`."""
+    api_url: str = Field(default="https://api.twilio.com", validation_alias=AliasChoices("TWILIO_API_URL"))
+    public_url: str | None = Field(default=None, validation_alias=AliasChoices("SWITCHBOARD_PUBLIC_URL"))
+    max_body: int = Field(default=64 * 1024, ge=1024, validation_alias=AliasChoices("SWITCHBOARD_MAX_BODY"))
+
+    def missing(self) -> list[str]:
+        required = {
+            "TWILIO_AUTH_TOKEN": self.auth_token, "TWILIO_ACCOUNT_SID": self.account_sid,
+            "TWILIO_FROM_NUMBER": self.from_number,
+        }
+        return [name for name, value in required.items() if not value]

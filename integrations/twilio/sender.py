@@ -1,0 +1,72 @@
+"""Replies over SMS and WhatsApp through Twilio's REST Messages API."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import aiohttp
+import structlog
+
+from gateway.domain import ChannelKind, Conversation, Message
+from gateway.ports import Delivery
+from integrations.twilio.retry import post_with_retry
+
+log = structlog.get_logger(__name__)
+
+MAX_BODY = 1600
+"""Twilio refuses longer bodies (error 21617), so longer replies go out as several messages."""
+
+
+def chunks(text: str, size: int = MAX_BODY) -> list[str]:
+    parts: list[str] = []
+    while len(text) > size:
+        cut = text.rfind(" ", 0, size)
+        cut = cut if cut > size // 2 else size
+        parts.append(text[:cut].rstrip())
+        text = text[cut:].lstrip()
+    return [*parts, text] if text else parts
+
+
+def _describe(payload: dict[str, Any]) -> str:
+    return " ".join(str(payload[k]) for k in ("code", "message") if payload.get(k) is not None)
+
+
+class TwilioChannel:
+    """One sender for both kinds: register it for SMS, and for WhatsApp unless Meta's Cloud API is used."""
+
+    kind = ChannelKind.SMS
+    kinds = (ChannelKind.SMS, ChannelKind.WHATSAPP)
+
+    def __init__(
+        self, session: aiohttp.ClientSession, api_url: str, account_sid: str, auth_token: str, from_number: str,
+        whatsapp_from: str | None = None, retries: int = 4, base_delay: float = 0.2,
+    ) -> None:
+        self.session = session
+        self.url = f"{api_url.rstrip('/')}/2010-04-01/Accounts/{account_sid}/Messages.json"
+        self.headers = {"Authorization": aiohttp.encode_basic_auth(account_sid, auth_token)}
+        self.from_number = from_number
+        self.whatsapp_from = whatsapp_from or f"whatsapp:{from_number.removeprefix('whatsapp:')}"
+        self.retries = retries
+        self.base_delay = base_delay
+
+    def addresses(self, conversation: Conversation) -> tuple[str, str]:
+        to = conversation.customer.external_id.removeprefix("whatsapp:")
+        if conversation.customer.channel is ChannelKind.WHATSAPP:
+            return f"whatsapp:{to}", self.whatsapp_from
+        return to, self.from_number
+
+    async def send(self, conversation: Conversation, message: Message) -> Delivery:
+        to, sender = self.addresses(conversation)
+        sids: list[str] = []
+        for part in chunks(message.text):
+            result = await post_with_retry(
+                self.session, self.url, describe=_describe, conversation_id=conversation.id,
+                attempts=self.retries, base_delay=self.base_delay, headers=self.headers,
+                data={"To": to, "From": sender, "Body": part},
+            )
+            if not result.ok:
+                log.warning("twilio_send_failed", conversation_id=conversation.id, error=result.error)
+                return Delivery(ok=False, error=f"twilio: {result.error}", external_id=",".join(sids) or None)
+            sids.append(str(result.payload.get("sid", "")))
+        log.info("twilio_sent", conversation_id=conversation.id, message_id=message.id, parts=len(sids))
+        return Delivery(ok=True, external_id=",".join(sids))

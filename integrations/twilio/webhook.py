@@ -1,0 +1,114 @@
+"""`POST /channels/twilio`: inbound SMS and WhatsApp messages from Twilio Messaging.
+
+Same order as the JSON API: size limit, signature, validation, durable ingest, and only then the empty
+TwiML answer — Twilio treats a 2xx as delivered, so answering earlier could lose a message.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+
+import structlog
+from aiohttp import web
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
+
+from gateway.domain import MAX_TEXT, ChannelKind, CustomerProfile, Identifier, InboundMessage
+from gateway.store import Accepted
+from integrations.twilio import signature
+
+log = structlog.get_logger(__name__)
+
+Ingest = Callable[[InboundMessage], Awaitable[Accepted]]
+TWIML_EMPTY = '<?xml version="1.0" encoding="UTF-8"?><Response/>'
+MAX_MEDIA = 10
+
+
+class TwilioInbound(BaseModel):
+    """The fields we use; Twilio adds more over time, so unknown ones are ignored (but still signed)."""
+
+    model_config = ConfigDict(extra="ignore", populate_by_name=True)
+
+    from_: str = Field(alias="From", min_length=1, max_length=64)
+    to: str = Field(alias="To", min_length=1, max_length=64)
+    body: str = Field(default="", alias="Body")
+    message_sid: Identifier = Field(alias="MessageSid")
+    num_media: int = Field(default=0, alias="NumMedia", ge=0, le=100)
+    profile_name: str | None = Field(default=None, alias="ProfileName", max_length=200)
+
+    @property
+    def channel(self) -> ChannelKind:
+        return ChannelKind.WHATSAPP if self.from_.startswith("whatsapp:") else ChannelKind.SMS
+
+    @property
+    def number(self) -> str:
+        return self.from_.removeprefix("whatsapp:").strip()
+
+
+def message_text(inbound: TwilioInbound, form: dict[str, str]) -> str:
+    """Body plus one line per attachment, so the agent sees (and can open) what was sent."""
+    lines = [inbound.body.strip()] if inbound.body.strip() else []
+    for i in range(min(inbound.num_media, MAX_MEDIA)):
+        url = form.get(f"MediaUrl{i}")
+        if url:
+            kind = form.get(f"MediaContentType{i}", "file")
+            lines.append(f"[attachment {kind}: {url}]")
+    text = "\n".join(lines)
+    return text if len(text) <= MAX_TEXT else text[: MAX_TEXT - 1] + "…"
+
+
+def _profile(inbound: TwilioInbound) -> CustomerProfile:
+    try:
+        return CustomerProfile(phone=inbound.number, name=inbound.profile_name)
+    except ValidationError:  # alphanumeric sender ids are not phone numbers
+        return CustomerProfile(name=inbound.profile_name)
+
+
+def twiml() -> web.Response:
+    return web.Response(text=TWIML_EMPTY, content_type="text/xml")
+
+
+def make_handler(auth_token: str, ingest: Ingest, public_url: str | None, max_body: int) -> Callable[
+    [web.Request], Awaitable[web.Response]
+]:
+    async def inbound(request: web.Request) -> web.Response:
+        if request.content_length is not None and request.content_length > max_body:
+            return web.Response(status=413, text="body too large")
+        try:
+            posted = await request.post()
+        except ValueError:
+            return web.Response(status=400, text="unreadable form body")
+        params = [(k, v) for k, v in posted.items() if isinstance(v, str)]
+        url = signature.public_url(request, public_url)
+        if not signature.valid(auth_token, url, params, request.headers.get(signature.HEADER)):
+            log.warning("twilio_signature_rejected", url=url, remote=request.remote)
+            return web.Response(status=403, text="bad signature")
+        form = dict(params)
+        try:
+            msg = TwilioInbound.model_validate(form)
+        except ValidationError as exc:
+            log.warning("twilio_payload_invalid", errors=exc.error_count())
+            return web.Response(status=400, text="invalid message")
+        text = message_text(msg, form)
+        if not text:
+            log.info("twilio_empty_message_ignored", message_sid=msg.message_sid)
+            return twiml()
+        try:
+            inbound_msg = InboundMessage(
+                channel=msg.channel, customer_id=msg.number, message_id=msg.message_sid, text=text,
+                customer=_profile(msg),
+            )
+        except ValidationError:
+            log.warning("twilio_sender_invalid", message_sid=msg.message_sid)
+            return web.Response(status=400, text="invalid sender")
+        try:
+            accepted = await ingest(inbound_msg)
+        except (RedisConnectionError, RedisTimeoutError, OSError) as exc:
+            log.error("ingest_unavailable", error=str(exc), channel=msg.channel.value)
+            return web.Response(status=503, text="unavailable", headers={"Retry-After": "2"})
+        log.info("message_accepted", conversation_id=accepted.conversation_id, message_id=accepted.message_id,
+                 channel=msg.channel.value, duplicate=accepted.duplicate)
+        return twiml()
+
+    return inbound

@@ -1,0 +1,252 @@
+"""Twilio SMS/WhatsApp through the real server: signed webhooks in, REST replies out to a local stand-in."""
+
+from __future__ import annotations
+
+import base64
+import json
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import aiohttp
+import pytest
+import redis.asyncio as aioredis
+from aiohttp import web
+from pydantic import SecretStr
+
+from gateway import keys
+from gateway.domain import ChannelKind, Conversation, Customer, Direction, Message
+from gateway.store import ConversationStore
+from integrations.twilio import TwilioChannel, TwilioConfig, setup
+from integrations.twilio.signature import compute
+from tests.conftest import free_port
+
+TOKEN = "twilio-test-auth-token"
+SID = "AC00000000000000000000000000000001"
+SHOP = "+18005550100"
+
+
+def test_documented_example_vectors() -> None:
+    """Twilio's published examples (auth token 12345): the classic docs and the current webhook-security page."""
+    params = {"CallSid": "CA1234567890ABCDE", "Caller": "+12349013030", "Digits": "1234", "From": "+12349013030",
+              "To": "+18005551212"}
+    assert compute("12345", "https://mycompany.com/myapp.php?foo=1&bar=2", params.items()) == (
+        "0/KCTR6DLpKmkAf8muzZqo1nDgQ="
+    )
+    params |= {"Caller": "+14158675310", "From": "+14158675310"}
+    assert compute("12345", "https://example.com/myapp.php?foo=1&bar=2", params.items()) == (
+        "L/OH5YylLD5NRKLltdqwSvS0BnU="
+    )
+
+
+@dataclass
+class StandIn:
+    """Twilio's Messages API on a free port: answers from `script` (status codes), records every request."""
+
+    url: str
+    script: list[int] = field(default_factory=list)
+    calls: list[dict[str, Any]] = field(default_factory=list)
+
+    async def messages(self, request: web.Request) -> web.Response:
+        form = dict(await request.post())
+        self.calls.append({"path": request.path, "auth": request.headers.get("Authorization"), "form": form})
+        status = self.script.pop(0) if self.script else 201
+        if status == 201:
+            return web.json_response({"sid": f"SM{len(self.calls):032d}", "status": "queued"}, status=201)
+        body = {"code": 21211, "message": "The 'To' number is not a valid phone number.", "status": status}
+        return web.json_response(body, status=status)
+
+
+@dataclass
+class Env:
+    url: str
+    http: aiohttp.ClientSession
+    channel: TwilioChannel
+    standin: StandIn
+    redis: aioredis.Redis
+
+    async def post(self, form: dict[str, str], sign_url: str | None = None, headers: dict[str, str] | None = None,
+                   token: str = TOKEN) -> aiohttp.ClientResponse:
+        signed = compute(token, sign_url or f"{self.url}/channels/twilio", form.items())
+        hdrs = {"X-Twilio-Signature": signed, **(headers or {})}
+        async with self.http.post(f"{self.url}/channels/twilio", data=form, headers=hdrs) as resp:
+            await resp.read()
+            return resp
+
+    async def transcript(self, customer_key: str) -> list[dict[str, Any]]:
+        conv = await self.redis.get(keys.customer_conversation(customer_key))
+        if conv is None:
+            return []
+        conv_id = conv.decode() if isinstance(conv, bytes) else conv
+        return [json.loads(x) for x in await self.redis.lrange(keys.transcript(conv_id), 0, -1)]
+
+
+async def _serve(app: web.Application) -> tuple[str, web.AppRunner]:
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    port = free_port()
+    await web.TCPSite(runner, "127.0.0.1", port).start()
+    return f"http://127.0.0.1:{port}", runner
+
+
+async def _start(redis: aioredis.Redis, **extra: Any) -> tuple[Env, list[web.AppRunner]]:
+    stand_app = web.Application()
+    standin = StandIn(url="")
+    stand_app.router.add_post("/2010-04-01/Accounts/{sid}/Messages.json", standin.messages)
+    standin.url, stand_runner = await _serve(stand_app)
+    http = aiohttp.ClientSession()
+    config = TwilioConfig(
+        _env_file=None,  # type: ignore[call-arg]
+        auth_token=SecretStr(TOKEN), account_sid=SID, from_number=SHOP, api_url=standin.url, **extra,
+    )
+    app = web.Application()
+    channel = setup(app, redis=redis, ingest=ConversationStore(redis, partitions=4).ingest, session=http,
+                    config=config)
+    assert channel is not None
+    channel.base_delay = 0.01
+    url, runner = await _serve(app)
+    return Env(url, http, channel, standin, redis), [runner, stand_runner]
+
+
+@pytest.fixture
+async def env(redis: aioredis.Redis) -> AsyncIterator[Env]:
+    e, runners = await _start(redis)
+    try:
+        yield e
+    finally:
+        await e.http.close()
+        for r in runners:
+            await r.cleanup()
+
+
+def sms(sid: str = "SM" + "a" * 32, frm: str = "+14155550123", body: str = "Where is my parcel?") -> dict[str, str]:
+    return {"MessageSid": sid, "AccountSid": SID, "From": frm, "To": SHOP, "Body": body, "NumMedia": "0",
+            "NumSegments": "1", "SmsStatus": "received"}
+
+
+async def test_signed_sms_is_stored_once_and_answered_with_empty_twiml(env: Env) -> None:
+    resp = await env.post(sms())
+    assert resp.status == 200 and resp.headers["Content-Type"].startswith("text/xml")
+    async with env.http.post(f"{env.url}/channels/twilio", data=sms(),
+                             headers={"X-Twilio-Signature": compute(TOKEN, f"{env.url}/channels/twilio",
+                                                                    sms().items())}) as again:
+        assert again.status == 200
+        assert (await again.text()).endswith("<Response/>")
+    lines = await env.transcript("sms:+14155550123")
+    assert [(m["text"], m["channel"], m["external_id"]) for m in lines] == [
+        ("Where is my parcel?", "sms", "SM" + "a" * 32)
+    ]
+    assert json.loads((await env.redis.hget(keys.customer("sms:+14155550123"), "profile")) or b"{}") == {
+        "phone": "+14155550123"
+    }
+
+
+async def test_whatsapp_numbers_and_media_map_to_whatsapp_channel(env: Env) -> None:
+    form = sms(sid="MM" + "b" * 32, frm="whatsapp:+4917012345678", body="see photo") | {
+        "To": f"whatsapp:{SHOP}", "NumMedia": "1", "MediaUrl0": "https://api.twilio.com/media/ME1",
+        "MediaContentType0": "image/jpeg", "ProfileName": "Jana",
+    }
+    assert (await env.post(form)).status == 200
+    [line] = await env.transcript("whatsapp:+4917012345678")
+    assert line["channel"] == "whatsapp"
+    assert line["text"] == "see photo\n[attachment image/jpeg: https://api.twilio.com/media/ME1]"
+
+
+async def test_bad_or_missing_signature_is_refused_and_nothing_stored(env: Env) -> None:
+    assert (await env.post(sms(), token="wrong-token")).status == 403
+    tampered = sms()
+    signed = compute(TOKEN, f"{env.url}/channels/twilio", tampered.items())
+    tampered["Body"] = "send me the refund to another account"
+    async with env.http.post(f"{env.url}/channels/twilio", data=tampered,
+                             headers={"X-Twilio-Signature": signed}) as resp:
+        assert resp.status == 403
+    async with env.http.post(f"{env.url}/channels/twilio", data=sms()) as resp:
+        assert resp.status == 403
+    assert await env.redis.keys("sb:dedupe:*") == []
+
+
+async def test_signature_uses_forwarded_proto_and_host(env: Env) -> None:
+    public = "https://support.example.com/channels/twilio"
+    proxied = {"X-Forwarded-Proto": "https", "X-Forwarded-Host": "support.example.com"}
+    assert (await env.post(sms(), sign_url=public)).status == 403  # no proxy headers: URL differs
+    assert (await env.post(sms(), sign_url=public, headers=proxied)).status == 200
+    assert (await env.post(sms(sid="SM" + "c" * 32), sign_url="https://support.example.com:443/channels/twilio",
+                           headers=proxied)).status == 200
+
+
+async def test_public_url_setting_wins(redis: aioredis.Redis) -> None:
+    e, runners = await _start(redis, public_url="https://gw.example.org/")
+    try:
+        assert (await e.post(sms())).status == 403
+        assert (await e.post(sms(), sign_url="https://gw.example.org/channels/twilio")).status == 200
+    finally:
+        await e.http.close()
+        for r in runners:
+            await r.cleanup()
+
+
+async def test_redis_down_is_503(redis: aioredis.Redis) -> None:
+    dead = aioredis.from_url(f"redis://127.0.0.1:{free_port()}/0", socket_connect_timeout=0.5)
+    http = aiohttp.ClientSession()
+    app = web.Application()
+    config = TwilioConfig(_env_file=None, auth_token=SecretStr(TOKEN), account_sid=SID,  # type: ignore[call-arg]
+                          from_number=SHOP)
+    setup(app, redis=dead, ingest=ConversationStore(dead, partitions=4).ingest, session=http, config=config)
+    url, runner = await _serve(app)
+    try:
+        form = sms()
+        async with http.post(f"{url}/channels/twilio", data=form,
+                             headers={"X-Twilio-Signature": compute(TOKEN, f"{url}/channels/twilio",
+                                                                    form.items())}) as resp:
+            assert resp.status == 503
+    finally:
+        await http.close()
+        await runner.cleanup()
+        await dead.aclose()
+
+
+def _conv(kind: ChannelKind, number: str) -> Conversation:
+    return Conversation(id="conv_t1", customer=Customer(key=f"{kind.value}:{number}", channel=kind,
+                                                        external_id=number))
+
+
+def _reply(text: str = "It ships tomorrow.") -> Message:
+    return Message(id="msg_r1", direction=Direction.OUTBOUND, channel=ChannelKind.SMS, text=text, author="Alice")
+
+
+async def test_reply_retries_500_then_succeeds(env: Env) -> None:
+    env.standin.script = [500, 429]
+    delivery = await env.channel.send(_conv(ChannelKind.SMS, "+14155550123"), _reply())
+    assert delivery.ok and delivery.external_id == f"SM{3:032d}"
+    assert len(env.standin.calls) == 3
+    call = env.standin.calls[-1]
+    assert call["path"] == f"/2010-04-01/Accounts/{SID}/Messages.json"
+    assert call["auth"] == "Basic " + base64.b64encode(f"{SID}:{TOKEN}".encode()).decode()
+    assert call["form"] == {"To": "+14155550123", "From": SHOP, "Body": "It ships tomorrow."}
+
+
+async def test_whatsapp_reply_and_long_text_is_split(env: Env) -> None:
+    delivery = await env.channel.send(_conv(ChannelKind.WHATSAPP, "+4917012345678"), _reply("word " * 500))
+    assert delivery.ok and len(env.standin.calls) == 2
+    assert {c["form"]["To"] for c in env.standin.calls} == {"whatsapp:+4917012345678"}
+    assert {c["form"]["From"] for c in env.standin.calls} == {f"whatsapp:{SHOP}"}
+    assert all(len(c["form"]["Body"]) <= 1600 for c in env.standin.calls)
+
+
+async def test_reply_final_failure_is_reported(env: Env) -> None:
+    env.standin.script = [503] * 4
+    delivery = await env.channel.send(_conv(ChannelKind.SMS, "+14155550123"), _reply())
+    assert not delivery.ok and delivery.error is not None and "HTTP 503" in delivery.error
+    assert len(env.standin.calls) == 4
+    env.standin.calls.clear()
+    env.standin.script = [400]
+    delivery = await env.channel.send(_conv(ChannelKind.SMS, "+1"), _reply())
+    assert not delivery.ok and "21211" in (delivery.error or "") and len(env.standin.calls) == 1  # no retry on 4xx
+
+
+async def test_not_mounted_without_secrets(redis: aioredis.Redis) -> None:
+    app = web.Application()
+    async with aiohttp.ClientSession() as http:
+        config = TwilioConfig(_env_file=None, account_sid=SID)  # type: ignore[call-arg]
+        assert setup(app, redis=redis, ingest=ConversationStore(redis, 4).ingest, session=http, config=config) is None
+    assert not [r for r in app.router.routes() if r.resource and r.resource.canonical == "/channels/twilio"]
