@@ -37,6 +37,19 @@ async def _ensure_channels(rt: Runtime, stop: asyncio.Event) -> None:
             await asyncio.sleep(0.5)
 
 
+async def _refresh_models(rt: Runtime, stop: asyncio.Event, interval: float = 2.0) -> None:
+    """Hot-swap the newest model snapshot the learner published; no restart needed."""
+    scorer = rt.pipeline.scorer
+    refresh = getattr(scorer, "refresh", None)
+    while refresh is not None and not stop.is_set():
+        try:
+            await refresh(rt.redis)
+        except Exception as exc:
+            log.warning("model_refresh_failed", error=repr(exc))
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), timeout=interval)
+
+
 async def _run_learner(rt: Runtime, stop: asyncio.Event) -> None:
     from learners.process import run_learner
 
@@ -61,6 +74,8 @@ async def run(settings: Settings, roles: set[str]) -> None:
             await _ensure_channels(rt, stop)
             worker = Worker(rt.redis, rt.pipeline, settings.partitions, settings.lease_ms, settings.reclaim_idle_ms)
             tasks.append(asyncio.create_task(worker.run(stop), name="worker"))
+            tasks.append(asyncio.create_task(rt.sla.run(stop), name="sla"))
+            tasks.append(asyncio.create_task(_refresh_models(rt, stop), name="models"))
         if "learner" in roles:
             tasks.append(asyncio.create_task(_run_learner(rt, stop), name="learner"))
         waiter = asyncio.create_task(stop.wait())

@@ -18,6 +18,7 @@ from gateway import keys
 from gateway.domain import Conversation, ConversationState, Outcome, utcnow
 from gateway.pipeline import BOT_AUTHOR
 from gateway.policy_store import PolicyStore
+from gateway.sla import SlaTracker
 from gateway.store import ConversationStore
 from learners.outcomes import publish_outcome
 
@@ -52,12 +53,19 @@ class Result:
 
 
 class DeskOps:
-    def __init__(self, redis: aioredis.Redis, store: ConversationStore, policies: PolicyStore) -> None:
+    def __init__(
+        self, redis: aioredis.Redis, store: ConversationStore, policies: PolicyStore, sla: SlaTracker | None = None
+    ) -> None:
         self.redis = redis
         self.store = store
         self.policies = policies
+        self.sla = sla
         self._claim = redis.register_script(_CLAIM)
         self._release = redis.register_script(_RELEASE)
+
+    async def _replan(self, conv: Conversation, new_wait: bool = True) -> None:
+        if self.sla is not None:
+            await self.sla.replan(conv, new_wait)
 
     async def audit(self, action: str, user: str, conversation_id: str, **detail: object) -> None:
         entry = {"action": action, "user": user, "conversation_id": conversation_id, "at": time.time(), **detail}
@@ -87,6 +95,7 @@ class DeskOps:
                           "Resolve or release one first.", conv)
         conv.state, conv.claimed_by = ConversationState.CLAIMED, user
         await self.store.save(conv, "state", "claimed_by")
+        await self._replan(conv)
         await self.audit("claim", user, conversation_id)
         return Result(True, "claimed", conv)
 
@@ -99,6 +108,7 @@ class DeskOps:
         assert conv is not None
         conv.state, conv.claimed_by = ConversationState.WAITING, None
         await self.store.save(conv, "state", "claimed_by")
+        await self._replan(conv)
         await self.audit("release", user, conversation_id)
         return Result(True, "released", conv)
 
@@ -134,6 +144,7 @@ class DeskOps:
             self.redis,
             self._outcome(conv, "transferred", user, final_skill=skill, correction=f"misrouted: really {skill}"),
         )
+        await self._replan(conv)
         await self.audit("transfer", user, conversation_id, from_skill=previous, to_skill=skill)
         return Result(True, f"transferred from {previous} to {skill}", conv)
 
@@ -156,6 +167,7 @@ class DeskOps:
             self._outcome(conv, "resolved", user, final_skill=skill or conv.skill, urgency=urgency, mood=mood,
                           csat=csat, automation_failed=automation_failed),
         )
+        await self._replan(conv)
         await self.audit("resolve", user, conversation_id, skill=skill, note=note[:500])
         return Result(True, "resolved", conv)
 
@@ -166,5 +178,6 @@ class DeskOps:
         await self._drop_claim(conv)
         conv.state, conv.claimed_by = ConversationState.AUTOMATED, None
         await self.store.save(conv, "state", "claimed_by")
+        await self._replan(conv)
         await self.audit("to_bot", user, conversation_id)
         return Result(True, "handed back to the bot", conv)

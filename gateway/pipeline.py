@@ -28,12 +28,14 @@ from gateway.effects import Effects
 from gateway.faults import checkpoint
 from gateway.policy_store import PolicyStore
 from gateway.ports import AgentDesk, Automation, CustomerChannel
+from gateway.sla import SlaTracker
 from gateway.store import ConversationStore
 from learners import coldstart
 from learners.base import Scorer
 from learners.outcomes import publish_outcome
 from router.context import RoutingContext
 from router.decide import decide
+from router.sla import handoff_notice
 
 log = structlog.get_logger(__name__)
 
@@ -51,6 +53,11 @@ class Pipeline:
     desk: AgentDesk
     automation: Automation | None = None
     channels: Mapping[ChannelKind, CustomerChannel] = field(default_factory=dict)
+    sla: SlaTracker | None = None
+
+    async def _replan(self, conv: Conversation, new_wait: bool = False) -> None:
+        if self.sla is not None:
+            await self.sla.replan(conv, new_wait)
 
     async def handle(self, fields: Mapping[str, str]) -> None:
         """Table dispatch on the entry kind; customer messages carry no kind."""
@@ -76,11 +83,15 @@ class Pipeline:
             return
         effects = Effects(self.redis, keys.effects(conv.id))
         if conv.card_ts:
+            index = conv.messages.index(message)
+            new_wait = index == 0 or conv.messages[index - 1].direction is Direction.OUTBOUND
             await self._follow_up(conv, message, effects)
             await self.store.save(conv, "state", "resolved_at")
+            await self._replan(conv, new_wait)
         else:
             await self._route(conv, message, effects)
             await self.store.save(conv, *ROUTE_FIELDS)
+            await self._replan(conv, new_wait=True)
 
     def _customer_text(self, conv: Conversation) -> str:
         return "\n".join(m.text for m in conv.inbound[-5:])
@@ -105,11 +116,9 @@ class Pipeline:
             await self._publish_once(effects, f"auto:{message.id}", conv, answered=False,
                                      reason=decision.reasons[0])
         if decision.route is RouteKind.HUMAN and (was_automated or decision.reasons[0].startswith("handoff")):
-            minutes = max(1, policy.route_for(decision.skill).sla.first_response // 60)
             notice = Message(
                 id=f"handoff-{message.id}", direction=Direction.OUTBOUND, channel=conv.customer.channel,
-                text=f"I'm passing you to a person on our team; they usually reply within about {minutes} minutes.",
-                author=BOT_AUTHOR,
+                text=handoff_notice(policy, decision.skill, message.at), author=BOT_AUTHOR,
             )
             await effects.once(f"handoff:{message.id}", lambda: self._send(conv, notice), _never_found)
         conv.decision = decision
@@ -248,6 +257,7 @@ class Pipeline:
         effects = Effects(self.redis, keys.effects(conv.id))
         result, _ = await effects.once(f"out:{ref}", lambda: self._send(conv, message), _never_found)
         if result == "delivered":
+            await self._replan(conv)
             if fields.get("slack_ts"):
                 await effects.once(f"delivered:{ref}", lambda: self._mark(fields, "white_check_mark"), _never_found)
             log.info("reply_delivered", conversation_id=conv.id, ref=ref)

@@ -12,7 +12,11 @@ from dataclasses import dataclass, field
 import aiohttp
 import redis.asyncio as aioredis
 import structlog
+from redis.asyncio.retry import Retry
+from redis.backoff import ExponentialBackoff
+from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 from slack_sdk.web.async_client import AsyncWebClient
 
 from gateway.desk_ops import DeskOps
@@ -22,6 +26,7 @@ from gateway.pipeline import Pipeline
 from gateway.policy_store import PolicyStore
 from gateway.ports import Automation, CustomerChannel
 from gateway.settings import ConfigError, Settings
+from gateway.sla import SlaTracker
 from gateway.store import ConversationStore
 from integrations.automation.bot import AnswerBot
 from integrations.automation.kb import KnowledgeBaseError, load_kb
@@ -62,6 +67,7 @@ class Runtime:
     session: aiohttp.ClientSession
     pipeline: Pipeline
     ops: DeskOps
+    sla: SlaTracker
     api_secret: str
     embedded: EmbeddedRedis | None = None
     closers: list[object] = field(default_factory=list)
@@ -98,7 +104,16 @@ def slack_setup(settings: Settings, policy: Policy) -> SlackSetup:
 
 async def connect_redis(settings: Settings, allow_embedded: bool) -> tuple[aioredis.Redis, EmbeddedRedis | None]:
     if settings.redis_url:
-        client = aioredis.from_url(settings.redis_url, health_check_interval=10, socket_timeout=5)
+        client = aioredis.from_url(
+            settings.redis_url,
+            health_check_interval=10,
+            socket_timeout=5,
+            # A pooled connection that died with a Redis restart is retried on a fresh one. Ingest
+            # de-duplicates and side effects sit behind effect markers, so a retried write cannot
+            # double what a customer or agent sees.
+            retry=Retry(ExponentialBackoff(cap=0.5, base=0.05), retries=2),
+            retry_on_error=[RedisConnectionError, RedisTimeoutError],
+        )
         for attempt in range(STARTUP_RETRIES):
             try:
                 await client.ping()
@@ -157,12 +172,13 @@ async def build_runtime(settings: Settings, allow_embedded: bool = True) -> Runt
     channels: dict[ChannelKind, CustomerChannel] = {
         ChannelKind.API: ApiCallbackChannel(settings.api_callback_url, api_secret, session),
     }
+    sla = SlaTracker(redis, store, policies, desk)
     pipeline = Pipeline(
         redis=redis, store=store, policies=policies, scorer=LearnerScorer(), desk=desk, channels=channels,
-        automation=make_automation(settings, policy, session),
+        automation=make_automation(settings, policy, session), sla=sla,
     )
     return Runtime(
         settings=settings, redis=redis, policy=policy, policies=policies, store=store, slack=slack,
         client=client, desk=desk, session=session, pipeline=pipeline, api_secret=api_secret, embedded=embedded,
-        ops=DeskOps(redis, store, policies),
+        ops=DeskOps(redis, store, policies, sla), sla=sla,
     )

@@ -61,10 +61,13 @@ def test_secrets_and_pii_are_redacted_from_logs(capsys: pytest.CaptureFixture[st
 
     secret = "xoxb-very-secret-token-123"
     configure_logging(LogFormat.JSON, "info", [secret])
-    structlog.get_logger("t").info(
-        "slack_call", conversation_id="conv_1", detail=f"Authorization: Bearer {secret}",
-        text="mail me at jane@example.com or +49 170 1234567, card 4111 1111 1111 1111",
-    )
+    try:
+        structlog.get_logger("t").info(
+            "slack_call", conversation_id="conv_1", detail=f"Authorization: Bearer {secret}",
+            text="mail me at jane@example.com or +49 170 1234567, card 4111 1111 1111 1111",
+        )
+    finally:
+        structlog.reset_defaults()  # the logger factory holds capsys' stream, closed after this test
     line = json.loads(capsys.readouterr().err.strip().splitlines()[-1])
     assert secret not in json.dumps(line)
     assert "[redacted]" in line["detail"]

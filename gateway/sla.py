@@ -1,0 +1,156 @@
+"""SLA deadlines wired to the desk: plan them on every state change, fire them from the worker.
+
+The ladder itself (`router/sla.py`) is pure; this module builds its input from a stored conversation,
+carries out what it asks (re-ping, move the card, reassign), and records every escalation.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+
+import redis.asyncio as aioredis
+import structlog
+
+from gateway import keys
+from gateway.domain import Conversation, ConversationState, Direction
+from gateway.policy_store import PolicyStore
+from gateway.ports import AgentDesk
+from gateway.scheduler import Clock, SlaScheduler, SystemClock
+from gateway.store import ConversationStore
+from router.capacity import AgentLoad
+from router.policy import Policy
+from router.sla import ActionKind, SlaAction, SlaState, actions_due
+
+log = structlog.get_logger(__name__)
+
+BOT = "Switchboard bot"
+
+
+def _done_key(conversation_id: str) -> str:
+    return f"{keys.PREFIX}sla:done:{conversation_id}"
+
+
+def sla_state(conv: Conversation, done: frozenset[str]) -> SlaState:
+    """The customer's current wait: since their oldest message after the last human reply."""
+    waiting_since: float | None = None
+    responded = False
+    for m in conv.messages:
+        if m.direction is Direction.OUTBOUND and m.author != BOT:
+            responded, waiting_since = True, None
+        elif m.direction is Direction.INBOUND and waiting_since is None:
+            waiting_since = m.at.timestamp()
+    return SlaState(
+        conversation_id=conv.id,
+        skill=conv.skill or "general",
+        waiting_since=waiting_since or conv.updated_at.timestamp(),
+        claimed_by=conv.claimed_by,
+        responded=responded,
+        answered=waiting_since is None,
+        resolved=conv.state is ConversationState.RESOLVED,
+        channel=conv.slack_channel,
+        done=done,
+    )
+
+
+class SlaTracker:
+    def __init__(self, redis: aioredis.Redis, store: ConversationStore, policies: PolicyStore, desk: AgentDesk,
+                 clock: Clock | None = None) -> None:
+        self.redis = redis
+        self.store = store
+        self.policies = policies
+        self.desk = desk
+        self.clock = clock or SystemClock()
+        self.scheduler = SlaScheduler(redis)
+
+    async def _done(self, conversation_id: str) -> frozenset[str]:
+        raw = await self.redis.smembers(_done_key(conversation_id))
+        return frozenset(x.decode() if isinstance(x, bytes) else str(x) for x in raw)
+
+    async def replan(self, conv: Conversation, new_wait: bool = False) -> None:
+        """Call after any change that starts, ends or changes a wait (card, claim, reply, resolve)."""
+        if conv.state is ConversationState.AUTOMATED or (conv.card_ts is None and not conv.resolved_at):
+            await self.scheduler.cancel(conv.id)
+            return
+        if new_wait:
+            await self.redis.delete(_done_key(conv.id))
+        await self.scheduler.plan(sla_state(conv, await self._done(conv.id)), await self.policies.current())
+
+    async def _agents(self, policy: Policy) -> list[AgentLoad]:
+        loads = []
+        async for key in self.redis.scan_iter(match=f"{keys.PREFIX}agent:*:open", count=200):
+            name = key.decode() if isinstance(key, bytes) else str(key)
+            agent = name.split(":")[2]
+            loads.append(AgentLoad(agent, frozenset(policy.skills), int(await self.redis.scard(key))))
+        return loads
+
+    async def tick(self) -> int:
+        """Fire what is due now; returns how many actions ran. Safe with many workers (each deadline pops once)."""
+        now = self.clock.now()
+        fired = 0
+        seen: set[str] = set()
+        for deadline in await self.scheduler.due(now):
+            # One step per conversation per tick: the ladder is re-planned after each step, so two
+            # deadlines popped together must not both act on a state the first has just changed.
+            if deadline.conversation_id in seen:
+                continue
+            seen.add(deadline.conversation_id)
+            conv = await self.store.load(deadline.conversation_id)
+            if conv is None:
+                continue
+            policy = await self.policies.current()
+            state = sla_state(conv, await self._done(conv.id))
+            for action in actions_due(state, policy, now, await self._agents(policy)):
+                await self._run(conv, action, policy)
+                await self.redis.sadd(_done_key(conv.id), action.step.value)
+                await self.scheduler.record(action, now)
+                fired += 1
+            await self.replan(conv)
+        return fired
+
+    async def _run(self, conv: Conversation, action: SlaAction, policy: Policy) -> None:
+        await RUNNERS[action.kind](self, conv, action, policy)
+
+    async def _reping(self, conv: Conversation, action: SlaAction, policy: Policy) -> None:
+        who = f"<@{action.agent}> " if action.agent else ""
+        await self.desk.note_in_thread(conv, f"⏰ {who}{action.reason}", broadcast=True)
+
+    async def _move(self, conv: Conversation, action: SlaAction, policy: Policy) -> None:
+        if conv.decision is None or action.channel == conv.slack_channel:
+            await self._reping(conv, action, policy)
+            return
+        decision = conv.decision.model_copy(
+            update={"channel": action.channel, "priority": max(1, conv.decision.priority - 1),
+                    "reasons": [f"escalated: {action.reason}", *conv.decision.reasons]}
+        )
+        await self.desk.update_card(conv, f"⬆️ Escalated to #{action.channel}: {action.reason}")
+        ref = await self.desk.post_card(conv, decision)
+        conv.decision, conv.slack_channel, conv.card_ts = decision, ref.channel, ref.ts
+        await self.store.save(conv, "decision", "slack_channel", "card_ts")
+        await self.redis.set(keys.thread(ref.channel, ref.ts), conv.id)
+
+    async def _reassign(self, conv: Conversation, action: SlaAction, policy: Policy) -> None:
+        if conv.claimed_by:
+            await self.redis.delete(keys.claim(conv.id))
+            await self.redis.srem(keys.agent_open(conv.claimed_by), conv.id)
+        conv.claimed_by, conv.state = None, ConversationState.WAITING
+        await self.store.save(conv, "claimed_by", "state")
+        hint = f" Suggested agent: <@{action.suggested_agent}>." if action.suggested_agent else ""
+        await self.desk.update_card(conv, f"🔁 Back in the queue: {action.reason}")
+        await self.desk.note_in_thread(conv, f"🔁 {action.reason}.{hint}", broadcast=True)
+
+    async def run(self, stop: asyncio.Event, interval: float = 1.0) -> None:
+        while not stop.is_set():
+            try:
+                await self.tick()
+            except Exception as exc:  # keep the loop alive; the deadline stays recorded as popped
+                log.error("sla_tick_failed", error=repr(exc))
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), timeout=interval)
+
+
+RUNNERS = {
+    ActionKind.REPING: SlaTracker._reping,
+    ActionKind.MOVE: SlaTracker._move,
+    ActionKind.REASSIGN: SlaTracker._reassign,
+}

@@ -1,0 +1,73 @@
+"""SLA escalation through the real worker pieces, with a controllable clock instead of sleeps."""
+
+from __future__ import annotations
+
+import json
+import time
+
+import redis.asyncio as aioredis
+
+from gateway.scheduler import ManualClock
+from tests.harness import Gateway, cards, eventually
+from tests.slack_requests import SlackSender
+
+
+async def _card(gw: Gateway) -> tuple[str, dict]:
+    status, body = await gw.post_message({"customer_id": "sla-1", "message_id": "m1", "text": "my invoice is wrong"})
+    assert status == 202
+    card = (await eventually(lambda: cards(gw.slack, "support-billing")))[0]
+
+    async def planned() -> bool:
+        return bool(await gw.rt.sla.scheduler.pending(body["conversation_id"]))
+
+    await eventually(planned)
+    return body["conversation_id"], card
+
+
+async def test_unclaimed_conversation_repings_then_escalates(gateway: Gateway, redis: aioredis.Redis) -> None:
+    clock = ManualClock(time.time())
+    gateway.rt.sla.clock = clock
+    conv_id, card = await _card(gateway)
+    first_response = (await gateway.rt.policies.current()).route_for("billing").sla.first_response
+
+    assert await gateway.rt.sla.tick() == 0  # nothing due yet
+    clock.advance(first_response * 0.75 + 1)
+    assert await gateway.rt.sla.tick() == 1
+    reping = gateway.slack.replies("support-billing", card["ts"])[-1]
+    assert "⏰" in reping["text"] and "still unclaimed" in reping["text"]
+
+    clock.advance(first_response * 0.25)
+    assert await gateway.rt.sla.tick() == 1
+    moved = await eventually(lambda: cards(gateway.slack, "support-leads"))
+    assert "escalated: first-response SLA" in json.dumps(moved[0]["blocks"])
+    old = next(m for m in gateway.slack.messages("support-billing") if m["ts"] == card["ts"])
+    assert "Escalated to #support-leads" in json.dumps(old["blocks"])
+    conv = await gateway.rt.store.load(conv_id)
+    assert conv is not None and conv.card_ts == moved[0]["ts"]
+    history = await gateway.rt.sla.scheduler.escalations(conv_id)
+    assert [h["step"] for h in history] == ["escalate", "warn"]
+    assert all(h["reason"] for h in history)
+
+
+async def test_claimed_conversation_without_reply_goes_back_to_queue(gateway: Gateway) -> None:
+    clock = ManualClock(time.time())
+    gateway.rt.sla.clock = clock
+    conv_id, card = await _card(gateway)
+    slack = SlackSender(gateway.session, f"{gateway.url}/slack/events", gateway.rt.slack.signing_secret)
+    channel = gateway.slack.channel_id("support-billing")
+    await slack.click("U0ALICE", channel, card, {"type": "button", "action_id": "sb_claim", "value": conv_id})
+    await eventually(lambda: gateway.rt.ops.holder(conv_id))
+    first_response = (await gateway.rt.policies.current()).route_for("billing").sla.first_response
+    clock.advance(first_response + 1)
+    assert await gateway.rt.sla.tick() == 1
+    assert await gateway.rt.ops.holder(conv_id) is None
+    conv = await gateway.rt.store.load(conv_id)
+    assert conv is not None and conv.state.value == "waiting" and conv.claimed_by is None
+    note = gateway.slack.replies("support-billing", card["ts"])[-1]["text"]
+    assert "U0ALICE has not replied" in note
+
+
+async def test_answered_conversation_has_no_deadlines(gateway: Gateway) -> None:
+    conv_id, card = await _card(gateway)
+    await gateway.rt.ops.resolve(conv_id, "U0ALICE", skill="billing", urgency=None, mood=None)
+    assert await gateway.rt.sla.scheduler.pending(conv_id) == []
