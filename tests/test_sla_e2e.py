@@ -68,6 +68,6 @@ async def test_claimed_conversation_without_reply_goes_back_to_queue(gateway: Ga
 
 
 async def test_answered_conversation_has_no_deadlines(gateway: Gateway) -> None:
-    conv_id, card = await _card(gateway)
+    conv_id, _ = await _card(gateway)
     await gateway.rt.ops.resolve(conv_id, "U0ALICE", skill="billing", urgency=None, mood=None)
     assert await gateway.rt.sla.scheduler.pending(conv_id) == []
