@@ -265,6 +265,12 @@ async def test_trigger_opens_modal_and_view_submission_round_trip(rig: Rig) -> N
     with pytest.raises(SlackApiError) as err:
         await rig.client.views_open(trigger_id="1.2." + "0" * 32, view=RESOLVE_MODAL)
     assert err.value.response["error"] == "invalid_trigger_id"
+    rig.desk.state.config.trigger_ttl = 0.01
+    stale = rig.desk.state.issue_trigger("U0CAROL")
+    await asyncio.sleep(0.05)
+    with pytest.raises(SlackApiError) as err:
+        await rig.client.views_open(trigger_id=stale, view=RESOLVE_MODAL)
+    assert err.value.response["error"] == "expired_trigger_id"
 
     rig.gateway.reply = lambda r: {"response_action": "errors", "errors": {"note": "Say what you did"}}
     assert await rig.desk.submit_view(view_id, {"skill": {"value": "shipping"}}) == 200
@@ -373,6 +379,8 @@ async def test_desk_in_headless_chromium(rig: Rig) -> None:
     channel, ts = await post_card(rig)
     hostile = "<script>alert(1)</script> &lt;!channel&gt; <img src=x onerror=alert(2)>"
     await rig.client.chat_postMessage(channel=channel, text=hostile)
+    controls = "<javascript:alert(3)|click me> <@U0BOB> <http://evil.example|bank>"
+    await rig.client.chat_postMessage(channel=channel, text=controls)
     await rig.client.chat_postMessage(channel=channel, text="Customer: any news?", thread_ts=ts)
 
     async def gateway_reply(r: Received) -> Any:
@@ -403,7 +411,7 @@ async def test_desk_in_headless_chromium(rig: Rig) -> None:
             page.on("pageerror", lambda e: errors.append(str(e)))
             await page.goto(rig.base)
             billing = page.locator("button.channel", has_text="support-billing")
-            await expect(billing.locator(".badge")).to_have_text("3")
+            await expect(billing.locator(".badge")).to_have_text("4")
             await billing.click()
 
             messages = page.locator("#messages")
@@ -411,7 +419,13 @@ async def test_desk_in_headless_chromium(rig: Rig) -> None:
             await expect(messages.locator("strong", has_text="Customer")).to_be_visible()
             await expect(messages.get_by_text(hostile.replace("&lt;", "<").replace("&gt;", ">"))).to_be_visible()
             assert await page.evaluate("document.querySelectorAll('script').length") == 2
-            assert await messages.locator("script, img, .mention").count() == 0
+            hostile_node = messages.locator("article", has_text="alert(1)")
+            assert await hostile_node.locator("script, img, .mention").count() == 0
+            # Real control sequences render like Slack's, but a javascript: link stays inert text.
+            controls_node = messages.locator("article", has_text="click me")
+            await expect(controls_node.locator(".mention")).to_have_text("@bob")
+            assert await messages.locator("a[href^='javascript']").count() == 0
+            await expect(controls_node.locator("a")).to_have_attribute("href", "http://evil.example")
 
             await messages.get_by_role("button", name="Claim").click()
             claim = await rig.gateway.wait_for("block_actions")
