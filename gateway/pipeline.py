@@ -105,7 +105,7 @@ class Pipeline:
         )
 
     async def _route(self, conv: Conversation, message: Message, effects: Effects) -> None:
-        policy = await self.policies.current()
+        policy = await self.policies.for_conversation(conv.id)
         scores = self.scorer.score(self._customer_text(conv), policy.skill_keywords())
         conv.scores = scores
         was_automated = conv.state is ConversationState.AUTOMATED

@@ -39,4 +39,8 @@ class PolicyStore:
         self._checked = now
         return self._cached
 
+    async def for_conversation(self, conversation_id: str) -> Policy:
+        """The policy that routes this conversation (the canary arm, when one is running)."""
+        return await self.current()
+
     _raw: bytes | str = b""
