@@ -70,8 +70,10 @@
       for (const x of message.reactions) r.appendChild(B.el("span", "reaction", ":" + x.name + ": " + x.count));
       node.appendChild(r);
     }
-    if (!opts.inThread && message.reply_count) {
-      const replies = B.el("button", "replies", message.reply_count + (message.reply_count === 1 ? " reply" : " replies"));
+    if (!opts.inThread && !opts.ephemeral) {
+      const label = !message.reply_count ? "Start thread"
+        : message.reply_count + (message.reply_count === 1 ? " reply" : " replies");
+      const replies = B.el("button", "replies", label);
       replies.type = "button";
       replies.addEventListener("click", () => openThread(message.ts));
       node.appendChild(replies);
