@@ -37,8 +37,9 @@ log = structlog.get_logger(__name__)
 
 Ingest = Callable[[InboundMessage], Awaitable[Accepted]]
 MAX_FRAME_BYTES = 64 * 1024
-FRAME_BUDGET = (60, 10.0)
-"""Any frames per socket per window; past it the socket is closed (typing floods, scripted abuse)."""
+FRAME_SLACK = 50
+"""Frames of any kind allowed per socket per rate window on top of 5× the message limit; past that the
+socket is closed (typing floods, scripted abuse) — the message rate limit alone only answers errors."""
 TYPING_TTL_S = 6
 
 
@@ -99,7 +100,7 @@ class ChatSocket:
             await self.stop_reader()
 
     def within_budget(self) -> bool:
-        limit, window = FRAME_BUDGET
+        limit, window = 5 * self.config.rate_messages + FRAME_SLACK, float(self.config.rate_window_s)
         now = time.monotonic()
         self.frames.append(now)
         while self.frames and now - self.frames[0] > window:

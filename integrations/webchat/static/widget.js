@@ -137,7 +137,12 @@
   // ---- server frames (table dispatch) ------------------------------------------------------------
   var handlers = {
     hello: function () { alertBox.textContent = ""; outbox.forEach(transmit); },
-    conversation: function (f) { session && (session.conversation_id = f.conversation_id); lastSeq = 0; },
+    conversation: function (f) {
+      // The store opened a new conversation (the old one was closed): follow it, and get a token for it
+      // before the next reconnect so a resume never replays the old stream.
+      if (session) { session.conversation_id = f.conversation_id; session.expires_at = 0; }
+      lastSeq = 0;
+    },
     ack: function (f) {
       outbox = outbox.filter(function (m) { return m.client_id !== f.client_id; }); saveOutbox();
       var b = bubbles[f.client_id]; if (b) { b.querySelector(".sbc-state").textContent = ""; bubbles[f.message_id] = b; }
