@@ -153,6 +153,21 @@ async def test_bad_signature_is_refused(env: Env) -> None:
     assert await env.transcript() == []
 
 
+async def test_large_chunked_delivery_is_read_whole(env: Env) -> None:
+    payload = delivery([text(f"wamid.B{i}", f"message {i} " + "x" * 3000) for i in range(100)])
+    body = json.dumps(payload).encode()
+    sig = "sha256=" + hmac.new(APP_SECRET.encode(), body, hashlib.sha256).hexdigest()
+
+    async def chunks() -> AsyncIterator[bytes]:
+        for i in range(0, len(body), 4096):
+            yield body[i:i + 4096]
+
+    async with env.http.post(f"{env.url}/channels/whatsapp", data=chunks(),
+                             headers={"X-Hub-Signature-256": sig, "Content-Type": "application/json"}) as resp:
+        assert resp.status == 200
+    assert len(await env.transcript()) == 100
+
+
 async def test_replies_through_graph_and_statuses_are_recorded(env: Env) -> None:
     conv = Conversation(id="conv_w1", customer=Customer(key=f"whatsapp:+{WA_ID}", channel=ChannelKind.WHATSAPP,
                                                         external_id=f"+{WA_ID}"))

@@ -62,6 +62,18 @@ def signature_ok(app_secret: str, body: bytes, header: str | None) -> bool:
     return hmac.compare_digest(expected, header.removeprefix("sha256=").strip().lower())
 
 
+async def read_limited(request: web.Request, limit: int) -> bytes | None:
+    """The whole body, or None past `limit` (a single `read(n)` may return only part of a chunked body)."""
+    chunks: list[bytes] = []
+    size = 0
+    while chunk := await request.content.read(64 * 1024):
+        size += len(chunk)
+        if size > limit:
+            return None
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
 def make_verify(verify_token: str) -> Callable[[web.Request], Awaitable[web.Response]]:
     async def verify(request: web.Request) -> web.Response:
         q = request.query
@@ -86,8 +98,8 @@ class Receiver:
     async def handle(self, request: web.Request) -> web.Response:
         if request.content_length is not None and request.content_length > self.max_body:
             return web.json_response({"error": "body_too_large"}, status=413)
-        body = await request.content.read(self.max_body + 1)
-        if len(body) > self.max_body:
+        body = await read_limited(request, self.max_body)
+        if body is None:
             return web.json_response({"error": "body_too_large"}, status=413)
         if not signature_ok(self.app_secret, body, request.headers.get(SIGNATURE_HEADER)):
             log.warning("whatsapp_signature_rejected", remote=request.remote)
