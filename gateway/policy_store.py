@@ -1,8 +1,18 @@
-"""The live policy, shared through Redis so every process sees a change within a second."""
+"""The live policy, shared through Redis so every process sees a change within a second.
+
+A canary is a second, candidate policy plus the share of new conversations it routes. The arm is a
+pure function of the conversation id (crc32), so every worker, every retry and every replay puts one
+conversation in the same arm without coordination; the arm is also recorded (first write wins) so
+`stats` can compare the two groups after the fact.
+"""
 
 from __future__ import annotations
 
+import json
 import time
+import zlib
+from dataclasses import dataclass
+from typing import Any
 
 import redis.asyncio as aioredis
 import structlog
@@ -12,12 +22,65 @@ from router.policy import Policy
 
 log = structlog.get_logger(__name__)
 
+CANARY = f"{keys.PREFIX}policy:canary"
+"""JSON: {"id", "share", "policy", "base_version", "user", "summary", "started_at"}."""
+BUCKETS = 10_000
+"""Shares are resolved to 0.01 %: crc32 % 10 000 < share × 100."""
+ARMS_TTL_S = 90 * 86400
+
+CONTROL = "control"
+CANDIDATE = "candidate"
+
+
+def arms_key(canary_id: str) -> str:
+    """conversation id -> arm, for one canary run (a new run never mixes with an old one)."""
+    return f"{keys.PREFIX}policy:canary:{canary_id}:arms"
+
+
+def bucket_of(conversation_id: str) -> int:
+    """Stable across processes and restarts (unlike `hash()`)."""
+    return zlib.crc32(conversation_id.encode()) % BUCKETS
+
+
+def arm_of(conversation_id: str, share_pct: float) -> str:
+    return CANDIDATE if bucket_of(conversation_id) < round(share_pct * BUCKETS / 100) else CONTROL
+
+
+@dataclass(frozen=True)
+class Canary:
+    """A candidate policy routing `share` percent of new conversations."""
+
+    id: str
+    share: float
+    policy: Policy
+    base_version: int
+    user: str
+    summary: str
+    started_at: float
+
+    def to_json(self) -> str:
+        return json.dumps(
+            {"id": self.id, "share": self.share, "policy": self.policy.model_dump(mode="json"),
+             "base_version": self.base_version, "user": self.user, "summary": self.summary,
+             "started_at": self.started_at}
+        )
+
+    @classmethod
+    def from_json(cls, raw: str | bytes) -> Canary:
+        data: dict[str, Any] = json.loads(raw)
+        return cls(id=str(data["id"]), share=float(data["share"]), policy=Policy.model_validate(data["policy"]),
+                   base_version=int(data["base_version"]), user=str(data.get("user", "")),
+                   summary=str(data.get("summary", "")), started_at=float(data.get("started_at", 0.0)))
+
 
 class PolicyStore:
     def __init__(self, redis: aioredis.Redis, max_age_s: float = 1.0) -> None:
         self.redis = redis
         self.max_age_s = max_age_s
         self._cached: Policy | None = None
+        self._raw: bytes | str = b""
+        self._canary: Canary | None = None
+        self._canary_raw: bytes | str | None = None
         self._checked = 0.0
 
     async def bootstrap(self, policy: Policy) -> Policy:
@@ -26,21 +89,51 @@ class PolicyStore:
             log.info("policy_stored", version=policy.version, source="file")
         return await self.current(force=True)
 
-    async def current(self, force: bool = False) -> Policy:
+    async def _refresh(self, force: bool) -> None:
+        """One MGET per second at most: the live policy and the canary are read together."""
         now = time.monotonic()
         if self._cached is not None and not force and now - self._checked < self.max_age_s:
-            return self._cached
-        raw = await self.redis.get(keys.POLICY)
+            return
+        raw, canary_raw = await self.redis.mget(keys.POLICY, CANARY)
         if raw is None:
             raise RuntimeError("no policy in Redis; the web or serve process stores it at start")
         if self._cached is None or raw != self._raw:
             self._cached = Policy.from_json(raw)
             self._raw = raw
+        if canary_raw != self._canary_raw:
+            self._canary = Canary.from_json(canary_raw) if canary_raw else None
+            self._canary_raw = canary_raw
         self._checked = now
+
+    async def current(self, force: bool = False) -> Policy:
+        await self._refresh(force)
+        assert self._cached is not None
         return self._cached
+
+    async def canary(self, force: bool = False) -> Canary | None:
+        await self._refresh(force)
+        return self._canary
 
     async def for_conversation(self, conversation_id: str) -> Policy:
         """The policy that routes this conversation (the canary arm, when one is running)."""
-        return await self.current()
+        policy = await self.current()
+        canary = self._canary
+        if canary is None:
+            return policy
+        arm = arm_of(conversation_id, canary.share)
+        key = arms_key(canary.id)
+        async with self.redis.pipeline(transaction=False) as pipe:
+            pipe.hsetnx(key, conversation_id, arm)
+            pipe.expire(key, ARMS_TTL_S)
+            await pipe.execute()
+        log.debug("policy_arm", conversation_id=conversation_id, arm=arm, canary=canary.id)
+        return canary.policy if arm == CANDIDATE else policy
 
-    _raw: bytes | str = b""
+    async def arms(self, canary_id: str) -> dict[str, str]:
+        """conversation id -> arm for one canary run."""
+        raw = await self.redis.hgetall(arms_key(canary_id))
+        return {_s(k): _s(v) for k, v in raw.items()}
+
+
+def _s(value: bytes | str) -> str:
+    return value.decode() if isinstance(value, bytes) else value

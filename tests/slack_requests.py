@@ -103,3 +103,24 @@ class SlackSender:
         status, _ = await self.event(event, **kw)
         assert status == 200
         return ts
+
+    async def slash(
+        self, user: str, command: str, text: str, channel: str, response_url: str | None = None
+    ) -> tuple[int, str]:
+        """A slash command as Slack sends it: form-encoded, every value a string."""
+        form = {
+            "token": "legacy",
+            "team_id": "T0SWITCHBD",
+            "team_domain": "switchboard",
+            "channel_id": channel,
+            "channel_name": "x",
+            "user_id": user,
+            "user_name": user.lower(),
+            "command": command,
+            "text": text,
+            "api_app_id": "A0SWITCHBD",
+            "is_enterprise_install": "false",
+            "response_url": response_url or "https://hooks.slack.com/commands/T0SWITCHBD/1/x",
+            "trigger_id": f"{int(time.time())}.{uuid.uuid4().hex[:10]}",
+        }
+        return await self._post(urlencode(form), "application/x-www-form-urlencoded")

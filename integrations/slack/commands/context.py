@@ -1,0 +1,134 @@
+"""What the command handlers need from the runtime, and who may do what.
+
+Kept as one small dataclass so `gateway/app.py` wires it in one line (`CommandContext.from_runtime(rt)`)
+and tests can build it from the same runtime the real gateway uses.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import redis.asyncio as aioredis
+import structlog
+from slack_sdk.errors import SlackApiError
+from slack_sdk.web.async_client import AsyncWebClient
+
+from gateway.policy_admin import PolicyAdmin
+from gateway.policy_store import PolicyStore
+from gateway.scheduler import SlaScheduler
+from gateway.settings import Settings
+from gateway.store import ConversationStore
+from integrations.slack.commands.grammar import UsageError
+from integrations.slack.desk import SlackDesk
+from learners.service import LearnerScorer
+
+if TYPE_CHECKING:
+    from gateway.runtime import Runtime
+
+log = structlog.get_logger(__name__)
+
+DEFAULT_COMMAND = "/switchboard"
+GROUP_CACHE_S = 60.0
+
+
+@dataclass(frozen=True)
+class Role:
+    """Who the user is to Switchboard, and why (shown by `whoami`, and in every refusal)."""
+
+    agent: bool
+    lead: bool
+    why: str
+
+
+@dataclass
+class CommandContext:
+    redis: aioredis.Redis
+    store: ConversationStore
+    policies: PolicyStore
+    scorer: LearnerScorer | None
+    scheduler: SlaScheduler | None
+    settings: Settings
+    client: AsyncWebClient
+    desk: SlackDesk | None = None
+    command: str = DEFAULT_COMMAND
+    dry_run_n: int = 500
+    admin: PolicyAdmin = field(init=False)
+    _groups: dict[str, tuple[float, frozenset[str] | None]] = field(default_factory=dict, init=False)
+
+    def __post_init__(self) -> None:
+        self.admin = PolicyAdmin(self.redis, self.policies)
+
+    @classmethod
+    def from_runtime(cls, rt: Runtime, command: str = DEFAULT_COMMAND) -> CommandContext:
+        scorer = rt.pipeline.scorer
+        return cls(
+            redis=rt.redis, store=rt.store, policies=rt.policies,
+            scorer=scorer if isinstance(scorer, LearnerScorer) else None,
+            scheduler=rt.sla.scheduler, settings=rt.settings, client=rt.client, desk=rt.desk, command=command,
+        )
+
+    @property
+    def local_mode(self) -> bool:
+        return not self.settings.slack_configured
+
+    async def _group_members(self, group: str) -> frozenset[str] | None:
+        """Members of a Slack user group, or None when the workspace (or emulator) cannot tell us."""
+        cached = self._groups.get(group)
+        if cached and time.monotonic() - cached[0] < GROUP_CACHE_S:
+            return cached[1]
+        members: frozenset[str] | None
+        try:
+            resp = await self.client.usergroups_users_list(usergroup=group)
+            members = frozenset(str(u) for u in resp.get("users") or [])
+        except SlackApiError as exc:
+            log.warning("usergroup_lookup_failed", usergroup=group, error=str(exc.response.get("error")))
+            members = None
+        self._groups[group] = (time.monotonic(), members)
+        return members
+
+    async def role(self, user: str) -> Role:
+        leads = self.settings.leads
+        agents = self.settings.agents
+        if not leads:
+            if self.local_mode:
+                return Role(True, True, "local mode with no SWITCHBOARD_LEADS configured: everyone is a lead")
+            return Role(not agents or user in agents, False, "no leads are configured (SWITCHBOARD_LEADS)")
+        if user in leads:
+            return Role(True, True, "listed in SWITCHBOARD_LEADS")
+        unsupported = []
+        for group in sorted(g for g in leads if g.startswith("S")):
+            members = await self._group_members(group)
+            if members is None:
+                unsupported.append(group)
+            elif user in members:
+                return Role(True, True, f"member of lead user group {group}")
+        agent = not agents or user in agents
+        why = "not in SWITCHBOARD_LEADS"
+        if unsupported:
+            where = "in local mode (the emulator has no usergroups.users.list)" if self.local_mode else \
+                "(usergroups.users.list failed; the app needs the usergroups:read scope)"
+            why += f"; user groups {', '.join(unsupported)} cannot be checked {where}"
+        return Role(agent, False, why)
+
+    async def leads_channel_id(self) -> str:
+        policy = await self.policies.current()
+        if self.desk is not None:
+            return await self.desk.channel_id(policy.leads_channel)
+        return policy.leads_channel
+
+    async def announce(self, text: str) -> None:
+        """Applied changes are public to the leads: one line in the leads channel."""
+        try:
+            await self.client.chat_postMessage(channel=await self.leads_channel_id(), text=text)
+        except SlackApiError as exc:
+            log.warning("leads_announce_failed", error=str(exc.response.get("error")))
+
+    async def channel_name(self, channel_id: str) -> str:
+        """A `<#C123>` mention without its name (newer Slack clients send it that way)."""
+        try:
+            resp: Any = await self.client.conversations_info(channel=channel_id)
+            return str(resp["channel"]["name"])
+        except SlackApiError:
+            raise UsageError(f"channel <#{channel_id}> is not visible to Switchboard; invite the app first") from None

@@ -1,0 +1,208 @@
+"""One handler per verb, found through a table; each returns an `Answer` (never talks to Slack itself).
+
+Permission rules live in the table, not in each handler: viewing is open to agents, changing needs the
+lead role, and a refusal always says why and is logged on the audit stream.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import structlog
+
+from gateway import stats
+from gateway.policy_admin import Applied, ChangeError, build_checked
+from integrations.slack.commands import format as fmt
+from integrations.slack.commands.changes import BUILDERS
+from integrations.slack.commands.context import CommandContext, Role
+from integrations.slack.commands.grammar import Parsed, UsageError
+from integrations.slack.commands.replay import recent_conversations, replay
+
+log = structlog.get_logger(__name__)
+
+
+@dataclass
+class Request:
+    user: str
+    parsed: Parsed
+    role: Role
+
+
+@dataclass
+class Answer:
+    text: str
+    blocks: list[dict[str, Any]] = field(default_factory=list)
+    announce: str | None = None
+
+
+Handler = Callable[[CommandContext, Request], Awaitable[Answer]]
+
+
+@dataclass(frozen=True)
+class Verb:
+    handler: Handler
+    lead: bool = False
+    """Needs the lead role (changes). Dry runs of a change only need to view."""
+
+
+async def _help(ctx: CommandContext, req: Request) -> Answer:
+    return Answer(fmt.help_text(ctx.command))
+
+
+async def _policy(ctx: CommandContext, req: Request) -> Answer:
+    return Answer(fmt.policy_text(await ctx.policies.current(force=True), await ctx.policies.canary()))
+
+
+async def _whoami(ctx: CommandContext, req: Request) -> Answer:
+    r = req.role
+    role = "lead" if r.lead else "agent" if r.agent else "not an agent"
+    return Answer(f"<@{req.user}>: *{role}* — {r.why}.")
+
+
+async def _history(ctx: CommandContext, req: Request) -> Answer:
+    return Answer(fmt.history_text(await ctx.admin.history(10)))
+
+
+async def _models(ctx: CommandContext, req: Request) -> Answer:
+    if ctx.scorer is None:
+        return Answer("No learners in this process (the scorer is rules only).")
+    return Answer(fmt.models_text(ctx.scorer.health()))
+
+
+async def _stats(ctx: CommandContext, req: Request) -> Answer:
+    label = req.parsed.args[0].lower() if req.parsed.args else "24h"
+    if label not in stats.WINDOWS:
+        raise UsageError(f"stats window {label!r}: use one of {', '.join(stats.WINDOWS)}")
+    window = stats.WINDOWS[label]
+    overall = await stats.compute(ctx.redis, window)
+    canary = await ctx.policies.canary(force=True)
+    arms = await stats.compare_arms(ctx.redis, window, await ctx.policies.arms(canary.id)) if canary else None
+    return Answer(fmt.stats_text(label, overall, arms, canary))
+
+
+def _need_lead(role: Role) -> None:
+    if not role.lead:
+        raise PermissionError(f"only team leads can change routing ({role.why})")
+
+
+def _applied_line(user: str, applied: Applied) -> str:
+    return f"🛠 <@{user}> changed the routing policy: {applied.summary} (v{applied.before.version} → " \
+           f"v{applied.after.version})"
+
+
+async def _undo(ctx: CommandContext, req: Request) -> Answer:
+    applied = await ctx.admin.undo(req.user)
+    line = _applied_line(req.user, applied)
+    return Answer(f"↩️ {applied.summary}: policy is now v{applied.after.version}.", announce=line)
+
+
+async def _apply(ctx: CommandContext, req: Request) -> Answer:
+    """`apply` (the user's latest preview) or `apply <token>` (what the Apply button sends)."""
+    if req.parsed.args:
+        return await apply_pending(ctx, req.user, req.parsed.args[0])
+    pending = await ctx.admin.pending(user=req.user)
+    if pending is None:
+        raise ChangeError("nothing to apply: preview a change with --dry-run first (previews last 15 minutes)")
+    return await apply_pending(ctx, req.user, pending.token)
+
+
+async def apply_pending(ctx: CommandContext, user: str, token: str) -> Answer:
+    """Shared by typed `apply` and the Apply button."""
+    pending = await ctx.admin.pending(token=token)
+    if pending is None:
+        raise ChangeError("that preview has expired or was already applied; run the command again")
+    applied = await ctx.admin.apply_pending(pending, user)
+    await _after_apply(ctx, applied)
+    if pending.canary_share is not None:
+        return Answer(f"🐤 Canary started: {pending.summary} on {pending.canary_share:g}% of new conversations.",
+                      announce=f"🐤 <@{user}> started a canary: {applied.summary}")
+    return Answer(f"✅ Applied: {pending.summary} (policy v{applied.after.version}).",
+                  announce=_applied_line(user, applied))
+
+
+async def _after_apply(ctx: CommandContext, applied: Applied) -> None:
+    """A route to a new channel needs the channel (created in local mode, as at start-up)."""
+    if ctx.desk is not None and ctx.desk.create_missing:
+        await ctx.desk.ensure_channels(applied.after.channels())
+
+
+async def _canary(ctx: CommandContext, req: Request) -> Answer:
+    op = req.parsed.args[0].lower() if req.parsed.args else "status"
+    if op == "status":
+        canary = await ctx.policies.canary(force=True)
+        if canary is None:
+            return Answer("No canary is running.")
+        arms = await stats.compare_arms(ctx.redis, 7 * 86400, await ctx.policies.arms(canary.id))
+        return Answer(fmt.stats_text("7d (canary arms)", await stats.compute(ctx.redis, 7 * 86400), arms, canary))
+    if op not in ("promote", "drop"):
+        raise UsageError("usage: canary status|promote|drop")
+    _need_lead(req.role)
+    if op == "promote":
+        applied = await ctx.admin.promote_canary(req.user)
+        await _after_apply(ctx, applied)
+        return Answer(f"✅ Canary promoted: policy is now v{applied.after.version}.",
+                      announce=_applied_line(req.user, applied))
+    applied = await ctx.admin.drop_canary(req.user)
+    return Answer(f"🗑 {applied.summary}.", announce=f"🗑 <@{req.user}>: {applied.summary}")
+
+
+async def _change(ctx: CommandContext, req: Request) -> Answer:
+    p = req.parsed
+    change = await BUILDERS[p.verb](p.args, ctx)
+    if p.dry_run:
+        live = await ctx.policies.current(force=True)
+        proposed = build_checked(change, live)
+        conversations = await recent_conversations(ctx.redis, ctx.store, ctx.dry_run_n)
+        result = replay(conversations, live, proposed, ctx.scorer)
+        log.info("policy_dry_run", user=req.user, summary=change.summary, replayed=result.replayed,
+                 changed=result.changed)
+        pending = await ctx.admin.stash(req.user, change.summary, live.version, proposed, p.canary) \
+            if req.role.lead else None
+        blocks = fmt.dry_run_blocks(change.summary, result, pending, p.canary)
+        return Answer(fmt.dry_run_text(change.summary, result), blocks)
+    _need_lead(req.role)
+    if p.canary is not None:
+        applied = await ctx.admin.start_canary(change, p.canary, req.user)
+        return Answer(f"🐤 Canary started: {change.summary} on {p.canary:g}% of new conversations.",
+                      announce=f"🐤 <@{req.user}> started a canary: {applied.summary}")
+    applied = await ctx.admin.apply(change, req.user)
+    await _after_apply(ctx, applied)
+    return Answer(f"✅ {change.summary} (policy v{applied.after.version}).", announce=_applied_line(req.user, applied))
+
+
+VERBS: dict[str, Verb] = {
+    "help": Verb(_help),
+    "policy": Verb(_policy),
+    "whoami": Verb(_whoami),
+    "history": Verb(_history),
+    "models": Verb(_models),
+    "stats": Verb(_stats),
+    "canary": Verb(_canary),
+    "undo": Verb(_undo, lead=True),
+    "apply": Verb(_apply, lead=True),
+    **{name: Verb(_change) for name in BUILDERS},
+}
+CHANGES = frozenset({"undo", "apply", *BUILDERS})
+
+
+async def handle(ctx: CommandContext, user: str, parsed: Parsed) -> Answer:
+    """Dispatch one parsed command; every failure becomes one line for the user."""
+    role = await ctx.role(user)
+    req = Request(user, parsed, role)
+    verb = VERBS.get(parsed.verb)
+    try:
+        if verb is None:
+            raise UsageError(f"unknown command {parsed.verb!r}; try `{ctx.command} help`")
+        if not role.agent and not role.lead:
+            raise PermissionError(f"Switchboard is for support agents ({role.why})")
+        if verb.lead:
+            _need_lead(role)
+        return await verb.handler(ctx, req)
+    except PermissionError as exc:
+        await ctx.admin.refused(user, parsed.raw, str(exc))
+        return Answer(f"🚫 {exc}.")
+    except (UsageError, ChangeError) as exc:
+        log.info("command_rejected", user=user, verb=parsed.verb, reason=str(exc))
+        return Answer(f"⚠️ {exc}")

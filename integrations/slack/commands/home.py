@@ -1,0 +1,91 @@
+"""The App Home tab and the model watcher: the desk's state at a glance, and alarms when models slip.
+
+The watcher compares `LearnerScorer.health()` snapshots instead of hooking into the learners, so it
+needs nothing from them and can run in whichever process holds the hot-swapped models (the worker).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Callable
+from typing import Any, Protocol
+
+import structlog
+from slack_sdk.errors import SlackApiError
+from slack_sdk.web.async_client import AsyncWebClient
+
+from gateway import stats
+from integrations.slack.commands import format as fmt
+from integrations.slack.commands.context import CommandContext
+
+log = structlog.get_logger(__name__)
+
+Health = dict[str, dict[str, Any]]
+
+
+class HasHealth(Protocol):
+    def health(self) -> Health: ...
+
+
+async def home_view(ctx: CommandContext) -> dict[str, Any]:
+    q = await stats.queue(ctx.redis)
+    day = await stats.compute(ctx.redis, stats.WINDOWS["24h"])
+    policy = await ctx.policies.current()
+    canary = await ctx.policies.canary()
+    blocks: list[dict[str, Any]] = [
+        {"type": "header", "text": {"type": "plain_text", "text": "Switchboard"}},
+        fmt.section(f"*Queue* · waiting *{q['waiting']}* · claimed *{q['claimed']}* · breaching "
+                    f"*{q['breaching']}*"),
+        {"type": "divider"},
+        fmt.section("\n".join(["*Last 24h*", *fmt.stats_lines(day)])),
+        {"type": "divider"},
+        fmt.section(fmt.models_text(ctx.scorer.health()) if ctx.scorer else "*Model health*\nRules only."),
+        fmt.context(f"Policy v{policy.version}" + (f" · {fmt.canary_text(canary)}" if canary else "")
+                    + f" · `{ctx.command} help` for commands"),
+    ]
+    return {"type": "home", "blocks": blocks}
+
+
+async def publish_home(ctx: CommandContext, user: str) -> None:
+    await ctx.client.views_publish(user_id=user, view=await home_view(ctx))
+    log.info("app_home_published", user=user)
+
+
+def model_alerts(before: Health, after: Health) -> list[str]:
+    """Lines for the leads channel: new drift alarms, fallbacks to rules, and recoveries."""
+    out = []
+    for name, now in sorted(after.items()):
+        was = before.get(name, {})
+        acc = now.get("rolling_accuracy")
+        acc_s = "–" if acc is None else f"{acc:.2f}"
+        new_alarms = int(now.get("drift_alarms", 0)) - int(was.get("drift_alarms", 0))
+        if new_alarms > 0:
+            out.append(f"📉 Drift alarm on the *{name}* model ({new_alarms} new, rolling accuracy {acc_s}).")
+        if now.get("fallback") and not was.get("fallback"):
+            out.append(f"⚠️ The *{name}* model fell back to the rules (rolling accuracy {acc_s} under its floor).")
+        elif was.get("fallback") and not now.get("fallback"):
+            out.append(f"✅ The *{name}* model recovered (rolling accuracy {acc_s}) and is trusted again.")
+    return out
+
+
+async def watch_models(
+    scorer: HasHealth, client: AsyncWebClient, leads_channel: str, stop: asyncio.Event, interval: float = 30.0,
+    health: Callable[[], Health] | None = None,
+) -> None:
+    """Post model alarms to the leads channel until `stop` is set; a Slack error never ends the loop."""
+    read = health or scorer.health
+    before = read()
+    while not stop.is_set():
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), timeout=interval)
+        if stop.is_set():
+            return
+        after = read()
+        for line in model_alerts(before, after):
+            log.warning("model_alert", text=line)
+            try:
+                await client.chat_postMessage(channel=leads_channel, text=line)
+            except SlackApiError as exc:
+                log.warning("model_alert_not_posted", error=str(exc.response.get("error")))
+        before = after
