@@ -5,10 +5,13 @@ from __future__ import annotations
 
 import asyncio
 import json
+from collections.abc import Callable
+from typing import Any
 
 import pytest
 
 from gateway.policy_admin import HISTORY
+from router.policy import Policy
 from tests.harness import Gateway, eventually
 from tests.test_commands_support import LEAD, Slash, apply_token, cmd_gw, scores, store_conversation
 
@@ -59,13 +62,16 @@ async def test_views_answer_ephemerally(cmd_gw: Gateway) -> None:
          lambda p: p.skills["billing"].business_hours is not None
          and p.skills["billing"].business_hours.days == (0, 1, 2, 3, 4)
          and p.skills["billing"].business_hours.timezone == "Europe/Berlin"),
-        ("hours team Sat,Sun 10:00-14:00 UTC", lambda p: p.business_hours is not None and p.business_hours.days == (5, 6)),
+        ("hours team Sat,Sun 10:00-14:00 UTC",
+         lambda p: p.business_hours is not None and p.business_hours.days == (5, 6)),
         ("automation pause", lambda p: p.automation_paused),
         ("automation pause billing", lambda p: p.skills["billing"].automation_paused and not p.automation_paused),
         ("capacity <@U0JANE|jane> 3", lambda p: p.capacity == {"U0JANE": 3}),
     ],
 )
-async def test_each_change_applies_and_is_announced(cmd_gw: Gateway, command: str, check) -> None:  # type: ignore[no-untyped-def]
+async def test_each_change_applies_and_is_announced(
+    cmd_gw: Gateway, command: str, check: Callable[[Policy], bool]
+) -> None:
     slash = Slash(cmd_gw)
     text = await slash.text(command)
     assert text.startswith("✅"), text
@@ -74,7 +80,7 @@ async def test_each_change_applies_and_is_announced(cmd_gw: Gateway, command: st
     assert check(policy)
     announced = await eventually(lambda: leads_messages(cmd_gw))
     assert any("changed the routing policy" in t and f"<@{LEAD}>" in t for t in announced)
-    rows = await cmd_gw.rt.redis.xrevrange(HISTORY)
+    rows: Any = await cmd_gw.rt.redis.xrevrange(HISTORY)
     assert len(rows) == 1 and rows[0][1][b"user"] == LEAD.encode()
 
 

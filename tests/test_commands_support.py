@@ -144,7 +144,6 @@ async def store_conversation(
         conv.state, conv.resolved_at = ConversationState.RESOLVED, at + resolved_after
     await store.save(conv, "id", "customer", "state", "created_at", "resolved_at", "skill", "scores", "decision",
                      "slack_channel", "card_ts")
-    await store.redis.hset(keys.conversation(cid), "created_at", json.dumps(at.isoformat()))
     if recent:
         await store.redis.lpush(keys.RECENT, cid)
     return conv

@@ -1,0 +1,74 @@
+"""Who may do what: agents view, leads change, refusals say why and are logged; user groups in local mode."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import redis.asyncio as aioredis
+
+from gateway import keys
+from tests.harness import Gateway
+from tests.test_commands_support import Slash, commands_gateway
+
+
+@pytest.fixture
+async def carol_gw(redis: aioredis.Redis, redis_url: str, tmp_path: Path,
+                   monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[Gateway]:
+    gw = await commands_gateway(redis_url, tmp_path, monkeypatch, leads_raw="U0CAROL")
+    yield gw
+    await gw.close()
+
+
+async def test_agent_views_but_cannot_change(carol_gw: Gateway) -> None:
+    slash = Slash(carol_gw)
+    assert "Routing policy v1" in await slash.text("policy", user="U0BOB")
+    who = await slash.text("whoami", user="U0BOB")
+    assert "*agent*" in who and "not in SWITCHBOARD_LEADS" in who
+    for command in ("threshold urgent 0.9", "undo", "apply", "canary drop", "route billing #x --canary 10%"):
+        text = await slash.text(command, user="U0BOB")
+        assert text.startswith("🚫 only team leads can change routing (not in SWITCHBOARD_LEADS)"), text
+    assert (await carol_gw.rt.policies.current(force=True)).version == 1
+    rows: Any = await carol_gw.rt.redis.xrange(keys.AUDIT)
+    audit = [json.loads(f[b"data"]) for _, f in rows]
+    refused = [a for a in audit if a["action"] == "policy_refused"]
+    assert len(refused) == 5 and refused[0]["user"] == "U0BOB" and refused[0]["command"] == "threshold urgent 0.9"
+    # A dry run is viewing: allowed, but without an Apply button for a non-lead.
+    preview = await slash("threshold urgent 0.9 --dry-run", user="U0BOB")
+    assert "Preview" in json.dumps(preview) and "sb_policy_apply" not in json.dumps(preview)
+
+
+async def test_lead_changes(carol_gw: Gateway) -> None:
+    slash = Slash(carol_gw)
+    assert "*lead*" in await slash.text("whoami", user="U0CAROL")
+    assert (await slash.text("threshold urgent 0.9", user="U0CAROL")).startswith("✅")
+    assert (await carol_gw.rt.policies.current(force=True)).thresholds.urgent == 0.9
+
+
+async def test_user_group_leads_are_reported_unsupported_in_local_mode(
+    redis: aioredis.Redis, redis_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    gw = await commands_gateway(redis_url, tmp_path, monkeypatch, leads_raw="S0LEADS")
+    try:
+        slash = Slash(gw)
+        who = await slash.text("whoami", user="U0BOB")
+        assert "user groups S0LEADS cannot be checked in local mode" in who
+        assert (await slash.text("automation pause", user="U0BOB")).startswith("🚫")
+    finally:
+        await gw.close()
+
+
+async def test_non_agents_are_refused_even_viewing(
+    redis: aioredis.Redis, redis_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    gw = await commands_gateway(redis_url, tmp_path, monkeypatch, agents_raw="U0AGENT", leads_raw="U0CAROL")
+    try:
+        slash = Slash(gw)
+        assert (await slash.text("policy", user="U0STRANGER")).startswith("🚫 Switchboard is for support agents")
+        assert "Routing policy" in await slash.text("policy", user="U0AGENT")
+        assert "Routing policy" in await slash.text("policy", user="U0CAROL")
+    finally:
+        await gw.close()
