@@ -18,6 +18,7 @@ from aiohttp.typedefs import Handler
 from .config import EmulatorConfig
 from .desk import Desk
 from .deskweb import DESK, add_desk_routes
+from .oauth import CLIENT_AUTH_METHODS, add_oauth_routes, with_client_credentials
 from .state import EmulatorState, SlackError
 from .webapi import METHODS
 
@@ -70,12 +71,15 @@ async def web_api(request: web.Request) -> web.Response:
         handler = METHODS.get(method)
         if handler is None:
             raise SlackError("unknown_method")
-        _authorize(state, request, params)
+        if method in CLIENT_AUTH_METHODS:
+            params = with_client_credentials(request.headers.get("Authorization", ""), params)
+        else:
+            _authorize(state, request, params)
         body = handler(state, params)
     except SlackError as err:
         body = {"ok": False, "error": err.error, **err.extra}
         status, headers = err.status, err.headers
-    recorded = {key: value for key, value in params.items() if key != "token"}
+    recorded = {key: value for key, value in params.items() if key not in {"token", "client_secret"}}
     state.record(method, recorded, copy.deepcopy(body), status)
     log.debug("slack_emulator.call", method=method, status=status, ok=body.get("ok"), error=body.get("error"))
     return web.json_response(body, status=status, headers=headers)
@@ -112,5 +116,6 @@ def create_emulator_app(config: EmulatorConfig | None = None) -> web.Application
     app.router.add_route("*", "/api/{method}", web_api)
     app.router.add_get("/state", state_summary)
     add_desk_routes(app)
+    add_oauth_routes(app, state)
     app.cleanup_ctx.append(_desk_session)
     return app

@@ -69,3 +69,8 @@ class EmulatorConfig(BaseModel):
     # Slack gives the app 3 s to answer an interaction and to use its trigger_id.
     gateway_timeout: float = Field(default=3.0, gt=0)
     trigger_ttl: float = Field(default=3.0, gt=0)
+    # The emulated app's OAuth credentials (oauth.py): what `oauth.v2.access` checks, and where
+    # `/oauth/v2/authorize` sends the installer when the request names no redirect_uri.
+    client_id: str = "1234567890.0987654321"
+    client_secret: str = "emulator-client-secret"
+    oauth_redirect_uri: str | None = None

@@ -16,9 +16,12 @@ import secrets
 import time
 from collections import deque
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .config import EmulatedUser, EmulatorConfig
+
+if TYPE_CHECKING:
+    from .oauth import Grant
 
 
 class SlackError(Exception):
@@ -135,6 +138,7 @@ class EmulatorState:
         self.view_errors: dict[str, dict[str, str]] = {}
         self.closed_views: set[str] = set()
         self.read_marks: dict[tuple[str, str], str] = {}
+        self.oauth_grants: dict[str, Grant] = {}  # one-time OAuth codes (oauth.py)
         self.local_changes = 0
         self._faults: dict[str, deque[_Fault]] = {}
         self._next_post_at: dict[str, float] = {}

@@ -14,6 +14,7 @@ from collections.abc import Callable
 from typing import Any
 
 from .config import EmulatedUser
+from .oauth import oauth_v2_access
 from .params import Params, flag, jsonish, paginate, parse_blocks, parse_metadata, window
 from .state import Channel, EmulatorState, SlackError, is_top_level
 
@@ -362,4 +363,5 @@ METHODS: dict[str, Handler] = {
     "views.update": views_update,
     "views.publish": views_publish,
     "reactions.add": reactions_add,
+    "oauth.v2.access": oauth_v2_access,
 }
