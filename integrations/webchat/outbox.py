@@ -17,6 +17,7 @@ from redis.exceptions import RedisError
 
 from gateway.domain import ChannelKind, Conversation, Message, utcnow
 from gateway.ports import Delivery
+from integrations.webchat.hub import wake_channel
 
 log = structlog.get_logger(__name__)
 
@@ -42,6 +43,7 @@ redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[3], n .. '-1', 'f', ARGV[1])
 redis.call('EXPIRE', KEYS[1], ARGV[4])
 redis.call('EXPIRE', KEYS[2], ARGV[4])
 if ARGV[2] ~= '' then redis.call('SET', KEYS[3], n, 'EX', ARGV[4]) end
+redis.call('PUBLISH', ARGV[5], n)
 return n
 """
 
@@ -84,14 +86,15 @@ async def publish(
         dedupe_id or "",
         KEEP,
         TTL_S,
+        wake_channel(conversation_id),
     )
     return int(result)
 
 
 async def read(
-    redis: aioredis.Redis, conversation_id: str, after: int, block_ms: int, count: int = 100
+    redis: aioredis.Redis, conversation_id: str, after: int, block_ms: int | None = None, count: int = 100
 ) -> list[tuple[int, dict[str, Any]]]:
-    """Frames with seq > `after`, waiting up to `block_ms` for the first one."""
+    """Frames with seq > `after` (without `block_ms`: at once, possibly none)."""
     reply: Any = await redis.xread({out_stream(conversation_id): f"{after}-1"}, count=count, block=block_ms)
     streams = list(reply.items()) if isinstance(reply, dict) else (reply or [])  # RESP3 / RESP2
     frames: list[tuple[int, dict[str, Any]]] = []

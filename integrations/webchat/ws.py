@@ -30,6 +30,7 @@ from gateway.domain import Direction as Dir
 from gateway.store import Accepted
 from integrations.webchat import outbox, tokens
 from integrations.webchat.config import WebchatConfig
+from integrations.webchat.hub import WakeHub
 from integrations.webchat.origins import OriginPolicy
 from integrations.webchat.protocol import CLIENT_FRAME, Csat, Ping, SendMessage, Typing, error_frame
 
@@ -41,15 +42,9 @@ FRAME_SLACK = 50
 """Frames of any kind allowed per socket per rate window on top of 5× the message limit; past that the
 socket is closed (typing floods, scripted abuse) — the message rate limit alone only answers errors."""
 TYPING_TTL_S = 6
-
-
-def block_ms_for(redis: aioredis.Redis) -> int:
-    """XREAD BLOCK must finish before the client's socket timeout, or every idle read looks like an outage."""
-    kwargs = redis.connection_pool.connection_kwargs
-    timeout = kwargs.get("socket_timeout", kwargs.get("orig_socket_timeout", 5.0))
-    if timeout is None:
-        return 10_000
-    return max(200, min(10_000, int((float(timeout) - 1.5) * 1000)))
+POLL_S = 5.0
+"""Fallback read interval when no wake-up arrives (pub/sub may drop one; the stream never does)."""
+BATCH = 100
 
 
 class ChatSocket:
@@ -57,8 +52,9 @@ class ChatSocket:
 
     def __init__(
         self, ws: web.WebSocketResponse, claims: tokens.SessionClaims, redis: aioredis.Redis, ingest: Ingest,
-        config: WebchatConfig,
+        config: WebchatConfig, hub: WakeHub,
     ) -> None:
+        self.hub = hub
         self.ws = ws
         self.redis = redis
         self.ingest = ingest
@@ -68,9 +64,9 @@ class ChatSocket:
         self.conversation_id = claims.cid
         self.lock = asyncio.Lock()
         self.reader: asyncio.Task[None] | None = None
+        self.stopping = False
         self.frames: deque[float] = deque()
         self.last_typing = 0.0
-        self.block_ms = block_ms_for(redis)
         self.log = log.bind(conversation_id=claims.cid)
         self.handlers: dict[type, Callable[[Any], Awaitable[None]]] = {
             SendMessage: self.on_message, Typing: self.on_typing, Csat: self.on_csat, Ping: self.on_ping,
@@ -119,11 +115,13 @@ class ChatSocket:
     # --- outbound: the conversation's stream -> socket -------------------------------------------
 
     def follow(self, conversation_id: str, since: int) -> None:
+        self.stopping = False
         self.conversation_id = conversation_id
         self.log = log.bind(conversation_id=conversation_id)
         self.reader = asyncio.create_task(self.pump(conversation_id, since))
 
     async def stop_reader(self) -> None:
+        self.stopping = True
         if self.reader is not None:
             self.reader.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -131,21 +129,32 @@ class ChatSocket:
             self.reader = None
 
     async def pump(self, conversation_id: str, after: int) -> None:
-        failures = 0
-        while not self.ws.closed:
-            try:
-                frames = await outbox.read(self.redis, conversation_id, after, self.block_ms)
-                failures = 0
-            except (RedisError, OSError) as exc:
-                failures += 1
-                self.log.warning("webchat_stream_read_failed", error=str(exc), attempt=failures)
-                await asyncio.sleep(min(0.2 * 2**failures, 5.0))
-                continue
-            for seq, frame in frames:
-                if frame.get("type") == "status" and "eta_minutes" not in frame:
-                    frame["eta_minutes"] = await self.eta(conversation_id)
-                await self.send({**frame, "seq": seq})
-                after = seq
+        wake = await self.hub.watch(conversation_id)
+        try:
+            failures = 0
+            while not self.ws.closed and not self.stopping:
+                wake.clear()  # before reading, so a publish during the read is not missed
+                try:
+                    frames = await outbox.read(self.redis, conversation_id, after, count=BATCH)
+                    failures = 0
+                except (RedisError, OSError) as exc:
+                    failures += 1
+                    self.log.warning("webchat_stream_read_failed", error=str(exc), attempt=failures)
+                    await asyncio.sleep(min(0.2 * 2**failures, 5.0))
+                    continue
+                for seq, frame in frames:
+                    if frame.get("type") == "status" and "eta_minutes" not in frame:
+                        frame["eta_minutes"] = await self.eta(conversation_id)
+                    await self.send({**frame, "seq": seq})
+                    after = seq
+                if len(frames) < BATCH and not self.stopping:
+                    # asyncio.timeout, not wait_for: on 3.11 wait_for can swallow our cancellation when the
+                    # wake-up lands at the same moment, leaving the handler alive until the next poll.
+                    with contextlib.suppress(TimeoutError):
+                        async with asyncio.timeout(POLL_S):
+                            await wake.wait()
+        finally:
+            await self.hub.unwatch(conversation_id, wake)
 
     async def eta(self, conversation_id: str) -> int | None:
         try:
@@ -261,12 +270,14 @@ class SocketEndpoint:
         self.config = config
         self.key = key
         self.policy = policy
+        self.hub = WakeHub(redis)
         self.open: weakref.WeakSet[web.WebSocketResponse] = weakref.WeakSet()
 
     async def close_all(self, app: web.Application) -> None:
         """On shutdown say "going away" (1001) so widgets reconnect elsewhere instead of waiting on a dead socket."""
         for ws in list(self.open):
             await ws.close(code=WSCloseCode.GOING_AWAY, message=b"server shutting down")
+        await self.hub.close()
 
     async def handle(self, request: web.Request) -> web.StreamResponse:
         if not self.policy.allows(request.headers.get("Origin"), request):
@@ -286,6 +297,6 @@ class SocketEndpoint:
         await ws.prepare(request)
         self.open.add(ws)
         log.info("webchat_connected", conversation_id=claims.cid, since=since)
-        await ChatSocket(ws, claims, self.redis, self.ingest, self.config).run(since)
+        await ChatSocket(ws, claims, self.redis, self.ingest, self.config, self.hub).run(since)
         log.info("webchat_disconnected", conversation_id=claims.cid)
         return ws
