@@ -9,6 +9,7 @@ from typing import Any
 import aiohttp
 import redis.asyncio as aioredis
 
+from gateway import keys
 from gateway.domain import ChannelKind, Conversation, Customer, Message
 from integrations.webchat import outbox, publish_status, publish_typing, request_csat, set_eta, tokens
 from tests.test_webchat_support import IDENTITY_SECRET, TOKEN_SECRET, Chat, chat, recv, recv_until, start_chat
@@ -19,6 +20,8 @@ __all__ = ["chat"]
 async def test_message_is_acked_after_ingest_and_stored_once_even_when_resent(chat: Chat) -> None:
     s = await chat.session()
     assert s["_status"] == 200 and s["visitor_id"].startswith("v-") and s["conversation_id"].startswith("conv_")
+    reserved = keys.customer_conversation(f"webchat:{s['visitor_id']}")
+    assert 0 < await chat.redis.ttl(reserved) <= 86400  # a session that never chats leaves nothing behind
     ws = await chat.connect(s["token"])
     await ws.send_json({"type": "message", "client_id": "c1", "text": "Where is my parcel?"})
     ack = await recv_until(ws, "ack")
@@ -29,6 +32,7 @@ async def test_message_is_acked_after_ingest_and_stored_once_even_when_resent(ch
     # The client re-sends (it never saw the ack): accepted once, same ids.
     await ws.send_json({"type": "message", "client_id": "c1", "text": "Where is my parcel?"})
     again = await recv_until(ws, "ack")
+    assert await chat.redis.ttl(reserved) == -1  # kept for good once a message is stored
     assert again["duplicate"] is True and again["message_id"] == ack["message_id"]
     lines = await chat.transcript(s["conversation_id"])
     assert [m["text"] for m in lines] == ["Where is my parcel?"]

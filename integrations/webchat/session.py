@@ -42,6 +42,13 @@ class SessionIn(BaseModel):
     identity: IdentityIn | None = None
 
 
+RESERVATION_TTL_S = 86400
+
+
+def reservation_key(customer_id: str) -> str:
+    return keys.customer_conversation(f"{ChannelKind.WEBCHAT.value}:{customer_id}")
+
+
 def new_visitor_id() -> str:
     return f"v-{secrets.token_hex(16)}"
 
@@ -126,11 +133,13 @@ class SessionEndpoint:
         """Reserve the conversation id the store's ingest will use, so the socket can follow it at once.
 
         The store maps customer → conversation with SET-if-absent semantics in its Lua script; writing
-        that mapping first (NX) is exactly what a first message would do, just earlier.
+        that mapping first (NX) is exactly what a first message would do, just earlier. The reservation
+        expires unless a message arrives (the socket makes it permanent then), so sessions that never
+        chat leave nothing behind.
         """
-        key = keys.customer_conversation(f"{ChannelKind.WEBCHAT.value}:{customer_id}")
+        key = reservation_key(customer_id)
         async with self.redis.pipeline(transaction=True) as pipe:
-            pipe.set(key, new_id("conv"), nx=True)
+            pipe.set(key, new_id("conv"), nx=True, ex=RESERVATION_TTL_S)
             pipe.get(key)
             _, current = await pipe.execute()
         return current.decode() if isinstance(current, bytes) else str(current)

@@ -33,6 +33,7 @@ from integrations.webchat.config import WebchatConfig
 from integrations.webchat.hub import WakeHub
 from integrations.webchat.origins import OriginPolicy
 from integrations.webchat.protocol import CLIENT_FRAME, Csat, Ping, SendMessage, Typing, error_frame
+from integrations.webchat.session import reservation_key
 
 log = structlog.get_logger(__name__)
 
@@ -65,6 +66,8 @@ class ChatSocket:
         self.lock = asyncio.Lock()
         self.reader: asyncio.Task[None] | None = None
         self.stopping = False
+        self.kept = False
+        """whether the session's conversation reservation was made permanent (after the first message)"""
         self.frames: deque[float] = deque()
         self.last_typing = 0.0
         self.log = log.bind(conversation_id=claims.cid)
@@ -199,6 +202,10 @@ class ChatSocket:
             self.log.error("ingest_unavailable", error=str(exc))
             await self.unavailable(cid)
             return
+        if not self.kept:
+            with contextlib.suppress(RedisError, OSError):
+                await self.redis.persist(reservation_key(self.customer_id))
+                self.kept = True
         if accepted.conversation_id != self.conversation_id:
             await self.stop_reader()
             self.follow(accepted.conversation_id, 0)
