@@ -170,3 +170,39 @@ async def test_typing_status_eta_and_csat(chat: Chat, redis: aioredis.Redis) -> 
     await ws.send_json({"type": "ping"})
     assert (await recv(ws))["type"] == "pong"  # the second csat_request was de-duplicated
     await ws.close()
+
+
+async def test_local_mode_needs_no_configuration(redis: aioredis.Redis) -> None:
+    """No secrets, no origins: generated token key, own origin only, and host identities cannot be verified."""
+    import aiohttp as _aiohttp
+    from aiohttp import web
+
+    from gateway.store import ConversationStore
+    from integrations.webchat import WebchatConfig, setup
+    from tests.conftest import free_port
+
+    app = web.Application()
+    async with _aiohttp.ClientSession() as http:
+        setup(app, redis=redis, ingest=ConversationStore(redis, 4).ingest, session=http,
+              config=WebchatConfig(_env_file=None))  # type: ignore[call-arg]
+        runner = web.AppRunner(app, access_log=None)
+        await runner.setup()
+        port = free_port()
+        await web.TCPSite(runner, "127.0.0.1", port).start()
+        url = f"http://127.0.0.1:{port}"
+        try:
+            async with http.get(f"{url}/webchat/widget.js") as r:
+                assert r.status == 200 and "javascript" in r.headers["Content-Type"]
+            async with http.get(f"{url}/webchat/") as r:
+                assert r.status == 200 and "frame-ancestors 'none'" in r.headers["Content-Security-Policy"]
+            async with http.post(f"{url}/webchat/session", json={}, headers={"Origin": url}) as r:
+                s = await r.json()
+            async with http.ws_connect(f"{url}/webchat/ws?token={s['token']}", headers={"Origin": url}) as ws:
+                assert (await recv(ws))["type"] == "hello"
+                await ws.send_json({"type": "message", "client_id": "c1", "text": "hi"})
+                assert (await recv_until(ws, "ack"))["duplicate"] is False
+            async with http.post(f"{url}/webchat/session", json={"identity": {"user_id": "1", "user_hash": "ab"}},
+                                 headers={"Origin": url}) as r:
+                assert r.status == 401
+        finally:
+            await runner.cleanup()
