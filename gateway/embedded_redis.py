@@ -20,6 +20,8 @@ from typing import Any
 import redis.asyncio as aioredis
 import structlog
 
+from gateway.redis_conn import redis_client
+
 log = structlog.get_logger(__name__)
 
 _PR_SET_PDEATHSIG = 1
@@ -96,7 +98,7 @@ class EmbeddedRedis:
             import fakeredis
 
             return fakeredis.FakeAsyncRedis(server=self.fake_server)
-        return aioredis.from_url(self.url)
+        return redis_client(self.url)
 
     async def stop(self) -> None:
         if self.process and self.process.poll() is None:

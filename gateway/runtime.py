@@ -12,11 +12,7 @@ from dataclasses import dataclass, field
 import aiohttp
 import redis.asyncio as aioredis
 import structlog
-from redis.asyncio.retry import Retry
-from redis.backoff import ExponentialBackoff
-from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError
-from redis.exceptions import TimeoutError as RedisTimeoutError
 from slack_sdk.web.async_client import AsyncWebClient
 
 from gateway.desk_ops import DeskOps
@@ -25,6 +21,7 @@ from gateway.embedded_redis import EmbeddedRedis
 from gateway.pipeline import Pipeline
 from gateway.policy_store import PolicyStore
 from gateway.ports import Automation, CustomerChannel
+from gateway.redis_conn import redis_client
 from gateway.settings import ConfigError, Settings
 from gateway.sla import SlaTracker
 from gateway.store import ConversationStore
@@ -33,6 +30,7 @@ from integrations.automation.kb import KnowledgeBaseError, load_kb
 from integrations.automation.webhook import WebhookAutomation
 from integrations.slack.desk import SlackDesk, make_client
 from integrations.slack.emulator import EmulatorConfig
+from integrations.slack.pacing import ChannelPacer
 from integrations.webhook.callback import ApiCallbackChannel
 from learners.service import LearnerScorer
 from router.policy import Policy, PolicyError, load_policy
@@ -104,16 +102,7 @@ def slack_setup(settings: Settings, policy: Policy) -> SlackSetup:
 
 async def connect_redis(settings: Settings, allow_embedded: bool) -> tuple[aioredis.Redis, EmbeddedRedis | None]:
     if settings.redis_url:
-        client = aioredis.from_url(
-            settings.redis_url,
-            health_check_interval=10,
-            socket_timeout=5,
-            # A pooled connection that died with a Redis restart is retried on a fresh one. Ingest
-            # de-duplicates and side effects sit behind effect markers, so a retried write cannot
-            # double what a customer or agent sees.
-            retry=Retry(ExponentialBackoff(cap=0.5, base=0.05), retries=2),
-            retry_on_error=[RedisConnectionError, RedisTimeoutError],
-        )
+        client = redis_client(settings.redis_url)
         for attempt in range(STARTUP_RETRIES):
             try:
                 await client.ping()
@@ -159,7 +148,10 @@ async def build_runtime(settings: Settings, allow_embedded: bool = True) -> Runt
     policy = await policies.bootstrap(policy)
     slack = slack_setup(settings, policy)
     client = make_client(slack.token, slack.api_url)
-    desk = SlackDesk(client, create_missing=slack.emulator is not None, skills=tuple(policy.skills))
+    desk = SlackDesk(
+        client, create_missing=slack.emulator is not None, skills=tuple(policy.skills),
+        pacer=ChannelPacer(rate=settings.slack_channel_rate, burst=3),
+    )
     session = aiohttp.ClientSession()
     api_secret = (settings.api_secret or settings.ensure_local_secret("api")).get_secret_value()
     if settings.api_secret is None:

@@ -33,7 +33,7 @@ def make_settings(redis_url: str, data_dir: Path, **extra: Any) -> Settings:
         partitions=4,
         lease_ms=1500,
         reclaim_idle_ms=500,
-        **extra,
+        **{"slack_channel_rate": 100.0, **extra},
     )
 
 
@@ -72,7 +72,7 @@ class Gateway:
     async def close(self) -> None:
         self.stop.set()
         if self.worker_task is not None:
-            await asyncio.wait_for(self.worker_task, timeout=10)
+            await asyncio.wait_for(self.worker_task, timeout=30)
         await self.session.close()
         await self.runner.cleanup()
         await self.rt.close()

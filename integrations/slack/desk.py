@@ -18,35 +18,59 @@ from gateway.domain import Conversation, Decision, Message
 from gateway.ports import CardRef
 from integrations.slack.card import ContextCard
 from integrations.slack.escape import quote
+from integrations.slack.pacing import ChannelPacer
 
 log = structlog.get_logger(__name__)
 
 
-def make_client(token: str, base_url: str | None = None) -> AsyncWebClient:
-    """A client that rides out 429s and brief outages.
+def make_client(token: str, base_url: str | None = None, rate_limit_retries: bool = True) -> AsyncWebClient:
+    """A client that rides out brief outages, and 429s unless the caller paces itself.
 
-    Passing `retry_handlers` replaces slack_sdk's default (connection errors only), so all three are
-    listed explicitly.
+    Passing `retry_handlers` replaces slack_sdk's default (connection errors only), so every handler
+    we want is listed explicitly.
     """
     kwargs: dict[str, Any] = {"token": token, "timeout": 10}
     if base_url:
         kwargs["base_url"] = base_url
-    return AsyncWebClient(
-        **kwargs,
-        retry_handlers=[
-            AsyncConnectionErrorRetryHandler(max_retry_count=3),
-            AsyncRateLimitErrorRetryHandler(max_retry_count=5),
-            AsyncServerErrorRetryHandler(max_retry_count=3),
-        ],
-    )
+    handlers: list[Any] = [
+        AsyncConnectionErrorRetryHandler(max_retry_count=3),
+        AsyncServerErrorRetryHandler(max_retry_count=3),
+    ]
+    if rate_limit_retries:
+        handlers.append(AsyncRateLimitErrorRetryHandler(max_retry_count=3))
+    return AsyncWebClient(**kwargs, retry_handlers=handlers)
 
 
 class SlackDesk:
-    def __init__(self, client: AsyncWebClient, create_missing: bool = False, skills: Sequence[str] = ()) -> None:
+    def __init__(
+        self,
+        client: AsyncWebClient,
+        create_missing: bool = False,
+        skills: Sequence[str] = (),
+        pacer: ChannelPacer | None = None,
+    ) -> None:
         self.client = client
         self.create_missing = create_missing
         self.skills = tuple(skills)
+        self.pacer = pacer or ChannelPacer()
+        # Posting has its own client without slack_sdk's 429 retry: a 429 must pause the whole channel
+        # in the pacer, not just the one request that happened to get it.
+        self._poster = make_client(client.token or "", client.base_url, rate_limit_retries=False)
         self._ids: dict[str, str] = {}
+
+    async def _post(self, **kwargs: Any) -> Any:
+        """Every chat.postMessage goes through the channel's pacer; a 429 pauses that channel."""
+        channel = str(kwargs["channel"])
+        while True:
+            await self.pacer.acquire(channel)
+            try:
+                return await self._poster.chat_postMessage(**kwargs)
+            except SlackApiError as exc:
+                if exc.response.status_code != 429:
+                    raise
+                retry_after = float(exc.response.headers.get("Retry-After", 1) or 1)
+                log.warning("slack_rate_limited", channel=channel, retry_after=retry_after)
+                self.pacer.pause(channel, retry_after)
 
     async def _refresh(self) -> None:
         cursor: str | None = None
@@ -82,7 +106,7 @@ class SlackDesk:
     ) -> CardRef:
         card = self.card(conversation, decision, history)
         channel = await self.channel_id(decision.channel or "")
-        resp = await self.client.chat_postMessage(
+        resp = await self._post(
             channel=channel,
             text=card.fallback_text(),
             blocks=card.to_dicts(),
@@ -113,7 +137,7 @@ class SlackDesk:
         """Our own line in the card's thread (never customer text)."""
         if not (conversation.slack_channel and conversation.card_ts):
             return None
-        resp = await self.client.chat_postMessage(
+        resp = await self._post(
             channel=conversation.slack_channel, thread_ts=conversation.card_ts, text=text,
             reply_broadcast=broadcast,
         )
@@ -143,7 +167,7 @@ class SlackDesk:
     async def post_in_thread(self, conversation: Conversation, message: Message) -> str:
         if not (conversation.slack_channel and conversation.card_ts):
             raise ValueError("conversation has no card to thread under")
-        resp = await self.client.chat_postMessage(
+        resp = await self._post(
             channel=conversation.slack_channel,
             thread_ts=conversation.card_ts,
             text=f"*Customer* ({message.channel.value}):\n{quote(message.text, 2800)}",

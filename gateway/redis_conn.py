@@ -1,0 +1,26 @@
+"""The one way every process connects to Redis."""
+
+from __future__ import annotations
+
+import redis.asyncio as aioredis
+from redis.asyncio.retry import Retry
+from redis.backoff import ExponentialBackoff
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
+
+
+def redis_client(url: str, max_connections: int = 64) -> aioredis.Redis:
+    """A bounded pool that waits for a free connection under bursts instead of failing at once."""
+    pool = aioredis.BlockingConnectionPool.from_url(
+        url,
+        max_connections=max_connections,
+        timeout=5,
+        health_check_interval=10,
+        socket_timeout=5,
+        # A pooled connection that died with a Redis restart is retried on a fresh one. Ingest
+        # de-duplicates and side effects sit behind effect markers, so a retried write cannot
+        # double what a customer or agent sees.
+        retry=Retry(ExponentialBackoff(cap=0.5, base=0.05), retries=2),
+        retry_on_error=[RedisConnectionError, RedisTimeoutError],
+    )
+    return aioredis.Redis(connection_pool=pool)
