@@ -74,7 +74,7 @@ async def redis(redis_url: str) -> AsyncIterator[aioredis.Redis]:
 
 
 @pytest.fixture
-async def gateway(redis: aioredis.Redis, redis_url: str, tmp_path):  # type: ignore[no-untyped-def]
+async def gateway(redis: aioredis.Redis, redis_url: str, tmp_path: Any) -> AsyncIterator[Any]:
     from tests.harness import make_settings, start_gateway
 
     gw = await start_gateway(make_settings(redis_url, tmp_path))
