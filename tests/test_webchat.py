@@ -206,3 +206,19 @@ async def test_local_mode_needs_no_configuration(redis: aioredis.Redis) -> None:
                 assert r.status == 401
         finally:
             await runner.cleanup()
+
+
+async def test_frames_arrive_after_the_wake_up_connection_is_killed(chat: Chat, redis: aioredis.Redis) -> None:
+    s = await chat.session()
+    ws = await chat.connect(s["token"])
+    await chat.reply(s["conversation_id"], s["visitor_id"], "before")
+    assert (await recv_until(ws, "message"))["text"] == "before"
+    killed = await redis.client_kill_filter(_type="pubsub")
+    assert killed >= 1
+    started = time.monotonic()
+    await chat.reply(s["conversation_id"], s["visitor_id"], "after")
+    frame = await recv_until(ws, "message", timeout=8)
+    assert frame["text"] == "after" and time.monotonic() - started < 6.5
+    await chat.reply(s["conversation_id"], s["visitor_id"], "again")
+    assert (await recv_until(ws, "message", timeout=3))["text"] == "again"  # wake-ups are back
+    await ws.close()

@@ -83,6 +83,7 @@ class WakeHub:
                     channel = channel.decode() if isinstance(channel, bytes) else str(channel)
                     for event in self.waiters.get(channel.removeprefix(WAKE_PREFIX), ()):
                         event.set()
+                await asyncio.sleep(0.1)  # listen() ended (no subscriptions left): do not spin
             except (RedisError, OSError) as exc:
                 failures += 1
                 log.warning("webchat_wake_listener_failed", error=str(exc), attempt=failures)
