@@ -12,6 +12,7 @@ from integrations.slack.bolt_app import create_bolt_app, events_handler
 from integrations.slack.emulator import create_emulator_app
 from integrations.slack.listeners import DeskContext
 from integrations.slack.listeners import register as register_desk
+from integrations.slack.oauth import oauth_routes
 from integrations.webhook.api import make_handler
 
 log = structlog.get_logger(__name__)
@@ -39,7 +40,8 @@ async def readyz(request: web.Request) -> web.Response:
 def create_app(rt: Runtime) -> web.Application:
     app = web.Application(client_max_size=rt.settings.max_body_bytes)
     app[RUNTIME] = rt
-    bolt = create_bolt_app(rt.client, rt.slack.signing_secret)
+    bolt = create_bolt_app(rt.client, rt.slack.signing_secret, rt.oauth)
+    app.add_routes(oauth_routes(bolt))
     register_desk(
         bolt,
         DeskContext(redis=rt.redis, store=rt.store, ops=rt.ops, desk=rt.desk, agents=rt.settings.agents,

@@ -15,7 +15,7 @@ from aiohttp import web
 from gateway import send
 from gateway.app import create_app
 from gateway.logging import configure_logging
-from gateway.runtime import Runtime, build_runtime
+from gateway.runtime import Runtime, build_runtime, install_token
 from gateway.settings import ConfigError, Settings, load_settings
 from gateway.worker import Worker
 
@@ -71,6 +71,10 @@ async def run(settings: Settings, roles: set[str]) -> None:
             await web.TCPSite(runner, settings.host, settings.port).start()
             log.info("web_listening", url=f"http://{settings.host}:{settings.port}", roles=sorted(roles))
         if "worker" in roles:
+            if rt.settings.slack_oauth_enabled:
+                while not await install_token(rt) and not stop.is_set():
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(stop.wait(), timeout=5)
             await _ensure_channels(rt, stop)
             worker = Worker(rt.redis, rt.pipeline, settings.partitions, settings.lease_ms, settings.reclaim_idle_ms)
             tasks.append(asyncio.create_task(worker.run(stop), name="worker"))

@@ -13,6 +13,7 @@ import aiohttp
 import redis.asyncio as aioredis
 import structlog
 from redis.exceptions import RedisError
+from slack_bolt.oauth.async_oauth_settings import AsyncOAuthSettings
 from slack_sdk.web.async_client import AsyncWebClient
 
 from gateway.desk_ops import DeskOps
@@ -30,6 +31,8 @@ from integrations.automation.kb import KnowledgeBaseError, load_kb
 from integrations.automation.webhook import WebhookAutomation
 from integrations.slack.desk import SlackDesk, make_client
 from integrations.slack.emulator import EmulatorConfig
+from integrations.slack.oauth import OAuthConfigError
+from integrations.slack.oauth import build as build_oauth
 from integrations.slack.pacing import ChannelPacer
 from integrations.webhook.callback import ApiCallbackChannel
 from learners.service import LearnerScorer
@@ -67,6 +70,7 @@ class Runtime:
     ops: DeskOps
     sla: SlaTracker
     api_secret: str
+    oauth: AsyncOAuthSettings | None = None
     embedded: EmbeddedRedis | None = None
     closers: list[object] = field(default_factory=list)
 
@@ -79,9 +83,10 @@ class Runtime:
 
 def slack_setup(settings: Settings, policy: Policy) -> SlackSetup:
     if settings.slack_configured:
-        assert settings.slack_bot_token is not None and settings.slack_signing_secret is not None
+        assert settings.slack_signing_secret is not None
         return SlackSetup(
-            token=settings.slack_bot_token.get_secret_value(),
+            # With OAuth the token comes from the installation store (see `install_token`).
+            token=settings.slack_bot_token.get_secret_value() if settings.slack_bot_token else "",
             signing_secret=settings.slack_signing_secret.get_secret_value(),
             api_url=settings.slack_api_url,
         )
@@ -123,6 +128,19 @@ async def connect_redis(settings: Settings, allow_embedded: bool) -> tuple[aiore
     return embedded.client(), embedded
 
 
+async def install_token(rt: Runtime) -> bool:
+    """OAuth mode: the desk posts with the bot token the home workspace installed, once it exists."""
+    if not (rt.settings.slack_oauth_enabled and rt.settings.slack_team_id and rt.oauth is not None):
+        return False
+    store = rt.oauth.installation_store
+    bot = await store.async_find_bot(enterprise_id=None, team_id=rt.settings.slack_team_id)
+    if bot is None or not bot.bot_token:
+        log.warning("slack_not_installed", team_id=rt.settings.slack_team_id, install_path="/slack/install")
+        return False
+    rt.client.token = rt.desk.poster.token = bot.bot_token
+    return True
+
+
 def make_automation(settings: Settings, policy: Policy, session: aiohttp.ClientSession) -> Automation | None:
     """Table of automation back-ends; `off` routes everything to humans."""
     if settings.automation == "webhook":
@@ -147,6 +165,10 @@ async def build_runtime(settings: Settings, allow_embedded: bool = True) -> Runt
     policies = PolicyStore(redis)
     policy = await policies.bootstrap(policy)
     slack = slack_setup(settings, policy)
+    try:
+        oauth = build_oauth(redis)
+    except OAuthConfigError as exc:
+        raise ConfigError(str(exc)) from None
     client = make_client(slack.token, slack.api_url)
     desk = SlackDesk(
         client, create_missing=slack.emulator is not None, skills=tuple(policy.skills),
@@ -172,5 +194,5 @@ async def build_runtime(settings: Settings, allow_embedded: bool = True) -> Runt
     return Runtime(
         settings=settings, redis=redis, policy=policy, policies=policies, store=store, slack=slack,
         client=client, desk=desk, session=session, pipeline=pipeline, api_secret=api_secret, embedded=embedded,
-        ops=DeskOps(redis, store, policies, sla), sla=sla,
+        ops=DeskOps(redis, store, policies, sla), sla=sla, oauth=oauth,
     )

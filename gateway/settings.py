@@ -39,6 +39,8 @@ class Settings(BaseSettings):
     slack_bot_token: SecretStr | None = Field(default=None, validation_alias=_env("SLACK_BOT_TOKEN"))
     slack_signing_secret: SecretStr | None = Field(default=None, validation_alias=_env("SLACK_SIGNING_SECRET"))
     slack_app_token: SecretStr | None = Field(default=None, validation_alias=_env("SLACK_APP_TOKEN"))
+    slack_oauth_enabled: bool = Field(default=False, validation_alias=_env("SLACK_OAUTH_ENABLED"))
+    slack_team_id: str | None = Field(default=None, pattern=r"^[TE][A-Z0-9]+$", validation_alias=_env("SLACK_TEAM_ID"))
     slack_api_url: str | None = Field(default=None, validation_alias=_env("SLACK_API_URL"))
 
     policy_file: Path | None = Field(default=None, validation_alias=_env("SWITCHBOARD_POLICY_FILE"))
@@ -125,6 +127,8 @@ class Settings(BaseSettings):
     def _slack_pair(self) -> Settings:
         if self.slack_bot_token and not self.slack_signing_secret:
             raise ValueError("SLACK_SIGNING_SECRET is required when SLACK_BOT_TOKEN is set")
+        if self.slack_oauth_enabled and not (self.slack_signing_secret and self.slack_team_id):
+            raise ValueError("SLACK_SIGNING_SECRET and SLACK_TEAM_ID are required when SLACK_OAUTH_ENABLED is true")
         if self.automation == "webhook" and not (self.bot_webhook_url and self.bot_webhook_secret):
             raise ValueError(
                 "SWITCHBOARD_BOT_WEBHOOK_URL and SWITCHBOARD_BOT_WEBHOOK_SECRET are required "
@@ -135,7 +139,7 @@ class Settings(BaseSettings):
     @property
     def slack_configured(self) -> bool:
         """Real Slack (or an explicitly configured API URL); otherwise the emulator is mounted locally."""
-        return self.slack_bot_token is not None
+        return self.slack_bot_token is not None or self.slack_oauth_enabled
 
     def secret_values(self) -> list[str]:
         """Every secret in force, for the log redactor."""

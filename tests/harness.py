@@ -53,6 +53,7 @@ class Gateway:
 
     @property
     def slack(self) -> EmulatorState:
+        """The mounted emulator's workspace (local mode only)."""
         return self.app[EMULATOR][EMULATOR_STATE]
 
     async def post_message(
@@ -78,13 +79,14 @@ class Gateway:
         await self.rt.close()
 
 
-async def start_gateway(settings: Settings, with_worker: bool = True) -> Gateway:
+async def start_gateway(settings: Settings, with_worker: bool = True, ensure_channels: bool = True) -> Gateway:
     rt = await build_runtime(settings, allow_embedded=False)
     app = create_app(rt)
     runner = web.AppRunner(app, access_log=None)
     await runner.setup()
     await web.TCPSite(runner, "127.0.0.1", settings.port).start()
-    await rt.desk.ensure_channels(rt.policy.channels())
+    if ensure_channels:
+        await rt.desk.ensure_channels(rt.policy.channels())
     gw = Gateway(settings, rt, runner, app, aiohttp.ClientSession())
     if with_worker:
         gw.start_worker()

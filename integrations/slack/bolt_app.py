@@ -11,15 +11,20 @@ from collections.abc import Awaitable, Callable
 from aiohttp import web
 from slack_bolt.adapter.aiohttp import to_aiohttp_response, to_bolt_request
 from slack_bolt.async_app import AsyncApp
+from slack_bolt.oauth.async_oauth_settings import AsyncOAuthSettings
 from slack_sdk.web.async_client import AsyncWebClient
 
 
-def create_bolt_app(client: AsyncWebClient, signing_secret: str) -> AsyncApp:
+def create_bolt_app(
+    client: AsyncWebClient, signing_secret: str, oauth_settings: AsyncOAuthSettings | None = None
+) -> AsyncApp:
+    """With OAuth settings, bolt authorizes each request with the installing workspace's token."""
     return AsyncApp(
         client=client,
         signing_secret=signing_secret,
         request_verification_enabled=True,
         raise_error_for_unhandled_request=False,
+        oauth_settings=oauth_settings,
     )
 
 

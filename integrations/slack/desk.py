@@ -55,7 +55,7 @@ class SlackDesk:
         self.pacer = pacer or ChannelPacer()
         # Posting has its own client without slack_sdk's 429 retry: a 429 must pause the whole channel
         # in the pacer, not just the one request that happened to get it.
-        self._poster = make_client(client.token or "", client.base_url, rate_limit_retries=False)
+        self.poster = make_client(client.token or "", client.base_url, rate_limit_retries=False)
         self._ids: dict[str, str] = {}
 
     async def _post(self, **kwargs: Any) -> Any:
@@ -64,7 +64,7 @@ class SlackDesk:
         while True:
             await self.pacer.acquire(channel)
             try:
-                return await self._poster.chat_postMessage(**kwargs)
+                return await self.poster.chat_postMessage(**kwargs)
             except SlackApiError as exc:
                 if exc.response.status_code != 429:
                     raise
