@@ -207,3 +207,27 @@ async def test_app_home_publishes_queue_stats_and_models(cmd_gw: Gateway) -> Non
     call = (await eventually(lambda: cmd_gw.slack.calls_to("views.publish")))[0]
     view = json.dumps(call.params, ensure_ascii=False)
     assert "waiting *0*" in view and "breaching" in view and "Last 24h" in view and "Model health" in view
+
+
+async def test_models_shows_the_newest_published_snapshot(cmd_gw: Gateway) -> None:
+    from learners.snapshot import RedisLock, new_learners, publish
+
+    lock = RedisLock(cmd_gw.rt.redis)
+    assert await lock.acquire()
+    version = await publish(cmd_gw.rt.redis, new_learners(), lock)
+    models = await Slash(cmd_gw).text("models")
+    assert f"snapshot v{version}" in models and "old)" in models
+
+
+async def test_emulator_desk_slash_box_runs_a_preview_and_its_apply_button(cmd_gw: Gateway) -> None:
+    """The desk page's slash box and buttons go through the emulator's Desk: same signed requests."""
+    from gateway.app import EMULATOR
+    from integrations.slack.emulator.deskweb import DESK
+
+    desk = cmd_gw.app[EMULATOR][DESK]
+    assert await desk.slash("/switchboard", "threshold urgent 0.9 --dry-run", user="U0ALICE",
+                            channel="support-leads") == 200
+    preview = (await eventually(lambda: [e for e in cmd_gw.slack.ephemerals if "Preview" in json.dumps(e)]))[0]
+    assert await desk.click("support-leads", preview["message_ts"], "sb_policy_apply", user="U0ALICE") == 200
+    await eventually(lambda: [e for e in cmd_gw.slack.ephemerals if "Applied" in e["text"]])
+    assert (await cmd_gw.rt.policies.current(force=True)).thresholds.urgent == 0.9

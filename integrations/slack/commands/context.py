@@ -69,6 +69,17 @@ class CommandContext:
             scheduler=rt.sla.scheduler, settings=rt.settings, client=rt.client, desk=rt.desk, command=command,
         )
 
+    async def model_health(self) -> dict[str, dict[str, Any]] | None:
+        """Health of the newest published models: a web-only process never hot-swaps on its own, so
+        pull the latest snapshot first (a no-op when nothing newer exists)."""
+        if self.scorer is None:
+            return None
+        try:
+            await self.scorer.refresh(self.redis)
+        except Exception as exc:  # a bad snapshot must not break `models`; health shows what is served
+            log.warning("model_refresh_failed", error=repr(exc))
+        return self.scorer.health()
+
     @property
     def local_mode(self) -> bool:
         return not self.settings.slack_configured

@@ -66,9 +66,10 @@ async def _history(ctx: CommandContext, req: Request) -> Answer:
 
 
 async def _models(ctx: CommandContext, req: Request) -> Answer:
-    if ctx.scorer is None:
+    health = await ctx.model_health()
+    if health is None:
         return Answer("No learners in this process (the scorer is rules only).")
-    return Answer(fmt.models_text(ctx.scorer.health()))
+    return Answer(fmt.models_text(health))
 
 
 async def _stats(ctx: CommandContext, req: Request) -> Answer:

@@ -33,6 +33,7 @@ async def home_view(ctx: CommandContext) -> dict[str, Any]:
     day = await stats.compute(ctx.redis, stats.WINDOWS["24h"])
     policy = await ctx.policies.current()
     canary = await ctx.policies.canary()
+    health = await ctx.model_health()
     blocks: list[dict[str, Any]] = [
         {"type": "header", "text": {"type": "plain_text", "text": "Switchboard"}},
         fmt.section(f"*Queue* · waiting *{q['waiting']}* · claimed *{q['claimed']}* · breaching "
@@ -40,7 +41,7 @@ async def home_view(ctx: CommandContext) -> dict[str, Any]:
         {"type": "divider"},
         fmt.section("\n".join(["*Last 24h*", *fmt.stats_lines(day)])),
         {"type": "divider"},
-        fmt.section(fmt.models_text(ctx.scorer.health()) if ctx.scorer else "*Model health*\nRules only."),
+        fmt.section(fmt.models_text(health) if health is not None else "*Model health*\nRules only."),
         fmt.context(f"Policy v{policy.version}" + (f" · {fmt.canary_text(canary)}" if canary else "")
                     + f" · `{ctx.command} help` for commands"),
     ]
