@@ -73,4 +73,4 @@ def register(bolt: AsyncApp, ctx: CommandContext) -> None:
     @bolt.event("app_home_opened")
     async def home(event: dict[str, Any], client: AsyncWebClient) -> None:
         if event.get("tab", "home") == "home":
-            await publish_home(ctx, str(event["user"]))
+            await publish_home(ctx, str(event["user"]), client)

@@ -48,8 +48,9 @@ async def home_view(ctx: CommandContext) -> dict[str, Any]:
     return {"type": "home", "blocks": blocks}
 
 
-async def publish_home(ctx: CommandContext, user: str) -> None:
-    await ctx.client.views_publish(user_id=user, view=await home_view(ctx))
+async def publish_home(ctx: CommandContext, user: str, client: AsyncWebClient | None = None) -> None:
+    """`client` is the listener's (the opening user's workspace, when installed by OAuth)."""
+    await (client or ctx.client).views_publish(user_id=user, view=await home_view(ctx))
     log.info("app_home_published", user=user)
 
 
