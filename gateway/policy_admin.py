@@ -72,6 +72,9 @@ class Pending:
     base_version: int
     proposed: Policy
     canary_share: float | None = None
+    action: str = "change"
+    """What applying does: "change" (set the policy), "undo" (audited as an undo), "canary_promote"."""
+    undoes: str = ""
 
 
 def validation_line(exc: ValidationError | ValueError) -> str:
@@ -164,7 +167,8 @@ class PolicyAdmin:
 
         return await self._commit(user, "change", make)
 
-    async def apply_exact(self, proposed: Policy, base_version: int, user: str, summary: str) -> Applied:
+    async def apply_exact(self, proposed: Policy, base_version: int, user: str, summary: str,
+                          action: str = "change", **detail: Any) -> Applied:
         """Apply a previewed policy only if the live version is still the one it was previewed on."""
 
         def make(live: Policy, canary: Canary | None) -> tuple[Policy, None, str]:
@@ -175,7 +179,18 @@ class PolicyAdmin:
                 )
             return proposed, None, summary
 
-        return await self._commit(user, "change", make)
+        return await self._commit(user, action, make, **detail)
+
+    async def undo_preview(self) -> tuple[str, Policy, str]:
+        """(summary, policy an undo would restore, history entry it undoes), for `undo --dry-run`."""
+        target = await self._undo_target()
+        if target is None:
+            raise ChangeError("nothing to undo: no policy change in the history")
+        entry_id, fields = target
+        live = await self.policies.current(force=True)
+        data = Policy.from_json(fields["before"]).model_dump(mode="json")
+        data["version"] = live.version + 1
+        return f"undo: {fields['summary']}", Policy.model_validate(data), entry_id
 
     async def undo(self, user: str) -> Applied:
         """Re-apply the policy from before the newest change not yet undone, as a new version."""
@@ -257,15 +272,16 @@ class PolicyAdmin:
     # -- previews waiting for "Apply" ---------------------------------------------------------
 
     async def stash(self, user: str, summary: str, base_version: int, proposed: Policy,
-                    canary_share: float | None = None) -> Pending:
+                    canary_share: float | None = None, action: str = "change", undoes: str = "") -> Pending:
         token = secrets.token_urlsafe(12)
         data = {"user": user, "summary": summary, "base_version": base_version,
-                "proposed": proposed.model_dump(mode="json"), "canary_share": canary_share}
+                "proposed": proposed.model_dump(mode="json"), "canary_share": canary_share,
+                "action": action, "undoes": undoes}
         async with self.redis.pipeline(transaction=True) as pipe:
             pipe.set(pending_key(token), json.dumps(data), ex=PENDING_TTL_S)
             pipe.set(pending_user_key(user), token, ex=PENDING_TTL_S)
             await pipe.execute()
-        return Pending(token, user, summary, base_version, proposed, canary_share)
+        return Pending(token, user, summary, base_version, proposed, canary_share, action, undoes)
 
     async def pending(self, token: str | None = None, user: str | None = None) -> Pending | None:
         if token is None and user is not None:
@@ -279,11 +295,20 @@ class PolicyAdmin:
         data = json.loads(raw)
         share = data.get("canary_share")
         return Pending(token, data["user"], data["summary"], int(data["base_version"]),
-                       Policy.model_validate(data["proposed"]), float(share) if share is not None else None)
+                       Policy.model_validate(data["proposed"]), float(share) if share is not None else None,
+                       str(data.get("action", "change")), str(data.get("undoes", "")))
 
     async def apply_pending(self, pending: Pending, user: str) -> Applied:
         """Commit a preview (once: the token is consumed only when the commit succeeds)."""
-        if pending.canary_share is not None:
+        if pending.action == "canary_promote":
+            canary = await self.policies.canary(force=True)
+            if canary is None or canary.policy != pending.proposed:
+                raise ChangeError("stale preview: that canary is no longer running")
+            applied = await self.promote_canary(user)
+        elif pending.action == "undo":
+            applied = await self.apply_exact(pending.proposed, pending.base_version, user, pending.summary,
+                                             "undo", undoes=pending.undoes)
+        elif pending.canary_share is not None:
             change = Change(pending.summary, lambda p: pending.proposed)
             applied = await self.start_canary(change, pending.canary_share, user, pending.proposed,
                                               pending.base_version)

@@ -231,3 +231,27 @@ async def test_emulator_desk_slash_box_runs_a_preview_and_its_apply_button(cmd_g
     assert await desk.click("support-leads", preview["message_ts"], "sb_policy_apply", user="U0ALICE") == 200
     await eventually(lambda: [e for e in cmd_gw.slack.ephemerals if "Applied" in e["text"]])
     assert (await cmd_gw.rt.policies.current(force=True)).thresholds.urgent == 0.9
+
+
+async def test_undo_and_promote_can_be_previewed_first(cmd_gw: Gateway) -> None:
+    slash = Slash(cmd_gw)
+    live = await cmd_gw.rt.policies.current()
+    for i in range(3):
+        await store_conversation(cmd_gw.rt.store, f"invoice {i}, I want a human", scores("billing"), policy=live)
+    await slash.text("route billing #support-payments")
+    preview = await slash("undo --dry-run")
+    dumped = json.dumps(preview, ensure_ascii=False)
+    assert "Preview:* undo: route billing → #support-payments" in dumped
+    assert "*3* would route differently" in dumped and "#support-payments → #support-billing: 3" in dumped
+    assert (await cmd_gw.rt.policies.current(force=True)).skills["billing"].channel == "support-payments"
+    assert (await slash.click_apply(LEAD, apply_token(preview)))["text"].startswith("✅ Applied: undo:")
+    assert (await cmd_gw.rt.policies.current(force=True)).skills["billing"].channel == "support-billing"
+    assert "nothing to undo" in await slash.text("undo")  # the previewed undo counts as the undo
+    await slash.text("automation pause billing --canary 20%")
+    promote = await slash("canary promote --dry-run")
+    assert "promote canary: automation pause billing" in json.dumps(promote, ensure_ascii=False)
+    assert await cmd_gw.rt.policies.canary(force=True) is not None
+    assert "Applied: promote canary" in (await slash.click_apply(LEAD, apply_token(promote)))["text"]
+    assert (await cmd_gw.rt.policies.current(force=True)).skills["billing"].automation_paused
+    assert "has nothing to preview" in await slash.text("apply --dry-run")
+    assert "dropping a canary only stops it" in await slash.text("canary drop --dry-run")

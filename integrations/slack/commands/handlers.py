@@ -19,6 +19,7 @@ from integrations.slack.commands.changes import BUILDERS
 from integrations.slack.commands.context import CommandContext, Role
 from integrations.slack.commands.grammar import Parsed, UsageError
 from integrations.slack.commands.replay import recent_conversations, replay
+from router.policy import Policy
 
 log = structlog.get_logger(__name__)
 
@@ -93,7 +94,23 @@ def _applied_line(user: str, applied: Applied) -> str:
            f"v{applied.after.version})"
 
 
+async def _preview(ctx: CommandContext, req: Request, summary: str, proposed: Policy, live: Policy,
+                   canary: float | None = None, action: str = "change", undoes: str = "") -> Answer:
+    """Replay recent conversations with `proposed` vs `live`; leads get an Apply button for it."""
+    conversations = await recent_conversations(ctx.redis, ctx.store, ctx.dry_run_n)
+    result = replay(conversations, live, proposed, ctx.scorer)
+    log.info("policy_dry_run", user=req.user, summary=summary, replayed=result.replayed, changed=result.changed,
+             conversation_ids=[e.conversation_id for e in result.examples])
+    pending = await ctx.admin.stash(req.user, summary, live.version, proposed, canary, action, undoes) \
+        if req.role.lead else None
+    return Answer(fmt.dry_run_text(summary, result), fmt.dry_run_blocks(summary, result, pending, canary))
+
+
 async def _undo(ctx: CommandContext, req: Request) -> Answer:
+    if req.parsed.dry_run:
+        summary, proposed, entry_id = await ctx.admin.undo_preview()
+        return await _preview(ctx, req, summary, proposed, await ctx.policies.current(), undoes=entry_id,
+                              action="undo")
     applied = await ctx.admin.undo(req.user)
     line = _applied_line(req.user, applied)
     return Answer(f"↩️ {applied.summary}: policy is now v{applied.after.version}.", announce=line)
@@ -139,6 +156,13 @@ async def _canary(ctx: CommandContext, req: Request) -> Answer:
         return Answer(fmt.stats_text("7d (canary arms)", await stats.compute(ctx.redis, 7 * 86400), arms, canary))
     if op not in ("promote", "drop"):
         raise UsageError("usage: canary status|promote|drop")
+    if op == "drop" and req.parsed.dry_run:
+        raise UsageError("--dry-run previews changes; dropping a canary only stops it (see `canary status`)")
+    running = await ctx.policies.canary(force=True)
+    if op == "promote" and req.parsed.dry_run and running is not None:
+        live = await ctx.policies.current()
+        return await _preview(ctx, req, f"promote canary: {running.summary}", running.policy, live,
+                              action="canary_promote")
     _need_lead(req.role)
     if op == "promote":
         applied = await ctx.admin.promote_canary(req.user)
@@ -154,15 +178,7 @@ async def _change(ctx: CommandContext, req: Request) -> Answer:
     change = await BUILDERS[p.verb](p.args, ctx)
     if p.dry_run:
         live = await ctx.policies.current(force=True)
-        proposed = build_checked(change, live)
-        conversations = await recent_conversations(ctx.redis, ctx.store, ctx.dry_run_n)
-        result = replay(conversations, live, proposed, ctx.scorer)
-        log.info("policy_dry_run", user=req.user, summary=change.summary, replayed=result.replayed,
-                 changed=result.changed)
-        pending = await ctx.admin.stash(req.user, change.summary, live.version, proposed, p.canary) \
-            if req.role.lead else None
-        blocks = fmt.dry_run_blocks(change.summary, result, pending, p.canary)
-        return Answer(fmt.dry_run_text(change.summary, result), blocks)
+        return await _preview(ctx, req, change.summary, build_checked(change, live), live, p.canary)
     _need_lead(req.role)
     if p.canary is not None:
         applied = await ctx.admin.start_canary(change, p.canary, req.user)
@@ -185,7 +201,7 @@ VERBS: dict[str, Verb] = {
     "apply": Verb(_apply, lead=True),
     **{name: Verb(_change) for name in BUILDERS},
 }
-CHANGES = frozenset({"undo", "apply", *BUILDERS})
+NO_PREVIEW = frozenset({"apply"})
 
 
 async def handle(ctx: CommandContext, user: str, parsed: Parsed) -> Answer:
@@ -198,7 +214,9 @@ async def handle(ctx: CommandContext, user: str, parsed: Parsed) -> Answer:
             raise UsageError(f"unknown command {parsed.verb!r}; try `{ctx.command} help`")
         if not role.agent and not role.lead:
             raise PermissionError(f"Switchboard is for support agents ({role.why})")
-        if verb.lead:
+        if parsed.dry_run and parsed.verb in NO_PREVIEW:
+            raise UsageError(f"--dry-run previews changes; `{parsed.verb}` has nothing to preview")
+        if verb.lead and not parsed.dry_run:
             _need_lead(role)
         return await verb.handler(ctx, req)
     except PermissionError as exc:
