@@ -122,6 +122,7 @@ async def test_route_to_new_channel_creates_it_locally(cmd_gw: Gateway) -> None:
         ("apply", "nothing to apply"),
         ("canary promote", "no canary is running"),
         ("canary fly", "usage: canary status|promote|drop"),
+        ("undo --canary 10%", "--canary goes with a policy change"),
     ],
 )
 async def test_malformed_input_gets_one_clear_line(cmd_gw: Gateway, command: str, expected: str) -> None:

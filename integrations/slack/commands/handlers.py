@@ -214,6 +214,8 @@ async def handle(ctx: CommandContext, user: str, parsed: Parsed) -> Answer:
             raise UsageError(f"unknown command {parsed.verb!r}; try `{ctx.command} help`")
         if not role.agent and not role.lead:
             raise PermissionError(f"Switchboard is for support agents ({role.why})")
+        if parsed.canary is not None and parsed.verb not in BUILDERS:
+            raise UsageError(f"--canary goes with a policy change ({', '.join(BUILDERS)}), not `{parsed.verb}`")
         if parsed.dry_run and parsed.verb in NO_PREVIEW:
             raise UsageError(f"--dry-run previews changes; `{parsed.verb}` has nothing to preview")
         if verb.lead and not parsed.dry_run:
