@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+
 import structlog
 from aiohttp import web
 from redis.exceptions import RedisError
+from slack_bolt.adapter.socket_mode.async_handler import AsyncSocketModeHandler
+from slack_bolt.async_app import AsyncApp
 
 from gateway.runtime import Runtime
 from gateway.streams import ensure_groups, groups_ready
@@ -19,6 +24,7 @@ log = structlog.get_logger(__name__)
 
 RUNTIME: web.AppKey[Runtime] = web.AppKey("runtime", Runtime)
 EMULATOR: web.AppKey[web.Application] = web.AppKey("emulator", web.Application)
+BOLT: web.AppKey[AsyncApp] = web.AppKey("bolt", AsyncApp)
 
 
 async def healthz(request: web.Request) -> web.Response:
@@ -42,6 +48,7 @@ def create_app(rt: Runtime) -> web.Application:
     app[RUNTIME] = rt
     bolt = create_bolt_app(rt.client, rt.slack.signing_secret, rt.oauth)
     app.add_routes(oauth_routes(bolt))
+    app[BOLT] = bolt
     register_desk(
         bolt,
         DeskContext(redis=rt.redis, store=rt.store, ops=rt.ops, desk=rt.desk, agents=rt.settings.agents,
@@ -64,5 +71,36 @@ def create_app(rt: Runtime) -> web.Application:
                 api=rt.slack.api_url,
             )
 
+    async def socket_mode(app: web.Application) -> None:
+        """With SLACK_APP_TOKEN, Slack talks to us over a WebSocket we open (no public URL needed)."""
+        token = rt.settings.slack_app_token
+        if token is None:
+            return
+        handler = AsyncSocketModeHandler(bolt, token.get_secret_value())
+        task = asyncio.create_task(_connect(handler))
+
+        async def close(app: web.Application) -> None:
+            # on_shutdown runs before the server waits for open connections, so ours must go first.
+            task.cancel()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(handler.close_async(), timeout=3)
+
+        app.on_shutdown.append(close)
+
     app.on_startup.append(on_startup)
+    app.on_startup.append(socket_mode)
     return app
+
+
+async def _connect(handler: AsyncSocketModeHandler, attempts: int = 50) -> None:
+    """Connect once the site listens (locally Slack is the emulator on this very server), bounded."""
+    for attempt in range(attempts):
+        try:
+            await handler.connect_async()
+            log.info("slack_socket_mode_connected")
+            return
+        except Exception as exc:
+            if attempt == attempts - 1:
+                log.error("slack_socket_mode_failed", error=repr(exc))
+                return
+            await asyncio.sleep(min(0.1 * 2**attempt, 5.0))

@@ -11,6 +11,8 @@ from typing import Any
 import pytest
 import redis.asyncio as aioredis
 
+from gateway.app import EMULATOR
+from integrations.slack.emulator import EMULATOR_DESK
 from learners.outcomes import OUTCOMES_STREAM
 from tests.conftest import Callback
 from tests.harness import Gateway, cards, eventually, make_settings, start_gateway
@@ -229,3 +231,23 @@ async def test_capacity_is_enforced(desk_gw: Gateway, redis: aioredis.Redis) -> 
     refused = await eventually(lambda: desk_gw.slack.calls_to("chat.postEphemeral"))
     assert "capacity" in refused[0].params["text"]
     assert await desk_gw.rt.ops.holder(second) is None
+
+
+async def test_socket_mode_carries_clicks_and_thread_replies(
+    redis: aioredis.Redis, redis_url: str, tmp_path: Path, callback: Callback
+) -> None:
+    """With SLACK_APP_TOKEN the gateway opens a WebSocket to Slack; clicks arrive over it, not HTTP."""
+    gw = await start_gateway(make_settings(redis_url, tmp_path, api_callback_url=callback.url,
+                                           slack_app_token="xapp-emulator"))
+    try:
+        await eventually(lambda: gw.slack.sockets.connected)
+        conv_id, card, channel = await new_card(gw)
+        desk = gw.app[EMULATOR][EMULATOR_DESK]
+        assert await desk.click(channel, card["ts"], "sb_claim", user="U0ALICE", value=conv_id) == 200
+        await eventually(lambda: gw.rt.ops.holder(conv_id))
+        await desk.post_as_user(channel, "Hello from the socket", user="U0ALICE", thread_ts=card["ts"])
+        await eventually(lambda: callback.received)
+        assert callback.received[0]["text"] == "Hello from the socket"
+        assert {r.url for r in gw.slack.outbound} == {"socket-mode"}
+    finally:
+        await gw.close()

@@ -19,6 +19,7 @@ from .config import EmulatorConfig
 from .desk import Desk
 from .deskweb import DESK, add_desk_routes
 from .oauth import CLIENT_AUTH_METHODS, add_oauth_routes, with_client_credentials
+from .socket_mode import SOCKETS, SocketHub, close_sockets, connections_open, socket_endpoint
 from .state import EmulatorState, SlackError
 from .webapi import METHODS
 
@@ -69,13 +70,20 @@ async def web_api(request: web.Request) -> web.Response:
         if fault is not None:
             raise fault
         handler = METHODS.get(method)
-        if handler is None:
+        if handler is None and method != "apps.connections.open":
             raise SlackError("unknown_method")
-        if method in CLIENT_AUTH_METHODS:
+        if method == "apps.connections.open":
+            header = request.headers.get("Authorization", "")
+            token = header[len("Bearer ") :].strip() if header.startswith("Bearer ") else params.get("token")
+            body = connections_open(state, request, token)
+        elif method in CLIENT_AUTH_METHODS:
             params = with_client_credentials(request.headers.get("Authorization", ""), params)
+            assert handler is not None
+            body = handler(state, params)
         else:
             _authorize(state, request, params)
-        body = handler(state, params)
+            assert handler is not None
+            body = handler(state, params)
     except SlackError as err:
         body = {"ok": False, "error": err.error, **err.extra}
         status, headers = err.status, err.headers
@@ -102,6 +110,7 @@ async def _desk_session(app: web.Application) -> AsyncIterator[None]:
     desk = app[DESK]
     # Only now is the mount prefix known ("/_slack/" under the gateway, "/" standalone).
     desk.prefix = str(app.router["desk_index"].url_for())
+    app[SOCKETS].prefix = desk.prefix
     await desk.start()
     yield
     await desk.close()
@@ -113,6 +122,9 @@ def create_emulator_app(config: EmulatorConfig | None = None) -> web.Application
     state = EmulatorState(config or EmulatorConfig())
     app[EMULATOR_STATE] = state
     app[DESK] = Desk(state)
+    app[SOCKETS] = state.sockets = SocketHub()
+    app.router.add_get("/socket", socket_endpoint)
+    app.on_shutdown.append(close_sockets)
     app.router.add_route("*", "/api/{method}", web_api)
     app.router.add_get("/state", state_summary)
     add_desk_routes(app)

@@ -53,6 +53,7 @@ class EmulatorConfig(BaseModel):
     users: list[EmulatedUser] = Field(default_factory=_default_users)
     bot_user_id: str = "U0SWITCHBOARD"
     bot_token: str = "xoxb-emulator"
+    app_token: str = "xapp-emulator"
     team_id: str = "T0SWITCHBD"
     team_name: str = "Switchboard Emulator"
     # Messages/second per channel for chat.postMessage; None keeps the emulator unthrottled so

@@ -107,7 +107,14 @@ class Outbound:
         headers.update(self.sign(body))
         headers.update(extra_headers or {})
         record = OutboundRequest(kind=kind, url=url, headers=headers, body=body, payload=payload, user=user)
-        if not url:
+        hub = self.state.sockets
+        if hub is not None and hub.connected:
+            record.url = "socket-mode"
+            record.status, record.response_text = await hub.deliver(kind, payload, self.state.config.gateway_timeout)
+            record.response_type = "application/json"
+            if record.status == 0:
+                record.error = "no ack over the socket in time"
+        elif not url:
             record.error = "no gateway_events_url configured"
         elif self._session is None:
             record.error = "emulator app not started (its ClientSession is created on startup)"

@@ -128,6 +128,8 @@ class EmulatorState:
             EmulatedUser(id=config.bot_user_id, name="switchboard", real_name="Switchboard", is_bot=True),
         )
         self.views: dict[str, dict[str, Any]] = {}
+        self.sockets: Any = None
+        """The Socket Mode hub; when a client is connected, requests to the app travel over it."""
         self.home_views: dict[str, dict[str, Any]] = {}
         self.ephemerals: list[dict[str, Any]] = []
         self.calls: list[RecordedCall] = []
