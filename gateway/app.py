@@ -14,6 +14,8 @@ from slack_bolt.async_app import AsyncApp
 from gateway.runtime import Runtime
 from gateway.streams import ensure_groups, groups_ready
 from integrations.slack.bolt_app import create_bolt_app, events_handler
+from integrations.slack.commands import CommandContext
+from integrations.slack.commands import register as register_commands
 from integrations.slack.emulator import create_emulator_app
 from integrations.slack.listeners import DeskContext
 from integrations.slack.listeners import register as register_desk
@@ -47,6 +49,7 @@ def create_app(rt: Runtime) -> web.Application:
     app = web.Application(client_max_size=rt.settings.max_body_bytes)
     app[RUNTIME] = rt
     bolt = create_bolt_app(rt.client, rt.slack.signing_secret, rt.oauth)
+    register_commands(bolt, CommandContext.from_runtime(rt))
     app.add_routes(oauth_routes(bolt))
     app[BOLT] = bolt
     register_desk(

@@ -18,6 +18,8 @@ from gateway.logging import configure_logging
 from gateway.runtime import Runtime, build_runtime, install_token
 from gateway.settings import ConfigError, Settings, load_settings
 from gateway.worker import Worker
+from integrations.slack.commands import watch_models
+from learners.service import LearnerScorer
 
 log = structlog.get_logger(__name__)
 
@@ -80,6 +82,10 @@ async def run(settings: Settings, roles: set[str]) -> None:
             tasks.append(asyncio.create_task(worker.run(stop), name="worker"))
             tasks.append(asyncio.create_task(rt.sla.run(stop), name="sla"))
             tasks.append(asyncio.create_task(_refresh_models(rt, stop), name="models"))
+            if isinstance(rt.pipeline.scorer, LearnerScorer):
+                leads = await rt.desk.channel_id(rt.policy.leads_channel)
+                watcher = watch_models(rt.pipeline.scorer, rt.client, leads, stop)
+                tasks.append(asyncio.create_task(watcher, name="model-watch"))
         if "learner" in roles:
             tasks.append(asyncio.create_task(_run_learner(rt, stop), name="learner"))
         waiter = asyncio.create_task(stop.wait())
