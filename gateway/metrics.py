@@ -251,7 +251,7 @@ async def sample_queues(redis: aioredis.Redis, partitions: int, now_ms: int | No
         undelivered = group.get("lag")
         last = _s(group.get("last-delivered-id") or "0-0")
         if undelivered is None:  # Redis < 7 or a trimmed stream: count what is after last-delivered
-            undelivered = len(await redis.xrange(stream, min=f"({last}", max="+", count=10_000))
+            undelivered = len(await redis.xrange(stream, min=f"({last}", max="+", count=10_000) or [])
         oldest: int | None = None
         if pending:
             summary = await redis.xpending(stream, keys.INBOUND_GROUP)
