@@ -20,6 +20,7 @@ from gateway.store import ConversationStore
 from integrations.twilio import TwilioChannel, TwilioConfig, setup
 from integrations.twilio.signature import compute
 from tests.conftest import free_port
+from tests.test_webchat_support import queued_profiles
 
 TOKEN = "twilio-test-auth-token"
 SID = "AC00000000000000000000000000000001"
@@ -136,9 +137,7 @@ async def test_signed_sms_is_stored_once_and_answered_with_empty_twiml(env: Env)
     assert [(m["text"], m["channel"], m["external_id"]) for m in lines] == [
         ("Where is my parcel?", "sms", "SM" + "a" * 32)
     ]
-    assert json.loads((await env.redis.hget(keys.customer("sms:+14155550123"), "profile")) or b"{}") == {
-        "phone": "+14155550123"
-    }
+    assert await queued_profiles(env.redis) == [("sms:+14155550123", {"phone": "+14155550123"})]
 
 
 async def test_whatsapp_numbers_and_media_map_to_whatsapp_channel(env: Env) -> None:

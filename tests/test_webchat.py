@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 from typing import Any
 
@@ -12,7 +13,16 @@ import redis.asyncio as aioredis
 from gateway import keys
 from gateway.domain import ChannelKind, Conversation, Customer, Message
 from integrations.webchat import outbox, publish_status, publish_typing, request_csat, set_eta, tokens
-from tests.test_webchat_support import IDENTITY_SECRET, TOKEN_SECRET, Chat, chat, recv, recv_until, start_chat
+from tests.test_webchat_support import (
+    IDENTITY_SECRET,
+    TOKEN_SECRET,
+    Chat,
+    chat,
+    queued_profiles,
+    recv,
+    recv_until,
+    start_chat,
+)
 
 __all__ = ["chat"]
 
@@ -141,8 +151,7 @@ async def test_bad_tokens_and_identity_are_refused(chat: Chat) -> None:
     ws = await chat.connect(good["token"])
     await ws.send_json({"type": "message", "client_id": "c1", "text": "hi"})
     await recv_until(ws, "ack")
-    profile = await chat.store.customer_profile("webchat:user:42")
-    assert profile == {"name": "Jane Doe"}
+    assert await queued_profiles(chat.redis) == [("webchat:user:42", {"name": "Jane Doe"})]
     await ws.close()
 
 
@@ -221,4 +230,22 @@ async def test_frames_arrive_after_the_wake_up_connection_is_killed(chat: Chat, 
     assert frame["text"] == "after" and time.monotonic() - started < 6.5
     await chat.reply(s["conversation_id"], s["visitor_id"], "again")
     assert (await recv_until(ws, "message", timeout=3))["text"] == "again"  # wake-ups are back
+    await ws.close()
+
+
+async def test_a_lost_publish_is_filled_from_the_stream_in_order(chat: Chat, redis: aioredis.Redis) -> None:
+    s = await chat.session()
+    conv = s["conversation_id"]
+    ws = await chat.connect(s["token"])
+    await chat.reply(conv, s["visitor_id"], "one")
+    assert (await recv_until(ws, "message"))["seq"] == 1
+    # A frame that reached the stream but whose pub/sub message was lost (written without PUBLISH).
+    lost = {"type": "message", "direction": "out", "id": "msg_lost", "text": "two", "author": "Alice", "at": "x"}
+    await redis.xadd(outbox.out_stream(conv), {"f": json.dumps(lost)}, id="2-1")
+    await redis.set(outbox.seq_key(conv), 2)
+    await chat.reply(conv, s["visitor_id"], "three")  # seq 3 arrives live: the gap makes the socket read seq 2
+    frames = [await recv_until(ws, "message", timeout=3) for _ in range(2)]
+    assert [(f["seq"], f["text"]) for f in frames] == [(2, "two"), (3, "three")]
+    await ws.send_json({"type": "ping"})
+    assert (await recv(ws))["type"] == "pong"  # and nothing twice
     await ws.close()

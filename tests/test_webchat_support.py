@@ -104,3 +104,12 @@ async def chat(redis: aioredis.Redis) -> AsyncIterator[Chat]:
     finally:
         await c.http.close()
         await runner.cleanup()
+
+
+async def queued_profiles(redis: aioredis.Redis) -> list[tuple[str, dict[str, Any]]]:
+    """(customer key, profile) of every queued inbound entry: what the workers will see."""
+    out: list[tuple[str, dict[str, Any]]] = []
+    for key in await redis.keys("sb:in:*"):
+        entries: Any = await redis.xrange(key)
+        out.extend((e[b"customer"].decode(), json.loads(e[b"profile"])) for _, e in entries)
+    return out

@@ -21,6 +21,7 @@ from gateway.store import ConversationStore
 from integrations.whatsapp import WhatsAppCloudChannel, WhatsAppConfig, setup
 from integrations.whatsapp.webhook import STATUS_STREAM, status_key
 from tests.conftest import free_port
+from tests.test_webchat_support import queued_profiles
 
 APP_SECRET = "meta-test-app-secret"
 VERIFY = "meta-verify-token"
@@ -142,8 +143,9 @@ async def test_signed_messages_are_ingested_once(env: Env) -> None:
         ("Hello, my order is late", "wamid.IN1", "whatsapp"),
         ("the box\n[image: media id 1234]", "wamid.IN2", "whatsapp"),
     ]
-    profile = json.loads(await env.redis.hget(keys.customer(f"whatsapp:+{WA_ID}"), "profile") or b"{}")
-    assert profile == {"name": "Jana Novak", "phone": f"+{WA_ID}"}
+    assert await queued_profiles(env.redis) == [
+        (f"whatsapp:+{WA_ID}", {"name": "Jana Novak", "phone": f"+{WA_ID}"})
+    ] * 2
 
 
 async def test_bad_signature_is_refused(env: Env) -> None:

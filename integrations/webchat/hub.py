@@ -1,16 +1,17 @@
-"""Wake-ups for chat sockets: one pub/sub connection per web process instead of one blocked XREAD per socket.
+"""Live frames for chat sockets: one pub/sub connection per web process, not one blocked XREAD per socket.
 
 A blocking XREAD per socket holds a Redis connection per open chat (a thousand chats, a thousand
-connections, per web process). Instead every publish also PUBLISHes on `sb:webchat:wake:<conversation>`,
-this hub subscribes to the conversations that have a socket here, and a woken socket reads its stream
-without blocking. Pub/sub is fire-and-forget, so sockets also poll every few seconds: a lost wake-up
-delays a frame, it never loses one (the stream is the source of truth).
+connections, per web process). Instead every publish also PUBLISHes `"<seq> <frame>"` on
+`sb:webchat:wake:<conversation>`; this hub subscribes to the conversations that have a socket here and
+hands each frame to their sockets. Pub/sub is fire-and-forget, so a socket that sees a gap in seq (or
+hears nothing for a few seconds) reads the stream itself: a lost publish delays a frame, never loses one.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 from typing import Any
 
 import redis.asyncio as aioredis
@@ -24,20 +25,41 @@ IDLE_CHANNEL = f"{WAKE_PREFIX}-"
 """Always subscribed, so the pub/sub connection exists before the first socket arrives."""
 
 
+QUEUE_MAX = 256
+"""A socket this far behind reads the stream instead (the gap in seq tells it to)."""
+
+Live = tuple[int, dict[str, Any]]
+
+
 def wake_channel(conversation_id: str) -> str:
     return f"{WAKE_PREFIX}{conversation_id}"
+
+
+def parse(data: bytes | str) -> Live | None:
+    raw = data.decode() if isinstance(data, bytes) else str(data)
+    seq, _, frame = raw.partition(" ")
+    try:
+        return int(seq), json.loads(frame)
+    except ValueError:
+        return None
+
+
+def offer(queue: asyncio.Queue[Live | None], item: Live | None) -> None:
+    with contextlib.suppress(asyncio.QueueFull):
+        queue.put_nowait(item)
 
 
 class WakeHub:
     def __init__(self, redis: aioredis.Redis) -> None:
         self.redis = redis
-        self.waiters: dict[str, set[asyncio.Event]] = {}
+        self.waiters: dict[str, set[asyncio.Queue[Live | None]]] = {}
         self.pubsub: Any = None
         self.task: asyncio.Task[None] | None = None
         self.lock = asyncio.Lock()
 
-    async def watch(self, conversation_id: str) -> asyncio.Event:
-        event = asyncio.Event()
+    async def watch(self, conversation_id: str) -> asyncio.Queue[Live | None]:
+        """Frames published from now on (None = "something may have been missed: read the stream")."""
+        event: asyncio.Queue[Live | None] = asyncio.Queue(maxsize=QUEUE_MAX)
         async with self.lock:
             await self._ensure_started()
             waiters = self.waiters.setdefault(conversation_id, set())
@@ -47,7 +69,7 @@ class WakeHub:
                     await self.pubsub.subscribe(wake_channel(conversation_id))
         return event
 
-    async def unwatch(self, conversation_id: str, event: asyncio.Event) -> None:
+    async def unwatch(self, conversation_id: str, event: asyncio.Queue[Live | None]) -> None:
         async with self.lock:
             waiters = self.waiters.get(conversation_id)
             if waiters is None:
@@ -68,8 +90,8 @@ class WakeHub:
 
     def _wake_all(self) -> None:
         for waiters in self.waiters.values():
-            for event in waiters:
-                event.set()
+            for queue in waiters:
+                offer(queue, None)
 
     async def _listen(self) -> None:
         failures = 0
@@ -81,8 +103,9 @@ class WakeHub:
                         continue
                     channel = message["channel"]
                     channel = channel.decode() if isinstance(channel, bytes) else str(channel)
-                    for event in self.waiters.get(channel.removeprefix(WAKE_PREFIX), ()):
-                        event.set()
+                    live = parse(message["data"])
+                    for queue in self.waiters.get(channel.removeprefix(WAKE_PREFIX), ()):
+                        offer(queue, live)
                 await asyncio.sleep(0.1)  # listen() ended (no subscriptions left): do not spin
             except (RedisError, OSError) as exc:
                 failures += 1

@@ -43,7 +43,7 @@ redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[3], n .. '-1', 'f', ARGV[1])
 redis.call('EXPIRE', KEYS[1], ARGV[4])
 redis.call('EXPIRE', KEYS[2], ARGV[4])
 if ARGV[2] ~= '' then redis.call('SET', KEYS[3], n, 'EX', ARGV[4]) end
-redis.call('PUBLISH', ARGV[5], n)
+redis.call('PUBLISH', ARGV[5], n .. ' ' .. ARGV[1])
 return n
 """
 

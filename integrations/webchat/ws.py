@@ -30,7 +30,7 @@ from gateway.domain import Direction as Dir
 from gateway.store import Accepted
 from integrations.webchat import outbox, tokens
 from integrations.webchat.config import WebchatConfig
-from integrations.webchat.hub import WakeHub
+from integrations.webchat.hub import Live, WakeHub
 from integrations.webchat.origins import OriginPolicy
 from integrations.webchat.protocol import CLIENT_FRAME, Csat, Ping, SendMessage, Typing, error_frame
 from integrations.webchat.session import reservation_key
@@ -44,7 +44,7 @@ FRAME_SLACK = 50
 socket is closed (typing floods, scripted abuse) — the message rate limit alone only answers errors."""
 TYPING_TTL_S = 6
 POLL_S = 5.0
-"""Fallback read interval when no wake-up arrives (pub/sub may drop one; the stream never does)."""
+"""Fallback stream read when nothing is published (pub/sub may drop a message; the stream never does)."""
 BATCH = 100
 
 
@@ -132,32 +132,46 @@ class ChatSocket:
             self.reader = None
 
     async def pump(self, conversation_id: str, after: int) -> None:
-        wake = await self.hub.watch(conversation_id)
+        live = await self.hub.watch(conversation_id)  # before the first read, so nothing falls in between
         try:
-            failures = 0
+            after = await self.catch_up(conversation_id, after)
             while not self.ws.closed and not self.stopping:
-                wake.clear()  # before reading, so a publish during the read is not missed
-                try:
-                    frames = await outbox.read(self.redis, conversation_id, after, count=BATCH)
-                    failures = 0
-                except (RedisError, OSError) as exc:
-                    failures += 1
-                    self.log.warning("webchat_stream_read_failed", error=str(exc), attempt=failures)
-                    await asyncio.sleep(min(0.2 * 2**failures, 5.0))
-                    continue
-                for seq, frame in frames:
-                    if frame.get("type") == "status" and "eta_minutes" not in frame:
-                        frame["eta_minutes"] = await self.eta(conversation_id)
-                    await self.send({**frame, "seq": seq})
-                    after = seq
-                if len(frames) < BATCH and not self.stopping:
-                    # asyncio.timeout, not wait_for: on 3.11 wait_for can swallow our cancellation when the
-                    # wake-up lands at the same moment, leaving the handler alive until the next poll.
-                    with contextlib.suppress(TimeoutError):
-                        async with asyncio.timeout(POLL_S):
-                            await wake.wait()
+                item: Live | None = None
+                # asyncio.timeout, not wait_for: on 3.11 wait_for can swallow our cancellation when an item
+                # lands at the same moment, leaving the handler alive until the next poll.
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(POLL_S):
+                        item = await live.get()
+                if item is None or item[0] > after + 1:  # poll, lost publish, or overflow: read the stream
+                    after = await self.catch_up(conversation_id, after)
+                elif item[0] == after + 1:
+                    await self.push(conversation_id, *item)
+                    after = item[0]
         finally:
-            await self.hub.unwatch(conversation_id, wake)
+            await self.hub.unwatch(conversation_id, live)
+
+    async def catch_up(self, conversation_id: str, after: int) -> int:
+        """Push everything after `after` from the stream; returns the last seq pushed."""
+        failures = 0
+        while not self.ws.closed and not self.stopping:
+            try:
+                frames = await outbox.read(self.redis, conversation_id, after, count=BATCH)
+            except (RedisError, OSError) as exc:
+                failures += 1
+                self.log.warning("webchat_stream_read_failed", error=str(exc), attempt=failures)
+                await asyncio.sleep(min(0.2 * 2**failures, 5.0))
+                continue
+            for seq, frame in frames:
+                await self.push(conversation_id, seq, frame)
+                after = seq
+            if len(frames) < BATCH:
+                break
+        return after
+
+    async def push(self, conversation_id: str, seq: int, frame: dict[str, Any]) -> None:
+        if frame.get("type") == "status" and "eta_minutes" not in frame:
+            frame = {**frame, "eta_minutes": await self.eta(conversation_id)}
+        await self.send({**frame, "seq": seq})
 
     async def eta(self, conversation_id: str) -> int | None:
         try:
