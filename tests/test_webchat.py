@@ -249,3 +249,18 @@ async def test_a_lost_publish_is_filled_from_the_stream_in_order(chat: Chat, red
     await ws.send_json({"type": "ping"})
     assert (await recv(ws))["type"] == "pong"  # and nothing twice
     await ws.close()
+
+
+async def test_wake_hub_degrades_to_polling_when_redis_is_down() -> None:
+    from integrations.webchat.hub import WakeHub
+    from tests.conftest import free_port
+
+    dead = aioredis.from_url(f"redis://127.0.0.1:{free_port()}/0", socket_connect_timeout=0.3)
+    hub = WakeHub(dead)
+    try:
+        queue = await hub.watch("conv_x")  # no exception: the socket falls back to reading the stream
+        assert queue.empty() and hub.task is None
+        await hub.unwatch("conv_x", queue)
+    finally:
+        await hub.close()
+        await dead.aclose()

@@ -64,7 +64,7 @@ class WakeHub:
             await self._ensure_started()
             waiters = self.waiters.setdefault(conversation_id, set())
             waiters.add(event)
-            if len(waiters) == 1:
+            if len(waiters) == 1 and self.pubsub is not None:
                 with contextlib.suppress(RedisError, OSError):
                     await self.pubsub.subscribe(wake_channel(conversation_id))
         return event
@@ -83,10 +83,19 @@ class WakeHub:
                     await self.pubsub.unsubscribe(wake_channel(conversation_id))
 
     async def _ensure_started(self) -> None:
-        if self.task is None or self.task.done():
-            self.pubsub = self.redis.pubsub(ignore_subscribe_messages=True)
-            await self.pubsub.subscribe(IDLE_CHANNEL)
-            self.task = asyncio.create_task(self._listen())
+        """Start the listener; if Redis is down, sockets poll until a later `watch` starts it."""
+        if self.task is not None and not self.task.done():
+            return
+        pubsub = self.redis.pubsub(ignore_subscribe_messages=True)
+        try:
+            await pubsub.subscribe(IDLE_CHANNEL, *(wake_channel(c) for c in self.waiters))
+        except (RedisError, OSError) as exc:
+            log.warning("webchat_wake_listener_unavailable", error=str(exc))
+            with contextlib.suppress(RedisError, OSError):
+                await pubsub.aclose()
+            return
+        self.pubsub = pubsub
+        self.task = asyncio.create_task(self._listen())
 
     def _wake_all(self) -> None:
         for waiters in self.waiters.values():
