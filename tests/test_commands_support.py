@@ -13,7 +13,6 @@ from typing import Any
 
 import pytest
 import redis.asyncio as aioredis
-from slack_bolt.async_app import AsyncApp
 
 import gateway.app as gateway_app
 from gateway import keys
@@ -41,19 +40,9 @@ NOON_WEDNESDAY = datetime(2026, 11, 18, 11, 0, tzinfo=UTC)  # 12:00 in Berlin: i
 
 async def commands_gateway(redis_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, **settings: Any
                            ) -> Gateway:
-    """The real gateway; the commands are registered on its bolt app unless app.py already did."""
-    made: list[AsyncApp] = []
-    original = gateway_app.create_bolt_app
-
-    def capture(*args: Any, **kwargs: Any) -> AsyncApp:
-        bolt = original(*args, **kwargs)
-        made.append(bolt)
-        return bolt
-
-    monkeypatch.setattr(gateway_app, "create_bolt_app", capture)
+    """The real gateway, as `gateway/app.py` wires it (the commands are registered on its bolt app)."""
     gw = await start_gateway(make_settings(redis_url, tmp_path, **settings))
-    if not commands.registered(made[0]):
-        commands.register(made[0], commands.CommandContext.from_runtime(gw.rt))
+    assert commands.registered(gw.app[gateway_app.BOLT])
     return gw
 
 
