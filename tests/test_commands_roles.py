@@ -16,9 +16,8 @@ from tests.test_commands_support import Slash, commands_gateway
 
 
 @pytest.fixture
-async def carol_gw(redis: aioredis.Redis, redis_url: str, tmp_path: Path,
-                   monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[Gateway]:
-    gw = await commands_gateway(redis_url, tmp_path, monkeypatch, leads_raw="U0CAROL")
+async def carol_gw(redis: aioredis.Redis, redis_url: str, tmp_path: Path) -> AsyncIterator[Gateway]:
+    gw = await commands_gateway(redis_url, tmp_path, leads_raw="U0CAROL")
     yield gw
     await gw.close()
 
@@ -49,9 +48,9 @@ async def test_lead_changes(carol_gw: Gateway) -> None:
 
 
 async def test_user_group_leads_are_reported_unsupported_in_local_mode(
-    redis: aioredis.Redis, redis_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    redis: aioredis.Redis, redis_url: str, tmp_path: Path
 ) -> None:
-    gw = await commands_gateway(redis_url, tmp_path, monkeypatch, leads_raw="S0LEADS")
+    gw = await commands_gateway(redis_url, tmp_path, leads_raw="S0LEADS")
     try:
         slash = Slash(gw)
         who = await slash.text("whoami", user="U0BOB")
@@ -62,9 +61,9 @@ async def test_user_group_leads_are_reported_unsupported_in_local_mode(
 
 
 async def test_non_agents_are_refused_even_viewing(
-    redis: aioredis.Redis, redis_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    redis: aioredis.Redis, redis_url: str, tmp_path: Path
 ) -> None:
-    gw = await commands_gateway(redis_url, tmp_path, monkeypatch, agents_raw="U0AGENT", leads_raw="U0CAROL")
+    gw = await commands_gateway(redis_url, tmp_path, agents_raw="U0AGENT", leads_raw="U0CAROL")
     try:
         slash = Slash(gw)
         assert (await slash.text("policy", user="U0STRANGER")).startswith("🚫 Switchboard is for support agents")

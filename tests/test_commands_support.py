@@ -38,7 +38,7 @@ LEAD = "U0LEAD"
 NOON_WEDNESDAY = datetime(2026, 11, 18, 11, 0, tzinfo=UTC)  # 12:00 in Berlin: inside business hours
 
 
-async def commands_gateway(redis_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, **settings: Any
+async def commands_gateway(redis_url: str, tmp_path: Path, **settings: Any
                            ) -> Gateway:
     """The real gateway, as `gateway/app.py` wires it (the commands are registered on its bolt app)."""
     gw = await start_gateway(make_settings(redis_url, tmp_path, **settings))
@@ -47,9 +47,8 @@ async def commands_gateway(redis_url: str, tmp_path: Path, monkeypatch: pytest.M
 
 
 @pytest.fixture
-async def cmd_gw(redis: aioredis.Redis, redis_url: str, tmp_path: Path,
-                 monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[Gateway]:
-    gw = await commands_gateway(redis_url, tmp_path, monkeypatch)
+async def cmd_gw(redis: aioredis.Redis, redis_url: str, tmp_path: Path) -> AsyncIterator[Gateway]:
+    gw = await commands_gateway(redis_url, tmp_path)
     yield gw
     await gw.close()
 
