@@ -4,7 +4,8 @@ Why no counters: conversation hashes (`sb:conv:<id>`), transcripts, `sb:outcomes
 are the record of truth, so stats computed from them can be restricted to any subset after the fact
 (e.g. a canary arm) without having counted it separately in advance. The cost is a SCAN over
 conversation hashes plus one pipelined read per conversation in the window; for tens of thousands of
-conversations a day that is well under a second, and App Home caches it briefly.
+conversations a day that is well under a second. If it ever is not, per-event counters (HINCRBY per
+hour bucket on route/resolve/outcome) can replace the scan; arm comparisons would then need per-arm buckets.
 """
 
 from __future__ import annotations
