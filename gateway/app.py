@@ -11,6 +11,7 @@ from redis.exceptions import RedisError
 from slack_bolt.adapter.socket_mode.async_handler import AsyncSocketModeHandler
 from slack_bolt.async_app import AsyncApp
 
+from gateway.erasure import Eraser
 from gateway.runtime import Runtime
 from gateway.streams import ensure_groups, groups_ready
 from integrations.slack.bolt_app import create_bolt_app, events_handler
@@ -20,7 +21,7 @@ from integrations.slack.emulator import create_emulator_app
 from integrations.slack.listeners import DeskContext
 from integrations.slack.listeners import register as register_desk
 from integrations.slack.oauth import oauth_routes
-from integrations.webhook.api import make_handler
+from integrations.webhook.api import make_forget_handler, make_handler
 
 log = structlog.get_logger(__name__)
 
@@ -61,6 +62,8 @@ def create_app(rt: Runtime) -> web.Application:
     app.router.add_get("/readyz", readyz)
     app.router.add_post("/v1/messages", make_handler(rt.api_secret, rt.store.ingest, rt.settings.max_body_bytes))
     app.router.add_post("/slack/events", events_handler(bolt))
+    eraser = Eraser(rt.redis, rt.store, rt.desk)
+    app.router.add_delete("/v1/customers/{ref}", make_forget_handler(rt.api_secret, eraser))
     if rt.slack.emulator is not None:
         app[EMULATOR] = create_emulator_app(rt.slack.emulator)
         app.add_subapp("/_slack/", app[EMULATOR])

@@ -118,6 +118,7 @@ def build_parser() -> argparse.ArgumentParser:
         p = sub.add_parser(name, help=help_text)
         p.set_defaults(func=_process_command(name))
     send.register(sub)
+    send.register_forget(sub)
     try:
         from learners.commands import register
     except ImportError:

@@ -120,6 +120,32 @@ class InboundMessage(BaseModel):
     def dedupe_key(self) -> str:
         return f"{self.channel.value}:{self.message_id}"
 
+    def identities(self) -> list[str]:
+        """Verified identities only, so two people are never merged on what a visitor merely typed.
+
+        The channel's own id always counts. A phone number is verified by the carrier on SMS and
+        WhatsApp; on the signed API the integrating system vouches for the email and phone it sends.
+        Web chat emails are unverified (only the signed user id counts, and it is the customer_id).
+        """
+        found = [self.customer_key]
+        if self.channel in (ChannelKind.SMS, ChannelKind.WHATSAPP):
+            phone = e164(self.customer_id)
+            if phone:
+                found.append(f"phone:{phone}")
+        if self.channel is ChannelKind.API:
+            if self.customer.email:
+                found.append(f"email:{self.customer.email.lower()}")
+            phone = e164(self.customer.phone or "")
+            if phone:
+                found.append(f"phone:{phone}")
+        return found
+
+
+def e164(raw: str) -> str | None:
+    """'+49 (170) 123-4567' -> '+491701234567'; numbers without a country code are not comparable."""
+    digits = re.sub(r"[\s().\-]", "", raw.removeprefix("whatsapp:"))
+    return digits if re.fullmatch(r"\+[1-9]\d{6,14}", digits) else None
+
 
 class Message(BaseModel):
     """One line of a transcript, in either direction."""
@@ -135,9 +161,23 @@ class Message(BaseModel):
 
 class Customer(BaseModel):
     key: str
+    """The channel identity the customer last wrote from ("sms:+4917…"); replies go there."""
     channel: ChannelKind
     external_id: str
     profile: CustomerProfile = Field(default_factory=CustomerProfile)
+    person_id: str | None = None
+    """One person across channels (see gateway/identity.py)."""
+
+
+class PastConversation(BaseModel):
+    """An earlier conversation of the same person, as the context card lists it."""
+
+    id: str
+    created_at: datetime
+    channel: ChannelKind
+    skill: str | None = None
+    state: ConversationState
+    csat: int | None = None
 
 
 class Scores(BaseModel):
@@ -195,6 +235,7 @@ class Conversation(BaseModel):
     slack_channel: str | None = None
     card_ts: str | None = None
     claimed_by: str | None = None
+    csat: int | None = Field(default=None, ge=1, le=5)
     scores: Scores | None = None
     decision: Decision | None = None
     version: int = 0

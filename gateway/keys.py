@@ -73,3 +73,19 @@ def slack_event(event_id: str) -> str:
 
 
 AUDIT = f"{PREFIX}audit"
+
+
+def ident(identity: str) -> str:
+    """A verified identity ("email:jane@x.com", "phone:+4917…", "api:cust-42") -> person id."""
+    return f"{PREFIX}ident:{identity}"
+
+
+def person(person_id: str) -> str:
+    return f"{PREFIX}person:{person_id}"
+
+
+def person_conversations(person_id: str) -> str:
+    return f"{PREFIX}person:{person_id}:convs"
+
+
+MERGES = f"{PREFIX}merges"

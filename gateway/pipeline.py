@@ -6,6 +6,7 @@ stream entry up again end in the same state, with one card and one thread messag
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
@@ -17,6 +18,7 @@ from gateway.domain import (
     ChannelKind,
     Conversation,
     ConversationState,
+    CustomerProfile,
     Decision,
     Direction,
     Message,
@@ -26,6 +28,7 @@ from gateway.domain import (
 )
 from gateway.effects import Effects
 from gateway.faults import checkpoint
+from gateway.identity import Identity
 from gateway.policy_store import PolicyStore
 from gateway.ports import AgentDesk, Automation, CustomerChannel
 from gateway.sla import SlaTracker
@@ -55,6 +58,18 @@ class Pipeline:
     channels: Mapping[ChannelKind, CustomerChannel] = field(default_factory=dict)
     sla: SlaTracker | None = None
 
+    identity: Identity | None = None
+
+    async def _switch_channel(self, conv: Conversation, fields: Mapping[str, str]) -> None:
+        """The customer wrote from another channel: keep the conversation, reply where they are now."""
+        new = self.store.customer(fields["customer"], fields.get("profile", "{}"), fields.get("person"))
+        merged = conv.customer.profile.model_dump(exclude_none=True) | new.profile.model_dump(exclude_none=True)
+        previous = conv.customer.channel
+        conv.customer = new.model_copy(update={"profile": CustomerProfile(**merged)})
+        await self.store.save(conv, "customer")
+        log.info("customer_switched_channel", conversation_id=conv.id, from_channel=previous.value,
+                 to_channel=new.channel.value)
+
     async def _replan(self, conv: Conversation, new_wait: bool = False) -> None:
         if self.sla is not None:
             await self.sla.replan(conv, new_wait)
@@ -76,11 +91,16 @@ class Pipeline:
         bound = log.bind(conversation_id=conv_id, message_id=message_id)
         conv = await self.store.load(conv_id)
         if conv is None:
-            conv = await self.store.create(conv_id, fields["customer"], fields.get("profile", "{}"))
+            profile = fields.get("profile", "{}")
+            conv = await self.store.create(conv_id, fields["customer"], profile, fields.get("person"))
         message = next((m for m in conv.messages if m.id == message_id), None)
         if message is None:
             bound.error("message_missing_from_transcript")
             return
+        if fields.get("merge") and self.identity is not None and fields.get("person"):
+            await self.identity.merge(fields["person"], fields["merge"].split(","))
+        if conv.customer.key != fields["customer"]:
+            await self._switch_channel(conv, fields)
         effects = Effects(self.redis, keys.effects(conv.id))
         if conv.card_ts:
             index = conv.messages.index(message)
@@ -194,8 +214,10 @@ class Pipeline:
     async def _post_card(self, conv: Conversation, decision: Decision, effects: Effects) -> None:
         assert decision.channel is not None
 
+        history = await self.identity.history(conv.customer.person_id, conv.id) if self.identity else []
+
         async def post() -> str:
-            ref = await self.desk.post_card(conv, decision)
+            ref = await self.desk.post_card(conv, decision, history)
             await checkpoint("after_card_post", conversation_id=conv.id)
             return f"{ref.channel}|{ref.ts}"
 
@@ -213,6 +235,10 @@ class Pipeline:
 
     async def _follow_up(self, conv: Conversation, message: Message, effects: Effects) -> None:
         if message.direction is not Direction.INBOUND:
+            return
+        rating = csat_rating(message.text)
+        if conv.state is ConversationState.RESOLVED and rating is not None:
+            await self._record_csat(conv, message, rating, effects)
             return
         reopened = conv.state is ConversationState.RESOLVED
         if reopened:
@@ -276,6 +302,22 @@ class Pipeline:
         await self.desk.mark_message(fields["slack_channel"], fields["slack_ts"], emoji)
         return emoji
 
+    async def _record_csat(self, conv: Conversation, message: Message, rating: int, effects: Effects) -> None:
+        """A lone 1-5 after we asked "How did we do?" is a rating, not a new problem: no reopen."""
+        conv.csat = rating
+        await self.store.save(conv, "csat")
+
+        async def record() -> str:
+            outcome = Outcome(conversation_id=conv.id, kind="resolved", csat=rating, agent=conv.claimed_by)
+            await publish_outcome(self.redis, outcome)
+            await self.desk.note_in_thread(conv, f"⭐ The customer rated this conversation {rating}/5.")
+            thanks = Message(id=f"csat-{message.id}", direction=Direction.OUTBOUND, channel=conv.customer.channel,
+                             text="Thank you for your rating!", author="Support")
+            return await self._send(conv, thanks)
+
+        await effects.once(f"csat:{message.id}", record, _never_found)
+        log.info("csat_recorded", conversation_id=conv.id, csat=rating)
+
     async def _remember(self, conv: Conversation) -> None:
         """Keep recent conversations for policy dry runs (replayed through `decide()` later)."""
         async with self.redis.pipeline(transaction=True) as pipe:
@@ -283,6 +325,14 @@ class Pipeline:
             pipe.lpush(keys.RECENT, conv.id)
             pipe.ltrim(keys.RECENT, 0, RECENT_KEEP - 1)
             await pipe.execute()
+
+
+_RATING = re.compile(r"^\s*([1-5])\s*(?:/\s*5)?\s*[.!]?\s*$")
+
+
+def csat_rating(text: str) -> int | None:
+    m = _RATING.match(text)
+    return int(m.group(1)) if m else None
 
 
 class DeliveryFailed(RuntimeError):

@@ -12,7 +12,7 @@ from typing import Protocol
 
 from pydantic import BaseModel, Field
 
-from gateway.domain import ChannelKind, Conversation, Decision, Message, Scores
+from gateway.domain import ChannelKind, Conversation, Decision, Message, PastConversation, Scores
 
 
 class CardRef(BaseModel):
@@ -26,7 +26,7 @@ class AgentDesk(Protocol):
     async def ensure_channels(self, names: Sequence[str]) -> None: ...
 
     async def post_card(
-        self, conversation: Conversation, decision: Decision, history: Sequence[str] = ()
+        self, conversation: Conversation, decision: Decision, history: Sequence[PastConversation] = ()
     ) -> CardRef:
         """Post the context card for a conversation (tagged so `find_card` can see it later)."""
         ...

@@ -19,6 +19,7 @@ from slack_sdk.web.async_client import AsyncWebClient
 from gateway.desk_ops import DeskOps
 from gateway.domain import ChannelKind
 from gateway.embedded_redis import EmbeddedRedis
+from gateway.identity import Identity
 from gateway.pipeline import Pipeline
 from gateway.policy_store import PolicyStore
 from gateway.ports import Automation, CustomerChannel
@@ -189,7 +190,7 @@ async def build_runtime(settings: Settings, allow_embedded: bool = True) -> Runt
     sla = SlaTracker(redis, store, policies, desk)
     pipeline = Pipeline(
         redis=redis, store=store, policies=policies, scorer=LearnerScorer(), desk=desk, channels=channels,
-        automation=make_automation(settings, policy, session), sla=sla,
+        automation=make_automation(settings, policy, session), sla=sla, identity=Identity(redis),
     )
     return Runtime(
         settings=settings, redis=redis, policy=policy, policies=policies, store=store, slack=slack,

@@ -10,6 +10,7 @@ import json
 import os
 import sys
 import urllib.error
+import urllib.parse
 import urllib.request
 import uuid
 
@@ -29,24 +30,31 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg,
     p.set_defaults(func=send)
 
 
-def send(args: argparse.Namespace) -> int:
+def register_forget(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg,unused-ignore]
+    p = sub.add_parser("forget", help="erase a customer's messages and profile everywhere (right to erasure)")
+    p.add_argument("customer", help="api:<id>, email:<address>, phone:+<E.164>, sms:+<n>, webchat:<visitor>, per_…")
+    p.add_argument("--url", default=None, help="gateway base URL (default http://127.0.0.1:$PORT)")
+    p.set_defaults(func=forget)
+
+
+def forget(args: argparse.Namespace) -> int:
+    return _call(args, "DELETE", f"/v1/customers/{urllib.parse.quote(args.customer, safe=':@+')}", b"")
+
+
+def _call(args: argparse.Namespace, method: str, path: str, body: bytes) -> int:
     try:
         settings = load_settings()
     except ConfigError as exc:
         print(exc, file=sys.stderr)
         return 2
     secret = os.environ.get("SWITCHBOARD_API_SECRET") or settings.ensure_local_secret("api").get_secret_value()
-    profile = {k: v for k, v in {"name": args.name, "email": args.email, "tier": args.tier}.items() if v}
-    body = json.dumps(
-        {"customer_id": args.customer, "message_id": args.message_id or uuid.uuid4().hex, "text": args.text,
-         "customer": profile}
-    ).encode()
     base = args.url or f"http://127.0.0.1:{settings.port}"
     req = urllib.request.Request(
-        f"{base}/v1/messages", data=body, headers={"Content-Type": "application/json", HEADER: sign(secret, body)}
+        f"{base}{path}", data=body, method=method,
+        headers={"Content-Type": "application/json", HEADER: sign(secret, body)},
     )
     try:
-        with urllib.request.urlopen(req, timeout=10) as resp:
+        with urllib.request.urlopen(req, timeout=30) as resp:
             print(resp.status, resp.read().decode())
             return 0
     except urllib.error.HTTPError as exc:
@@ -55,3 +63,12 @@ def send(args: argparse.Namespace) -> int:
     except urllib.error.URLError as exc:
         print(f"gateway not reachable at {base}: {exc.reason}", file=sys.stderr)
         return 1
+
+
+def send(args: argparse.Namespace) -> int:
+    profile = {k: v for k, v in {"name": args.name, "email": args.email, "tier": args.tier}.items() if v}
+    body = json.dumps(
+        {"customer_id": args.customer, "message_id": args.message_id or uuid.uuid4().hex, "text": args.text,
+         "customer": profile}
+    ).encode()
+    return _call(args, "POST", "/v1/messages", body)

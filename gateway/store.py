@@ -25,20 +25,43 @@ from gateway.domain import (
 )
 
 _INGEST = """
+-- KEYS: 1 dedupe, 2 stream. ARGV: 1 new conversation id, 2 message id, 3 message json, 4 now (s),
+-- 5 reopen window (s), 6 dedupe ttl, 7 key prefix, 8 profile json, 9 channel customer key,
+-- 10 candidate person id, 11.. verified identities (the channel identity first).
 local existing = redis.call('GET', KEYS[1])
 if existing then return {0, existing} end
-local conv = redis.call('GET', KEYS[2])
+local P = ARGV[7]
+local person = false
+local others = {}
+for i = 11, #ARGV do
+  local owner = redis.call('GET', P .. 'ident:' .. ARGV[i])
+  if owner then
+    if not person then person = owner elseif owner ~= person then table.insert(others, owner) end
+  end
+end
+if not person then person = ARGV[10] end
+for i = 11, #ARGV do
+  redis.call('SET', P .. 'ident:' .. ARGV[i], person, 'NX')
+  redis.call('SADD', P .. 'person:' .. person .. ':idents', ARGV[i])
+end
+local pointer = P .. 'person:' .. person .. ':conv'
+local conv = redis.call('GET', pointer)
+if not conv then
+  -- A web chat session reserves its conversation id before the first message.
+  conv = redis.call('GET', P .. 'cust:' .. ARGV[9] .. ':conv')
+end
 if conv then
-  local closed = redis.call('GET', ARGV[7] .. 'conv:' .. conv .. ':closed')
+  local closed = redis.call('GET', P .. 'conv:' .. conv .. ':closed')
   if closed and (tonumber(ARGV[4]) - tonumber(closed)) > tonumber(ARGV[5]) then conv = false end
 end
-if not conv then
-  conv = ARGV[1]
-  redis.call('SET', KEYS[2], conv)
-end
-redis.call('RPUSH', ARGV[7] .. 'conv:' .. conv .. ':msgs', ARGV[3])
-if ARGV[8] ~= '{}' then redis.call('HSET', KEYS[4], 'profile', ARGV[8]) end
-redis.call('XADD', KEYS[3], '*', 'conv', conv, 'mid', ARGV[2], 'customer', ARGV[9], 'profile', ARGV[8])
+if not conv then conv = ARGV[1] end
+redis.call('SET', pointer, conv)
+redis.call('SET', P .. 'cust:' .. ARGV[9] .. ':conv', conv)
+redis.call('ZADD', P .. 'person:' .. person .. ':convs', ARGV[4], conv)
+redis.call('RPUSH', P .. 'conv:' .. conv .. ':msgs', ARGV[3])
+if ARGV[8] ~= '{}' then redis.call('HSET', P .. 'person:' .. person, 'profile', ARGV[8]) end
+redis.call('XADD', KEYS[2], '*', 'conv', conv, 'mid', ARGV[2], 'customer', ARGV[9], 'profile', ARGV[8],
+           'person', person, 'merge', table.concat(others, ','))
 local ref = conv .. '|' .. ARGV[2]
 redis.call('SET', KEYS[1], ref, 'EX', tonumber(ARGV[6]))
 return {1, ref}
@@ -72,14 +95,13 @@ class ConversationStore:
             external_id=msg.message_id,
             at=msg.received_at,
         )
-        stream = keys.inbound_stream(keys.partition_of(msg.customer_key, self.partitions))
+        identities = msg.identities()
+        owners = await self.redis.mget([keys.ident(i) for i in identities])
+        person = next((_s(o) for o in owners if o), None) or new_id("per")
+        # Partition by person, so one customer's messages stay in order across channels.
+        stream = keys.inbound_stream(keys.partition_of(person, self.partitions))
         result = await self._ingest(
-            keys=[
-                keys.dedupe(msg.channel.value, msg.message_id),
-                keys.customer_conversation(msg.customer_key),
-                stream,
-                keys.customer(msg.customer_key),
-            ],
+            keys=[keys.dedupe(msg.channel.value, msg.message_id), stream],
             args=[
                 new_id("conv"),
                 message.id,
@@ -90,6 +112,8 @@ class ConversationStore:
                 keys.PREFIX,
                 msg.customer.model_dump_json(exclude_none=True),
                 msg.customer_key,
+                person,
+                *identities,
             ],
         )
         created, ref = int(result[0]), _s(result[1])
@@ -108,17 +132,23 @@ class ConversationStore:
         conv.messages = [Message.model_validate_json(line) for line in lines]
         return conv
 
-    async def create(self, conversation_id: str, customer_key: str, profile_json: str) -> Conversation:
-        channel, external_id = customer_key.split(":", 1)
-        customer = Customer.model_validate(
-            {"key": customer_key, "channel": ChannelKind(channel), "external_id": external_id,
-             "profile": _json(profile_json)}
-        )
+    async def create(
+        self, conversation_id: str, customer_key: str, profile_json: str, person_id: str | None = None
+    ) -> Conversation:
+        customer = self.customer(customer_key, profile_json, person_id)
         conv = Conversation(id=conversation_id, customer=customer)
         lines = await self.redis.lrange(keys.transcript(conversation_id), 0, -1)
         conv.messages = [Message.model_validate_json(line) for line in lines]
         await self.save(conv, *CREATE_FIELDS)
         return conv
+
+    @staticmethod
+    def customer(customer_key: str, profile_json: str, person_id: str | None) -> Customer:
+        channel, external_id = customer_key.split(":", 1)
+        return Customer.model_validate(
+            {"key": customer_key, "channel": ChannelKind(channel), "external_id": external_id,
+             "profile": _json(profile_json), "person_id": person_id}
+        )
 
     async def save(self, conv: Conversation, *fields: str) -> None:
         """Write only the named fields: the worker and the Slack desk change different parts of one
@@ -138,16 +168,12 @@ class ConversationStore:
 
     async def enqueue(self, conv: Conversation, fields: dict[str, str]) -> str:
         """Queue work for a conversation on its customer's partition, behind that customer's messages."""
-        stream = keys.inbound_stream(keys.partition_of(conv.customer.key, self.partitions))
+        stream = keys.inbound_stream(keys.partition_of(conv.customer.person_id or conv.customer.key, self.partitions))
         entry: dict[Any, Any] = {"conv": conv.id, "customer": conv.customer.key, **fields}
         return _s(await self.redis.xadd(stream, entry))
 
     async def mark_closed(self, conv: Conversation) -> None:
         await self.redis.set(keys.closed(conv.id), int(utcnow().timestamp()))
-
-    async def customer_profile(self, customer_key: str) -> dict[str, Any]:
-        raw = await self.redis.hget(keys.customer(customer_key), "profile")
-        return _json(_s(raw)) if raw else {}
 
 
 def _s(value: bytes | str) -> str:

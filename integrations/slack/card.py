@@ -23,12 +23,20 @@ from slack_sdk.models.blocks import (
     StaticSelectElement,
 )
 
-from gateway.domain import Conversation, ConversationState, Decision, Direction, Scores
+from gateway.domain import Conversation, ConversationState, Decision, Direction, PastConversation, Scores
 from integrations.slack.escape import escape, quote, truncate
 
 PRIORITY_BADGE = {1: "🔴 P1", 2: "🟠 P2", 3: "🟡 P3", 4: "⚪ P4"}
 CHANNEL_LABEL = {"api": "API", "webchat": "Web chat", "sms": "SMS", "whatsapp": "WhatsApp"}
 TRANSCRIPT_LINES = 8
+
+
+def past_line(p: PastConversation) -> str:
+    skill = escape(p.skill or "unrouted")
+    parts = [f"{p.created_at:%Y-%m-%d}", CHANNEL_LABEL.get(p.channel, "?"), skill, p.state.value]
+    if p.csat:
+        parts.append(f"CSAT {p.csat}/5")
+    return "• " + " · ".join(parts) + f" · `{p.id}`"
 
 
 def mood_label(sentiment: float) -> str:
@@ -43,8 +51,8 @@ class ContextCard:
     conversation: Conversation
     decision: Decision
     scores: Scores
-    history: list[str] = field(default_factory=list)
-    """One escaped line per earlier conversation of this customer (single customer view)."""
+    history: list[PastConversation] = field(default_factory=list)
+    """Earlier conversations of this person on any channel (single customer view)."""
     status: str | None = None
     """Our own status line ("Claimed by <@U…> · 14:02"); never contains customer text."""
     skills: tuple[str, ...] = ()
@@ -99,7 +107,7 @@ class ContextCard:
             SectionBlock(text=MarkdownTextObject(text=self._transcript(), verbatim=True)),
         ]
         if self.history:
-            text = "*Earlier conversations*\n" + "\n".join(self.history[:5])
+            text = "*Earlier conversations*\n" + "\n".join(past_line(p) for p in self.history[:5])
             blocks.append(SectionBlock(text=MarkdownTextObject(text=truncate(text, 2900), verbatim=True)))
         if self.status:
             blocks.append(ContextBlock(elements=[MarkdownTextObject(text=self.status)]))

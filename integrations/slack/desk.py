@@ -14,7 +14,7 @@ from slack_sdk.http_retry.builtin_async_handlers import (
 )
 from slack_sdk.web.async_client import AsyncWebClient
 
-from gateway.domain import Conversation, Decision, Message
+from gateway.domain import Conversation, Decision, Message, PastConversation
 from gateway.ports import CardRef
 from integrations.slack.card import ContextCard
 from integrations.slack.escape import quote
@@ -102,7 +102,7 @@ class SlackDesk:
         return self._ids.get(name, name)
 
     async def post_card(
-        self, conversation: Conversation, decision: Decision, history: Sequence[str] = ()
+        self, conversation: Conversation, decision: Decision, history: Sequence[PastConversation] = ()
     ) -> CardRef:
         card = self.card(conversation, decision, history)
         channel = await self.channel_id(decision.channel or "")
@@ -118,7 +118,11 @@ class SlackDesk:
         return CardRef(channel=resp["channel"], ts=resp["ts"])
 
     def card(
-        self, conversation: Conversation, decision: Decision, history: Sequence[str] = (), status: str | None = None
+        self,
+        conversation: Conversation,
+        decision: Decision,
+        history: Sequence[PastConversation] = (),
+        status: str | None = None,
     ) -> ContextCard:
         assert conversation.scores is not None, "score before rendering a card"
         return ContextCard(conversation, decision, conversation.scores, list(history), status, self.skills)

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import Any, Protocol
 
 import structlog
 from aiohttp import web
@@ -107,3 +107,29 @@ def make_handler(secret: str, ingest: Ingest, max_body: int) -> Callable[[web.Re
         )
 
     return post_message
+
+
+class Forgetter(Protocol):
+    async def forget(self, ref: str, requested_by: str) -> Any: ...
+
+
+def make_forget_handler(secret: str, eraser: Forgetter) -> Callable[[web.Request], Awaitable[web.Response]]:
+    """`DELETE /v1/customers/{ref}`: erase a person (right to erasure). Signed like every API call;
+    the signed body is empty, so the timestamp alone binds the request to its moment."""
+
+    async def forget(request: web.Request) -> web.Response:
+        body = await request.read()
+        try:
+            verify(secret, request.headers.get(HEADER), body)
+        except SignatureError as exc:
+            return error(401, "bad_signature", str(exc))
+        ref = request.match_info["ref"]
+        if not 3 <= len(ref) <= 300 or (":" not in ref and not ref.startswith("per_")):
+            return error(400, "invalid_customer", "give an identity like api:<customer_id>, email:<address>, "
+                         "phone:+<E.164>, sms:+<number>, webchat:<visitor> or a person id per_…")
+        report = await eraser.forget(ref, requested_by="api")
+        if report.person is None:
+            return error(404, "unknown_customer", f"no customer is known as {ref}")
+        return web.json_response({"status": "forgotten", **report.as_dict()})
+
+    return forget

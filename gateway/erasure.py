@@ -1,0 +1,142 @@
+"""`forget`: erase one person's messages and profile everywhere we put them.
+
+Redis (transcripts, conversations, profiles, identities, dedupe keys, the dry-run sample, outcome and
+audit entries) and Slack (cards are blanked, our thread copies of customer text deleted). What we
+cannot delete is said plainly in the report: an agent's own Slack messages belong to the workspace.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import redis.asyncio as aioredis
+import structlog
+from slack_sdk.errors import SlackApiError
+
+from gateway import keys
+from gateway.domain import Conversation
+from gateway.store import ConversationStore
+from integrations.slack.desk import SlackDesk
+
+log = structlog.get_logger(__name__)
+
+ERASURES = f"{keys.PREFIX}erasures"
+SCAN_CHUNK = 1000
+
+
+def _s(v: Any) -> str:
+    return v.decode() if isinstance(v, bytes) else str(v)
+
+
+@dataclass
+class ErasureReport:
+    person: str | None
+    conversations: int = 0
+    messages: int = 0
+    keys_deleted: int = 0
+    stream_entries: int = 0
+    slack_messages: int = 0
+    kept: list[str] = field(default_factory=list)
+
+    def as_dict(self) -> dict[str, Any]:
+        return self.__dict__.copy()
+
+
+class Eraser:
+    def __init__(self, redis: aioredis.Redis, store: ConversationStore, desk: SlackDesk | None) -> None:
+        self.redis = redis
+        self.store = store
+        self.desk = desk
+
+    async def person_of(self, ref: str) -> str | None:
+        """`ref` is a person id or any identity: "api:cust-42", "email:jane@x.com", "phone:+4917…"."""
+        if ref.startswith("per_") and await self.redis.exists(f"{keys.person(ref)}:idents"):
+            return ref
+        owner = await self.redis.get(keys.ident(ref))
+        return _s(owner) if owner else None
+
+    async def forget(self, ref: str, requested_by: str) -> ErasureReport:
+        person = await self.person_of(ref)
+        report = ErasureReport(person=person)
+        if person is None:
+            return report
+        idents = [_s(i) for i in await self.redis.smembers(f"{keys.person(person)}:idents")]
+        conv_ids = [_s(c) for c in await self.redis.zrange(keys.person_conversations(person), 0, -1)]
+        for conv_id in conv_ids:
+            conv = await self.store.load(conv_id)
+            if conv is not None:
+                await self._forget_conversation(conv, report)
+        report.stream_entries += await self._drop_entries(keys.OUTCOMES, set(conv_ids), "conversation_id")
+        report.stream_entries += await self._drop_entries(keys.AUDIT, set(conv_ids), "conversation_id")
+        doomed = [keys.ident(i) for i in idents]
+        doomed += [keys.customer_conversation(i) for i in idents]
+        doomed += [keys.person(person), f"{keys.person(person)}:idents", keys.person_conversations(person),
+                   f"{keys.person(person)}:conv", f"{keys.person(person)}:merged_into"]
+        report.keys_deleted += int(await self.redis.delete(*doomed))
+        await self.redis.xadd(ERASURES, {"person": person, "requested_by": requested_by, "at": f"{time.time():.3f}",
+                                         "report": json.dumps(report.as_dict())})
+        log.info("customer_forgotten", person=person, conversations=report.conversations, requested_by=requested_by)
+        return report
+
+    async def _forget_conversation(self, conv: Conversation, report: ErasureReport) -> None:
+        report.conversations += 1
+        report.messages += len(conv.messages)
+        await self._erase_slack(conv, report)
+        doomed = [keys.conversation(conv.id), keys.transcript(conv.id), keys.effects(conv.id), keys.claim(conv.id),
+                  keys.closed(conv.id), f"{keys.PREFIX}webchat:out:{conv.id}", f"{keys.PREFIX}csat:{conv.id}",
+                  f"{keys.PREFIX}sla:done:{conv.id}"]
+        doomed += [keys.dedupe(m.channel.value, m.external_id) for m in conv.messages if m.external_id]
+        if conv.slack_channel and conv.card_ts:
+            doomed.append(keys.thread(conv.slack_channel, conv.card_ts))
+        report.keys_deleted += int(await self.redis.delete(*doomed))
+        await self.redis.lrem(keys.RECENT, 0, conv.id)
+        if conv.claimed_by:
+            await self.redis.srem(keys.agent_open(conv.claimed_by), conv.id)
+
+    async def _erase_slack(self, conv: Conversation, report: ErasureReport) -> None:
+        if self.desk is None or not (conv.slack_channel and conv.card_ts):
+            return
+        client = self.desk.client
+        try:
+            replies = await client.conversations_replies(
+                channel=conv.slack_channel, ts=conv.card_ts, include_all_metadata=True, limit=1000
+            )
+            thread: list[dict[str, Any]] = replies.get("messages", [])
+            for msg in thread[1:]:
+                if (msg.get("metadata") or {}).get("event_type") == "switchboard_message":
+                    await client.chat_delete(channel=conv.slack_channel, ts=msg["ts"])
+                    report.slack_messages += 1
+                elif not msg.get("bot_id"):
+                    report.kept.append(f"agent message {msg['ts']} in {conv.slack_channel} (delete in Slack)")
+            await client.chat_update(
+                channel=conv.slack_channel, ts=conv.card_ts, text="Customer data erased",
+                blocks=[{"type": "section", "text": {"type": "mrkdwn",
+                                                     "text": f"🗑️ Customer data erased on request (`{conv.id}`)"}}],
+            )
+            report.slack_messages += 1
+        except SlackApiError as exc:
+            report.kept.append(f"Slack card of {conv.id}: {exc.response.get('error')}")
+
+    async def _drop_entries(self, stream: str, conv_ids: set[str], field_name: str) -> int:
+        """XDEL every entry about these conversations; streams are scanned in chunks, oldest first."""
+        dropped, start = 0, "-"
+        while True:
+            rows: Any = await self.redis.xrange(stream, min=start, max="+", count=SCAN_CHUNK)
+            if not rows:
+                return dropped
+            doomed = []
+            for entry_id, fields in rows:
+                data = {_s(k): _s(v) for k, v in fields.items()}
+                about = data.get(field_name)
+                if about is None and "data" in data:
+                    about = json.loads(data["data"]).get(field_name)
+                if about in conv_ids:
+                    doomed.append(entry_id)
+            if doomed:
+                dropped += int(await self.redis.xdel(stream, *doomed))
+            last = _s(rows[-1][0])
+            ms, seq = last.split("-")
+            start = f"{ms}-{int(seq) + 1}"

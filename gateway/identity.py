@@ -1,0 +1,96 @@
+"""The single customer view: one person across channels, their history, merges and erasure.
+
+Identities are joined only on verified facts (see `InboundMessage.identities`). When one message
+proves that two known people are the same, the ingest script reports it and `merge` records the
+merge in `sb:merges` so it can be reversed (`unmerge`) if a team finds it wrong.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from typing import Any
+
+import redis.asyncio as aioredis
+import structlog
+
+from gateway import keys
+from gateway.domain import ConversationState, PastConversation
+
+log = structlog.get_logger(__name__)
+
+def _s(v: Any) -> str:
+    return v.decode() if isinstance(v, bytes) else str(v)
+
+
+class Identity:
+    def __init__(self, redis: aioredis.Redis) -> None:
+        self.redis = redis
+
+    async def identities(self, person: str) -> set[str]:
+        return {_s(i) for i in await self.redis.smembers(f"{keys.person(person)}:idents")}
+
+    async def merge(self, into: str, others: list[str]) -> list[str]:
+        """Move every identity and conversation of `others` to `into`; returns the merge record ids."""
+        records = []
+        for other in others:
+            if other == into:
+                continue
+            moved = sorted(await self.identities(other))
+            raw: Any = await self.redis.zrange(keys.person_conversations(other), 0, -1, withscores=True)
+            convs: list[tuple[str, float]] = [(_s(c), float(score)) for c, score in raw]
+            async with self.redis.pipeline(transaction=True) as pipe:
+                for ident in moved:
+                    pipe.set(keys.ident(ident), into)
+                    pipe.sadd(f"{keys.person(into)}:idents", ident)
+                for conv, score in convs:
+                    pipe.zadd(keys.person_conversations(into), {conv: score})
+                pipe.set(f"{keys.person(other)}:merged_into", into)
+                pipe.xadd(keys.MERGES, {"into": into, "from": other, "identities": json.dumps(moved),
+                                        "conversations": json.dumps([c for c, _ in convs]),
+                                        "at": f"{time.time():.3f}"})
+                result = await pipe.execute()
+            records.append(_s(result[-1]))
+            log.info("customers_merged", person=into, merged=other, identities=len(moved))
+        return records
+
+    async def unmerge(self, record_id: str) -> bool:
+        """Give a merged person back their identities and conversations, as before the merge."""
+        rows: Any = await self.redis.xrange(keys.MERGES, min=record_id, max=record_id)
+        if not rows:
+            return False
+        fields = {_s(k): _s(v) for k, v in rows[0][1].items()}
+        into, other = fields["into"], fields["from"]
+        async with self.redis.pipeline(transaction=True) as pipe:
+            for ident in json.loads(fields["identities"]):
+                pipe.set(keys.ident(ident), other)
+                pipe.srem(f"{keys.person(into)}:idents", ident)
+            for conv in json.loads(fields["conversations"]):
+                pipe.zrem(keys.person_conversations(into), conv)
+            pipe.delete(f"{keys.person(other)}:merged_into")
+            pipe.xadd(keys.MERGES, {"undo": record_id, "into": other, "from": into, "at": f"{time.time():.3f}"})
+            await pipe.execute()
+        log.info("customers_unmerged", person=other, from_person=into, record=record_id)
+        return True
+
+    async def history(self, person: str | None, exclude: str, limit: int = 5) -> list[PastConversation]:
+        """Earlier conversations of this person on every channel, newest first."""
+        if not person:
+            return []
+        ids = [_s(c) for c in await self.redis.zrevrange(keys.person_conversations(person), 0, limit)]
+        found = []
+        fields = ("created_at", "state", "skill", "customer", "csat")
+        for conv_id in ids:
+            if conv_id == exclude:
+                continue
+            raw = await self.redis.hmget(keys.conversation(conv_id), fields)
+            data = {f: json.loads(v) if v else None for f, v in zip(fields, raw, strict=True)}
+            if not data["created_at"] or not data["customer"]:
+                continue
+            found.append(
+                PastConversation(
+                    id=conv_id, created_at=data["created_at"], channel=data["customer"]["channel"],
+                    skill=data["skill"], state=ConversationState(str(data["state"])), csat=data["csat"],
+                )
+            )
+        return found[:limit]

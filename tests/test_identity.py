@@ -1,0 +1,146 @@
+"""Single customer view: one person across channels, history on the card, CSAT, merges, erasure."""
+
+from __future__ import annotations
+
+import json
+
+import redis.asyncio as aioredis
+
+from gateway import keys
+from gateway.identity import Identity
+from integrations.webhook.signature import sign
+from tests.conftest import Callback
+from tests.harness import API_SECRET, Gateway, cards, eventually
+
+JANE = {"name": "Jane Doe", "email": "jane@example.com", "phone": "+49 170 1234567"}
+
+
+async def _routed(gw: Gateway, conv_id: str) -> bool:
+    conv = await gw.rt.store.load(conv_id)
+    return bool(conv and conv.card_ts)
+
+
+async def test_verified_email_joins_two_api_ids_and_card_shows_history(gateway: Gateway) -> None:
+    _, first = await gateway.post_message({"customer_id": "crm-1", "message_id": "a1", "customer": JANE,
+                                           "text": "my invoice is wrong"})
+    await eventually(lambda: _routed(gateway, first["conversation_id"]))
+    await gateway.rt.ops.resolve(first["conversation_id"], "U0ALICE", skill="billing", urgency=None, mood=None)
+    await gateway.rt.redis.set(keys.closed(first["conversation_id"]), 0)  # resolved long ago: a new conversation
+    # Another system knows her by another id but the same verified email: same person.
+    _, second = await gateway.post_message({"customer_id": "shop-9", "message_id": "b1",
+                                            "customer": {"email": "JANE@example.com"},
+                                            "text": "my parcel never arrived"})
+    assert second["conversation_id"] != first["conversation_id"]
+    await eventually(lambda: _routed(gateway, second["conversation_id"]))
+    first_conv = await gateway.rt.store.load(first["conversation_id"])
+    second_conv = await gateway.rt.store.load(second["conversation_id"])
+    assert first_conv and second_conv
+    assert first_conv.customer.person_id == second_conv.customer.person_id
+    card = next(c for c in cards(gateway.slack, "support-shipping"))
+    text = json.dumps(card["blocks"])
+    assert "Earlier conversations" in text and first["conversation_id"] in text and "resolved" in text
+
+
+async def test_unverified_webchat_email_never_merges(gateway: Gateway, redis: aioredis.Redis) -> None:
+    from gateway.domain import ChannelKind, CustomerProfile, InboundMessage
+
+    await gateway.post_message({"customer_id": "crm-1", "message_id": "a1", "customer": JANE, "text": "hello"})
+    visitor = InboundMessage(channel=ChannelKind.WEBCHAT, customer_id="v-anon", message_id="w1", text="hi",
+                             customer=CustomerProfile(email="jane@example.com"))
+    accepted = await gateway.rt.store.ingest(visitor)
+    a = await redis.get(keys.ident("api:crm-1"))
+    w = await redis.get(keys.ident("webchat:v-anon"))
+    assert a and w and a != w
+    assert accepted.conversation_id
+
+
+async def test_customer_moving_from_api_to_sms_continues_the_conversation(gateway: Gateway) -> None:
+    _, first = await gateway.post_message({"customer_id": "crm-1", "message_id": "a1", "customer": JANE,
+                                           "text": "my invoice is wrong"})
+    await eventually(lambda: _routed(gateway, first["conversation_id"]))
+    from gateway.domain import ChannelKind, InboundMessage
+
+    sms = InboundMessage(channel=ChannelKind.SMS, customer_id="+491701234567", message_id="SM1",
+                         text="also, I texted you from my phone")
+    accepted = await gateway.rt.store.ingest(sms)
+    assert accepted.conversation_id == first["conversation_id"]
+
+    async def switched() -> bool:
+        conv = await gateway.rt.store.load(first["conversation_id"])
+        return bool(conv and conv.customer.channel is ChannelKind.SMS)
+
+    await eventually(switched)
+    card = cards(gateway.slack, "support-billing")[0]
+    reply = await eventually(lambda: gateway.slack.replies("support-billing", card["ts"])[1:])
+    assert "(sms)" in reply[0]["text"]
+
+
+async def test_merge_is_recorded_and_reversible(gateway: Gateway, redis: aioredis.Redis) -> None:
+    await gateway.post_message({"customer_id": "crm-1", "message_id": "a1", "text": "hello",
+                                "customer": {"email": "jane@example.com"}})
+    await gateway.post_message({"customer_id": "crm-2", "message_id": "b1", "text": "hi",
+                                "customer": {"phone": "+491701234567"}})
+    p1, p2 = await redis.get(keys.ident("api:crm-1")), await redis.get(keys.ident("api:crm-2"))
+    assert p1 != p2
+    # One message proves both facts belong to one person: the two are merged.
+    await gateway.post_message({"customer_id": "crm-3", "message_id": "c1", "text": "it's me",
+                                "customer": {"email": "jane@example.com", "phone": "+491701234567"}})
+    merges = await eventually(lambda: redis.xrange(keys.MERGES))
+    assert await redis.get(keys.ident("api:crm-2")) == p1 == await redis.get(keys.ident("phone:+491701234567"))
+    record = merges[0][0].decode()
+    assert await Identity(redis).unmerge(record)
+    assert await redis.get(keys.ident("api:crm-2")) == p2
+
+
+async def test_csat_reply_after_resolution_is_recorded_not_reopened(
+    redis: aioredis.Redis, redis_url: str, tmp_path, callback: Callback
+) -> None:
+    from tests.harness import make_settings, start_gateway
+
+    gw = await start_gateway(make_settings(redis_url, tmp_path, api_callback_url=callback.url))
+    try:
+        text = "my invoice is wrong, a person please"
+        _, body = await gw.post_message({"customer_id": "c9", "message_id": "m1", "text": text})
+        await eventually(lambda: _routed(gw, body["conversation_id"]))
+        await gw.rt.ops.resolve(body["conversation_id"], "U0ALICE", skill="billing", urgency=None, mood=None)
+        await gw.post_message({"customer_id": "c9", "message_id": "m2", "text": "5"})
+        thanks = await eventually(lambda: [r for r in callback.received if "rating" in r["text"]])
+        assert thanks
+        conv = await gw.rt.store.load(body["conversation_id"])
+        assert conv is not None and conv.csat == 5 and conv.state.value == "resolved"
+        outcomes = [json.loads(f[b"data"]) for _, f in await redis.xrange("sb:outcomes")]
+        assert any(o.get("csat") == 5 for o in outcomes)
+    finally:
+        await gw.close()
+
+
+async def test_forget_erases_everywhere(gateway: Gateway, redis: aioredis.Redis) -> None:
+    _, body = await gateway.post_message({"customer_id": "crm-1", "message_id": "a1", "customer": JANE,
+                                          "text": "my invoice is wrong"})
+    conv_id = body["conversation_id"]
+    await eventually(lambda: _routed(gateway, conv_id))
+    await gateway.post_message({"customer_id": "crm-1", "message_id": "a2", "text": "hello again?"})
+    card = cards(gateway.slack, "support-billing")[0]
+    await eventually(lambda: gateway.slack.replies("support-billing", card["ts"])[1:])
+    await gateway.rt.ops.resolve(conv_id, "U0ALICE", skill="billing", urgency=None, mood="negative")
+    assert await redis.lrange(keys.RECENT, 0, -1)
+
+    path = "/v1/customers/email:jane@example.com"
+    async with gateway.session.delete(f"{gateway.url}{path}", headers={"X-Switchboard-Signature": "t=1,v1=x"}) as r:
+        assert r.status == 401
+    async with gateway.session.delete(f"{gateway.url}{path}",
+                                      headers={"X-Switchboard-Signature": sign(API_SECRET, b"")}) as r:
+        report = await r.json()
+        assert r.status == 200, report
+    assert report["conversations"] == 1 and report["messages"] == 2
+    for pattern in ("sb:conv:*", "sb:ident:*", "sb:person:*", "sb:dedupe:*", "sb:cust:*"):
+        assert await redis.keys(pattern) == [], pattern
+    assert await redis.lrange(keys.RECENT, 0, -1) == []
+    assert all(json.loads(f[b"data"])["conversation_id"] != conv_id for _, f in await redis.xrange("sb:outcomes"))
+    everything = json.dumps([gateway.slack.messages(c) + gateway.slack.replies(c, m["ts"])
+                             for c in ("support-billing",) for m in gateway.slack.messages(c)])
+    assert "invoice is wrong" not in everything and "hello again" not in everything
+    assert "Customer data erased" in everything
+    async with gateway.session.delete(f"{gateway.url}{path}",
+                                      headers={"X-Switchboard-Signature": sign(API_SECRET, b"")}) as r:
+        assert r.status == 404
