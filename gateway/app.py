@@ -11,6 +11,7 @@ from redis.exceptions import RedisError
 from slack_bolt.adapter.socket_mode.async_handler import AsyncSocketModeHandler
 from slack_bolt.async_app import AsyncApp
 
+from gateway import channels
 from gateway.erasure import Eraser
 from gateway.runtime import Runtime
 from gateway.streams import ensure_groups, groups_ready
@@ -56,7 +57,7 @@ def create_app(rt: Runtime) -> web.Application:
     register_desk(
         bolt,
         DeskContext(redis=rt.redis, store=rt.store, ops=rt.ops, desk=rt.desk, agents=rt.settings.agents,
-                    note_prefix=rt.settings.note_prefix),
+                    note_prefix=rt.settings.note_prefix, channels=rt.pipeline.channels),
     )
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)
@@ -64,6 +65,7 @@ def create_app(rt: Runtime) -> web.Application:
     app.router.add_post("/slack/events", events_handler(bolt))
     eraser = Eraser(rt.redis, rt.store, rt.desk)
     app.router.add_delete("/v1/customers/{ref}", make_forget_handler(rt.api_secret, eraser))
+    channels.mount(app, rt.channel_configs, rt.redis, rt.store.ingest, rt.session)
     if rt.slack.emulator is not None:
         app[EMULATOR] = create_emulator_app(rt.slack.emulator)
         app.add_subapp("/_slack/", app[EMULATOR])

@@ -30,7 +30,7 @@ from gateway.effects import Effects
 from gateway.faults import checkpoint
 from gateway.identity import Identity
 from gateway.policy_store import PolicyStore
-from gateway.ports import AgentDesk, Automation, CustomerChannel
+from gateway.ports import AgentDesk, Automation, CustomerChannel, ShowsWaiting
 from gateway.sla import SlaTracker
 from gateway.store import ConversationStore
 from learners import coldstart
@@ -227,6 +227,10 @@ class Pipeline:
 
         result, posted = await effects.once("card", post, find)
         conv.slack_channel, conv.card_ts = result.split("|", 1)
+        channel = self.channels.get(conv.customer.channel)
+        if posted and isinstance(channel, ShowsWaiting):
+            policy = await self.policies.for_conversation(conv.id)
+            await channel.waiting(conv, max(1, policy.route_for(decision.skill).sla.first_response // 60))
         await self.redis.set(keys.thread(conv.slack_channel, conv.card_ts), conv.id)
         if conv.state in (ConversationState.NEW, ConversationState.AUTOMATED):
             conv.state = ConversationState.WAITING

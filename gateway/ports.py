@@ -8,7 +8,7 @@ the pipeline.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
 from pydantic import BaseModel, Field
 
@@ -72,6 +72,20 @@ class Delivery(BaseModel):
     ok: bool
     error: str | None = None
     external_id: str | None = None
+
+
+@runtime_checkable
+class ShowsWaiting(Protocol):
+    """A channel that can show the customer how long until a person answers (web chat)."""
+
+    async def waiting(self, conversation: Conversation, minutes: int) -> None: ...
+
+
+@runtime_checkable
+class AsksRating(Protocol):
+    """A channel with its own rating prompt; others get a "reply 1 to 5" text."""
+
+    async def ask_rating(self, conversation: Conversation, request_id: str) -> bool: ...
 
 
 class CustomerChannel(Protocol):

@@ -16,6 +16,7 @@ from redis.exceptions import RedisError
 from slack_bolt.oauth.async_oauth_settings import AsyncOAuthSettings
 from slack_sdk.web.async_client import AsyncWebClient
 
+from gateway.channels import ChannelConfigs, senders
 from gateway.desk_ops import DeskOps
 from gateway.domain import ChannelKind
 from gateway.embedded_redis import EmbeddedRedis
@@ -72,6 +73,7 @@ class Runtime:
     sla: SlaTracker
     api_secret: str
     oauth: AsyncOAuthSettings | None = None
+    channel_configs: ChannelConfigs = field(default_factory=ChannelConfigs)
     embedded: EmbeddedRedis | None = None
     closers: list[object] = field(default_factory=list)
 
@@ -184,7 +186,9 @@ async def build_runtime(settings: Settings, allow_embedded: bool = True) -> Runt
             hint="set SWITCHBOARD_API_SECRET in production",
         )
     store = ConversationStore(redis, settings.partitions, settings.reopen_window_s)
+    channel_configs = ChannelConfigs()
     channels: dict[ChannelKind, CustomerChannel] = {
+        **senders(channel_configs, redis, session),
         ChannelKind.API: ApiCallbackChannel(settings.api_callback_url, api_secret, session),
     }
     sla = SlaTracker(redis, store, policies, desk)
@@ -195,5 +199,5 @@ async def build_runtime(settings: Settings, allow_embedded: bool = True) -> Runt
     return Runtime(
         settings=settings, redis=redis, policy=policy, policies=policies, store=store, slack=slack,
         client=client, desk=desk, session=session, pipeline=pipeline, api_secret=api_secret, embedded=embedded,
-        ops=DeskOps(redis, store, policies, sla), sla=sla, oauth=oauth,
+        ops=DeskOps(redis, store, policies, sla), sla=sla, oauth=oauth, channel_configs=channel_configs,
     )

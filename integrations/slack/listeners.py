@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import re
 import time
-from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
@@ -22,7 +22,8 @@ from slack_sdk.web.async_client import AsyncWebClient
 
 from gateway import keys
 from gateway.desk_ops import DeskOps, Result
-from gateway.domain import Conversation, ConversationState
+from gateway.domain import ChannelKind, Conversation, ConversationState
+from gateway.ports import AsksRating, CustomerChannel
 from gateway.store import ConversationStore
 from integrations.slack import modals
 from integrations.slack.desk import SlackDesk
@@ -48,6 +49,7 @@ class DeskContext:
     desk: SlackDesk
     agents: frozenset[str]
     note_prefix: str = "note:"
+    channels: Mapping[ChannelKind, CustomerChannel] = field(default_factory=dict)
 
     def is_agent(self, user: str) -> bool:
         return not self.agents or user in self.agents
@@ -171,7 +173,10 @@ def register(bolt: AsyncApp, ctx: DeskContext) -> None:
         conv = result.conversation
         await ctx.desk.update_card(conv, f"✅ Resolved by <@{user}> · {_clock()} · {form.skill}")
         text = "Your conversation has been resolved. Reply any time if you need more help."
-        if form.ask_csat:
+        channel = ctx.channels.get(conv.customer.channel)
+        if form.ask_csat and isinstance(channel, AsksRating):
+            await channel.ask_rating(conv, f"resolve-{conv.id}")
+        elif form.ask_csat:
             text += " How did we do? Reply with a number from 1 (poor) to 5 (great)."
         await queue_reply(ctx, conv, text, "Support", f"resolve-{conv.id}-{int(time.time())}", kind="notify")
 

@@ -135,6 +135,16 @@ class WebchatChannel:
         log.info("webchat_reply_queued", conversation_id=conversation.id, message_id=message.id, seq=seq)
         return Delivery(ok=True, external_id=str(seq))
 
+    async def waiting(self, conversation: Conversation, minutes: int) -> None:
+        """Shows "a person will be with you in about N minutes" in the widget."""
+        await set_eta(self.redis, conversation.id, minutes)
+        await publish_status(self.redis, conversation.id)
+
+    async def ask_rating(self, conversation: Conversation, request_id: str) -> bool:
+        """The widget has its own rating prompt, so no "reply 1 to 5" text is needed."""
+        await request_csat(self.redis, conversation.id, request_id=request_id)
+        return True
+
 
 async def publish_typing(redis: aioredis.Redis, conversation_id: str, author: str, typing: bool = True) -> int:
     """Agent typing indicator (shown for a few seconds by the widget, or until `typing=False`)."""

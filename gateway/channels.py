@@ -1,0 +1,59 @@
+"""Customer channels: which are configured, their senders for the worker and routes for the web app.
+
+Each channel package reads its own settings (config beside the code); a channel whose secrets are
+missing is simply not offered, with one log line from its package. Web chat needs no configuration.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+
+import aiohttp
+import redis.asyncio as aioredis
+from aiohttp import web
+
+from gateway.domain import ChannelKind, InboundMessage
+from gateway.ports import CustomerChannel
+from gateway.store import Accepted
+from integrations import twilio, webchat, whatsapp
+
+
+@dataclass
+class ChannelConfigs:
+    webchat: webchat.WebchatConfig = field(default_factory=webchat.WebchatConfig)
+    twilio: twilio.TwilioConfig = field(default_factory=twilio.TwilioConfig)
+    whatsapp: whatsapp.WhatsAppConfig = field(default_factory=whatsapp.WhatsAppConfig)
+
+
+def senders(
+    configs: ChannelConfigs, redis: aioredis.Redis, session: aiohttp.ClientSession
+) -> dict[ChannelKind, CustomerChannel]:
+    """The worker's view: who can deliver a reply on each channel (Meta's API wins for WhatsApp)."""
+    found: dict[ChannelKind, CustomerChannel] = {ChannelKind.WEBCHAT: webchat.WebchatChannel(redis)}
+    tw = configs.twilio
+    if not tw.missing():
+        assert tw.auth_token and tw.account_sid and tw.from_number
+        sender = twilio.TwilioChannel(session, tw.api_url, tw.account_sid, tw.auth_token.get_secret_value(),
+                                      tw.from_number, tw.whatsapp_from)
+        found[ChannelKind.SMS] = found[ChannelKind.WHATSAPP] = sender
+    wa = configs.whatsapp
+    if not wa.missing():
+        assert wa.access_token and wa.phone_number_id
+        found[ChannelKind.WHATSAPP] = whatsapp.WhatsAppCloudChannel(
+            session, redis, wa.api_url, wa.phone_number_id, wa.access_token.get_secret_value()
+        )
+    return found
+
+
+def mount(
+    app: web.Application,
+    configs: ChannelConfigs,
+    redis: aioredis.Redis,
+    ingest: Callable[[InboundMessage], Awaitable[Accepted]],
+    session: aiohttp.ClientSession,
+) -> None:
+    """The web process's view: the inbound routes (/webchat/*, /channels/twilio, /channels/whatsapp)."""
+    webchat.setup(app, redis=redis, ingest=ingest, session=session, config=configs.webchat)
+    twilio.setup(app, redis=redis, ingest=ingest, session=session, config=configs.twilio)
+    whatsapp.setup(app, redis=redis, ingest=ingest, session=session, config=configs.whatsapp)
