@@ -211,7 +211,8 @@ class Cluster:
             except (aioredis.ConnectionError, OSError):
                 pass
             await asyncio.sleep(0.1)
-        raise AssertionError(f"streams not drained: {await self.pending_total()} left")
+        tails = {p.name: (p.popen.poll(), p.log_text()[-300:]) for p in self.procs}
+        raise AssertionError(f"streams not drained: {await self.pending_total()} left; processes: {tails}")
 
     async def close(self) -> None:
         for proc in self.procs:

@@ -31,7 +31,8 @@ async def test_workers_sigkilled_mid_batch_and_at_random(cluster: Cluster) -> No
     kill_after = rng.randint(40, 80)
 
     async def chaos(accepted: int) -> None:
-        if accepted == kill_after and not killed_at:
+        # A random moment of the load, once the steady worker is really working (not still importing).
+        if accepted >= kill_after and not killed_at and "partitions_acquired" in steady.log_text():
             killed_at.append(accepted)
             steady.kill()  # a random moment of the load: whatever it had in flight is abandoned
             cluster.start_worker("w-replacement-2")
@@ -42,7 +43,12 @@ async def test_workers_sigkilled_mid_batch_and_at_random(cluster: Cluster) -> No
     frozen.kill()  # frozen between posting a card and acknowledging it, batch half done
     cluster.start_worker("w-replacement-1")
     result = await load
-    await cluster.drained(timeout=60)
+    if not killed_at:
+        await wait_for_log(steady, "partitions_acquired")
+        killed_at.append(-1)
+        steady.kill()
+        cluster.start_worker("w-replacement-2")
+    await cluster.drained(timeout=90)
     found = await audit(cluster, result.accepted)
     ledger.record("worker SIGKILL (checkpoint + random)", found.messages, len(found.lost), len(found.duplicated))
     assert found.lost == [] and found.duplicated == []

@@ -1,0 +1,197 @@
+"""End to end: customer messages through `POST /v1/messages` into cards on the Slack emulator.
+
+Usage: python bench/e2e.py [--workers 2] [--seconds 4] [--concurrency 64]
+Prints the same run's bare aiohttp+XADD ceiling, the sustained routed rate (closed loop, every message
+a card), then p50/p95/p99 ingest-to-card latency under open-loop load at 50 %, 80 % and 100 % of that
+rate and at 200 msg/s. Ingest-to-card = card `ts` (the emulator's clock at chat.postMessage) minus the
+moment the client sent the POST; same host, same clock.
+
+The emulator runs as its own process (Slack is outside the gateway); every process shares the 2 cores.
+Automation is off so every message is a card, and the desk's per-channel pacing is raised to its 100/s
+maximum (real Slack allows ~1/s per channel: with it the desk, not the gateway, is the bottleneck).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import itertools
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
+from pathlib import Path
+
+import aiohttp
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from bench._common import free_port, pct, process, redis_server, wait_port
+from bench.ingest import BARE, SECRET, load
+from integrations.webhook.signature import sign
+
+CHANNELS = ("support-billing", "support-technical", "support-shipping", "support-account", "support-general")
+TEXTS = (
+    "I was charged twice on my invoice, please refund the payment",
+    "the app crashes with an error when I login, not working",
+    "where is my parcel? the tracking for my order says nothing",
+    "please delete my account profile and verify my email",
+    "hello, I have a question about your opening hours",
+)
+TOKEN = "xoxb-emulator"
+
+
+@contextmanager
+def stack(redis_url: str, workers: int, partitions: int = 8) -> Iterator[tuple[str, str, dict[str, str]]]:
+    """Emulator, web and `workers` worker processes against one Redis; yields (web url, emulator api, env)."""
+    emu_port, web_port = free_port(), free_port()
+    data = tempfile.mkdtemp(prefix="sb-e2e-")
+    env = {"REDIS_URL": redis_url, "PORT": str(web_port), "SWITCHBOARD_API_SECRET": SECRET,
+           "SWITCHBOARD_LOG_FORMAT": "json", "SWITCHBOARD_LOG_LEVEL": "warning", "SWITCHBOARD_DATA_DIR": data,
+           "SLACK_API_URL": f"http://127.0.0.1:{emu_port}/api/", "SWITCHBOARD_AUTOMATION": "off",
+           "SLACK_CHANNEL_RATE": "100", "SWITCHBOARD_PARTITIONS": str(partitions)}
+    with ExitStack() as es:
+        es.enter_context(process([sys.executable, "-m", "integrations.slack.emulator", "--port", str(emu_port)],
+                                 emu_port))
+        es.enter_context(process([sys.executable, "-m", "gateway.cli", "web"], web_port, env))
+        for _ in range(workers):
+            es.enter_context(spawn_worker(env))
+        yield f"http://127.0.0.1:{web_port}", f"http://127.0.0.1:{emu_port}/api/", env
+
+
+@contextmanager
+def spawn_worker(env: dict[str, str]) -> Iterator[subprocess.Popen[bytes]]:
+    proc = subprocess.Popen([sys.executable, "-m", "gateway.cli", "worker"], env={**os.environ, **env},
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        yield proc
+    finally:
+        proc.terminate()
+        proc.wait(timeout=20)
+
+
+def body(run: str, i: int) -> bytes:
+    return json.dumps({"customer_id": f"{run}-c{i}", "message_id": f"{run}-m{i}",
+                       "text": TEXTS[i % len(TEXTS)]}).encode()
+
+
+async def cards(session: aiohttp.ClientSession, api: str) -> dict[str, float]:
+    """conversation_id → card ts (seconds) for every card on the emulator, all pages."""
+    out: dict[str, float] = {}
+    for channel in CHANNELS:
+        cursor = ""
+        while True:
+            params = {"channel": channel, "limit": "1000", "include_all_metadata": "true", "cursor": cursor}
+            async with session.post(f"{api}conversations.history", data=params,
+                                    headers={"Authorization": f"Bearer {TOKEN}"}) as resp:
+                page = await resp.json()
+            for m in page.get("messages", []):
+                meta = m.get("metadata") or {}
+                if meta.get("event_type") == "switchboard_card":
+                    out[meta["event_payload"]["conversation_id"]] = float(m["ts"])
+            cursor = (page.get("response_metadata") or {}).get("next_cursor") or ""
+            if not cursor:
+                break
+    return out
+
+
+async def wait_cards(session: aiohttp.ClientSession, api: str, expected: set[str], timeout: float  # noqa: ASYNC109
+                     ) -> dict[str, float]:
+    deadline = time.monotonic() + timeout
+    while True:
+        found = await cards(session, api)
+        if expected <= found.keys() or time.monotonic() > deadline:
+            return found
+        await asyncio.sleep(0.5)
+
+
+async def closed_loop(url: str, api: str, seconds: float, concurrency: int, run: str) -> tuple[float, float, int]:
+    """As fast as the stack goes: (accepted/s, routed cards/s, cards) over the whole send-to-last-card span."""
+    counter = itertools.count()
+    sent: dict[str, float] = {}
+    deadline = time.perf_counter() + seconds
+    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=concurrency)) as session:
+
+        async def client() -> None:
+            while time.perf_counter() < deadline:
+                i = next(counter)
+                raw = body(run, i)
+                headers = {"Content-Type": "application/json", "X-Switchboard-Signature": sign(SECRET, raw)}
+                async with session.post(f"{url}/v1/messages", data=raw, headers=headers) as resp:
+                    answer = await resp.json()
+                    if resp.status == 202:
+                        sent[answer["conversation_id"]] = time.time()
+
+        start_wall, start = time.time(), time.perf_counter()
+        await asyncio.gather(*(client() for _ in range(concurrency)))
+        ingest_s = time.perf_counter() - start
+        found = await wait_cards(session, api, set(sent), timeout=120)
+    mine = [found[c] for c in sent if c in found]
+    routed_span = max(mine) - start_wall if mine else float("inf")
+    return len(sent) / ingest_s, len(mine) / routed_span, len(mine)
+
+
+async def open_loop(url: str, api: str, rate: float, seconds: float, run: str) -> tuple[list[float], int, float]:
+    """Constant arrival rate (not closed loop, so queueing shows up in latency); returns latencies in ms."""
+    sent: dict[str, float] = {}
+    n = int(rate * seconds)
+    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=512)) as session:
+
+        async def one(i: int, at: float) -> None:
+            await asyncio.sleep(max(0.0, at - time.perf_counter()))
+            raw = body(run, i)
+            headers = {"Content-Type": "application/json", "X-Switchboard-Signature": sign(SECRET, raw)}
+            t = time.time()
+            async with session.post(f"{url}/v1/messages", data=raw, headers=headers) as resp:
+                answer = await resp.json()
+            if resp.status == 202:
+                sent[answer["conversation_id"]] = t
+
+        start = time.perf_counter() + 0.2
+        await asyncio.gather(*(one(i, start + i / rate) for i in range(n)))
+        achieved = n / (time.perf_counter() - start)
+        found = await wait_cards(session, api, set(sent), timeout=120)
+    latencies = [(found[c] - t) * 1000 for c, t in sent.items() if c in found]
+    return latencies, len(sent) - len(latencies), achieved
+
+
+def bare_ceiling(redis_url: str, seconds: float, concurrency: int) -> float:
+    port = free_port()
+    with process([sys.executable, "-c", BARE, str(port), redis_url], port):
+        return asyncio.run(load(f"http://127.0.0.1:{port}/v1/messages", seconds, concurrency, "bare"))
+
+
+async def warm_up(url: str, api: str) -> None:
+    """First cards create channels and warm imports/connections; not part of any figure."""
+    await open_loop(url, api, 20, 1.0, "warm")
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--workers", type=int, default=2)
+    ap.add_argument("--seconds", type=float, default=4.0)
+    ap.add_argument("--concurrency", type=int, default=64)
+    args = ap.parse_args()
+    with redis_server() as redis_url:
+        bare = bare_ceiling(redis_url, args.seconds, args.concurrency)
+        print(f"bare aiohttp+XADD ceiling          {bare:8.0f} req/s (same Redis, fsync always)")
+        with stack(redis_url, args.workers) as (url, api, _):
+            wait_port(int(url.rsplit(":", 1)[1]))
+            asyncio.run(warm_up(url, api))
+            accepted, routed, n = asyncio.run(closed_loop(url, api, args.seconds, args.concurrency, "sat"))
+            print(f"closed loop, {args.workers} workers:  accepted {accepted:6.0f} msg/s, "
+                  f"routed into cards {routed:6.0f} msg/s ({n} cards)")
+            print(f"ratio accepted/bare ceiling        {accepted / bare:.2f}; routed/bare {routed / bare:.2f}")
+            for label, rate in (("50%", routed * 0.5), ("80%", routed * 0.8), ("100%", routed), ("200/s", 200.0)):
+                lat, missing, achieved = asyncio.run(open_loop(url, api, rate, args.seconds, f"r{label}"))
+                print(f"open loop {label:>5} = {rate:6.0f} msg/s (sent {achieved:6.0f}/s): "
+                      f"p50 {pct(lat, 0.50):7.1f} ms  p95 {pct(lat, 0.95):7.1f} ms  p99 {pct(lat, 0.99):7.1f} ms"
+                      f"  ({len(lat)} cards, {missing} missing)")
+
+
+if __name__ == "__main__":
+    main()
