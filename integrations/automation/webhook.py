@@ -18,7 +18,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 
 from gateway.domain import Conversation, Scores
 from gateway.ports import BotReply
-from integrations.automation.signing import HEADER, sign
+from integrations.webhook.signature import HEADER, sign
 
 log = structlog.get_logger("switchboard.automation.webhook")
 
