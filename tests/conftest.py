@@ -118,3 +118,28 @@ async def callback() -> AsyncIterator[Callback]:
     await web.TCPSite(runner, "127.0.0.1", cb.port).start()
     yield cb
     await runner.cleanup()
+
+
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
+                 "--disable-sync", "--no-first-run"]
+
+
+@pytest.fixture
+def chromium_path() -> str:
+    if not os.path.exists(CHROMIUM):
+        pytest.fail(f"{CHROMIUM} is missing: apt-get install -y chromium")
+    return CHROMIUM
+
+
+@pytest.fixture
+async def browser(chromium_path: str) -> AsyncIterator[Any]:
+    """Headless Debian Chromium; fails (never skips) without it: pages are only tested in a real browser."""
+    from playwright.async_api import async_playwright
+
+    async with async_playwright() as pw:
+        b = await pw.chromium.launch(executable_path=chromium_path, headless=True, args=CHROMIUM_ARGS)
+        try:
+            yield b
+        finally:
+            await b.close()

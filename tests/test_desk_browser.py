@@ -13,30 +13,14 @@ from pathlib import Path
 
 import pytest
 import redis.asyncio as aioredis
-from playwright.async_api import Browser, async_playwright, expect
+from playwright.async_api import Browser, expect
 
 from learners.process import LearnerConfig, run_learner
 from tests.conftest import Callback
 from tests.harness import Gateway, cards, eventually, make_settings, start_gateway
 
-CHROMIUM = Path("/usr/bin/chromium")
-CHROMIUM_INSTALLED = CHROMIUM.exists()
 ARTIFACTS = Path(__file__).resolve().parents[1] / "artifacts"
 TEXT = "The app charged my card twice when I pressed the button"
-
-
-@pytest.fixture
-async def browser() -> AsyncIterator[Browser]:
-    if not CHROMIUM_INSTALLED:
-        pytest.fail("chromium is missing: apt-get install -y chromium")
-    async with async_playwright() as pw:
-        b = await pw.chromium.launch(
-            executable_path=str(CHROMIUM), headless=True,
-            args=["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-                  "--disable-sync", "--no-first-run"],
-        )
-        yield b
-        await b.close()
 
 
 @pytest.fixture

@@ -3,14 +3,11 @@
 from __future__ import annotations
 
 import asyncio
-import os
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
-import pytest
 import redis.asyncio as aioredis
-from playwright.async_api import Browser, Page, async_playwright
+from playwright.async_api import Browser, Page
 
 from integrations.webchat import outbox, request_csat
 from tests.harness import eventually
@@ -18,31 +15,8 @@ from tests.test_webchat_support import Chat, chat
 
 __all__ = ["chat"]
 
-CHROMIUM = "/usr/bin/chromium"
 ARTIFACTS = Path(__file__).resolve().parent.parent / "artifacts"
 HOSTILE = "<img src=x onerror=alert(1)>"
-
-
-@pytest.fixture
-def chromium_path() -> str:
-    if not os.path.exists(CHROMIUM):
-        pytest.fail(f"{CHROMIUM} is missing: apt-get install -y chromium")
-    return CHROMIUM
-
-
-@pytest.fixture
-async def browser(chromium_path: str) -> AsyncIterator[Browser]:
-    """Fails (never skips) without Chromium: the widget is only tested in a real browser."""
-    async with async_playwright() as pw:
-        b = await pw.chromium.launch(
-            executable_path=chromium_path, headless=True,
-            args=["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-                  "--disable-sync", "--no-first-run"],
-        )
-        try:
-            yield b
-        finally:
-            await b.close()
 
 
 async def state(page: Page) -> dict[str, Any]:

@@ -6,31 +6,13 @@ emulator's desk page). The agent's replies are typed on the desk page and reach 
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from pathlib import Path
 
-import pytest
-from playwright.async_api import Browser, Page, async_playwright, expect
+from playwright.async_api import Browser, Page, expect
 
 from tests.harness import Gateway, cards, eventually
 
-CHROMIUM = Path("/usr/bin/chromium")
-CHROMIUM_INSTALLED = CHROMIUM.exists()
 ARTIFACTS = Path(__file__).resolve().parents[1] / "artifacts"
-
-
-@pytest.fixture
-async def browser() -> AsyncIterator[Browser]:
-    if not CHROMIUM_INSTALLED:
-        pytest.fail("chromium is missing: apt-get install -y chromium")
-    async with async_playwright() as pw:
-        b = await pw.chromium.launch(
-            executable_path=str(CHROMIUM), headless=True,
-            args=["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-                  "--disable-sync", "--no-first-run"],
-        )
-        yield b
-        await b.close()
 
 
 async def _widget_texts(page: Page) -> list[str]:
