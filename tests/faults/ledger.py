@@ -27,14 +27,14 @@ def record(scenario: str, sent: int, lost: int, duplicated: int, note: str = "",
 
 
 def table() -> list[str]:
-    width = max([len(r.scenario) for r in ROWS] + [8])
+    counted = [r for r in ROWS if not r.known_bug]
+    label = f"TOTAL ({len(counted)} scenarios run, known-bug rows excluded)"
+    width = max([len(r.scenario) for r in ROWS] + [len(label)])
     lines = [f"{'scenario':<{width}}  {'sent':>6}  {'lost':>5}  {'dup':>5}  note"]
     for r in ROWS:
         lines.append(f"{r.scenario:<{width}}  {r.sent:>6}  {r.lost:>5}  {r.duplicated:>5}  {r.note}")
-    counted = [r for r in ROWS if not r.known_bug]
     total_sent = sum(r.sent for r in counted)
     lost = sum(r.lost for r in counted)
     dup = sum(r.duplicated for r in counted)
-    label = f"TOTAL ({len(counted)} scenarios run, known-bug rows excluded)"
     lines.append(f"{label:<{width}}  {total_sent:>6}  {lost:>5}  {dup:>5}")
     return lines
