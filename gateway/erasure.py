@@ -68,7 +68,7 @@ class Eraser:
         for conv_id in conv_ids:
             conv = await self.store.load(conv_id)
             if conv is not None:
-                await self._forget_conversation(conv, report)
+                await self._forget_conversation(conv, report, idents)
         report.stream_entries += await self._drop_entries(keys.OUTCOMES, set(conv_ids), "conversation_id")
         report.stream_entries += await self._drop_entries(keys.AUDIT, set(conv_ids), "conversation_id")
         doomed = [keys.ident(i) for i in idents]
@@ -81,14 +81,14 @@ class Eraser:
         log.info("customer_forgotten", person=person, conversations=report.conversations, requested_by=requested_by)
         return report
 
-    async def _forget_conversation(self, conv: Conversation, report: ErasureReport) -> None:
+    async def _forget_conversation(self, conv: Conversation, report: ErasureReport, idents: list[str]) -> None:
         report.conversations += 1
         report.messages += len(conv.messages)
         await self._erase_slack(conv, report)
         doomed = [keys.conversation(conv.id), keys.transcript(conv.id), keys.effects(conv.id), keys.claim(conv.id),
                   keys.closed(conv.id), f"{keys.PREFIX}webchat:out:{conv.id}", f"{keys.PREFIX}csat:{conv.id}",
                   f"{keys.PREFIX}sla:done:{conv.id}"]
-        doomed += [keys.dedupe(m.channel.value, m.external_id) for m in conv.messages if m.external_id]
+        doomed += [keys.dedupe(i, m.external_id) for i in idents for m in conv.messages if m.external_id]
         if conv.slack_channel and conv.card_ts:
             doomed.append(keys.thread(conv.slack_channel, conv.card_ts))
         report.keys_deleted += int(await self.redis.delete(*doomed))

@@ -17,8 +17,9 @@ def partition_of(customer_key: str, partitions: int) -> int:
     return zlib.crc32(customer_key.encode()) % partitions
 
 
-def dedupe(channel: str, message_id: str) -> str:
-    return f"{PREFIX}dedupe:{channel}:{message_id}"
+def dedupe(customer_key: str, message_id: str) -> str:
+    """Per customer: integrators' message ids are only unique per customer ("m-1" for everyone)."""
+    return f"{PREFIX}dedupe:{customer_key}:{message_id}"
 
 
 def customer_conversation(customer_key: str) -> str:

@@ -57,15 +57,23 @@ class Redactor:
                 value = value.replace(secret, "[redacted]")
         return redact_pii(value) if pii else value
 
+    def _walk(self, value: Any, pii: bool, depth: int = 0) -> Any:
+        """Nested values too (a profile dict, a Slack response): secrets hide anywhere."""
+        if isinstance(value, str):
+            return self._clean(value, pii)
+        if isinstance(value, BaseException):
+            return self._clean(repr(value), pii)
+        if depth > 6:
+            return value
+        if isinstance(value, dict):
+            return {k: self._walk(v, pii and k not in STRUCTURAL_KEYS, depth + 1) for k, v in value.items()}
+        if isinstance(value, list | tuple | set):
+            return [self._walk(v, pii, depth + 1) for v in value]
+        return value
+
     def __call__(self, logger: Any, method: str, event: MutableMapping[str, Any]) -> MutableMapping[str, Any]:
         for key, value in list(event.items()):
-            pii = key not in STRUCTURAL_KEYS
-            if isinstance(value, str):
-                event[key] = self._clean(value, pii)
-            elif isinstance(value, BaseException):
-                event[key] = self._clean(repr(value), pii)
-            elif isinstance(value, list | tuple):
-                event[key] = [self._clean(v, pii) if isinstance(v, str) else v for v in value]
+            event[key] = self._walk(value, key not in STRUCTURAL_KEYS)
         return event
 
 

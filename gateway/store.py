@@ -101,7 +101,7 @@ class ConversationStore:
         # Partition by person, so one customer's messages stay in order across channels.
         stream = keys.inbound_stream(keys.partition_of(person, self.partitions))
         result = await self._ingest(
-            keys=[keys.dedupe(msg.channel.value, msg.message_id), stream],
+            keys=[keys.dedupe(msg.customer_key, msg.message_id), stream],
             args=[
                 new_id("conv"),
                 message.id,

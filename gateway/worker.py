@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import socket
-import time
 import uuid
 from typing import Any
 
@@ -48,20 +48,29 @@ class Worker:
         self.lease_ms = lease_ms
         self.reclaim_idle_ms = reclaim_idle_ms
         self.processed = 0
+        self.ready = asyncio.Event()
+
+    async def _heartbeat(self, stop: asyncio.Event) -> None:
+        """Leases are renewed on their own schedule, so a long batch never outlives its lease."""
+        while not stop.is_set():
+            try:
+                _, acquired = await self.leases.heartbeat()
+                for p in sorted(acquired):
+                    await self.reader.take_over(p, min(self.reclaim_idle_ms, self.lease_ms))
+                self.ready.set()
+            except (RedisConnectionError, RedisTimeoutError, OSError) as exc:
+                log.warning("worker_heartbeat_failed", error=str(exc))
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), timeout=self.lease_ms / 3000)
 
     async def run(self, stop: asyncio.Event) -> None:
         await ensure_groups(self.redis, self.partitions)
         log.info("worker_started", worker=self.name, partitions=self.partitions)
-        next_beat = 0.0
-        owned: set[int] = set()
+        beat = asyncio.create_task(self._heartbeat(stop))
         try:
             while not stop.is_set():
                 try:
-                    if time.monotonic() >= next_beat:
-                        owned, acquired = await self.leases.heartbeat()
-                        for p in sorted(acquired):
-                            await self.reader.take_over(p, min(self.reclaim_idle_ms, self.lease_ms))
-                        next_beat = time.monotonic() + self.lease_ms / 3000
+                    owned = set(self.leases.owned)
                     if not owned:
                         await asyncio.wait_for(stop.wait(), timeout=self.lease_ms / 3000)
                         continue
@@ -73,6 +82,9 @@ class Worker:
                 except TimeoutError:
                     continue
         finally:
+            beat.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await beat
             try:
                 await self.leases.release_all()
             except (RedisConnectionError, RedisTimeoutError, OSError):
@@ -80,8 +92,12 @@ class Worker:
             log.info("worker_stopped", worker=self.name, processed=self.processed)
 
     async def _run_batch(self, partition: int, entries: list[Entry]) -> None:
-        """Sequential within a partition: stop at the first failure so order is kept on retry."""
+        """Sequential within a partition: stop at the first failure so order is kept on retry, and stop
+        as soon as the partition's lease is gone (fencing: its new owner replays the rest)."""
         for entry_id, fields in entries:
+            if partition not in self.leases.owned:
+                log.warning("partition_lost_mid_batch", partition=partition, worker=self.name)
+                return
             try:
                 await self.pipeline.handle(fields)
             except (RedisConnectionError, RedisTimeoutError):
@@ -93,7 +109,8 @@ class Worker:
             self.processed += 1
 
     async def _failed(self, partition: int, entry_id: str, fields: dict[str, str], exc: Exception) -> None:
-        attempts = int(await self.redis.hincrby(ATTEMPTS, entry_id, 1))
+        attempt_key = f"{partition}:{entry_id}"  # stream ids repeat across partitions
+        attempts = int(await self.redis.hincrby(ATTEMPTS, attempt_key, 1))
         log.error(
             "pipeline_failed",
             conversation_id=fields.get("conv"),
@@ -106,7 +123,7 @@ class Worker:
             dead: dict[Any, Any] = {**fields, "entry": entry_id, "error": repr(exc)[:500]}
             await self.redis.xadd(DEAD_LETTER, dead)
             await self.reader.ack(partition, entry_id)
-            await self.redis.hdel(ATTEMPTS, entry_id)
+            await self.redis.hdel(ATTEMPTS, attempt_key)
             log.error("entry_dead_lettered", conversation_id=fields.get("conv"), entry=entry_id)
             return
         self.reader.backlog.add(partition)

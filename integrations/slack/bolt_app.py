@@ -12,6 +12,7 @@ from aiohttp import web
 from slack_bolt.adapter.aiohttp import to_aiohttp_response, to_bolt_request
 from slack_bolt.async_app import AsyncApp
 from slack_bolt.oauth.async_oauth_settings import AsyncOAuthSettings
+from slack_sdk.signature import SignatureVerifier
 from slack_sdk.web.async_client import AsyncWebClient
 
 
@@ -28,8 +29,19 @@ def create_bolt_app(
     )
 
 
-def events_handler(bolt: AsyncApp) -> Callable[[web.Request], Awaitable[web.Response]]:
+def events_handler(bolt: AsyncApp, signing_secret: str) -> Callable[[web.Request], Awaitable[web.Response]]:
+    """Check the signature on the raw bytes first: bolt parses the body before verifying it, so an
+    unsigned malformed body would otherwise end in a 500 instead of a 401."""
+    verifier = SignatureVerifier(signing_secret)
+
     async def slack_events(request: web.Request) -> web.Response:
+        raw = await request.read()
+        if not verifier.is_valid_request(raw, dict(request.headers)):
+            return web.json_response({"error": "invalid_signature"}, status=401)
+        try:
+            raw.decode("utf-8")
+        except UnicodeDecodeError:
+            return web.json_response({"error": "invalid_utf8"}, status=400)
         bolt_resp = await bolt.async_dispatch(await to_bolt_request(request))
         return await to_aiohttp_response(bolt_resp)
 
