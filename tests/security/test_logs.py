@@ -96,8 +96,6 @@ def test_tracebacks_are_masked_too(capsys: pytest.CaptureFixture[str]) -> None:
     assert PII["phone"] not in lines[2]["exception"] and "super-secret-value-123" not in lines[2]["exception"]
 
 
-@pytest.mark.xfail(strict=True, reason="Redactor only scans top-level str and list-of-str values: PII or a "
-                   "secret inside a dict field (e.g. profile={...}, a Slack response dict) is written out unmasked")
 def test_pii_and_secrets_in_nested_fields_are_masked(capsys: pytest.CaptureFixture[str]) -> None:
     configure_logging(LogFormat.JSON, "debug", ("super-secret-value-123",))
     try:
