@@ -31,6 +31,7 @@ from gateway.faults import checkpoint
 from gateway.identity import Identity
 from gateway.policy_store import PolicyStore
 from gateway.ports import AgentDesk, Automation, CustomerChannel, ShowsWaiting
+from gateway.retries import MAX_ATTEMPTS, DeliveryRetries
 from gateway.sla import SlaTracker
 from gateway.store import ConversationStore
 from learners import coldstart
@@ -57,6 +58,7 @@ class Pipeline:
     automation: Automation | None = None
     channels: Mapping[ChannelKind, CustomerChannel] = field(default_factory=dict)
     sla: SlaTracker | None = None
+    retries: DeliveryRetries | None = None
 
     identity: Identity | None = None
 
@@ -294,17 +296,40 @@ class Pipeline:
             return
         await self.redis.hdel(keys.effects(conv.id), f"out:{ref}")
         reason = result.removeprefix("failed:")
+        attempt = int(fields.get("attempt", "0")) + 1
+        if attempt >= MAX_ATTEMPTS:
+            await self.desk.note_in_thread(
+                conv, f"❌ Not delivered to the customer after {attempt} attempts ({reason}). The reply is in "
+                "the transcript; reach the customer another way."
+            )
+            await self.redis.xadd(f"{keys.PREFIX}dead", {**fields, "error": reason[:500]})
+            log.error("reply_undeliverable", conversation_id=conv.id, ref=ref, attempts=attempt, error=reason)
+            return
 
         async def report() -> str:
             ts = await self.desk.note_in_thread(conv, f"⚠️ Not delivered to the customer yet ({reason}); retrying.")
             return ts or "none"
 
         await effects.once(f"outfail:{ref}", report, _never_found)
-        raise DeliveryFailed(reason)
+        if self.retries is None:
+            raise DeliveryFailed(reason)
+        await self.retries.schedule(fields, attempt)
+        log.warning("reply_delivery_failed", conversation_id=conv.id, ref=ref, attempt=attempt, error=reason)
 
     async def _mark(self, fields: Mapping[str, str], emoji: str) -> str:
-        await self.desk.mark_message(fields["slack_channel"], fields["slack_ts"], emoji)
+        """Cosmetic: a failed reaction must not make a delivered reply look undelivered (or retry it)."""
+        try:
+            await self.desk.mark_message(fields["slack_channel"], fields["slack_ts"], emoji)
+        except Exception as exc:
+            log.warning("delivery_mark_failed", slack_ts=fields.get("slack_ts"), error=repr(exc))
+            return "unmarked"
         return emoji
+
+    async def requeue(self, fields: dict[str, str]) -> None:
+        """A retry that is due goes back on the conversation's stream, behind newer work."""
+        conv = await self.store.load(fields["conv"])
+        if conv is not None:
+            await self.store.enqueue(conv, {k: v for k, v in fields.items() if k not in ("conv", "customer")})
 
     async def _record_csat(self, conv: Conversation, message: Message, rating: int, effects: Effects) -> None:
         """A lone 1-5 after we asked "How did we do?" is a rating, not a new problem: no reopen."""

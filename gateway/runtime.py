@@ -25,6 +25,7 @@ from gateway.pipeline import Pipeline
 from gateway.policy_store import PolicyStore
 from gateway.ports import Automation, CustomerChannel
 from gateway.redis_conn import redis_client
+from gateway.retries import DeliveryRetries
 from gateway.settings import ConfigError, Settings
 from gateway.sla import SlaTracker
 from gateway.store import ConversationStore
@@ -195,6 +196,7 @@ async def build_runtime(settings: Settings, allow_embedded: bool = True) -> Runt
     pipeline = Pipeline(
         redis=redis, store=store, policies=policies, scorer=LearnerScorer(), desk=desk, channels=channels,
         automation=make_automation(settings, policy, session), sla=sla, identity=Identity(redis),
+        retries=DeliveryRetries(redis),
     )
     return Runtime(
         settings=settings, redis=redis, policy=policy, policies=policies, store=store, slack=slack,

@@ -20,7 +20,8 @@ from gateway.streams import Entry, PartitionLeases, PartitionReader, ensure_grou
 
 log = structlog.get_logger(__name__)
 
-MAX_ATTEMPTS = 5
+MAX_ATTEMPTS = 10
+"""With the back-off below, about 80 s of retrying (a Slack or Redis hiccup) before an entry is parked."""
 DEAD_LETTER = f"{keys.PREFIX}dead"
 ATTEMPTS = f"{keys.PREFIX}attempts"
 
@@ -67,6 +68,8 @@ class Worker:
         await ensure_groups(self.redis, self.partitions)
         log.info("worker_started", worker=self.name, partitions=self.partitions)
         beat = asyncio.create_task(self._heartbeat(stop))
+        retrier = self.pipeline.retries
+        retry_loop = asyncio.create_task(retrier.run(self.pipeline.requeue, stop)) if retrier else None
         try:
             while not stop.is_set():
                 try:
@@ -82,9 +85,11 @@ class Worker:
                 except TimeoutError:
                     continue
         finally:
-            beat.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await beat
+            for task in (beat, retry_loop):
+                if task is not None:
+                    task.cancel()
+                    with contextlib.suppress(asyncio.CancelledError):
+                        await task
             try:
                 await self.leases.release_all()
             except (RedisConnectionError, RedisTimeoutError, OSError):
@@ -127,4 +132,4 @@ class Worker:
             log.error("entry_dead_lettered", conversation_id=fields.get("conv"), entry=entry_id)
             return
         self.reader.backlog.add(partition)
-        await asyncio.sleep(min(2.0**attempts * 0.1, 5.0))
+        await asyncio.sleep(min(0.2 * 2 ** (attempts - 1), 30.0))

@@ -23,21 +23,24 @@ from integrations.slack.pacing import ChannelPacer
 log = structlog.get_logger(__name__)
 
 
-def make_client(token: str, base_url: str | None = None, rate_limit_retries: bool = True) -> AsyncWebClient:
-    """A client that rides out brief outages, and 429s unless the caller paces itself.
+def make_client(token: str, base_url: str | None = None, retries: bool = True) -> AsyncWebClient:
+    """A client that rides out brief outages and 429s, or (`retries=False`) one that never resends.
 
     Passing `retry_handlers` replaces slack_sdk's default (connection errors only), so every handler
-    we want is listed explicitly.
+    we want is listed explicitly. Posting must not resend on its own: chat.postMessage has no
+    idempotency key, so a resend after a timeout can make a second card; our effect markers look the
+    first one up instead, and the pacer handles 429s.
     """
     kwargs: dict[str, Any] = {"token": token, "timeout": 10}
     if base_url:
         kwargs["base_url"] = base_url
-    handlers: list[Any] = [
-        AsyncConnectionErrorRetryHandler(max_retry_count=3),
-        AsyncServerErrorRetryHandler(max_retry_count=3),
-    ]
-    if rate_limit_retries:
-        handlers.append(AsyncRateLimitErrorRetryHandler(max_retry_count=3))
+    handlers: list[Any] = []
+    if retries:
+        handlers = [
+            AsyncConnectionErrorRetryHandler(max_retry_count=3),
+            AsyncServerErrorRetryHandler(max_retry_count=3),
+            AsyncRateLimitErrorRetryHandler(max_retry_count=3),
+        ]
     return AsyncWebClient(**kwargs, retry_handlers=handlers)
 
 
@@ -55,7 +58,7 @@ class SlackDesk:
         self.pacer = pacer or ChannelPacer()
         # Posting has its own client without slack_sdk's 429 retry: a 429 must pause the whole channel
         # in the pacer, not just the one request that happened to get it.
-        self.poster = make_client(client.token or "", client.base_url, rate_limit_retries=False)
+        self.poster = make_client(client.token or "", client.base_url, retries=False)
         self._ids: dict[str, str] = {}
 
     async def _post(self, **kwargs: Any) -> Any:

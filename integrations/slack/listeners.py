@@ -18,6 +18,7 @@ import redis.asyncio as aioredis
 import structlog
 from slack_bolt.async_app import AsyncAck, AsyncApp
 from slack_bolt.response import BoltResponse
+from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
 
 from gateway import keys
@@ -76,7 +77,10 @@ async def _refuse(client: AsyncWebClient, body: dict[str, Any], text: str) -> No
     channel = (body.get("channel") or {}).get("id") or (body.get("container") or {}).get("channel_id")
     user = (body.get("user") or {}).get("id")
     if channel and user:
-        await client.chat_postEphemeral(channel=channel, user=user, text=text)
+        try:
+            await client.chat_postEphemeral(channel=channel, user=user, text=text)
+        except SlackApiError as exc:  # the refusal itself is logged; a failed notice must not 500
+            log.warning("ephemeral_failed", user=user, error=exc.response.get("error"))
 
 
 Handler = Callable[[DeskContext, str, str, dict[str, Any], AsyncWebClient], Awaitable[None]]
