@@ -11,7 +11,7 @@ from redis.exceptions import RedisError
 from slack_bolt.adapter.socket_mode.async_handler import AsyncSocketModeHandler
 from slack_bolt.async_app import AsyncApp
 
-from gateway import channels
+from gateway import channels, metrics
 from gateway.erasure import Eraser
 from gateway.runtime import Runtime
 from gateway.streams import ensure_groups, groups_ready
@@ -63,6 +63,8 @@ def create_app(rt: Runtime) -> web.Application:
     app.router.add_get("/readyz", readyz)
     app.router.add_post("/v1/messages", make_handler(rt.api_secret, rt.store.ingest, rt.settings.max_body_bytes))
     app.router.add_post("/slack/events", events_handler(bolt, rt.slack.signing_secret))
+    scorer = rt.pipeline.scorer if isinstance(rt.pipeline.scorer, metrics.HasHealth) else None
+    metrics.mount(app, metrics.MetricsSource(rt.redis, rt.settings.partitions, scorer))
     eraser = Eraser(rt.redis, rt.store, rt.desk)
     app.router.add_delete("/v1/customers/{ref}", make_forget_handler(rt.api_secret, eraser))
     channels.mount(app, rt.channel_configs, rt.redis, rt.store.ingest, rt.session)

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import redis.asyncio as aioredis
 import structlog
 
-from gateway import keys
+from gateway import keys, metrics
 from gateway.domain import Conversation, ConversationState, Outcome, utcnow
 from gateway.pipeline import BOT_AUTHOR
 from gateway.policy_store import PolicyStore
@@ -96,6 +96,7 @@ class DeskOps:
         conv.state, conv.claimed_by = ConversationState.CLAIMED, user
         await self.store.save(conv, "state", "claimed_by")
         await self._replan(conv)
+        metrics.claimed(conv.skill, conv.card_ts)
         await self.audit("claim", user, conversation_id)
         return Result(True, "claimed", conv)
 

@@ -17,7 +17,7 @@ import time
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any, Protocol, runtime_checkable
 
 import redis.asyncio as aioredis
 from aiohttp import web
@@ -202,6 +202,7 @@ def worker_entry(result: str) -> None:
     WORKER_ENTRIES.labels(result=result).inc()
 
 
+@runtime_checkable
 class HasHealth(Protocol):
     def health(self) -> Mapping[str, Mapping[str, Any]]: ...
 

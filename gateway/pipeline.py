@@ -9,11 +9,12 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from typing import Any
 
 import redis.asyncio as aioredis
 import structlog
 
-from gateway import keys
+from gateway import keys, metrics
 from gateway.domain import (
     ChannelKind,
     Conversation,
@@ -145,6 +146,7 @@ class Pipeline:
             await effects.once(f"handoff:{message.id}", lambda: self._send(conv, notice), _never_found)
         conv.decision = decision
         conv.skill = decision.skill
+        metrics.decision(decision.route.value, decision.reasons)
         if decision.route is RouteKind.HUMAN:
             await self._post_card(conv, decision, effects)
         await self._remember(conv)
@@ -207,8 +209,10 @@ class Pipeline:
         if channel is None:
             log.warning("customer_channel_missing", conversation_id=conv.id, channel=conv.customer.channel.value)
             return f"failed:no {conv.customer.channel.value} channel configured"
-        delivery = await channel.send(conv, message)
+        with metrics.channel_call(conv.customer.channel.value):
+            delivery = await channel.send(conv, message)
         if not delivery.ok:
+            metrics.channel_failed(conv.customer.channel.value)
             log.warning("customer_delivery_failed", conversation_id=conv.id, error=delivery.error)
             return f"failed:{delivery.error}"
         return "delivered"
@@ -302,7 +306,8 @@ class Pipeline:
                 conv, f"❌ Not delivered to the customer after {attempt} attempts ({reason}). The reply is in "
                 "the transcript; reach the customer another way."
             )
-            await self.redis.xadd(f"{keys.PREFIX}dead", {**fields, "error": reason[:500]})
+            dead: dict[Any, Any] = {**fields, "error": reason[:500]}
+            await self.redis.xadd(f"{keys.PREFIX}dead", dead)
             log.error("reply_undeliverable", conversation_id=conv.id, ref=ref, attempts=attempt, error=reason)
             return
 

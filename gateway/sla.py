@@ -12,7 +12,7 @@ import contextlib
 import redis.asyncio as aioredis
 import structlog
 
-from gateway import keys
+from gateway import keys, metrics
 from gateway.domain import Conversation, ConversationState, Direction
 from gateway.policy_store import PolicyStore
 from gateway.ports import AgentDesk
@@ -102,6 +102,7 @@ class SlaTracker:
             state = sla_state(conv, await self._done(conv.id))
             for action in actions_due(state, policy, now, await self._agents(policy)):
                 await self._run(conv, action, policy)
+                metrics.sla_breach(action.step.value)
                 await self.redis.sadd(_done_key(conv.id), action.step.value)
                 await self.scheduler.record(action, now)
                 fired += 1

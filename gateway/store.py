@@ -12,7 +12,7 @@ from typing import Any
 
 import redis.asyncio as aioredis
 
-from gateway import keys
+from gateway import keys, metrics
 from gateway.domain import (
     ChannelKind,
     Conversation,
@@ -117,6 +117,7 @@ class ConversationStore:
             ],
         )
         created, ref = int(result[0]), _s(result[1])
+        metrics.message_in(msg.channel.value, duplicate=not created)
         conversation_id, message_id = ref.split("|", 1)
         return Accepted(conversation_id, message_id, duplicate=not created)
 

@@ -14,7 +14,7 @@ import structlog
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from gateway import keys
+from gateway import keys, metrics
 from gateway.pipeline import Pipeline
 from gateway.streams import Entry, PartitionLeases, PartitionReader, ensure_groups
 
@@ -111,9 +111,11 @@ class Worker:
                 await self._failed(partition, entry_id, fields, exc)
                 return
             await self.reader.ack(partition, entry_id)
+            metrics.worker_entry("acked")
             self.processed += 1
 
     async def _failed(self, partition: int, entry_id: str, fields: dict[str, str], exc: Exception) -> None:
+        metrics.worker_entry("failed")
         attempt_key = f"{partition}:{entry_id}"  # stream ids repeat across partitions
         attempts = int(await self.redis.hincrby(ATTEMPTS, attempt_key, 1))
         log.error(
@@ -129,6 +131,7 @@ class Worker:
             await self.redis.xadd(DEAD_LETTER, dead)
             await self.reader.ack(partition, entry_id)
             await self.redis.hdel(ATTEMPTS, attempt_key)
+            metrics.worker_entry("dead_lettered")
             log.error("entry_dead_lettered", conversation_id=fields.get("conv"), entry=entry_id)
             return
         self.reader.backlog.add(partition)

@@ -166,3 +166,20 @@ async def test_undeliverable_bot_answer_goes_to_a_human(gateway: Gateway) -> Non
     slack = gateway.slack
     found = await eventually(lambda: cards(slack, "support-shipping") or cards(slack, "support-general"))
     assert "bot answer not delivered" in card_text(found[0])
+
+
+async def test_metrics_count_the_flow(gateway: Gateway) -> None:
+    await gateway.post_message(ANGRY)
+    await eventually(lambda: cards(gateway.slack, "support-billing"))
+
+    async def scraped_after_ack() -> str | None:
+        async with gateway.session.get(f"{gateway.url}/metrics") as resp:
+            assert resp.status == 200
+            text = await resp.text()
+        return text if 'switchboard_worker_entries_total{result="acked"}' in text else None
+
+    text = await eventually(scraped_after_ack)
+    assert 'switchboard_messages_in_total{channel="api",duplicate="false"}' in text
+    assert "switchboard_decisions_total{" in text and 'route="human"' in text
+    assert 'switchboard_slack_call_seconds_count{method="chat.postMessage"}' in text
+    assert "switchboard_queue_depth" in text

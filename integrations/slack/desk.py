@@ -14,6 +14,7 @@ from slack_sdk.http_retry.builtin_async_handlers import (
 )
 from slack_sdk.web.async_client import AsyncWebClient
 
+from gateway import metrics
 from gateway.domain import Conversation, Decision, Message, PastConversation
 from gateway.ports import CardRef
 from integrations.slack.card import ContextCard
@@ -67,7 +68,8 @@ class SlackDesk:
         while True:
             await self.pacer.acquire(channel)
             try:
-                return await self.poster.chat_postMessage(**kwargs)
+                with metrics.slack_call("chat.postMessage"):
+                    return await self.poster.chat_postMessage(**kwargs)
             except SlackApiError as exc:
                 if exc.response.status_code != 429:
                     raise
@@ -135,10 +137,11 @@ class SlackDesk:
         if not (conversation.slack_channel and conversation.card_ts and conversation.decision):
             return
         card = self.card(conversation, conversation.decision, status=status)
-        await self.client.chat_update(
-            channel=conversation.slack_channel, ts=conversation.card_ts, text=card.fallback_text(),
-            blocks=card.to_dicts(),
-        )
+        with metrics.slack_call("chat.update"):
+            await self.client.chat_update(
+                channel=conversation.slack_channel, ts=conversation.card_ts, text=card.fallback_text(),
+                blocks=card.to_dicts(),
+            )
 
     async def note_in_thread(self, conversation: Conversation, text: str, broadcast: bool = False) -> str | None:
         """Our own line in the card's thread (never customer text)."""
