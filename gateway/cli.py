@@ -81,6 +81,8 @@ async def run(settings: Settings, roles: set[str]) -> None:
             worker = Worker(rt.redis, rt.pipeline, settings.partitions, settings.lease_ms, settings.reclaim_idle_ms)
             tasks.append(asyncio.create_task(worker.run(stop), name="worker"))
             tasks.append(asyncio.create_task(rt.sla.run(stop), name="sla"))
+            if rt.pipeline.bot_followup is not None:
+                tasks.append(asyncio.create_task(rt.pipeline.bot_followup.run(stop), name="bot-followup"))
             tasks.append(asyncio.create_task(_refresh_models(rt, stop), name="models"))
             if isinstance(rt.pipeline.scorer, LearnerScorer):
                 leads = await rt.desk.channel_id(rt.policy.leads_channel)

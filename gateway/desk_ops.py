@@ -15,6 +15,7 @@ import redis.asyncio as aioredis
 import structlog
 
 from gateway import keys, metrics
+from gateway.agents import remember_agent
 from gateway.domain import Conversation, ConversationState, Outcome, utcnow
 from gateway.pipeline import BOT_AUTHOR
 from gateway.policy_store import PolicyStore
@@ -93,8 +94,9 @@ class DeskOps:
         if int(status) == 2:
             return Result(False, f"You already have {capacity} open conversations (your capacity). "
                           "Resolve or release one first.", conv)
-        conv.state, conv.claimed_by = ConversationState.CLAIMED, user
-        await self.store.save(conv, "state", "claimed_by")
+        await remember_agent(self.redis, user)
+        conv.state, conv.claimed_by, conv.agent = ConversationState.CLAIMED, user, user
+        await self.store.save(conv, "state", "claimed_by", "agent")
         await self._replan(conv)
         metrics.claimed(conv.skill, conv.card_ts)
         await self.audit("claim", user, conversation_id)

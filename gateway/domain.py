@@ -178,6 +178,8 @@ class PastConversation(BaseModel):
     skill: str | None = None
     state: ConversationState
     csat: int | None = None
+    agent: str | None = None
+    resolved_at: datetime | None = None
 
 
 class Scores(BaseModel):
@@ -235,6 +237,8 @@ class Conversation(BaseModel):
     slack_channel: str | None = None
     card_ts: str | None = None
     claimed_by: str | None = None
+    agent: str | None = None
+    """The last agent who claimed it; kept after resolution so a returning customer can go back to them."""
     csat: int | None = Field(default=None, ge=1, le=5)
     scores: Scores | None = None
     decision: Decision | None = None

@@ -79,7 +79,7 @@ class Identity:
             return []
         ids = [_s(c) for c in await self.redis.zrevrange(keys.person_conversations(person), 0, limit)]
         found = []
-        fields = ("created_at", "state", "skill", "customer", "csat")
+        fields = ("created_at", "state", "skill", "customer", "csat", "agent", "resolved_at")
         for conv_id in ids:
             if conv_id == exclude:
                 continue
@@ -91,6 +91,7 @@ class Identity:
                 PastConversation(
                     id=conv_id, created_at=data["created_at"], channel=data["customer"]["channel"],
                     skill=data["skill"], state=ConversationState(str(data["state"])), csat=data["csat"],
+                    agent=data["agent"], resolved_at=data["resolved_at"],
                 )
             )
         return found[:limit]

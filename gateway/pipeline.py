@@ -15,6 +15,8 @@ import redis.asyncio as aioredis
 import structlog
 
 from gateway import keys, metrics
+from gateway.agents import agent_loads
+from gateway.bot_followup import BOT_AGENT, BotFollowUp
 from gateway.domain import (
     ChannelKind,
     Conversation,
@@ -24,6 +26,7 @@ from gateway.domain import (
     Direction,
     Message,
     Outcome,
+    PastConversation,
     RouteKind,
     new_id,
 )
@@ -39,7 +42,8 @@ from learners import coldstart
 from learners.base import Scorer
 from learners.outcomes import publish_outcome
 from router.context import RoutingContext
-from router.decide import decide
+from router.decide import decide, suggested_agent
+from router.policy import Policy
 from router.sla import handoff_notice
 
 log = structlog.get_logger(__name__)
@@ -60,6 +64,7 @@ class Pipeline:
     channels: Mapping[ChannelKind, CustomerChannel] = field(default_factory=dict)
     sla: SlaTracker | None = None
     retries: DeliveryRetries | None = None
+    bot_followup: BotFollowUp | None = None
 
     identity: Identity | None = None
 
@@ -119,20 +124,32 @@ class Pipeline:
     def _customer_text(self, conv: Conversation) -> str:
         return "\n".join(m.text for m in conv.inbound[-5:])
 
-    def _context(self, conv: Conversation) -> RoutingContext:
-        bot_answers = sum(1 for m in conv.messages if m.author == BOT_AUTHOR)
+    async def _context(
+        self, conv: Conversation, policy: Policy, history: list[PastConversation]
+    ) -> RoutingContext:
+        """What decide() needs beyond the conversation: mood trend, bot history, the previous agent."""
+        previous = next((p for p in history if p.agent and p.agent != BOT_AGENT), None)
         return RoutingContext(
             sentiment_history=tuple(coldstart.sentiment(m.text) for m in conv.inbound[-10:]),
-            bot_answers=bot_answers,
+            bot_answers=sum(1 for m in conv.messages if m.author == BOT_AUTHOR),
             reopened=conv.resolved_at is not None,
+            previous_agent=previous.agent if previous else (conv.agent if conv.agent != BOT_AGENT else None),
+            previous_conversation_id=previous.id if previous else None,
+            previous_resolved_at=previous.resolved_at if previous else None,
+            agents=tuple(await agent_loads(self.redis, policy)),
         )
 
     async def _route(self, conv: Conversation, message: Message, effects: Effects) -> None:
         policy = await self.policies.for_conversation(conv.id)
         scores = self.scorer.score(self._customer_text(conv), policy.skill_keywords())
         conv.scores = scores
+        if conv.state is ConversationState.RESOLVED and self.bot_followup is not None:
+            await self.bot_followup.comeback(conv)
+            conv.state, conv.resolved_at = ConversationState.NEW, None
         was_automated = conv.state is ConversationState.AUTOMATED
-        decision = decide(conv, scores, policy, self._context(conv), message.at)
+        history = await self.identity.history(conv.customer.person_id, conv.id) if self.identity else []
+        context = await self._context(conv, policy, history)
+        decision = decide(conv, scores, policy, context, message.at)
         if decision.route is RouteKind.AUTOMATION:
             decision = await self._try_automation(conv, decision, effects, message)
         elif was_automated:
@@ -148,7 +165,7 @@ class Pipeline:
         conv.skill = decision.skill
         metrics.decision(decision.route.value, decision.reasons)
         if decision.route is RouteKind.HUMAN:
-            await self._post_card(conv, decision, effects)
+            await self._post_card(conv, decision, effects, history, suggested_agent(decision, context, policy))
         await self._remember(conv)
         log.info(
             "conversation_routed",
@@ -174,6 +191,8 @@ class Pipeline:
                 sent, _ = await effects.once(f"bot:{message.id}", lambda: self._send(conv, answer), _never_found)
                 if sent == "delivered":
                     conv.state = ConversationState.AUTOMATED
+                    if self.bot_followup is not None:
+                        await self.bot_followup.answered(conv)
                     return decision
                 reason = f"bot answer not delivered ({sent.removeprefix('failed:')})"
             else:
@@ -217,13 +236,14 @@ class Pipeline:
             return f"failed:{delivery.error}"
         return "delivered"
 
-    async def _post_card(self, conv: Conversation, decision: Decision, effects: Effects) -> None:
+    async def _post_card(
+        self, conv: Conversation, decision: Decision, effects: Effects, history: list[PastConversation],
+        suggested: str | None,
+    ) -> None:
         assert decision.channel is not None
 
-        history = await self.identity.history(conv.customer.person_id, conv.id) if self.identity else []
-
         async def post() -> str:
-            ref = await self.desk.post_card(conv, decision, history)
+            ref = await self.desk.post_card(conv, decision, history, suggested)
             await checkpoint("after_card_post", conversation_id=conv.id)
             return f"{ref.channel}|{ref.ts}"
 

@@ -26,7 +26,11 @@ class AgentDesk(Protocol):
     async def ensure_channels(self, names: Sequence[str]) -> None: ...
 
     async def post_card(
-        self, conversation: Conversation, decision: Decision, history: Sequence[PastConversation] = ()
+        self,
+        conversation: Conversation,
+        decision: Decision,
+        history: Sequence[PastConversation] = (),
+        suggested_agent: str | None = None,
     ) -> CardRef:
         """Post the context card for a conversation (tagged so `find_card` can see it later)."""
         ...

@@ -16,6 +16,7 @@ from redis.exceptions import RedisError
 from slack_bolt.oauth.async_oauth_settings import AsyncOAuthSettings
 from slack_sdk.web.async_client import AsyncWebClient
 
+from gateway.bot_followup import BotFollowUp
 from gateway.channels import ChannelConfigs, senders
 from gateway.desk_ops import DeskOps
 from gateway.domain import ChannelKind
@@ -196,7 +197,7 @@ async def build_runtime(settings: Settings, allow_embedded: bool = True) -> Runt
     pipeline = Pipeline(
         redis=redis, store=store, policies=policies, scorer=LearnerScorer(), desk=desk, channels=channels,
         automation=make_automation(settings, policy, session), sla=sla, identity=Identity(redis),
-        retries=DeliveryRetries(redis),
+        retries=DeliveryRetries(redis), bot_followup=BotFollowUp(redis, store, settings.bot_quiet_s),
     )
     return Runtime(
         settings=settings, redis=redis, policy=policy, policies=policies, store=store, slack=slack,

@@ -64,6 +64,7 @@ class Settings(BaseSettings):
     automation: str = Field(
         default="builtin", pattern=r"^(builtin|webhook|off)$", validation_alias=_env("SWITCHBOARD_AUTOMATION")
     )
+    bot_quiet_s: int = Field(default=1800, ge=10, le=7 * 86400, validation_alias=_env("SWITCHBOARD_BOT_RESOLVE_AFTER"))
     kb_file: Path | None = Field(default=None, validation_alias=_env("SWITCHBOARD_KB_FILE"))
     bot_webhook_url: str | None = Field(default=None, validation_alias=_env("SWITCHBOARD_BOT_WEBHOOK_URL"))
     bot_webhook_secret: SecretStr | None = Field(default=None, validation_alias=_env("SWITCHBOARD_BOT_WEBHOOK_SECRET"))

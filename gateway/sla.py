@@ -13,12 +13,12 @@ import redis.asyncio as aioredis
 import structlog
 
 from gateway import keys, metrics
+from gateway.agents import agent_loads
 from gateway.domain import Conversation, ConversationState, Direction
 from gateway.policy_store import PolicyStore
 from gateway.ports import AgentDesk
 from gateway.scheduler import Clock, SlaScheduler, SystemClock
 from gateway.store import ConversationStore
-from router.capacity import AgentLoad
 from router.policy import Policy
 from router.sla import ActionKind, SlaAction, SlaState, actions_due
 
@@ -76,14 +76,6 @@ class SlaTracker:
             await self.redis.delete(_done_key(conv.id))
         await self.scheduler.plan(sla_state(conv, await self._done(conv.id)), await self.policies.current())
 
-    async def _agents(self, policy: Policy) -> list[AgentLoad]:
-        loads = []
-        async for key in self.redis.scan_iter(match=f"{keys.PREFIX}agent:*:open", count=200):
-            name = key.decode() if isinstance(key, bytes) else str(key)
-            agent = name.split(":")[2]
-            loads.append(AgentLoad(agent, frozenset(policy.skills), int(await self.redis.scard(key))))
-        return loads
-
     async def tick(self) -> int:
         """Fire what is due now; returns how many actions ran. Safe with many workers (each deadline pops once)."""
         now = self.clock.now()
@@ -100,7 +92,7 @@ class SlaTracker:
                 continue
             policy = await self.policies.current()
             state = sla_state(conv, await self._done(conv.id))
-            for action in actions_due(state, policy, now, await self._agents(policy)):
+            for action in actions_due(state, policy, now, await agent_loads(self.redis, policy)):
                 await self._run(conv, action, policy)
                 metrics.sla_breach(action.step.value)
                 await self.redis.sadd(_done_key(conv.id), action.step.value)

@@ -144,3 +144,52 @@ async def test_forget_erases_everywhere(gateway: Gateway, redis: aioredis.Redis)
     async with gateway.session.delete(f"{gateway.url}{path}",
                                       headers={"X-Switchboard-Signature": sign(API_SECRET, b"")}) as r:
         assert r.status == 404
+
+
+async def test_returning_customer_goes_back_to_the_previous_agent(gateway: Gateway) -> None:
+    _, first = await gateway.post_message({"customer_id": "ret-1", "message_id": "a1", "text": "my invoice is wrong"})
+    await eventually(lambda: _routed(gateway, first["conversation_id"]))
+    assert (await gateway.rt.ops.claim(first["conversation_id"], "U0ALICE")).ok
+    await gateway.rt.ops.resolve(first["conversation_id"], "U0ALICE", skill="billing", urgency=None, mood=None)
+    await gateway.rt.redis.set(keys.closed(first["conversation_id"]), 0)  # long closed: a new conversation
+    _, second = await gateway.post_message({"customer_id": "ret-1", "message_id": "a2",
+                                            "text": "the refund for my invoice has not arrived"})
+    assert second["conversation_id"] != first["conversation_id"]
+    await eventually(lambda: _routed(gateway, second["conversation_id"]))
+    card = cards(gateway.slack, "support-billing")[-1]
+    text = json.dumps(card["blocks"])
+    assert "returning customer: previous agent U0ALICE available" in text
+    assert "Suggested agent: <@U0ALICE>" in text
+
+
+async def test_bot_resolution_by_silence_and_failure_on_comeback(
+    redis: aioredis.Redis, redis_url: str, tmp_path, callback: Callback
+) -> None:
+    import time
+
+    from gateway.scheduler import ManualClock
+    from tests.harness import make_settings, start_gateway
+
+    gw = await start_gateway(make_settings(redis_url, tmp_path, api_callback_url=callback.url))
+    try:
+        follow = gw.rt.pipeline.bot_followup
+        assert follow is not None
+        follow.clock = clock = ManualClock(time.time())
+        _, body = await gw.post_message({"customer_id": "q-1", "message_id": "m1",
+                                         "text": "How long does shipping usually take?"})
+        await eventually(lambda: callback.received)
+        assert await follow.tick() == 0
+        clock.advance(follow.quiet_s + 1)
+        assert await follow.tick() == 1
+        conv = await gw.rt.store.load(body["conversation_id"])
+        assert conv is not None and conv.state.value == "resolved"
+        kinds = [json.loads(f[b"data"])["kind"] for _, f in await redis.xrange("sb:outcomes")]
+        assert kinds == ["automation_resolved"]
+        # The customer comes back: that success was not one.
+        comeback = "it still has not arrived, I want a person"
+        await gw.post_message({"customer_id": "q-1", "message_id": "m2", "text": comeback})
+        await eventually(lambda: cards(gw.slack, "support-shipping") or cards(gw.slack, "support-general"))
+        outcomes = [json.loads(f[b"data"]) for _, f in await redis.xrange("sb:outcomes")]
+        assert any(o["kind"] == "automation_handoff" and o["correction"] == "reopened within window" for o in outcomes)
+    finally:
+        await gw.close()

@@ -57,6 +57,8 @@ class ContextCard:
     """Our own status line ("Claimed by <@U…> · 14:02"); never contains customer text."""
     skills: tuple[str, ...] = ()
     """Transfer targets for the select menu."""
+    suggested: str | None = None
+    """Slack user id of the suggested agent (the previous agent, else the least loaded with the skill)."""
 
     @property
     def title(self) -> str:
@@ -111,6 +113,8 @@ class ContextCard:
             blocks.append(SectionBlock(text=MarkdownTextObject(text=truncate(text, 2900), verbatim=True)))
         if self.status:
             blocks.append(ContextBlock(elements=[MarkdownTextObject(text=self.status)]))
+        elif self.suggested and self.conversation.state is not ConversationState.CLAIMED:
+            blocks.append(ContextBlock(elements=[MarkdownTextObject(text=f"👤 Suggested agent: <@{self.suggested}>")]))
         actions = self._actions()
         if actions is not None:
             blocks.append(actions)

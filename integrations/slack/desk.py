@@ -107,9 +107,13 @@ class SlackDesk:
         return self._ids.get(name, name)
 
     async def post_card(
-        self, conversation: Conversation, decision: Decision, history: Sequence[PastConversation] = ()
+        self,
+        conversation: Conversation,
+        decision: Decision,
+        history: Sequence[PastConversation] = (),
+        suggested_agent: str | None = None,
     ) -> CardRef:
-        card = self.card(conversation, decision, history)
+        card = self.card(conversation, decision, history, suggested=suggested_agent)
         channel = await self.channel_id(decision.channel or "")
         resp = await self._post(
             channel=channel,
@@ -128,9 +132,10 @@ class SlackDesk:
         decision: Decision,
         history: Sequence[PastConversation] = (),
         status: str | None = None,
+        suggested: str | None = None,
     ) -> ContextCard:
         assert conversation.scores is not None, "score before rendering a card"
-        return ContextCard(conversation, decision, conversation.scores, list(history), status, self.skills)
+        return ContextCard(conversation, decision, conversation.scores, list(history), status, self.skills, suggested)
 
     async def update_card(self, conversation: Conversation, status: str | None) -> None:
         """Re-render the card in place (claimed, released, resolved...)."""

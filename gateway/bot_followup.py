@@ -1,0 +1,77 @@
+"""Did the bot's answer finish the job? Silence says yes, a comeback says no.
+
+After the bot answers, a deadline is set; if the customer has not written again by then, the
+conversation is closed as resolved by automation and the automation learner gets a success label.
+A customer who comes back within the reopen window turns that into a failure label instead.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+
+import redis.asyncio as aioredis
+import structlog
+
+from gateway.domain import Conversation, ConversationState, Direction, Outcome, utcnow
+from gateway.scheduler import Clock, SlaScheduler, SystemClock
+from gateway.store import ConversationStore
+from learners.outcomes import publish_outcome
+
+log = structlog.get_logger(__name__)
+
+BOT_AGENT = "bot"
+KIND = "bot_check"
+
+
+class BotFollowUp:
+    def __init__(self, redis: aioredis.Redis, store: ConversationStore, quiet_s: int = 1800,
+                 clock: Clock | None = None) -> None:
+        self.redis = redis
+        self.store = store
+        self.quiet_s = quiet_s
+        self.clock = clock or SystemClock()
+        self.deadlines = SlaScheduler(redis, key_prefix="sb:botcheck", escalations_key="sb:botcheck:log")
+
+    async def answered(self, conv: Conversation) -> None:
+        await self.deadlines.schedule(conv.id, KIND, self.clock.now() + self.quiet_s)
+
+    async def comeback(self, conv: Conversation) -> Outcome | None:
+        """The customer wrote again after a bot resolution: the earlier success was not one."""
+        await self.deadlines.cancel(conv.id)
+        if conv.state is not ConversationState.RESOLVED or conv.agent != BOT_AGENT:
+            return None
+        outcome = Outcome(conversation_id=conv.id, kind="automation_handoff", automation_failed=True,
+                          text="\n".join(m.text for m in conv.inbound[-5:-1]),
+                          correction="reopened within window")
+        await publish_outcome(self.redis, outcome)
+        return outcome
+
+    async def tick(self) -> int:
+        closed = 0
+        for deadline in await self.deadlines.due(self.clock.now()):
+            conv = await self.store.load(deadline.conversation_id)
+            if conv is None or conv.state is not ConversationState.AUTOMATED or not conv.messages:
+                continue
+            if conv.messages[-1].direction is not Direction.OUTBOUND:
+                continue  # the customer wrote again; that message is being routed
+            conv.state, conv.resolved_at, conv.agent = ConversationState.RESOLVED, utcnow(), BOT_AGENT
+            await self.store.save(conv, "state", "resolved_at", "agent")
+            await self.store.mark_closed(conv)
+            await publish_outcome(self.redis, Outcome(
+                conversation_id=conv.id, kind="automation_resolved", automation_failed=False,
+                text="\n".join(m.text for m in conv.inbound[-5:]),
+                predicted=conv.scores.model_dump(mode="json") if conv.scores else {},
+            ))
+            log.info("automation_resolved", conversation_id=conv.id)
+            closed += 1
+        return closed
+
+    async def run(self, stop: asyncio.Event, interval: float = 5.0) -> None:
+        while not stop.is_set():
+            try:
+                await self.tick()
+            except Exception as exc:
+                log.warning("bot_followup_failed", error=repr(exc))
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), timeout=interval)
