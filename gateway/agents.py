@@ -13,11 +13,8 @@ KNOWN = f"{keys.PREFIX}agents:known"
 
 async def agent_loads(redis: aioredis.Redis, policy: Policy) -> list[AgentLoad]:
     """Every agent with a claim set and how many conversations they hold now (for suggestions, SLAs)."""
-    known = {m.decode() if isinstance(m, bytes) else str(m) for m in await redis.smembers(KNOWN)}
-    async for key in redis.scan_iter(match=f"{keys.PREFIX}agent:*:open", count=200):
-        name = key.decode() if isinstance(key, bytes) else str(key)
-        known.add(name.split(":")[2])
-    agents = sorted(known)
+    # The known-agents set, not a SCAN: this runs for every routed conversation.
+    agents = sorted(m.decode() if isinstance(m, bytes) else str(m) for m in await redis.smembers(KNOWN))
     if not agents:
         return []
     async with redis.pipeline(transaction=False) as pipe:
