@@ -25,42 +25,55 @@ from gateway.domain import (
 )
 
 _INGEST = """
--- KEYS: 1 dedupe, 2 stream. ARGV: 1 new conversation id, 2 message id, 3 message json, 4 now (s),
+-- KEYS: 1 dedupe. ARGV: 1 new conversation id, 2 message id, 3 message json, 4 now (s),
 -- 5 reopen window (s), 6 dedupe ttl, 7 key prefix, 8 profile json, 9 channel customer key,
--- 10 candidate person id, 11.. verified identities (the channel identity first).
+-- 10 candidate person id, 11 partitions, 12.. verified identities (the channel identity first).
 local existing = redis.call('GET', KEYS[1])
 if existing then return {0, existing} end
 local P = ARGV[7]
 local person = false
 local others = {}
-for i = 11, #ARGV do
+local owners = {}
+for i = 12, #ARGV do
   local owner = redis.call('GET', P .. 'ident:' .. ARGV[i])
+  owners[i] = owner
   if owner then
     if not person then person = owner elseif owner ~= person then table.insert(others, owner) end
   end
 end
 if not person then person = ARGV[10] end
-for i = 11, #ARGV do
-  redis.call('SET', P .. 'ident:' .. ARGV[i], person, 'NX')
-  redis.call('SADD', P .. 'person:' .. person .. ':idents', ARGV[i])
+-- Writes only for what is new: most messages come from a known customer in an open conversation.
+for i = 12, #ARGV do
+  if not owners[i] then
+    redis.call('SET', P .. 'ident:' .. ARGV[i], person, 'NX')
+    redis.call('SADD', P .. 'person:' .. person .. ':idents', ARGV[i])
+  end
 end
 local pointer = P .. 'person:' .. person .. ':conv'
-local conv = redis.call('GET', pointer)
+local channel_pointer = P .. 'cust:' .. ARGV[9] .. ':conv'
+local current = redis.call('GET', pointer)
+local conv = current
 if not conv then
   -- A web chat session reserves its conversation id before the first message.
-  conv = redis.call('GET', P .. 'cust:' .. ARGV[9] .. ':conv')
+  conv = redis.call('GET', channel_pointer)
 end
 if conv then
   local closed = redis.call('GET', P .. 'conv:' .. conv .. ':closed')
   if closed and (tonumber(ARGV[4]) - tonumber(closed)) > tonumber(ARGV[5]) then conv = false end
 end
 if not conv then conv = ARGV[1] end
-redis.call('SET', pointer, conv)
-redis.call('SET', P .. 'cust:' .. ARGV[9] .. ':conv', conv)
-redis.call('ZADD', P .. 'person:' .. person .. ':convs', ARGV[4], conv)
+if conv ~= current then
+  redis.call('SET', pointer, conv)
+  redis.call('ZADD', P .. 'person:' .. person .. ':convs', ARGV[4], conv)
+end
+if redis.call('GET', channel_pointer) ~= conv then redis.call('SET', channel_pointer, conv) end
 redis.call('RPUSH', P .. 'conv:' .. conv .. ':msgs', ARGV[3])
 if ARGV[8] ~= '{}' then redis.call('HSET', P .. 'person:' .. person, 'profile', ARGV[8]) end
-redis.call('XADD', KEYS[2], '*', 'conv', conv, 'mid', ARGV[2], 'customer', ARGV[9], 'profile', ARGV[8],
+-- Same hash as keys.partition_of: one person, one partition, so their messages stay in order.
+local h = 0
+for i = 1, #person do h = (h * 31 + string.byte(person, i)) % 2147483647 end
+local stream = P .. 'in:' .. tostring(h % tonumber(ARGV[11]))
+redis.call('XADD', stream, '*', 'conv', conv, 'mid', ARGV[2], 'customer', ARGV[9], 'profile', ARGV[8],
            'person', person, 'merge', table.concat(others, ','))
 local ref = conv .. '|' .. ARGV[2]
 redis.call('SET', KEYS[1], ref, 'EX', tonumber(ARGV[6]))
@@ -95,13 +108,8 @@ class ConversationStore:
             external_id=msg.message_id,
             at=msg.received_at,
         )
-        identities = msg.identities()
-        owners = await self.redis.mget([keys.ident(i) for i in identities])
-        person = next((_s(o) for o in owners if o), None) or new_id("per")
-        # Partition by person, so one customer's messages stay in order across channels.
-        stream = keys.inbound_stream(keys.partition_of(person, self.partitions))
         result = await self._ingest(
-            keys=[keys.dedupe(msg.customer_key, msg.message_id), stream],
+            keys=[keys.dedupe(msg.customer_key, msg.message_id)],
             args=[
                 new_id("conv"),
                 message.id,
@@ -112,8 +120,9 @@ class ConversationStore:
                 keys.PREFIX,
                 msg.customer.model_dump_json(exclude_none=True),
                 msg.customer_key,
-                person,
-                *identities,
+                new_id("per"),
+                self.partitions,
+                *msg.identities(),
             ],
         )
         created, ref = int(result[0]), _s(result[1])
