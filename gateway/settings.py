@@ -75,6 +75,23 @@ class Settings(BaseSettings):
     )
     slack_channel_rate: float = Field(default=1.0, gt=0, le=100, validation_alias=_env("SLACK_CHANNEL_RATE"))
 
+    aliases_raw: str = Field(default="", validation_alias=_env("SWITCHBOARD_AGENT_ALIASES"))
+
+    @field_validator("aliases_raw")
+    @classmethod
+    def _aliases(cls, v: str) -> str:
+        for item in filter(None, (x.strip() for x in v.split(","))):
+            user, sep, name = item.partition("=")
+            if not sep or not user.strip().startswith(("U", "W")) or not name.strip():
+                raise ValueError(f"{item!r} is not <Slack user id>=<name shown to customers>")
+        return v
+
+    @property
+    def aliases(self) -> dict[str, str]:
+        """Slack user id -> the name customers see (instead of the Slack display name)."""
+        pairs = (x.partition("=") for x in self.aliases_raw.split(",") if x.strip())
+        return {u.strip(): n.strip() for u, _, n in pairs}
+
     @field_validator("agents_raw", "leads_raw")
     @classmethod
     def _user_ids(cls, v: str) -> str:

@@ -122,6 +122,7 @@ class Policy(BaseModel):
     business_hours: BusinessHours | None = Field(default=None, description="None = staffed around the clock")
     capacity: dict[str, int] = Field(default_factory=dict, description="Slack user id -> max open claims")
     default_capacity: int = Field(default=5, ge=1, le=1000)
+    anyone_can_reply: bool = Field(default=False, description="thread replies reach the customer without a claim")
     returning_window: int = Field(default=72 * 3600, ge=0, description="seconds a resolved customer counts as back")
     escalation: Escalation = Escalation()
 

@@ -251,3 +251,22 @@ async def test_socket_mode_carries_clicks_and_thread_replies(
         assert {r.url for r in gw.slack.outbound} == {"socket-mode"}
     finally:
         await gw.close()
+
+
+async def test_alias_is_what_the_customer_sees_and_policy_can_open_replies(
+    redis: aioredis.Redis, redis_url: str, tmp_path: Path, callback: Callback
+) -> None:
+    gw = await start_gateway(make_settings(redis_url, tmp_path, api_callback_url=callback.url,
+                                           aliases_raw="U0BOB=Bob from Support"))
+    try:
+        policy = await gw.rt.policies.current()
+        await redis.set("sb:policy", policy.with_changes(anyone_can_reply=True).to_json())
+        await gw.rt.policies.current(force=True)
+        conv_id, card, channel = await new_card(gw)
+        # Unclaimed, but the policy lets any agent answer.
+        await sender(gw).message("U0BOB", channel, "Hello, Bob here", thread_ts=card["ts"])
+        received = await eventually(lambda: callback.received)
+        assert received[0]["author"] == "Bob from Support" and received[0]["text"] == "Hello, Bob here"
+        assert await gw.rt.ops.holder(conv_id) is None
+    finally:
+        await gw.close()

@@ -51,12 +51,16 @@ class DeskContext:
     agents: frozenset[str]
     note_prefix: str = "note:"
     channels: Mapping[ChannelKind, CustomerChannel] = field(default_factory=dict)
+    aliases: Mapping[str, str] = field(default_factory=dict)
 
     def is_agent(self, user: str) -> bool:
         return not self.agents or user in self.agents
 
     async def display_name(self, client: AsyncWebClient, user: str) -> str:
-        """What the customer sees as the agent's name (cached; Slack's users.info is rate-limited)."""
+        """What the customer sees as the agent's name: a configured alias, else their Slack display name
+        (cached; Slack's users.info is rate-limited)."""
+        if user in self.aliases:
+            return self.aliases[user]
         key = f"{keys.PREFIX}slack:user:{user}"
         cached = await self.redis.get(key)
         if cached:
@@ -246,7 +250,8 @@ async def _relay(ctx: DeskContext, event: dict[str, Any], client: AsyncWebClient
         await ctx.ops.audit("note", user, conv_id)
         return
     holder = await ctx.ops.holder(conv_id)
-    if holder != user:
+    policy = await ctx.ops.policies.current()
+    if holder != user and not (policy.anyone_can_reply and ctx.is_agent(user)):
         who = f"<@{holder}> has claimed it" if holder else "nobody has claimed it yet"
         await client.chat_postEphemeral(
             channel=channel, user=user, thread_ts=thread_ts,
