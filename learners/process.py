@@ -70,6 +70,10 @@ class _Learning:
         self.pending_updates = 0
         self.last_snapshot = time.monotonic()
         self.last_claim = 0.0
+        self.unacked: list[Any] = []
+        """Learned but not yet in a published snapshot: acknowledged only once they are, so a learner
+        killed mid-update leaves them pending and the next leader learns them again onto the snapshot."""
+        self.seen: set[str] = set()
 
     async def resume(self, redis: aioredis.Redis) -> None:
         """Continue from the newest snapshot so a new leader never starts from scratch."""
@@ -116,24 +120,33 @@ async def _wait(stop: asyncio.Event, seconds: float) -> None:
 
 
 async def _consume(redis: aioredis.Redis, cfg: LearnerConfig, state: _Learning, entries: list[Any]) -> None:
-    ids = []
+    trimmed, learned = [], 0
     for entry_id, fields in entries:
+        if _s(entry_id) in state.seen:  # our own pending entry, reclaimed before its snapshot
+            continue
         if fields is None:  # trimmed from the stream while pending
-            ids.append(entry_id)
+            trimmed.append(entry_id)
             continue
         if state.learn(_s(entry_id), fields):
             state.pending_updates += 1
-        ids.append(entry_id)
-    if ids:
-        await redis.xack(cfg.stream, cfg.group, *ids)
-        log.debug("outcomes_learned", count=len(ids), pending_updates=state.pending_updates)
+            state.unacked.append(entry_id)
+            state.seen.add(_s(entry_id))
+            learned += 1
+        else:
+            trimmed.append(entry_id)  # nothing to learn from it: nothing to keep pending
+    if trimmed:
+        await redis.xack(cfg.stream, cfg.group, *trimmed)
+    if learned:
+        log.debug("outcomes_learned", count=learned, pending_updates=state.pending_updates)
 
 
-async def _claim(redis: aioredis.Redis, cfg: LearnerConfig, state: _Learning) -> None:
+async def _claim(redis: aioredis.Redis, cfg: LearnerConfig, state: _Learning, min_idle_ms: int | None = None) -> None:
+    """Take over entries another (dead) leader learned but never got into a snapshot."""
     start = "0-0"
+    idle = cfg.claim_idle_ms if min_idle_ms is None else min_idle_ms
     while True:
         reply = await redis.xautoclaim(
-            cfg.stream, cfg.group, cfg.consumer, min_idle_time=cfg.claim_idle_ms, start_id=start, count=cfg.batch
+            cfg.stream, cfg.group, cfg.consumer, min_idle_time=idle, start_id=start, count=cfg.batch
         )
         start, claimed = _s(reply[0]), reply[1]
         if claimed:
@@ -144,13 +157,17 @@ async def _claim(redis: aioredis.Redis, cfg: LearnerConfig, state: _Learning) ->
     state.last_claim = time.monotonic()
 
 
-async def _snapshot(redis: aioredis.Redis, state: _Learning, lock: snapshot.RedisLock) -> bool:
+async def _snapshot(redis: aioredis.Redis, cfg: LearnerConfig, state: _Learning, lock: snapshot.RedisLock) -> bool:
     version = await snapshot.publish(redis, state.learners, lock)
     if version is None:
         return False
     state.version = version
     state.pending_updates = 0
     state.last_snapshot = time.monotonic()
+    if state.unacked:
+        await redis.xack(cfg.stream, cfg.group, *state.unacked)
+        state.unacked.clear()
+        state.seen.clear()
     return True
 
 
@@ -165,7 +182,7 @@ async def _step(
         log.info("learner_leader", consumer=cfg.consumer)
         state = _Learning()
         await state.resume(redis)
-        await _claim(redis, cfg, state)
+        await _claim(redis, cfg, state, min_idle_ms=0)  # we hold the lock: every pending entry is orphaned
     elif not await lock.renew():
         log.warning("learner_lock_lost", consumer=cfg.consumer)
         return None
@@ -176,7 +193,7 @@ async def _step(
         await _consume(redis, cfg, state, entries)
     due = time.monotonic() - state.last_snapshot >= cfg.snapshot_interval_s
     if state.pending_updates and (state.pending_updates >= cfg.snapshot_every or due):
-        if not await _snapshot(redis, state, lock):
+        if not await _snapshot(redis, cfg, state, lock):
             return None  # someone else holds the lock now; back to standby
     return state
 
@@ -205,7 +222,7 @@ async def run_learner(redis: aioredis.Redis, *, stop: asyncio.Event, config: Lea
         if state is not None:
             try:
                 if state.pending_updates:
-                    await _snapshot(redis, state, lock)
+                    await _snapshot(redis, cfg, state, lock)
                 await lock.release()
             except RedisError as exc:
                 log.error("learner_final_snapshot_failed", error=str(exc), lost_updates=state.pending_updates)
