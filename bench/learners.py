@@ -25,29 +25,12 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from learners.automation import automation_input
+from learners.datasets import BITEXT_SKILL, DATA, SKILLS
 from learners.features import N_FEATURES
 from learners.service import LearnerScorer
 from learners.skill import SkillLearner
 from learners.snapshot import dump, load, new_learners
 from learners.text import TextLearner
-
-DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
-SKILLS = {
-    "billing": ("invoice", "refund", "charged", "payment"),
-    "orders": ("order", "cancel"),
-    "shipping": ("delivery", "shipping", "address"),
-    "account": ("account", "password", "login"),
-    "general": (),
-}
-BITEXT_SKILL = {
-    "INVOICE": "billing",
-    "REFUND": "billing",
-    "PAYMENT": "billing",
-    "ORDER": "orders",
-    "DELIVERY": "shipping",
-    "SHIPPING_ADDRESS": "shipping",
-    "ACCOUNT": "account",
-}
 
 
 def read(rel: str) -> list[dict[str, str]]:

@@ -7,38 +7,19 @@ file runs in a few seconds.
 from __future__ import annotations
 
 import csv
-import os
 import random
 from collections import Counter
-from pathlib import Path
 
 import pytest
 from structlog.testing import capture_logs
 
 from learners.coldstart import ColdStartScorer
+from learners.datasets import BITEXT_SKILL, DATA, SKILLS
 from learners.features import hashed_terms
 from learners.service import LearnerScorer
 from learners.skill import SkillLearner
 from learners.snapshot import new_learners
 from learners.tracking import Tracker
-
-DATA = Path(os.environ.get("SWITCHBOARD_DATA", Path(__file__).resolve().parents[2] / "shared" / "data"))
-SKILLS = {
-    "billing": ("invoice", "refund", "charged", "payment"),
-    "orders": ("order", "cancel"),
-    "shipping": ("delivery", "shipping", "address"),
-    "account": ("account", "password", "login"),
-    "general": (),
-}
-BITEXT_SKILL = {
-    "INVOICE": "billing",
-    "REFUND": "billing",
-    "PAYMENT": "billing",
-    "ORDER": "orders",
-    "DELIVERY": "shipping",
-    "SHIPPING_ADDRESS": "shipping",
-    "ACCOUNT": "account",
-}
 
 
 def read(rel: str) -> list[dict[str, str]]:
