@@ -79,11 +79,11 @@ class Worker:
                         continue
                     batches = await self.reader.read(owned, block_ms=200)
                     await asyncio.gather(*(self._run_batch(p, entries) for p, entries in batches.items()))
-                except (RedisConnectionError, RedisTimeoutError, OSError) as exc:
-                    log.warning("worker_redis_unavailable", error=str(exc))
-                    await asyncio.sleep(1.0)
-                except TimeoutError:
+                except TimeoutError:  # waiting for a partition; TimeoutError is an OSError, so it comes first
                     continue
+                except (RedisConnectionError, RedisTimeoutError, OSError) as exc:
+                    log.warning("worker_redis_unavailable", error=str(exc) or type(exc).__name__)
+                    await asyncio.sleep(1.0)
         finally:
             for task in (beat, retry_loop):
                 if task is not None:
