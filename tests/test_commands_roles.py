@@ -47,15 +47,15 @@ async def test_lead_changes(carol_gw: Gateway) -> None:
     assert (await carol_gw.rt.policies.current(force=True)).thresholds.urgent == 0.9
 
 
-async def test_user_group_leads_are_reported_unsupported_in_local_mode(
+async def test_user_group_leads_are_checked_through_usergroups_users_list(
     redis: aioredis.Redis, redis_url: str, tmp_path: Path
 ) -> None:
     gw = await commands_gateway(redis_url, tmp_path, leads_raw="S0LEADS")
     try:
         slash = Slash(gw)
-        who = await slash.text("whoami", user="U0BOB")
-        assert "user groups S0LEADS cannot be checked in local mode" in who
+        assert "not in SWITCHBOARD_LEADS" in await slash.text("whoami", user="U0BOB")
         assert (await slash.text("automation pause", user="U0BOB")).startswith("🚫")
+        assert not (await slash.text("automation pause", user="U0CAROL")).startswith("🚫")  # in S0LEADS
     finally:
         await gw.close()
 

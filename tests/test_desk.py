@@ -270,3 +270,18 @@ async def test_alias_is_what_the_customer_sees_and_policy_can_open_replies(
         assert await gw.rt.ops.holder(conv_id) is None
     finally:
         await gw.close()
+
+
+async def test_agents_can_be_a_slack_user_group(redis: aioredis.Redis, redis_url: str, tmp_path: Path) -> None:
+    """SWITCHBOARD_AGENTS may name a user group (S…); membership comes from usergroups.users.list."""
+    gw = await start_gateway(make_settings(redis_url, tmp_path, agents_raw="S0LEADS"))
+    try:
+        conv_id, card, channel = await new_card(gw)
+        claim = {"type": "button", "action_id": "sb_claim", "value": conv_id}
+        await sender(gw).click("U0ALICE", channel, card, claim)  # not in the group
+        refused = await eventually(lambda: gw.slack.calls_to("chat.postEphemeral"))
+        assert "Only support agents" in refused[0].params["text"]
+        await sender(gw).click("U0CAROL", channel, card, claim)  # in S0LEADS
+        assert await eventually(lambda: gw.rt.ops.holder(conv_id)) == "U0CAROL"
+    finally:
+        await gw.close()

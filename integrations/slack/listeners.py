@@ -32,6 +32,7 @@ from integrations.slack.desk import SlackDesk
 log = structlog.get_logger(__name__)
 
 EVENT_DEDUPE_S = 3600
+GROUP_CACHE_S = 300.0
 USER_CACHE_S = 86400
 _MENTION = re.compile(r"<[@#!][^>]*>")
 _UNESCAPE = {"&lt;": "<", "&gt;": ">", "&amp;": "&"}
@@ -52,9 +53,25 @@ class DeskContext:
     note_prefix: str = "note:"
     channels: Mapping[ChannelKind, CustomerChannel] = field(default_factory=dict)
     aliases: Mapping[str, str] = field(default_factory=dict)
+    _groups: dict[str, tuple[float, frozenset[str]]] = field(default_factory=dict)
 
-    def is_agent(self, user: str) -> bool:
-        return not self.agents or user in self.agents
+    async def is_agent(self, user: str, client: AsyncWebClient) -> bool:
+        """Allowed if listed, or a member of a listed user group (S…, looked up and cached 5 min)."""
+        if not self.agents or user in self.agents:
+            return True
+        for group in (a for a in self.agents if a.startswith("S")):
+            cached = self._groups.get(group)
+            if cached is None or time.monotonic() - cached[0] > GROUP_CACHE_S:
+                try:
+                    resp = await client.usergroups_users_list(usergroup=group)
+                    cached = (time.monotonic(), frozenset(str(u) for u in resp.get("users") or []))
+                except SlackApiError as exc:
+                    log.warning("usergroup_lookup_failed", usergroup=group, error=exc.response.get("error"))
+                    cached = (time.monotonic(), frozenset())
+                self._groups[group] = cached
+            if user in cached[1]:
+                return True
+        return False
 
     async def display_name(self, client: AsyncWebClient, user: str) -> str:
         """What the customer sees as the agent's name: a configured alias, else their Slack display name
@@ -157,7 +174,7 @@ def register(bolt: AsyncApp, ctx: DeskContext) -> None:
     async def transfer(ack: AsyncAck, body: dict[str, Any], client: AsyncWebClient) -> None:
         await ack()
         user = body["user"]["id"]
-        if not ctx.is_agent(user):
+        if not await ctx.is_agent(user, client):
             await _refuse(client, body, "Only support agents can transfer conversations.")
             return
         conv_id, skill = body["actions"][0]["selected_option"]["value"].split("|", 1)
@@ -172,7 +189,7 @@ def register(bolt: AsyncApp, ctx: DeskContext) -> None:
             await ack(response_action="errors", errors=errors)
             return
         await ack()
-        if not ctx.is_agent(user):
+        if not await ctx.is_agent(user, client):
             return
         result = await ctx.ops.resolve(form.conversation_id, user, skill=form.skill, urgency=form.urgency,
                                        mood=form.mood, note=form.note, csat=None)
@@ -198,7 +215,7 @@ def _button(ctx: DeskContext, handler: Handler) -> Callable[..., Awaitable[None]
         await ack()
         user = body["user"]["id"]
         conv_id = body["actions"][0]["value"]
-        if not ctx.is_agent(user):
+        if not await ctx.is_agent(user, client):
             log.warning("desk_action_refused", user=user, conversation_id=conv_id, reason="not an agent")
             await _refuse(client, body, "Only support agents can work conversations.")
             return
@@ -251,7 +268,7 @@ async def _relay(ctx: DeskContext, event: dict[str, Any], client: AsyncWebClient
         return
     holder = await ctx.ops.holder(conv_id)
     policy = await ctx.ops.policies.current()
-    if holder != user and not (policy.anyone_can_reply and ctx.is_agent(user)):
+    if holder != user and not (policy.anyone_can_reply and await ctx.is_agent(user, client)):
         who = f"<@{holder}> has claimed it" if holder else "nobody has claimed it yet"
         await client.chat_postEphemeral(
             channel=channel, user=user, thread_ts=thread_ts,

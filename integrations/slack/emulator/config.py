@@ -51,6 +51,9 @@ class EmulatorConfig(BaseModel):
 
     channels: list[str] = Field(default_factory=lambda: list(DEFAULT_CHANNELS))
     users: list[EmulatedUser] = Field(default_factory=_default_users)
+    usergroups: dict[str, list[str]] = Field(
+        default_factory=lambda: {"S0SUPPORT": ["U0ALICE", "U0BOB", "U0CAROL"], "S0LEADS": ["U0CAROL"]}
+    )
     bot_user_id: str = "U0SWITCHBOARD"
     bot_token: str = "xoxb-emulator"
     app_token: str = "xapp-emulator"

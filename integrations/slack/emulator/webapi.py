@@ -328,6 +328,13 @@ def views_publish(state: EmulatorState, params: Params) -> dict[str, Any]:
     return {"ok": True, "view": stored}
 
 
+def usergroups_users_list(state: EmulatorState, params: Params) -> dict[str, Any]:
+    members = state.config.usergroups.get(str(params.get("usergroup", "")))
+    if members is None:
+        raise SlackError("no_such_subteam")
+    return {"ok": True, "users": list(members)}
+
+
 def reactions_add(state: EmulatorState, params: Params) -> dict[str, Any]:
     channel = state.channel(params.get("channel"))
     message = state.message(channel, str(params.get("timestamp") or ""))
@@ -363,5 +370,6 @@ METHODS: dict[str, Handler] = {
     "views.update": views_update,
     "views.publish": views_publish,
     "reactions.add": reactions_add,
+    "usergroups.users.list": usergroups_users_list,
     "oauth.v2.access": oauth_v2_access,
 }
