@@ -137,7 +137,8 @@ class PartitionReader:
                 break
         if moved:
             log.info("pending_entries_reclaimed", partition=partition, entries=moved)
-        self.backlog.add(partition)
+        if moved or min_idle_ms == 0:
+            self.backlog.add(partition)
 
     async def read(self, partitions: set[int], block_ms: int) -> dict[int, list[Entry]]:
         out: dict[int, list[Entry]] = {}

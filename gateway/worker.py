@@ -55,9 +55,14 @@ class Worker:
         """Leases are renewed on their own schedule, so a long batch never outlives its lease."""
         while not stop.is_set():
             try:
-                _, acquired = await self.leases.heartbeat()
+                owned, acquired = await self.leases.heartbeat()
                 for p in sorted(acquired):
-                    await self.reader.take_over(p, min(self.reclaim_idle_ms, self.lease_ms))
+                    # We hold the lease, so whatever another consumer left pending is ours now, however
+                    # recently it was read: an idle threshold here would strand entries read just
+                    # before that worker died.
+                    await self.reader.take_over(p, 0)
+                for p in sorted(owned - acquired):
+                    await self.reader.take_over(p, self.reclaim_idle_ms)  # safety net for stragglers
                 self.ready.set()
             except (RedisConnectionError, RedisTimeoutError, OSError) as exc:
                 log.warning("worker_heartbeat_failed", error=str(exc))
