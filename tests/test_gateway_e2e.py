@@ -139,8 +139,12 @@ async def test_routine_question_is_answered_by_automation(
         assert status == 202
         answer = await eventually(lambda: callback.received)
         assert answer[0]["author"] == "Switchboard bot" and "business days" in answer[0]["text"]
-        conv = await gw.rt.store.load(body["conversation_id"])
-        assert conv is not None and conv.state.value == "automated" and conv.card_ts is None
+
+        async def automated() -> bool:  # the worker saves the state just after the reply goes out
+            conv = await gw.rt.store.load(body["conversation_id"])
+            return conv is not None and conv.state.value == "automated" and conv.card_ts is None
+
+        await eventually(automated)
         assert all(not cards(gw.slack, ch) for ch in ("support-shipping", "support-general"))
         # The customer is not helped and asks for a person: clean handoff with the bot transcript.
         await gw.post_message({"customer_id": "c-7", "message_id": "q-2",

@@ -178,6 +178,12 @@ async def test_bot_resolution_by_silence_and_failure_on_comeback(
         _, body = await gw.post_message({"customer_id": "q-1", "message_id": "m1",
                                          "text": "How long does shipping usually take?"})
         await eventually(lambda: callback.received)
+
+        async def automated() -> bool:  # the worker saves the state just after the answer goes out
+            conv = await gw.rt.store.load(body["conversation_id"])
+            return conv is not None and conv.state.value == "automated"
+
+        await eventually(automated)
         assert await follow.tick() == 0
         clock.advance(follow.quiet_s + 1)
         assert await follow.tick() == 1
