@@ -51,6 +51,10 @@ class BotFollowUp:
         closed = 0
         for deadline in await self.deadlines.due(self.clock.now()):
             conv = await self.store.load(deadline.conversation_id)
+            if conv is not None and conv.state is ConversationState.NEW:
+                # The worker that sent the answer has not saved the state yet: look again shortly.
+                await self.deadlines.schedule(conv.id, KIND, self.clock.now() + 5)
+                continue
             if conv is None or conv.state is not ConversationState.AUTOMATED or not conv.messages:
                 continue
             if conv.messages[-1].direction is not Direction.OUTBOUND:
