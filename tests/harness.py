@@ -13,6 +13,7 @@ from typing import Any
 import aiohttp
 from aiohttp import web
 
+from gateway import keys
 from gateway.app import EMULATOR, create_app
 from gateway.runtime import Runtime, build_runtime
 from gateway.settings import Settings, load_settings
@@ -105,6 +106,24 @@ async def eventually(check: Callable[[], Any], timeout: float = 10.0, interval: 
             return last
         await asyncio.sleep(interval)
     raise AssertionError(f"condition not met within {timeout} s (last value: {last!r})")
+
+
+async def serve_app(app: web.Application) -> tuple[str, web.AppRunner]:
+    """A stand-in server (a provider's API, a test app) on a free loopback port; caller cleans up."""
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    port = free_port()
+    await web.TCPSite(runner, "127.0.0.1", port).start()
+    return f"http://127.0.0.1:{port}", runner
+
+
+async def transcript_of(redis: Any, customer_key: str) -> list[dict[str, Any]]:
+    """The stored transcript of a channel customer's current conversation."""
+    conv = await redis.get(keys.customer_conversation(customer_key))
+    if conv is None:
+        return []
+    conv_id = conv.decode() if isinstance(conv, bytes) else conv
+    return [json.loads(x) for x in await redis.lrange(keys.transcript(conv_id), 0, -1)]
 
 
 def cards(state: EmulatorState, channel: str) -> list[dict[str, Any]]:

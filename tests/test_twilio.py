@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import base64
-import json
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -14,12 +13,12 @@ import redis.asyncio as aioredis
 from aiohttp import web
 from pydantic import SecretStr
 
-from gateway import keys
 from gateway.domain import ChannelKind, Conversation, Customer, Direction, Message
 from gateway.store import ConversationStore
 from integrations.twilio import TwilioChannel, TwilioConfig, setup
 from integrations.twilio.signature import compute
 from tests.conftest import free_port
+from tests.harness import serve_app, transcript_of
 from tests.test_webchat_support import queued_profiles
 
 TOKEN = "twilio-test-auth-token"
@@ -75,26 +74,14 @@ class Env:
             return resp
 
     async def transcript(self, customer_key: str) -> list[dict[str, Any]]:
-        conv = await self.redis.get(keys.customer_conversation(customer_key))
-        if conv is None:
-            return []
-        conv_id = conv.decode() if isinstance(conv, bytes) else conv
-        return [json.loads(x) for x in await self.redis.lrange(keys.transcript(conv_id), 0, -1)]
-
-
-async def _serve(app: web.Application) -> tuple[str, web.AppRunner]:
-    runner = web.AppRunner(app, access_log=None)
-    await runner.setup()
-    port = free_port()
-    await web.TCPSite(runner, "127.0.0.1", port).start()
-    return f"http://127.0.0.1:{port}", runner
+        return await transcript_of(self.redis, customer_key)
 
 
 async def _start(redis: aioredis.Redis, **extra: Any) -> tuple[Env, list[web.AppRunner]]:
     stand_app = web.Application()
     standin = StandIn(url="")
     stand_app.router.add_post("/2010-04-01/Accounts/{sid}/Messages.json", standin.messages)
-    standin.url, stand_runner = await _serve(stand_app)
+    standin.url, stand_runner = await serve_app(stand_app)
     http = aiohttp.ClientSession()
     config = TwilioConfig(
         _env_file=None,  # type: ignore[call-arg]
@@ -105,7 +92,7 @@ async def _start(redis: aioredis.Redis, **extra: Any) -> tuple[Env, list[web.App
                     config=config)
     assert channel is not None
     channel.base_delay = 0.01
-    url, runner = await _serve(app)
+    url, runner = await serve_app(app)
     return Env(url, http, channel, standin, redis), [runner, stand_runner]
 
 
@@ -191,7 +178,7 @@ async def test_redis_down_is_503(redis: aioredis.Redis) -> None:
     config = TwilioConfig(_env_file=None, auth_token=SecretStr(TOKEN), account_sid=SID,  # type: ignore[call-arg]
                           from_number=SHOP)
     setup(app, redis=dead, ingest=ConversationStore(dead, partitions=4).ingest, session=http, config=config)
-    url, runner = await _serve(app)
+    url, runner = await serve_app(app)
     try:
         form = sms()
         async with http.post(f"{url}/channels/twilio", data=form,

@@ -15,12 +15,11 @@ import redis.asyncio as aioredis
 from aiohttp import web
 from pydantic import SecretStr
 
-from gateway import keys
 from gateway.domain import ChannelKind, Conversation, Customer, Direction, Message
 from gateway.store import ConversationStore
 from integrations.whatsapp import WhatsAppCloudChannel, WhatsAppConfig, setup
 from integrations.whatsapp.webhook import STATUS_STREAM, status_key
-from tests.conftest import free_port
+from tests.harness import serve_app, transcript_of
 from tests.test_webchat_support import queued_profiles
 
 APP_SECRET = "meta-test-app-secret"
@@ -65,19 +64,7 @@ class Env:
             return resp.status
 
     async def transcript(self) -> list[dict[str, Any]]:
-        conv = await self.redis.get(keys.customer_conversation(f"whatsapp:+{WA_ID}"))
-        if conv is None:
-            return []
-        conv_id = conv.decode() if isinstance(conv, bytes) else conv
-        return [json.loads(x) for x in await self.redis.lrange(keys.transcript(conv_id), 0, -1)]
-
-
-async def _serve(app: web.Application) -> tuple[str, web.AppRunner]:
-    runner = web.AppRunner(app, access_log=None)
-    await runner.setup()
-    port = free_port()
-    await web.TCPSite(runner, "127.0.0.1", port).start()
-    return f"http://127.0.0.1:{port}", runner
+        return await transcript_of(self.redis, f"whatsapp:+{WA_ID}")
 
 
 @pytest.fixture
@@ -85,7 +72,7 @@ async def env(redis: aioredis.Redis) -> AsyncIterator[Env]:
     graph = Graph()
     graph_app = web.Application()
     graph_app.router.add_post("/v20.0/{phone_id}/messages", graph.messages)
-    graph_url, graph_runner = await _serve(graph_app)
+    graph_url, graph_runner = await serve_app(graph_app)
     http = aiohttp.ClientSession()
     config = WhatsAppConfig(
         _env_file=None,  # type: ignore[call-arg]
@@ -97,7 +84,7 @@ async def env(redis: aioredis.Redis) -> AsyncIterator[Env]:
                     config=config)
     assert channel is not None
     channel.base_delay = 0.01
-    url, runner = await _serve(app)
+    url, runner = await serve_app(app)
     try:
         yield Env(url, http, channel, graph, redis)
     finally:

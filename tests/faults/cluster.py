@@ -12,7 +12,6 @@ import json
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -30,22 +29,11 @@ from gateway.store import ConversationStore
 from integrations.slack.emulator import EMULATOR_STATE, EmulatorState, create_emulator_app
 from integrations.slack.emulator.config import EmulatorConfig
 from integrations.webhook.signature import sign
-from tests.conftest import free_port
+from tests.conftest import free_port, wait_port
 from tests.harness import API_SECRET
 
 SLACK_SECRET = "fault-slack-signing-secret-0123"
 PARTITIONS = 4
-
-
-def _wait_port(port: int, timeout: float = 15.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
-            return
-        except OSError:
-            time.sleep(0.03)
-    raise RuntimeError(f"nothing listening on {port}")
 
 
 class RedisServer:
@@ -68,7 +56,8 @@ class RedisServer:
              "--appendonly", "yes", "--appendfsync", "always"],
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
         )
-        _wait_port(self.port)
+        if not wait_port(self.port):
+            raise RuntimeError(f"nothing listening on {self.port}")
 
     def kill(self) -> None:
         if self.proc is not None and self.proc.poll() is None:
