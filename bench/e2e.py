@@ -27,11 +27,13 @@ from contextlib import ExitStack, contextmanager
 from pathlib import Path
 
 import aiohttp
+import redis.asyncio as aioredis
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench._common import free_port, pct, process, redis_server, wait_port
 from bench.ingest import BARE, SECRET, load
+from gateway import keys
 from integrations.webhook.signature import sign
 
 CHANNELS = ("support-billing", "support-technical", "support-shipping", "support-account", "support-general")
@@ -99,18 +101,38 @@ async def cards(session: aiohttp.ClientSession, api: str) -> dict[str, float]:
     return out
 
 
-async def wait_cards(session: aiohttp.ClientSession, api: str, expected: set[str], timeout: float  # noqa: ASYNC109
-                     ) -> dict[str, float]:
+async def settled(redis_url: str, timeout: float) -> None:  # noqa: ASYNC109
+    """Every stream entry read and acknowledged (so every card posted): a cheap poll of Redis instead of
+    paging the emulator's whole history, which cost the shared cores more than the routing it measured."""
+    client = aioredis.from_url(redis_url)
+    deadline = time.monotonic() + timeout
+    try:
+        while time.monotonic() < deadline:
+            busy = 0
+            async for key in client.scan_iter(match=f"{keys.PREFIX}in:*", count=100):
+                for group in await client.xinfo_groups(key):
+                    busy += int(group.get("lag") or 0) + int(group.get("pending") or 0)
+            if busy == 0:
+                return
+            await asyncio.sleep(0.2)
+    finally:
+        await client.aclose()
+
+
+async def wait_cards(session: aiohttp.ClientSession, api: str, expected: set[str], timeout: float,  # noqa: ASYNC109
+                     redis_url: str | None = None) -> dict[str, float]:
     deadline = time.monotonic() + timeout
     while True:
+        if redis_url:
+            await settled(redis_url, max(0.0, deadline - time.monotonic()))
         found = await cards(session, api)
         if expected <= found.keys() or time.monotonic() > deadline:
             return found
         await asyncio.sleep(0.5)
 
 
-async def closed_loop(url: str, api: str, seconds: float, concurrency: int, run: str, cap: int
-                      ) -> tuple[float, float, int, float]:
+async def closed_loop(url: str, api: str, seconds: float, concurrency: int, run: str, cap: int,
+                      redis_url: str | None = None) -> tuple[float, float, int, float]:
     """As fast as the stack goes: (accepted/s, routed cards/s, cards) over the whole send-to-last-card span.
 
     Capped at `cap` messages: ingest outruns routing by far, and a huge backlog only lengthens the drain.
@@ -135,7 +157,7 @@ async def closed_loop(url: str, api: str, seconds: float, concurrency: int, run:
         start_wall, start = time.time(), time.perf_counter()
         await asyncio.gather(*(client() for _ in range(concurrency)))
         ingest_s = time.perf_counter() - start
-        found = await wait_cards(session, api, set(sent), timeout=120)
+        found = await wait_cards(session, api, set(sent), timeout=120, redis_url=redis_url)
     mine = [found[c] for c in sent if c in found]
     routed_span = max(mine) - start_wall if mine else float("inf")
     # Workers alone, once the web process is idle: what routing costs without ingest competing for CPU.
@@ -145,7 +167,8 @@ async def closed_loop(url: str, api: str, seconds: float, concurrency: int, run:
     return len(sent) / ingest_s, len(mine) / routed_span, len(mine), drain
 
 
-async def open_loop(url: str, api: str, rate: float, seconds: float, run: str) -> tuple[list[float], int, float]:
+async def open_loop(url: str, api: str, rate: float, seconds: float, run: str, redis_url: str | None = None
+                    ) -> tuple[list[float], int, float]:
     """Constant arrival rate (not closed loop, so queueing shows up in latency); returns latencies in ms."""
     sent: dict[str, float] = {}
     n = int(rate * seconds)
@@ -164,7 +187,7 @@ async def open_loop(url: str, api: str, rate: float, seconds: float, run: str) -
         start = time.perf_counter() + 0.2
         await asyncio.gather(*(one(i, start + i / rate) for i in range(n)))
         achieved = n / (time.perf_counter() - start)
-        found = await wait_cards(session, api, set(sent), timeout=120)
+        found = await wait_cards(session, api, set(sent), timeout=120, redis_url=redis_url)
     latencies = [(found[c] - t) * 1000 for c, t in sent.items() if c in found]
     return latencies, len(sent) - len(latencies), achieved
 
@@ -194,14 +217,14 @@ def main() -> None:
             wait_port(int(url.rsplit(":", 1)[1]))
             asyncio.run(warm_up(url, api))
             accepted, routed, n, drain = asyncio.run(
-                closed_loop(url, api, args.seconds, args.concurrency, "sat", args.cap))
+                closed_loop(url, api, args.seconds, args.concurrency, "sat", args.cap, redis_url))
             print(f"closed loop, {args.workers} workers:  accepted {accepted:6.0f} msg/s, "
                   f"routed into cards {routed:6.0f} msg/s sustained ({n} cards); "
                   f"backlog drain after ingest stopped {drain:6.0f} msg/s")
             print(f"ratio accepted/bare ceiling        {accepted / bare:.2f}; routed/bare {routed / bare:.2f}")
             for label, rate in (("50%", routed * 0.5), ("80%", routed * 0.8), ("100%", routed), ("200/s", 200.0)):
                 run = "r" + label.replace("%", "pct").replace("/", "")  # ids allow [A-Za-z0-9_.:@+=/-] only
-                lat, missing, achieved = asyncio.run(open_loop(url, api, rate, args.seconds, run))
+                lat, missing, achieved = asyncio.run(open_loop(url, api, rate, args.seconds, run, redis_url))
                 if not lat:
                     print(f"open loop {label:>5}: no cards measured ({missing} missing)")
                     continue

@@ -12,6 +12,7 @@ from collections.abc import Callable, Sequence
 import structlog
 from aiohttp import web
 
+from gateway import loop as event_loop
 from gateway import send
 from gateway.app import create_app
 from gateway.logging import configure_logging
@@ -139,7 +140,7 @@ def _process_command(name: str) -> Callable[[argparse.Namespace], int]:
             return 2
         configure_logging(settings.log_format, settings.log_level, settings.secret_values())
         try:
-            asyncio.run(run(settings, ROLES[name]))
+            event_loop.run(run(settings, ROLES[name]))
         except ConfigError as exc:
             print(exc, file=sys.stderr)
             return 2

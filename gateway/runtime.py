@@ -174,12 +174,12 @@ async def build_runtime(settings: Settings, allow_embedded: bool = True) -> Runt
         oauth = build_oauth(redis)
     except OAuthConfigError as exc:
         raise ConfigError(str(exc)) from None
-    client = make_client(slack.token, slack.api_url)
+    session = aiohttp.ClientSession()
+    client = make_client(slack.token, slack.api_url, session=session)
     desk = SlackDesk(
         client, create_missing=slack.emulator is not None, skills=tuple(policy.skills),
         pacer=ChannelPacer(rate=settings.slack_channel_rate, burst=3),
     )
-    session = aiohttp.ClientSession()
     api_secret = (settings.api_secret or settings.ensure_local_secret("api")).get_secret_value()
     if settings.api_secret is None:
         log.warning(

@@ -3,12 +3,23 @@
 from __future__ import annotations
 
 import json
+from datetime import UTC, datetime
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from slack_sdk.models.blocks import Block
 
-from gateway.domain import ChannelKind, Conversation, Customer, CustomerProfile, Direction, Message
+from gateway.domain import (
+    ChannelKind,
+    Conversation,
+    ConversationState,
+    Customer,
+    CustomerProfile,
+    Direction,
+    Message,
+    PastConversation,
+)
 from integrations.slack.card import ContextCard
 from integrations.slack.escape import escape
 from learners.coldstart import ColdStartScorer
@@ -73,3 +84,24 @@ def test_any_text_gives_valid_bounded_blocks(text: str) -> None:
             if obj:
                 assert len(obj["text"]) <= 3000
     assert "<!" not in json.dumps(card.to_dicts()).replace("&lt;!", "")
+
+
+@pytest.mark.parametrize("state", list(ConversationState))
+def test_every_card_variant_is_valid_block_kit(state: ConversationState) -> None:
+    """The card is built as plain dicts for speed; slack_sdk's models are the schema it must satisfy."""
+    base = build("I was charged twice <!channel> & more " + "x" * 600)
+    base.conversation.state = state
+    past = PastConversation(id="conv_old", created_at=datetime(2026, 1, 1, tzinfo=UTC), channel=ChannelKind.SMS,
+                            skill="billing", state=ConversationState.RESOLVED, csat=4)
+    variants = [
+        ContextCard(base.conversation, base.decision, base.scores),
+        ContextCard(base.conversation, base.decision, base.scores, history=[past] * 6,
+                    skills=("billing", "technical", "shipping"), suggested="U0AGENT"),
+        ContextCard(base.conversation, base.decision, base.scores, status="Claimed by <@U0AGENT> · 14:02"),
+    ]
+    for card in variants:
+        blocks = card.to_dicts()
+        parsed = [Block.parse(b) for b in blocks]
+        assert all(p is not None for p in parsed)
+        # to_dict() runs slack_sdk's validators (text lengths, element counts, required fields).
+        assert [p.to_dict() for p in parsed if p is not None] == blocks

@@ -11,6 +11,8 @@ from collections.abc import Sequence
 
 from aiohttp import web
 
+from gateway.loop import new_event_loop
+
 from .app import create_emulator_app
 from .config import EmulatorConfig
 
@@ -37,7 +39,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         public_url=args.public_url or f"http://{args.host}:{args.port}/",
     )
     print(f"Slack emulator desk: http://{args.host}:{args.port}/  (Web API at /api/)", flush=True)
-    web.run_app(create_emulator_app(config), host=args.host, port=args.port, print=None)
+    web.run_app(create_emulator_app(config), host=args.host, port=args.port, print=None, loop=new_event_loop())
 
 
 if __name__ == "__main__":
