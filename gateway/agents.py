@@ -11,18 +11,29 @@ from router.policy import Policy
 KNOWN = f"{keys.PREFIX}agents:known"
 
 
+_LOADS = """
+local out = {}
+for _, agent in ipairs(redis.call('SMEMBERS', KEYS[1])) do
+  table.insert(out, agent)
+  table.insert(out, redis.call('SCARD', ARGV[1] .. agent .. ARGV[2]))
+end
+return out
+"""
+
+
 async def agent_loads(redis: aioredis.Redis, policy: Policy) -> list[AgentLoad]:
     """Every agent with a claim set and how many conversations they hold now (for suggestions, SLAs)."""
-    # The known-agents set, not a SCAN: this runs for every routed conversation.
-    agents = sorted(m.decode() if isinstance(m, bytes) else str(m) for m in await redis.smembers(KNOWN))
-    if not agents:
-        return []
-    async with redis.pipeline(transaction=False) as pipe:
-        for agent in agents:
-            pipe.scard(keys.agent_open(agent))
-        counts = await pipe.execute()
+    # The known-agents set, not a SCAN, and one script, not a read per agent: this runs for every
+    # routed conversation.
+    prefix, suffix = keys.agent_open("\0").split("\0")
+    raw = await redis.eval(_LOADS, 1, KNOWN, prefix, suffix)
+    loads = sorted((_s(agent), int(n)) for agent, n in zip(raw[::2], raw[1::2], strict=True))
     # Availability is "under capacity": Slack presence is not consulted (it is often wrong for agents).
-    return [AgentLoad(a, frozenset(policy.skills), int(n)) for a, n in zip(agents, counts, strict=True)]
+    return [AgentLoad(a, frozenset(policy.skills), n) for a, n in loads]
+
+
+def _s(value: bytes | str) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
 
 
 async def remember_agent(redis: aioredis.Redis, user: str) -> None:

@@ -11,35 +11,65 @@ import time
 from collections.abc import Awaitable, Callable
 
 import redis.asyncio as aioredis
+from redis.asyncio.client import Pipeline as RedisPipeline
 
 _PENDING = "pending:"
 
 
 class Effects:
-    def __init__(self, redis: aioredis.Redis, key: str) -> None:
+    def __init__(self, redis: aioredis.Redis, key: str, known: dict[str, str] | None = None) -> None:
+        """`known`: the log as read with the conversation (`ConversationStore.snapshot`), so checking
+        an effect costs no round trip. Only this worker writes it while it holds the partition."""
         self.redis = redis
         self.key = key
+        self.known = known
+        self.unsaved: dict[str, str] = {}
 
     async def get(self, name: str) -> str | None:
+        if self.known is not None:
+            return self.known.get(name)
         raw = await self.redis.hget(self.key, name)
         return raw.decode() if isinstance(raw, bytes) else raw
+
+    async def _set(self, name: str, value: str) -> None:
+        await self.redis.hset(self.key, name, value)
+        if self.known is not None:
+            self.known[name] = value
 
     async def once(
         self,
         name: str,
         do: Callable[[], Awaitable[str]],
         find: Callable[[float], Awaitable[str | None]],
+        *,
+        deferred: bool = False,
     ) -> tuple[str, bool]:
-        """Result of the effect and whether this call performed it."""
+        """Result of the effect and whether this call performed it.
+
+        `deferred`: keep the result for the caller's final write (`stage`) instead of a round trip of
+        its own. Only for effects `find` can look up: until that write lands the marker says
+        `pending`, and a worker that crashed in between finds the effect instead of repeating it.
+        """
         current = await self.get(name)
         if current is not None and not current.startswith(_PENDING):
             return current, False
         if current is not None:
             found = await find(float(current.removeprefix(_PENDING)))
             if found is not None:
-                await self.redis.hset(self.key, name, found)
+                await self._set(name, found)
                 return found, False
-        await self.redis.hset(self.key, name, f"{_PENDING}{time.time():.6f}")
+        await self._set(name, f"{_PENDING}{time.time():.6f}")
         result = await do()
-        await self.redis.hset(self.key, name, result)
+        if deferred:
+            self.unsaved[name] = result
+            if self.known is not None:
+                self.known[name] = result
+        else:
+            await self._set(name, result)
         return result, True
+
+    def stage(self, pipe: RedisPipeline) -> None:
+        """Queue the deferred results on the caller's MULTI."""
+        if self.unsaved:
+            pipe.hset(self.key, mapping=dict(self.unsaved))  # type: ignore[arg-type]
+            self.unsaved.clear()

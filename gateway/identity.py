@@ -80,10 +80,14 @@ class Identity:
         ids = [_s(c) for c in await self.redis.zrevrange(keys.person_conversations(person), 0, limit)]
         found = []
         fields = ("created_at", "state", "skill", "customer", "csat", "agent", "resolved_at")
-        for conv_id in ids:
-            if conv_id == exclude:
-                continue
-            raw = await self.redis.hmget(keys.conversation(conv_id), fields)
+        ids = [c for c in ids if c != exclude]
+        if not ids:
+            return []
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for conv_id in ids:
+                pipe.hmget(keys.conversation(conv_id), fields)
+            rows = await pipe.execute()
+        for conv_id, raw in zip(ids, rows, strict=True):
             data = {f: json.loads(v) if v else None for f, v in zip(fields, raw, strict=True)}
             if not data["created_at"] or not data["customer"]:
                 continue

@@ -38,6 +38,7 @@ from gateway.ports import AgentDesk, Automation, CustomerChannel, ShowsWaiting
 from gateway.retries import MAX_ATTEMPTS, DeliveryRetries
 from gateway.sla import SlaTracker
 from gateway.store import ConversationStore
+from gateway.streams import Ack
 from learners import coldstart
 from learners.base import Scorer
 from learners.outcomes import publish_outcome
@@ -82,8 +83,10 @@ class Pipeline:
         if self.sla is not None:
             await self.sla.replan(conv, new_wait)
 
-    async def handle(self, fields: Mapping[str, str]) -> None:
-        """Table dispatch on the entry kind; customer messages carry no kind."""
+    async def handle(self, fields: Mapping[str, str], ack: Ack | None = None) -> None:
+        """Table dispatch on the entry kind; customer messages carry no kind.
+
+        `ack` rides on the final write of handlers that have one; the worker acks the rest."""
         handler = {
             "inbound": self.handle_inbound,
             "agent_reply": self.handle_outbound,
@@ -92,15 +95,15 @@ class Pipeline:
         if handler is None:
             log.error("unknown_entry_kind", conversation_id=fields.get("conv"), kind=fields.get("kind"))
             return
-        await handler(fields)
+        await handler(fields, ack)
 
-    async def handle_inbound(self, fields: Mapping[str, str]) -> None:
+    async def handle_inbound(self, fields: Mapping[str, str], ack: Ack | None = None) -> None:
         conv_id, message_id = fields["conv"], fields["mid"]
         bound = log.bind(conversation_id=conv_id, message_id=message_id)
-        conv = await self.store.load(conv_id)
-        if conv is None:
-            profile = fields.get("profile", "{}")
-            conv = await self.store.create(conv_id, fields["customer"], profile, fields.get("person"))
+        snap = await self.store.snapshot(conv_id)
+        conv = snap.conversation or self.store.create(
+            conv_id, fields["customer"], fields.get("profile", "{}"), fields.get("person"), snap.transcript
+        )
         message = next((m for m in conv.messages if m.id == message_id), None)
         if message is None:
             bound.error("message_missing_from_transcript")
@@ -109,17 +112,42 @@ class Pipeline:
             await self.identity.merge(fields["person"], fields["merge"].split(","))
         if conv.customer.key != fields["customer"]:
             await self._switch_channel(conv, fields)
-        effects = Effects(self.redis, keys.effects(conv.id))
+        effects = Effects(self.redis, keys.effects(conv.id), snap.effects)
         if conv.card_ts:
             index = conv.messages.index(message)
             new_wait = index == 0 or conv.messages[index - 1].direction is Direction.OUTBOUND
             await self._follow_up(conv, message, effects)
-            await self.store.save(conv, "state", "resolved_at")
-            await self._replan(conv, new_wait)
+            await self._commit(conv, ("state", "resolved_at"), new_wait, effects, ack)
         else:
             await self._route(conv, message, effects)
-            await self.store.save(conv, *ROUTE_FIELDS)
-            await self._replan(conv, new_wait=True)
+            await self._commit(conv, ROUTE_FIELDS, True, effects, ack, routed=True)
+
+    async def _commit(
+        self, conv: Conversation, fields: tuple[str, ...], new_wait: bool, effects: Effects, ack: Ack | None,
+        routed: bool = False,
+    ) -> None:
+        """Everything a handled message changes, in one MULTI: the conversation's fields, the card's
+        thread index, the dry-run history, the SLA ladder, deferred effect results and the stream ack.
+        These used to be nine round trips; together they are also all-or-nothing, so a crash can no
+        longer leave a saved conversation without its deadlines, or an acked entry half applied."""
+        async with self.redis.pipeline(transaction=True) as pipe:
+            at = self.store.stage_save(pipe, conv, *fields)
+            effects.stage(pipe)
+            if routed:
+                if conv.slack_channel and conv.card_ts:
+                    pipe.set(keys.thread(conv.slack_channel, conv.card_ts), conv.id)
+                # Recent conversations, replayed through `decide()` by policy dry runs.
+                pipe.lrem(keys.RECENT, 0, conv.id)
+                pipe.lpush(keys.RECENT, conv.id)
+                pipe.ltrim(keys.RECENT, 0, RECENT_KEEP - 1)
+            if self.sla is not None:
+                await self.sla.stage_replan(pipe, conv, new_wait)
+            if ack is not None:
+                ack.stage(pipe)
+            results = await pipe.execute()
+        conv.version = int(results[at])
+        if ack is not None:
+            ack.done = True
 
     def _customer_text(self, conv: Conversation) -> str:
         return "\n".join(m.text for m in conv.inbound[-5:])
@@ -166,7 +194,6 @@ class Pipeline:
         metrics.decision(decision.route.value, decision.reasons)
         if decision.route is RouteKind.HUMAN:
             await self._post_card(conv, decision, effects, history, suggested_agent(decision, context, policy))
-        await self._remember(conv)
         log.info(
             "conversation_routed",
             conversation_id=conv.id,
@@ -251,13 +278,12 @@ class Pipeline:
             ref = await self.desk.find_card(conv, decision.channel or "", since)
             return f"{ref.channel}|{ref.ts}" if ref else None
 
-        result, posted = await effects.once("card", post, find)
+        result, posted = await effects.once("card", post, find, deferred=True)
         conv.slack_channel, conv.card_ts = result.split("|", 1)
         channel = self.channels.get(conv.customer.channel)
         if posted and isinstance(channel, ShowsWaiting):
             policy = await self.policies.for_conversation(conv.id)
             await channel.waiting(conv, max(1, policy.route_for(decision.skill).sla.first_response // 60))
-        await self.redis.set(keys.thread(conv.slack_channel, conv.card_ts), conv.id)
         if conv.state in (ConversationState.NEW, ConversationState.AUTOMATED):
             conv.state = ConversationState.WAITING
         if not posted:
@@ -295,7 +321,7 @@ class Pipeline:
 
             await effects.once(f"reopen:{message.id}", announce, _never_found)
 
-    async def handle_outbound(self, fields: Mapping[str, str]) -> None:
+    async def handle_outbound(self, fields: Mapping[str, str], ack: Ack | None = None) -> None:
         """An agent's thread reply (or our own notice) on its way to the customer's channel.
 
         A failed delivery is reported once in the thread and raised, so the worker retries it with
@@ -371,14 +397,6 @@ class Pipeline:
 
         await effects.once(f"csat:{message.id}", record, _never_found)
         log.info("csat_recorded", conversation_id=conv.id, csat=rating)
-
-    async def _remember(self, conv: Conversation) -> None:
-        """Keep recent conversations for policy dry runs (replayed through `decide()` later)."""
-        async with self.redis.pipeline(transaction=True) as pipe:
-            pipe.lrem(keys.RECENT, 0, conv.id)
-            pipe.lpush(keys.RECENT, conv.id)
-            pipe.ltrim(keys.RECENT, 0, RECENT_KEEP - 1)
-            await pipe.execute()
 
 
 _RATING = re.compile(r"^\s*([1-5])\s*(?:/\s*5)?\s*[.!]?\s*$")

@@ -18,6 +18,7 @@ from typing import Any, Protocol
 
 import redis.asyncio as aioredis
 import structlog
+from redis.asyncio.client import Pipeline as RedisPipeline
 
 from router.policy import Policy
 from router.sla import SlaAction, SlaState, deadlines
@@ -42,6 +43,18 @@ for _, kind in ipairs(kinds) do
   redis.call('SREM', idx, kind)
 end
 return n
+"""
+
+_REPLACE = """
+-- A conversation's whole ladder in one step: drop its pending kinds, add the new ones.
+local idx = ARGV[2] .. ARGV[1]
+for _, kind in ipairs(redis.call('SMEMBERS', idx)) do redis.call('ZREM', KEYS[1], ARGV[1] .. '|' .. kind) end
+redis.call('DEL', idx)
+for i = 3, #ARGV, 2 do
+  redis.call('ZADD', KEYS[1], ARGV[i + 1], ARGV[1] .. '|' .. ARGV[i])
+  redis.call('SADD', idx, ARGV[i])
+end
+return (#ARGV - 2) / 2
 """
 
 _POP_DUE = """
@@ -147,10 +160,29 @@ class SlaScheduler:
 
     async def plan(self, state: SlaState, policy: Policy) -> list[Deadline]:
         """Replace a conversation's deadlines with those of its current wait (call on every state change)."""
-        await self.cancel(state.conversation_id)
-        planned = [Deadline(state.conversation_id, step.value, at) for step, at in deadlines(state, policy)]
-        await self.schedule_many(planned)
+        async with self.redis.pipeline(transaction=False) as pipe:
+            planned = self.stage_plan(pipe, state, policy)
+            await pipe.execute()
         return planned
+
+    def stage_plan(self, pipe: RedisPipeline, state: SlaState, policy: Policy) -> list[Deadline]:
+        """`plan` queued on a caller's pipeline (the worker's one write per routed message).
+
+        EVAL with the source, not EVALSHA: a pipeline cannot reload a script Redis forgot after a
+        restart, and redis-py would otherwise ask SCRIPT EXISTS on every execute.
+        """
+        planned = [Deadline(state.conversation_id, step.value, at) for step, at in deadlines(state, policy)]
+        self.stage_replace(pipe, state.conversation_id, planned)
+        return planned
+
+    def stage_replace(self, pipe: RedisPipeline, conversation_id: str, planned: Sequence[Deadline]) -> None:
+        """Exactly `planned` pending for the conversation afterwards (none: a cancel)."""
+        self._check(conversation_id, None)
+        args: list[str] = [conversation_id, self.index_prefix]
+        for d in planned:
+            self._check(d.conversation_id, d.kind)
+            args += [d.kind, repr(float(d.due))]
+        pipe.eval(_REPLACE, 1, self.key, *args)
 
     async def due(self, now: float, limit: int = 100) -> list[Deadline]:
         """Pop up to `limit` deadlines due at `now`; each is returned to exactly one caller."""

@@ -11,6 +11,7 @@ import contextlib
 
 import redis.asyncio as aioredis
 import structlog
+from redis.asyncio.client import Pipeline as RedisPipeline
 
 from gateway import keys, metrics
 from gateway.agents import agent_loads
@@ -69,12 +70,21 @@ class SlaTracker:
 
     async def replan(self, conv: Conversation, new_wait: bool = False) -> None:
         """Call after any change that starts, ends or changes a wait (card, claim, reply, resolve)."""
+        async with self.redis.pipeline(transaction=False) as pipe:
+            await self.stage_replan(pipe, conv, new_wait)
+            await pipe.execute()
+
+    async def stage_replan(self, pipe: RedisPipeline, conv: Conversation, new_wait: bool = False) -> None:
+        """`replan` queued on the caller's pipeline; only a continuing wait reads (its steps done)."""
         if conv.state is ConversationState.AUTOMATED or (conv.card_ts is None and not conv.resolved_at):
-            await self.scheduler.cancel(conv.id)
+            self.scheduler.stage_replace(pipe, conv.id, [])
             return
         if new_wait:
-            await self.redis.delete(_done_key(conv.id))
-        await self.scheduler.plan(sla_state(conv, await self._done(conv.id)), await self.policies.current())
+            pipe.delete(_done_key(conv.id))
+            done: frozenset[str] = frozenset()
+        else:
+            done = await self._done(conv.id)
+        self.scheduler.stage_plan(pipe, sla_state(conv, done), await self.policies.current())
 
     async def tick(self) -> int:
         """Fire what is due now; returns how many actions ran. Safe with many workers (each deadline pops once)."""

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import redis.asyncio as aioredis
+from redis.asyncio.client import Pipeline as RedisPipeline
 
 from gateway import keys, metrics
 from gateway.domain import (
@@ -85,6 +86,14 @@ CREATE_FIELDS = ("id", "customer", "state", "created_at")
 
 
 @dataclass(frozen=True, slots=True)
+class Snapshot:
+    conversation: Conversation | None
+    transcript: list[Message]
+    effects: dict[str, str]
+    """The conversation's effect log (see `gateway.effects`), read with it to save a round trip."""
+
+
+@dataclass(frozen=True, slots=True)
 class Accepted:
     conversation_id: str
     message_id: str
@@ -131,26 +140,31 @@ class ConversationStore:
         return Accepted(conversation_id, message_id, duplicate=not created)
 
     async def load(self, conversation_id: str) -> Conversation | None:
+        return (await self.snapshot(conversation_id)).conversation
+
+    async def snapshot(self, conversation_id: str) -> Snapshot:
+        """Conversation, transcript and effect log in one round trip: what a worker needs to act."""
         async with self.redis.pipeline(transaction=False) as pipe:
             pipe.hgetall(keys.conversation(conversation_id))
             pipe.lrange(keys.transcript(conversation_id), 0, -1)
-            raw, lines = await pipe.execute()
+            pipe.hgetall(keys.effects(conversation_id))
+            raw, lines, effects = await pipe.execute()
+        transcript = [Message.model_validate_json(line) for line in lines]
+        done = {_s(k): _s(v) for k, v in effects.items()}
         if not raw:
-            return None
+            return Snapshot(None, transcript, done)
         data = {_s(k): json.loads(v) for k, v in raw.items()}
         conv = Conversation.model_validate(data)
-        conv.messages = [Message.model_validate_json(line) for line in lines]
-        return conv
+        conv.messages = transcript
+        return Snapshot(conv, transcript, done)
 
-    async def create(
-        self, conversation_id: str, customer_key: str, profile_json: str, person_id: str | None = None
+    def create(
+        self, conversation_id: str, customer_key: str, profile_json: str, person_id: str | None = None,
+        transcript: list[Message] | None = None,
     ) -> Conversation:
+        """A new conversation around its stored transcript; written by its first `save` (version 0)."""
         customer = self.customer(customer_key, profile_json, person_id)
-        conv = Conversation(id=conversation_id, customer=customer)
-        lines = await self.redis.lrange(keys.transcript(conversation_id), 0, -1)
-        conv.messages = [Message.model_validate_json(line) for line in lines]
-        await self.save(conv, *CREATE_FIELDS)
-        return conv
+        return Conversation(id=conversation_id, customer=customer, messages=list(transcript or []))
 
     @staticmethod
     def customer(customer_key: str, profile_json: str, person_id: str | None) -> Customer:
@@ -163,14 +177,24 @@ class ConversationStore:
     async def save(self, conv: Conversation, *fields: str) -> None:
         """Write only the named fields: the worker and the Slack desk change different parts of one
         conversation concurrently, and a whole-object write would let one undo the other."""
-        conv.updated_at = utcnow()
-        dumped = conv.model_dump(mode="json", include={*fields, "updated_at"})
-        mapping: dict[Any, Any] = {name: json.dumps(value) for name, value in dumped.items()}
         async with self.redis.pipeline(transaction=True) as pipe:
-            pipe.hset(keys.conversation(conv.id), mapping=mapping)
-            pipe.hincrby(keys.conversation(conv.id), "version", 1)
-            _, version = await pipe.execute()
-        conv.version = int(version)
+            at = self.stage_save(pipe, conv, *fields)
+            results = await pipe.execute()
+        conv.version = int(results[at])
+
+    def stage_save(self, pipe: RedisPipeline, conv: Conversation, *fields: str) -> int:
+        """Queue `save` on a caller's MULTI; returns the index of the new version in its results.
+
+        A conversation never saved (version 0) also writes its identity fields, so `create` costs
+        no round trip of its own.
+        """
+        conv.updated_at = utcnow()
+        names = {*fields, "updated_at", *(CREATE_FIELDS if conv.version == 0 else ())}
+        dumped = conv.model_dump(mode="json", include=names)
+        mapping: dict[Any, Any] = {name: json.dumps(value) for name, value in dumped.items()}
+        pipe.hset(keys.conversation(conv.id), mapping=mapping)
+        pipe.hincrby(keys.conversation(conv.id), "version", 1)
+        return len(pipe) - 1
 
     async def append(self, conv: Conversation, message: Message) -> None:
         await self.redis.rpush(keys.transcript(conv.id), message.model_dump_json())

@@ -16,7 +16,7 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from gateway import keys, metrics
 from gateway.pipeline import Pipeline
-from gateway.streams import Entry, PartitionLeases, PartitionReader, ensure_groups
+from gateway.streams import Ack, Entry, PartitionLeases, PartitionReader, ensure_groups
 
 log = structlog.get_logger(__name__)
 
@@ -108,14 +108,16 @@ class Worker:
             if partition not in self.leases.owned:
                 log.warning("partition_lost_mid_batch", partition=partition, worker=self.name)
                 return
+            ack = Ack(partition, entry_id)
             try:
-                await self.pipeline.handle(fields)
+                await self.pipeline.handle(fields, ack)
             except (RedisConnectionError, RedisTimeoutError):
                 raise
             except Exception as exc:
                 await self._failed(partition, entry_id, fields, exc)
                 return
-            await self.reader.ack(partition, entry_id)
+            if not ack.done:
+                await self.reader.ack(partition, entry_id)
             metrics.worker_entry("acked")
             self.processed += 1
 
