@@ -6,7 +6,6 @@ method semantics, and so the same app works standalone or mounted under ``/_slac
 
 from __future__ import annotations
 
-import copy
 import json
 from collections.abc import AsyncIterator
 from typing import Any
@@ -88,9 +87,10 @@ async def web_api(request: web.Request) -> web.Response:
         body = {"ok": False, "error": err.error, **err.extra}
         status, headers = err.status, err.headers
     recorded = {key: value for key, value in params.items() if key not in {"token", "client_secret"}}
-    state.record(method, recorded, copy.deepcopy(body), status)
+    text = json.dumps(body)  # once, for the wire and the call log: a later change cannot reach either
+    state.record(method, recorded, text, status)
     log.debug("slack_emulator.call", method=method, status=status, ok=body.get("ok"), error=body.get("error"))
-    return web.json_response(body, status=status, headers=headers)
+    return web.Response(text=text, status=status, headers=headers, content_type="application/json")
 
 
 async def state_summary(request: web.Request) -> web.Response:

@@ -62,6 +62,8 @@ class EmulatorConfig(BaseModel):
     # Messages/second per channel for chat.postMessage; None keeps the emulator unthrottled so
     # ordinary tests are fast, while a number lets tests exercise the client's 429 handling.
     rate_limit_per_channel: float | None = Field(default=None, gt=0)
+    # The call log tests assert on keeps the newest calls only, so a long run stays bounded in memory.
+    max_recorded_calls: int = Field(default=20_000, ge=1)
     # Where signed requests back to the gateway go (interactivity, events, slash commands).
     gateway_events_url: str | None = None
     signing_secret: str = ""

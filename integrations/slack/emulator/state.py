@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import copy
 import hashlib
+import json
 import math
 import re
 import secrets
@@ -43,13 +44,22 @@ class SlackError(Exception):
 
 @dataclass(frozen=True)
 class RecordedCall:
-    """One Web API call as the emulator saw it, so tests can assert on what the gateway sent."""
+    """One Web API call as the emulator saw it, so tests can assert on what the gateway sent.
+
+    The response is kept as the JSON text that went out (serialised once, for the wire and for this
+    record) and parsed only when a test looks: copying every answer cost more than answering.
+    """
 
     method: str
     params: dict[str, Any]
-    response: dict[str, Any]
+    response_text: str
     at: float
     status: int = 200
+
+    @property
+    def response(self) -> dict[str, Any]:
+        parsed: dict[str, Any] = json.loads(self.response_text)
+        return parsed
 
 
 @dataclass
@@ -132,7 +142,7 @@ class EmulatorState:
         """The Socket Mode hub; when a client is connected, requests to the app travel over it."""
         self.home_views: dict[str, dict[str, Any]] = {}
         self.ephemerals: list[dict[str, Any]] = []
-        self.calls: list[RecordedCall] = []
+        self.calls: deque[RecordedCall] = deque(maxlen=self.config.max_recorded_calls)
         # Desk side (see outbound.py/desk.py): what went to the gateway and what came back.
         self.outbound: list[Any] = []
         self.responses: list[dict[str, Any]] = []
@@ -287,8 +297,8 @@ class EmulatorState:
 
     # ---- call log, faults and throttling -----------------------------------------------------
 
-    def record(self, method: str, params: dict[str, Any], response: dict[str, Any], status: int) -> None:
-        self.calls.append(RecordedCall(method, params, response, time.time(), status))
+    def record(self, method: str, params: dict[str, Any], response_text: str, status: int) -> None:
+        self.calls.append(RecordedCall(method, params, response_text, time.time(), status))
 
     def calls_to(self, method: str) -> list[RecordedCall]:
         return [c for c in self.calls if c.method == method]

@@ -25,7 +25,8 @@ _APP_ID = "A0SWITCHBD"
 
 
 def _render(message: dict[str, Any], with_metadata: bool = True) -> dict[str, Any]:
-    out = copy.deepcopy(message)
+    """A shallow copy is enough: answers are serialised before any other call can change a message."""
+    out = dict(message)
     if not with_metadata:
         out.pop("metadata", None)
     return out
