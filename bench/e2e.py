@@ -48,7 +48,8 @@ TOKEN = "xoxb-emulator"
 
 
 @contextmanager
-def stack(redis_url: str, workers: int, partitions: int = 8) -> Iterator[tuple[str, str, dict[str, str]]]:
+def stack(redis_url: str, workers: int, partitions: int = 8, emulator_args: tuple[str, ...] = ()
+          ) -> Iterator[tuple[str, str, dict[str, str]]]:
     """Emulator, web and `workers` worker processes against one Redis; yields (web url, emulator api, env)."""
     emu_port, web_port = free_port(), free_port()
     data = tempfile.mkdtemp(prefix="sb-e2e-")
@@ -57,8 +58,8 @@ def stack(redis_url: str, workers: int, partitions: int = 8) -> Iterator[tuple[s
            "SLACK_API_URL": f"http://127.0.0.1:{emu_port}/api/", "SWITCHBOARD_AUTOMATION": "off",
            "SLACK_CHANNEL_RATE": "100", "SWITCHBOARD_PARTITIONS": str(partitions)}
     with ExitStack() as es:
-        es.enter_context(process([sys.executable, "-m", "integrations.slack.emulator", "--port", str(emu_port)],
-                                 emu_port))
+        es.enter_context(process([sys.executable, "-m", "integrations.slack.emulator", "--port", str(emu_port),
+                                  *emulator_args], emu_port))
         es.enter_context(process([sys.executable, "-m", "gateway.cli", "web"], web_port, env))
         for _ in range(workers):
             es.enter_context(spawn_worker(env))

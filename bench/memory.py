@@ -22,13 +22,14 @@ import sys
 import time
 from pathlib import Path
 
-import aiohttp
+import redis.asyncio as aioredis
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench._common import redis_server
-from bench.e2e import cards, stack
-from bench.workers import ingest
+from bench.e2e import TEXTS, settled, stack
+from gateway.domain import ChannelKind, InboundMessage
+from gateway.store import ConversationStore
 
 WORDS = ("invoice refund charged error crash login parcel tracking account delete hello please urgent now "
          "angry unacceptable payment app order delivery password email broken slow").split()
@@ -49,24 +50,39 @@ def report(label: str, samples: list[tuple[int, float]]) -> None:
           f"second-half growth {per_100k:+.1f} MB per 100k → linear projection at 1,000,000: {projected:.0f} MB")
 
 
-async def wait_cards(api: str, n: int) -> None:
-    async with aiohttp.ClientSession() as session:
-        while len(await cards(session, api)) < n:  # noqa: ASYNC110 - polling another process
-            await asyncio.sleep(0.5)
+async def ingest_direct(redis_url: str, run: str, n: int, partitions: int, concurrency: int = 32) -> None:
+    """Straight through the gateway's ingest script (the HTTP edge is measured elsewhere): a million
+    HTTP requests from this same box would cost more time than the routing being measured."""
+    redis = aioredis.from_url(redis_url)
+    store = ConversationStore(redis, partitions)
+    queue = iter(range(n))
+
+    async def client() -> None:
+        for i in queue:
+            await store.ingest(InboundMessage(channel=ChannelKind.API, customer_id=f"{run}-c{i}",
+                                              message_id=f"{run}-m{i}", text=TEXTS[i % len(TEXTS)]))
+
+    await asyncio.gather(*(client() for _ in range(concurrency)))
+    await redis.aclose()
 
 
-def worker_part(total: int, waves: int) -> list[tuple[int, float]]:
+def worker_part(total: int, waves: int, partitions: int = 8) -> list[tuple[int, float]]:
+    """One real worker routes `total` messages in `waves`; its RSS after each wave."""
     samples: list[tuple[int, float]] = []
-    with redis_server(fsync="everysec") as redis_url, stack(redis_url, 0) as (url, api, env):
+    keep = ("--max-messages-per-channel", "20000")  # the emulator's memory is not what is measured
+    with redis_server(fsync="everysec") as redis_url, stack(redis_url, 0, partitions, keep) as (_, _, env):
         proc = subprocess.Popen([sys.executable, "-m", "gateway.cli", "worker"], env={**os.environ, **env},
                                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         try:
             per_wave = total // waves
+            start = time.perf_counter()
             for wave in range(waves):
-                asyncio.run(ingest(url, f"mem{wave}", per_wave))
-                asyncio.run(wait_cards(api, per_wave * (wave + 1)))
+                asyncio.run(ingest_direct(redis_url, f"mem{wave}", per_wave, partitions))
+                asyncio.run(settled(redis_url, timeout=3600))
                 samples.append((per_wave * (wave + 1), rss_mb(proc.pid)))
-                print(f"  worker: {samples[-1][0]:>7,} routed, RSS {samples[-1][1]:6.1f} MB", flush=True)
+                rate = samples[-1][0] / (time.perf_counter() - start)
+                print(f"  worker: {samples[-1][0]:>9,} routed, RSS {samples[-1][1]:6.1f} MB "
+                      f"({rate:,.0f} msg/s incl. ingest)", flush=True)
         finally:
             proc.terminate()
             proc.wait(timeout=20)

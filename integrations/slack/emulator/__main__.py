@@ -26,6 +26,8 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     )
     parser.add_argument("--signing-secret", default="", help="the gateway's Slack signing secret")
     parser.add_argument("--bot-token", default="xoxb-emulator")
+    parser.add_argument("--max-messages-per-channel", type=int, default=None,
+                        help="keep only the newest N messages per channel (long soak runs)")
     parser.add_argument("--public-url", default=None, help="this emulator's URL as the gateway sees it (response_url)")
     return parser.parse_args(argv)
 
@@ -37,6 +39,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         signing_secret=args.signing_secret,
         bot_token=args.bot_token,
         public_url=args.public_url or f"http://{args.host}:{args.port}/",
+        max_messages_per_channel=args.max_messages_per_channel,
     )
     print(f"Slack emulator desk: http://{args.host}:{args.port}/  (Web API at /api/)", flush=True)
     web.run_app(create_emulator_app(config), host=args.host, port=args.port, print=None, loop=new_event_loop())

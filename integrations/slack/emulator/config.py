@@ -64,6 +64,9 @@ class EmulatorConfig(BaseModel):
     rate_limit_per_channel: float | None = Field(default=None, gt=0)
     # The call log tests assert on keeps the newest calls only, so a long run stays bounded in memory.
     max_recorded_calls: int = Field(default=20_000, ge=1)
+    # Keep only the newest messages per channel (None: all). For long soak runs, where a million
+    # cards would otherwise fill the emulator's memory, not the gateway's.
+    max_messages_per_channel: int | None = Field(default=None, ge=1)
     # Where signed requests back to the gateway go (interactivity, events, slash commands).
     gateway_events_url: str | None = None
     signing_secret: str = ""

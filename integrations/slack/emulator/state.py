@@ -246,6 +246,12 @@ class EmulatorState:
         channel.by_ts[message["ts"]] = message
         if thread_ts:
             self._refresh_thread(channel, message["thread_ts"])
+        keep = self.config.max_messages_per_channel
+        if keep is not None and len(channel.messages) > keep + keep // 10:
+            # Trimmed in chunks, so the cost of dropping the oldest stays small per message.
+            for old in channel.messages[: len(channel.messages) - keep]:
+                channel.by_ts.pop(old["ts"], None)
+            del channel.messages[: len(channel.messages) - keep]
         return message
 
     def remove_message(self, channel: Channel, ts: str) -> None:
