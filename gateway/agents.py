@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import Any
+
 import redis.asyncio as aioredis
+from redis.asyncio.client import Pipeline as RedisPipeline
 
 from gateway import keys
 from router.capacity import AgentLoad
@@ -23,11 +27,26 @@ return out
 
 async def agent_loads(redis: aioredis.Redis, policy: Policy) -> list[AgentLoad]:
     """Every agent with a claim set and how many conversations they hold now (for suggestions, SLAs)."""
-    # The known-agents set, not a SCAN, and one script, not a read per agent: this runs for every
-    # routed conversation.
+    async with redis.pipeline(transaction=False) as pipe:
+        parse = stage_agent_loads(pipe)
+        return loads_for(parse(await pipe.execute()), policy)
+
+
+def stage_agent_loads(pipe: RedisPipeline) -> Callable[[list[Any]], list[tuple[str, int]]]:
+    """Queued on a caller's pipeline: the known-agents set, not a SCAN, and one script, not a read
+    per agent, because this runs for every routed conversation."""
+    at = len(pipe)
     prefix, suffix = keys.agent_open("\0").split("\0")
-    raw = await redis.eval(_LOADS, 1, KNOWN, prefix, suffix)
-    loads = sorted((_s(agent), int(n)) for agent, n in zip(raw[::2], raw[1::2], strict=True))
+    pipe.eval(_LOADS, 1, KNOWN, prefix, suffix)
+
+    def parse(results: list[Any]) -> list[tuple[str, int]]:
+        raw = results[at]
+        return sorted((_s(agent), int(n)) for agent, n in zip(raw[::2], raw[1::2], strict=True))
+
+    return parse
+
+
+def loads_for(loads: list[tuple[str, int]], policy: Policy) -> list[AgentLoad]:
     # Availability is "under capacity": Slack presence is not consulted (it is often wrong for agents).
     return [AgentLoad(a, frozenset(policy.skills), n) for a, n in loads]
 

@@ -17,12 +17,24 @@ _PENDING = "pending:"
 
 
 class Effects:
-    def __init__(self, redis: aioredis.Redis, key: str, known: dict[str, str] | None = None) -> None:
+    def __init__(
+        self, redis: aioredis.Redis, key: str, known: dict[str, str] | None = None, *, fresh: bool = False,
+        since: float | None = None,
+    ) -> None:
         """`known`: the log as read with the conversation (`ConversationStore.snapshot`), so checking
-        an effect costs no round trip. Only this worker writes it while it holds the partition."""
+        an effect costs no round trip. Only this worker writes it while it holds the partition.
+
+        `fresh`: the work's first delivery (a new stream entry). Nothing can have been done for it
+        yet, so no `pending` marker is written, one round trip fewer per outside call. If we crash,
+        the entry comes back as a redelivery (`since`: when it was queued), and then an effect with
+        no result at all is treated as possibly done since that time and looked up first, as a
+        marker would have made us do.
+        """
         self.redis = redis
         self.key = key
         self.known = known
+        self.fresh = fresh and known is not None
+        self.since = since
         self.unsaved: dict[str, str] = {}
 
     async def get(self, name: str) -> str | None:
@@ -53,12 +65,14 @@ class Effects:
         current = await self.get(name)
         if current is not None and not current.startswith(_PENDING):
             return current, False
-        if current is not None:
-            found = await find(float(current.removeprefix(_PENDING)))
+        maybe_since = float(current.removeprefix(_PENDING)) if current is not None else self.since
+        if maybe_since is not None:
+            found = await find(maybe_since)
             if found is not None:
                 await self._set(name, found)
                 return found, False
-        await self._set(name, f"{_PENDING}{time.time():.6f}")
+        if not self.fresh:
+            await self._set(name, f"{_PENDING}{time.time():.6f}")
         result = await do()
         if deferred:
             self.unsaved[name] = result

@@ -9,10 +9,12 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Callable
 from typing import Any
 
 import redis.asyncio as aioredis
 import structlog
+from redis.asyncio.client import Pipeline as RedisPipeline
 
 from gateway import keys
 from gateway.domain import ConversationState, PastConversation
@@ -78,6 +80,18 @@ class Identity:
         if not person:
             return []
         ids = [_s(c) for c in await self.redis.zrevrange(keys.person_conversations(person), 0, limit)]
+        return await self.history_of(ids, exclude, limit)
+
+    @staticmethod
+    def stage_history_ids(pipe: RedisPipeline, person: str | None, limit: int = 5) -> Callable[[list[Any]], list[str]]:
+        """The ids `history` starts from, queued on a caller's pipeline (the worker's first read)."""
+        if not person:
+            return lambda results: []
+        at = len(pipe)
+        pipe.zrevrange(keys.person_conversations(person), 0, limit)
+        return lambda results: [_s(c) for c in results[at]]
+
+    async def history_of(self, ids: list[str], exclude: str, limit: int = 5) -> list[PastConversation]:
         found = []
         fields = ("created_at", "state", "skill", "customer", "csat", "agent", "resolved_at")
         ids = [c for c in ids if c != exclude]

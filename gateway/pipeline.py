@@ -9,13 +9,12 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
 
 import redis.asyncio as aioredis
 import structlog
 
-from gateway import keys, metrics
-from gateway.agents import agent_loads
+from gateway import keys, metrics, outbound
+from gateway.agents import loads_for, stage_agent_loads
 from gateway.bot_followup import BOT_AGENT, BotFollowUp
 from gateway.domain import (
     ChannelKind,
@@ -33,11 +32,12 @@ from gateway.domain import (
 from gateway.effects import Effects
 from gateway.faults import checkpoint
 from gateway.identity import Identity
+from gateway.outbound import never_found
 from gateway.policy_store import PolicyStore
 from gateway.ports import AgentDesk, Automation, CustomerChannel, ShowsWaiting
-from gateway.retries import MAX_ATTEMPTS, DeliveryRetries
+from gateway.retries import DeliveryRetries
 from gateway.sla import SlaTracker
-from gateway.store import ConversationStore
+from gateway.store import ConversationStore, Snapshot
 from gateway.streams import Ack
 from learners import coldstart
 from learners.base import Scorer
@@ -52,6 +52,14 @@ log = structlog.get_logger(__name__)
 RECENT_KEEP = 500
 BOT_AUTHOR = "Switchboard bot"
 ROUTE_FIELDS = ("scores", "decision", "skill", "slack_channel", "card_ts", "state")
+
+
+@dataclass(frozen=True, slots=True)
+class Prefetched:
+    snapshot: Snapshot
+    person: str | None
+    history_ids: list[str]
+    agent_loads: list[tuple[str, int]]
 
 
 @dataclass
@@ -100,7 +108,8 @@ class Pipeline:
     async def handle_inbound(self, fields: Mapping[str, str], ack: Ack | None = None) -> None:
         conv_id, message_id = fields["conv"], fields["mid"]
         bound = log.bind(conversation_id=conv_id, message_id=message_id)
-        snap = await self.store.snapshot(conv_id)
+        pre = await self._prefetch(conv_id, fields.get("person"))
+        snap = pre.snapshot
         conv = snap.conversation or self.store.create(
             conv_id, fields["customer"], fields.get("profile", "{}"), fields.get("person"), snap.transcript
         )
@@ -112,15 +121,27 @@ class Pipeline:
             await self.identity.merge(fields["person"], fields["merge"].split(","))
         if conv.customer.key != fields["customer"]:
             await self._switch_channel(conv, fields)
-        effects = Effects(self.redis, keys.effects(conv.id), snap.effects)
+        fresh = ack is not None and not ack.redelivered
+        effects = Effects(self.redis, keys.effects(conv.id), snap.effects, fresh=fresh,
+                          since=ack.queued_at if ack is not None and not fresh else None)
         if conv.card_ts:
             index = conv.messages.index(message)
             new_wait = index == 0 or conv.messages[index - 1].direction is Direction.OUTBOUND
             await self._follow_up(conv, message, effects)
             await self._commit(conv, ("state", "resolved_at"), new_wait, effects, ack)
         else:
-            await self._route(conv, message, effects)
+            await self._route(conv, message, effects, pre)
             await self._commit(conv, ROUTE_FIELDS, True, effects, ack, routed=True)
+
+    async def _prefetch(self, conv_id: str, person: str | None) -> Prefetched:
+        """Everything a message may need read in one round trip: the conversation with its transcript
+        and effect log, and for routing the person's earlier conversations and the agents' loads."""
+        async with self.redis.pipeline(transaction=False) as pipe:
+            snapshot = self.store.stage_snapshot(pipe, conv_id)
+            history = Identity.stage_history_ids(pipe, person)
+            loads = stage_agent_loads(pipe)
+            results = await pipe.execute()
+        return Prefetched(snapshot(results), person, history(results), loads(results))
 
     async def _commit(
         self, conv: Conversation, fields: tuple[str, ...], new_wait: bool, effects: Effects, ack: Ack | None,
@@ -153,7 +174,7 @@ class Pipeline:
         return "\n".join(m.text for m in conv.inbound[-5:])
 
     async def _context(
-        self, conv: Conversation, policy: Policy, history: list[PastConversation]
+        self, conv: Conversation, policy: Policy, history: list[PastConversation], pre: Prefetched
     ) -> RoutingContext:
         """What decide() needs beyond the conversation: mood trend, bot history, the previous agent."""
         previous = next((p for p in history if p.agent and p.agent != BOT_AGENT), None)
@@ -164,10 +185,17 @@ class Pipeline:
             previous_agent=previous.agent if previous else (conv.agent if conv.agent != BOT_AGENT else None),
             previous_conversation_id=previous.id if previous else None,
             previous_resolved_at=previous.resolved_at if previous else None,
-            agents=tuple(await agent_loads(self.redis, policy)),
+            agents=tuple(loads_for(pre.agent_loads, policy)),
         )
 
-    async def _route(self, conv: Conversation, message: Message, effects: Effects) -> None:
+    async def _history(self, conv: Conversation, pre: Prefetched) -> list[PastConversation]:
+        if self.identity is None:
+            return []
+        if pre.person and conv.customer.person_id == pre.person:
+            return await self.identity.history_of(pre.history_ids, conv.id)
+        return await self.identity.history(conv.customer.person_id, conv.id)  # merged since: read again
+
+    async def _route(self, conv: Conversation, message: Message, effects: Effects, pre: Prefetched) -> None:
         policy = await self.policies.for_conversation(conv.id)
         scores = self.scorer.score(self._customer_text(conv), policy.skill_keywords())
         conv.scores = scores
@@ -175,8 +203,8 @@ class Pipeline:
             await self.bot_followup.comeback(conv)
             conv.state, conv.resolved_at = ConversationState.NEW, None
         was_automated = conv.state is ConversationState.AUTOMATED
-        history = await self.identity.history(conv.customer.person_id, conv.id) if self.identity else []
-        context = await self._context(conv, policy, history)
+        history = await self._history(conv, pre)
+        context = await self._context(conv, policy, history, pre)
         decision = decide(conv, scores, policy, context, message.at)
         if decision.route is RouteKind.AUTOMATION:
             decision = await self._try_automation(conv, decision, effects, message)
@@ -188,7 +216,7 @@ class Pipeline:
                 id=f"handoff-{message.id}", direction=Direction.OUTBOUND, channel=conv.customer.channel,
                 text=handoff_notice(policy, decision.skill, message.at), author=BOT_AUTHOR,
             )
-            await effects.once(f"handoff:{message.id}", lambda: self._send(conv, notice), _never_found)
+            await effects.once(f"handoff:{message.id}", lambda: self._send(conv, notice), never_found)
         conv.decision = decision
         conv.skill = decision.skill
         metrics.decision(decision.route.value, decision.reasons)
@@ -215,7 +243,7 @@ class Pipeline:
                     id=f"bot-{message.id}", direction=Direction.OUTBOUND, channel=conv.customer.channel,
                     text=reply.text, author=BOT_AUTHOR,
                 )
-                sent, _ = await effects.once(f"bot:{message.id}", lambda: self._send(conv, answer), _never_found)
+                sent, _ = await effects.once(f"bot:{message.id}", lambda: self._send(conv, answer), never_found)
                 if sent == "delivered":
                     conv.state = ConversationState.AUTOMATED
                     if self.bot_followup is not None:
@@ -246,7 +274,7 @@ class Pipeline:
             )
             return await publish_outcome(self.redis, outcome)
 
-        await effects.once(name, publish, _never_found)
+        await effects.once(name, publish, never_found)
 
     async def _send(self, conv: Conversation, message: Message) -> str:
         if not any(m.id == message.id for m in conv.messages):
@@ -319,68 +347,13 @@ class Pipeline:
                 )
                 return ts or "none"
 
-            await effects.once(f"reopen:{message.id}", announce, _never_found)
+            await effects.once(f"reopen:{message.id}", announce, never_found)
 
     async def handle_outbound(self, fields: Mapping[str, str], ack: Ack | None = None) -> None:
-        """An agent's thread reply (or our own notice) on its way to the customer's channel.
-
-        A failed delivery is reported once in the thread and raised, so the worker retries it with
-        back-off; the message itself is already in the transcript and is never lost.
-        """
-        conv = await self.store.load(fields["conv"])
-        if conv is None:
-            log.error("outbound_for_missing_conversation", conversation_id=fields["conv"])
-            return
-        ref = fields["ref"]
-        message = Message(
-            id=f"out-{ref}", direction=Direction.OUTBOUND, channel=conv.customer.channel, text=fields["text"],
-            author=fields.get("author") or "Support",
-        )
-        effects = Effects(self.redis, keys.effects(conv.id))
-        result, _ = await effects.once(f"out:{ref}", lambda: self._send(conv, message), _never_found)
-        if result == "delivered":
-            await self._replan(conv)
-            if fields.get("slack_ts"):
-                await effects.once(f"delivered:{ref}", lambda: self._mark(fields, "white_check_mark"), _never_found)
-            log.info("reply_delivered", conversation_id=conv.id, ref=ref)
-            return
-        await self.redis.hdel(keys.effects(conv.id), f"out:{ref}")
-        reason = result.removeprefix("failed:")
-        attempt = int(fields.get("attempt", "0")) + 1
-        if attempt >= MAX_ATTEMPTS:
-            await self.desk.note_in_thread(
-                conv, f"❌ Not delivered to the customer after {attempt} attempts ({reason}). The reply is in "
-                "the transcript; reach the customer another way."
-            )
-            dead: dict[Any, Any] = {**fields, "error": reason[:500]}
-            await self.redis.xadd(f"{keys.PREFIX}dead", dead)
-            log.error("reply_undeliverable", conversation_id=conv.id, ref=ref, attempts=attempt, error=reason)
-            return
-
-        async def report() -> str:
-            ts = await self.desk.note_in_thread(conv, f"⚠️ Not delivered to the customer yet ({reason}); retrying.")
-            return ts or "none"
-
-        await effects.once(f"outfail:{ref}", report, _never_found)
-        if self.retries is None:
-            raise DeliveryFailed(reason)
-        await self.retries.schedule(fields, attempt)
-        log.warning("reply_delivery_failed", conversation_id=conv.id, ref=ref, attempt=attempt, error=reason)
-
-    async def _mark(self, fields: Mapping[str, str], emoji: str) -> str:
-        """Cosmetic: a failed reaction must not make a delivered reply look undelivered (or retry it)."""
-        try:
-            await self.desk.mark_message(fields["slack_channel"], fields["slack_ts"], emoji)
-        except Exception as exc:
-            log.warning("delivery_mark_failed", slack_ts=fields.get("slack_ts"), error=repr(exc))
-            return "unmarked"
-        return emoji
+        await outbound.deliver(self, fields)
 
     async def requeue(self, fields: dict[str, str]) -> None:
-        """A retry that is due goes back on the conversation's stream, behind newer work."""
-        conv = await self.store.load(fields["conv"])
-        if conv is not None:
-            await self.store.enqueue(conv, {k: v for k, v in fields.items() if k not in ("conv", "customer")})
+        await outbound.requeue(self, fields)
 
     async def _record_csat(self, conv: Conversation, message: Message, rating: int, effects: Effects) -> None:
         """A lone 1-5 after we asked "How did we do?" is a rating, not a new problem: no reopen."""
@@ -395,7 +368,7 @@ class Pipeline:
                              text="Thank you for your rating!", author="Support")
             return await self._send(conv, thanks)
 
-        await effects.once(f"csat:{message.id}", record, _never_found)
+        await effects.once(f"csat:{message.id}", record, never_found)
         log.info("csat_recorded", conversation_id=conv.id, csat=rating)
 
 
@@ -405,15 +378,6 @@ _RATING = re.compile(r"^\s*([1-5])\s*(?:/\s*5)?\s*[.!]?\s*$")
 def csat_rating(text: str) -> int | None:
     m = _RATING.match(text)
     return int(m.group(1)) if m else None
-
-
-class DeliveryFailed(RuntimeError):
-    """The customer's channel did not take the message; the worker retries the entry."""
-
-
-async def _never_found(since: float) -> str | None:
-    """Customer channels cannot be searched for a sent message; a crash mid-send may resend once."""
-    return None
 
 
 __all__ = ["Pipeline", "new_id"]

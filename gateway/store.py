@@ -7,6 +7,7 @@ happen or none do: a message is acknowledged to the customer's channel only afte
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -145,18 +146,28 @@ class ConversationStore:
     async def snapshot(self, conversation_id: str) -> Snapshot:
         """Conversation, transcript and effect log in one round trip: what a worker needs to act."""
         async with self.redis.pipeline(transaction=False) as pipe:
-            pipe.hgetall(keys.conversation(conversation_id))
-            pipe.lrange(keys.transcript(conversation_id), 0, -1)
-            pipe.hgetall(keys.effects(conversation_id))
-            raw, lines, effects = await pipe.execute()
-        transcript = [Message.model_validate_json(line) for line in lines]
-        done = {_s(k): _s(v) for k, v in effects.items()}
-        if not raw:
-            return Snapshot(None, transcript, done)
-        data = {_s(k): json.loads(v) for k, v in raw.items()}
-        conv = Conversation.model_validate(data)
-        conv.messages = transcript
-        return Snapshot(conv, transcript, done)
+            parse = self.stage_snapshot(pipe, conversation_id)
+            return parse(await pipe.execute())
+
+    def stage_snapshot(self, pipe: RedisPipeline, conversation_id: str) -> Callable[[list[Any]], Snapshot]:
+        """`snapshot` queued on a caller's pipeline; the returned function reads it from the results."""
+        at = len(pipe)
+        pipe.hgetall(keys.conversation(conversation_id))
+        pipe.lrange(keys.transcript(conversation_id), 0, -1)
+        pipe.hgetall(keys.effects(conversation_id))
+
+        def parse(results: list[Any]) -> Snapshot:
+            raw, lines, effects = results[at : at + 3]
+            transcript = [Message.model_validate_json(line) for line in lines]
+            done = {_s(k): _s(v) for k, v in effects.items()}
+            if not raw:
+                return Snapshot(None, transcript, done)
+            data = {_s(k): json.loads(v) for k, v in raw.items()}
+            conv = Conversation.model_validate(data)
+            conv.messages = transcript
+            return Snapshot(conv, transcript, done)
+
+        return parse
 
     def create(
         self, conversation_id: str, customer_key: str, profile_json: str, person_id: str | None = None,

@@ -122,6 +122,7 @@ class PartitionReader:
     consumer: str
     count: int = 64
     backlog: set[int] = field(default_factory=set)
+    redelivered: bool = True
 
     async def take_over(self, partition: int, min_idle_ms: int) -> None:
         """Move entries a dead consumer left pending into our own pending list, keeping their order."""
@@ -142,7 +143,10 @@ class PartitionReader:
             self.backlog.add(partition)
 
     async def read(self, partitions: set[int], block_ms: int) -> dict[int, list[Entry]]:
+        """Entries per partition; `redelivered` says whether they were read before (by us or a
+        consumer that died), so the pipeline knows when to look for effects already done."""
         out: dict[int, list[Entry]] = {}
+        self.redelivered = True
         for p in sorted(self.backlog & partitions):
             resp: Any = await self.redis.xreadgroup(
                 keys.INBOUND_GROUP, self.consumer, {keys.inbound_stream(p): "0"}, count=self.count
@@ -157,6 +161,7 @@ class PartitionReader:
         fresh = sorted(partitions - self.backlog)
         if not fresh:
             return out
+        self.redelivered = False
         resp = await self.redis.xreadgroup(
             keys.INBOUND_GROUP,
             self.consumer,
@@ -181,7 +186,14 @@ class Ack:
 
     partition: int
     entry_id: str
+    redelivered: bool = True
+    """Read before (see `PartitionReader.read`); only a first delivery may skip effect markers."""
     done: bool = False
+
+    @property
+    def queued_at(self) -> float:
+        """Unix seconds the entry was added (its id is milliseconds-sequence)."""
+        return int(self.entry_id.split("-", 1)[0]) / 1000
 
     def stage(self, pipe: RedisPipeline) -> None:
         pipe.xack(keys.inbound_stream(self.partition), keys.INBOUND_GROUP, self.entry_id)

@@ -83,7 +83,10 @@ class Worker:
                         await asyncio.wait_for(stop.wait(), timeout=self.lease_ms / 3000)
                         continue
                     batches = await self.reader.read(owned, block_ms=200)
-                    await asyncio.gather(*(self._run_batch(p, entries) for p, entries in batches.items()))
+                    redelivered = self.reader.redelivered
+                    await asyncio.gather(
+                        *(self._run_batch(p, entries, redelivered) for p, entries in batches.items())
+                    )
                 except TimeoutError:  # waiting for a partition; TimeoutError is an OSError, so it comes first
                     continue
                 except (RedisConnectionError, RedisTimeoutError, OSError) as exc:
@@ -101,14 +104,14 @@ class Worker:
                 pass
             log.info("worker_stopped", worker=self.name, processed=self.processed)
 
-    async def _run_batch(self, partition: int, entries: list[Entry]) -> None:
+    async def _run_batch(self, partition: int, entries: list[Entry], redelivered: bool = True) -> None:
         """Sequential within a partition: stop at the first failure so order is kept on retry, and stop
         as soon as the partition's lease is gone (fencing: its new owner replays the rest)."""
         for entry_id, fields in entries:
             if partition not in self.leases.owned:
                 log.warning("partition_lost_mid_batch", partition=partition, worker=self.name)
                 return
-            ack = Ack(partition, entry_id)
+            ack = Ack(partition, entry_id, redelivered)
             try:
                 await self.pipeline.handle(fields, ack)
             except (RedisConnectionError, RedisTimeoutError):

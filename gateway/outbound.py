@@ -1,0 +1,92 @@
+"""Agent replies on their way to the customer, with retries that never stall a partition.
+
+Split from `gateway.pipeline` (the inbound side); both run in the worker on the same stream.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
+
+import structlog
+
+from gateway import keys
+from gateway.domain import Direction, Message
+from gateway.effects import Effects
+from gateway.retries import MAX_ATTEMPTS
+
+if TYPE_CHECKING:
+    from gateway.pipeline import Pipeline
+
+log = structlog.get_logger(__name__)
+
+
+class DeliveryFailed(RuntimeError):
+    """The customer's channel did not take the message; the worker retries the entry."""
+
+
+async def never_found(since: float) -> str | None:
+    """Customer channels cannot be searched for a sent message; a crash mid-send may resend once."""
+    return None
+
+
+async def deliver(p: Pipeline, fields: Mapping[str, str]) -> None:
+    """An agent's thread reply (or our own notice) on its way to the customer's channel.
+
+    A failed delivery is reported once in the thread and raised, so the worker retries it with
+    back-off; the message itself is already in the transcript and is never lost.
+    """
+    conv = await p.store.load(fields["conv"])
+    if conv is None:
+        log.error("outbound_for_missing_conversation", conversation_id=fields["conv"])
+        return
+    ref = fields["ref"]
+    message = Message(
+        id=f"out-{ref}", direction=Direction.OUTBOUND, channel=conv.customer.channel, text=fields["text"],
+        author=fields.get("author") or "Support",
+    )
+    effects = Effects(p.redis, keys.effects(conv.id))
+    result, _ = await effects.once(f"out:{ref}", lambda: p._send(conv, message), never_found)
+    if result == "delivered":
+        await p._replan(conv)
+        if fields.get("slack_ts"):
+            await effects.once(f"delivered:{ref}", lambda: _mark(p, fields, "white_check_mark"), never_found)
+        log.info("reply_delivered", conversation_id=conv.id, ref=ref)
+        return
+    await p.redis.hdel(keys.effects(conv.id), f"out:{ref}")
+    reason = result.removeprefix("failed:")
+    attempt = int(fields.get("attempt", "0")) + 1
+    if attempt >= MAX_ATTEMPTS:
+        await p.desk.note_in_thread(
+            conv, f"❌ Not delivered to the customer after {attempt} attempts ({reason}). The reply is in "
+            "the transcript; reach the customer another way."
+        )
+        dead: dict[Any, Any] = {**fields, "error": reason[:500]}
+        await p.redis.xadd(f"{keys.PREFIX}dead", dead)
+        log.error("reply_undeliverable", conversation_id=conv.id, ref=ref, attempts=attempt, error=reason)
+        return
+
+    async def report() -> str:
+        ts = await p.desk.note_in_thread(conv, f"⚠️ Not delivered to the customer yet ({reason}); retrying.")
+        return ts or "none"
+
+    await effects.once(f"outfail:{ref}", report, never_found)
+    if p.retries is None:
+        raise DeliveryFailed(reason)
+    await p.retries.schedule(fields, attempt)
+    log.warning("reply_delivery_failed", conversation_id=conv.id, ref=ref, attempt=attempt, error=reason)
+
+async def _mark(p: Pipeline, fields: Mapping[str, str], emoji: str) -> str:
+    """Cosmetic: a failed reaction must not make a delivered reply look undelivered (or retry it)."""
+    try:
+        await p.desk.mark_message(fields["slack_channel"], fields["slack_ts"], emoji)
+    except Exception as exc:
+        log.warning("delivery_mark_failed", slack_ts=fields.get("slack_ts"), error=repr(exc))
+        return "unmarked"
+    return emoji
+
+async def requeue(p: Pipeline, fields: dict[str, str]) -> None:
+    """A retry that is due goes back on the conversation's stream, behind newer work."""
+    conv = await p.store.load(fields["conv"])
+    if conv is not None:
+        await p.store.enqueue(conv, {k: v for k, v in fields.items() if k not in ("conv", "customer")})
