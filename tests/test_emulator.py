@@ -288,3 +288,15 @@ async def test_mounted_under_parent_app() -> None:
             summary = await r.json()
         counts = {c["name"]: c["messages"] for c in summary["channels"]}
         assert counts["support-general"] == 1 and counts["general"] == 0
+
+
+async def test_soak_mode_keeps_only_the_newest_messages_and_calls() -> None:
+    config = EmulatorConfig(max_messages_per_channel=20, max_recorded_calls=30)
+    async for e in _emulator(config):
+        for i in range(60):
+            await e.client.chat_postMessage(channel="general", text=f"m{i}")
+        history = await e.client.conversations_history(channel=e.state.channel_id("general"), limit=100)
+        texts = [m["text"] for m in history["messages"]]
+        assert 20 <= len(texts) <= 22 and texts[0] == "m59", "newest kept, oldest dropped in chunks"
+        assert len(e.state.calls) == 30 and e.state.calls[-1].method == "conversations.history"
+        assert e.state.calls_to("chat.postMessage")[-1].response["message"]["text"] == "m59"

@@ -113,3 +113,19 @@ def test_clocks() -> None:
     c.set(3)
     assert c.now() == 3
     assert SystemClock().now() > 1_700_000_000
+
+
+async def test_stage_replace_swaps_a_ladder_and_an_empty_one_cancels(redis: aioredis.Redis) -> None:
+    s = SlaScheduler(redis)
+    await s.schedule("c1", "warn", 100.0)
+    await s.schedule("c1", "breach", 200.0)
+    await s.schedule("c2", "warn", 150.0)
+    async with redis.pipeline(transaction=True) as pipe:
+        s.stage_replace(pipe, "c1", [Deadline("c1", "escalate", 300.0)])
+        await pipe.execute()
+    assert [(d.kind, d.due) for d in await s.pending("c1")] == [("escalate", 300.0)]
+    assert len(await s.pending("c2")) == 1, "other conversations untouched"
+    async with redis.pipeline(transaction=False) as pipe:
+        s.stage_replace(pipe, "c1", [])
+        await pipe.execute()
+    assert await s.pending("c1") == [] and await s.count() == 1
