@@ -75,3 +75,33 @@ def pct(values: Sequence[float], q: float) -> float:
 
 def median(values: Sequence[float]) -> float:
     return statistics.median(values)
+
+
+def child_cpu_seconds() -> dict[str, float]:
+    """CPU seconds (user + system) of this process's children, by role, read from /proc (Linux).
+
+    Lets a benchmark say where the shared cores went per message: Redis, web, workers, emulator.
+    """
+    me = os.getpid()
+    tick = os.sysconf("SC_CLK_TCK")
+    out: dict[str, float] = {}
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            stat = open(f"/proc/{entry}/stat").read()
+            cmd = open(f"/proc/{entry}/cmdline", "rb").read().replace(b"\0", b" ").decode(errors="replace")
+        except OSError:
+            continue
+        fields = stat.rsplit(")", 1)[1].split()
+        if int(fields[1]) != me:
+            continue
+        role = next((r for r in ("redis-server", "emulator", "gateway.cli web", "gateway.cli worker") if r in cmd),
+                    "other")
+        out[role] = out.get(role, 0.0) + (int(fields[11]) + int(fields[12])) / tick
+    return out
+
+
+def self_cpu_seconds() -> float:
+    t = os.times()
+    return t.user + t.system

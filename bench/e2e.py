@@ -31,7 +31,7 @@ import redis.asyncio as aioredis
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench._common import free_port, pct, process, redis_server, wait_port
+from bench._common import child_cpu_seconds, free_port, pct, process, redis_server, self_cpu_seconds, wait_port
 from bench.ingest import BARE, SECRET, load
 from gateway import keys
 from integrations.webhook.signature import sign
@@ -217,12 +217,21 @@ def main() -> None:
         with stack(redis_url, args.workers) as (url, api, _):
             wait_port(int(url.rsplit(":", 1)[1]))
             asyncio.run(warm_up(url, api))
+            cpu_before, me_before = child_cpu_seconds(), self_cpu_seconds()
             accepted, routed, n, drain = asyncio.run(
                 closed_loop(url, api, args.seconds, args.concurrency, "sat", args.cap, redis_url))
+            cpu_after, me_after = child_cpu_seconds(), self_cpu_seconds()
             print(f"closed loop, {args.workers} workers:  accepted {accepted:6.0f} msg/s, "
                   f"routed into cards {routed:6.0f} msg/s sustained ({n} cards); "
                   f"backlog drain after ingest stopped {drain:6.0f} msg/s")
             print(f"ratio accepted/bare ceiling        {accepted / bare:.2f}; routed/bare {routed / bare:.2f}")
+            spent = {role: cpu_after[role] - cpu_before.get(role, 0.0) for role in cpu_after}
+            spent["load generator (this process)"] = me_after - me_before
+            total = sum(spent.values())
+            print(f"CPU per routed message, closed loop ({n} cards): {total / n * 1000:.2f} ms in all "
+                  f"(2 cores: at most {2 / (total / n):,.0f} msg/s if nothing else ran) = "
+                  + ", ".join(f"{role} {sec / n * 1000:.2f}" for role, sec in sorted(spent.items(),
+                                                                                  key=lambda x: -x[1])))
             for label, rate in (("50%", routed * 0.5), ("80%", routed * 0.8), ("100%", routed), ("200/s", 200.0)):
                 run = "r" + label.replace("%", "pct").replace("/", "")  # ids allow [A-Za-z0-9_.:@+=/-] only
                 lat, missing, achieved = asyncio.run(open_loop(url, api, rate, args.seconds, run, redis_url))

@@ -71,6 +71,8 @@ class PartitionLeases:
     partitions: int
     lease_ms: int
     owned: set[int] = field(default_factory=set)
+    fair: int = 0
+    """This worker's share of the partitions at the last heartbeat."""
 
     def __post_init__(self) -> None:
         self._renew = self.redis.register_script(_RENEW)
@@ -88,7 +90,7 @@ class PartitionLeases:
             if not await self._renew(keys=[keys.lease(p)], args=[self.worker_id, self.lease_ms]):
                 log.warning("partition_lease_lost", partition=p, worker=self.worker_id)
                 self.owned.discard(p)
-        fair = math.ceil(self.partitions / await self._live_workers())
+        fair = self.fair = math.ceil(self.partitions / await self._live_workers())
         while len(self.owned) > fair:
             p = max(self.owned)
             await self._release(keys=[keys.lease(p)], args=[self.worker_id])

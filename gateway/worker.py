@@ -22,6 +22,7 @@ log = structlog.get_logger(__name__)
 
 MAX_ATTEMPTS = 10
 """With the back-off below, about 80 s of retrying (a Slack or Redis hiccup) before an entry is parked."""
+HANDOVER_POLL_S = 0.25
 DEAD_LETTER = f"{keys.PREFIX}dead"
 ATTEMPTS = f"{keys.PREFIX}attempts"
 
@@ -66,8 +67,13 @@ class Worker:
                 self.ready.set()
             except (RedisConnectionError, RedisTimeoutError, OSError) as exc:
                 log.warning("worker_heartbeat_failed", error=str(exc))
+            # Below its share (a worker joined or left, partitions are being handed over): look again
+            # soon, or released partitions would sit unowned for a whole heartbeat interval.
+            interval = self.lease_ms / 3000
+            if len(self.leases.owned) < self.leases.fair:
+                interval = min(interval, HANDOVER_POLL_S)
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(stop.wait(), timeout=self.lease_ms / 3000)
+                await asyncio.wait_for(stop.wait(), timeout=interval)
 
     async def run(self, stop: asyncio.Event) -> None:
         await ensure_groups(self.redis, self.partitions)
