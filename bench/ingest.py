@@ -24,8 +24,14 @@ from integrations.webhook.signature import sign
 
 SECRET = "bench-secret-0123456789abcdef"
 BARE = """
-import sys, redis.asyncio as r
+import asyncio, sys, redis.asyncio as r
 from aiohttp import web
+try:
+    import uvloop  # the same loop the gateway runs on, so the ratio compares like with like
+    loop = uvloop.new_event_loop()
+except ImportError:
+    loop = asyncio.new_event_loop()
+asyncio.set_event_loop(loop)
 client = r.from_url(sys.argv[2])
 async def handle(request):
     body = await request.read()
@@ -33,7 +39,7 @@ async def handle(request):
     return web.json_response({"status": "accepted"}, status=202)
 app = web.Application()
 app.router.add_post("/v1/messages", handle)
-web.run_app(app, host="127.0.0.1", port=int(sys.argv[1]), access_log=None, print=None)
+web.run_app(app, host="127.0.0.1", port=int(sys.argv[1]), access_log=None, print=None, loop=loop)
 """
 
 

@@ -150,7 +150,7 @@ def _process_command(name: str) -> Callable[[argparse.Namespace], int]:
             return 2
         configure_logging(settings.log_format, settings.log_level, settings.secret_values())
         try:
-            event_loop.run(run(settings, ROLES[name]))
+            event_loop.run(run(settings, ROLES[name]), settings.event_loop)
         except ConfigError as exc:
             print(exc, file=sys.stderr)
             return 2

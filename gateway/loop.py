@@ -15,12 +15,13 @@ from typing import Any, TypeVar
 T = TypeVar("T")
 
 
-def _wanted() -> bool:
-    return os.environ.get("SWITCHBOARD_EVENT_LOOP", "uvloop").strip().lower() != "asyncio"
+def _wanted(choice: str | None) -> bool:
+    """`choice` comes from validated settings; the standalone emulator reads the variable itself."""
+    return (choice or os.environ.get("SWITCHBOARD_EVENT_LOOP", "uvloop")).strip().lower() != "asyncio"
 
 
-def new_event_loop() -> asyncio.AbstractEventLoop:
-    if _wanted():
+def new_event_loop(choice: str | None = None) -> asyncio.AbstractEventLoop:
+    if _wanted(choice):
         try:
             import uvloop
         except ImportError:
@@ -30,7 +31,7 @@ def new_event_loop() -> asyncio.AbstractEventLoop:
     return asyncio.new_event_loop()
 
 
-def run(main: Coroutine[Any, Any, T]) -> T:
+def run(main: Coroutine[Any, Any, T], choice: str | None = None) -> T:
     """`asyncio.run` on the loop chosen above."""
-    with asyncio.Runner(loop_factory=new_event_loop) as runner:
+    with asyncio.Runner(loop_factory=lambda: new_event_loop(choice)) as runner:
         return runner.run(main)

@@ -50,6 +50,9 @@ class Settings(BaseSettings):
     log_format: LogFormat = Field(default=LogFormat.AUTO, validation_alias=_env("SWITCHBOARD_LOG_FORMAT"))
     log_level: str = Field(default="info", validation_alias=_env("SWITCHBOARD_LOG_LEVEL"))
     data_dir: Path = Field(default=Path(".switchboard"), validation_alias=_env("SWITCHBOARD_DATA_DIR"))
+    event_loop: str = Field(
+        default="uvloop", pattern=r"^(uvloop|asyncio)$", validation_alias=_env("SWITCHBOARD_EVENT_LOOP")
+    )
 
     partitions: int = Field(default=8, ge=1, le=1024, validation_alias=_env("SWITCHBOARD_PARTITIONS"))
     lease_ms: int = Field(default=15000, ge=500, le=600_000, validation_alias=_env("SWITCHBOARD_LEASE_MS"))

@@ -32,6 +32,7 @@ def run_cli(args: list[str], env: dict[str, str], cwd: Path) -> subprocess.Compl
         ({"SLACK_BOT_TOKEN": "xoxb-123"}, ["serve"], "SLACK_SIGNING_SECRET"),
         ({"SLACK_BOT_TOKEN": "not-a-token", "SLACK_SIGNING_SECRET": "s"}, ["serve"], "SLACK_BOT_TOKEN"),
         ({"SWITCHBOARD_LOG_FORMAT": "xml"}, ["serve"], "SWITCHBOARD_LOG_FORMAT"),
+        ({"SWITCHBOARD_EVENT_LOOP": "trio"}, ["serve"], "SWITCHBOARD_EVENT_LOOP"),
         ({"SWITCHBOARD_POLICY_FILE": "/nonexistent/policy.yaml", "REDIS_URL": "redis://127.0.0.1:1/0"}, ["web"],
          "SWITCHBOARD_POLICY_FILE"),
     ],
