@@ -22,7 +22,7 @@ import aiohttp
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench._common import redis_server
-from bench.e2e import SECRET, body, cards, stack
+from bench.e2e import SECRET, body, cards, settled, stack
 from integrations.webhook.signature import sign
 
 
@@ -39,11 +39,15 @@ async def ingest(url: str, run: str, n: int, concurrency: int = 64) -> None:
         await asyncio.gather(*(one(i) for i in range(n)))
 
 
-async def drain(api: str, known: int, n: int, timeout: float = 300.0) -> list[float]:  # noqa: ASYNC109
-    """Card timestamps of this run (cards beyond those already on the emulator), once all n are there."""
+async def drain(api: str, redis_url: str, known: int, n: int, timeout: float = 300.0) -> list[float]:  # noqa: ASYNC109
+    """Card timestamps of this run (cards beyond those already on the emulator), once all n are there.
+
+    Waits on Redis (every entry acknowledged) and reads the emulator once: paging its history while the
+    workers run would take CPU from the very processes being measured."""
     deadline = time.monotonic() + timeout
     async with aiohttp.ClientSession() as session:
         while True:
+            await settled(redis_url, max(0.0, deadline - time.monotonic()))
             found = sorted((await cards(session, api)).values())
             if len(found) >= known + n or time.monotonic() > deadline:
                 return found[known:]
@@ -52,7 +56,7 @@ async def drain(api: str, known: int, n: int, timeout: float = 300.0) -> list[fl
 
 def main() -> None:
     ap = argparse.ArgumentParser()
-    ap.add_argument("--messages", type=int, default=3000)
+    ap.add_argument("--messages", type=int, default=6000)
     ap.add_argument("--partitions", type=int, default=8)
     args = ap.parse_args()
     rows = []
@@ -64,7 +68,7 @@ def main() -> None:
                                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
                      for _ in range(n_workers)]
             try:
-                ts = asyncio.run(drain(api, 0, args.messages))
+                ts = asyncio.run(drain(api, redis_url, 0, args.messages))
             finally:
                 for p in procs:
                     p.terminate()

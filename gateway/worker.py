@@ -97,6 +97,9 @@ class Worker:
                     continue
                 except (RedisConnectionError, RedisTimeoutError, OSError) as exc:
                     log.warning("worker_redis_unavailable", error=str(exc) or type(exc).__name__)
+                    # What was read but not acknowledged is replayed first once Redis is back, not
+                    # after the reclaim threshold.
+                    self.reader.backlog.update(self.leases.owned)
                     await asyncio.sleep(1.0)
         finally:
             for task in (beat, retry_loop):
