@@ -9,6 +9,7 @@ import redis.asyncio as aioredis
 from redis.asyncio.client import Pipeline as RedisPipeline
 
 from gateway import keys
+from gateway.redis_conn import as_str
 from router.capacity import AgentLoad
 from router.policy import Policy
 
@@ -41,7 +42,7 @@ def stage_agent_loads(pipe: RedisPipeline) -> Callable[[list[Any]], list[tuple[s
 
     def parse(results: list[Any]) -> list[tuple[str, int]]:
         raw = results[at]
-        return sorted((_s(agent), int(n)) for agent, n in zip(raw[::2], raw[1::2], strict=True))
+        return sorted((as_str(agent), int(n)) for agent, n in zip(raw[::2], raw[1::2], strict=True))
 
     return parse
 
@@ -49,10 +50,6 @@ def stage_agent_loads(pipe: RedisPipeline) -> Callable[[list[Any]], list[tuple[s
 def loads_for(loads: list[tuple[str, int]], policy: Policy) -> list[AgentLoad]:
     # Availability is "under capacity": Slack presence is not consulted (it is often wrong for agents).
     return [AgentLoad(a, frozenset(policy.skills), n) for a, n in loads]
-
-
-def _s(value: bytes | str) -> str:
-    return value.decode() if isinstance(value, bytes) else str(value)
 
 
 async def remember_agent(redis: aioredis.Redis, user: str) -> None:

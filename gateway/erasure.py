@@ -18,6 +18,7 @@ from slack_sdk.errors import SlackApiError
 
 from gateway import keys
 from gateway.domain import Conversation
+from gateway.redis_conn import as_str
 from gateway.store import ConversationStore
 from integrations.slack.desk import SlackDesk
 
@@ -25,10 +26,6 @@ log = structlog.get_logger(__name__)
 
 ERASURES = f"{keys.PREFIX}erasures"
 SCAN_CHUNK = 1000
-
-
-def _s(v: Any) -> str:
-    return v.decode() if isinstance(v, bytes) else str(v)
 
 
 @dataclass
@@ -56,15 +53,15 @@ class Eraser:
         if ref.startswith("per_") and await self.redis.exists(f"{keys.person(ref)}:idents"):
             return ref
         owner = await self.redis.get(keys.ident(ref))
-        return _s(owner) if owner else None
+        return as_str(owner) if owner else None
 
     async def forget(self, ref: str, requested_by: str) -> ErasureReport:
         person = await self.person_of(ref)
         report = ErasureReport(person=person)
         if person is None:
             return report
-        idents = [_s(i) for i in await self.redis.smembers(f"{keys.person(person)}:idents")]
-        conv_ids = [_s(c) for c in await self.redis.zrange(keys.person_conversations(person), 0, -1)]
+        idents = [as_str(i) for i in await self.redis.smembers(f"{keys.person(person)}:idents")]
+        conv_ids = [as_str(c) for c in await self.redis.zrange(keys.person_conversations(person), 0, -1)]
         for conv_id in conv_ids:
             conv = await self.store.load(conv_id)
             if conv is not None:
@@ -129,7 +126,7 @@ class Eraser:
                 return dropped
             doomed = []
             for entry_id, fields in rows:
-                data = {_s(k): _s(v) for k, v in fields.items()}
+                data = {as_str(k): as_str(v) for k, v in fields.items()}
                 about = data.get(field_name)
                 if about is None and "data" in data:
                     about = json.loads(data["data"]).get(field_name)
@@ -137,6 +134,6 @@ class Eraser:
                     doomed.append(entry_id)
             if doomed:
                 dropped += int(await self.redis.xdel(stream, *doomed))
-            last = _s(rows[-1][0])
+            last = as_str(rows[-1][0])
             ms, seq = last.split("-")
             start = f"{ms}-{int(seq) + 1}"

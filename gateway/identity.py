@@ -18,11 +18,9 @@ from redis.asyncio.client import Pipeline as RedisPipeline
 
 from gateway import keys
 from gateway.domain import ConversationState, PastConversation
+from gateway.redis_conn import as_str
 
 log = structlog.get_logger(__name__)
-
-def _s(v: Any) -> str:
-    return v.decode() if isinstance(v, bytes) else str(v)
 
 
 class Identity:
@@ -30,7 +28,7 @@ class Identity:
         self.redis = redis
 
     async def identities(self, person: str) -> set[str]:
-        return {_s(i) for i in await self.redis.smembers(f"{keys.person(person)}:idents")}
+        return {as_str(i) for i in await self.redis.smembers(f"{keys.person(person)}:idents")}
 
     async def merge(self, into: str, others: list[str]) -> list[str]:
         """Move every identity and conversation of `others` to `into`; returns the merge record ids."""
@@ -40,7 +38,7 @@ class Identity:
                 continue
             moved = sorted(await self.identities(other))
             raw: Any = await self.redis.zrange(keys.person_conversations(other), 0, -1, withscores=True)
-            convs: list[tuple[str, float]] = [(_s(c), float(score)) for c, score in raw]
+            convs: list[tuple[str, float]] = [(as_str(c), float(score)) for c, score in raw]
             async with self.redis.pipeline(transaction=True) as pipe:
                 for ident in moved:
                     pipe.set(keys.ident(ident), into)
@@ -52,7 +50,7 @@ class Identity:
                                         "conversations": json.dumps([c for c, _ in convs]),
                                         "at": f"{time.time():.3f}"})
                 result = await pipe.execute()
-            records.append(_s(result[-1]))
+            records.append(as_str(result[-1]))
             log.info("customers_merged", person=into, merged=other, identities=len(moved))
         return records
 
@@ -61,7 +59,7 @@ class Identity:
         rows: Any = await self.redis.xrange(keys.MERGES, min=record_id, max=record_id)
         if not rows:
             return False
-        fields = {_s(k): _s(v) for k, v in rows[0][1].items()}
+        fields = {as_str(k): as_str(v) for k, v in rows[0][1].items()}
         into, other = fields["into"], fields["from"]
         async with self.redis.pipeline(transaction=True) as pipe:
             for ident in json.loads(fields["identities"]):
@@ -79,7 +77,7 @@ class Identity:
         """Earlier conversations of this person on every channel, newest first."""
         if not person:
             return []
-        ids = [_s(c) for c in await self.redis.zrevrange(keys.person_conversations(person), 0, limit)]
+        ids = [as_str(c) for c in await self.redis.zrevrange(keys.person_conversations(person), 0, limit)]
         return await self.history_of(ids, exclude, limit)
 
     @staticmethod
@@ -89,7 +87,7 @@ class Identity:
             return lambda results: []
         at = len(pipe)
         pipe.zrevrange(keys.person_conversations(person), 0, limit)
-        return lambda results: [_s(c) for c in results[at]]
+        return lambda results: [as_str(c) for c in results[at]]
 
     async def history_of(self, ids: list[str], exclude: str, limit: int = 5) -> list[PastConversation]:
         found = []

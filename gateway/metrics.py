@@ -25,6 +25,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, G
 from redis.exceptions import RedisError, ResponseError
 
 from gateway import keys
+from gateway.redis_conn import as_str
 
 REGISTRY = CollectorRegistry(auto_describe=True)
 
@@ -221,13 +222,9 @@ def learner_health(scorer: HasHealth | None) -> None:
         LEARNER_LABELS.labels(learner=name).set(float(h.get("labels_seen") or 0))
 
 
-def _s(value: Any) -> str:
-    return value.decode() if isinstance(value, bytes) else str(value)
-
-
 def _id_ms(entry_id: Any) -> int | None:
     try:
-        return int(_s(entry_id).split("-", 1)[0])
+        return int(as_str(entry_id).split("-", 1)[0])
     except (ValueError, AttributeError):
         return None
 
@@ -245,12 +242,12 @@ async def sample_queues(redis: aioredis.Redis, partitions: int, now_ms: int | No
             QUEUE_PENDING.labels(partition=label).set(0)
             LAG.labels(partition=label).set(0)
             continue
-        group = next((g for g in groups if _s(g["name"]) == keys.INBOUND_GROUP), None)
+        group = next((g for g in groups if as_str(g["name"]) == keys.INBOUND_GROUP), None)
         if group is None:
             continue
         pending = int(group.get("pending") or 0)
         undelivered = group.get("lag")
-        last = _s(group.get("last-delivered-id") or "0-0")
+        last = as_str(group.get("last-delivered-id") or "0-0")
         if undelivered is None:  # Redis < 7 or a trimmed stream: count what is after last-delivered
             undelivered = len(await redis.xrange(stream, min=f"({last}", max="+", count=10_000) or [])
         oldest: int | None = None

@@ -25,6 +25,7 @@ from redis.exceptions import WatchError
 
 from gateway import keys
 from gateway.policy_store import CANARY, Canary, PolicyStore
+from gateway.redis_conn import as_str
 from router.policy import Policy, PolicyError
 
 log = structlog.get_logger(__name__)
@@ -98,13 +99,9 @@ def build_checked(change: Change, base: Policy) -> Policy:
         raise ChangeError(validation_line(exc)) from None
 
 
-def _s(value: Any) -> str:
-    return value.decode() if isinstance(value, bytes) else str(value)
-
-
 def _rows(raw: Any) -> list[tuple[str, dict[str, str]]]:
     """Stream entries as (id, text fields); redis-py types them loosely."""
-    return [(_s(i), {_s(k): _s(v) for k, v in (f or {}).items()}) for i, f in raw or []]
+    return [(as_str(i), {as_str(k): as_str(v) for k, v in (f or {}).items()}) for i, f in raw or []]
 
 
 class PolicyAdmin:
@@ -154,7 +151,7 @@ class PolicyAdmin:
             await self.policies.current(force=True)
             log.info("policy_changed", action=action, user=user, summary=summary,
                      before_version=live.version, after_version=after.version)
-            return Applied(live, after, _s(result[-1]), summary)
+            return Applied(live, after, as_str(result[-1]), summary)
         raise ChangeError("the policy is changing too fast right now; try again")
 
     # -- changes ------------------------------------------------------------------------------
@@ -286,7 +283,7 @@ class PolicyAdmin:
     async def pending(self, token: str | None = None, user: str | None = None) -> Pending | None:
         if token is None and user is not None:
             raw_token = await self.redis.get(pending_user_key(user))
-            token = _s(raw_token) if raw_token else None
+            token = as_str(raw_token) if raw_token else None
         if not token:
             return None
         raw = await self.redis.get(pending_key(token))

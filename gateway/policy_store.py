@@ -18,6 +18,7 @@ import redis.asyncio as aioredis
 import structlog
 
 from gateway import keys
+from gateway.redis_conn import as_str
 from router.policy import Policy
 
 log = structlog.get_logger(__name__)
@@ -132,8 +133,4 @@ class PolicyStore:
     async def arms(self, canary_id: str) -> dict[str, str]:
         """conversation id -> arm for one canary run."""
         raw = await self.redis.hgetall(arms_key(canary_id))
-        return {_s(k): _s(v) for k, v in raw.items()}
-
-
-def _s(value: bytes | str) -> str:
-    return value.decode() if isinstance(value, bytes) else value
+        return {as_str(k): as_str(v) for k, v in raw.items()}

@@ -24,3 +24,8 @@ def redis_client(url: str, max_connections: int = 64) -> aioredis.Redis:
         retry_on_error=[RedisConnectionError, RedisTimeoutError],
     )
     return aioredis.Redis(connection_pool=pool)
+
+
+def as_str(value: object) -> str:
+    """redis-py answers bytes unless the client decodes; every reader of raw replies normalises here."""
+    return value.decode() if isinstance(value, bytes) else str(value)

@@ -23,6 +23,7 @@ import redis.asyncio as aioredis
 
 from gateway import keys
 from gateway.pipeline import BOT_AUTHOR
+from gateway.redis_conn import as_str
 from learners.outcomes import FIELD as OUTCOME_FIELD
 from learners.outcomes import OUTCOMES_STREAM
 
@@ -71,13 +72,9 @@ def percentile(values: list[float], q: float) -> float | None:
     return ordered[rank - 1]
 
 
-def _s(v: Any) -> str:
-    return v.decode() if isinstance(v, bytes) else str(v)
-
-
 def _rows(raw: Any) -> list[dict[str, str]]:
     """Stream entries' fields as text; redis-py types them loosely."""
-    return [{_s(k): _s(v) for k, v in (f or {}).items()} for _, f in raw or []]
+    return [{as_str(k): as_str(v) for k, v in (f or {}).items()} for _, f in raw or []]
 
 
 def _ts(raw: Any) -> float | None:
@@ -94,7 +91,7 @@ def _is_conversation_key(key: str) -> bool:
 async def _conversation_ids(redis: aioredis.Redis) -> list[str]:
     out = []
     async for key in redis.scan_iter(match=f"{keys.PREFIX}conv:*", count=1000, _type="hash"):
-        name = _s(key)
+        name = as_str(key)
         if _is_conversation_key(name):
             out.append(name.removeprefix(f"{keys.PREFIX}conv:"))
     return out

@@ -25,6 +25,7 @@ from gateway.domain import (
     new_id,
     utcnow,
 )
+from gateway.redis_conn import as_str
 
 _INGEST = """
 -- KEYS: 1 dedupe. ARGV: 1 new conversation id, 2 message id, 3 message json, 4 now (s),
@@ -136,7 +137,7 @@ class ConversationStore:
                 *msg.identities(),
             ],
         )
-        created, ref = int(result[0]), _s(result[1])
+        created, ref = int(result[0]), as_str(result[1])
         metrics.message_in(msg.channel.value, duplicate=not created)
         conversation_id, message_id = ref.split("|", 1)
         return Accepted(conversation_id, message_id, duplicate=not created)
@@ -160,10 +161,10 @@ class ConversationStore:
         def parse(results: list[Any]) -> Snapshot:
             raw, lines, effects = results[at : at + 3]
             transcript = [Message.model_validate_json(line) for line in lines]
-            done = {_s(k): _s(v) for k, v in effects.items()}
+            done = {as_str(k): as_str(v) for k, v in effects.items()}
             if not raw:
                 return Snapshot(None, transcript, done)
-            data = {_s(k): json.loads(v) for k, v in raw.items()}
+            data = {as_str(k): json.loads(v) for k, v in raw.items()}
             conv = Conversation.model_validate(data)
             conv.messages = transcript
             return Snapshot(conv, transcript, done)
@@ -216,14 +217,10 @@ class ConversationStore:
         """Queue work for a conversation on its customer's partition, behind that customer's messages."""
         stream = keys.inbound_stream(keys.partition_of(conv.customer.person_id or conv.customer.key, self.partitions))
         entry: dict[Any, Any] = {"conv": conv.id, "customer": conv.customer.key, **fields}
-        return _s(await self.redis.xadd(stream, entry))
+        return as_str(await self.redis.xadd(stream, entry))
 
     async def mark_closed(self, conv: Conversation) -> None:
         await self.redis.set(keys.closed(conv.id), int(utcnow().timestamp()))
-
-
-def _s(value: bytes | str) -> str:
-    return value.decode() if isinstance(value, bytes) else value
 
 
 def _json(raw: str) -> dict[str, Any]:

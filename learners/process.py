@@ -26,6 +26,7 @@ from pydantic import ValidationError
 from redis.exceptions import RedisError, ResponseError
 
 from gateway.domain import Outcome
+from gateway.redis_conn import as_str
 from learners import snapshot
 from learners.outcomes import FIELD, OUTCOMES_STREAM, labels_of
 from learners.text import TextLearner
@@ -55,10 +56,6 @@ class LearnerConfig:
     """An entry unacknowledged this long belonged to a dead consumer and is taken over."""
     claim_every_s: float = 30.0
     standby_poll_s: float = 1.0
-
-
-def _s(value: Any) -> str:
-    return value.decode() if isinstance(value, bytes) else str(value)
 
 
 class _Learning:
@@ -122,15 +119,15 @@ async def _wait(stop: asyncio.Event, seconds: float) -> None:
 async def _consume(redis: aioredis.Redis, cfg: LearnerConfig, state: _Learning, entries: list[Any]) -> None:
     trimmed, learned = [], 0
     for entry_id, fields in entries:
-        if _s(entry_id) in state.seen:  # our own pending entry, reclaimed before its snapshot
+        if as_str(entry_id) in state.seen:  # our own pending entry, reclaimed before its snapshot
             continue
         if fields is None:  # trimmed from the stream while pending
             trimmed.append(entry_id)
             continue
-        if state.learn(_s(entry_id), fields):
+        if state.learn(as_str(entry_id), fields):
             state.pending_updates += 1
             state.unacked.append(entry_id)
-            state.seen.add(_s(entry_id))
+            state.seen.add(as_str(entry_id))
             learned += 1
         else:
             trimmed.append(entry_id)  # nothing to learn from it: nothing to keep pending
@@ -148,7 +145,7 @@ async def _claim(redis: aioredis.Redis, cfg: LearnerConfig, state: _Learning, mi
         reply = await redis.xautoclaim(
             cfg.stream, cfg.group, cfg.consumer, min_idle_time=idle, start_id=start, count=cfg.batch
         )
-        start, claimed = _s(reply[0]), reply[1]
+        start, claimed = as_str(reply[0]), reply[1]
         if claimed:
             log.info("outcomes_reclaimed", count=len(claimed), consumer=cfg.consumer)
             await _consume(redis, cfg, state, claimed)
