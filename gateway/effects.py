@@ -59,8 +59,9 @@ class Effects:
         """Result of the effect and whether this call performed it.
 
         `deferred`: keep the result for the caller's final write (`stage`) instead of a round trip of
-        its own. Only for effects `find` can look up: until that write lands the marker says
-        `pending`, and a worker that crashed in between finds the effect instead of repeating it.
+        its own. Only for effects `find` can look up: until that write lands the log holds a
+        `pending` marker or (first delivery) nothing, and a worker that takes the entry over finds
+        the effect instead of repeating it.
         """
         current = await self.get(name)
         if current is not None and not current.startswith(_PENDING):

@@ -121,9 +121,9 @@ class Pipeline:
             await self.identity.merge(fields["person"], fields["merge"].split(","))
         if conv.customer.key != fields["customer"]:
             await self._switch_channel(conv, fields)
-        fresh = ack is not None and not ack.redelivered
-        effects = Effects(self.redis, keys.effects(conv.id), snap.effects, fresh=fresh,
-                          since=ack.queued_at if ack is not None and not fresh else None)
+        effects = Effects(self.redis, keys.effects(conv.id), snap.effects,
+                          fresh=ack is not None and not ack.redelivered,
+                          since=ack.queued_at if ack is not None and ack.redelivered else None)
         if conv.card_ts:
             index = conv.messages.index(message)
             new_wait = index == 0 or conv.messages[index - 1].direction is Direction.OUTBOUND

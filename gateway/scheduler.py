@@ -20,6 +20,7 @@ import redis.asyncio as aioredis
 import structlog
 from redis.asyncio.client import Pipeline as RedisPipeline
 
+from gateway.redis_conn import as_str
 from router.policy import Policy
 from router.sla import SlaAction, SlaState, deadlines
 
@@ -103,13 +104,9 @@ class Deadline:
     due: float
 
 
-def _text(v: Any) -> str:
-    return v.decode() if isinstance(v, bytes) else str(v)
-
-
 def _parse(member: Any, score: Any) -> Deadline:
-    conversation_id, _, kind = _text(member).partition(SEP)
-    return Deadline(conversation_id, kind, float(_text(score)))
+    conversation_id, _, kind = as_str(member).partition(SEP)
+    return Deadline(conversation_id, kind, float(as_str(score)))
 
 
 class SlaScheduler:
@@ -139,17 +136,6 @@ class SlaScheduler:
         self._check(conversation_id, kind)
         await self._schedule(keys=[self.key], args=[conversation_id, kind, repr(float(due)), self.index_prefix])
         log.debug("sla_scheduled", conversation_id=conversation_id, kind=kind, due=due)
-
-    async def schedule_many(self, deadlines: Sequence[Deadline]) -> None:
-        """Several deadlines in one round trip (a pipeline of the same script), e.g. a whole SLA ladder."""
-        if not deadlines:
-            return
-        pipe = self.redis.pipeline(transaction=False)
-        for d in deadlines:
-            self._check(d.conversation_id, d.kind)
-            await self._schedule(keys=[self.key], args=[d.conversation_id, d.kind, repr(float(d.due)),
-                                                        self.index_prefix], client=pipe)
-        await pipe.execute()
 
     async def cancel(self, conversation_id: str, kind: str | None = None) -> int:
         self._check(conversation_id, kind)
@@ -202,7 +188,7 @@ class SlaScheduler:
         if conversation_id is None:
             raw: list[Any] = await self.redis.zrange(self.key, 0, -1, withscores=True)
             return [_parse(pair[0], pair[1]) for pair in raw]
-        kinds = sorted(_text(k) for k in await self.redis.smembers(self.index_prefix + conversation_id))
+        kinds = sorted(as_str(k) for k in await self.redis.smembers(self.index_prefix + conversation_id))
         scores = await self.redis.zmscore(self.key, [f"{conversation_id}{SEP}{k}" for k in kinds]) if kinds else []
         return [Deadline(conversation_id, k, float(s)) for k, s in zip(kinds, scores, strict=True) if s is not None]
 
@@ -231,16 +217,16 @@ class SlaScheduler:
         )
         log.info("sla_escalation", conversation_id=action.conversation_id, step=action.step.value,
                  channel=action.channel, reason=action.reason)
-        return _text(entry)
+        return as_str(entry)
 
     async def escalations(self, conversation_id: str | None = None, count: int = 100) -> list[dict[str, str]]:
         """Newest first; filtered client-side because the stream is capped and rarely read."""
         rows = await self.redis.xrevrange(self.escalations_key, count=count if conversation_id is None else None)
         out: list[dict[str, str]] = []
         for entry_id, fields in rows or []:
-            row = {_text(k): _text(v) for k, v in (fields or {}).items()}
+            row = {as_str(k): as_str(v) for k, v in (fields or {}).items()}
             if conversation_id is None or row["conversation_id"] == conversation_id:
-                row["id"] = _text(entry_id)
+                row["id"] = as_str(entry_id)
                 out.append(row)
                 if len(out) >= count:
                     break
