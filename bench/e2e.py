@@ -120,6 +120,21 @@ async def settled(redis_url: str, timeout: float) -> None:  # noqa: ASYNC109
         await client.aclose()
 
 
+async def shared_out(redis_url: str, n_workers: int, partitions: int, timeout: float = 60.0) -> None:  # noqa: ASYNC109
+    """Wait until every partition is leased and `n_workers` distinct workers hold them."""
+    client = aioredis.from_url(redis_url)
+    deadline = time.monotonic() + timeout
+    try:
+        while time.monotonic() < deadline:
+            owners = await client.mget([keys.lease(p) for p in range(partitions)])
+            if all(owners) and len(set(owners)) == n_workers:
+                return
+            await asyncio.sleep(0.2)
+        raise RuntimeError(f"{n_workers} workers did not share the partitions within {timeout} s")
+    finally:
+        await client.aclose()
+
+
 async def wait_cards(session: aiohttp.ClientSession, api: str, expected: set[str], timeout: float,  # noqa: ASYNC109
                      redis_url: str | None = None) -> dict[str, float]:
     deadline = time.monotonic() + timeout
@@ -210,12 +225,14 @@ def main() -> None:
     ap.add_argument("--seconds", type=float, default=4.0)
     ap.add_argument("--concurrency", type=int, default=64)
     ap.add_argument("--cap", type=int, default=3000, help="most messages in the closed-loop phase")
+    ap.add_argument("--partitions", type=int, default=8, help="stream partitions (SWITCHBOARD_PARTITIONS)")
     args = ap.parse_args()
     with redis_server() as redis_url:
         bare = bare_ceiling(redis_url, args.seconds, args.concurrency)
         print(f"bare aiohttp+XADD ceiling          {bare:8.0f} req/s (same Redis, fsync always)")
-        with stack(redis_url, args.workers) as (url, api, _):
+        with stack(redis_url, args.workers, args.partitions) as (url, api, _):
             wait_port(int(url.rsplit(":", 1)[1]))
+            asyncio.run(shared_out(redis_url, min(args.workers, args.partitions), args.partitions))
             asyncio.run(warm_up(url, api))
             cpu_before, me_before = child_cpu_seconds(), self_cpu_seconds()
             accepted, routed, n, drain = asyncio.run(

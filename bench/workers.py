@@ -19,13 +19,11 @@ import time
 from pathlib import Path
 
 import aiohttp
-import redis.asyncio as aioredis
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench._common import redis_server
-from bench.e2e import SECRET, body, cards, settled, stack
-from gateway import keys
+from bench.e2e import SECRET, body, cards, settled, shared_out, stack
 from integrations.webhook.signature import sign
 
 
@@ -40,21 +38,6 @@ async def ingest(url: str, run: str, n: int, concurrency: int = 64) -> None:
                 assert resp.status == 202, await resp.text()
 
         await asyncio.gather(*(one(i) for i in range(n)))
-
-
-async def shared_out(redis_url: str, n_workers: int, partitions: int, timeout: float = 60.0) -> None:  # noqa: ASYNC109
-    """Wait until every partition is leased and `n_workers` distinct workers hold them."""
-    client = aioredis.from_url(redis_url)
-    deadline = time.monotonic() + timeout
-    try:
-        while time.monotonic() < deadline:
-            owners = await client.mget([keys.lease(p) for p in range(partitions)])
-            if all(owners) and len(set(owners)) == n_workers:
-                return
-            await asyncio.sleep(0.2)
-        raise RuntimeError(f"{n_workers} workers did not share the partitions within {timeout} s")
-    finally:
-        await client.aclose()
 
 
 async def drain(api: str, redis_url: str, known: int, n: int, timeout: float = 300.0) -> list[float]:  # noqa: ASYNC109

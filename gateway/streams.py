@@ -73,6 +73,8 @@ class PartitionLeases:
     owned: set[int] = field(default_factory=set)
     fair: int = 0
     """This worker's share of the partitions at the last heartbeat."""
+    live: int = 0
+    """Live workers counted at the last heartbeat."""
 
     def __post_init__(self) -> None:
         self._renew = self.redis.register_script(_RENEW)
@@ -84,13 +86,20 @@ class PartitionLeases:
         await self.redis.zremrangebyscore(keys.WORKERS, 0, now - self.lease_ms / 1000)
         return max(1, int(await self.redis.zcard(keys.WORKERS)))
 
+    async def membership_changed(self) -> bool:
+        """A worker joined or left since the last heartbeat: one ZCOUNT, cheap enough to ask often, so
+        partitions move within a poll instead of waiting up to a third of a lease for the heartbeat."""
+        since = time.time() - self.lease_ms / 1000
+        return max(1, int(await self.redis.zcount(keys.WORKERS, since, "+inf"))) != self.live
+
     async def heartbeat(self) -> tuple[set[int], set[int]]:
         """Renew, rebalance and acquire; returns (owned, newly acquired)."""
         for p in sorted(self.owned):
             if not await self._renew(keys=[keys.lease(p)], args=[self.worker_id, self.lease_ms]):
                 log.warning("partition_lease_lost", partition=p, worker=self.worker_id)
                 self.owned.discard(p)
-        fair = self.fair = math.ceil(self.partitions / await self._live_workers())
+        self.live = await self._live_workers()
+        fair = self.fair = math.ceil(self.partitions / self.live)
         while len(self.owned) > fair:
             p = max(self.owned)
             await self._release(keys=[keys.lease(p)], args=[self.worker_id])

@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import os
 import socket
+import time
 import uuid
 from typing import Any
 
@@ -53,27 +54,33 @@ class Worker:
         self.ready = asyncio.Event()
 
     async def _heartbeat(self, stop: asyncio.Event) -> None:
-        """Leases are renewed on their own schedule, so a long batch never outlives its lease."""
+        """Leases are renewed on their own schedule, so a long batch never outlives its lease.
+
+        Between renewals the worker polls membership: when a worker joins, the one holding every
+        partition gives its surplus up within a poll, and the newcomer (below its share) takes it."""
+        due = 0.0
         while not stop.is_set():
             try:
-                owned, acquired = await self.leases.heartbeat()
-                for p in sorted(acquired):
-                    # We hold the lease, so whatever another consumer left pending is ours now, however
-                    # recently it was read: an idle threshold here would strand entries read just
-                    # before that worker died.
-                    await self.reader.take_over(p, 0)
-                for p in sorted(owned - acquired):
-                    await self.reader.take_over(p, self.reclaim_idle_ms)  # safety net for stragglers
+                now = time.monotonic()
+                below_share = len(self.leases.owned) < self.leases.fair
+                if now >= due or below_share or await self.leases.membership_changed():
+                    await self._renew_and_balance()
+                    due = now + self.lease_ms / 3000
                 self.ready.set()
             except (RedisConnectionError, RedisTimeoutError, OSError) as exc:
                 log.warning("worker_heartbeat_failed", error=str(exc))
-            # Below its share (a worker joined or left, partitions are being handed over): look again
-            # soon, or released partitions would sit unowned for a whole heartbeat interval.
-            interval = self.lease_ms / 3000
-            if len(self.leases.owned) < self.leases.fair:
-                interval = min(interval, HANDOVER_POLL_S)
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(stop.wait(), timeout=interval)
+                await asyncio.wait_for(stop.wait(), timeout=min(self.lease_ms / 3000, HANDOVER_POLL_S))
+
+    async def _renew_and_balance(self) -> None:
+        owned, acquired = await self.leases.heartbeat()
+        for p in sorted(acquired):
+            # We hold the lease, so whatever another consumer left pending is ours now, however
+            # recently it was read: an idle threshold here would strand entries read just
+            # before that worker died.
+            await self.reader.take_over(p, 0)
+        for p in sorted(owned - acquired):
+            await self.reader.take_over(p, self.reclaim_idle_ms)  # safety net for stragglers
 
     async def run(self, stop: asyncio.Event) -> None:
         await ensure_groups(self.redis, self.partitions)
