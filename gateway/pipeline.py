@@ -127,8 +127,12 @@ class Pipeline:
         if conv.card_ts:
             index = conv.messages.index(message)
             new_wait = index == 0 or conv.messages[index - 1].direction is Direction.OUTBOUND
+            before = (conv.state, conv.resolved_at)
             await self._follow_up(conv, message, effects)
-            await self._commit(conv, ("state", "resolved_at"), new_wait, effects, ack)
+            # Only a reopen changes these. Writing them back unchanged would undo a claim or a resolve
+            # an agent made while this message was being threaded (Slack takes 100-300 ms).
+            changed = ("state", "resolved_at") if (conv.state, conv.resolved_at) != before else ()
+            await self._commit(conv, changed, new_wait, effects, ack)
         else:
             await self._route(conv, message, effects, pre)
             await self._commit(conv, ROUTE_FIELDS, True, effects, ack, routed=True)

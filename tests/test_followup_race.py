@@ -1,0 +1,85 @@
+"""An agent's resolve that lands while a customer follow-up is being threaded must stick.
+
+Found in review: the follow-up's final write re-saved `state` and `resolved_at` from the snapshot it
+had read before posting into the thread, so a resolve made in that window (Slack's 100-300 ms) was
+silently undone and the conversation showed as claimed again. The follow-up now writes them only when
+it changes them (a reopen).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+from pathlib import Path
+from typing import Any
+
+import redis.asyncio as aioredis
+
+from gateway.desk_ops import DeskOps
+from gateway.domain import Conversation, ConversationState, Message
+from gateway.worker import Worker
+from tests.harness import cards, eventually, make_settings, start_gateway
+
+
+@dataclasses.dataclass
+class ResolvesWhileThreading:
+    """The real Slack desk, with an agent resolving the conversation during the thread post."""
+
+    inner: Any
+    ops: DeskOps
+    agent: str = "U_AGENT"
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.inner, name)
+
+    async def post_in_thread(self, conv: Conversation, message: Message) -> str:
+        ts: str = await self.inner.post_in_thread(conv, message)
+        result = await self.ops.resolve(conv.id, self.agent, skill="billing", urgency=None, mood=None)
+        assert result.ok, result
+        return ts
+
+
+async def test_resolve_during_follow_up_thread_post_is_not_undone(
+    redis: aioredis.Redis, redis_url: str, tmp_path: Path
+) -> None:
+    gw = await start_gateway(make_settings(redis_url, tmp_path, automation="off"), with_worker=False)
+    racing = dataclasses.replace(gw.rt.pipeline, desk=ResolvesWhileThreading(gw.rt.desk, gw.rt.ops))
+    stop = asyncio.Event()
+    worker = Worker(gw.rt.redis, racing, gw.settings.partitions, gw.settings.lease_ms, 500)
+    task = asyncio.create_task(worker.run(stop))
+    try:
+        status, first = await gw.post_message(
+            {"customer_id": "race-1", "message_id": "m1", "text": "I was charged twice on my invoice"})
+        assert status == 202
+        conv_id = first["conversation_id"]
+        await eventually(lambda: cards(gw.slack, "support-billing"))
+
+        async def carded() -> bool:
+            conv = await gw.rt.store.load(conv_id)
+            return bool(conv and conv.card_ts)
+
+        await eventually(carded)
+        assert (await gw.rt.ops.claim(conv_id, "U_AGENT")).ok
+
+        status, _ = await gw.post_message({"customer_id": "race-1", "message_id": "m2", "text": "any news?"})
+        assert status == 202
+
+        async def handled() -> Conversation | None:
+            conv = await gw.rt.store.load(conv_id)
+            return conv if conv and len(conv.messages) == 2 and await gw.rt.ops.holder(conv_id) is None else None
+
+        async def acknowledged() -> bool:  # the follow-up's final write carries its stream ack
+            groups = [await redis.xinfo_groups(f"sb:in:{p}") for p in range(gw.settings.partitions)]
+            return all(int(g["pending"]) == 0 and int(g["lag"] or 0) == 0 for gs in groups for g in gs)
+
+        await eventually(handled)
+        await eventually(acknowledged)
+        conv = await gw.rt.store.load(conv_id)
+        assert conv is not None
+        assert conv.state is ConversationState.RESOLVED
+        assert conv.resolved_at is not None
+        assert conv.claimed_by is None
+    finally:
+        stop.set()
+        await asyncio.wait_for(task, timeout=30)
+        await gw.close()
