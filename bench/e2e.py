@@ -249,6 +249,10 @@ def main() -> None:
                   f"(2 cores: at most {2 / (total / n):,.0f} msg/s if nothing else ran) = "
                   + ", ".join(f"{role} {sec / n * 1000:.2f}" for role, sec in sorted(spent.items(),
                                                                                   key=lambda x: -x[1])))
+            own = sum(sec for role, sec in spent.items() if role in ("gateway.cli web", "gateway.cli worker",
+                                                                     "redis-server"))
+            print(f"gateway's own share (web + workers + Redis): {own / n * 1000:.2f} ms per message, so at most "
+                  f"{2 / (own / n):,.0f} msg/s on 2 cores of its own (Slack and the load elsewhere)")
             for label, rate in (("50%", routed * 0.5), ("80%", routed * 0.8), ("100%", routed), ("200/s", 200.0)):
                 run = "r" + label.replace("%", "pct").replace("/", "")  # ids allow [A-Za-z0-9_.:@+=/-] only
                 lat, missing, achieved = asyncio.run(open_loop(url, api, rate, args.seconds, run, redis_url))
