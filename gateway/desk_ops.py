@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import time
 from dataclasses import dataclass
+from datetime import UTC, datetime
 
 import redis.asyncio as aioredis
 import structlog
@@ -95,8 +96,10 @@ class DeskOps:
             return Result(False, f"You already have {capacity} open conversations (your capacity). "
                           "Resolve or release one first.", conv)
         await remember_agent(self.redis, user)
-        conv.state, conv.claimed_by, conv.agent = ConversationState.CLAIMED, user, user
-        await self.store.save(conv, "state", "claimed_by", "agent")
+        # The SLA clock, not the wall clock: the agent's nudge and reassign are counted from this.
+        claimed_at = datetime.fromtimestamp(self.sla.clock.now(), UTC) if self.sla is not None else utcnow()
+        conv.state, conv.claimed_by, conv.agent, conv.claimed_at = ConversationState.CLAIMED, user, user, claimed_at
+        await self.store.save(conv, "state", "claimed_by", "agent", "claimed_at")
         await self._replan(conv)
         metrics.claimed(conv.skill, conv.card_ts)
         await self.audit("claim", user, conversation_id)

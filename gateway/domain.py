@@ -238,6 +238,8 @@ class Conversation(BaseModel):
     slack_channel: str | None = None
     card_ts: str | None = None
     claimed_by: str | None = None
+    claimed_at: datetime | None = None
+    """When `claimed_by` took it; read only while `claimed_by` is set."""
     agent: str | None = None
     """The last agent who claimed it; kept after resolution so a returning customer can go back to them."""
     csat: int | None = Field(default=None, ge=1, le=5)

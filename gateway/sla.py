@@ -46,6 +46,7 @@ def sla_state(conv: Conversation, done: frozenset[str]) -> SlaState:
         skill=conv.skill or "general",
         waiting_since=waiting_since or conv.updated_at.timestamp(),
         claimed_by=conv.claimed_by,
+        claimed_at=conv.claimed_at.timestamp() if conv.claimed_by and conv.claimed_at else None,
         responded=responded,
         answered=waiting_since is None,
         resolved=conv.state is ConversationState.RESOLVED,

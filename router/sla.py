@@ -6,7 +6,8 @@ rather than from the deadline itself makes stale deadlines harmless: if the cust
 the card claimed in the meantime, nothing fires.
 
 Ladder while unclaimed:  warn (re-ping the channel) → escalate (skill's escalation channel) → leads.
-Ladder while claimed:    warn (nudge the agent)     → reassign (back to the queue / a suggested agent).
+Ladder while claimed:    warn (nudge the agent)     → reassign (back to the queue / a suggested agent),
+                         counted from the claim when the customer was already waiting.
 """
 
 from __future__ import annotations
@@ -57,6 +58,11 @@ class SlaState:
     resolved: bool = False
     channel: str | None = None
     done: frozenset[str] = frozenset()
+    claimed_at: float | None = None
+    """When `claimed_by` took it. The unclaimed ladder measures the queue (time to claim); the claimed
+    one measures the agent, so nudge and reassign count from the claim when the customer was already
+    waiting. Counting from the customer's first message took an overdue conversation back from the
+    agent who had just claimed it, at the next tick."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -92,17 +98,23 @@ def _ladder(state: SlaState) -> tuple[SlaStep, ...]:
     return _CLAIMED if state.claimed_by else _UNCLAIMED
 
 
+def _agent_since(state: SlaState) -> float:
+    """Start of the claiming agent's window: the customer's wait, or the claim if that came later."""
+    return max(state.waiting_since, state.claimed_at or state.waiting_since)
+
+
 def deadlines(state: SlaState, policy: Policy) -> list[tuple[SlaStep, float]]:
     """Every deadline of the current wait, for the scheduler; steps already done are left out."""
     if state.resolved or state.answered:
         return []
     _, target = _target(state, policy)
     esc = policy.escalation
+    agent_since = _agent_since(state)
     due = {
         SlaStep.WARN: state.waiting_since + target * esc.warn_fraction,
-        SlaStep.NUDGE: state.waiting_since + target * esc.warn_fraction,
+        SlaStep.NUDGE: agent_since + target * esc.warn_fraction,
         SlaStep.ESCALATE: state.waiting_since + target,
-        SlaStep.REASSIGN: state.waiting_since + target,
+        SlaStep.REASSIGN: agent_since + target,
         SlaStep.LEADS: state.waiting_since + target + esc.leads_after,
     }
     ladder = _ladder(state)
@@ -146,8 +158,10 @@ def _action(step: SlaStep, state: SlaState, policy: Policy, now: float, agents: 
         reason = f"still unclaimed {waited} after a {duration(target)} {name} SLA → {policy.leads_channel}"
         return SlaAction(ActionKind.MOVE, step, cid, policy.leads_channel, reason)
     agent = state.claimed_by
+    since = _agent_since(state)
+    waited = duration(now - since)
     if step is SlaStep.NUDGE:
-        left = duration(state.waiting_since + target - now)
+        left = duration(since + target - now)
         reason = f"{agent} has not replied for {waited}; {name} due in {left} (SLA {duration(target)})"
         return SlaAction(ActionKind.REPING, step, cid, here, reason, agent=agent)
     others = [a for a in agents if a.agent != agent]

@@ -33,10 +33,11 @@ def test_router_imports_no_io_libraries() -> None:
     responded=st.booleans(),
     done=st.sets(st.sampled_from([s.value for s in SlaStep])),
     elapsed=st.floats(0, 20_000),
+    claimed_at=st.one_of(st.none(), st.floats(0, 20_000)),
 )
-def test_sla_ladder_fires_at_most_one_new_step(skill, claimed, responded, done, elapsed) -> None:
+def test_sla_ladder_fires_at_most_one_new_step(skill, claimed, responded, done, elapsed, claimed_at) -> None:
     state = SlaState("conv_p", skill, waiting_since=0.0, claimed_by=claimed, responded=responded,
-                     done=frozenset(done))
+                     done=frozenset(done), claimed_at=claimed_at)
     plan = deadlines(state, POLICY)
     assert [at for _, at in plan] == sorted(at for _, at in plan)
     actions = actions_due(state, POLICY, elapsed)
@@ -45,5 +46,6 @@ def test_sla_ladder_fires_at_most_one_new_step(skill, claimed, responded, done, 
         assert a.step.value not in done and a.reason and a.channel
         assert a.step in {step for step, at in plan if at <= elapsed}
         # Firing it and asking again never repeats the same or an earlier step.
-        after = SlaState("conv_p", skill, 0.0, claimed, responded, done=frozenset(done | {a.step.value}))
+        after = SlaState("conv_p", skill, 0.0, claimed, responded, done=frozenset(done | {a.step.value}),
+                         claimed_at=claimed_at)
         assert actions_due(after, POLICY, elapsed) == []

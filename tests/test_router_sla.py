@@ -63,6 +63,24 @@ def test_claimed_agent_silent_is_nudged_then_reassigned() -> None:
     assert (moved.kind, moved.channel) == (ActionKind.MOVE, "support-leads")
 
 
+def test_claiming_an_overdue_conversation_gives_the_agent_a_full_window() -> None:
+    """Claimed 40 minutes into a 10-minute first-response SLA: not reassigned at the next tick."""
+    claimed_at = T0 + 2400
+    s = unclaimed(claimed_by="U1", claimed_at=claimed_at, done=frozenset())
+    assert deadlines(s, POLICY) == [(SlaStep.NUDGE, claimed_at + 450), (SlaStep.REASSIGN, claimed_at + 600)]
+    assert actions_due(s, POLICY, claimed_at + 1) == []
+    (nudge,) = actions_due(s, POLICY, claimed_at + 450)
+    assert nudge.reason == "U1 has not replied for 7m 30s; first-response due in 2m 30s (SLA 10m)"
+    (re,) = actions_due(s, POLICY, claimed_at + 600)
+    assert re.kind is ActionKind.REASSIGN and re.reason.startswith("U1 has not replied for 10m ")
+    # The unclaimed ladder measured the queue (time to claim); the claimed one measures the agent.
+    early = unclaimed(claimed_by="U1", claimed_at=T0 + 60)
+    assert deadlines(early, POLICY) == [(SlaStep.NUDGE, T0 + 510), (SlaStep.REASSIGN, T0 + 660)]
+    # A reply by the agent starts a new wait at the customer's next message, after the claim.
+    later = unclaimed(claimed_by="U1", claimed_at=T0 - 5000, responded=True)
+    assert deadlines(later, POLICY) == [(SlaStep.NUDGE, T0 + 1350), (SlaStep.REASSIGN, T0 + 1800)]
+
+
 def test_duration_format() -> None:
     assert [duration(x) for x in (5, 60, 605, 3600, 3900)] == ["5s", "1m", "10m 05s", "1h", "1h 05m"]
 

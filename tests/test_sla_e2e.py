@@ -67,6 +67,30 @@ async def test_claimed_conversation_without_reply_goes_back_to_queue(gateway: Ga
     assert "U0ALICE has not replied" in note
 
 
+async def test_agent_who_claims_an_overdue_conversation_keeps_it_for_a_full_window(gateway: Gateway) -> None:
+    """Counting from the customer's message sent it back to the queue at the very next tick."""
+    clock = ManualClock(time.time())
+    gateway.rt.sla.clock = clock
+    conv_id, card = await _card(gateway)
+    first_response = (await gateway.rt.policies.current()).route_for("billing").sla.first_response
+    clock.advance(first_response * 2)  # overdue before anyone claims it
+    slack = SlackSender(gateway.session, f"{gateway.url}/slack/events", gateway.rt.slack.signing_secret)
+    channel = gateway.slack.channel_id("support-billing")
+    await slack.click("U0ALICE", channel, card, {"type": "button", "action_id": "sb_claim", "value": conv_id})
+    await eventually(lambda: gateway.rt.ops.holder(conv_id))
+
+    clock.advance(1)
+    assert await gateway.rt.sla.tick() == 0
+    assert await gateway.rt.ops.holder(conv_id) == "U0ALICE"
+    clock.advance(first_response * 0.75)
+    assert await gateway.rt.sla.tick() == 1  # nudged
+    assert "U0ALICE has not replied for 7m 31s" in gateway.slack.replies("support-billing", card["ts"])[-1]["text"]
+    assert await gateway.rt.ops.holder(conv_id) == "U0ALICE"
+    clock.advance(first_response * 0.25)
+    assert await gateway.rt.sla.tick() == 1  # a full window without a reply: back to the queue
+    assert await gateway.rt.ops.holder(conv_id) is None
+
+
 async def test_answered_conversation_has_no_deadlines(gateway: Gateway) -> None:
     conv_id, _ = await _card(gateway)
     await gateway.rt.ops.resolve(conv_id, "U0ALICE", skill="billing", urgency=None, mood=None)
