@@ -49,7 +49,9 @@ def sla_state(conv: Conversation, done: frozenset[str]) -> SlaState:
         claimed_at=conv.claimed_at.timestamp() if conv.claimed_by and conv.claimed_at else None,
         responded=responded,
         answered=waiting_since is None,
-        resolved=conv.state is ConversationState.RESOLVED,
+        # The bot owns an automated conversation: no human SLA runs, even if a replan from a snapshot
+        # read before "Back to bot" put its deadlines back.
+        resolved=conv.state in (ConversationState.RESOLVED, ConversationState.AUTOMATED),
         channel=conv.slack_channel,
         done=done,
     )

@@ -91,6 +91,21 @@ async def test_agent_who_claims_an_overdue_conversation_keeps_it_for_a_full_wind
     assert await gateway.rt.ops.holder(conv_id) is None
 
 
+async def test_handed_back_to_bot_nothing_fires_even_after_a_stale_replan(gateway: Gateway) -> None:
+    """A worker that read the conversation before "Back to bot" re-plans its ladder afterwards."""
+    clock = ManualClock(time.time())
+    gateway.rt.sla.clock = clock
+    conv_id, _ = await _card(gateway)
+    before = await gateway.rt.store.load(conv_id)
+    assert before is not None
+    assert (await gateway.rt.ops.to_bot(conv_id, "U0ALICE")).ok
+    await gateway.rt.sla.replan(before, new_wait=True)  # the stale snapshot still says "waiting"
+    assert await gateway.rt.sla.scheduler.pending(conv_id)
+    clock.advance(24 * 3600)
+    assert await gateway.rt.sla.tick() == 0
+    assert await gateway.rt.sla.scheduler.pending(conv_id) == []
+
+
 async def test_answered_conversation_has_no_deadlines(gateway: Gateway) -> None:
     conv_id, _ = await _card(gateway)
     await gateway.rt.ops.resolve(conv_id, "U0ALICE", skill="billing", urgency=None, mood=None)
