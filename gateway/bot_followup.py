@@ -59,6 +59,13 @@ class BotFollowUp:
                 continue
             if conv.messages[-1].direction is not Direction.OUTBOUND:
                 continue  # the customer wrote again; that message is being routed
+            last_at = conv.messages[-1].at.timestamp()
+            if last_at > self.clock.now() - self.quiet_s:
+                # A newer bot answer (or hand-off notice) than the one this deadline was set for: the
+                # customer came back and a worker is answering. Resolving now would be overwritten by
+                # that worker and leave the learner two contradicting labels; wait for its silence.
+                await self.deadlines.schedule(conv.id, KIND, last_at + self.quiet_s)
+                continue
             conv.state, conv.resolved_at, conv.agent = ConversationState.RESOLVED, utcnow(), BOT_AGENT
             await self.store.save(conv, "state", "resolved_at", "agent")
             await self.store.mark_closed(conv)

@@ -1,23 +1,30 @@
-"""An agent's resolve that lands while a customer follow-up is being threaded must stick.
+"""Two actors on one conversation at once: the later write must not undo the earlier one.
 
-Found in review: the follow-up's final write re-saved `state` and `resolved_at` from the snapshot it
-had read before posting into the thread, so a resolve made in that window (Slack's 100-300 ms) was
-silently undone and the conversation showed as claimed again. The follow-up now writes them only when
-it changes them (a reopen).
+Found in review:
+- the follow-up's final write re-saved `state` and `resolved_at` from the snapshot it had read before
+  posting into the thread, so a resolve made in that window (Slack's 100-300 ms) was silently undone
+  and the conversation showed as claimed again; it now writes them only when it reopens;
+- the bot's silence check resolved a conversation whose customer had just come back and was being
+  answered again, so the worker then overwrote the resolution and the learner got both labels.
 """
 
 from __future__ import annotations
 
 import asyncio
 import dataclasses
+import json
+import time
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import redis.asyncio as aioredis
 
 from gateway.desk_ops import DeskOps
-from gateway.domain import Conversation, ConversationState, Message
+from gateway.domain import Conversation, ConversationState, Direction, Message, new_id
+from gateway.scheduler import ManualClock
 from gateway.worker import Worker
+from tests.conftest import Callback
 from tests.harness import cards, eventually, make_settings, start_gateway
 
 
@@ -82,4 +89,39 @@ async def test_resolve_during_follow_up_thread_post_is_not_undone(
     finally:
         stop.set()
         await asyncio.wait_for(task, timeout=30)
+        await gw.close()
+
+
+async def test_bot_silence_check_waits_for_a_newer_bot_answer(
+    redis: aioredis.Redis, redis_url: str, tmp_path: Path, callback: Callback
+) -> None:
+    gw = await start_gateway(make_settings(redis_url, tmp_path, api_callback_url=callback.url))
+    try:
+        follow = gw.rt.pipeline.bot_followup
+        assert follow is not None
+        follow.clock = clock = ManualClock(time.time())
+        _, body = await gw.post_message(
+            {"customer_id": "q-race", "message_id": "m1", "text": "How long does shipping usually take?"})
+        conv_id = body["conversation_id"]
+
+        async def automated() -> Conversation | None:
+            conv = await gw.rt.store.load(conv_id)
+            return conv if conv is not None and conv.state is ConversationState.AUTOMATED else None
+
+        conv = await eventually(automated)
+        # Just before the first answer's deadline the customer comes back, and a worker has put the
+        # bot's new answer in the transcript but not yet saved the conversation: the deadline fires.
+        clock.advance(follow.quiet_s + 1)
+        now = datetime.fromtimestamp(clock.now(), UTC)
+        for direction, text in ((Direction.INBOUND, "and to Norway?"), (Direction.OUTBOUND, "3-5 days")):
+            await gw.rt.store.append(conv, Message(id=new_id("msg"), direction=direction,
+                                                   channel=conv.customer.channel, text=text, at=now))
+        assert await follow.tick() == 0
+        again = await gw.rt.store.load(conv_id)
+        assert again is not None and again.state is ConversationState.AUTOMATED
+        clock.advance(follow.quiet_s + 1)  # silence after the newer answer: now it is resolved
+        assert await follow.tick() == 1
+        kinds = [json.loads(f[b"data"])["kind"] for _, f in await redis.xrange("sb:outcomes")]
+        assert kinds == ["automation_resolved"]
+    finally:
         await gw.close()
