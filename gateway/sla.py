@@ -129,11 +129,20 @@ class SlaTracker:
             update={"channel": action.channel, "priority": max(1, conv.decision.priority - 1),
                     "reasons": [f"escalated: {action.reason}", *conv.decision.reasons]}
         )
-        await self.desk.update_card(conv, f"⬆️ Escalated to #{action.channel}: {action.reason}")
         ref = await self.desk.post_card(conv, decision)
-        conv.decision, conv.slack_channel, conv.card_ts = decision, ref.channel, ref.ts
-        await self.store.save(conv, "decision", "slack_channel", "card_ts")
+        moved = conv.model_copy(update={"decision": decision, "slack_channel": ref.channel, "card_ts": ref.ts})
+        # Posting took a Slack round trip: an agent may have claimed, resolved or transferred the
+        # conversation on its old card meanwhile. Their action wins; the new card says so.
+        if not await self.store.save_if(moved, ("decision", "slack_channel", "card_ts"), expect=conv):
+            fresh = await self.store.load(conv.id) or conv
+            superseded = fresh.model_copy(update={"decision": decision, "slack_channel": ref.channel,
+                                                  "card_ts": ref.ts})
+            await self.desk.update_card(superseded, "Handled on its earlier card meanwhile: nothing to do here")
+            log.info("sla_escalation_superseded", conversation_id=conv.id, step=action.step.value)
+            return
         await self.redis.set(keys.thread(ref.channel, ref.ts), conv.id)
+        await self.desk.update_card(conv, f"⬆️ Escalated to #{action.channel}: {action.reason}")
+        conv.decision, conv.slack_channel, conv.card_ts, conv.version = decision, ref.channel, ref.ts, moved.version
 
     async def _reassign(self, conv: Conversation, action: SlaAction, policy: Policy) -> None:
         if conv.claimed_by:

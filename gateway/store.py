@@ -83,8 +83,20 @@ redis.call('SET', KEYS[1], ref, 'EX', tonumber(ARGV[6]))
 return {1, ref}
 """
 
+_SAVE_IF = """
+-- Compare-and-set on a conversation: ARGV = n, n (field, expected JSON) pairs, then (field, JSON) to write.
+local n = tonumber(ARGV[1])
+for i = 0, n - 1 do
+  if (redis.call('HGET', KEYS[1], ARGV[2 + 2 * i]) or 'null') ~= ARGV[3 + 2 * i] then return false end
+end
+redis.call('HSET', KEYS[1], unpack(ARGV, 2 + 2 * n))
+return redis.call('HINCRBY', KEYS[1], 'version', 1)
+"""
+
 DEDUPE_TTL_S = 7 * 86400
 CREATE_FIELDS = ("id", "customer", "state", "created_at")
+GUARDED = ("state", "claimed_by", "card_ts")
+"""What a desk action changes: `save_if` refuses to write over a change to any of them."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -108,6 +120,7 @@ class ConversationStore:
         self.partitions = partitions
         self.reopen_window_s = reopen_window_s
         self._ingest = redis.register_script(_INGEST)
+        self._save_if = redis.register_script(_SAVE_IF)
 
     async def ingest(self, msg: InboundMessage) -> Accepted:
         """Store the message durably and queue it for the workers; idempotent per channel message id."""
@@ -208,6 +221,25 @@ class ConversationStore:
         pipe.hset(keys.conversation(conv.id), mapping=mapping)
         pipe.hincrby(keys.conversation(conv.id), "version", 1)
         return len(pipe) - 1
+
+    async def save_if(self, conv: Conversation, fields: tuple[str, ...], expect: Conversation) -> bool:
+        """Write `fields` only if `expect`'s state, claim and card are still what is stored.
+
+        For writers that read, then wait on Slack, then write (an SLA escalation posting a new card):
+        an agent who claimed, resolved or transferred in between wins, and the caller learns it lost."""
+        conv.updated_at = utcnow()
+        guard = expect.model_dump(mode="json", include=set(GUARDED))
+        dumped = conv.model_dump(mode="json", include={*fields, "updated_at"})
+        args: list[Any] = [len(GUARDED)]
+        for name in GUARDED:
+            args += [name, json.dumps(guard[name])]
+        for name, value in dumped.items():
+            args += [name, json.dumps(value)]
+        version = await self._save_if(keys=[keys.conversation(conv.id)], args=args)
+        if version is None:
+            return False
+        conv.version = int(version)
+        return True
 
     async def append(self, conv: Conversation, message: Message) -> None:
         await self.redis.rpush(keys.transcript(conv.id), message.model_dump_json())

@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import time
+from typing import Any
 
 import redis.asyncio as aioredis
 
+from gateway.desk_ops import DeskOps
+from gateway.domain import Conversation, Decision
 from gateway.scheduler import ManualClock
 from tests.harness import Gateway, cards, eventually
 from tests.slack_requests import SlackSender
@@ -104,6 +108,39 @@ async def test_handed_back_to_bot_nothing_fires_even_after_a_stale_replan(gatewa
     clock.advance(24 * 3600)
     assert await gateway.rt.sla.tick() == 0
     assert await gateway.rt.sla.scheduler.pending(conv_id) == []
+
+
+@dataclasses.dataclass
+class ClaimsWhilePosting:
+    """The real desk, with an agent claiming on the old card while the escalation card is posted."""
+
+    inner: Any
+    ops: DeskOps
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.inner, name)
+
+    async def post_card(self, conv: Conversation, decision: Decision, *args: Any) -> Any:
+        ref = await self.inner.post_card(conv, decision, *args)
+        assert (await self.ops.claim(conv.id, "U0ALICE")).ok
+        return ref
+
+
+async def test_claim_during_escalation_wins_and_the_new_card_says_so(gateway: Gateway) -> None:
+    clock = ManualClock(time.time())
+    gateway.rt.sla.clock = clock
+    conv_id, card = await _card(gateway)
+    gateway.rt.sla.desk = ClaimsWhilePosting(gateway.rt.desk, gateway.rt.ops)
+    first_response = (await gateway.rt.policies.current()).route_for("billing").sla.first_response
+    clock.advance(first_response + 1)
+    assert await gateway.rt.sla.tick() == 1
+    conv = await gateway.rt.store.load(conv_id)
+    assert conv is not None and conv.claimed_by == "U0ALICE" and conv.state.value == "claimed"
+    assert (conv.slack_channel, conv.card_ts) == (gateway.slack.channel_id("support-billing"), card["ts"])
+    (late,) = cards(gateway.slack, "support-leads")
+    assert "Handled on its earlier card meanwhile" in json.dumps(late["blocks"])
+    old = next(m for m in gateway.slack.messages("support-billing") if m["ts"] == card["ts"])
+    assert "Escalated" not in json.dumps(old["blocks"])
 
 
 async def test_answered_conversation_has_no_deadlines(gateway: Gateway) -> None:
