@@ -15,6 +15,16 @@ from router.policy import Policy
 
 KNOWN = f"{keys.PREFIX}agents:known"
 
+RELEASE_CLAIM = """
+-- Drop a claim only if KEYS[1] is still held by ARGV[1], and free that agent's capacity (KEYS[2]).
+if redis.call('GET', KEYS[1]) == ARGV[1] then
+  redis.call('DEL', KEYS[1])
+  redis.call('SREM', KEYS[2], ARGV[2])
+  return 1
+end
+return 0
+"""
+
 
 _LOADS = """
 local out = {}

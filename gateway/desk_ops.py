@@ -16,7 +16,7 @@ import redis.asyncio as aioredis
 import structlog
 
 from gateway import keys, metrics
-from gateway.agents import remember_agent
+from gateway.agents import RELEASE_CLAIM, remember_agent
 from gateway.domain import Conversation, ConversationState, Outcome, utcnow
 from gateway.pipeline import BOT_AUTHOR
 from gateway.policy_store import PolicyStore
@@ -37,14 +37,6 @@ redis.call('SET', KEYS[1], ARGV[1])
 redis.call('SADD', KEYS[2], ARGV[3])
 return {1, ARGV[1]}
 """
-_RELEASE = """
-if redis.call('GET', KEYS[1]) == ARGV[1] then
-  redis.call('DEL', KEYS[1])
-  redis.call('SREM', KEYS[2], ARGV[2])
-  return 1
-end
-return 0
-"""
 
 
 @dataclass(frozen=True)
@@ -63,7 +55,7 @@ class DeskOps:
         self.policies = policies
         self.sla = sla
         self._claim = redis.register_script(_CLAIM)
-        self._release = redis.register_script(_RELEASE)
+        self._release = redis.register_script(RELEASE_CLAIM)
 
     async def _replan(self, conv: Conversation, new_wait: bool = True) -> None:
         if self.sla is not None:

@@ -14,7 +14,7 @@ import structlog
 from redis.asyncio.client import Pipeline as RedisPipeline
 
 from gateway import keys, metrics
-from gateway.agents import agent_loads
+from gateway.agents import RELEASE_CLAIM, agent_loads
 from gateway.domain import Conversation, ConversationState, Direction
 from gateway.policy_store import PolicyStore
 from gateway.ports import AgentDesk
@@ -66,6 +66,7 @@ class SlaTracker:
         self.desk = desk
         self.clock = clock or SystemClock()
         self.scheduler = SlaScheduler(redis)
+        self._release = redis.register_script(RELEASE_CLAIM)
 
     async def _done(self, conversation_id: str) -> frozenset[str]:
         raw = await self.redis.smembers(_done_key(conversation_id))
@@ -145,11 +146,16 @@ class SlaTracker:
         conv.decision, conv.slack_channel, conv.card_ts, conv.version = decision, ref.channel, ref.ts, moved.version
 
     async def _reassign(self, conv: Conversation, action: SlaAction, policy: Policy) -> None:
+        back = conv.model_copy(update={"claimed_by": None, "state": ConversationState.WAITING})
+        # Only if nothing moved since the tick read it: a resolve or a release and re-claim in between
+        # must not be reopened or lose its new holder (nor leak the old holder's capacity).
+        if not await self.store.save_if(back, ("claimed_by", "state"), expect=conv):
+            log.info("sla_reassign_superseded", conversation_id=conv.id)
+            return
         if conv.claimed_by:
-            await self.redis.delete(keys.claim(conv.id))
-            await self.redis.srem(keys.agent_open(conv.claimed_by), conv.id)
-        conv.claimed_by, conv.state = None, ConversationState.WAITING
-        await self.store.save(conv, "claimed_by", "state")
+            await self._release(keys=[keys.claim(conv.id), keys.agent_open(conv.claimed_by)],
+                                args=[conv.claimed_by, conv.id])
+        conv.claimed_by, conv.state, conv.version = None, ConversationState.WAITING, back.version
         hint = f" Suggested agent: <@{action.suggested_agent}>." if action.suggested_agent else ""
         await self.desk.update_card(conv, f"🔁 Back in the queue: {action.reason}")
         await self.desk.note_in_thread(conv, f"🔁 {action.reason}.{hint}", broadcast=True)

@@ -12,6 +12,8 @@ import redis.asyncio as aioredis
 from gateway.desk_ops import DeskOps
 from gateway.domain import Conversation, Decision
 from gateway.scheduler import ManualClock
+from gateway.sla import RUNNERS
+from router.sla import ActionKind, SlaAction, SlaStep
 from tests.harness import Gateway, cards, eventually
 from tests.slack_requests import SlackSender
 
@@ -141,6 +143,22 @@ async def test_claim_during_escalation_wins_and_the_new_card_says_so(gateway: Ga
     assert "Handled on its earlier card meanwhile" in json.dumps(late["blocks"])
     old = next(m for m in gateway.slack.messages("support-billing") if m["ts"] == card["ts"])
     assert "Escalated" not in json.dumps(old["blocks"])
+
+
+async def test_reassign_from_a_stale_read_leaves_a_new_claim_alone(gateway: Gateway) -> None:
+    """The tick read the conversation claimed by Alice; she released it and Bob claimed it since."""
+    conv_id, _ = await _card(gateway)
+    assert (await gateway.rt.ops.claim(conv_id, "U0ALICE")).ok
+    stale = await gateway.rt.store.load(conv_id)
+    assert stale is not None
+    assert (await gateway.rt.ops.release(conv_id, "U0ALICE")).ok
+    assert (await gateway.rt.ops.claim(conv_id, "U0BOB")).ok
+    action = SlaAction(ActionKind.REASSIGN, SlaStep.REASSIGN, conv_id, "support-billing", "late", agent="U0ALICE")
+    policy = await gateway.rt.policies.current()
+    await RUNNERS[ActionKind.REASSIGN](gateway.rt.sla, stale, action, policy)
+    assert await gateway.rt.ops.holder(conv_id) == "U0BOB"
+    conv = await gateway.rt.store.load(conv_id)
+    assert conv is not None and conv.claimed_by == "U0BOB" and conv.state.value == "claimed"
 
 
 async def test_answered_conversation_has_no_deadlines(gateway: Gateway) -> None:
