@@ -6,6 +6,7 @@ policy's seed keywords for skill. The online learners blend away from them as la
 
 from __future__ import annotations
 
+import functools
 import math
 import re
 
@@ -80,10 +81,17 @@ def urgency(text: str) -> float:
     return round(min(1.0, 0.1 + raw), 4)
 
 
+@functools.lru_cache(maxsize=4096)
+def _phrase(keyword: str) -> str:
+    """A seed keyword as it is matched; keywords come from the policy, so normalise each once (re-tokenising
+    every seed for every message was the scorer's largest cost)."""
+    return f" {' '.join(words(keyword))} "
+
+
 def skill_distribution(text: str, skills: SkillSeeds) -> dict[str, float]:
     """Softmax over seed-keyword hits; with no hits every skill is equally likely."""
     lowered = f" {' '.join(words(text))} "
-    hits = {name: sum(1 for kw in seeds if f" {' '.join(words(kw))} " in lowered) for name, seeds in skills.items()}
+    hits = {name: sum(1 for kw in seeds if _phrase(kw) in lowered) for name, seeds in skills.items()}
     exps = {name: math.exp(1.5 * n) for name, n in hits.items()}
     total = sum(exps.values())
     return {name: round(v / total, 4) for name, v in exps.items()}
