@@ -285,3 +285,14 @@ async def test_agents_can_be_a_slack_user_group(redis: aioredis.Redis, redis_url
         assert await eventually(lambda: gw.rt.ops.holder(conv_id)) == "U0CAROL"
     finally:
         await gw.close()
+
+
+def test_slack_client_logger_level_is_explicit_so_the_sdk_skips_building_debug_lines() -> None:
+    """slack_sdk checks `logger.level` (its own, NOTSET = 0 unless set) before formatting every request."""
+    import logging
+
+    from integrations.slack.desk import make_client
+
+    client = make_client("xoxb-test", "http://127.0.0.1:9/api/")
+    assert client.logger.level != logging.NOTSET
+    assert client.logger.level == client.logger.getEffectiveLevel()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
 from typing import Any
 
@@ -24,6 +25,12 @@ from integrations.slack.pacing import ChannelPacer
 
 log = structlog.get_logger(__name__)
 
+SDK_LOGGER = logging.getLogger("slack_sdk.web.switchboard")
+"""slack_sdk decides whether to build its debug line, which holds the whole request (a card's blocks),
+from its logger's *own* level, not the effective one; a logger left at NOTSET builds it on every call
+and then drops it: about 35 µs of the ~300 µs of client CPU a chat.postMessage cost (measured against the
+emulator: 301 → 267 µs; the same post through bare aiohttp costs ~190 µs)."""
+
 
 def make_client(
     token: str, base_url: str | None = None, retries: bool = True, session: aiohttp.ClientSession | None = None
@@ -39,7 +46,8 @@ def make_client(
     connection, for every call (a tenth of the worker's CPU per card, and as much again in Slack's
     front end or the emulator).
     """
-    kwargs: dict[str, Any] = {"token": token, "timeout": 10, "session": session}
+    SDK_LOGGER.setLevel(SDK_LOGGER.getEffectiveLevel())  # what stdlib logging would show, set explicitly
+    kwargs: dict[str, Any] = {"token": token, "timeout": 10, "session": session, "logger": SDK_LOGGER}
     if base_url:
         kwargs["base_url"] = base_url
     handlers: list[Any] = []
