@@ -15,7 +15,9 @@ from aiohttp import web
 
 from gateway import keys
 from gateway.app import EMULATOR, create_app
+from gateway.bot_followup import BotFollowUp
 from gateway.runtime import Runtime, build_runtime
+from gateway.scheduler import ManualClock
 from gateway.settings import Settings, load_settings
 from gateway.worker import Worker
 from integrations.slack.emulator import EMULATOR_STATE, EmulatorState
@@ -106,6 +108,24 @@ async def eventually(check: Callable[[], Any], timeout: float = 10.0, interval: 
             return last
         await asyncio.sleep(interval)
     raise AssertionError(f"condition not met within {timeout} s (last value: {last!r})")
+
+
+async def bot_answered(gw: Gateway, customer_id: str) -> tuple[BotFollowUp, ManualClock, str]:
+    """A routine question the bot answers, its silence check on a manual clock: (check, clock, conv id)."""
+    follow = gw.rt.pipeline.bot_followup
+    assert follow is not None
+    follow.clock = clock = ManualClock(time.time())
+    status, body = await gw.post_message(
+        {"customer_id": customer_id, "message_id": "m1", "text": "How long does shipping usually take?"})
+    assert status == 202
+    conv_id = str(body["conversation_id"])
+
+    async def automated() -> bool:  # the worker saves the state just after the answer goes out
+        conv = await gw.rt.store.load(conv_id)
+        return conv is not None and conv.state.value == "automated"
+
+    await eventually(automated)
+    return follow, clock, conv_id
 
 
 async def serve_app(app: web.Application) -> tuple[str, web.AppRunner]:

@@ -13,7 +13,6 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import json
-import time
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -22,10 +21,9 @@ import redis.asyncio as aioredis
 
 from gateway.desk_ops import DeskOps
 from gateway.domain import Conversation, ConversationState, Direction, Message, new_id
-from gateway.scheduler import ManualClock
 from gateway.worker import Worker
 from tests.conftest import Callback
-from tests.harness import cards, eventually, make_settings, start_gateway
+from tests.harness import bot_answered, cards, eventually, make_settings, start_gateway
 
 
 @dataclasses.dataclass
@@ -97,18 +95,9 @@ async def test_bot_silence_check_waits_for_a_newer_bot_answer(
 ) -> None:
     gw = await start_gateway(make_settings(redis_url, tmp_path, api_callback_url=callback.url))
     try:
-        follow = gw.rt.pipeline.bot_followup
-        assert follow is not None
-        follow.clock = clock = ManualClock(time.time())
-        _, body = await gw.post_message(
-            {"customer_id": "q-race", "message_id": "m1", "text": "How long does shipping usually take?"})
-        conv_id = body["conversation_id"]
-
-        async def automated() -> Conversation | None:
-            conv = await gw.rt.store.load(conv_id)
-            return conv if conv is not None and conv.state is ConversationState.AUTOMATED else None
-
-        conv = await eventually(automated)
+        follow, clock, conv_id = await bot_answered(gw, "q-race")
+        conv = await gw.rt.store.load(conv_id)
+        assert conv is not None
         # Just before the first answer's deadline the customer comes back, and a worker has put the
         # bot's new answer in the transcript but not yet saved the conversation: the deadline fires.
         clock.advance(follow.quiet_s + 1)

@@ -165,29 +165,16 @@ async def test_returning_customer_goes_back_to_the_previous_agent(gateway: Gatew
 async def test_bot_resolution_by_silence_and_failure_on_comeback(
     redis: aioredis.Redis, redis_url: str, tmp_path, callback: Callback
 ) -> None:
-    import time
-
-    from gateway.scheduler import ManualClock
-    from tests.harness import make_settings, start_gateway
+    from tests.harness import bot_answered, make_settings, start_gateway
 
     gw = await start_gateway(make_settings(redis_url, tmp_path, api_callback_url=callback.url))
     try:
-        follow = gw.rt.pipeline.bot_followup
-        assert follow is not None
-        follow.clock = clock = ManualClock(time.time())
-        _, body = await gw.post_message({"customer_id": "q-1", "message_id": "m1",
-                                         "text": "How long does shipping usually take?"})
-        await eventually(lambda: callback.received)
-
-        async def automated() -> bool:  # the worker saves the state just after the answer goes out
-            conv = await gw.rt.store.load(body["conversation_id"])
-            return conv is not None and conv.state.value == "automated"
-
-        await eventually(automated)
+        follow, clock, conv_id = await bot_answered(gw, "q-1")
+        assert callback.received
         assert await follow.tick() == 0
         clock.advance(follow.quiet_s + 1)
         assert await follow.tick() == 1
-        conv = await gw.rt.store.load(body["conversation_id"])
+        conv = await gw.rt.store.load(conv_id)
         assert conv is not None and conv.state.value == "resolved"
         kinds = [json.loads(f[b"data"])["kind"] for _, f in await redis.xrange("sb:outcomes")]
         assert kinds == ["automation_resolved"]
