@@ -88,8 +88,10 @@ class DeskOps:
             return Result(False, f"You already have {capacity} open conversations (your capacity). "
                           "Resolve or release one first.", conv)
         await remember_agent(self.redis, user)
-        # The SLA clock, not the wall clock: the agent's nudge and reassign are counted from this.
-        claimed_at = datetime.fromtimestamp(self.sla.clock.now(), UTC) if self.sla is not None else utcnow()
+        # The SLA clock, not the wall clock: the agent's nudge and reassign are counted from this. The
+        # holder clicking Claim again (the card is redrawn with the button after an escalation) keeps it.
+        now = datetime.fromtimestamp(self.sla.clock.now(), UTC) if self.sla is not None else utcnow()
+        claimed_at = conv.claimed_at if conv.claimed_by == user and conv.claimed_at else now
         conv.state, conv.claimed_by, conv.agent, conv.claimed_at = ConversationState.CLAIMED, user, user, claimed_at
         await self.store.save(conv, "state", "claimed_by", "agent", "claimed_at")
         await self._replan(conv)

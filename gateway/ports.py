@@ -49,6 +49,10 @@ class AgentDesk(Protocol):
         """Re-render the card in place after a state change."""
         ...
 
+    async def retire_card(self, channel: str, ts: str, text: str) -> None:
+        """Replace a card that no longer leads anywhere (moved, superseded) with one line, no buttons."""
+        ...
+
     async def mark_message(self, channel: str, ts: str, emoji: str) -> None:
         """React to a Slack message (e.g. delivered ✅)."""
         ...

@@ -14,7 +14,7 @@ import structlog
 from redis.asyncio.client import Pipeline as RedisPipeline
 
 from gateway import keys, metrics
-from gateway.agents import RELEASE_CLAIM, agent_loads
+from gateway.agents import agent_loads
 from gateway.domain import Conversation, ConversationState, Direction
 from gateway.policy_store import PolicyStore
 from gateway.ports import AgentDesk
@@ -66,7 +66,6 @@ class SlaTracker:
         self.desk = desk
         self.clock = clock or SystemClock()
         self.scheduler = SlaScheduler(redis)
-        self._release = redis.register_script(RELEASE_CLAIM)
 
     async def _done(self, conversation_id: str) -> frozenset[str]:
         raw = await self.redis.smembers(_done_key(conversation_id))
@@ -106,26 +105,33 @@ class SlaTracker:
                 continue
             policy = await self.policies.current()
             state = sla_state(conv, await self._done(conv.id))
+            acted = True
             for action in actions_due(state, policy, now, await agent_loads(self.redis, policy)):
-                await self._run(conv, action, policy)
+                acted = await self._run(conv, action, policy)
+                if not acted:
+                    break
                 metrics.sla_breach(action.step.value)
                 await self.redis.sadd(_done_key(conv.id), action.step.value)
                 await self.scheduler.record(action, now)
                 fired += 1
-            await self.replan(conv)
+            # An agent who acted first has re-planned from the state they left; re-planning from this
+            # older read would replace their ladder (and mark a step done that never ran).
+            if acted:
+                await self.replan(conv)
         return fired
 
-    async def _run(self, conv: Conversation, action: SlaAction, policy: Policy) -> None:
-        await RUNNERS[action.kind](self, conv, action, policy)
+    async def _run(self, conv: Conversation, action: SlaAction, policy: Policy) -> bool:
+        """Whether the step ran; False when an agent changed the conversation first."""
+        return await RUNNERS[action.kind](self, conv, action, policy)
 
-    async def _reping(self, conv: Conversation, action: SlaAction, policy: Policy) -> None:
+    async def _reping(self, conv: Conversation, action: SlaAction, policy: Policy) -> bool:
         who = f"<@{action.agent}> " if action.agent else ""
         await self.desk.note_in_thread(conv, f"⏰ {who}{action.reason}", broadcast=True)
+        return True
 
-    async def _move(self, conv: Conversation, action: SlaAction, policy: Policy) -> None:
+    async def _move(self, conv: Conversation, action: SlaAction, policy: Policy) -> bool:
         if conv.decision is None or action.channel == conv.slack_channel:
-            await self._reping(conv, action, policy)
-            return
+            return await self._reping(conv, action, policy)
         decision = conv.decision.model_copy(
             update={"channel": action.channel, "priority": max(1, conv.decision.priority - 1),
                     "reasons": [f"escalated: {action.reason}", *conv.decision.reasons]}
@@ -135,30 +141,27 @@ class SlaTracker:
         # Posting took a Slack round trip: an agent may have claimed, resolved or transferred the
         # conversation on its old card meanwhile. Their action wins; the new card says so.
         if not await self.store.save_if(moved, ("decision", "slack_channel", "card_ts"), expect=conv):
-            fresh = await self.store.load(conv.id) or conv
-            superseded = fresh.model_copy(update={"decision": decision, "slack_channel": ref.channel,
-                                                  "card_ts": ref.ts})
-            await self.desk.update_card(superseded, "Handled on its earlier card meanwhile: nothing to do here")
+            await self.desk.retire_card(ref.channel, ref.ts, f"Handled on its earlier card meanwhile (`{conv.id}`): "
+                                        "nothing to do here.")
             log.info("sla_escalation_superseded", conversation_id=conv.id, step=action.step.value)
-            return
+            return False
         await self.redis.set(keys.thread(ref.channel, ref.ts), conv.id)
         await self.desk.update_card(conv, f"⬆️ Escalated to #{action.channel}: {action.reason}")
         conv.decision, conv.slack_channel, conv.card_ts, conv.version = decision, ref.channel, ref.ts, moved.version
+        return True
 
-    async def _reassign(self, conv: Conversation, action: SlaAction, policy: Policy) -> None:
+    async def _reassign(self, conv: Conversation, action: SlaAction, policy: Policy) -> bool:
         back = conv.model_copy(update={"claimed_by": None, "state": ConversationState.WAITING})
-        # Only if nothing moved since the tick read it: a resolve or a release and re-claim in between
-        # must not be reopened or lose its new holder (nor leak the old holder's capacity).
-        if not await self.store.save_if(back, ("claimed_by", "state"), expect=conv):
+        # Only if nothing moved since the tick read it (a resolve, or a release and re-claim, keeps its
+        # new state and holder), and the claim goes in the same step so a crash cannot leave it held.
+        if not await self.store.save_if(back, ("claimed_by", "state"), expect=conv, drop_claim_of=conv.claimed_by):
             log.info("sla_reassign_superseded", conversation_id=conv.id)
-            return
-        if conv.claimed_by:
-            await self._release(keys=[keys.claim(conv.id), keys.agent_open(conv.claimed_by)],
-                                args=[conv.claimed_by, conv.id])
+            return False
         conv.claimed_by, conv.state, conv.version = None, ConversationState.WAITING, back.version
         hint = f" Suggested agent: <@{action.suggested_agent}>." if action.suggested_agent else ""
         await self.desk.update_card(conv, f"🔁 Back in the queue: {action.reason}")
         await self.desk.note_in_thread(conv, f"🔁 {action.reason}.{hint}", broadcast=True)
+        return True
 
     async def run(self, stop: asyncio.Event, interval: float = 1.0) -> None:
         while not stop.is_set():

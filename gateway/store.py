@@ -84,19 +84,26 @@ return {1, ref}
 """
 
 _SAVE_IF = """
--- Compare-and-set on a conversation: ARGV = n, n (field, expected JSON) pairs, then (field, JSON) to write.
+-- Compare-and-set on a conversation. KEYS[1] the conversation; with KEYS[2] (a claim) and KEYS[3] (its
+-- holder's open set) the claim is dropped in the same step if ARGV[2] still holds it.
+-- ARGV: n, holder, conversation id, n (field, expected JSON) pairs, then the (field, JSON) pairs to write.
 local n = tonumber(ARGV[1])
 for i = 0, n - 1 do
-  if (redis.call('HGET', KEYS[1], ARGV[2 + 2 * i]) or 'null') ~= ARGV[3 + 2 * i] then return false end
+  if (redis.call('HGET', KEYS[1], ARGV[4 + 2 * i]) or 'null') ~= ARGV[5 + 2 * i] then return false end
 end
-redis.call('HSET', KEYS[1], unpack(ARGV, 2 + 2 * n))
+redis.call('HSET', KEYS[1], unpack(ARGV, 4 + 2 * n))
+if #KEYS == 3 and redis.call('GET', KEYS[2]) == ARGV[2] then
+  redis.call('DEL', KEYS[2])
+  redis.call('SREM', KEYS[3], ARGV[3])
+end
 return redis.call('HINCRBY', KEYS[1], 'version', 1)
 """
 
 DEDUPE_TTL_S = 7 * 86400
 CREATE_FIELDS = ("id", "customer", "state", "created_at")
-GUARDED = ("state", "claimed_by", "card_ts")
-"""What a desk action changes: `save_if` refuses to write over a change to any of them."""
+GUARDED = ("state", "claimed_by", "card_ts", "skill")
+"""What desk actions change (a transfer first changes the skill, its new card comes a Slack call later):
+`save_if` refuses to write over a change to any of them."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -222,20 +229,24 @@ class ConversationStore:
         pipe.hincrby(keys.conversation(conv.id), "version", 1)
         return len(pipe) - 1
 
-    async def save_if(self, conv: Conversation, fields: tuple[str, ...], expect: Conversation) -> bool:
-        """Write `fields` only if `expect`'s state, claim and card are still what is stored.
+    async def save_if(
+        self, conv: Conversation, fields: tuple[str, ...], expect: Conversation, drop_claim_of: str | None = None
+    ) -> bool:
+        """Write `fields` only if `expect`'s state, claim, card and skill are still what is stored; with
+        `drop_claim_of`, also drop that agent's claim in the same step (a reassign).
 
         For writers that read, then wait on Slack, then write (an SLA escalation posting a new card):
         an agent who claimed, resolved or transferred in between wins, and the caller learns it lost."""
         conv.updated_at = utcnow()
         guard = expect.model_dump(mode="json", include=set(GUARDED))
         dumped = conv.model_dump(mode="json", include={*fields, "updated_at"})
-        args: list[Any] = [len(GUARDED)]
+        args: list[Any] = [len(GUARDED), drop_claim_of or "", conv.id]
         for name in GUARDED:
             args += [name, json.dumps(guard[name])]
         for name, value in dumped.items():
             args += [name, json.dumps(value)]
-        version = await self._save_if(keys=[keys.conversation(conv.id)], args=args)
+        claim = [keys.claim(conv.id), keys.agent_open(drop_claim_of)] if drop_claim_of else []
+        version = await self._save_if(keys=[keys.conversation(conv.id), *claim], args=args)
         if version is None:
             return False
         conv.version = int(version)

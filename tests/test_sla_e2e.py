@@ -9,6 +9,7 @@ from typing import Any
 
 import redis.asyncio as aioredis
 
+from gateway import keys
 from gateway.desk_ops import DeskOps
 from gateway.domain import Conversation, Decision
 from gateway.scheduler import ManualClock
@@ -88,7 +89,9 @@ async def test_agent_who_claims_an_overdue_conversation_keeps_it_for_a_full_wind
     clock.advance(1)
     assert await gateway.rt.sla.tick() == 0
     assert await gateway.rt.ops.holder(conv_id) == "U0ALICE"
-    clock.advance(first_response * 0.75)
+    clock.advance(60)  # clicking Claim again on a card she holds does not restart her window
+    assert (await gateway.rt.ops.claim(conv_id, "U0ALICE")).ok
+    clock.advance(first_response * 0.75 - 60)
     assert await gateway.rt.sla.tick() == 1  # nudged
     assert "U0ALICE has not replied for 7m 31s" in gateway.slack.replies("support-billing", card["ts"])[-1]["text"]
     assert await gateway.rt.ops.holder(conv_id) == "U0ALICE"
@@ -135,14 +138,22 @@ async def test_claim_during_escalation_wins_and_the_new_card_says_so(gateway: Ga
     gateway.rt.sla.desk = ClaimsWhilePosting(gateway.rt.desk, gateway.rt.ops)
     first_response = (await gateway.rt.policies.current()).route_for("billing").sla.first_response
     clock.advance(first_response + 1)
-    assert await gateway.rt.sla.tick() == 1
+    assert await gateway.rt.sla.tick() == 0  # the escalation lost to the claim: nothing fired
     conv = await gateway.rt.store.load(conv_id)
     assert conv is not None and conv.claimed_by == "U0ALICE" and conv.state.value == "claimed"
     assert (conv.slack_channel, conv.card_ts) == (gateway.slack.channel_id("support-billing"), card["ts"])
-    (late,) = cards(gateway.slack, "support-leads")
+    (late,) = [m for m in gateway.slack.messages("support-leads") if m["ts"] != card["ts"]]
     assert "Handled on its earlier card meanwhile" in json.dumps(late["blocks"])
+    assert not [b for b in late["blocks"] if b["type"] == "actions"], "a retired card keeps no buttons"
     old = next(m for m in gateway.slack.messages("support-billing") if m["ts"] == card["ts"])
     assert "Escalated" not in json.dumps(old["blocks"])
+    # The claim's own ladder stands: the lost escalation neither counts as done nor re-plans over it.
+    assert await gateway.rt.sla._done(conv_id) == frozenset()
+    pending = await gateway.rt.sla.scheduler.pending(conv_id)
+    assert sorted(d.kind for d in pending) == ["nudge", "reassign"]
+    clock.advance(first_response * 0.75)
+    assert await gateway.rt.sla.tick() == 1  # the agent is nudged on time
+    assert await gateway.rt.ops.holder(conv_id) == "U0ALICE"
 
 
 async def test_reassign_from_a_stale_read_leaves_a_new_claim_alone(gateway: Gateway) -> None:
@@ -155,10 +166,16 @@ async def test_reassign_from_a_stale_read_leaves_a_new_claim_alone(gateway: Gate
     assert (await gateway.rt.ops.claim(conv_id, "U0BOB")).ok
     action = SlaAction(ActionKind.REASSIGN, SlaStep.REASSIGN, conv_id, "support-billing", "late", agent="U0ALICE")
     policy = await gateway.rt.policies.current()
-    await RUNNERS[ActionKind.REASSIGN](gateway.rt.sla, stale, action, policy)
+    assert not await RUNNERS[ActionKind.REASSIGN](gateway.rt.sla, stale, action, policy)
     assert await gateway.rt.ops.holder(conv_id) == "U0BOB"
     conv = await gateway.rt.store.load(conv_id)
     assert conv is not None and conv.claimed_by == "U0BOB" and conv.state.value == "claimed"
+    # From a current read it goes through, and Bob's claim and capacity go with it in the same step.
+    assert await gateway.rt.redis.sismember(keys.agent_open("U0BOB"), conv_id)
+    bob_late = SlaAction(ActionKind.REASSIGN, SlaStep.REASSIGN, conv_id, "support-billing", "late", agent="U0BOB")
+    assert await RUNNERS[ActionKind.REASSIGN](gateway.rt.sla, conv, bob_late, policy)
+    assert await gateway.rt.ops.holder(conv_id) is None
+    assert not await gateway.rt.redis.sismember(keys.agent_open("U0BOB"), conv_id)
 
 
 async def test_answered_conversation_has_no_deadlines(gateway: Gateway) -> None:

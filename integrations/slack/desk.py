@@ -163,6 +163,15 @@ class SlackDesk:
                 blocks=card.to_dicts(),
             )
 
+    async def retire_card(self, channel: str, ts: str, text: str) -> None:
+        """Our own line (never customer text) in place of the card: its buttons would act on a card that
+        no longer leads the conversation, and replies in its thread would reach nobody."""
+        with metrics.slack_call("chat.update"):
+            await self.client.chat_update(
+                channel=channel, ts=ts, text=text,
+                blocks=[{"type": "section", "text": {"type": "mrkdwn", "text": text}}],
+            )
+
     async def note_in_thread(self, conversation: Conversation, text: str, broadcast: bool = False) -> str | None:
         """Our own line in the card's thread (never customer text)."""
         if not (conversation.slack_channel and conversation.card_ts):

@@ -243,11 +243,8 @@ async def _transfer(ctx: DeskContext, conv_id: str, user: str, skill: str, body:
     await ctx.store.save(conv, "decision", "slack_channel", "card_ts")
     await ctx.redis.set(keys.thread(ref.channel, ref.ts), conv.id)
     if old.slack_channel and old.card_ts:
-        await client.chat_update(
-            channel=old.slack_channel, ts=old.card_ts, text=f"Transferred to #{route.channel}",
-            blocks=[{"type": "section", "text": {"type": "mrkdwn",
-                     "text": f"➡️ Transferred to <#{ref.channel}> by <@{user}> · {_clock()} (`{conv.id}`)"}}],
-        )
+        await ctx.desk.retire_card(old.slack_channel, old.card_ts,
+                                   f"➡️ Transferred to <#{ref.channel}> by <@{user}> · {_clock()} (`{conv.id}`)")
 
 
 async def _relay(ctx: DeskContext, event: dict[str, Any], client: AsyncWebClient) -> None:
