@@ -133,7 +133,6 @@ class PartitionReader:
     consumer: str
     count: int = 64
     backlog: set[int] = field(default_factory=set)
-    redelivered: bool = True
 
     async def take_over(self, partition: int, min_idle_ms: int) -> None:
         """Move entries a dead consumer left pending into our own pending list, keeping their order."""
@@ -153,11 +152,11 @@ class PartitionReader:
         if moved or min_idle_ms == 0:
             self.backlog.add(partition)
 
-    async def read(self, partitions: set[int], block_ms: int) -> dict[int, list[Entry]]:
-        """Entries per partition; `redelivered` says whether they were read before (by us or a
-        consumer that died), so the pipeline knows when to look for effects already done."""
+    async def read(self, partitions: set[int], block_ms: int) -> tuple[dict[int, list[Entry]], bool]:
+        """Entries per partition, and whether they were read before (by us or a consumer that died),
+        so the pipeline knows when to look for effects already done. One read is all replays or all
+        new entries: the backlog is replayed before anything new is read."""
         out: dict[int, list[Entry]] = {}
-        self.redelivered = True
         for p in sorted(self.backlog & partitions):
             resp: Any = await self.redis.xreadgroup(
                 keys.INBOUND_GROUP, self.consumer, {keys.inbound_stream(p): "0"}, count=self.count
@@ -168,11 +167,10 @@ class PartitionReader:
             else:
                 self.backlog.discard(p)
         if out:
-            return out
+            return out, True
         fresh = sorted(partitions - self.backlog)
         if not fresh:
-            return out
-        self.redelivered = False
+            return out, True
         resp = await self.redis.xreadgroup(
             keys.INBOUND_GROUP,
             self.consumer,
@@ -183,7 +181,7 @@ class PartitionReader:
         for stream, raw in resp or []:
             name = stream.decode() if isinstance(stream, bytes) else str(stream)
             out[int(name.rsplit(":", 1)[1])] = _decode(raw)
-        return out
+        return out, False
 
     async def ack(self, partition: int, entry_id: str) -> None:
         await self.redis.xack(keys.inbound_stream(partition), keys.INBOUND_GROUP, entry_id)

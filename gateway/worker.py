@@ -95,8 +95,7 @@ class Worker:
                     if not owned:
                         await asyncio.wait_for(stop.wait(), timeout=self.lease_ms / 3000)
                         continue
-                    batches = await self.reader.read(owned, block_ms=200)
-                    redelivered = self.reader.redelivered
+                    batches, redelivered = await self.reader.read(owned, block_ms=200)
                     await asyncio.gather(
                         *(self._run_batch(p, entries, redelivered) for p, entries in batches.items())
                     )
