@@ -17,7 +17,7 @@ import structlog
 
 from gateway import keys, metrics
 from gateway.agents import RELEASE_CLAIM, remember_agent
-from gateway.domain import Conversation, ConversationState, Outcome, utcnow
+from gateway.domain import Conversation, ConversationState, Outcome, new_id, utcnow
 from gateway.pipeline import BOT_AUTHOR
 from gateway.policy_store import PolicyStore
 from gateway.sla import SlaTracker
@@ -130,16 +130,22 @@ class DeskOps:
         )
 
     async def transfer(self, conversation_id: str, user: str, skill: str) -> Result:
+        """Re-skill the conversation now and queue its move to the new skill's channel."""
         conv = await self.store.load(conversation_id)
         if conv is None:
             return Result(False, "That conversation no longer exists.")
         policy = await self.policies.current()
         if skill not in policy.skills:
             return Result(False, f"Unknown skill {skill!r}; choose one of {', '.join(policy.skills)}.", conv)
+        if conv.decision is None or not conv.card_ts:
+            return Result(False, "That conversation has no card to move.", conv)
         previous = conv.skill
         await self._drop_claim(conv)
         conv.skill, conv.claimed_by, conv.state = skill, None, ConversationState.WAITING
-        await self.store.save(conv, "skill", "claimed_by", "state")
+        # The worker posts the new card from the customer's partition stream (`gateway.transfers`), so
+        # it is ordered with their messages: none can be threaded under the old card once it is moved.
+        work = {"kind": "transfer", "skill": skill, "from_skill": previous or "", "user": user, "ref": new_id("xfer")}
+        await self.store.save_and_enqueue(conv, ("skill", "claimed_by", "state"), work)
         await publish_outcome(
             self.redis,
             self._outcome(conv, "transferred", user, final_skill=skill, correction=f"misrouted: really {skill}"),

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 import redis.asyncio as aioredis
 import structlog
 
-from gateway import keys, metrics, outbound
+from gateway import keys, metrics, outbound, transfers
 from gateway.agents import loads_for, stage_agent_loads
 from gateway.bot_followup import BOT_AGENT, BotFollowUp
 from gateway.domain import (
@@ -99,6 +99,7 @@ class Pipeline:
             "inbound": self.handle_inbound,
             "agent_reply": self.handle_outbound,
             "notify": self.handle_outbound,
+            "transfer": self.handle_transfer,
         }.get(fields.get("kind", "inbound"))
         if handler is None:
             log.error("unknown_entry_kind", conversation_id=fields.get("conv"), kind=fields.get("kind"))
@@ -355,6 +356,9 @@ class Pipeline:
 
     async def handle_outbound(self, fields: Mapping[str, str], ack: Ack | None = None) -> None:
         await outbound.deliver(self, fields)
+
+    async def handle_transfer(self, fields: Mapping[str, str], ack: Ack | None = None) -> None:
+        await transfers.move_card(self, fields, ack)
 
     async def requeue(self, fields: dict[str, str]) -> None:
         await outbound.requeue(self, fields)

@@ -258,9 +258,20 @@ class ConversationStore:
 
     async def enqueue(self, conv: Conversation, fields: dict[str, str]) -> str:
         """Queue work for a conversation on its customer's partition, behind that customer's messages."""
+        return as_str(await self.redis.xadd(*self._entry(conv, fields)))
+
+    async def save_and_enqueue(self, conv: Conversation, fields: tuple[str, ...], work: dict[str, str]) -> None:
+        """`save` and `enqueue` in one MULTI: a desk action whose follow-up work must not be lost to a
+        crash between the two (a transfer whose new card the worker has yet to post)."""
+        async with self.redis.pipeline(transaction=True) as pipe:
+            at = self.stage_save(pipe, conv, *fields)
+            pipe.xadd(*self._entry(conv, work))
+            results = await pipe.execute()
+        conv.version = int(results[at])
+
+    def _entry(self, conv: Conversation, fields: dict[str, str]) -> tuple[str, dict[Any, Any]]:
         stream = keys.inbound_stream(keys.partition_of(conv.customer.person_id or conv.customer.key, self.partitions))
-        entry: dict[Any, Any] = {"conv": conv.id, "customer": conv.customer.key, **fields}
-        return as_str(await self.redis.xadd(stream, entry))
+        return stream, {"conv": conv.id, "customer": conv.customer.key, **fields}
 
     async def mark_closed(self, conv: Conversation) -> None:
         await self.redis.set(keys.closed(conv.id), int(utcnow().timestamp()))

@@ -226,25 +226,10 @@ def _button(ctx: DeskContext, handler: Handler) -> Callable[..., Awaitable[None]
 
 async def _transfer(ctx: DeskContext, conv_id: str, user: str, skill: str, body: dict[str, Any],
                     client: AsyncWebClient) -> None:
-    old = await ctx.store.load(conv_id)
+    """The worker moves the card (`gateway.transfers`), in order with the customer's messages."""
     result = await ctx.ops.transfer(conv_id, user, skill)
-    if not result.ok or result.conversation is None or old is None or old.decision is None:
+    if not result.ok:
         await _refuse(client, body, result.message)
-        return
-    conv = result.conversation
-    policy = await ctx.ops.policies.current()
-    route = policy.route_for(skill)
-    decision = old.decision.model_copy(
-        update={"skill": skill, "channel": route.channel,
-                "reasons": [f"transferred from {old.skill} by an agent", *old.decision.reasons]}
-    )
-    ref = await ctx.desk.post_card(conv, decision)
-    conv.decision, conv.slack_channel, conv.card_ts = decision, ref.channel, ref.ts
-    await ctx.store.save(conv, "decision", "slack_channel", "card_ts")
-    await ctx.redis.set(keys.thread(ref.channel, ref.ts), conv.id)
-    if old.slack_channel and old.card_ts:
-        await ctx.desk.retire_card(old.slack_channel, old.card_ts,
-                                   f"➡️ Transferred to <#{ref.channel}> by <@{user}> · {_clock()} (`{conv.id}`)")
 
 
 async def _relay(ctx: DeskContext, event: dict[str, Any], client: AsyncWebClient) -> None:
