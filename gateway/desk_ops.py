@@ -87,13 +87,23 @@ class DeskOps:
         if int(status) == 2:
             return Result(False, f"You already have {capacity} open conversations (your capacity). "
                           "Resolve or release one first.", conv)
-        await remember_agent(self.redis, user)
         # The SLA clock, not the wall clock: the agent's nudge and reassign are counted from this. The
         # holder clicking Claim again (the card is redrawn with the button after an escalation) keeps it.
         now = datetime.fromtimestamp(self.sla.clock.now(), UTC) if self.sla is not None else utcnow()
-        claimed_at = conv.claimed_at if conv.claimed_by == user and conv.claimed_at else now
+        held_before = conv.claimed_by == user
+        claimed_at = conv.claimed_at if held_before and conv.claimed_at else now
+        seen = conv.model_copy()
         conv.state, conv.claimed_by, conv.agent, conv.claimed_at = ConversationState.CLAIMED, user, user, claimed_at
-        await self.store.save(conv, "state", "claimed_by", "agent", "claimed_at")
+        # Compare-and-set against what was read above: a resolve, transfer or new card that landed in
+        # between wins, and the claim just taken is given back instead of marking it claimed.
+        if not await self.store.save_if(conv, ("state", "claimed_by", "agent", "claimed_at"), seen):
+            if not held_before:
+                await self._release(keys=[keys.claim(conversation_id), keys.agent_open(user)],
+                                    args=[user, conversation_id])
+            current = await self.store.load(conversation_id)
+            return Result(False, "That conversation changed as you clicked (resolved, transferred or "
+                          "re-posted); look at its latest card and claim it again.", current)
+        await remember_agent(self.redis, user)
         await self._replan(conv)
         metrics.claimed(conv.skill, conv.card_ts)
         await self.audit("claim", user, conversation_id)

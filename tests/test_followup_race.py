@@ -114,3 +114,46 @@ async def test_bot_silence_check_waits_for_a_newer_bot_answer(
         assert kinds == ["automation_resolved"]
     finally:
         await gw.close()
+
+
+@dataclasses.dataclass
+class ResolvedAfterRead:
+    """The real store, with an agent resolving the conversation right after the claim has read it."""
+
+    inner: Any
+    ops: DeskOps
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.inner, name)
+
+    async def load(self, conversation_id: str) -> Conversation | None:
+        conv = await self.inner.load(conversation_id)
+        if conv is not None and conv.state is not ConversationState.RESOLVED:
+            assert (await self.ops.resolve(conversation_id, "U_LEAD", skill="billing", urgency=None, mood=None)).ok
+        return conv
+
+
+async def test_claim_read_before_a_resolve_does_not_reopen_it(redis: aioredis.Redis, redis_url: str,
+                                                              tmp_path: Path) -> None:
+    gw = await start_gateway(make_settings(redis_url, tmp_path, automation="off"))
+    try:
+        status, body = await gw.post_message({"customer_id": "race-2", "message_id": "m1",
+                                              "text": "I was charged twice on my invoice"})
+        assert status == 202
+        conv_id = body["conversation_id"]
+
+        async def carded() -> bool:
+            conv = await gw.rt.store.load(conv_id)
+            return bool(conv and conv.card_ts)
+
+        await eventually(carded)
+        racing = DeskOps(gw.rt.redis, ResolvedAfterRead(gw.rt.store, gw.rt.ops), gw.rt.ops.policies,  # type: ignore[arg-type]
+                         gw.rt.ops.sla)
+        result = await racing.claim(conv_id, "U_AGENT")
+        assert not result.ok and "changed as you clicked" in result.message
+        conv = await gw.rt.store.load(conv_id)
+        assert conv is not None and conv.state is ConversationState.RESOLVED and conv.claimed_by is None
+        assert await gw.rt.ops.holder(conv_id) is None
+        assert await redis.smembers("sb:agent:U_AGENT:open") == set()
+    finally:
+        await gw.close()

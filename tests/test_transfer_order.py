@@ -64,7 +64,8 @@ async def test_follow_up_after_a_transfer_lands_under_the_new_card_even_when_sla
     old = card_message(gw, "support-billing", card["ts"])
     assert "Transferred to" in json.dumps(old) and "actions" not in json.dumps(old["blocks"])
     conv = await gw.rt.store.load(conv_id)
-    assert conv is not None and conv.card_ts == moved[0]["ts"] and conv.slack_channel == gw.slack.channel_id("support-technical")
+    assert conv is not None and conv.card_ts == moved[0]["ts"]
+    assert conv.slack_channel == gw.slack.channel_id("support-technical")
     assert conv.decision is not None and conv.decision.channel == "support-technical"
 
 
