@@ -15,7 +15,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -142,7 +142,7 @@ async def bench_scheduler(url: str, pending: int = 100_000) -> None:
     print(f"scheduler: stage_replace() x{pending:,} in {took:.2f}s ({pending / took:,.0f}/s, pipelines of 1000, "
           "the worker's path)")
 
-    async def timed(label: str, coro_factory, repeat: int = 200) -> None:  # type: ignore[no-untyped-def]
+    async def timed(label: str, coro_factory: Callable[[int], Awaitable[object]], repeat: int = 200) -> None:
         t = time.perf_counter()
         for i in range(repeat):
             await coro_factory(i)

@@ -146,5 +146,10 @@ async def transcript_of(redis: Any, customer_key: str) -> list[dict[str, Any]]:
     return [json.loads(x) for x in await redis.lrange(keys.transcript(conv_id), 0, -1)]
 
 
+async def outcomes(redis: Any) -> list[dict[str, Any]]:
+    """Every outcome published so far, oldest first, as the learner reads them."""
+    return [json.loads(fields[b"data"]) for _, fields in await redis.xrange("sb:outcomes")]
+
+
 def cards(state: EmulatorState, channel: str) -> list[dict[str, Any]]:
     return [m for m in state.messages(channel) if (m.get("metadata") or {}).get("event_type") == "switchboard_card"]

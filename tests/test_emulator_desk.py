@@ -257,7 +257,8 @@ async def test_trigger_opens_modal_and_view_submission_round_trip(rig: Rig) -> N
     rig.gateway.reply = open_modal
     await rig.desk.click(channel, ts, "resolve", user="U0CAROL")
     [view_id] = opened
-    assert rig.desk.open_modal("U0CAROL")["id"] == view_id and rig.desk.open_modal("U0BOB") is None
+    modal = rig.desk.open_modal("U0CAROL")
+    assert modal is not None and modal["id"] == view_id and rig.desk.open_modal("U0BOB") is None
     with pytest.raises(SlackApiError) as err:  # a trigger is single-use, as on Slack
         used = rig.gateway.of("block_actions")[0].data["trigger_id"]
         await rig.client.views_open(trigger_id=used, view=RESOLVE_MODAL)
@@ -374,7 +375,7 @@ def _chromium_present() -> bool:
 async def test_desk_in_headless_chromium(rig: Rig) -> None:
     if not _chromium_present():
         pytest.fail("/usr/bin/chromium is missing: apt-get install -y chromium")
-    from playwright.async_api import async_playwright, expect
+    from playwright.async_api import Dialog, async_playwright, expect
 
     channel, ts = await post_card(rig)
     hostile = "<script>alert(1)</script> &lt;!channel&gt; <img src=x onerror=alert(2)>"
@@ -407,7 +408,12 @@ async def test_desk_in_headless_chromium(rig: Rig) -> None:
         )
         try:
             page = await browser.new_page(viewport={"width": 1400, "height": 900})
-            page.on("dialog", lambda d: (dialogs.append(d.message), asyncio.ensure_future(d.dismiss())))
+
+            async def dismiss(dialog: Dialog) -> None:
+                dialogs.append(dialog.message)
+                await dialog.dismiss()
+
+            page.on("dialog", dismiss)
             page.on("pageerror", lambda e: errors.append(str(e)))
             await page.goto(rig.base)
             billing = page.locator("button.channel", has_text="support-billing")

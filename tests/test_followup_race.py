@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-import json
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -23,7 +22,7 @@ from gateway.desk_ops import DeskOps
 from gateway.domain import Conversation, ConversationState, Direction, Message, new_id
 from gateway.worker import Worker
 from tests.conftest import Callback
-from tests.harness import bot_answered, cards, eventually, make_settings, start_gateway
+from tests.harness import bot_answered, cards, eventually, make_settings, outcomes, start_gateway
 
 
 @dataclasses.dataclass
@@ -110,7 +109,7 @@ async def test_bot_silence_check_waits_for_a_newer_bot_answer(
         assert again is not None and again.state is ConversationState.AUTOMATED
         clock.advance(follow.quiet_s + 1)  # silence after the newer answer: now it is resolved
         assert await follow.tick() == 1
-        kinds = [json.loads(f[b"data"])["kind"] for _, f in await redis.xrange("sb:outcomes")]
+        kinds = [o["kind"] for o in await outcomes(redis)]
         assert kinds == ["automation_resolved"]
     finally:
         await gw.close()

@@ -11,7 +11,7 @@ import redis.asyncio as aioredis
 
 from gateway import keys
 from tests.conftest import Callback
-from tests.harness import Gateway, cards, eventually, make_settings, start_gateway
+from tests.harness import Gateway, cards, eventually, make_settings, outcomes, start_gateway
 
 ANGRY = {
     "customer_id": "cust-42",
@@ -155,8 +155,7 @@ async def test_routine_question_is_answered_by_automation(
         assert "Switchboard bot" in text  # the bot's part of the transcript is on the card
         notice = await eventually(lambda: [r for r in callback.received if "a person will reply" in r["text"]])
         assert "within about" in notice[0]["text"] or "after we open" in notice[0]["text"]  # depends on the hour
-        outcomes = await redis.xrange("sb:outcomes")
-        assert any(json.loads(f[b"data"])["kind"] == "automation_handoff" for _, f in outcomes)
+        assert any(o["kind"] == "automation_handoff" for o in await outcomes(redis))
     finally:
         await gw.close()
 

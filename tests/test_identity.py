@@ -10,7 +10,7 @@ from gateway import keys
 from gateway.identity import Identity
 from integrations.webhook.signature import sign
 from tests.conftest import Callback
-from tests.harness import API_SECRET, Gateway, cards, eventually
+from tests.harness import API_SECRET, Gateway, cards, eventually, outcomes
 
 JANE = {"name": "Jane Doe", "email": "jane@example.com", "phone": "+49 170 1234567"}
 
@@ -108,8 +108,8 @@ async def test_csat_reply_after_resolution_is_recorded_not_reopened(
         assert thanks
         conv = await gw.rt.store.load(body["conversation_id"])
         assert conv is not None and conv.csat == 5 and conv.state.value == "resolved"
-        outcomes = [json.loads(f[b"data"]) for _, f in await redis.xrange("sb:outcomes")]
-        assert any(o.get("csat") == 5 for o in outcomes)
+        published = await outcomes(redis)
+        assert any(o.get("csat") == 5 for o in published)
     finally:
         await gw.close()
 
@@ -136,7 +136,7 @@ async def test_forget_erases_everywhere(gateway: Gateway, redis: aioredis.Redis)
     for pattern in ("sb:conv:*", "sb:ident:*", "sb:person:*", "sb:dedupe:*", "sb:cust:*"):
         assert await redis.keys(pattern) == [], pattern
     assert await redis.lrange(keys.RECENT, 0, -1) == []
-    assert all(json.loads(f[b"data"])["conversation_id"] != conv_id for _, f in await redis.xrange("sb:outcomes"))
+    assert all(o["conversation_id"] != conv_id for o in await outcomes(redis))
     everything = json.dumps([gateway.slack.messages(c) + gateway.slack.replies(c, m["ts"])
                              for c in ("support-billing",) for m in gateway.slack.messages(c)])
     assert "invoice is wrong" not in everything and "hello again" not in everything
@@ -176,13 +176,13 @@ async def test_bot_resolution_by_silence_and_failure_on_comeback(
         assert await follow.tick() == 1
         conv = await gw.rt.store.load(conv_id)
         assert conv is not None and conv.state.value == "resolved"
-        kinds = [json.loads(f[b"data"])["kind"] for _, f in await redis.xrange("sb:outcomes")]
+        kinds = [o["kind"] for o in await outcomes(redis)]
         assert kinds == ["automation_resolved"]
         # The customer comes back: that success was not one.
         comeback = "it still has not arrived, I want a person"
         await gw.post_message({"customer_id": "q-1", "message_id": "m2", "text": comeback})
         await eventually(lambda: cards(gw.slack, "support-shipping") or cards(gw.slack, "support-general"))
-        outcomes = [json.loads(f[b"data"]) for _, f in await redis.xrange("sb:outcomes")]
-        assert any(o["kind"] == "automation_handoff" and o["correction"] == "reopened within window" for o in outcomes)
+        published = await outcomes(redis)
+        assert any(o["kind"] == "automation_handoff" and o["correction"] == "reopened within window" for o in published)
     finally:
         await gw.close()

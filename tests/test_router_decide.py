@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, time, timedelta
 
 import pytest
 
@@ -146,7 +146,7 @@ def test_bot_failure_from_context() -> None:
 
 
 def test_after_hours_routes_humans_to_after_hours_channel() -> None:
-    hours = BusinessHours(timezone="Europe/Berlin", open="08:00", close="20:00", after_hours_channel="support-night")
+    hours = BusinessHours(timezone="Europe/Berlin", open=time(8), close=time(20), after_hours_channel="support-night")
     policy = POLICY.with_changes(business_hours=hours.model_dump(mode="json"))
     assert "support-night" in policy.channels()
     c = conv("I want to speak to a real person", at=SATURDAY)

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, time
+from typing import Any
 
 import pytest
 
@@ -15,7 +16,7 @@ POLICY = load_policy()  # billing: first response 600 s, next 1800 s; warn at 75
 T0 = 1_767_225_600.0
 
 
-def unclaimed(**kw: object) -> SlaState:
+def unclaimed(**kw: Any) -> SlaState:
     return SlaState(conversation_id="conv_1", skill="billing", waiting_since=T0, channel="support-billing", **kw)
 
 
@@ -105,7 +106,7 @@ def test_capacity_refusal_message_and_suggestion() -> None:
 
 
 def test_business_hours_overnight_and_next_open() -> None:
-    night = BusinessHours(timezone="UTC", days=(4,), open="22:00", close="06:00")  # Friday night shift
+    night = BusinessHours(timezone="UTC", days=(4,), open=time(22), close=time(6))  # Friday night shift
     fri_23 = datetime(2026, 11, 27, 23, 0, tzinfo=UTC)
     assert is_open(night, fri_23) and is_open(night, datetime(2026, 11, 28, 5, 0, tzinfo=UTC))
     assert not is_open(night, datetime(2026, 11, 28, 7, 0, tzinfo=UTC))

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import redis.asyncio as aioredis
 
+from gateway.redis_conn import as_str
 from gateway.worker import Worker
 from tests.harness import eventually, make_settings, start_gateway
 
@@ -35,7 +36,7 @@ async def test_partitions_rebalance_within_a_second_when_a_worker_joins_and_leav
         tasks.append(asyncio.create_task(second.run(stop_second)))
         await eventually(lambda: len(first.leases.owned) == 4 and len(second.leases.owned) == 4, timeout=5)
         assert time.monotonic() - joined < 1.5, "partitions waited for a heartbeat"
-        owners = {p: (await redis.get(f"sb:lease:{p}") or b"").decode() for p in range(8)}
+        owners = {p: as_str(await redis.get(f"sb:lease:{p}") or b"") for p in range(8)}
         assert sorted(owners.values()) == ["first"] * 4 + ["second"] * 4
 
         left = time.monotonic()
