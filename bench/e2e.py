@@ -28,10 +28,12 @@ from pathlib import Path
 
 import aiohttp
 import redis.asyncio as aioredis
+from yarl import URL
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench._common import child_cpu_seconds, free_port, pct, process, redis_server, self_cpu_seconds, wait_port
+from bench._http import Client, run_uvloop
 from bench.ingest import BARE, SECRET, load
 from gateway import keys
 from integrations.webhook.signature import sign
@@ -147,6 +149,17 @@ async def wait_cards(session: aiohttp.ClientSession, api: str, expected: set[str
         await asyncio.sleep(0.5)
 
 
+def _client(url: str, limit: int) -> Client:
+    target = URL(url)
+    return Client(target.host or "127.0.0.1", target.port or 80, limit)
+
+
+async def _post(client: Client, raw: bytes) -> tuple[int, dict[str, str]]:
+    head = client.head("/v1/messages", {"X-Switchboard-Signature": sign(SECRET, raw)})
+    status, answer = await client.post(head, raw)
+    return status, json.loads(answer)
+
+
 async def closed_loop(url: str, api: str, seconds: float, concurrency: int, run: str, cap: int,
                       redis_url: str | None = None) -> tuple[float, float, int, float]:
     """As fast as the stack goes: (accepted/s, routed cards/s, cards) over the whole send-to-last-card span.
@@ -156,23 +169,24 @@ async def closed_loop(url: str, api: str, seconds: float, concurrency: int, run:
     counter = itertools.count()
     sent: dict[str, float] = {}
     deadline = time.perf_counter() + seconds
-    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=concurrency)) as session:
+    client = _client(url, concurrency)
 
-        async def client() -> None:
-            while time.perf_counter() < deadline:
-                i = next(counter)
-                if i >= cap:
-                    return
-                raw = body(run, i)
-                headers = {"Content-Type": "application/json", "X-Switchboard-Signature": sign(SECRET, raw)}
-                async with session.post(f"{url}/v1/messages", data=raw, headers=headers) as resp:
-                    answer = await resp.json()
-                    if resp.status == 202:
-                        sent[answer["conversation_id"]] = time.time()
+    async def one_client() -> None:
+        while time.perf_counter() < deadline:
+            i = next(counter)
+            if i >= cap:
+                return
+            status, answer = await _post(client, body(run, i))
+            if status == 202:
+                sent[answer["conversation_id"]] = time.time()
 
-        start_wall, start = time.time(), time.perf_counter()
-        await asyncio.gather(*(client() for _ in range(concurrency)))
-        ingest_s = time.perf_counter() - start
+    start_wall, start = time.time(), time.perf_counter()
+    try:
+        await asyncio.gather(*(one_client() for _ in range(concurrency)))
+    finally:
+        await client.close()
+    ingest_s = time.perf_counter() - start
+    async with aiohttp.ClientSession() as session:
         found = await wait_cards(session, api, set(sent), timeout=120, redis_url=redis_url)
     mine = [found[c] for c in sent if c in found]
     routed_span = max(mine) - start_wall if mine else float("inf")
@@ -188,21 +202,23 @@ async def open_loop(url: str, api: str, rate: float, seconds: float, run: str, r
     """Constant arrival rate (not closed loop, so queueing shows up in latency); returns latencies in ms."""
     sent: dict[str, float] = {}
     n = int(rate * seconds)
-    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=512)) as session:
+    client = _client(url, 512)
 
-        async def one(i: int, at: float) -> None:
-            await asyncio.sleep(max(0.0, at - time.perf_counter()))
-            raw = body(run, i)
-            headers = {"Content-Type": "application/json", "X-Switchboard-Signature": sign(SECRET, raw)}
-            t = time.time()
-            async with session.post(f"{url}/v1/messages", data=raw, headers=headers) as resp:
-                answer = await resp.json()
-            if resp.status == 202:
-                sent[answer["conversation_id"]] = t
+    async def one(i: int, at: float) -> None:
+        await asyncio.sleep(max(0.0, at - time.perf_counter()))
+        raw = body(run, i)
+        t = time.time()
+        status, answer = await _post(client, raw)
+        if status == 202:
+            sent[answer["conversation_id"]] = t
 
-        start = time.perf_counter() + 0.2
+    start = time.perf_counter() + 0.2
+    try:
         await asyncio.gather(*(one(i, start + i / rate) for i in range(n)))
-        achieved = n / (time.perf_counter() - start)
+    finally:
+        await client.close()
+    achieved = n / (time.perf_counter() - start)
+    async with aiohttp.ClientSession() as session:
         found = await wait_cards(session, api, set(sent), timeout=120, redis_url=redis_url)
     latencies = [(found[c] - t) * 1000 for c, t in sent.items() if c in found]
     return latencies, len(sent) - len(latencies), achieved
@@ -211,7 +227,7 @@ async def open_loop(url: str, api: str, rate: float, seconds: float, run: str, r
 def bare_ceiling(redis_url: str, seconds: float, concurrency: int) -> float:
     port = free_port()
     with process([sys.executable, "-c", BARE, str(port), redis_url], port):
-        return asyncio.run(load(f"http://127.0.0.1:{port}/v1/messages", seconds, concurrency, "bare"))
+        return run_uvloop(load(f"http://127.0.0.1:{port}/v1/messages", seconds, concurrency, "bare"))
 
 
 async def warm_up(url: str, api: str) -> None:
@@ -232,10 +248,10 @@ def main() -> None:
         print(f"bare aiohttp+XADD ceiling          {bare:8.0f} req/s (same Redis, fsync always)")
         with stack(redis_url, args.workers, args.partitions) as (url, api, _):
             wait_port(int(url.rsplit(":", 1)[1]))
-            asyncio.run(shared_out(redis_url, min(args.workers, args.partitions), args.partitions))
-            asyncio.run(warm_up(url, api))
+            run_uvloop(shared_out(redis_url, min(args.workers, args.partitions), args.partitions))
+            run_uvloop(warm_up(url, api))
             cpu_before, me_before = child_cpu_seconds(), self_cpu_seconds()
-            accepted, routed, n, drain = asyncio.run(
+            accepted, routed, n, drain = run_uvloop(
                 closed_loop(url, api, args.seconds, args.concurrency, "sat", args.cap, redis_url))
             cpu_after, me_after = child_cpu_seconds(), self_cpu_seconds()
             print(f"closed loop, {args.workers} workers:  accepted {accepted:6.0f} msg/s, "
@@ -255,7 +271,7 @@ def main() -> None:
                   f"{2 / (own / n):,.0f} msg/s on 2 cores of its own (Slack and the load elsewhere)")
             for label, rate in (("50%", routed * 0.5), ("80%", routed * 0.8), ("100%", routed), ("200/s", 200.0)):
                 run = "r" + label.replace("%", "pct").replace("/", "")  # ids allow [A-Za-z0-9_.:@+=/-] only
-                lat, missing, achieved = asyncio.run(open_loop(url, api, rate, args.seconds, run, redis_url))
+                lat, missing, achieved = run_uvloop(open_loop(url, api, rate, args.seconds, run, redis_url))
                 if not lat:
                     print(f"open loop {label:>5}: no cards measured ({missing} missing)")
                     continue

@@ -15,11 +15,12 @@ import sys
 import time
 from pathlib import Path
 
-import aiohttp
+from yarl import URL
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench._common import free_port, median, process, redis_server
+from bench._http import Client, run_uvloop
 from integrations.webhook.signature import sign
 
 SECRET = "bench-secret-0123456789abcdef"
@@ -60,24 +61,25 @@ async def load(url: str, seconds: float, concurrency: int, run: str) -> float:
     done = 0
     errors = 0
     deadline = time.perf_counter() + seconds
-    conn = aiohttp.TCPConnector(limit=concurrency)
-    async with aiohttp.ClientSession(connector=conn) as session:
+    target = URL(url)
+    client = Client(target.host or "127.0.0.1", target.port or 80, concurrency)
 
-        async def client() -> None:
-            nonlocal done, errors
-            while time.perf_counter() < deadline:
-                body, sig = payloads[next(counter) % len(payloads)]
-                headers = {"Content-Type": "application/json", "X-Switchboard-Signature": sig}
-                async with session.post(url, data=body, headers=headers) as resp:
-                    await resp.read()
-                    if resp.status == 202:
-                        done += 1
-                    else:
-                        errors += 1
+    async def one_client() -> None:
+        nonlocal done, errors
+        while time.perf_counter() < deadline:
+            body, sig = payloads[next(counter) % len(payloads)]
+            status, _ = await client.post(client.head(target.path, {"X-Switchboard-Signature": sig}), body)
+            if status == 202:
+                done += 1
+            else:
+                errors += 1
 
-        start = time.perf_counter()
-        await asyncio.gather(*(client() for _ in range(concurrency)))
-        elapsed = time.perf_counter() - start
+    start = time.perf_counter()
+    try:
+        await asyncio.gather(*(one_client() for _ in range(concurrency)))
+    finally:
+        await client.close()
+    elapsed = time.perf_counter() - start
     if errors:
         print(f"  warning: {errors} non-202 answers", file=sys.stderr)
     return done / elapsed
@@ -95,13 +97,13 @@ def main() -> None:
             port = free_port()
             with process([sys.executable, "-c", BARE, str(port), redis_url], port):
                 url = f"http://127.0.0.1:{port}/v1/messages"
-                results["bare"].append(asyncio.run(load(url, args.seconds, args.concurrency, f"b{rnd}")))
+                results["bare"].append(run_uvloop(load(url, args.seconds, args.concurrency, f"b{rnd}")))
             port = free_port()
             env = {"REDIS_URL": redis_url, "PORT": str(port), "SWITCHBOARD_API_SECRET": SECRET,
                    "SWITCHBOARD_LOG_FORMAT": "json", "SWITCHBOARD_DATA_DIR": "/tmp/sb-bench-data"}
             with process([sys.executable, "-m", "gateway.cli", "web"], port, env):
                 url = f"http://127.0.0.1:{port}/v1/messages"
-                results["gateway"].append(asyncio.run(load(url, args.seconds, args.concurrency, f"g{rnd}")))
+                results["gateway"].append(run_uvloop(load(url, args.seconds, args.concurrency, f"g{rnd}")))
             print(f"round {rnd + 1}: bare {results['bare'][-1]:.0f} req/s, gateway {results['gateway'][-1]:.0f} req/s")
     bare, gw = median(results["bare"]), median(results["gateway"])
     print(f"bare aiohttp+XADD      median {bare:8.0f} req/s")
