@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
@@ -44,6 +45,15 @@ class Result:
     ok: bool
     message: str
     conversation: Conversation | None = None
+    before: Conversation | None = None
+    """The conversation as read just before the change was written."""
+
+
+CHANGE_ATTEMPTS = 3
+Change = Callable[[Conversation, str | None], "tuple[str, ...] | Result"]
+"""Applies an agent's action to a conversation read with its claim holder: the fields to write, or a refusal."""
+Queue = Callable[[Conversation, Conversation], dict[str, str]]
+"""The work to queue with the write (changed conversation, as read)."""
 
 
 class DeskOps:
@@ -97,10 +107,13 @@ class DeskOps:
         # Compare-and-set against what was read above: a resolve, transfer or new card that landed in
         # between wins, and the claim just taken is given back instead of marking it claimed.
         if not await self.store.save_if(conv, ("state", "claimed_by", "agent", "claimed_at"), seen):
-            if not held_before:
-                await self._release(keys=[keys.claim(conversation_id), keys.agent_open(user)],
-                                    args=[user, conversation_id])
             current = await self.store.load(conversation_id)
+            if current is not None and held_before and current.claimed_by == user:
+                return Result(True, "claimed", current)  # re-clicked while a new card was posted: still theirs
+            # Whatever won (a resolve, transfer or reassign) dropped the claim; the script above has just
+            # taken it again, so give it back.
+            await self._release(keys=[keys.claim(conversation_id), keys.agent_open(user)],
+                                args=[user, conversation_id])
             return Result(False, "That conversation changed as you clicked (resolved, transferred or "
                           "re-posted); look at its latest card and claim it again.", current)
         await remember_agent(self.redis, user)
@@ -109,23 +122,38 @@ class DeskOps:
         await self.audit("claim", user, conversation_id)
         return Result(True, "claimed", conv)
 
-    async def release(self, conversation_id: str, user: str) -> Result:
-        if not await self._release(keys=[keys.claim(conversation_id), keys.agent_open(user)],
-                                   args=[user, conversation_id]):
-            holder = await self.holder(conversation_id)
-            return Result(False, f"Only <@{holder}> can release it." if holder else "It is not claimed.")
-        conv = await self.store.load(conversation_id)
-        assert conv is not None
-        conv.state, conv.claimed_by = ConversationState.WAITING, None
-        await self.store.save(conv, "state", "claimed_by")
-        await self._replan(conv)
-        await self.audit("release", user, conversation_id)
-        return Result(True, "released", conv)
+    async def _change(self, conversation_id: str, change: Change, queue: Queue | None = None) -> Result:
+        """Read, change, then write with a compare-and-set that drops the claim in the same step; read
+        again if something moved in between (a claim, an SLA step, the worker's new card).
 
-    async def _drop_claim(self, conv: Conversation) -> None:
-        holder = await self.holder(conv.id)
-        if holder:
-            await self._release(keys=[keys.claim(conv.id), keys.agent_open(holder)], args=[holder, conv.id])
+        Dropping the claim before the write (as this used to) let a claim land in the gap: the
+        conversation read as unclaimed while its claim stayed held, and that agent's capacity with it."""
+        for _ in range(CHANGE_ATTEMPTS):
+            conv = await self.store.load(conversation_id)
+            if conv is None:
+                return Result(False, "That conversation no longer exists.")
+            seen, holder = conv.model_copy(), await self.holder(conversation_id)
+            changed = change(conv, holder)
+            if isinstance(changed, Result):
+                return changed
+            work = queue(conv, seen) if queue is not None else None
+            if await self.store.save_if(conv, changed, seen, drop_claim_of=holder, then_queue=work):
+                return Result(True, "", conv, seen)
+        return Result(False, "That conversation is changing right now; try again in a moment.")
+
+    async def release(self, conversation_id: str, user: str) -> Result:
+        def change(conv: Conversation, holder: str | None) -> tuple[str, ...] | Result:
+            if holder != user:
+                return Result(False, f"Only <@{holder}> can release it." if holder else "It is not claimed.")
+            conv.state, conv.claimed_by = ConversationState.WAITING, None
+            return ("state", "claimed_by")
+
+        result = await self._change(conversation_id, change)
+        if not result.ok or result.conversation is None:
+            return result
+        await self._replan(result.conversation)
+        await self.audit("release", user, conversation_id)
+        return Result(True, "released", result.conversation)
 
     def _outcome(self, conv: Conversation, kind: str, user: str, **labels: object) -> Outcome:
         return Outcome.model_validate(
@@ -140,22 +168,30 @@ class DeskOps:
         )
 
     async def transfer(self, conversation_id: str, user: str, skill: str) -> Result:
-        """Re-skill the conversation now and queue its move to the new skill's channel."""
-        conv = await self.store.load(conversation_id)
-        if conv is None:
-            return Result(False, "That conversation no longer exists.")
+        """Re-skill the conversation now and queue its move to the new skill's channel.
+
+        The worker posts the new card from the customer's partition stream (`gateway.transfers`), so the
+        move is ordered with their messages: none is threaded under the old card once it is moved."""
         policy = await self.policies.current()
         if skill not in policy.skills:
-            return Result(False, f"Unknown skill {skill!r}; choose one of {', '.join(policy.skills)}.", conv)
-        if conv.decision is None or not conv.card_ts:
-            return Result(False, "That conversation has no card to move.", conv)
-        previous = conv.skill
-        await self._drop_claim(conv)
-        conv.skill, conv.claimed_by, conv.state = skill, None, ConversationState.WAITING
-        # The worker posts the new card from the customer's partition stream (`gateway.transfers`), so
-        # it is ordered with their messages: none can be threaded under the old card once it is moved.
-        work = {"kind": "transfer", "skill": skill, "from_skill": previous or "", "user": user, "ref": new_id("xfer")}
-        await self.store.save_and_enqueue(conv, ("skill", "claimed_by", "state"), work)
+            return Result(False, f"Unknown skill {skill!r}; choose one of {', '.join(policy.skills)}.")
+
+        def change(conv: Conversation, holder: str | None) -> tuple[str, ...] | Result:
+            if conv.decision is None or not conv.card_ts:
+                return Result(False, "That conversation has no card to move.", conv)
+            if conv.skill == skill:
+                return Result(False, f"It is already with {skill}.", conv)
+            conv.skill, conv.claimed_by, conv.state = skill, None, ConversationState.WAITING
+            return ("skill", "claimed_by", "state")
+
+        def move(conv: Conversation, seen: Conversation) -> dict[str, str]:
+            return {"kind": "transfer", "skill": skill, "from_skill": seen.skill or "", "user": user,
+                    "ref": new_id("xfer")}
+
+        result = await self._change(conversation_id, change, move)
+        if not result.ok or result.conversation is None or result.before is None:
+            return result
+        conv, previous = result.conversation, result.before.skill
         await publish_outcome(
             self.redis,
             self._outcome(conv, "transferred", user, final_skill=skill, correction=f"misrouted: really {skill}"),
@@ -168,16 +204,17 @@ class DeskOps:
         self, conversation_id: str, user: str, *, skill: str, urgency: float | None, mood: str | None,
         note: str = "", csat: int | None = None,
     ) -> Result:
-        conv = await self.store.load(conversation_id)
-        if conv is None:
-            return Result(False, "That conversation no longer exists.")
-        await self._drop_claim(conv)
-        automation_failed = any(m.author == BOT_AUTHOR for m in conv.messages)
-        conv.state, conv.resolved_at, conv.claimed_by = ConversationState.RESOLVED, utcnow(), None
-        if skill:
-            conv.skill = skill
-        await self.store.save(conv, "state", "resolved_at", "claimed_by", "skill")
+        def change(conv: Conversation, holder: str | None) -> tuple[str, ...]:
+            conv.state, conv.resolved_at, conv.claimed_by = ConversationState.RESOLVED, utcnow(), None
+            conv.skill = skill or conv.skill
+            return ("state", "resolved_at", "claimed_by", "skill")
+
+        result = await self._change(conversation_id, change)
+        if not result.ok or result.conversation is None:
+            return result
+        conv = result.conversation
         await self.store.mark_closed(conv)
+        automation_failed = any(m.author == BOT_AUTHOR for m in conv.messages)
         await publish_outcome(
             self.redis,
             self._outcome(conv, "resolved", user, final_skill=skill or conv.skill, urgency=urgency, mood=mood,
@@ -188,12 +225,13 @@ class DeskOps:
         return Result(True, "resolved", conv)
 
     async def to_bot(self, conversation_id: str, user: str) -> Result:
-        conv = await self.store.load(conversation_id)
-        if conv is None:
-            return Result(False, "That conversation no longer exists.")
-        await self._drop_claim(conv)
-        conv.state, conv.claimed_by = ConversationState.AUTOMATED, None
-        await self.store.save(conv, "state", "claimed_by")
-        await self._replan(conv)
+        def change(conv: Conversation, holder: str | None) -> tuple[str, ...]:
+            conv.state, conv.claimed_by = ConversationState.AUTOMATED, None
+            return ("state", "claimed_by")
+
+        result = await self._change(conversation_id, change)
+        if not result.ok or result.conversation is None:
+            return result
+        await self._replan(result.conversation)
         await self.audit("to_bot", user, conversation_id)
-        return Result(True, "handed back to the bot", conv)
+        return Result(True, "handed back to the bot", result.conversation)

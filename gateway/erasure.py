@@ -81,41 +81,44 @@ class Eraser:
     async def _forget_conversation(self, conv: Conversation, report: ErasureReport, idents: list[str]) -> None:
         report.conversations += 1
         report.messages += len(conv.messages)
-        await self._erase_slack(conv, report)
-        doomed = [keys.conversation(conv.id), keys.transcript(conv.id), keys.effects(conv.id), keys.claim(conv.id),
-                  keys.closed(conv.id), f"{keys.PREFIX}webchat:out:{conv.id}", f"{keys.PREFIX}csat:{conv.id}",
-                  f"{keys.PREFIX}sla:done:{conv.id}"]
-        doomed += [keys.dedupe(i, m.external_id) for i in idents for m in conv.messages if m.external_id]
+        cards = {tuple(as_str(c).split("|", 1)) for c in await self.redis.smembers(keys.cards(conv.id))}
         if conv.slack_channel and conv.card_ts:
-            doomed.append(keys.thread(conv.slack_channel, conv.card_ts))
+            cards.add((conv.slack_channel, conv.card_ts))
+        for channel, ts in sorted(cards):
+            await self._erase_card(conv, channel, ts, report)
+        doomed = [keys.conversation(conv.id), keys.transcript(conv.id), keys.effects(conv.id), keys.claim(conv.id),
+                  keys.closed(conv.id), keys.cards(conv.id), f"{keys.PREFIX}webchat:out:{conv.id}",
+                  f"{keys.PREFIX}csat:{conv.id}", f"{keys.PREFIX}sla:done:{conv.id}"]
+        doomed += [keys.dedupe(i, m.external_id) for i in idents for m in conv.messages if m.external_id]
+        doomed += [keys.thread(channel, ts) for channel, ts in cards]
         report.keys_deleted += int(await self.redis.delete(*doomed))
         await self.redis.lrem(keys.RECENT, 0, conv.id)
         if conv.claimed_by:
             await self.redis.srem(keys.agent_open(conv.claimed_by), conv.id)
 
-    async def _erase_slack(self, conv: Conversation, report: ErasureReport) -> None:
-        if self.desk is None or not (conv.slack_channel and conv.card_ts):
+    async def _erase_card(self, conv: Conversation, channel: str, ts: str, report: ErasureReport) -> None:
+        """Every card the conversation had (transfers and escalations leave older ones): the customer's
+        messages in its thread are deleted and the card itself, which quotes them, is blanked."""
+        if self.desk is None:
             return
         client = self.desk.client
         try:
-            replies = await client.conversations_replies(
-                channel=conv.slack_channel, ts=conv.card_ts, include_all_metadata=True, limit=1000
-            )
+            replies = await client.conversations_replies(channel=channel, ts=ts, include_all_metadata=True, limit=1000)
             thread: list[dict[str, Any]] = replies.get("messages", [])
             for msg in thread[1:]:
                 if (msg.get("metadata") or {}).get("event_type") == "switchboard_message":
-                    await client.chat_delete(channel=conv.slack_channel, ts=msg["ts"])
+                    await client.chat_delete(channel=channel, ts=msg["ts"])
                     report.slack_messages += 1
                 elif not msg.get("bot_id"):
-                    report.kept.append(f"agent message {msg['ts']} in {conv.slack_channel} (delete in Slack)")
+                    report.kept.append(f"agent message {msg['ts']} in {channel} (delete in Slack)")
             await client.chat_update(
-                channel=conv.slack_channel, ts=conv.card_ts, text="Customer data erased",
+                channel=channel, ts=ts, text="Customer data erased",
                 blocks=[{"type": "section", "text": {"type": "mrkdwn",
                                                      "text": f"🗑️ Customer data erased on request (`{conv.id}`)"}}],
             )
             report.slack_messages += 1
         except SlackApiError as exc:
-            report.kept.append(f"Slack card of {conv.id}: {exc.response.get('error')}")
+            report.kept.append(f"Slack card {ts} of {conv.id}: {exc.response.get('error')}")
 
     async def _drop_entries(self, stream: str, conv_ids: set[str], field_name: str) -> int:
         """XDEL every entry about these conversations; streams are scanned in chunks, oldest first."""

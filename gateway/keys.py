@@ -66,6 +66,12 @@ def thread(channel_id: str, ts: str) -> str:
     return f"{PREFIX}thread:{channel_id}:{ts}"
 
 
+def cards(conversation_id: str) -> str:
+    """Every card a conversation has had ("channel|ts"): transfers and escalations leave older ones,
+    whose threads hold customer text that an erasure must find."""
+    return f"{PREFIX}conv:{conversation_id}:cards"
+
+
 def claim(conversation_id: str) -> str:
     return f"{PREFIX}conv:{conversation_id}:claim"
 

@@ -7,8 +7,9 @@ stream entry up again end in the same state, with one card and one thread messag
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
+from functools import partial
 
 import redis.asyncio as aioredis
 import structlog
@@ -95,12 +96,14 @@ class Pipeline:
         """Table dispatch on the entry kind; customer messages carry no kind.
 
         `ack` rides on the final write of handlers that have one; the worker acks the rest."""
-        handler = {
+        handlers: dict[str, Callable[[Mapping[str, str], Ack | None], Awaitable[None]]] = {
             "inbound": self.handle_inbound,
             "agent_reply": self.handle_outbound,
             "notify": self.handle_outbound,
-            "transfer": self.handle_transfer,
-        }.get(fields.get("kind", "inbound"))
+            "transfer": partial(transfers.move_card, self),
+            "retire": partial(transfers.retire, self),
+        }
+        handler = handlers.get(fields.get("kind", "inbound"))
         if handler is None:
             log.error("unknown_entry_kind", conversation_id=fields.get("conv"), kind=fields.get("kind"))
             return
@@ -160,8 +163,7 @@ class Pipeline:
             at = self.store.stage_save(pipe, conv, *fields)
             effects.stage(pipe)
             if routed:
-                if conv.slack_channel and conv.card_ts:
-                    pipe.set(keys.thread(conv.slack_channel, conv.card_ts), conv.id)
+                self.store.stage_card(pipe, conv)
                 # Recent conversations, replayed through `decide()` by policy dry runs.
                 pipe.lrem(keys.RECENT, 0, conv.id)
                 pipe.lpush(keys.RECENT, conv.id)
@@ -356,9 +358,6 @@ class Pipeline:
 
     async def handle_outbound(self, fields: Mapping[str, str], ack: Ack | None = None) -> None:
         await outbound.deliver(self, fields)
-
-    async def handle_transfer(self, fields: Mapping[str, str], ack: Ack | None = None) -> None:
-        await transfers.move_card(self, fields, ack)
 
     async def requeue(self, fields: dict[str, str]) -> None:
         await outbound.requeue(self, fields)

@@ -31,12 +31,14 @@ class AgentDesk(Protocol):
         decision: Decision,
         history: Sequence[PastConversation] = (),
         suggested_agent: str | None = None,
+        tag: str = "card",
     ) -> CardRef:
         """Post the context card for a conversation (tagged so `find_card` can see it later)."""
         ...
 
-    async def find_card(self, conversation: Conversation, channel: str, since: float) -> CardRef | None:
-        """A card posted before a crash, so a retried effect does not post a second one."""
+    async def find_card(self, conversation: Conversation, channel: str, since: float, tag: str = "card"
+                        ) -> CardRef | None:
+        """The card with this tag posted before a crash, so a retried effect does not post a second one."""
         ...
 
     async def post_in_thread(self, conversation: Conversation, message: Message) -> str:

@@ -136,7 +136,7 @@ class SlaTracker:
             update={"channel": action.channel, "priority": max(1, conv.decision.priority - 1),
                     "reasons": [f"escalated: {action.reason}", *conv.decision.reasons]}
         )
-        ref = await self.desk.post_card(conv, decision)
+        ref = await self.desk.post_card(conv, decision, tag="escalation")
         moved = conv.model_copy(update={"decision": decision, "slack_channel": ref.channel, "card_ts": ref.ts})
         # Posting took a Slack round trip: an agent may have claimed, resolved or transferred the
         # conversation on its old card meanwhile. Their action wins; the new card says so.
@@ -145,7 +145,9 @@ class SlaTracker:
                                         "nothing to do here.")
             log.info("sla_escalation_superseded", conversation_id=conv.id, step=action.step.value)
             return False
-        await self.redis.set(keys.thread(ref.channel, ref.ts), conv.id)
+        async with self.redis.pipeline(transaction=True) as pipe:
+            self.store.stage_card(pipe, moved)
+            await pipe.execute()
         await self.desk.update_card(conv, f"⬆️ Escalated to #{action.channel}: {action.reason}")
         conv.decision, conv.slack_channel, conv.card_ts, conv.version = decision, ref.channel, ref.ts, moved.version
         return True

@@ -84,18 +84,22 @@ return {1, ref}
 """
 
 _SAVE_IF = """
--- Compare-and-set on a conversation. KEYS[1] the conversation; with KEYS[2] (a claim) and KEYS[3] (its
--- holder's open set) the claim is dropped in the same step if ARGV[2] still holds it.
--- ARGV: n, holder, conversation id, n (field, expected JSON) pairs, then the (field, JSON) pairs to write.
-local n = tonumber(ARGV[1])
+-- Compare-and-set on a conversation. KEYS: 1 the conversation, 2 its claim, 3 the open set of ARGV[2]
+-- (whose claim is dropped in the same step if they still hold it; '' for none), 4 optionally a stream
+-- that gets the trailing ARGV pairs as an entry (work that must exist exactly when the write does).
+-- ARGV: n guards, holder, conversation id, n fields, then the (field, expected JSON) guard pairs, the
+-- (field, JSON) pairs to write, and the entry's pairs.
+local n, m = tonumber(ARGV[1]), tonumber(ARGV[4])
 for i = 0, n - 1 do
-  if (redis.call('HGET', KEYS[1], ARGV[4 + 2 * i]) or 'null') ~= ARGV[5 + 2 * i] then return false end
+  if (redis.call('HGET', KEYS[1], ARGV[5 + 2 * i]) or 'null') ~= ARGV[6 + 2 * i] then return false end
 end
-redis.call('HSET', KEYS[1], unpack(ARGV, 4 + 2 * n))
-if #KEYS == 3 and redis.call('GET', KEYS[2]) == ARGV[2] then
+local writes = 5 + 2 * n
+redis.call('HSET', KEYS[1], unpack(ARGV, writes, writes + 2 * m - 1))
+if ARGV[2] ~= '' and redis.call('GET', KEYS[2]) == ARGV[2] then
   redis.call('DEL', KEYS[2])
   redis.call('SREM', KEYS[3], ARGV[3])
 end
+if #KEYS == 4 then redis.call('XADD', KEYS[4], '*', unpack(ARGV, writes + 2 * m)) end
 return redis.call('HINCRBY', KEYS[1], 'version', 1)
 """
 
@@ -230,27 +234,42 @@ class ConversationStore:
         return len(pipe) - 1
 
     async def save_if(
-        self, conv: Conversation, fields: tuple[str, ...], expect: Conversation, drop_claim_of: str | None = None
+        self, conv: Conversation, fields: tuple[str, ...], expect: Conversation, drop_claim_of: str | None = None,
+        then_queue: dict[str, str] | None = None,
     ) -> bool:
         """Write `fields` only if `expect`'s state, claim, card and skill are still what is stored; with
-        `drop_claim_of`, also drop that agent's claim in the same step (a reassign).
+        `drop_claim_of`, also drop that agent's claim in the same step; with `then_queue`, also queue that
+        work on the customer's partition (see `enqueue`).
 
-        For writers that read, then wait on Slack, then write (an SLA escalation posting a new card):
-        an agent who claimed, resolved or transferred in between wins, and the caller learns it lost."""
+        For writers that read, then wait (on Slack, or on a human), then write: whoever changed the
+        conversation in between wins, and the caller learns it lost and can read again."""
         conv.updated_at = utcnow()
         guard = expect.model_dump(mode="json", include=set(GUARDED))
         dumped = conv.model_dump(mode="json", include={*fields, "updated_at"})
-        args: list[Any] = [len(GUARDED), drop_claim_of or "", conv.id]
+        args: list[Any] = [len(GUARDED), drop_claim_of or "", conv.id, len(dumped)]
         for name in GUARDED:
             args += [name, json.dumps(guard[name])]
         for name, value in dumped.items():
             args += [name, json.dumps(value)]
-        claim = [keys.claim(conv.id), keys.agent_open(drop_claim_of)] if drop_claim_of else []
-        version = await self._save_if(keys=[keys.conversation(conv.id), *claim], args=args)
+        script_keys = [keys.conversation(conv.id), keys.claim(conv.id), keys.agent_open(drop_claim_of or "-")]
+        if then_queue is not None:
+            stream, entry = self.entry(conv, then_queue)
+            script_keys.append(stream)
+            for name, value in entry.items():
+                args += [name, value]
+        version = await self._save_if(keys=script_keys, args=args)
         if version is None:
             return False
         conv.version = int(version)
         return True
+
+    @staticmethod
+    def stage_card(pipe: RedisPipeline, conv: Conversation) -> None:
+        """Index the conversation's current card: its thread leads to the conversation, and it is listed
+        among the conversation's cards."""
+        if conv.slack_channel and conv.card_ts:
+            pipe.set(keys.thread(conv.slack_channel, conv.card_ts), conv.id)
+            pipe.sadd(keys.cards(conv.id), f"{conv.slack_channel}|{conv.card_ts}")
 
     async def append(self, conv: Conversation, message: Message) -> None:
         await self.redis.rpush(keys.transcript(conv.id), message.model_dump_json())
@@ -258,18 +277,10 @@ class ConversationStore:
 
     async def enqueue(self, conv: Conversation, fields: dict[str, str]) -> str:
         """Queue work for a conversation on its customer's partition, behind that customer's messages."""
-        return as_str(await self.redis.xadd(*self._entry(conv, fields)))
+        return as_str(await self.redis.xadd(*self.entry(conv, fields)))
 
-    async def save_and_enqueue(self, conv: Conversation, fields: tuple[str, ...], work: dict[str, str]) -> None:
-        """`save` and `enqueue` in one MULTI: a desk action whose follow-up work must not be lost to a
-        crash between the two (a transfer whose new card the worker has yet to post)."""
-        async with self.redis.pipeline(transaction=True) as pipe:
-            at = self.stage_save(pipe, conv, *fields)
-            pipe.xadd(*self._entry(conv, work))
-            results = await pipe.execute()
-        conv.version = int(results[at])
-
-    def _entry(self, conv: Conversation, fields: dict[str, str]) -> tuple[str, dict[Any, Any]]:
+    def entry(self, conv: Conversation, fields: dict[str, str]) -> tuple[str, dict[Any, Any]]:
+        """(stream, entry) for `enqueue`, for callers that queue it on their own MULTI."""
         stream = keys.inbound_stream(keys.partition_of(conv.customer.person_id or conv.customer.key, self.partitions))
         return stream, {"conv": conv.id, "customer": conv.customer.key, **fields}
 

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 import structlog
 
 from gateway import keys
-from gateway.domain import ConversationState, RouteKind
+from gateway.domain import Conversation, ConversationState, RouteKind
 from gateway.effects import Effects
 from gateway.redis_conn import as_str
 from gateway.streams import Ack
@@ -27,55 +27,64 @@ if TYPE_CHECKING:
 log = structlog.get_logger(__name__)
 
 CARD_FIELDS = ("decision", "slack_channel", "card_ts")
+NOT_NOW = (ConversationState.RESOLVED, ConversationState.AUTOMATED)
 
 
 async def move_card(p: Pipeline, fields: Mapping[str, str], ack: Ack | None) -> None:
-    """Post the card in the new skill's channel, point the conversation at it, retire the old one.
+    """Post the card in the new skill's channel, point the conversation at it, then retire the old one.
 
-    Exactly once like a routed card: the post is a deferred effect (found again by its metadata after
-    a crash) and its result is written in the same MULTI as the stream ack."""
+    Exactly once like a routed card: the post is a deferred effect, found again after a crash by its
+    tag (this transfer's ref) in the card's metadata, and its result is written in the same MULTI as the
+    stream ack. The old card is retired by a queued `retire` entry in that MULTI: pointing the
+    conversation at the new card first means an agent acting in between redraws the new card, not the
+    one being retired, and a Slack failure while retiring is retried without moving anything twice."""
     conv_id, skill, ref = fields["conv"], fields["skill"], fields["ref"]
+    tag = f"transfer:{ref}"
     snap = await p.store.snapshot(conv_id)
     conv = snap.conversation
+    redelivered = ack is None or ack.redelivered
     if conv is None or conv.decision is None:
         log.error("transfer_for_missing_conversation", conversation_id=conv_id, transfer=ref)
         return
-    if conv.skill != skill or conv.state is ConversationState.RESOLVED:
-        # A later transfer (its own entry comes next) or a resolve overtook this one.
-        log.info("transfer_superseded", conversation_id=conv_id, transfer=ref, skill=conv.skill,
-                 state=conv.state.value)
-        return
     policy = await p.policies.for_conversation(conv.id)
+    channel = policy.route_for(skill).channel
+    by = f"by <@{fields.get('user', '')}> · {_clock(ack)} (`{conv.id}`)"
+    effects = Effects(p.redis, keys.effects(conv.id), snap.effects, fresh=not redelivered,
+                      since=ack.queued_at if ack is not None and redelivered else None)
+    if conv.skill != skill or conv.state in NOT_NOW or conv.decision.skill == skill:
+        # Overtaken by a later transfer (its own entry comes next), a resolve or the bot, or already
+        # there. A first attempt that crashed after posting left a card: it must not stay live.
+        log.info("transfer_overtaken", conversation_id=conv_id, transfer=ref, skill=conv.skill,
+                 state=conv.state.value)
+        await _retire_orphan(p, conv, effects, tag, channel, f"➡️ Transfer to #{channel} overtaken {by}")
+        return
+
     decision = conv.decision.model_copy(update={
-        "route": RouteKind.HUMAN, "skill": skill, "channel": policy.route_for(skill).channel,
+        "route": RouteKind.HUMAN, "skill": skill, "channel": channel,
         "reasons": [f"transferred from {fields.get('from_skill') or 'another skill'} by an agent",
                     *conv.decision.reasons],
     })
     history = await p.identity.history(conv.customer.person_id, conv.id) if p.identity is not None else []
-    redelivered = ack is None or ack.redelivered
-    effects = Effects(p.redis, keys.effects(conv.id), snap.effects, fresh=not redelivered,
-                      since=ack.queued_at if ack is not None and redelivered else None)
 
     async def post() -> str:
-        card = await p.desk.post_card(conv, decision, history)
+        card = await p.desk.post_card(conv, decision, history, tag=tag)
         return f"{card.channel}|{card.ts}"
 
     async def find(since: float) -> str | None:
-        card = await p.desk.find_card(conv, decision.channel or "", since)
+        card = await p.desk.find_card(conv, channel, since, tag=tag)
         return f"{card.channel}|{card.ts}" if card else None
 
-    result, _ = await effects.once(f"transfer:{ref}", post, find, deferred=True)
+    result, _ = await effects.once(tag, post, find, deferred=True)
     new_channel, new_ts = result.split("|", 1)
-    notice = (f"➡️ Transferred to <#{new_channel}> by <@{fields.get('user', '')}> · "
-              f"{_clock(ack)} (`{conv.id}`)")
-    old = (conv.slack_channel, conv.card_ts)
-    if old[1] and old[1] != new_ts:
-        await p.desk.retire_card(old[0] or "", old[1], notice)  # before the ack: a failure retries it
+    notice = f"➡️ Transferred to <#{new_channel}> {by}"
+    old = (conv.slack_channel or "", conv.card_ts or "")
     conv.decision, conv.slack_channel, conv.card_ts = decision, new_channel, new_ts
     async with p.redis.pipeline(transaction=True) as pipe:
         pipe.hmget(keys.conversation(conv.id), ["slack_channel", "card_ts"])
         at = p.store.stage_save(pipe, conv, *CARD_FIELDS)
-        pipe.set(keys.thread(new_channel, new_ts), conv.id)
+        p.store.stage_card(pipe, conv)
+        if old[1] and old[1] != new_ts:
+            pipe.xadd(*p.store.entry(conv, retire_work(old, notice)))
         effects.stage(pipe)
         if ack is not None:
             ack.stage(pipe)
@@ -85,14 +94,30 @@ async def move_card(p: Pipeline, fields: Mapping[str, str], ack: Ack | None) -> 
         ack.done = True
     current = _card(results[0])
     if current[1] and current[1] not in (old[1], new_ts):
-        # An SLA escalation replaced the card while this one was being posted; its buttons would act on
-        # a card that no longer leads. Cosmetic past the commit, so a failure is only logged.
-        try:
-            await p.desk.retire_card(current[0] or "", current[1], notice)
-        except Exception as exc:
-            log.warning("transfer_retire_failed", conversation_id=conv.id, ts=current[1], error=repr(exc))
-    log.info("conversation_transferred", conversation_id=conv.id, skill=skill, channel=decision.channel,
-             ts=new_ts)
+        # An SLA escalation re-posted the card after our read; that card leads nowhere now either.
+        await p.store.enqueue(conv, retire_work(current, notice))
+    log.info("conversation_transferred", conversation_id=conv.id, skill=skill, channel=channel, ts=new_ts)
+
+
+async def _retire_orphan(
+    p: Pipeline, conv: Conversation, effects: Effects, tag: str, channel: str, notice: str
+) -> None:
+    """A card an earlier attempt posted before it crashed (its result never committed) loses its buttons."""
+    if effects.since is None:
+        return  # first delivery: nothing was posted for it yet
+    card = await p.desk.find_card(conv, channel, effects.since, tag=tag)
+    if card is not None and card.ts != conv.card_ts:
+        await p.desk.retire_card(card.channel, card.ts, notice)
+
+
+def retire_work(card: tuple[str | None, str | None], text: str) -> dict[str, str]:
+    return {"kind": "retire", "channel": card[0] or "", "ts": card[1] or "", "text": text}
+
+
+async def retire(p: Pipeline, fields: Mapping[str, str], ack: Ack | None) -> None:
+    """A card that no longer leads (moved by a transfer) loses its buttons; repeating it is harmless."""
+    await p.desk.retire_card(fields["channel"], fields["ts"], fields["text"])
+    log.info("card_retired", conversation_id=fields.get("conv"), channel=fields["channel"], ts=fields["ts"])
 
 
 def _card(raw: list[Any]) -> tuple[str | None, str | None]:

@@ -156,3 +156,70 @@ async def test_claim_read_before_a_resolve_does_not_reopen_it(redis: aioredis.Re
         assert await redis.smembers("sb:agent:U_AGENT:open") == set()
     finally:
         await gw.close()
+
+
+async def test_holder_reclicking_claim_across_a_resolve_keeps_no_claim(redis: aioredis.Redis, redis_url: str,
+                                                                       tmp_path: Path) -> None:
+    """The card is redrawn with Claim after an escalation, so the holder clicking it again is normal: a
+    resolve landing in that click must not leave their claim (and a unit of their capacity) held."""
+    gw = await start_gateway(make_settings(redis_url, tmp_path, automation="off"))
+    try:
+        status, body = await gw.post_message({"customer_id": "race-3", "message_id": "m1",
+                                              "text": "I was charged twice on my invoice"})
+        assert status == 202
+        conv_id = body["conversation_id"]
+
+        async def carded() -> bool:
+            conv = await gw.rt.store.load(conv_id)
+            return bool(conv and conv.card_ts)
+
+        await eventually(carded)
+        assert (await gw.rt.ops.claim(conv_id, "U_AGENT")).ok
+        racing = DeskOps(gw.rt.redis, ResolvedAfterRead(gw.rt.store, gw.rt.ops), gw.rt.ops.policies,  # type: ignore[arg-type]
+                         gw.rt.ops.sla)
+        assert not (await racing.claim(conv_id, "U_AGENT")).ok
+        conv = await gw.rt.store.load(conv_id)
+        assert conv is not None and conv.state is ConversationState.RESOLVED and conv.claimed_by is None
+        assert await gw.rt.ops.holder(conv_id) is None
+        assert await redis.smembers("sb:agent:U_AGENT:open") == set()
+    finally:
+        await gw.close()
+
+
+class ClaimedAfterHolderRead(DeskOps):
+    """Real desk actions, with another agent claiming right after this one has read who holds the claim."""
+
+    other: DeskOps
+    done = False
+
+    async def holder(self, conversation_id: str) -> str | None:
+        held = await super().holder(conversation_id)
+        if not self.done:
+            self.done = True
+            assert (await self.other.claim(conversation_id, "U_OTHER")).ok
+        return held
+
+
+async def test_resolve_read_before_a_claim_still_drops_that_claim(redis: aioredis.Redis, redis_url: str,
+                                                                  tmp_path: Path) -> None:
+    gw = await start_gateway(make_settings(redis_url, tmp_path, automation="off"))
+    try:
+        status, body = await gw.post_message({"customer_id": "race-4", "message_id": "m1",
+                                              "text": "I was charged twice on my invoice"})
+        assert status == 202
+        conv_id = body["conversation_id"]
+
+        async def carded() -> bool:
+            conv = await gw.rt.store.load(conv_id)
+            return bool(conv and conv.card_ts)
+
+        await eventually(carded)
+        racing = ClaimedAfterHolderRead(gw.rt.redis, gw.rt.store, gw.rt.ops.policies, gw.rt.ops.sla)
+        racing.other = gw.rt.ops
+        assert (await racing.resolve(conv_id, "U_LEAD", skill="billing", urgency=None, mood=None)).ok
+        conv = await gw.rt.store.load(conv_id)
+        assert conv is not None and conv.state is ConversationState.RESOLVED and conv.claimed_by is None
+        assert await gw.rt.ops.holder(conv_id) is None
+        assert await redis.smembers("sb:agent:U_OTHER:open") == set()
+    finally:
+        await gw.close()

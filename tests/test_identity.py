@@ -122,6 +122,11 @@ async def test_forget_erases_everywhere(gateway: Gateway, redis: aioredis.Redis)
     await gateway.post_message({"customer_id": "crm-1", "message_id": "a2", "text": "hello again?"})
     card = cards(gateway.slack, "support-billing")[0]
     await eventually(lambda: gateway.slack.replies("support-billing", card["ts"])[1:])
+    # Transferred: the old card's thread keeps the customer's text, so the erasure must find it too.
+    assert (await gateway.rt.ops.transfer(conv_id, "U0ALICE", "technical")).ok
+    (moved,) = await eventually(lambda: cards(gateway.slack, "support-technical"))
+    await gateway.post_message({"customer_id": "crm-1", "message_id": "a3", "text": "still double charged"})
+    await eventually(lambda: gateway.slack.replies("support-technical", moved["ts"])[1:])
     await gateway.rt.ops.resolve(conv_id, "U0ALICE", skill="billing", urgency=None, mood="negative")
     assert await redis.lrange(keys.RECENT, 0, -1)
 
@@ -132,14 +137,15 @@ async def test_forget_erases_everywhere(gateway: Gateway, redis: aioredis.Redis)
                                       headers={"X-Switchboard-Signature": sign(API_SECRET, b"")}) as r:
         report = await r.json()
         assert r.status == 200, report
-    assert report["conversations"] == 1 and report["messages"] == 2
+    assert report["conversations"] == 1 and report["messages"] == 3
     for pattern in ("sb:conv:*", "sb:ident:*", "sb:person:*", "sb:dedupe:*", "sb:cust:*"):
         assert await redis.keys(pattern) == [], pattern
     assert await redis.lrange(keys.RECENT, 0, -1) == []
     assert all(o["conversation_id"] != conv_id for o in await outcomes(redis))
     everything = json.dumps([gateway.slack.messages(c) + gateway.slack.replies(c, m["ts"])
-                             for c in ("support-billing",) for m in gateway.slack.messages(c)])
-    assert "invoice is wrong" not in everything and "hello again" not in everything
+                             for c in ("support-billing", "support-technical") for m in gateway.slack.messages(c)])
+    for text in ("invoice is wrong", "hello again", "still double charged"):
+        assert text not in everything
     assert "Customer data erased" in everything
     async with gateway.session.delete(f"{gateway.url}{path}",
                                       headers={"X-Switchboard-Signature": sign(API_SECRET, b"")}) as r:

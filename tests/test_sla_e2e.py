@@ -125,9 +125,9 @@ class ClaimsWhilePosting:
     def __getattr__(self, name: str) -> Any:
         return getattr(self.inner, name)
 
-    async def post_card(self, conv: Conversation, decision: Decision, *args: Any) -> Any:
-        ref = await self.inner.post_card(conv, decision, *args)
-        assert (await self.ops.claim(conv.id, "U0ALICE")).ok
+    async def post_card(self, conversation: Conversation, decision: Decision, *args: Any, **kwargs: Any) -> Any:
+        ref = await self.inner.post_card(conversation, decision, *args, **kwargs)
+        assert (await self.ops.claim(conversation.id, "U0ALICE")).ok
         return ref
 
 

@@ -1,25 +1,28 @@
 """Transfers ride the customer's partition stream: ordered with their messages, retried like them.
 
-The emulator fails `chat.postMessage` four times in a row (slack_sdk's three retries included), so the
-first attempt to post the new card fails for good and only a retry from the stream can move it.
+Posts are never resent by slack_sdk (chat.postMessage has no idempotency key), so when the emulator
+fails `chat.postMessage` four times the worker's own retries (0.2 + 0.4 + 0.8 + 1.6 s of back-off) are
+what moves the card, and the test has that long to act while the move is pending.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
 import redis.asyncio as aioredis
 
+from gateway.domain import Conversation, Decision
 from tests.conftest import Callback
 from tests.harness import Gateway, cards, eventually, make_settings, start_gateway
 from tests.slack_requests import SlackSender
 from tests.test_desk import card_message, new_card, sender
 
-ALL_SDK_ATTEMPTS = 4
+FAILED_POSTS = 4
 
 
 @pytest.fixture
@@ -52,7 +55,7 @@ def _thread_texts(gw: Gateway, channel: str, ts: str) -> str:
 
 async def test_follow_up_after_a_transfer_lands_under_the_new_card_even_when_slack_fails(gw: Gateway) -> None:
     conv_id, card, channel = await new_card(gw)
-    gw.slack.fail_next("chat.postMessage", 500, count=ALL_SDK_ATTEMPTS)
+    gw.slack.fail_next("chat.postMessage", 500, count=FAILED_POSTS)
     await _transfer(gw, sender(gw), conv_id, card, channel, "technical")
     status, _ = await gw.post_message({"customer_id": "c-1", "message_id": "c-1-m2", "text": "still waiting!!"})
     assert status == 202
@@ -72,9 +75,9 @@ async def test_follow_up_after_a_transfer_lands_under_the_new_card_even_when_sla
 async def test_a_transfer_overtaken_by_another_posts_no_card_of_its_own(gw: Gateway) -> None:
     conv_id, card, channel = await new_card(gw)
     slack = sender(gw)
-    gw.slack.fail_next("chat.postMessage", 500, count=ALL_SDK_ATTEMPTS)
+    gw.slack.fail_next("chat.postMessage", 500, count=FAILED_POSTS)
     await _transfer(gw, slack, conv_id, card, channel, "technical")
-    # The first move is still failing inside slack_sdk's retries (about 3.5 s of back-off).
+    # The first move is still failing and backing off.
     await _transfer(gw, slack, conv_id, card, channel, "shipping")
 
     moved = await eventually(lambda: cards(gw.slack, "support-shipping"), timeout=30)
@@ -83,3 +86,118 @@ async def test_a_transfer_overtaken_by_another_posts_no_card_of_its_own(gw: Gate
     assert await eventually(lambda: "Transferred to" in json.dumps(card_message(gw, "support-billing", card["ts"])))
     conv = await gw.rt.store.load(conv_id)
     assert conv is not None and conv.card_ts == moved[0]["ts"] and conv.skill == "shipping"
+
+
+def _live(gw: Gateway, channel: str, ts: str) -> bool:
+    return any(b["type"] == "actions" for b in card_message(gw, channel, ts)["blocks"])
+
+
+@dataclasses.dataclass
+class CrashesAfterPosting:
+    """The real desk; the first transfer card it posts is followed by `then()` and a crash of that attempt,
+    so its result never reaches Redis and the entry comes back as a redelivery."""
+
+    inner: Any
+    then: Callable[[], Awaitable[None]]
+    crashed: bool = False
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.inner, name)
+
+    async def post_card(self, conversation: Conversation, decision: Decision, *args: Any, **kwargs: Any) -> Any:
+        ref = await self.inner.post_card(conversation, decision, *args, **kwargs)
+        if not self.crashed and str(kwargs.get("tag", "")).startswith("transfer:"):
+            self.crashed = True
+            await self.then()
+            raise RuntimeError("worker died after posting")
+        return ref
+
+
+async def test_a_card_posted_by_a_crashed_move_is_retired_when_the_move_is_overtaken(gw: Gateway) -> None:
+    conv_id, card, _ = await new_card(gw)
+
+    async def transfer_again() -> None:
+        assert (await gw.rt.ops.transfer(conv_id, "U0BOB", "shipping")).ok
+
+    gw.rt.pipeline.desk = CrashesAfterPosting(gw.rt.desk, transfer_again)
+    assert (await gw.rt.ops.transfer(conv_id, "U0ALICE", "technical")).ok
+
+    shipping = await eventually(lambda: cards(gw.slack, "support-shipping"), timeout=30)
+    (orphan,) = cards(gw.slack, "support-technical")
+    assert await eventually(lambda: not _live(gw, "support-technical", orphan["ts"]))
+    assert "overtaken" in json.dumps(card_message(gw, "support-technical", orphan["ts"]))
+    assert await eventually(lambda: not _live(gw, "support-billing", card["ts"]))
+    assert len(shipping) == 1 and _live(gw, "support-shipping", shipping[0]["ts"])
+    conv = await gw.rt.store.load(conv_id)
+    assert conv is not None and conv.card_ts == shipping[0]["ts"] and conv.skill == "shipping"
+
+
+async def test_a_failed_post_is_not_mistaken_for_an_older_card_of_the_same_conversation(gw: Gateway) -> None:
+    """Back and forth within seconds: the retry's lookup must not take the first move's card for its own."""
+    conv_id, _, _ = await new_card(gw)
+
+    async def on(skill: str) -> Conversation | None:
+        conv = await gw.rt.store.load(conv_id)
+        return conv if conv is not None and conv.decision is not None and conv.decision.skill == skill else None
+
+    assert (await gw.rt.ops.transfer(conv_id, "U0ALICE", "technical")).ok
+    first = await eventually(lambda: on("technical"))
+    assert (await gw.rt.ops.transfer(conv_id, "U0ALICE", "billing")).ok
+    await eventually(lambda: on("billing"))
+    gw.slack.fail_next("chat.postMessage", 500, count=1)
+    assert (await gw.rt.ops.transfer(conv_id, "U0ALICE", "technical")).ok
+    third = await eventually(lambda: on("technical"), timeout=20)
+
+    assert third.card_ts != first.card_ts
+    assert len(cards(gw.slack, "support-technical")) == 2
+    assert _live(gw, "support-technical", third.card_ts)
+    assert await eventually(lambda: not _live(gw, "support-technical", first.card_ts))
+
+
+async def test_replies_under_a_moved_card_are_not_relayed_and_the_agent_is_told(gw: Gateway, callback: Callback
+                                                                                 ) -> None:
+    conv_id, card, channel = await new_card(gw)
+    slack = sender(gw)
+    await _transfer(gw, slack, conv_id, card, channel, "technical")
+    (moved,) = await eventually(lambda: cards(gw.slack, "support-technical"))
+    assert (await gw.rt.ops.claim(conv_id, "U0ALICE")).ok
+    await slack.message("U0ALICE", channel, "here is your refund", thread_ts=card["ts"])
+    told = await eventually(lambda: [c for c in gw.slack.calls_to("chat.postEphemeral")
+                                     if "was moved to" in c.params["text"]])
+    assert told[0].params["user"] == "U0ALICE"
+    await slack.message("U0ALICE", gw.slack.channel_id("support-technical"), "refund sent", thread_ts=moved["ts"])
+    delivered = await eventually(lambda: [r for r in callback.received if "refund sent" in r["text"]])
+    assert delivered and not [r for r in callback.received if "here is your refund" in r["text"]]
+
+
+async def _routed_without_worker(gw: Gateway) -> tuple[str, dict[str, Any], str]:
+    """A card routed by a worker that is then stopped, so the test decides when the next one runs."""
+    gw.start_worker()
+    routed = await new_card(gw)
+    gw.stop.set()
+    assert gw.worker_task is not None
+    await gw.worker_task
+    gw.stop.clear()
+    return routed
+
+
+async def test_transfer_to_its_own_skill_is_refused_and_a_move_the_bot_overtook_posts_nothing(
+    redis: aioredis.Redis, redis_url: str, tmp_path: Path, callback: Callback
+) -> None:
+    gw = await start_gateway(make_settings(redis_url, tmp_path, api_callback_url=callback.url), with_worker=False)
+    try:
+        conv_id, _, _ = await _routed_without_worker(gw)
+        result = await gw.rt.ops.transfer(conv_id, "U0ALICE", "billing")
+        assert not result.ok and "already with billing" in result.message
+        assert (await gw.rt.ops.transfer(conv_id, "U0ALICE", "technical")).ok
+        assert (await gw.rt.ops.to_bot(conv_id, "U0ALICE")).ok  # before any worker got to the move
+        gw.start_worker()
+
+        async def drained() -> bool:
+            groups = [await redis.xinfo_groups(f"sb:in:{p}") for p in range(gw.settings.partitions)]
+            return all(int(g["pending"]) == 0 and int(g["lag"] or 0) == 0 for gs in groups for g in gs)
+
+        assert await eventually(drained)
+        assert cards(gw.slack, "support-technical") == []  # the bot has it: no human card
+    finally:
+        await gw.close()

@@ -153,6 +153,9 @@ class ContextCard:
     def to_dicts(self) -> list[dict[str, Any]]:
         return self.blocks()
 
-    def metadata(self) -> dict[str, Any]:
-        """Slack message metadata: lets a recovering worker find a card it posted before crashing."""
-        return {"event_type": "switchboard_card", "event_payload": {"conversation_id": self.conversation.id}}
+    def metadata(self, tag: str = "card") -> dict[str, Any]:
+        """Slack message metadata: lets a recovering worker find a card it posted before crashing. `tag`
+        names which card (the routed one, or one transfer's), so an older card of the same conversation
+        in that channel is never taken for it."""
+        return {"event_type": "switchboard_card",
+                "event_payload": {"conversation_id": self.conversation.id, "tag": tag}}

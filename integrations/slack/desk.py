@@ -127,6 +127,7 @@ class SlackDesk:
         decision: Decision,
         history: Sequence[PastConversation] = (),
         suggested_agent: str | None = None,
+        tag: str = "card",
     ) -> CardRef:
         card = self.card(conversation, decision, history, suggested=suggested_agent)
         channel = await self.channel_id(decision.channel or "")
@@ -134,7 +135,7 @@ class SlackDesk:
             channel=channel,
             text=card.fallback_text(),
             blocks=card.to_dicts(),
-            metadata=card.metadata(),
+            metadata=card.metadata(tag),
             unfurl_links=False,
             unfurl_media=False,
         )
@@ -189,7 +190,8 @@ class SlackDesk:
             if exc.response.get("error") != "already_reacted":
                 raise
 
-    async def find_card(self, conversation: Conversation, channel: str, since: float) -> CardRef | None:
+    async def find_card(self, conversation: Conversation, channel: str, since: float, tag: str = "card"
+                        ) -> CardRef | None:
         channel_id = await self.channel_id(channel)
         resp = await self.client.conversations_history(
             channel=channel_id, oldest=f"{since - 5:.6f}", include_all_metadata=True, limit=200
@@ -197,9 +199,9 @@ class SlackDesk:
         messages: list[dict[str, Any]] = resp.get("messages", [])
         for msg in messages:
             payload = (msg.get("metadata") or {}).get("event_payload") or {}
-            if payload.get("conversation_id") == conversation.id and msg.get("metadata", {}).get(
-                "event_type"
-            ) == "switchboard_card":
+            if payload.get("conversation_id") == conversation.id and payload.get("tag", "card") == tag and (
+                msg.get("metadata", {}).get("event_type") == "switchboard_card"
+            ):
                 return CardRef(channel=channel_id, ts=msg["ts"])
         return None
 

@@ -138,7 +138,10 @@ async def _after(
     if not result.ok or result.conversation is None:
         await _refuse(client, body, result.message)
         return
-    await ctx.desk.update_card(result.conversation, status)
+    # Read again: a transfer or escalation may have moved the card since the action read it, and
+    # redrawing the old one would give a retired card its buttons back.
+    conv = await ctx.store.load(result.conversation.id) or result.conversation
+    await ctx.desk.update_card(conv, status)
 
 
 BUTTONS: dict[str, Handler] = {
@@ -260,6 +263,13 @@ async def _relay(ctx: DeskContext, event: dict[str, Any], client: AsyncWebClient
         return
     conv = await ctx.store.load(conv_id)
     if conv is None or conv.state is ConversationState.RESOLVED:
+        return
+    if conv.card_ts and conv.card_ts != thread_ts:
+        await client.chat_postEphemeral(
+            channel=channel, user=user, thread_ts=thread_ts,
+            text=f"Not sent to the customer: this card was moved to <#{conv.slack_channel}>. Reply in the "
+            "thread of its current card.",
+        )
         return
     name = await ctx.display_name(client, user)
     # Slack-formatted mentions mean nothing to a customer; strip them from what we relay.
