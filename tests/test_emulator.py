@@ -8,7 +8,10 @@ from __future__ import annotations
 
 import json
 import re
+import subprocess
+import sys
 import time
+import urllib.request
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
@@ -25,6 +28,7 @@ from integrations.slack.emulator import (
     EmulatorState,
     create_emulator_app,
 )
+from tests.conftest import free_port
 
 TOKEN = "xoxb-emulator"
 TS_RE = re.compile(r"^\d{10}\.\d{6}$")
@@ -300,3 +304,28 @@ async def test_soak_mode_keeps_only_the_newest_messages_and_calls() -> None:
         assert 20 <= len(texts) <= 22 and texts[0] == "m59", "newest kept, oldest dropped in chunks"
         assert len(e.state.calls) == 30 and e.state.calls[-1].method == "conversations.history"
         assert e.state.calls_to("chat.postMessage")[-1].response["message"]["text"] == "m59"
+
+
+@pytest.mark.parametrize(("level", "printed"), [("info", False), ("debug", True)])
+def test_standalone_emulator_prints_each_call_only_at_debug(level: str, printed: bool) -> None:
+    """Unconfigured, structlog printed a line per Web API call: a tenth of the emulator's CPU under load."""
+    port = free_port()
+    proc = subprocess.Popen([sys.executable, "-m", "integrations.slack.emulator", "--port", str(port),
+                             "--log-level", level], stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    request = urllib.request.Request(f"http://127.0.0.1:{port}/api/auth.test", method="POST",
+                                     headers={"Authorization": f"Bearer {TOKEN}"})
+    try:
+        for _ in range(200):
+            try:
+                with urllib.request.urlopen(request, timeout=5) as resp:
+                    assert json.loads(resp.read())["ok"]
+                    break
+            except OSError:
+                time.sleep(0.1)
+        else:
+            raise AssertionError("the emulator did not start")
+    finally:
+        proc.terminate()
+        out, _ = proc.communicate(timeout=20)
+    assert b"Slack emulator desk" in out
+    assert (b"slack_emulator.call" in out) is printed
