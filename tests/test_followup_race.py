@@ -18,11 +18,12 @@ from typing import Any
 
 import redis.asyncio as aioredis
 
+from gateway import keys
 from gateway.desk_ops import DeskOps
 from gateway.domain import Conversation, ConversationState, Direction, Message, new_id
 from gateway.worker import Worker
 from tests.conftest import Callback
-from tests.harness import bot_answered, cards, eventually, make_settings, outcomes, start_gateway
+from tests.harness import Gateway, bot_answered, cards, eventually, make_settings, outcomes, start_gateway
 
 
 @dataclasses.dataclass
@@ -115,6 +116,28 @@ async def test_bot_silence_check_waits_for_a_newer_bot_answer(
         await gw.close()
 
 
+async def _carded(gw: Gateway, customer: str) -> str:
+    """A routed conversation whose card is stored; its id."""
+    status, body = await gw.post_message({"customer_id": customer, "message_id": "m1",
+                                          "text": "I was charged twice on my invoice"})
+    assert status == 202
+    conv_id: str = body["conversation_id"]
+
+    async def carded() -> bool:
+        conv = await gw.rt.store.load(conv_id)
+        return bool(conv and conv.card_ts)
+
+    await eventually(carded)
+    return conv_id
+
+
+async def _assert_resolved_with_no_claim_held(gw: Gateway, conv_id: str, agent: str) -> None:
+    conv = await gw.rt.store.load(conv_id)
+    assert conv is not None and conv.state is ConversationState.RESOLVED and conv.claimed_by is None
+    assert await gw.rt.ops.holder(conv_id) is None
+    assert await gw.rt.redis.smembers(keys.agent_open(agent)) == set()
+
+
 @dataclasses.dataclass
 class ResolvedAfterRead:
     """The real store, with an agent resolving the conversation right after the claim has read it."""
@@ -136,24 +159,12 @@ async def test_claim_read_before_a_resolve_does_not_reopen_it(redis: aioredis.Re
                                                               tmp_path: Path) -> None:
     gw = await start_gateway(make_settings(redis_url, tmp_path, automation="off"))
     try:
-        status, body = await gw.post_message({"customer_id": "race-2", "message_id": "m1",
-                                              "text": "I was charged twice on my invoice"})
-        assert status == 202
-        conv_id = body["conversation_id"]
-
-        async def carded() -> bool:
-            conv = await gw.rt.store.load(conv_id)
-            return bool(conv and conv.card_ts)
-
-        await eventually(carded)
+        conv_id = await _carded(gw, "race-2")
         racing = DeskOps(gw.rt.redis, ResolvedAfterRead(gw.rt.store, gw.rt.ops), gw.rt.ops.policies,  # type: ignore[arg-type]
                          gw.rt.ops.sla)
         result = await racing.claim(conv_id, "U_AGENT")
         assert not result.ok and "changed as you clicked" in result.message
-        conv = await gw.rt.store.load(conv_id)
-        assert conv is not None and conv.state is ConversationState.RESOLVED and conv.claimed_by is None
-        assert await gw.rt.ops.holder(conv_id) is None
-        assert await redis.smembers("sb:agent:U_AGENT:open") == set()
+        await _assert_resolved_with_no_claim_held(gw, conv_id, "U_AGENT")
     finally:
         await gw.close()
 
@@ -164,24 +175,12 @@ async def test_holder_reclicking_claim_across_a_resolve_keeps_no_claim(redis: ai
     resolve landing in that click must not leave their claim (and a unit of their capacity) held."""
     gw = await start_gateway(make_settings(redis_url, tmp_path, automation="off"))
     try:
-        status, body = await gw.post_message({"customer_id": "race-3", "message_id": "m1",
-                                              "text": "I was charged twice on my invoice"})
-        assert status == 202
-        conv_id = body["conversation_id"]
-
-        async def carded() -> bool:
-            conv = await gw.rt.store.load(conv_id)
-            return bool(conv and conv.card_ts)
-
-        await eventually(carded)
+        conv_id = await _carded(gw, "race-3")
         assert (await gw.rt.ops.claim(conv_id, "U_AGENT")).ok
         racing = DeskOps(gw.rt.redis, ResolvedAfterRead(gw.rt.store, gw.rt.ops), gw.rt.ops.policies,  # type: ignore[arg-type]
                          gw.rt.ops.sla)
         assert not (await racing.claim(conv_id, "U_AGENT")).ok
-        conv = await gw.rt.store.load(conv_id)
-        assert conv is not None and conv.state is ConversationState.RESOLVED and conv.claimed_by is None
-        assert await gw.rt.ops.holder(conv_id) is None
-        assert await redis.smembers("sb:agent:U_AGENT:open") == set()
+        await _assert_resolved_with_no_claim_held(gw, conv_id, "U_AGENT")
     finally:
         await gw.close()
 
@@ -204,22 +203,10 @@ async def test_resolve_read_before_a_claim_still_drops_that_claim(redis: aioredi
                                                                   tmp_path: Path) -> None:
     gw = await start_gateway(make_settings(redis_url, tmp_path, automation="off"))
     try:
-        status, body = await gw.post_message({"customer_id": "race-4", "message_id": "m1",
-                                              "text": "I was charged twice on my invoice"})
-        assert status == 202
-        conv_id = body["conversation_id"]
-
-        async def carded() -> bool:
-            conv = await gw.rt.store.load(conv_id)
-            return bool(conv and conv.card_ts)
-
-        await eventually(carded)
+        conv_id = await _carded(gw, "race-4")
         racing = ClaimedAfterHolderRead(gw.rt.redis, gw.rt.store, gw.rt.ops.policies, gw.rt.ops.sla)
         racing.other = gw.rt.ops
         assert (await racing.resolve(conv_id, "U_LEAD", skill="billing", urgency=None, mood=None)).ok
-        conv = await gw.rt.store.load(conv_id)
-        assert conv is not None and conv.state is ConversationState.RESOLVED and conv.claimed_by is None
-        assert await gw.rt.ops.holder(conv_id) is None
-        assert await redis.smembers("sb:agent:U_OTHER:open") == set()
+        await _assert_resolved_with_no_claim_held(gw, conv_id, "U_OTHER")
     finally:
         await gw.close()
