@@ -100,16 +100,17 @@ class DeskOps:
         # The SLA clock, not the wall clock: the agent's nudge and reassign are counted from this. The
         # holder clicking Claim again (the card is redrawn with the button after an escalation) keeps it.
         now = datetime.fromtimestamp(self.sla.clock.now(), UTC) if self.sla is not None else utcnow()
-        held_before = conv.claimed_by == user
-        claimed_at = conv.claimed_at if held_before and conv.claimed_at else now
+        claimed_at = conv.claimed_at if conv.claimed_by == user and conv.claimed_at else now
         seen = conv.model_copy()
         conv.state, conv.claimed_by, conv.agent, conv.claimed_at = ConversationState.CLAIMED, user, user, claimed_at
         # Compare-and-set against what was read above: a resolve, transfer or new card that landed in
         # between wins, and the claim just taken is given back instead of marking it claimed.
         if not await self.store.save_if(conv, ("state", "claimed_by", "agent", "claimed_at"), seen):
             current = await self.store.load(conversation_id)
-            if current is not None and held_before and current.claimed_by == user:
-                return Result(True, "claimed", current)  # re-clicked while a new card was posted: still theirs
+            if current is not None and current.claimed_by == user:
+                # Still theirs: a double click (the other click wrote first), or a re-click while a new
+                # card was being posted. Releasing here would drop the claim that click just took.
+                return Result(True, "claimed", current)
             # Whatever won (a resolve, transfer or reassign) dropped the claim; the script above has just
             # taken it again, so give it back.
             await self._release(keys=[keys.claim(conversation_id), keys.agent_open(user)],
@@ -179,7 +180,7 @@ class DeskOps:
         def change(conv: Conversation, holder: str | None) -> tuple[str, ...] | Result:
             if conv.decision is None or not conv.card_ts:
                 return Result(False, "That conversation has no card to move.", conv)
-            if conv.skill == skill:
+            if conv.skill == skill and conv.decision.skill == skill:
                 return Result(False, f"It is already with {skill}.", conv)
             conv.skill, conv.claimed_by, conv.state = skill, None, ConversationState.WAITING
             return ("skill", "claimed_by", "state")

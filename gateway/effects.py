@@ -84,7 +84,6 @@ class Effects:
         return result, True
 
     def stage(self, pipe: RedisPipeline) -> None:
-        """Queue the deferred results on the caller's MULTI."""
+        """Queue the deferred results on the caller's MULTI (again, if a WATCH made it retry)."""
         if self.unsaved:
             pipe.hset(self.key, mapping=dict(self.unsaved))  # type: ignore[arg-type]
-            self.unsaved.clear()

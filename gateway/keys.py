@@ -66,6 +66,11 @@ def thread(channel_id: str, ts: str) -> str:
     return f"{PREFIX}thread:{channel_id}:{ts}"
 
 
+RETIRED = "retired:"
+"""Prefix of a `thread` value whose card a transfer retired: replies there reach nobody, and the agent
+is told where the conversation went."""
+
+
 def cards(conversation_id: str) -> str:
     """Every card a conversation has had ("channel|ts"): transfers and escalations leave older ones,
     whose threads hold customer text that an erasure must find."""

@@ -11,9 +11,10 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import structlog
+from redis.exceptions import WatchError
 
 from gateway import keys
 from gateway.domain import Conversation, ConversationState, RouteKind
@@ -76,27 +77,54 @@ async def move_card(p: Pipeline, fields: Mapping[str, str], ack: Ack | None) -> 
 
     result, _ = await effects.once(tag, post, find, deferred=True)
     new_channel, new_ts = result.split("|", 1)
-    notice = f"➡️ Transferred to <#{new_channel}> {by}"
-    old = (conv.slack_channel or "", conv.card_ts or "")
+    read_card = (conv.slack_channel, conv.card_ts)
     conv.decision, conv.slack_channel, conv.card_ts = decision, new_channel, new_ts
-    async with p.redis.pipeline(transaction=True) as pipe:
-        pipe.hmget(keys.conversation(conv.id), ["slack_channel", "card_ts"])
-        at = p.store.stage_save(pipe, conv, *CARD_FIELDS)
-        p.store.stage_card(pipe, conv)
-        if old[1] and old[1] != new_ts:
-            pipe.xadd(*p.store.entry(conv, retire_work(old, notice)))
-        effects.stage(pipe)
+    if await _commit(p, conv, skill, effects, ack, read_card, by):
+        log.info("conversation_transferred", conversation_id=conv.id, skill=skill, channel=channel, ts=new_ts)
+    else:
+        log.info("transfer_overtaken_while_posting", conversation_id=conv.id, transfer=ref, ts=new_ts)
+
+
+async def _commit(p: Pipeline, conv: Conversation, skill: str, effects: Effects, ack: Ack | None,
+                  read_card: tuple[str | None, str | None], by: str) -> bool:
+    """Point the conversation at its new card and queue the old card's retirement, under WATCH: a resolve,
+    a later transfer or the bot taking over while the card was being posted wins, and then the new card
+    is the one retired. Either way the post's result and the stream ack are written, so it is not redone.
+
+    The old cards are the one this move read and the one stored now (an SLA escalation may have
+    re-posted it since)."""
+    key = keys.conversation(conv.id)
+    new = (conv.slack_channel, conv.card_ts)
+    while True:
+        try:
+            async with p.redis.pipeline(transaction=True) as pipe:
+                await pipe.watch(key)
+                state, stored_skill, *stored_card = (
+                    None if v is None else json.loads(as_str(v))
+                    for v in await pipe.hmget(key, ["state", "skill", "slack_channel", "card_ts"])
+                )
+                won = stored_skill == skill and state not in {s.value for s in NOT_NOW}
+                pipe.multi()
+                at = -1
+                if won:
+                    at = p.store.stage_save(pipe, conv, *CARD_FIELDS)
+                    p.store.stage_card(pipe, conv)
+                    for card in sorted({read_card, (stored_card[0], stored_card[1])} - {new}, key=str):
+                        if card[1]:
+                            pipe.xadd(*p.store.entry(conv, retire_work(card, f"➡️ Transferred to <#{new[0]}> {by}")))
+                else:
+                    pipe.xadd(*p.store.entry(conv, retire_work(new, f"➡️ Transfer overtaken {by}")))
+                effects.stage(pipe)
+                if ack is not None:
+                    ack.stage(pipe)
+                results = await pipe.execute()
+        except WatchError:
+            continue  # written meanwhile (a claim, say): read again
+        if won:
+            conv.version = int(results[at])
         if ack is not None:
-            ack.stage(pipe)
-        results = await pipe.execute()
-    conv.version = int(results[at])
-    if ack is not None:
-        ack.done = True
-    current = _card(results[0])
-    if current[1] and current[1] not in (old[1], new_ts):
-        # An SLA escalation re-posted the card after our read; that card leads nowhere now either.
-        await p.store.enqueue(conv, retire_work(current, notice))
-    log.info("conversation_transferred", conversation_id=conv.id, skill=skill, channel=channel, ts=new_ts)
+            ack.done = True
+        return won
 
 
 async def _retire_orphan(
@@ -117,13 +145,8 @@ def retire_work(card: tuple[str | None, str | None], text: str) -> dict[str, str
 async def retire(p: Pipeline, fields: Mapping[str, str], ack: Ack | None) -> None:
     """A card that no longer leads (moved by a transfer) loses its buttons; repeating it is harmless."""
     await p.desk.retire_card(fields["channel"], fields["ts"], fields["text"])
+    await p.redis.set(keys.thread(fields["channel"], fields["ts"]), f"{keys.RETIRED}{fields['conv']}")
     log.info("card_retired", conversation_id=fields.get("conv"), channel=fields["channel"], ts=fields["ts"])
-
-
-def _card(raw: list[Any]) -> tuple[str | None, str | None]:
-    """(channel, ts) as stored: JSON strings, or null."""
-    channel, ts = (None if v is None else json.loads(as_str(v)) for v in raw)
-    return channel, ts
 
 
 def _clock(ack: Ack | None) -> str:

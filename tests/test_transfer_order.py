@@ -16,7 +16,10 @@ from typing import Any
 import pytest
 import redis.asyncio as aioredis
 
+from gateway import keys
+from gateway.desk_ops import DeskOps
 from gateway.domain import Conversation, Decision
+from router.sla import ActionKind, SlaAction, SlaStep
 from tests.conftest import Callback
 from tests.harness import Gateway, cards, eventually, make_settings, start_gateway
 from tests.slack_requests import SlackSender
@@ -64,8 +67,8 @@ async def test_follow_up_after_a_transfer_lands_under_the_new_card_even_when_sla
     assert len(moved) == 1 and "transferred from billing" in json.dumps(moved[0]["blocks"])
     assert await eventually(lambda: "still waiting" in _thread_texts(gw, "support-technical", moved[0]["ts"]))
     assert "still waiting" not in _thread_texts(gw, "support-billing", card["ts"])
-    old = card_message(gw, "support-billing", card["ts"])
-    assert "Transferred to" in json.dumps(old) and "actions" not in json.dumps(old["blocks"])
+    assert await eventually(lambda: not _live(gw, "support-billing", card["ts"]))  # queued behind the follow-up
+    assert "Transferred to" in json.dumps(card_message(gw, "support-billing", card["ts"]))
     conv = await gw.rt.store.load(conv_id)
     assert conv is not None and conv.card_ts == moved[0]["ts"]
     assert conv.slack_channel == gw.slack.channel_id("support-technical")
@@ -93,23 +96,25 @@ def _live(gw: Gateway, channel: str, ts: str) -> bool:
 
 
 @dataclasses.dataclass
-class CrashesAfterPosting:
-    """The real desk; the first transfer card it posts is followed by `then()` and a crash of that attempt,
-    so its result never reaches Redis and the entry comes back as a redelivery."""
+class ActsWhilePosting:
+    """The real desk; right after it posts the first transfer card, `then()` runs (another actor), and with
+    `crash` that attempt then dies, so its result never reaches Redis and the entry is redelivered."""
 
     inner: Any
     then: Callable[[], Awaitable[None]]
-    crashed: bool = False
+    crash: bool = False
+    acted: bool = False
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self.inner, name)
 
     async def post_card(self, conversation: Conversation, decision: Decision, *args: Any, **kwargs: Any) -> Any:
         ref = await self.inner.post_card(conversation, decision, *args, **kwargs)
-        if not self.crashed and str(kwargs.get("tag", "")).startswith("transfer:"):
-            self.crashed = True
+        if not self.acted and str(kwargs.get("tag", "")).startswith("transfer:"):
+            self.acted = True
             await self.then()
-            raise RuntimeError("worker died after posting")
+            if self.crash:
+                raise RuntimeError("worker died after posting")
         return ref
 
 
@@ -119,7 +124,7 @@ async def test_a_card_posted_by_a_crashed_move_is_retired_when_the_move_is_overt
     async def transfer_again() -> None:
         assert (await gw.rt.ops.transfer(conv_id, "U0BOB", "shipping")).ok
 
-    gw.rt.pipeline.desk = CrashesAfterPosting(gw.rt.desk, transfer_again)
+    gw.rt.pipeline.desk = ActsWhilePosting(gw.rt.desk, transfer_again, crash=True)
     assert (await gw.rt.ops.transfer(conv_id, "U0ALICE", "technical")).ok
 
     shipping = await eventually(lambda: cards(gw.slack, "support-shipping"), timeout=30)
@@ -160,6 +165,7 @@ async def test_replies_under_a_moved_card_are_not_relayed_and_the_agent_is_told(
     slack = sender(gw)
     await _transfer(gw, slack, conv_id, card, channel, "technical")
     (moved,) = await eventually(lambda: cards(gw.slack, "support-technical"))
+    assert await eventually(lambda: not _live(gw, "support-billing", card["ts"]))
     assert (await gw.rt.ops.claim(conv_id, "U0ALICE")).ok
     await slack.message("U0ALICE", channel, "here is your refund", thread_ts=card["ts"])
     told = await eventually(lambda: [c for c in gw.slack.calls_to("chat.postEphemeral")
@@ -201,3 +207,89 @@ async def test_transfer_to_its_own_skill_is_refused_and_a_move_the_bot_overtook_
         assert cards(gw.slack, "support-technical") == []  # the bot has it: no human card
     finally:
         await gw.close()
+
+
+async def test_a_resolve_while_the_new_card_is_posted_wins_and_that_card_is_retired(gw: Gateway) -> None:
+    conv_id, card, _ = await new_card(gw)
+
+    async def resolve() -> None:
+        assert (await gw.rt.ops.resolve(conv_id, "U0BOB", skill="technical", urgency=None, mood=None)).ok
+
+    gw.rt.pipeline.desk = ActsWhilePosting(gw.rt.desk, resolve)
+    assert (await gw.rt.ops.transfer(conv_id, "U0ALICE", "technical")).ok
+    (late,) = await eventually(lambda: cards(gw.slack, "support-technical"))
+    assert await eventually(lambda: not _live(gw, "support-technical", late["ts"]))
+    conv = await gw.rt.store.load(conv_id)
+    assert conv is not None and conv.state.value == "resolved" and conv.card_ts == card["ts"]
+
+
+@dataclasses.dataclass
+class ClicksTwice:
+    """The real store; the agent's second click on Claim completes between the first click's read and write."""
+
+    inner: Any
+    ops: DeskOps
+    clicked: bool = False
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.inner, name)
+
+    async def load(self, conversation_id: str) -> Conversation | None:
+        conv = await self.inner.load(conversation_id)
+        if not self.clicked:
+            self.clicked = True
+            assert (await self.ops.claim(conversation_id, "U0ALICE")).ok
+        return conv
+
+
+async def test_a_double_click_on_claim_keeps_the_claim(gw: Gateway) -> None:
+    conv_id, _, _ = await new_card(gw)
+    first_click = DeskOps(gw.rt.redis, ClicksTwice(gw.rt.store, gw.rt.ops), gw.rt.ops.policies,  # type: ignore[arg-type]
+                          gw.rt.ops.sla)
+    assert (await first_click.claim(conv_id, "U0ALICE")).ok
+    conv = await gw.rt.store.load(conv_id)
+    assert conv is not None and conv.claimed_by == "U0ALICE"
+    assert await gw.rt.ops.holder(conv_id) == "U0ALICE"
+    assert await gw.rt.redis.smembers(keys.agent_open("U0ALICE")) == {conv_id.encode()}
+    assert not (await gw.rt.ops.claim(conv_id, "U0BOB")).ok
+
+
+async def test_the_holder_replying_under_the_card_an_escalation_left_behind_reaches_the_customer(
+    gw: Gateway, callback: Callback
+) -> None:
+    """An escalation redraws the old card with its buttons: it still works, unlike a transferred one."""
+    conv_id, card, channel = await new_card(gw)
+    conv = await gw.rt.store.load(conv_id)
+    assert conv is not None and gw.rt.sla is not None
+    action = SlaAction(ActionKind.MOVE, SlaStep.ESCALATE, conv_id, "support-leads", "waited too long")
+    assert await gw.rt.sla._run(conv, action, await gw.rt.ops.policies.current())
+    assert _live(gw, "support-billing", card["ts"])
+    assert (await gw.rt.ops.claim(conv_id, "U0ALICE")).ok
+    await sender(gw).message("U0ALICE", channel, "here is your refund", thread_ts=card["ts"])
+    assert await eventually(lambda: [r for r in callback.received if "here is your refund" in r["text"]])
+
+
+async def test_a_skill_corrected_at_resolve_can_still_be_transferred_to_after_a_reopen(gw: Gateway) -> None:
+    conv_id, _, _ = await new_card(gw)
+    assert (await gw.rt.ops.resolve(conv_id, "U0BOB", skill="technical", urgency=None, mood=None)).ok
+    status, _ = await gw.post_message({"customer_id": "c-1", "message_id": "c-1-m2", "text": "it broke again"})
+    assert status == 202
+
+    async def reopened() -> bool:
+        conv = await gw.rt.store.load(conv_id)
+        return conv is not None and conv.state.value == "waiting"
+
+    assert await eventually(reopened)
+    assert (await gw.rt.ops.transfer(conv_id, "U0ALICE", "technical")).ok  # the card is still billing's
+    assert await eventually(lambda: cards(gw.slack, "support-technical"))
+
+
+async def test_retiring_a_card_deleted_in_slack_does_not_hold_up_the_customer(gw: Gateway) -> None:
+    conv_id, card, _ = await new_card(gw)
+    gw.slack.remove_message(gw.slack.channel("support-billing"), card["ts"])
+    assert (await gw.rt.ops.transfer(conv_id, "U0ALICE", "technical")).ok
+    (moved,) = await eventually(lambda: cards(gw.slack, "support-technical"))
+    status, _ = await gw.post_message({"customer_id": "c-1", "message_id": "c-1-m2", "text": "anyone there?"})
+    assert status == 202
+    assert await eventually(lambda: "anyone there" in _thread_texts(gw, "support-technical", moved["ts"]), timeout=5)
+    assert await gw.rt.redis.xlen("sb:dead") == 0

@@ -60,6 +60,10 @@ def make_client(
     return AsyncWebClient(**kwargs, retry_handlers=handlers)
 
 
+GONE = frozenset({"message_not_found", "channel_not_found", "is_archived", "cant_update_message"})
+"""chat.update errors that mean the message will never be there to update."""
+
+
 class SlackDesk:
     def __init__(
         self,
@@ -167,11 +171,18 @@ class SlackDesk:
     async def retire_card(self, channel: str, ts: str, text: str) -> None:
         """Our own line (never customer text) in place of the card: its buttons would act on a card that
         no longer leads the conversation, and replies in its thread would reach nobody."""
-        with metrics.slack_call("chat.update"):
-            await self.client.chat_update(
-                channel=channel, ts=ts, text=text,
-                blocks=[{"type": "section", "text": {"type": "mrkdwn", "text": text}}],
-            )
+        try:
+            with metrics.slack_call("chat.update"):
+                await self.client.chat_update(
+                    channel=channel, ts=ts, text=text,
+                    blocks=[{"type": "section", "text": {"type": "mrkdwn", "text": text}}],
+                )
+        except SlackApiError as exc:
+            # Gone already (deleted in Slack, or its channel archived): nothing is left to retire, and
+            # retrying would hold up every customer queued behind it on the partition.
+            if exc.response.get("error") not in GONE:
+                raise
+            log.warning("card_already_gone", channel=channel, ts=ts, error=exc.response.get("error"))
 
     async def note_in_thread(self, conversation: Conversation, text: str, broadcast: bool = False) -> str | None:
         """Our own line in the card's thread (never customer text)."""

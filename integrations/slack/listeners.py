@@ -198,7 +198,7 @@ def register(bolt: AsyncApp, ctx: DeskContext) -> None:
                                        mood=form.mood, note=form.note, csat=None)
         if not result.ok or result.conversation is None:
             return
-        conv = result.conversation
+        conv = await ctx.store.load(form.conversation_id) or result.conversation  # the card may have moved
         await ctx.desk.update_card(conv, f"✅ Resolved by <@{user}> · {_clock()} · {form.skill}")
         text = "Your conversation has been resolved. Reply any time if you need more help."
         channel = ctx.channels.get(conv.customer.channel)
@@ -244,6 +244,8 @@ async def _relay(ctx: DeskContext, event: dict[str, Any], client: AsyncWebClient
     if raw is None:
         return
     conv_id = raw.decode() if isinstance(raw, bytes) else str(raw)
+    retired = conv_id.startswith(keys.RETIRED)
+    conv_id = conv_id.removeprefix(keys.RETIRED)
     text = str(event.get("text") or "").strip()
     if not text:
         return
@@ -264,7 +266,7 @@ async def _relay(ctx: DeskContext, event: dict[str, Any], client: AsyncWebClient
     conv = await ctx.store.load(conv_id)
     if conv is None or conv.state is ConversationState.RESOLVED:
         return
-    if conv.card_ts and conv.card_ts != thread_ts:
+    if retired:
         await client.chat_postEphemeral(
             channel=channel, user=user, thread_ts=thread_ts,
             text=f"Not sent to the customer: this card was moved to <#{conv.slack_channel}>. Reply in the "
