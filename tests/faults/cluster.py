@@ -250,21 +250,28 @@ class Audit:
     duplicated: list[str]
 
 
-async def audit(cluster: Cluster, accepted: dict[str, str]) -> Audit:
+async def audit(cluster: Cluster, accepted: dict[str, str], moved: bool = False) -> Audit:
     """`accepted` maps external message_id → conversation_id as acknowledged by the API.
 
     Each conversation must have exactly one card; every inbound message after the one that opened
-    the card must appear exactly once in the card's thread (matched by message metadata).
+    the card must appear exactly once in the card's thread (matched by message metadata). With `moved`
+    (agents transferred conversations), "one card" means one live card (with buttons), and it must be the
+    card the conversation points at: the cards a transfer left behind are retired; a message may be in
+    any of the conversation's threads, still exactly once.
     """
     store = ConversationStore(cluster.redis, PARTITIONS)
     card_count: Counter[str] = Counter()
     thread_count: Counter[str] = Counter()
+    live_ts: dict[str, str] = {}
     for channel in cluster.state.channels.values():
         for m in channel.messages:
             meta = m.get("metadata") or {}
             payload = meta.get("event_payload") or {}
             if meta.get("event_type") == "switchboard_card":
-                card_count[payload.get("conversation_id", "")] += 1
+                live = any(b.get("type") == "actions" for b in m.get("blocks") or [])
+                if live or not moved:
+                    card_count[payload.get("conversation_id", "")] += 1
+                    live_ts[payload.get("conversation_id", "")] = m["ts"]
             elif meta.get("event_type") == "switchboard_message":
                 thread_count[payload.get("message_id", "")] += 1
     lost: list[str] = []
@@ -283,6 +290,8 @@ async def audit(cluster: Cluster, accepted: dict[str, str]) -> Audit:
             lost.append(f"{conv_id} (no card)")
         elif cards > 1:
             duplicated.append(f"{conv_id} (cards x{cards})")
+        elif moved and live_ts[conv_id] != conv.card_ts:
+            lost.append(f"{conv_id} (its live card is not the one it points at)")
         # The message that opened the card is in its transcript; later ones are threaded. A message
         # routed while the card was being posted may legitimately be either, never both, never none.
         threaded = [m for m in inbound if thread_count[m.id]]
