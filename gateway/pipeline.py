@@ -111,7 +111,6 @@ class Pipeline:
 
     async def handle_inbound(self, fields: Mapping[str, str], ack: Ack | None = None) -> None:
         conv_id, message_id = fields["conv"], fields["mid"]
-        bound = log.bind(conversation_id=conv_id, message_id=message_id)
         pre = await self._prefetch(conv_id, fields.get("person"))
         snap = pre.snapshot
         conv = snap.conversation or self.store.create(
@@ -119,7 +118,7 @@ class Pipeline:
         )
         message = next((m for m in conv.messages if m.id == message_id), None)
         if message is None:
-            bound.error("message_missing_from_transcript")
+            log.error("message_missing_from_transcript", conversation_id=conv_id, message_id=message_id)
             return
         if fields.get("merge") and self.identity is not None and fields.get("person"):
             await self.identity.merge(fields["person"], fields["merge"].split(","))

@@ -186,14 +186,19 @@ class ConversationStore:
             raw, lines, effects = results[at : at + 3]
             transcript = [Message.model_validate_json(line) for line in lines]
             done = {as_str(k): as_str(v) for k, v in effects.items()}
-            if not raw:
-                return Snapshot(None, transcript, done)
-            data = {as_str(k): json.loads(v) for k, v in raw.items()}
-            conv = Conversation.model_validate(data)
-            conv.messages = transcript
+            conv = self.parse(raw, transcript)
             return Snapshot(conv, transcript, done)
 
         return parse
+
+    @staticmethod
+    def parse(raw: dict[Any, Any], transcript: list[Message]) -> Conversation | None:
+        """A conversation from its stored hash (an HGETALL) and a transcript read alongside it."""
+        if not raw:
+            return None
+        conv = Conversation.model_validate({as_str(k): json.loads(v) for k, v in raw.items()})
+        conv.messages = transcript
+        return conv
 
     def create(
         self, conversation_id: str, customer_key: str, profile_json: str, person_id: str | None = None,

@@ -8,7 +8,6 @@ and shown in the new card's transcript, every message after it is threaded under
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING
@@ -19,7 +18,6 @@ from redis.exceptions import WatchError
 from gateway import keys
 from gateway.domain import Conversation, ConversationState, RouteKind
 from gateway.effects import Effects
-from gateway.redis_conn import as_str
 from gateway.streams import Ack
 
 if TYPE_CHECKING:
@@ -99,19 +97,24 @@ async def _commit(p: Pipeline, conv: Conversation, skill: str, effects: Effects,
         try:
             async with p.redis.pipeline(transaction=True) as pipe:
                 await pipe.watch(key)
-                state, stored_skill, *stored_card = (
-                    None if v is None else json.loads(as_str(v))
-                    for v in await pipe.hmget(key, ["state", "skill", "slack_channel", "card_ts"])
-                )
-                won = stored_skill == skill and state not in {s.value for s in NOT_NOW}
+                stored = p.store.parse(await pipe.hgetall(key), conv.messages)
+                won = stored is not None and stored.skill == skill and stored.state not in NOT_NOW
                 pipe.multi()
                 at = -1
-                if won:
+                if stored is not None and won:
                     at = p.store.stage_save(pipe, conv, *CARD_FIELDS)
                     p.store.stage_card(pipe, conv)
-                    for card in sorted({read_card, (stored_card[0], stored_card[1])} - {new}, key=str):
+                    for card in sorted({read_card, (stored.slack_channel, stored.card_ts)} - {new}, key=str):
                         if card[1]:
                             pipe.xadd(*p.store.entry(conv, retire_work(card, f"➡️ Transferred to <#{new[0]}> {by}")))
+                    if p.sla is not None:
+                        # A fresh ladder on the new card, from the conversation as it is now (claimed
+                        # meanwhile, say). One planned at the click could fire on the old card while the
+                        # move waited on Slack, and this move retires what it posted (an escalation):
+                        # the customer's overdue steps run again here, where the conversation now is.
+                        now = stored.model_copy(update={"decision": conv.decision, "slack_channel": new[0],
+                                                        "card_ts": new[1]})
+                        await p.sla.stage_replan(pipe, now, new_wait=True)
                 else:
                     pipe.xadd(*p.store.entry(conv, retire_work(new, f"➡️ Transfer overtaken {by}")))
                 effects.stage(pipe)

@@ -17,6 +17,7 @@ from gateway.sla import RUNNERS
 from router.sla import ActionKind, SlaAction, SlaStep
 from tests.harness import Gateway, cards, eventually
 from tests.slack_requests import SlackSender
+from tests.test_transfer_order import ActsWhilePosting
 
 
 async def _card(gw: Gateway) -> tuple[str, dict]:
@@ -182,3 +183,36 @@ async def test_answered_conversation_has_no_deadlines(gateway: Gateway) -> None:
     conv_id, _ = await _card(gateway)
     await gateway.rt.ops.resolve(conv_id, "U0ALICE", skill="billing", urgency=None, mood=None)
     assert await gateway.rt.sla.scheduler.pending(conv_id) == []
+
+
+async def test_an_escalation_fired_while_a_transfer_is_posting_is_redone_on_the_new_card(gateway: Gateway) -> None:
+    """The misrouted conversation is the overdue one: its transfer re-plans a ladder that is due at once. An
+    escalation that fires on the old card before the move lands is retired by the move, which plans the
+    ladder again on the new card, so the leads see the conversation where it now is."""
+    clock = ManualClock(time.time())
+    gateway.rt.sla.clock = clock
+    conv_id, _ = await _card(gateway)
+    policy = await gateway.rt.policies.current()
+    clock.advance(max(policy.route_for(s).sla.first_response for s in ("billing", "technical")) + 1)
+    fired: list[int] = []
+
+    async def tick_meanwhile() -> None:
+        fired.append(await gateway.rt.sla.tick())
+
+    gateway.rt.pipeline.desk = ActsWhilePosting(gateway.rt.desk, tick_meanwhile)
+    assert (await gateway.rt.ops.transfer(conv_id, "U0ALICE", "technical")).ok
+    (first,) = await eventually(lambda: cards(gateway.slack, "support-leads"))
+    (moved,) = await eventually(lambda: cards(gateway.slack, "support-technical"))
+
+    async def retired() -> bool:
+        leads = next(m for m in gateway.slack.messages("support-leads") if m["ts"] == first["ts"])
+        return not [b for b in leads["blocks"] if b["type"] == "actions"]
+
+    assert fired and fired[0] >= 1 and await eventually(retired)
+    assert await gateway.rt.sla.tick() >= 1  # the ladder planned with the move: overdue here too
+    second = await eventually(lambda: [m for m in cards(gateway.slack, "support-leads") if m["ts"] != first["ts"]])
+    assert "technical" in json.dumps(second[0]["blocks"])
+    conv = await gateway.rt.store.load(conv_id)
+    assert conv is not None and conv.skill == "technical" and conv.card_ts == second[0]["ts"]
+    assert "Escalated to #support-leads" in json.dumps(
+        next(m for m in gateway.slack.messages("support-technical") if m["ts"] == moved["ts"])["blocks"])
