@@ -89,6 +89,8 @@ def slack_event(event_id: str) -> str:
     return f"{PREFIX}slack:event:{event_id}"
 
 
+DEAD = f"{PREFIX}dead"
+"""Entries a worker parked after failing for a reason of their own (see `gateway.dead_letters`)."""
 AUDIT = f"{PREFIX}audit"
 
 

@@ -260,7 +260,7 @@ async def sample_queues(redis: aioredis.Redis, partitions: int, now_ms: int | No
         QUEUE_DEPTH.labels(partition=label).set(pending + int(undelivered))
         QUEUE_PENDING.labels(partition=label).set(pending)
         LAG.labels(partition=label).set(max(0.0, (now - oldest) / 1000) if oldest is not None else 0.0)
-    DEAD_LETTERS.set(int(await redis.xlen(f"{keys.PREFIX}dead")))
+    DEAD_LETTERS.set(int(await redis.xlen(keys.DEAD)))
 
 
 @dataclass

@@ -62,7 +62,7 @@ async def deliver(p: Pipeline, fields: Mapping[str, str]) -> None:
             "the transcript; reach the customer another way."
         )
         dead: dict[Any, Any] = {**fields, "error": reason[:500]}
-        await p.redis.xadd(f"{keys.PREFIX}dead", dead)
+        await p.redis.xadd(keys.DEAD, dead)
         log.error("reply_undeliverable", conversation_id=conv.id, ref=ref, attempts=attempt, error=reason)
         return
 

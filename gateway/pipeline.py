@@ -39,7 +39,7 @@ from gateway.ports import AgentDesk, Automation, CustomerChannel, ShowsWaiting
 from gateway.retries import DeliveryRetries
 from gateway.sla import SlaTracker
 from gateway.store import ConversationStore, Snapshot
-from gateway.streams import Ack
+from gateway.streams import Ack, delivery
 from learners import coldstart
 from learners.base import Scorer
 from learners.outcomes import publish_outcome
@@ -124,9 +124,8 @@ class Pipeline:
             await self.identity.merge(fields["person"], fields["merge"].split(","))
         if conv.customer.key != fields["customer"]:
             await self._switch_channel(conv, fields)
-        effects = Effects(self.redis, keys.effects(conv.id), snap.effects,
-                          fresh=ack is not None and not ack.redelivered,
-                          since=ack.queued_at if ack is not None and ack.redelivered else None)
+        fresh, since = delivery(ack, fields)
+        effects = Effects(self.redis, keys.effects(conv.id), snap.effects, fresh=fresh, since=since)
         if conv.card_ts:
             index = conv.messages.index(message)
             new_wait = index == 0 or conv.messages[index - 1].direction is Direction.OUTBOUND

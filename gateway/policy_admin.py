@@ -327,7 +327,10 @@ class PolicyAdmin:
 
     async def refused(self, user: str, command: str, reason: str) -> None:
         """A refused change is logged and kept on the desk audit stream, so leads can see attempts."""
-        entry = {"action": "policy_refused", "user": user, "command": command[:300], "reason": reason,
-                 "at": time.time()}
-        await self.redis.xadd(keys.AUDIT, {"data": json.dumps(entry)}, maxlen=100_000, approximate=True)
+        await self.audit("policy_refused", user, command=command[:300], reason=reason)
         log.warning("policy_change_refused", user=user, command=command[:300], reason=reason)
+
+    async def audit(self, action: str, user: str, **detail: object) -> None:
+        """One entry on the desk audit stream (`sb:audit`)."""
+        entry = {"action": action, "user": user, **detail, "at": time.time()}
+        await self.redis.xadd(keys.AUDIT, {"data": json.dumps(entry, default=str)}, maxlen=100_000, approximate=True)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import math
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -185,6 +186,24 @@ class PartitionReader:
 
     async def ack(self, partition: int, entry_id: str) -> None:
         await self.redis.xack(keys.inbound_stream(partition), keys.INBOUND_GROUP, entry_id)
+
+
+REPLAYED_FROM = "replayed_from"
+"""Field of an entry replayed from the dead-letter stream (`gateway.dead_letters`): the id it had when it
+failed. Its effects may have happened then, so they are looked up as for a redelivery."""
+
+
+def delivery(ack: Ack | None, fields: Mapping[str, str]) -> tuple[bool, float | None]:
+    """(first delivery, look effects up since): nothing can have happened yet for a first delivery; for a
+    redelivery or a replay, anything may have since the entry was first queued."""
+    replayed = fields.get(REPLAYED_FROM)
+    if replayed:
+        return False, int(replayed.split("-", 1)[0]) / 1000
+    if ack is None:
+        return False, None
+    if ack.redelivered:
+        return False, ack.queued_at
+    return True, None
 
 
 @dataclass

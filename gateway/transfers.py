@@ -18,7 +18,7 @@ from redis.exceptions import WatchError
 from gateway import keys
 from gateway.domain import Conversation, ConversationState, RouteKind
 from gateway.effects import Effects
-from gateway.streams import Ack
+from gateway.streams import Ack, delivery
 
 if TYPE_CHECKING:
     from gateway.pipeline import Pipeline
@@ -41,15 +41,14 @@ async def move_card(p: Pipeline, fields: Mapping[str, str], ack: Ack | None) -> 
     tag = f"transfer:{ref}"
     snap = await p.store.snapshot(conv_id)
     conv = snap.conversation
-    redelivered = ack is None or ack.redelivered
     if conv is None or conv.decision is None:
         log.error("transfer_for_missing_conversation", conversation_id=conv_id, transfer=ref)
         return
     policy = await p.policies.for_conversation(conv.id)
     channel = policy.route_for(skill).channel
     by = f"by <@{fields.get('user', '')}> · {_clock(ack)} (`{conv.id}`)"
-    effects = Effects(p.redis, keys.effects(conv.id), snap.effects, fresh=not redelivered,
-                      since=ack.queued_at if ack is not None and redelivered else None)
+    fresh, since = delivery(ack, fields)
+    effects = Effects(p.redis, keys.effects(conv.id), snap.effects, fresh=fresh, since=since)
     if conv.skill != skill or conv.state in NOT_NOW or conv.decision.skill == skill:
         # Overtaken by a later transfer (its own entry comes next), a resolve or the bot, or already
         # there. A first attempt that crashed after posting left a card: it must not stay live.

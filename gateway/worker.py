@@ -10,22 +10,36 @@ import time
 import uuid
 from typing import Any
 
+import aiohttp
 import redis.asyncio as aioredis
 import structlog
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from gateway import keys, metrics
+from gateway.dead_letters import DEAD_LETTER
 from gateway.pipeline import Pipeline
 from gateway.streams import Ack, Entry, PartitionLeases, PartitionReader, ensure_groups
 
 log = structlog.get_logger(__name__)
 
 MAX_ATTEMPTS = 10
-"""With the back-off below, about 80 s of retrying (a Slack or Redis hiccup) before an entry is parked."""
+"""An entry that fails this often for a reason of its own (a bug, data a handler cannot take) is parked in
+`sb:dead`, so one bad entry cannot hold its partition for ever. Outages do not count (see `transient`)."""
+BACKOFF_BASE_S = 0.2
+BACKOFF_CAP_S = 30.0
 HANDOVER_POLL_S = 0.25
-DEAD_LETTER = f"{keys.PREFIX}dead"
 ATTEMPTS = f"{keys.PREFIX}attempts"
+
+
+def transient(exc: BaseException) -> bool:
+    """An outside system that is down or slow (Slack answering 5xx or 429, a timeout, a refused
+    connection): retried with back-off for as long as it lasts, never parked. Parking after a fixed number
+    of attempts turned a Slack outage of a few minutes into messages no agent would ever see."""
+    if isinstance(exc, (TimeoutError, ConnectionError, OSError, aiohttp.ClientError)):
+        return True
+    status = getattr(getattr(exc, "response", None), "status_code", 0)
+    return isinstance(status, int) and (status >= 500 or status == 429)
 
 
 def worker_name() -> str:
@@ -41,6 +55,7 @@ class Worker:
         lease_ms: int,
         reclaim_idle_ms: int,
         name: str | None = None,
+        backoff: tuple[float, float] = (BACKOFF_BASE_S, BACKOFF_CAP_S),
     ) -> None:
         self.redis = redis
         self.pipeline = pipeline
@@ -52,6 +67,10 @@ class Worker:
         self.reclaim_idle_ms = reclaim_idle_ms
         self.processed = 0
         self.ready = asyncio.Event()
+        self.backoff = backoff
+        self._failing: set[str] = set()
+        """Entries with a failure count in `sb:attempts`, dropped once they succeed."""
+        """(first, longest) pause in seconds between attempts at a failing entry, doubling in between."""
 
     async def _heartbeat(self, stop: asyncio.Event) -> None:
         """Leases are renewed on their own schedule, so a long batch never outlives its lease.
@@ -136,6 +155,9 @@ class Worker:
                 return
             if not ack.done:
                 await self.reader.ack(partition, entry_id)
+            if self._failing and f"{partition}:{entry_id}" in self._failing:
+                self._failing.discard(f"{partition}:{entry_id}")
+                await self.redis.hdel(ATTEMPTS, f"{partition}:{entry_id}")
             metrics.worker_entry("acked")
             self.processed += 1
 
@@ -143,21 +165,23 @@ class Worker:
         metrics.worker_entry("failed")
         attempt_key = f"{partition}:{entry_id}"  # stream ids repeat across partitions
         attempts = int(await self.redis.hincrby(ATTEMPTS, attempt_key, 1))
-        log.error(
-            "pipeline_failed",
-            conversation_id=fields.get("conv"),
-            entry=entry_id,
-            attempt=attempts,
-            error=repr(exc),
-            exc_info=exc,
-        )
-        if attempts >= MAX_ATTEMPTS:
-            dead: dict[Any, Any] = {**fields, "entry": entry_id, "error": repr(exc)[:500]}
+        self._failing.add(attempt_key)
+        outage = transient(exc)
+        if outage:
+            log.warning("pipeline_waiting_for_outside_system", conversation_id=fields.get("conv"), entry=entry_id,
+                        attempt=attempts, error=repr(exc)[:300])
+        else:
+            log.error("pipeline_failed", conversation_id=fields.get("conv"), entry=entry_id, attempt=attempts,
+                      error=repr(exc), exc_info=exc)
+        if attempts >= MAX_ATTEMPTS and not outage:
+            dead: dict[Any, Any] = {**fields, "entry": entry_id, "partition": partition, "error": repr(exc)[:500]}
             await self.redis.xadd(DEAD_LETTER, dead)
             await self.reader.ack(partition, entry_id)
             await self.redis.hdel(ATTEMPTS, attempt_key)
+            self._failing.discard(attempt_key)
             metrics.worker_entry("dead_lettered")
             log.error("entry_dead_lettered", conversation_id=fields.get("conv"), entry=entry_id)
             return
         self.reader.backlog.add(partition)
-        await asyncio.sleep(min(0.2 * 2 ** (attempts - 1), 30.0))
+        first, longest = self.backoff
+        await asyncio.sleep(min(first * 2 ** min(attempts - 1, 30), longest))

@@ -19,7 +19,7 @@ from gateway.bot_followup import BotFollowUp
 from gateway.runtime import Runtime, build_runtime
 from gateway.scheduler import ManualClock
 from gateway.settings import Settings, load_settings
-from gateway.worker import Worker
+from gateway.worker import BACKOFF_BASE_S, BACKOFF_CAP_S, Worker
 from integrations.slack.emulator import EMULATOR_STATE, EmulatorState
 from integrations.webhook.signature import sign
 from tests.conftest import free_port
@@ -69,9 +69,17 @@ class Gateway:
         async with self.session.post(f"{self.url}/v1/messages", data=body, headers=hdrs) as resp:
             return resp.status, await resp.json()
 
-    def start_worker(self) -> None:
-        worker = Worker(self.rt.redis, self.rt.pipeline, self.settings.partitions, self.settings.lease_ms, 500)
+    def start_worker(self, backoff: tuple[float, float] | None = None) -> None:
+        worker = Worker(self.rt.redis, self.rt.pipeline, self.settings.partitions, self.settings.lease_ms, 500,
+                        backoff=backoff or (BACKOFF_BASE_S, BACKOFF_CAP_S))
         self.worker_task = asyncio.create_task(worker.run(self.stop))
+
+    async def stop_worker(self) -> None:
+        self.stop.set()
+        if self.worker_task is not None:
+            await asyncio.wait_for(self.worker_task, timeout=30)
+        self.worker_task = None
+        self.stop.clear()
 
     async def close(self) -> None:
         self.stop.set()

@@ -180,10 +180,7 @@ async def _routed_without_worker(gw: Gateway) -> tuple[str, dict[str, Any], str]
     """A card routed by a worker that is then stopped, so the test decides when the next one runs."""
     gw.start_worker()
     routed = await new_card(gw)
-    gw.stop.set()
-    assert gw.worker_task is not None
-    await gw.worker_task
-    gw.stop.clear()
+    await gw.stop_worker()
     return routed
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 import time
 from typing import Any
 
+from gateway.dead_letters import Parked
 from gateway.policy_admin import Pending
 from gateway.policy_store import Canary
 from gateway.stats import Stats, percentile
@@ -160,6 +161,17 @@ def models_text(health: dict[str, dict[str, Any]]) -> str:
     return "\n".join(lines)
 
 
+def dead_text(total: int, rows: list[Parked], command: str) -> str:
+    if not total:
+        return "Nothing is parked: every entry was handled."
+    lines = [f"*{total} parked* (each failed again and again for a reason of its own; outages are waited out):"]
+    lines += [f"• `{r.conversation_id}` {r.kind}: {escape(truncate(r.error, 200))}" for r in rows]
+    if total > len(rows):
+        lines.append(f"… and {total - len(rows)} more.")
+    lines.append(f"Fix the cause, then `{command} dead replay` queues them again (a lead's command).")
+    return "\n".join(lines)
+
+
 def help_text(command: str) -> str:
     c = command
     return "\n".join([
@@ -169,6 +181,7 @@ def help_text(command: str) -> str:
         f'`{c} keyword add|remove "<phrase>" escalate|<skill>` · `{c} threshold <name> <value>`',
         f"`{c} sla <skill> first=5m next=30m` · `{c} hours <skill|team> Mon-Fri 09:00-18:00 Europe/Berlin`",
         f"`{c} automation pause|resume [skill]` · `{c} capacity @agent <n>` · `{c} undo`",
+        f"`{c} dead` lists work parked after failing; `{c} dead replay` queues it again (leads)",
         "Any change: `--dry-run` previews it on recent conversations (then `apply` or the button); "
         "`--canary 10%` tries it on a share of new conversations; "
         f"`{c} canary status|promote|drop`.",

@@ -12,7 +12,7 @@ from typing import Any
 
 import structlog
 
-from gateway import stats
+from gateway import dead_letters, stats
 from gateway.policy_admin import Applied, ChangeError, build_checked
 from integrations.slack.commands import format as fmt
 from integrations.slack.commands.changes import BUILDERS
@@ -189,6 +189,23 @@ async def _change(ctx: CommandContext, req: Request) -> Answer:
     return Answer(f"✅ {change.summary} (policy v{applied.after.version}).", announce=_applied_line(req.user, applied))
 
 
+async def _dead(ctx: CommandContext, req: Request) -> Answer:
+    """Parked work is customers no agent has seen: listing is open to agents, replaying is a lead's."""
+    op = req.parsed.args[0].lower() if req.parsed.args else "list"
+    if op == "list":
+        total, rows = await dead_letters.parked(ctx.redis)
+        return Answer(fmt.dead_text(total, rows, ctx.command))
+    if op != "replay":
+        raise UsageError("usage: dead [replay]")
+    if req.parsed.dry_run:
+        raise UsageError(f"--dry-run previews policy changes; `{ctx.command} dead` lists what a replay queues")
+    _need_lead(req.role)
+    replayed = await dead_letters.replay(ctx.redis, ctx.store, ctx.settings.partitions, req.user)
+    await ctx.admin.audit("dead_replayed", req.user, entries=replayed)
+    return Answer(f"♻️ {replayed} parked entries queued again.",
+                  announce=f"♻️ <@{req.user}> queued {replayed} parked entries again" if replayed else None)
+
+
 VERBS: dict[str, Verb] = {
     "help": Verb(_help),
     "policy": Verb(_policy),
@@ -197,6 +214,7 @@ VERBS: dict[str, Verb] = {
     "models": Verb(_models),
     "stats": Verb(_stats),
     "canary": Verb(_canary),
+    "dead": Verb(_dead),
     "undo": Verb(_undo, lead=True),
     "apply": Verb(_apply, lead=True),
     **{name: Verb(_change) for name in BUILDERS},

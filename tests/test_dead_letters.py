@@ -1,0 +1,47 @@
+"""Parked work is customers no agent has seen: a lead lists it and replays it, and it lands once."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import redis.asyncio as aioredis
+
+from gateway import keys
+from gateway.worker import MAX_ATTEMPTS
+from tests.harness import cards, eventually
+from tests.test_commands_support import Slash, commands_gateway
+
+
+async def test_parked_message_is_listed_and_a_lead_replays_it_into_one_card(
+    redis: aioredis.Redis, redis_url: str, tmp_path: Path
+) -> None:
+    gw = await commands_gateway(redis_url, tmp_path, leads_raw="U0CAROL", automation="off",
+                                slack_channel_rate=100)
+    try:
+        await gw.stop_worker()
+        gw.start_worker(backoff=(0.01, 0.01))
+        # Slack refuses the card outright (a 400 is the entry's own problem, not an outage) until parked.
+        gw.slack.fail_next("chat.postMessage", 400, count=MAX_ATTEMPTS)
+        status, body = await gw.post_message({"customer_id": "dl-1", "message_id": "m1",
+                                              "text": "I was charged twice on my invoice"})
+        assert status == 202
+        assert await eventually(lambda: redis.xlen(keys.DEAD), timeout=20) == 1
+        assert cards(gw.slack, "support-billing") == []
+
+        slash = Slash(gw)
+        listed = await slash.text("dead", user="U0BOB")
+        assert "*1 parked*" in listed and body["conversation_id"] in listed and "dead replay" in listed
+        assert (await slash.text("dead replay", user="U0BOB")).startswith("🚫")
+        assert await redis.xlen(keys.DEAD) == 1
+        assert (await slash.text("dead replay", user="U0CAROL")).startswith("♻️ 1 parked entries queued again")
+
+        card = await eventually(lambda: cards(gw.slack, "support-billing"))
+        assert len(card) == 1 and body["conversation_id"] in json.dumps(card[0]["metadata"])
+        assert await redis.xlen(keys.DEAD) == 0
+        assert (await slash.text("dead", user="U0BOB")).startswith("Nothing is parked")
+        rows: Any = await redis.xrange(keys.AUDIT)
+        assert any(json.loads(f[b"data"])["action"] == "dead_replayed" for _, f in rows)
+    finally:
+        await gw.close()
