@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import time
 from pathlib import Path
@@ -10,8 +11,9 @@ import pytest
 import redis.asyncio as aioredis
 
 from gateway import keys
+from integrations.webhook.signature import sign
 from tests.conftest import Callback
-from tests.harness import Gateway, cards, eventually, make_settings, outcomes, start_gateway
+from tests.harness import API_SECRET, Gateway, cards, eventually, make_settings, outcomes, start_gateway
 
 ANGRY = {
     "customer_id": "cust-42",
@@ -75,6 +77,33 @@ async def test_bad_signature_is_401_and_nothing_stored(gateway: Gateway, redis: 
         assert await redis.keys(pattern) == []
     for p in range(gateway.settings.partitions):
         assert await redis.xlen(keys.inbound_stream(p)) == 0
+
+
+async def _post_in_two_segments(gw: Gateway, body: bytes, signature: str) -> bytes:
+    """A raw POST whose body arrives in two TCP segments a moment apart, as over the internet."""
+    head = (f"POST /v1/messages HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+            f"Content-Length: {len(body)}\r\nX-Switchboard-Signature: {signature}\r\nConnection: close\r\n\r\n")
+    reader, writer = await asyncio.open_connection("127.0.0.1", gw.settings.port)
+    try:
+        writer.write(head.encode() + body[:1400])
+        await writer.drain()
+        await asyncio.sleep(0.05)
+        writer.write(body[1400:])
+        await writer.drain()
+        return await reader.read()
+    finally:
+        writer.close()
+
+
+async def test_a_body_arriving_in_pieces_is_read_whole(gateway: Gateway, redis: aioredis.Redis) -> None:
+    """`content.read(n)` returns what has arrived: the signature used to be checked on the first segment."""
+    body = json.dumps({"customer_id": "seg-1", "message_id": "m1", "text": "my invoice is wrong " * 150}).encode()
+    answer = await _post_in_two_segments(gateway, body, sign(API_SECRET, body))
+    assert answer.startswith(b"HTTP/1.1 202"), answer[:300]
+    assert await redis.exists(keys.dedupe("api:seg-1", "m1"))
+    big = json.dumps({"customer_id": "seg-1", "message_id": "m2", "text": "x" * 3000, "pad": "y" * 70_000}).encode()
+    answer = await _post_in_two_segments(gateway, big, sign(API_SECRET, big))
+    assert answer.startswith(b"HTTP/1.1 413"), answer[:300]
 
 
 async def test_duplicate_delivery_is_accepted_once(gateway: Gateway) -> None:

@@ -18,6 +18,7 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from gateway.domain import MAX_TEXT, ChannelKind, CustomerProfile, Identifier, InboundMessage, clean_text, utcnow
 from gateway.store import Accepted
+from integrations.body import read_limited
 from integrations.webhook.signature import HEADER, SignatureError, verify
 
 log = structlog.get_logger(__name__)
@@ -62,10 +63,10 @@ def make_handler(secret: str, ingest: Ingest, max_body: int) -> Callable[[web.Re
         if request.content_length is not None and request.content_length > max_body:
             return error(413, "body_too_large", f"request body must be at most {max_body} bytes")
         try:
-            body = await request.content.read(max_body + 1)
+            body = await read_limited(request, max_body)
         except (ValueError, ConnectionError):
             return error(400, "unreadable_body", "request body could not be read")
-        if len(body) > max_body:
+        if body is None:
             return error(413, "body_too_large", f"request body must be at most {max_body} bytes")
         try:
             verify(secret, request.headers.get(HEADER), body)

@@ -22,6 +22,7 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from gateway.domain import ChannelKind, CustomerProfile, InboundMessage
 from gateway.store import Accepted
+from integrations.body import read_limited
 from integrations.whatsapp.payload import Value, WaStatus, Webhook, message_text
 
 log = structlog.get_logger(__name__)
@@ -60,18 +61,6 @@ def signature_ok(app_secret: str, body: bytes, header: str | None) -> bool:
         return False
     expected = hmac.new(app_secret.encode(), body, hashlib.sha256).hexdigest()
     return hmac.compare_digest(expected, header.removeprefix("sha256=").strip().lower())
-
-
-async def read_limited(request: web.Request, limit: int) -> bytes | None:
-    """The whole body, or None past `limit` (a single `read(n)` may return only part of a chunked body)."""
-    chunks: list[bytes] = []
-    size = 0
-    while chunk := await request.content.read(64 * 1024):
-        size += len(chunk)
-        if size > limit:
-            return None
-        chunks.append(chunk)
-    return b"".join(chunks)
 
 
 def make_verify(verify_token: str) -> Callable[[web.Request], Awaitable[web.Response]]:
