@@ -105,3 +105,16 @@ def test_every_card_variant_is_valid_block_kit(state: ConversationState) -> None
         assert all(p is not None for p in parsed)
         # to_dict() runs slack_sdk's validators (text lengths, element counts, required fields).
         assert [p.to_dict() for p in parsed if p is not None] == blocks
+
+
+@pytest.mark.parametrize("name", ["&" * 200, "<>" * 100, "Jane " + "&<>" * 60, "x" * 200])
+def test_a_hostile_name_still_gives_a_header_slack_accepts(name: str) -> None:
+    """The name is the customer's to set (widget identity, WhatsApp profile): escaping grows `&<>` five- and
+    fourfold, and a header over 150 characters made Slack refuse every card for that customer."""
+    card = build("I was charged twice", name=name)
+    header = card.to_dicts()[0]
+    assert header["type"] == "header" and len(header["text"]["text"]) <= 150
+    parsed = Block.parse(header)
+    assert parsed is not None and parsed.to_dict() == header
+    assert "<" not in header["text"]["text"] and ">" not in header["text"]["text"]
+    assert header["text"]["text"].endswith("…") or len(escape(name)) < 130

@@ -13,11 +13,13 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from gateway.domain import Conversation, ConversationState, Decision, Direction, PastConversation, Scores
-from integrations.slack.escape import escape, quote, truncate
+from integrations.slack.escape import escape, escape_within, quote, truncate
 
 PRIORITY_BADGE = {1: "🔴 P1", 2: "🟠 P2", 3: "🟡 P3", 4: "⚪ P4"}
 CHANNEL_LABEL = {"api": "API", "webchat": "Web chat", "sms": "SMS", "whatsapp": "WhatsApp"}
 TRANSCRIPT_LINES = 8
+HEADER_MAX = 150
+"""Slack refuses a header block whose text is longer (invalid_blocks), and with it the whole card."""
 
 
 def plain(text: str) -> dict[str, Any]:
@@ -69,7 +71,7 @@ class ContextCard:
     def title(self) -> str:
         c = self.conversation.customer
         who = c.profile.name or c.external_id
-        return escape(truncate(f"{PRIORITY_BADGE[self.decision.priority]} · {self.decision.skill} · {who}", 140))
+        return escape_within(f"{PRIORITY_BADGE[self.decision.priority]} · {self.decision.skill} · {who}", HEADER_MAX)
 
     def fallback_text(self) -> str:
         """Notification text: no customer words in it, so nothing in a push notification can ping."""
