@@ -73,7 +73,7 @@ async def deliver(p: Pipeline, fields: Mapping[str, str]) -> None:
     await effects.once(f"outfail:{ref}", report, never_found)
     if p.retries is None:
         raise DeliveryFailed(reason)
-    await p.retries.schedule(fields, attempt)
+    await p.retries.schedule(fields, attempt, p.store.stream_of(conv))
     log.warning("reply_delivery_failed", conversation_id=conv.id, ref=ref, attempt=attempt, error=reason)
 
 async def _mark(p: Pipeline, fields: Mapping[str, str], emoji: str) -> str:

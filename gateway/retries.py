@@ -25,9 +25,28 @@ MAX_ATTEMPTS = 12
 """With the back-off below, about half an hour of trying before we give up and say so."""
 
 _POP = """
+-- Pop what is due and put it back on its conversation's stream in the same step: popping first and
+-- queuing after lost the whole batch to a Redis error or a shutdown in between (the agent had been told
+-- "retrying", and nothing else ever came). Members scheduled without a stream are returned instead.
 local due = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[1], 'LIMIT', 0, tonumber(ARGV[2]))
-for _, member in ipairs(due) do redis.call('ZREM', KEYS[1], member) end
-return due
+local legacy = {}
+for _, member in ipairs(due) do
+  local fields = cjson.decode(member)
+  local stream = fields['stream']
+  if stream then
+    fields['stream'] = nil
+    local flat = {}
+    for k, v in pairs(fields) do
+      table.insert(flat, k)
+      table.insert(flat, v)
+    end
+    redis.call('XADD', stream, '*', unpack(flat))
+  else
+    table.insert(legacy, member)
+  end
+  redis.call('ZREM', KEYS[1], member)
+end
+return {#due - #legacy, legacy}
 """
 
 
@@ -40,23 +59,29 @@ class DeliveryRetries:
         self.redis = redis
         self._pop = redis.register_script(_POP)
 
-    async def schedule(self, fields: Mapping[str, str], attempt: int, now: float | None = None) -> float:
+    async def schedule(self, fields: Mapping[str, str], attempt: int, stream: str, now: float | None = None
+                       ) -> float:
+        """`stream`: the conversation's partition stream, where the retry is queued again when due."""
         due = (now or time.time()) + backoff(attempt)
-        member = json.dumps({**fields, "attempt": str(attempt)}, sort_keys=True)
+        member = json.dumps({**fields, "attempt": str(attempt), "stream": stream}, sort_keys=True)
         await self.redis.zadd(RETRY_KEY, {member: due})
         return due
 
-    async def due(self, now: float | None = None, limit: int = 100) -> list[dict[str, str]]:
-        raw = await self._pop(keys=[RETRY_KEY], args=[now or time.time(), limit])
-        return [json.loads(m) for m in raw]
+    async def requeue_due(self, requeue: Callable[[dict[str, str]], Awaitable[None]], now: float | None = None,
+                          limit: int = 100) -> int:
+        """Queue what is due again; returns how many. `requeue` handles members from before streams were
+        recorded with them."""
+        queued, legacy = await self._pop(keys=[RETRY_KEY], args=[now or time.time(), limit])
+        for raw in legacy:
+            await requeue(json.loads(raw))
+        return int(queued) + len(legacy)
 
     async def run(self, requeue: Callable[[dict[str, str]], Awaitable[None]], stop: asyncio.Event,
                   interval: float = 0.5) -> None:
         while not stop.is_set():
             try:
-                for fields in await self.due():
-                    await requeue(fields)
-                    log.info("reply_retry_requeued", conversation_id=fields.get("conv"), attempt=fields["attempt"])
+                if count := await self.requeue_due(requeue):
+                    log.info("reply_retries_requeued", entries=count)
             except Exception as exc:
                 log.warning("reply_retry_failed", error=repr(exc))
             with contextlib.suppress(TimeoutError):

@@ -286,8 +286,11 @@ class ConversationStore:
 
     def entry(self, conv: Conversation, fields: dict[str, str]) -> tuple[str, dict[Any, Any]]:
         """(stream, entry) for `enqueue`, for callers that queue it on their own MULTI."""
-        stream = keys.inbound_stream(keys.partition_of(conv.customer.person_id or conv.customer.key, self.partitions))
-        return stream, {"conv": conv.id, "customer": conv.customer.key, **fields}
+        return self.stream_of(conv), {"conv": conv.id, "customer": conv.customer.key, **fields}
+
+    def stream_of(self, conv: Conversation) -> str:
+        """The customer's partition stream, where all work on their conversations is queued in order."""
+        return keys.inbound_stream(keys.partition_of(conv.customer.person_id or conv.customer.key, self.partitions))
 
     async def mark_closed(self, conv: Conversation) -> None:
         await self.redis.set(keys.closed(conv.id), int(utcnow().timestamp()))
