@@ -35,7 +35,7 @@ def senders(
     if not tw.missing():
         assert tw.auth_token and tw.account_sid and tw.from_number
         sender = twilio.TwilioChannel(session, tw.api_url, tw.account_sid, tw.auth_token.get_secret_value(),
-                                      tw.from_number, tw.whatsapp_from)
+                                      tw.from_number, tw.whatsapp_from, redis=redis)
         found[ChannelKind.SMS] = found[ChannelKind.WHATSAPP] = sender
     wa = configs.whatsapp
     if not wa.missing():

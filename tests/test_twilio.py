@@ -219,6 +219,19 @@ async def test_whatsapp_reply_and_long_text_is_split(env: Env) -> None:
     assert all(len(c["form"]["Body"]) <= 1600 for c in env.standin.calls)
 
 
+async def test_a_long_reply_retried_after_a_part_failed_sends_only_the_rest(env: Env) -> None:
+    """Part 2 refused: the retry (same message id, as the worker retries it) must not send part 1 again."""
+    reply = _reply(" ".join(f"w{i}" for i in range(800)))  # 3,889 characters: three parts, none alike
+    env.standin.script = [201, 400]
+    first = await env.channel.send(_conv(ChannelKind.SMS, "+14155550123"), reply)
+    assert not first.ok and len(env.standin.calls) == 2
+    again = await env.channel.send(_conv(ChannelKind.SMS, "+14155550123"), reply)
+    assert again.ok and len(env.standin.calls) == 4
+    bodies = [c["form"]["Body"] for c in env.standin.calls]
+    assert bodies[2] == bodies[1] and bodies[0] not in bodies[2:]  # part 2 again, then part 3; part 1 once
+    assert again.external_id is not None and again.external_id.split(",")[0] == f"SM{1:032d}"
+
+
 async def test_reply_final_failure_is_reported(env: Env) -> None:
     env.standin.script = [503] * 4
     delivery = await env.channel.send(_conv(ChannelKind.SMS, "+14155550123"), _reply())

@@ -34,4 +34,5 @@ def setup(
     token = config.auth_token.get_secret_value()
     app.router.add_post("/channels/twilio", make_handler(token, ingest, config.public_url, config.max_body))
     log.info("twilio_mounted", path="/channels/twilio", api=config.api_url)
-    return TwilioChannel(session, config.api_url, config.account_sid, token, config.from_number, config.whatsapp_from)
+    return TwilioChannel(session, config.api_url, config.account_sid, token, config.from_number, config.whatsapp_from,
+                         redis=redis)

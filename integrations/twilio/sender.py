@@ -5,10 +5,12 @@ from __future__ import annotations
 from typing import Any
 
 import aiohttp
+import redis.asyncio as aioredis
 import structlog
 
 from gateway.domain import ChannelKind, Conversation, Message
 from gateway.ports import Delivery
+from integrations.twilio.parts import SentParts
 from integrations.twilio.retry import post_with_retry
 
 log = structlog.get_logger(__name__)
@@ -40,8 +42,10 @@ class TwilioChannel:
     def __init__(
         self, session: aiohttp.ClientSession, api_url: str, account_sid: str, auth_token: str, from_number: str,
         whatsapp_from: str | None = None, retries: int = 4, base_delay: float = 0.2,
+        redis: aioredis.Redis | None = None,
     ) -> None:
         self.session = session
+        self.parts = SentParts(redis)
         self.url = f"{api_url.rstrip('/')}/2010-04-01/Accounts/{account_sid}/Messages.json"
         self.headers = {"Authorization": aiohttp.encode_basic_auth(account_sid, auth_token)}
         self.from_number = from_number
@@ -58,7 +62,11 @@ class TwilioChannel:
     async def send(self, conversation: Conversation, message: Message) -> Delivery:
         to, sender = self.addresses(conversation)
         sids: list[str] = []
-        for part in chunks(message.text):
+        parts = chunks(message.text)
+        for i, part in enumerate(parts):
+            if len(parts) > 1 and (earlier := await self.parts.sent(message.id, i)):
+                sids.append(earlier)
+                continue
             result = await post_with_retry(
                 self.session, self.url, describe=_describe, conversation_id=conversation.id,
                 attempts=self.retries, base_delay=self.base_delay, headers=self.headers,
@@ -68,5 +76,7 @@ class TwilioChannel:
                 log.warning("twilio_send_failed", conversation_id=conversation.id, error=result.error)
                 return Delivery(ok=False, error=f"twilio: {result.error}", external_id=",".join(sids) or None)
             sids.append(str(result.payload.get("sid", "")))
+            if len(parts) > 1:
+                await self.parts.record(message.id, i, sids[-1], conversation.id)
         log.info("twilio_sent", conversation_id=conversation.id, message_id=message.id, parts=len(sids))
         return Delivery(ok=True, external_id=",".join(sids))

@@ -11,6 +11,7 @@ from redis.exceptions import RedisError
 
 from gateway.domain import ChannelKind, Conversation, Message
 from gateway.ports import Delivery
+from integrations.twilio.parts import SentParts
 from integrations.twilio.retry import post_with_retry
 from integrations.twilio.sender import chunks
 from integrations.whatsapp.webhook import STATUS_TTL_S, sent_key
@@ -36,6 +37,7 @@ class WhatsAppCloudChannel:
     ) -> None:
         self.session = session
         self.redis = redis
+        self.parts = SentParts(redis)
         self.url = f"{api_url.rstrip('/')}/{phone_number_id}/messages"
         self.headers = {"Authorization": f"Bearer {access_token}"}
         self.retries = retries
@@ -44,7 +46,11 @@ class WhatsAppCloudChannel:
     async def send(self, conversation: Conversation, message: Message) -> Delivery:
         to = conversation.customer.external_id.removeprefix("whatsapp:").removeprefix("+")
         ids: list[str] = []
-        for part in chunks(message.text, MAX_BODY):
+        parts = chunks(message.text, MAX_BODY)
+        for i, part in enumerate(parts):
+            if len(parts) > 1 and (earlier := await self.parts.sent(message.id, i)):
+                ids.append(earlier)
+                continue
             body = {"messaging_product": "whatsapp", "recipient_type": "individual", "to": to, "type": "text",
                     "text": {"preview_url": False, "body": part}}
             result = await post_with_retry(
@@ -57,6 +63,8 @@ class WhatsAppCloudChannel:
             sent = result.payload.get("messages") or [{}]
             wamid = str(sent[0].get("id", "")) if isinstance(sent[0], dict) else ""
             ids.append(wamid)
+            if len(parts) > 1:
+                await self.parts.record(message.id, i, wamid, conversation.id)
             if wamid:
                 try:
                     await self.redis.set(sent_key(wamid), conversation.id, ex=STATUS_TTL_S)
