@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import json
+import re
 from pathlib import Path
 from typing import Any
 
 import redis.asyncio as aioredis
-from playwright.async_api import Browser, Page
+from playwright.async_api import Browser, Page, WebSocketRoute
 
 from integrations.webchat import outbox, request_csat
 from tests.harness import eventually
@@ -117,3 +119,42 @@ async def test_widget_resends_unacked_message_after_reload(browser: Browser, cha
 
 async def _connected(page: Page) -> bool:
     return bool(await page.evaluate("!!(window.SwitchboardChat._ws && window.SwitchboardChat._ws.readyState === 1)"))
+
+
+async def test_a_message_that_must_wait_holds_back_the_ones_typed_after_it(browser: Browser, chat: Chat) -> None:
+    """Storage answers "unavailable, retry in 1 s" to the first message; the customer types a second one at
+    once. Only the first used to wait, so the second was stored (and answered) before it."""
+    page = await browser.new_page()
+    refused: list[str] = []
+
+    def route(ws: WebSocketRoute) -> None:
+        server = ws.connect_to_server()
+
+        def from_page(message: str | bytes) -> None:
+            frame = json.loads(message)
+            if frame.get("type") == "message" and not refused:
+                refused.append(frame["client_id"])
+                ws.send(json.dumps({"type": "error", "code": "unavailable", "message": "storage is unavailable",
+                                    "client_id": frame["client_id"], "retry_after": 1}))
+                return
+            server.send(message)
+
+        ws.on_message(from_page)
+
+    await page.route_web_socket(re.compile(r"/webchat/ws"), route)
+    await page.goto(f"{chat.url}/webchat/")
+    await page.get_by_role("button", name="Open support chat").click()
+    textbox = page.get_by_label("Your message")
+    await eventually(lambda: page.evaluate("(window.SwitchboardChat._ws || {}).readyState === 1"))
+    await page.wait_for_timeout(300)  # past the server's hello, which re-sends whatever is unacknowledged
+    await textbox.fill("first: my order never came")
+    await page.keyboard.press("Enter")
+    await page.get_by_text("Waiting to send…").wait_for()
+    await textbox.fill("second: and nobody answers")
+    await page.keyboard.press("Enter")
+    await eventually(lambda: _acked(page), timeout=15)
+    assert refused
+    conv = (await state(page))["session"]["conversation_id"]
+    stored = [m["text"] for m in await chat.transcript(conv)]
+    assert stored == ["first: my order never came", "second: and nobody answers"]
+    await page.close()

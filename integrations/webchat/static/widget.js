@@ -90,6 +90,9 @@
   var bubbles = {};                            // client_id or message id -> bubble element
   var lastSeq = 0, ws = null, session = null, retry = 0, started = false, typingTimer = null, lastTyping = 0;
   var agentTypingTimer = null;
+  // One message in flight at a time, oldest first: when one had to wait (storage briefly down, rate limit)
+  // and only it waited, a message typed after it was stored, threaded and answered before it.
+  var inflight = null, held = false;
 
   function saveOutbox() { store(KEY_OUTBOX, outbox); }
 
@@ -110,6 +113,17 @@
     if (ws && ws.readyState === 1) ws.send(JSON.stringify({ type: "message", client_id: item.client_id, text: item.text }));
   }
 
+  function pump() {
+    if (held || inflight || !outbox.length || !ws || ws.readyState !== 1) return;
+    inflight = outbox[0].client_id;
+    transmit(outbox[0]);
+  }
+
+  function holdFor(seconds) {
+    held = true; inflight = null;
+    setTimeout(function () { held = false; pump(); }, seconds * 1000);
+  }
+
   function submit(text) {
     text = (text || "").trim();
     if (!text) return;
@@ -117,7 +131,7 @@
     var item = { client_id: rid("c"), text: text };
     outbox.push(item); saveOutbox();
     bubble(item.client_id, "in", text, null, "Sending…");
-    transmit(item);
+    pump();
   }
 
   form.addEventListener("submit", function (e) { e.preventDefault(); submit(input.value); input.value = ""; sendTyping(false); });
@@ -136,7 +150,7 @@
 
   // ---- server frames (table dispatch) ------------------------------------------------------------
   var handlers = {
-    hello: function () { alertBox.textContent = ""; outbox.forEach(transmit); },
+    hello: function () { alertBox.textContent = ""; inflight = null; pump(); },
     conversation: function (f) {
       // The store opened a new conversation (the old one was closed): follow it, and get a token for it
       // before the next reconnect so a resume never replays the old stream.
@@ -146,6 +160,8 @@
     ack: function (f) {
       outbox = outbox.filter(function (m) { return m.client_id !== f.client_id; }); saveOutbox();
       var b = bubbles[f.client_id]; if (b) { b.querySelector(".sbc-state").textContent = ""; bubbles[f.message_id] = b; }
+      if (inflight === f.client_id) inflight = null;
+      pump();
     },
     message: function (f) {
       var key = f.client_id && bubbles[f.client_id] ? f.client_id : f.id;
@@ -172,10 +188,12 @@
       if (f.code === "message_too_long" || f.code === "invalid_message") {
         outbox = outbox.filter(function (m) { return m.client_id !== f.client_id; }); saveOutbox();
         if (b) { b.classList.add("sbc-failed"); b.querySelector(".sbc-state").textContent = "Not sent"; }
-      } else if (f.client_id && f.retry_after) {
+        if (inflight === f.client_id) inflight = null;
+        pump();
+      } else if (f.client_id) {
+        // Everything behind it waits too, so the conversation keeps the order it was typed in.
         if (b) b.querySelector(".sbc-state").textContent = "Waiting to send…";
-        setTimeout(function () { outbox.filter(function (m) { return m.client_id === f.client_id; }).forEach(transmit); },
-          f.retry_after * 1000);
+        holdFor(f.retry_after || 2);
       }
     },
     pong: function () {}
@@ -229,7 +247,7 @@
         if (typeof f.seq === "number") { if (f.seq <= lastSeq) return; lastSeq = f.seq; }
         var h = handlers[f.type]; if (h) h(f);
       };
-      ws.onclose = function () { ws = null; reconnect(); };
+      ws.onclose = function () { ws = null; inflight = null; reconnect(); };
     }).catch(function (e) { alertBox.textContent = String(e.message || e); reconnect(); });
   }
 
@@ -239,6 +257,6 @@
   }
 
   var api = { open: openPanel, close: closePanel, send: submit, _ws: null,
-              state: function () { return { lastSeq: lastSeq, outbox: outbox.slice(), session: session }; } };
+              state: function () { return { lastSeq: lastSeq, outbox: outbox.slice(), session: session, inflight: inflight }; } };
   window.SwitchboardChat = api;
 })();
