@@ -115,8 +115,10 @@
 
   function pump() {
     if (held || inflight || !outbox.length || !ws || ws.readyState !== 1) return;
-    inflight = outbox[0].client_id;
+    var id = inflight = outbox[0].client_id;
     transmit(outbox[0]);
+    // No answer in 10 s (a frame lost on the way): send it again; the server drops a repeat by client id.
+    setTimeout(function () { if (inflight === id) { inflight = null; pump(); } }, 10000);
   }
 
   function holdFor(seconds) {
