@@ -20,19 +20,26 @@ import pytest
 import redis.asyncio as aioredis
 import structlog
 from aiohttp import web
+from structlog.typing import Processor
 
 for _var in ("http_proxy", "https_proxy", "HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "all_proxy"):
     os.environ.pop(_var, None)
 
-# structlog's default, but with plain tracebacks: with `rich` installed (schemathesis brings it) every
-# logged exception was rendered with its locals, about 3 s each on a slow 2-core machine, so tests that
-# make Slack fail on purpose spent most of their time drawing tracebacks nobody reads.
-structlog.configure(processors=[
+PLAIN_LOGGING: list[Processor] = [
     structlog.contextvars.merge_contextvars, structlog.processors.add_log_level,
     structlog.processors.StackInfoRenderer(), structlog.dev.set_exc_info,
     structlog.processors.TimeStamper(fmt="%Y-%m-%d %H:%M:%S", utc=False),
     structlog.dev.ConsoleRenderer(exception_formatter=structlog.dev.plain_traceback),
-])
+]
+"""structlog's default, but with plain tracebacks: with `rich` installed (schemathesis brings it) every logged
+exception was drawn with its locals, about 3 s each on a slow 2-core machine, so tests that make Slack fail on
+purpose spent most of their time drawing tracebacks nobody reads."""
+
+
+@pytest.fixture(autouse=True)
+def _plain_logging() -> None:
+    """Before every test: logging tests configure the real renderer and then reset structlog's defaults."""
+    structlog.configure(processors=PLAIN_LOGGING)
 
 
 def free_port() -> int:

@@ -27,7 +27,7 @@ async def test_parked_message_is_listed_and_a_lead_replays_it_into_one_card(
         status, body = await gw.post_message({"customer_id": "dl-1", "message_id": "m1",
                                               "text": "I was charged twice on my invoice"})
         assert status == 202
-        assert await eventually(lambda: redis.xlen(keys.DEAD), timeout=20) == 1
+        assert await eventually(lambda: redis.xlen(keys.DEAD), timeout=40) == 1
         assert cards(gw.slack, "support-billing") == []
 
         slash = Slash(gw)
