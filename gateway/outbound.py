@@ -21,6 +21,12 @@ if TYPE_CHECKING:
 log = structlog.get_logger(__name__)
 
 
+FAILED = "failed:"
+"""Prefix of a send's result when the customer's channel did not take it (retried later)."""
+REFUSED = "refused:"
+"""Prefix when the provider refused it for good (`Delivery.permanent`): no retry."""
+
+
 class DeliveryFailed(RuntimeError):
     """The customer's channel did not take the message; the worker retries the entry."""
 
@@ -54,12 +60,14 @@ async def deliver(p: Pipeline, fields: Mapping[str, str]) -> None:
         log.info("reply_delivered", conversation_id=conv.id, ref=ref)
         return
     await p.redis.hdel(keys.effects(conv.id), f"out:{ref}")
-    reason = result.removeprefix("failed:")
+    reason = result.split(":", 1)[-1]
     attempt = int(fields.get("attempt", "0")) + 1
-    if attempt >= MAX_ATTEMPTS:
+    refused = result.startswith(REFUSED)
+    if attempt >= MAX_ATTEMPTS or refused:
+        why = f"refused ({reason})" if refused else f"after {attempt} attempts ({reason})"
         await p.desk.note_in_thread(
-            conv, f"❌ Not delivered to the customer after {attempt} attempts ({reason}). The reply is in "
-            "the transcript; reach the customer another way."
+            conv, f"❌ Not delivered to the customer: {why}. The reply is in the transcript; reach the customer "
+            "another way."
         )
         dead: dict[Any, Any] = {**fields, "error": reason[:500]}
         await p.redis.xadd(keys.DEAD, dead)

@@ -33,7 +33,7 @@ from gateway.domain import (
 from gateway.effects import Effects
 from gateway.faults import checkpoint
 from gateway.identity import Identity
-from gateway.outbound import never_found
+from gateway.outbound import FAILED, REFUSED, never_found
 from gateway.policy_store import PolicyStore
 from gateway.ports import AgentDesk, Automation, CustomerChannel, ShowsWaiting
 from gateway.retries import DeliveryRetries
@@ -254,7 +254,7 @@ class Pipeline:
                     if self.bot_followup is not None:
                         await self.bot_followup.answered(conv)
                     return decision
-                reason = f"bot answer not delivered ({sent.removeprefix('failed:')})"
+                reason = f"bot answer not delivered ({sent.split(':', 1)[-1]})"
             else:
                 reason = reply.handoff_reason or "automation could not answer"
             if conv.state is ConversationState.AUTOMATED:
@@ -287,13 +287,13 @@ class Pipeline:
         channel = self.channels.get(conv.customer.channel)
         if channel is None:
             log.warning("customer_channel_missing", conversation_id=conv.id, channel=conv.customer.channel.value)
-            return f"failed:no {conv.customer.channel.value} channel configured"
+            return f"{FAILED}no {conv.customer.channel.value} channel configured"
         with metrics.channel_call(conv.customer.channel.value):
             delivery = await channel.send(conv, message)
         if not delivery.ok:
             metrics.channel_failed(conv.customer.channel.value)
             log.warning("customer_delivery_failed", conversation_id=conv.id, error=delivery.error)
-            return f"failed:{delivery.error}"
+            return f"{REFUSED if delivery.permanent else FAILED}{delivery.error}"
         return "delivered"
 
     async def _post_card(

@@ -82,6 +82,9 @@ class Delivery(BaseModel):
     ok: bool
     error: str | None = None
     external_id: str | None = None
+    permanent: bool = False
+    """The provider refused this message for good (a bad or unsubscribed number): retrying for half an hour
+    would only delay telling the agent to reach the customer another way."""
 
 
 @runtime_checkable

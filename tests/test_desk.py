@@ -5,13 +5,17 @@ from __future__ import annotations
 import asyncio
 import json
 from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import pytest
 import redis.asyncio as aioredis
 
+from gateway import keys
 from gateway.app import EMULATOR
+from gateway.domain import ChannelKind, Conversation, Message
+from gateway.ports import Delivery
 from integrations.slack.emulator import EMULATOR_DESK
 from learners.outcomes import OUTCOMES_STREAM
 from tests.conftest import Callback
@@ -143,6 +147,37 @@ async def test_reply_to_customer_whose_channel_is_down_is_marked_failed_then_ret
     callback.fail_with = None
     await eventually(lambda: callback.received, timeout=20)
     assert [r["text"] for r in callback.received] == ["are you still there?"]
+
+
+@dataclass
+class RefusingChannel:
+    """A customer channel whose provider refuses the number for good (Twilio 21610: unsubscribed)."""
+
+    kind: ChannelKind = ChannelKind.API
+    sent: list[str] = field(default_factory=list)
+
+    async def send(self, conversation: Conversation, message: Message) -> Delivery:
+        self.sent.append(message.text)
+        return Delivery(ok=False, error="HTTP 400: 21610 unsubscribed recipient", permanent=True)
+
+
+async def test_a_reply_the_provider_refuses_for_good_is_reported_at_once_not_retried(
+    desk_gw: Gateway, redis: aioredis.Redis
+) -> None:
+    conv_id, card, channel = await new_card(desk_gw)
+    refusing = RefusingChannel()
+    desk_gw.rt.pipeline.channels = {**desk_gw.rt.pipeline.channels, ChannelKind.API: refusing}
+    slack = sender(desk_gw)
+    await slack.click("U0ALICE", channel, card, {"type": "button", "action_id": "sb_claim", "value": conv_id})
+    await eventually(lambda: desk_gw.rt.ops.holder(conv_id))
+    await slack.message("U0ALICE", channel, "your refund is on its way", thread_ts=card["ts"])
+    notes = await eventually(
+        lambda: [m for m in desk_gw.slack.replies(channel, card["ts"]) if "Not delivered" in m.get("text", "")],
+        timeout=15,
+    )
+    assert "refused" in notes[0]["text"] and "21610" in notes[0]["text"] and "❌" in notes[0]["text"]
+    assert refusing.sent == ["your refund is on its way"]
+    assert await redis.zcard("sb:retry") == 0 and await redis.xlen(keys.DEAD) == 1
 
 
 async def test_resolve_with_corrected_skill_emits_outcome_and_tells_customer(

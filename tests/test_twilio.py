@@ -236,11 +236,12 @@ async def test_reply_final_failure_is_reported(env: Env) -> None:
     env.standin.script = [503] * 4
     delivery = await env.channel.send(_conv(ChannelKind.SMS, "+14155550123"), _reply())
     assert not delivery.ok and delivery.error is not None and "HTTP 503" in delivery.error
-    assert len(env.standin.calls) == 4
+    assert len(env.standin.calls) == 4 and not delivery.permanent
     env.standin.calls.clear()
     env.standin.script = [400]
     delivery = await env.channel.send(_conv(ChannelKind.SMS, "+1"), _reply())
     assert not delivery.ok and "21211" in (delivery.error or "") and len(env.standin.calls) == 1  # no retry on 4xx
+    assert delivery.permanent  # and none later: the agent is told at once
 
 
 async def test_not_mounted_without_secrets(redis: aioredis.Redis) -> None:

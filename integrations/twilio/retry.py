@@ -25,6 +25,11 @@ class CallResult:
     error: str | None = None
 
 
+def refused_for_good(status: int | None) -> bool:
+    """A 4xx other than 429: the request itself is wrong (bad number, unsubscribed, expired token)."""
+    return status is not None and 400 <= status < 500 and status != 429
+
+
 def _retry_after(resp: aiohttp.ClientResponse, fallback: float) -> float:
     try:
         return min(float(resp.headers.get("Retry-After", "")), 5.0)
@@ -56,7 +61,7 @@ async def post_with_retry(
                     return CallResult(ok=True, status=resp.status, payload=payload)
                 last = CallResult(ok=False, status=resp.status, payload=payload,
                                   error=f"HTTP {resp.status}: {describe(payload) or resp.reason}")
-                if resp.status != 429 and resp.status < 500:
+                if refused_for_good(resp.status):
                     break
                 delay = _retry_after(resp, delay)
         except (aiohttp.ClientError, TimeoutError) as exc:

@@ -11,7 +11,7 @@ import structlog
 from gateway.domain import ChannelKind, Conversation, Message
 from gateway.ports import Delivery
 from integrations.twilio.parts import SentParts
-from integrations.twilio.retry import post_with_retry
+from integrations.twilio.retry import post_with_retry, refused_for_good
 
 log = structlog.get_logger(__name__)
 
@@ -74,7 +74,8 @@ class TwilioChannel:
             )
             if not result.ok:
                 log.warning("twilio_send_failed", conversation_id=conversation.id, error=result.error)
-                return Delivery(ok=False, error=f"twilio: {result.error}", external_id=",".join(sids) or None)
+                return Delivery(ok=False, error=f"twilio: {result.error}",
+                                external_id=",".join(sids) or None, permanent=refused_for_good(result.status))
             sids.append(str(result.payload.get("sid", "")))
             if len(parts) > 1:
                 await self.parts.record(message.id, i, sids[-1], conversation.id)

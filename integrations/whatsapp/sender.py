@@ -12,7 +12,7 @@ from redis.exceptions import RedisError
 from gateway.domain import ChannelKind, Conversation, Message
 from gateway.ports import Delivery
 from integrations.twilio.parts import SentParts
-from integrations.twilio.retry import post_with_retry
+from integrations.twilio.retry import post_with_retry, refused_for_good
 from integrations.twilio.sender import chunks
 from integrations.whatsapp.webhook import STATUS_TTL_S, sent_key
 
@@ -59,7 +59,8 @@ class WhatsAppCloudChannel:
             )
             if not result.ok:
                 log.warning("whatsapp_send_failed", conversation_id=conversation.id, error=result.error)
-                return Delivery(ok=False, error=f"whatsapp: {result.error}", external_id=",".join(ids) or None)
+                return Delivery(ok=False, error=f"whatsapp: {result.error}",
+                                external_id=",".join(ids) or None, permanent=refused_for_good(result.status))
             sent = result.payload.get("messages") or [{}]
             wamid = str(sent[0].get("id", "")) if isinstance(sent[0], dict) else ""
             ids.append(wamid)
