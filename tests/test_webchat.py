@@ -153,6 +153,17 @@ async def test_bad_tokens_and_identity_are_refused(chat: Chat) -> None:
     await recv_until(ws, "ack")
     assert await queued_profiles(chat.redis) == [("webchat:user:42", {"name": "Jane Doe"})]
     await ws.close()
+    # A host site's long user id (an email-shaped or URN id of 200 characters) still chats: the message id
+    # `<customer id>/<client id>` must fit an identifier, so a long user id is replaced by its digest.
+    long_id = "urn:example:customer:" + "7" * 179
+    signed = tokens.identity_hash(IDENTITY_SECRET, long_id)
+    session = await chat.session({"identity": {"user_id": long_id, "user_hash": signed}})
+    ws = await chat.connect(session["token"])
+    await ws.send_json({"type": "message", "client_id": "c" + "9" * 24, "text": "hello from a long id"})
+    assert (await recv_until(ws, "ack"))["duplicate"] is False
+    again = await chat.session({"identity": {"user_id": long_id, "user_hash": signed}})
+    assert again["conversation_id"] == session["conversation_id"]  # the same customer each time
+    await ws.close()
 
 
 async def test_typing_status_eta_and_csat(chat: Chat, redis: aioredis.Redis) -> None:

@@ -101,7 +101,7 @@ class SessionEndpoint:
             ):
                 log.warning("webchat_identity_refused", remote=request.remote)
                 return _error(401, "bad_identity", "user_hash does not match user_id", headers)
-            customer_id = f"user:{identity.user_id}"
+            customer_id = tokens.signed_customer_id(identity.user_id)
         try:
             profile = CustomerProfile(name=identity.name, email=identity.email)
         except ValidationError as exc:

@@ -62,6 +62,18 @@ def verify(key: bytes, token: str | None, now: float | None = None) -> SessionCl
     return claims
 
 
+SIGNED_ID_MAX = 120
+"""Longest user id kept as it is in `user:<id>`: a message id is `<customer id>/<client id>` and must fit the
+200 characters of an identifier, so longer ids failed every message ("the message is empty")."""
+
+
+def signed_customer_id(user_id: str) -> str:
+    """`user:<id>` for a visitor the host site signed; a long id is replaced by a digest of itself."""
+    if len(user_id) <= SIGNED_ID_MAX:
+        return f"user:{user_id}"
+    return f"user:sha256-{hashlib.sha256(user_id.encode()).hexdigest()}"
+
+
 def identity_hash(secret: str, user_id: str) -> str:
     """What the host site's backend computes: hex HMAC-SHA256(WEBCHAT_IDENTITY_SECRET, user_id)."""
     return hmac.new(secret.encode(), user_id.encode(), hashlib.sha256).hexdigest()
