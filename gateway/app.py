@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from functools import partial
 
 import structlog
 from aiohttp import web
@@ -11,7 +12,7 @@ from redis.exceptions import RedisError
 from slack_bolt.adapter.socket_mode.async_handler import AsyncSocketModeHandler
 from slack_bolt.async_app import AsyncApp
 
-from gateway import channels, metrics
+from gateway import channels, metrics, outbound
 from gateway.erasure import Eraser
 from gateway.runtime import Runtime
 from gateway.streams import ensure_groups, groups_ready
@@ -68,7 +69,8 @@ def create_app(rt: Runtime) -> web.Application:
     metrics.mount(app, metrics.MetricsSource(rt.redis, rt.settings.partitions, scorer))
     eraser = Eraser(rt.redis, rt.store, rt.desk)
     app.router.add_delete("/v1/customers/{ref}", make_forget_handler(rt.api_secret, eraser))
-    channels.mount(app, rt.channel_configs, rt.redis, rt.store.ingest, rt.session)
+    channels.mount(app, rt.channel_configs, rt.redis, rt.store.ingest, rt.session,
+                   partial(outbound.report_undelivered, rt.store))
     if rt.slack.emulator is not None:
         app[EMULATOR] = create_emulator_app(rt.slack.emulator)
         app.add_subapp("/_slack/", app[EMULATOR])

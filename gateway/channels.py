@@ -52,8 +52,10 @@ def mount(
     redis: aioredis.Redis,
     ingest: Callable[[InboundMessage], Awaitable[Accepted]],
     session: aiohttp.ClientSession,
+    on_delivery_failed: Callable[[str, str, str], Awaitable[None]] | None = None,
 ) -> None:
     """The web process's view: the inbound routes (/webchat/*, /channels/twilio, /channels/whatsapp)."""
     webchat.setup(app, redis=redis, ingest=ingest, session=session, config=configs.webchat)
     twilio.setup(app, redis=redis, ingest=ingest, session=session, config=configs.twilio)
-    whatsapp.setup(app, redis=redis, ingest=ingest, session=session, config=configs.whatsapp)
+    whatsapp.setup(app, redis=redis, ingest=ingest, session=session, config=configs.whatsapp,
+                   on_failed=on_delivery_failed)

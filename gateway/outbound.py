@@ -14,6 +14,8 @@ from gateway import keys
 from gateway.domain import Direction, Message
 from gateway.effects import Effects
 from gateway.retries import MAX_ATTEMPTS
+from gateway.store import ConversationStore
+from gateway.streams import Ack
 
 if TYPE_CHECKING:
     from gateway.pipeline import Pipeline
@@ -83,6 +85,23 @@ async def deliver(p: Pipeline, fields: Mapping[str, str]) -> None:
         raise DeliveryFailed(reason)
     await p.retries.schedule(fields, attempt, p.store.stream_of(conv))
     log.warning("reply_delivery_failed", conversation_id=conv.id, ref=ref, attempt=attempt, error=reason)
+
+async def report_undelivered(store: ConversationStore, conversation_id: str, channel: str, reason: str) -> None:
+    """A reply the provider took and later reported undelivered (a WhatsApp status): its ✅ only meant
+    "queued", so the thread is told, through the customer's stream like any work on the conversation."""
+    conv = await store.load(conversation_id)
+    if conv is None:
+        return
+    text = f"❌ {channel} could not deliver a reply to the customer ({reason}). Reach them another way."
+    await store.enqueue(conv, {"kind": "note", "text": text})
+
+
+async def note(p: Pipeline, fields: Mapping[str, str], ack: Ack | None = None) -> None:
+    """Our own line in the card's thread, queued by the web process (which has no Slack of its own)."""
+    conv = await p.store.load(fields["conv"])
+    if conv is not None:
+        await p.desk.note_in_thread(conv, fields["text"])
+
 
 async def _mark(p: Pipeline, fields: Mapping[str, str], emoji: str) -> str:
     """Cosmetic: a failed reaction must not make a delivered reply look undelivered (or retry it)."""

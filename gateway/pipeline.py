@@ -102,6 +102,7 @@ class Pipeline:
             "notify": self.handle_outbound,
             "transfer": partial(transfers.move_card, self),
             "retire": partial(transfers.retire, self),
+            "note": partial(outbound.note, self),
         }
         handler = handlers.get(fields.get("kind", "inbound"))
         if handler is None:

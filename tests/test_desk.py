@@ -15,6 +15,7 @@ import redis.asyncio as aioredis
 from gateway import keys
 from gateway.app import EMULATOR
 from gateway.domain import ChannelKind, Conversation, Message
+from gateway.outbound import report_undelivered
 from gateway.ports import Delivery
 from integrations.slack.emulator import EMULATOR_DESK
 from learners.outcomes import OUTCOMES_STREAM
@@ -178,6 +179,15 @@ async def test_a_reply_the_provider_refuses_for_good_is_reported_at_once_not_ret
     assert "refused" in notes[0]["text"] and "21610" in notes[0]["text"] and "❌" in notes[0]["text"]
     assert refusing.sent == ["your refund is on its way"]
     assert await redis.zcard("sb:retry") == 0 and await redis.xlen(keys.DEAD) == 1
+
+
+async def test_a_reply_reported_undelivered_later_is_told_in_the_thread(desk_gw: Gateway) -> None:
+    """The web process learns it from a provider's status webhook; the note goes through the worker."""
+    conv_id, card, channel = await new_card(desk_gw)
+    await report_undelivered(desk_gw.rt.store, conv_id, "WhatsApp", "131047 Re-engagement message")
+    notes = await eventually(
+        lambda: [m for m in desk_gw.slack.replies(channel, card["ts"]) if "could not deliver" in m.get("text", "")])
+    assert "WhatsApp" in notes[0]["text"] and "131047" in notes[0]["text"]
 
 
 async def test_resolve_with_corrected_skill_emits_outcome_and_tells_customer(

@@ -54,6 +54,8 @@ class Env:
     channel: WhatsAppCloudChannel
     graph: Graph
     redis: aioredis.Redis
+    failed: list[tuple[str, str, str]]
+    """What the receiver reported undelivered: (conversation id, channel, reason)."""
 
     async def deliver(self, payload: dict[str, Any], secret: str = APP_SECRET, sign: bool = True) -> int:
         body = json.dumps(payload).encode()
@@ -80,13 +82,18 @@ async def env(redis: aioredis.Redis) -> AsyncIterator[Env]:
         phone_number_id=PHONE_ID, api_url=f"{graph_url}/v20.0",
     )
     app = web.Application()
+    failed: list[tuple[str, str, str]] = []
+
+    async def on_failed(conversation_id: str, channel_name: str, reason: str) -> None:
+        failed.append((conversation_id, channel_name, reason))
+
     channel = setup(app, redis=redis, ingest=ConversationStore(redis, partitions=4).ingest, session=http,
-                    config=config)
+                    config=config, on_failed=on_failed)
     assert channel is not None
     channel.base_delay = 0.01
     url, runner = await serve_app(app)
     try:
-        yield Env(url, http, channel, graph, redis)
+        yield Env(url, http, channel, graph, redis, failed)
     finally:
         await http.close()
         await runner.cleanup()
@@ -181,6 +188,8 @@ async def test_replies_through_graph_and_statuses_are_recorded(env: Env) -> None
         (b"sent", b"conv_w1"), (b"delivered", b"conv_w1"), (b"failed", b"conv_w1")
     ]
     assert b"131047" in entries[-1][1][b"errors"]
+    # Its ✅ only meant "queued": the failure goes to the agent once, however often Meta re-delivers it.
+    assert env.failed == [("conv_w1", "WhatsApp", "131047 Re-engagement message")]
 
 
 async def test_reply_final_failure(env: Env) -> None:

@@ -13,7 +13,7 @@ from gateway.domain import InboundMessage
 from gateway.store import Accepted
 from integrations.whatsapp.config import WhatsAppConfig
 from integrations.whatsapp.sender import WhatsAppCloudChannel
-from integrations.whatsapp.webhook import Receiver, make_verify
+from integrations.whatsapp.webhook import DeliveryFailed, Receiver, make_verify
 
 log = structlog.get_logger(__name__)
 
@@ -25,13 +25,14 @@ def setup(
     ingest: Callable[[InboundMessage], Awaitable[Accepted]],
     session: aiohttp.ClientSession,
     config: WhatsAppConfig,
+    on_failed: DeliveryFailed | None = None,
 ) -> WhatsAppCloudChannel | None:
     missing = config.missing()
     if missing:
         log.info("whatsapp_not_mounted", missing=missing)
         return None
     assert config.app_secret and config.verify_token and config.access_token and config.phone_number_id
-    receiver = Receiver(redis, ingest, config.app_secret.get_secret_value(), config.max_body)
+    receiver = Receiver(redis, ingest, config.app_secret.get_secret_value(), config.max_body, on_failed)
     app.router.add_get("/channels/whatsapp", make_verify(config.verify_token.get_secret_value()))
     app.router.add_post("/channels/whatsapp", receiver.handle)
     log.info("whatsapp_mounted", path="/channels/whatsapp", api=config.api_url)

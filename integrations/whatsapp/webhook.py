@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
+import re
 from collections.abc import Awaitable, Callable
 
 import redis.asyncio as aioredis
@@ -28,6 +29,8 @@ from integrations.whatsapp.payload import Value, WaStatus, Webhook, message_text
 log = structlog.get_logger(__name__)
 
 Ingest = Callable[[InboundMessage], Awaitable[Accepted]]
+DeliveryFailed = Callable[[str, str, str], Awaitable[None]]
+"""(conversation id, channel, reason): a reply the provider reported undelivered after accepting it."""
 SIGNATURE_HEADER = "X-Hub-Signature-256"
 STATUS_STREAM = "sb:whatsapp:statuses"
 STATUS_TTL_S = 30 * 86400
@@ -56,6 +59,12 @@ return false
 """
 
 
+def _reason(status: WaStatus) -> str:
+    """The provider's own words, kept short and stripped of Slack's control characters."""
+    text = "; ".join(" ".join(str(x) for x in (e.code, e.title) if x) for e in status.errors) or "no reason given"
+    return re.sub(r"[<>&*_~`]", "", text)[:200]
+
+
 def signature_ok(app_secret: str, body: bytes, header: str | None) -> bool:
     if not header or not header.startswith("sha256="):
         return False
@@ -77,8 +86,10 @@ def make_verify(verify_token: str) -> Callable[[web.Request], Awaitable[web.Resp
 
 
 class Receiver:
-    def __init__(self, redis: aioredis.Redis, ingest: Ingest, app_secret: str, max_body: int) -> None:
+    def __init__(self, redis: aioredis.Redis, ingest: Ingest, app_secret: str, max_body: int,
+                 on_failed: DeliveryFailed | None = None) -> None:
         self.redis = redis
+        self.on_failed = on_failed
         self.ingest = ingest
         self.app_secret = app_secret
         self.max_body = max_body
@@ -139,3 +150,5 @@ class Receiver:
                 event = "whatsapp_delivery_failed" if s.status == "failed" else "whatsapp_status"
                 log.info(event, conversation_id=conv_id or None, wamid=s.id, status=s.status,
                          errors=errors if s.errors else None)
+                if s.status == "failed" and conv_id and self.on_failed is not None:
+                    await self.on_failed(conv_id, "WhatsApp", _reason(s))
