@@ -68,9 +68,9 @@ class Worker:
         self.processed = 0
         self.ready = asyncio.Event()
         self.backoff = backoff
+        """(first, longest) pause in seconds between attempts at a failing entry, doubling in between."""
         self._failing: set[str] = set()
         """Entries with a failure count in `sb:attempts`, dropped once they succeed."""
-        """(first, longest) pause in seconds between attempts at a failing entry, doubling in between."""
 
     async def _heartbeat(self, stop: asyncio.Event) -> None:
         """Leases are renewed on their own schedule, so a long batch never outlives its lease.
