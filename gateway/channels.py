@@ -17,6 +17,7 @@ from gateway.domain import ChannelKind, InboundMessage
 from gateway.ports import CustomerChannel
 from gateway.store import Accepted
 from integrations import twilio, webchat, whatsapp
+from integrations.whatsapp.webhook import OnUndelivered
 
 
 @dataclass
@@ -52,7 +53,7 @@ def mount(
     redis: aioredis.Redis,
     ingest: Callable[[InboundMessage], Awaitable[Accepted]],
     session: aiohttp.ClientSession,
-    on_delivery_failed: Callable[[str, str, str], Awaitable[None]] | None = None,
+    on_delivery_failed: OnUndelivered | None = None,
 ) -> None:
     """The web process's view: the inbound routes (/webchat/*, /channels/twilio, /channels/whatsapp)."""
     webchat.setup(app, redis=redis, ingest=ingest, session=session, config=configs.webchat)

@@ -20,7 +20,6 @@ from gateway.streams import REPLAYED_FROM
 
 log = structlog.get_logger(__name__)
 
-DEAD_LETTER = keys.DEAD
 BOOKKEEPING = ("entry", "partition", "error", "attempt", REPLAYED_FROM)
 """Fields the parking added (and a reply's delivery attempts: a replay starts a fresh budget)."""
 
@@ -35,8 +34,8 @@ class Parked:
 
 async def parked(redis: aioredis.Redis, limit: int = 10) -> tuple[int, list[Parked]]:
     """How many entries are parked, and the oldest `limit` of them."""
-    total = int(await redis.xlen(DEAD_LETTER))
-    rows: Any = await redis.xrange(DEAD_LETTER, count=limit)
+    total = int(await redis.xlen(keys.DEAD))
+    rows: Any = await redis.xrange(keys.DEAD, count=limit)
     out = []
     for entry_id, raw in rows or []:
         fields = {as_str(k): as_str(v) for k, v in raw.items()}
@@ -46,13 +45,19 @@ async def parked(redis: aioredis.Redis, limit: int = 10) -> tuple[int, list[Park
 
 
 async def replay(redis: aioredis.Redis, store: ConversationStore, partitions: int, user: str) -> int:
-    """Queue every parked entry again on its customer's partition (behind their newer messages, which
-    went on meanwhile), and take it off the dead-letter stream in the same step."""
+    """Queue every entry parked when the replay starts again on its customer's partition (behind their
+    newer messages, which went on meanwhile), and take it off the dead-letter stream in the same step.
+    What is parked while it runs (a replayed entry failing again, say) waits for the next replay."""
     replayed = 0
+    newest: Any = await redis.xrevrange(keys.DEAD, count=1)
+    if not newest:
+        return 0
+    last, start = as_str(newest[0][0]), "-"
     while True:
-        rows: Any = await redis.xrange(DEAD_LETTER, count=100)
+        rows: Any = await redis.xrange(keys.DEAD, min=start, max=last, count=100)
         if not rows:
             break
+        start = "(" + as_str(rows[-1][0])
         for entry_id, raw in rows:
             fields = {as_str(k): as_str(v) for k, v in raw.items()}
             original = fields.get(REPLAYED_FROM) or fields.get("entry", "")
@@ -60,7 +65,7 @@ async def replay(redis: aioredis.Redis, store: ConversationStore, partitions: in
             stream = keys.inbound_stream(keys.partition_of(await _owner(store, fields), partitions))
             async with redis.pipeline(transaction=True) as pipe:
                 pipe.xadd(stream, {**work, REPLAYED_FROM: original})
-                pipe.xdel(DEAD_LETTER, entry_id)
+                pipe.xdel(keys.DEAD, entry_id)
                 await pipe.execute()
             replayed += 1
     log.warning("dead_letters_replayed", user=user, entries=replayed)

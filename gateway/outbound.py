@@ -29,6 +29,11 @@ REFUSED = "refused:"
 """Prefix when the provider refused it for good (`Delivery.permanent`): no retry."""
 
 
+def reason(result: str) -> str:
+    """What a failed or refused send's result says went wrong."""
+    return result.split(":", 1)[-1]
+
+
 class DeliveryFailed(RuntimeError):
     """The customer's channel did not take the message; the worker retries the entry."""
 
@@ -62,37 +67,38 @@ async def deliver(p: Pipeline, fields: Mapping[str, str]) -> None:
         log.info("reply_delivered", conversation_id=conv.id, ref=ref)
         return
     await p.redis.hdel(keys.effects(conv.id), f"out:{ref}")
-    reason = result.split(":", 1)[-1]
+    why_not = reason(result)
     attempt = int(fields.get("attempt", "0")) + 1
     refused = result.startswith(REFUSED)
     if attempt >= MAX_ATTEMPTS or refused:
-        why = f"refused ({reason})" if refused else f"after {attempt} attempts ({reason})"
+        why = f"refused ({why_not})" if refused else f"after {attempt} attempts ({why_not})"
         await p.desk.note_in_thread(
             conv, f"❌ Not delivered to the customer: {why}. The reply is in the transcript; reach the customer "
             "another way."
         )
-        dead: dict[Any, Any] = {**fields, "error": reason[:500]}
+        dead: dict[Any, Any] = {**fields, "error": why_not[:500]}
         await p.redis.xadd(keys.DEAD, dead)
-        log.error("reply_undeliverable", conversation_id=conv.id, ref=ref, attempts=attempt, error=reason)
+        log.error("reply_undeliverable", conversation_id=conv.id, ref=ref, attempts=attempt, error=why_not)
         return
 
     async def report() -> str:
-        ts = await p.desk.note_in_thread(conv, f"⚠️ Not delivered to the customer yet ({reason}); retrying.")
+        ts = await p.desk.note_in_thread(conv, f"⚠️ Not delivered to the customer yet ({why_not}); retrying.")
         return ts or "none"
 
     await effects.once(f"outfail:{ref}", report, never_found)
     if p.retries is None:
-        raise DeliveryFailed(reason)
+        raise DeliveryFailed(why_not)
     await p.retries.schedule(fields, attempt, p.store.stream_of(conv))
-    log.warning("reply_delivery_failed", conversation_id=conv.id, ref=ref, attempt=attempt, error=reason)
+    log.warning("reply_delivery_failed", conversation_id=conv.id, ref=ref, attempt=attempt, error=why_not)
 
-async def report_undelivered(store: ConversationStore, conversation_id: str, channel: str, reason: str) -> None:
+
+async def report_undelivered(store: ConversationStore, conversation_id: str, channel: str, why: str) -> None:
     """A reply the provider took and later reported undelivered (a WhatsApp status): its ✅ only meant
     "queued", so the thread is told, through the customer's stream like any work on the conversation."""
     conv = await store.load(conversation_id)
     if conv is None:
         return
-    text = f"❌ {channel} could not deliver a reply to the customer ({reason}). Reach them another way."
+    text = f"❌ {channel} could not deliver a reply to the customer ({why}). Reach them another way."
     await store.enqueue(conv, {"kind": "note", "text": text})
 
 
@@ -111,6 +117,7 @@ async def _mark(p: Pipeline, fields: Mapping[str, str], emoji: str) -> str:
         log.warning("delivery_mark_failed", slack_ts=fields.get("slack_ts"), error=repr(exc))
         return "unmarked"
     return emoji
+
 
 async def requeue(p: Pipeline, fields: dict[str, str]) -> None:
     """A retry that is due goes back on the conversation's stream, behind newer work."""

@@ -255,7 +255,7 @@ class Pipeline:
                     if self.bot_followup is not None:
                         await self.bot_followup.answered(conv)
                     return decision
-                reason = f"bot answer not delivered ({sent.split(':', 1)[-1]})"
+                reason = f"bot answer not delivered ({outbound.reason(sent)})"
             else:
                 reason = reply.handoff_reason or "automation could not answer"
             if conv.state is ConversationState.AUTOMATED:

@@ -17,7 +17,6 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from gateway import keys, metrics
-from gateway.dead_letters import DEAD_LETTER
 from gateway.pipeline import Pipeline
 from gateway.streams import Ack, Entry, PartitionLeases, PartitionReader, ensure_groups
 
@@ -36,7 +35,8 @@ def transient(exc: BaseException) -> bool:
     """An outside system that is down or slow (Slack answering 5xx or 429, a timeout, a refused
     connection): retried with back-off for as long as it lasts, never parked. Parking after a fixed number
     of attempts turned a Slack outage of a few minutes into messages no agent would ever see."""
-    if isinstance(exc, (TimeoutError, ConnectionError, OSError, aiohttp.ClientError)):
+    if isinstance(exc, (TimeoutError, ConnectionError, aiohttp.ClientError)):  # not any OSError: a missing
+        # file or a permission error is a bug, and would hold the partition for ever
         return True
     status = getattr(getattr(exc, "response", None), "status_code", 0)
     return isinstance(status, int) and (status >= 500 or status == 429)
@@ -70,7 +70,9 @@ class Worker:
         self.backoff = backoff
         """(first, longest) pause in seconds between attempts at a failing entry, doubling in between."""
         self._failing: set[str] = set()
-        """Entries with a failure count in `sb:attempts`, dropped once they succeed."""
+        """Entries that failed here, so their counts are dropped once they succeed."""
+        self._outages: dict[str, int] = {}
+        """Outage failures per entry: they lengthen the pause but spend none of the entry's budget."""
 
     async def _heartbeat(self, stop: asyncio.Event) -> None:
         """Leases are renewed on their own schedule, so a long batch never outlives its lease.
@@ -157,6 +159,7 @@ class Worker:
                 await self.reader.ack(partition, entry_id)
             if self._failing and f"{partition}:{entry_id}" in self._failing:
                 self._failing.discard(f"{partition}:{entry_id}")
+                self._outages.pop(f"{partition}:{entry_id}", None)
                 await self.redis.hdel(ATTEMPTS, f"{partition}:{entry_id}")
             metrics.worker_entry("acked")
             self.processed += 1
@@ -164,21 +167,25 @@ class Worker:
     async def _failed(self, partition: int, entry_id: str, fields: dict[str, str], exc: Exception) -> None:
         metrics.worker_entry("failed")
         attempt_key = f"{partition}:{entry_id}"  # stream ids repeat across partitions
-        attempts = int(await self.redis.hincrby(ATTEMPTS, attempt_key, 1))
         self._failing.add(attempt_key)
         outage = transient(exc)
         if outage:
+            # Outages spend no budget (an entry's own failures after a long outage must still get all 10);
+            # they are counted here only to lengthen the pause.
+            self._outages[attempt_key] = attempts = self._outages.get(attempt_key, 0) + 1
             log.warning("pipeline_waiting_for_outside_system", conversation_id=fields.get("conv"), entry=entry_id,
                         attempt=attempts, error=repr(exc)[:300])
         else:
+            attempts = int(await self.redis.hincrby(ATTEMPTS, attempt_key, 1))
             log.error("pipeline_failed", conversation_id=fields.get("conv"), entry=entry_id, attempt=attempts,
                       error=repr(exc), exc_info=exc)
         if attempts >= MAX_ATTEMPTS and not outage:
             dead: dict[Any, Any] = {**fields, "entry": entry_id, "partition": partition, "error": repr(exc)[:500]}
-            await self.redis.xadd(DEAD_LETTER, dead)
+            await self.redis.xadd(keys.DEAD, dead)
             await self.reader.ack(partition, entry_id)
             await self.redis.hdel(ATTEMPTS, attempt_key)
             self._failing.discard(attempt_key)
+            self._outages.pop(attempt_key, None)
             metrics.worker_entry("dead_lettered")
             log.error("entry_dead_lettered", conversation_id=fields.get("conv"), entry=entry_id)
             return

@@ -13,7 +13,7 @@ from gateway.domain import InboundMessage
 from gateway.store import Accepted
 from integrations.whatsapp.config import WhatsAppConfig
 from integrations.whatsapp.sender import WhatsAppCloudChannel
-from integrations.whatsapp.webhook import DeliveryFailed, Receiver, make_verify
+from integrations.whatsapp.webhook import OnUndelivered, Receiver, make_verify
 
 log = structlog.get_logger(__name__)
 
@@ -25,7 +25,7 @@ def setup(
     ingest: Callable[[InboundMessage], Awaitable[Accepted]],
     session: aiohttp.ClientSession,
     config: WhatsAppConfig,
-    on_failed: DeliveryFailed | None = None,
+    on_failed: OnUndelivered | None = None,
 ) -> WhatsAppCloudChannel | None:
     missing = config.missing()
     if missing:

@@ -22,6 +22,7 @@ from redis.exceptions import RedisError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from gateway.domain import ChannelKind, CustomerProfile, InboundMessage
+from gateway.redis_conn import as_str
 from gateway.store import Accepted
 from integrations.body import read_limited
 from integrations.whatsapp.payload import Value, WaStatus, Webhook, message_text
@@ -29,7 +30,7 @@ from integrations.whatsapp.payload import Value, WaStatus, Webhook, message_text
 log = structlog.get_logger(__name__)
 
 Ingest = Callable[[InboundMessage], Awaitable[Accepted]]
-DeliveryFailed = Callable[[str, str, str], Awaitable[None]]
+OnUndelivered = Callable[[str, str, str], Awaitable[None]]
 """(conversation id, channel, reason): a reply the provider reported undelivered after accepting it."""
 SIGNATURE_HEADER = "X-Hub-Signature-256"
 STATUS_STREAM = "sb:whatsapp:statuses"
@@ -87,7 +88,7 @@ def make_verify(verify_token: str) -> Callable[[web.Request], Awaitable[web.Resp
 
 class Receiver:
     def __init__(self, redis: aioredis.Redis, ingest: Ingest, app_secret: str, max_body: int,
-                 on_failed: DeliveryFailed | None = None) -> None:
+                 on_failed: OnUndelivered | None = None) -> None:
         self.redis = redis
         self.on_failed = on_failed
         self.ingest = ingest
@@ -135,10 +136,22 @@ class Receiver:
             log.info("message_accepted", conversation_id=accepted.conversation_id, message_id=accepted.message_id,
                      channel="whatsapp", duplicate=accepted.duplicate)
 
+    async def _tell_failed(self, status: WaStatus) -> None:
+        """Before the status is recorded: if queuing the note fails, Meta's retry of the webhook finds the
+        status unrecorded and tries again (a repeat delivered after that is recognised and skipped)."""
+        assert self.on_failed is not None
+        if await self.redis.hexists(status_key(status.id), "failed"):
+            return
+        conv = await self.redis.get(sent_key(status.id))
+        if conv is not None:
+            await self.on_failed(as_str(conv), "WhatsApp", _reason(status))
+
     async def statuses(self, statuses: list[WaStatus]) -> None:
         for s in statuses:
             errors = json.dumps([e.model_dump(exclude_none=True) for e in s.errors])
             try:
+                if s.status == "failed" and self.on_failed is not None:
+                    await self._tell_failed(s)
                 conv = await self._record(
                     keys=[status_key(s.id), STATUS_STREAM, sent_key(s.id)],
                     args=[s.status, s.timestamp or "", s.id, errors, STATUS_TTL_S],
@@ -150,5 +163,3 @@ class Receiver:
                 event = "whatsapp_delivery_failed" if s.status == "failed" else "whatsapp_status"
                 log.info(event, conversation_id=conv_id or None, wamid=s.id, status=s.status,
                          errors=errors if s.errors else None)
-                if s.status == "failed" and conv_id and self.on_failed is not None:
-                    await self.on_failed(conv_id, "WhatsApp", _reason(s))

@@ -18,7 +18,7 @@ from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_slack_response import AsyncSlackResponse
 
 from gateway import keys
-from gateway.worker import ATTEMPTS, DEAD_LETTER, MAX_ATTEMPTS, Worker
+from gateway.worker import ATTEMPTS, MAX_ATTEMPTS, Worker, transient
 from tests.harness import cards, eventually, make_settings, start_gateway
 
 
@@ -33,7 +33,7 @@ async def test_same_entry_id_in_two_partitions_has_separate_budgets(redis: aiore
         await worker._failed(0, same_id, {"conv": "conv-0"}, failure)
     for _ in range(MAX_ATTEMPTS - 2):  # ...and partition 1's, a different message, fails three times
         await worker._failed(1, same_id, {"conv": "conv-1"}, failure)
-    dead = await redis.xrange(DEAD_LETTER)
+    dead = await redis.xrange(keys.DEAD)
     assert dead == [], f"dead-lettered after {MAX_ATTEMPTS - 2} own attempts: {dead}"
 
 
@@ -47,13 +47,17 @@ async def test_outages_are_waited_out_and_only_an_entry_s_own_failures_park_it(r
     await redis.xadd(keys.inbound_stream(0), {"conv": "conv-0", "mid": "m"}, id="1700000000000-0")
     worker = Worker(redis, pipeline=None, partitions=1, lease_ms=1500, reclaim_idle_ms=500,  # type: ignore[arg-type]
                     backoff=(0.001, 0.001))
-    outages = [_slack_error(503), _slack_error(429), TimeoutError(), aiohttp.ClientConnectionError("refused")]
+    outages = [_slack_error(503), _slack_error(429), TimeoutError(), aiohttp.ClientConnectionError("refused"),
+               ConnectionRefusedError()]
+    assert not transient(FileNotFoundError("kb.yaml")) and not transient(_slack_error(400))  # bugs, not outages
     for attempt in range(3 * MAX_ATTEMPTS):
         await worker._failed(0, "1700000000000-0", {"conv": "conv-0"}, outages[attempt % len(outages)])
-    assert await redis.xrange(DEAD_LETTER) == []
-    for _ in range(2):  # a failure of its own (a bug, data it cannot take), once the budget is spent: parked
+    assert await redis.xrange(keys.DEAD) == []
+    for _ in range(MAX_ATTEMPTS - 1):  # failures of its own (a bug, data it cannot take): the outage spent none
         await worker._failed(0, "1700000000000-0", {"conv": "conv-0"}, _slack_error(400, "invalid_blocks"))
-    rows: Any = await redis.xrange(DEAD_LETTER)
+    assert await redis.xrange(keys.DEAD) == []
+    await worker._failed(0, "1700000000000-0", {"conv": "conv-0"}, _slack_error(400, "invalid_blocks"))
+    rows: Any = await redis.xrange(keys.DEAD)
     (dead,) = rows
     assert dead[1][b"entry"] == b"1700000000000-0" and b"invalid_blocks" in dead[1][b"error"]
 
@@ -70,7 +74,7 @@ async def test_slack_down_for_longer_than_the_retry_budget_loses_nothing(redis_u
                                            "text": "I was charged twice on my invoice"})
         assert status == 202
         assert await eventually(lambda: cards(gw.slack, "support-billing"), timeout=30)
-        assert await gw.rt.redis.xlen(DEAD_LETTER) == 0
+        assert await gw.rt.redis.xlen(keys.DEAD) == 0
         assert len(gw.slack.calls_to("chat.postMessage")) >= MAX_ATTEMPTS + 5
         assert await gw.rt.redis.hlen(ATTEMPTS) == 0  # the budget is dropped once the entry succeeds
     finally:

@@ -164,7 +164,8 @@ def models_text(health: dict[str, dict[str, Any]]) -> str:
 def dead_text(total: int, rows: list[Parked], command: str) -> str:
     if not total:
         return "Nothing is parked: every entry was handled."
-    lines = [f"*{total} parked* (each failed again and again for a reason of its own; outages are waited out):"]
+    lines = [f"*{total} parked*: work that failed again and again for a reason of its own, or replies the customer's "
+             "channel would not take (outages are waited out):"]
     lines += [f"• `{r.conversation_id}` {r.kind}: {escape(truncate(r.error, 200))}" for r in rows]
     if total > len(rows):
         lines.append(f"… and {total - len(rows)} more.")
