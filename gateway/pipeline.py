@@ -55,6 +55,9 @@ BOT_AUTHOR = "Switchboard bot"
 ROUTE_FIELDS = ("scores", "decision", "skill", "slack_channel", "card_ts", "state")
 
 
+Handler = Callable[[Mapping[str, str], Ack | None], Awaitable[None]]
+
+
 @dataclass(frozen=True, slots=True)
 class Prefetched:
     snapshot: Snapshot
@@ -77,6 +80,18 @@ class Pipeline:
     bot_followup: BotFollowUp | None = None
 
     identity: Identity | None = None
+    _handlers: dict[str, Handler] = field(init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        # Built once, not for every entry the worker handles.
+        self._handlers = {
+            "inbound": self.handle_inbound,
+            "agent_reply": self.handle_outbound,
+            "notify": self.handle_outbound,
+            "transfer": partial(transfers.move_card, self),
+            "retire": partial(transfers.retire, self),
+            "note": partial(outbound.note, self),
+        }
 
     async def _switch_channel(self, conv: Conversation, fields: Mapping[str, str]) -> None:
         """The customer wrote from another channel: keep the conversation, reply where they are now."""
@@ -96,15 +111,7 @@ class Pipeline:
         """Table dispatch on the entry kind; customer messages carry no kind.
 
         `ack` rides on the final write of handlers that have one; the worker acks the rest."""
-        handlers: dict[str, Callable[[Mapping[str, str], Ack | None], Awaitable[None]]] = {
-            "inbound": self.handle_inbound,
-            "agent_reply": self.handle_outbound,
-            "notify": self.handle_outbound,
-            "transfer": partial(transfers.move_card, self),
-            "retire": partial(transfers.retire, self),
-            "note": partial(outbound.note, self),
-        }
-        handler = handlers.get(fields.get("kind", "inbound"))
+        handler = self._handlers.get(fields.get("kind", "inbound"))
         if handler is None:
             log.error("unknown_entry_kind", conversation_id=fields.get("conv"), kind=fields.get("kind"))
             return
