@@ -52,7 +52,7 @@ class Result:
 CHANGE_ATTEMPTS = 3
 Change = Callable[[Conversation, str | None], "tuple[str, ...] | Result"]
 """Applies an agent's action to a conversation read with its claim holder: the fields to write, or a refusal."""
-Queue = Callable[[Conversation, Conversation], dict[str, str]]
+Queue = Callable[[Conversation, Conversation], dict[str, str] | None]
 """The work to queue with the write (changed conversation, as read)."""
 
 
@@ -180,12 +180,19 @@ class DeskOps:
         def change(conv: Conversation, holder: str | None) -> tuple[str, ...] | Result:
             if conv.decision is None or not conv.card_ts:
                 return Result(False, "That conversation has no card to move.", conv)
+            if conv.moving_to == skill:
+                return Result(False, f"It is already on its way to {skill}.", conv)
             if conv.skill == skill and conv.decision.skill == skill:
                 return Result(False, f"It is already with {skill}.", conv)
+            # Back to the skill whose channel holds the card (a move elsewhere still queued, or a skill
+            # corrected at resolve): nothing to post, and the queued move finds itself overtaken.
+            conv.moving_to = None if conv.decision.skill == skill else skill
             conv.skill, conv.claimed_by, conv.state = skill, None, ConversationState.WAITING
-            return ("skill", "claimed_by", "state")
+            return ("skill", "claimed_by", "state", "moving_to")
 
-        def move(conv: Conversation, seen: Conversation) -> dict[str, str]:
+        def move(conv: Conversation, seen: Conversation) -> dict[str, str] | None:
+            if conv.moving_to is None:
+                return None
             return {"kind": "transfer", "skill": skill, "from_skill": seen.skill or "", "user": user,
                     "ref": new_id("xfer")}
 
@@ -207,8 +214,8 @@ class DeskOps:
     ) -> Result:
         def change(conv: Conversation, holder: str | None) -> tuple[str, ...]:
             conv.state, conv.resolved_at, conv.claimed_by = ConversationState.RESOLVED, utcnow(), None
-            conv.skill = skill or conv.skill
-            return ("state", "resolved_at", "claimed_by", "skill")
+            conv.skill, conv.moving_to = skill or conv.skill, None  # a queued move finds itself overtaken
+            return ("state", "resolved_at", "claimed_by", "skill", "moving_to")
 
         result = await self._change(conversation_id, change)
         if not result.ok or result.conversation is None:
@@ -227,8 +234,8 @@ class DeskOps:
 
     async def to_bot(self, conversation_id: str, user: str) -> Result:
         def change(conv: Conversation, holder: str | None) -> tuple[str, ...]:
-            conv.state, conv.claimed_by = ConversationState.AUTOMATED, None
-            return ("state", "claimed_by")
+            conv.state, conv.claimed_by, conv.moving_to = ConversationState.AUTOMATED, None, None
+            return ("state", "claimed_by", "moving_to")
 
         result = await self._change(conversation_id, change)
         if not result.ok or result.conversation is None:

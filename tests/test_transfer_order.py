@@ -21,7 +21,7 @@ from gateway.desk_ops import DeskOps
 from gateway.domain import Conversation, Decision
 from router.sla import ActionKind, SlaAction, SlaStep
 from tests.conftest import Callback
-from tests.harness import Gateway, cards, eventually, make_settings, start_gateway
+from tests.harness import Gateway, cards, eventually, make_settings, outcomes, start_gateway
 from tests.slack_requests import SlackSender
 from tests.test_desk import card_message, new_card, sender
 
@@ -202,6 +202,67 @@ async def test_transfer_to_its_own_skill_is_refused_and_a_move_the_bot_overtook_
 
         assert await eventually(drained)
         assert cards(gw.slack, "support-technical") == []  # the bot has it: no human card
+    finally:
+        await gw.close()
+
+
+async def _transferred_outcomes(redis: aioredis.Redis, conv_id: str) -> list[dict[str, Any]]:
+    return [o for o in await outcomes(redis) if o["conversation_id"] == conv_id and o["kind"] == "transferred"]
+
+
+async def test_a_second_transfer_click_before_the_move_lands_queues_nothing_and_labels_once(
+    redis: aioredis.Redis, redis_url: str, tmp_path: Path, callback: Callback
+) -> None:
+    gw = await start_gateway(make_settings(redis_url, tmp_path, api_callback_url=callback.url), with_worker=False)
+    try:
+        conv_id, _, _ = await _routed_without_worker(gw)
+        assert (await gw.rt.ops.transfer(conv_id, "U0ALICE", "technical")).ok
+        again = await gw.rt.ops.transfer(conv_id, "U0BOB", "technical")  # the move has not landed yet
+        assert not again.ok and "already on its way to technical" in again.message
+        gw.start_worker()
+        (moved,) = await eventually(lambda: cards(gw.slack, "support-technical"))
+
+        async def landed() -> Conversation | None:
+            conv = await gw.rt.store.load(conv_id)
+            return conv if conv is not None and conv.card_ts == moved["ts"] else None
+
+        conv = await eventually(landed)
+        assert conv.moving_to is None and conv.skill == "technical"
+        assert len(await _transferred_outcomes(redis, conv_id)) == 1
+        rows: Any = await redis.xrange(keys.AUDIT)
+        audit = [json.loads(f[b"data"]) for _, f in rows]
+        assert [a["action"] for a in audit if a["conversation_id"] == conv_id] == ["transfer"]
+        # Landed: the same skill is refused as before, and another one moves again.
+        assert "already with technical" in (await gw.rt.ops.transfer(conv_id, "U0BOB", "technical")).message
+        assert (await gw.rt.ops.transfer(conv_id, "U0BOB", "shipping")).ok
+        await eventually(lambda: cards(gw.slack, "support-shipping"))
+    finally:
+        await gw.close()
+
+
+async def test_transferring_back_before_the_move_lands_keeps_the_card_where_it_is(
+    redis: aioredis.Redis, redis_url: str, tmp_path: Path, callback: Callback
+) -> None:
+    gw = await start_gateway(make_settings(redis_url, tmp_path, api_callback_url=callback.url), with_worker=False)
+    try:
+        conv_id, card, _ = await _routed_without_worker(gw)
+        assert (await gw.rt.ops.transfer(conv_id, "U0ALICE", "technical")).ok
+        back = await gw.rt.ops.transfer(conv_id, "U0ALICE", "billing")  # changed their mind
+        assert back.ok
+        gw.start_worker()
+
+        async def drained() -> bool:
+            groups = [await redis.xinfo_groups(f"sb:in:{p}") for p in range(gw.settings.partitions)]
+            return all(int(g["pending"]) == 0 and int(g["lag"] or 0) == 0 for gs in groups for g in gs)
+
+        assert await eventually(drained)
+        assert cards(gw.slack, "support-technical") == []
+        conv = await gw.rt.store.load(conv_id)
+        assert conv is not None and conv.skill == "billing" and conv.card_ts == card["ts"]
+        assert conv.moving_to is None and _live(gw, "support-billing", card["ts"])
+        # Nothing pending any more: technical can be chosen again, and this time it moves.
+        assert (await gw.rt.ops.transfer(conv_id, "U0ALICE", "technical")).ok
+        await eventually(lambda: cards(gw.slack, "support-technical"))
     finally:
         await gw.close()
 
