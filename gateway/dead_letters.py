@@ -7,8 +7,9 @@ must not be the end of it: a lead sees what is parked (`/switchboard dead`) and 
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import redis.asyncio as aioredis
 import structlog
@@ -17,8 +18,22 @@ from gateway import keys
 from gateway.redis_conn import as_str
 from gateway.store import ConversationStore
 from gateway.streams import REPLAYED_FROM
+from integrations.slack.escape import escape
+
+if TYPE_CHECKING:
+    from gateway.pipeline import Pipeline
 
 log = structlog.get_logger(__name__)
+
+REPLAY_HINT = "a lead can put it back with `/switchboard dead replay` once the cause is fixed"
+TOLD = {
+    "inbound": "⚠️ A message from the customer could not be handled ({error}) and is parked, so it is not in "
+               "this thread; it is kept in the conversation's transcript, and " + REPLAY_HINT + ".",
+    "transfer": "⚠️ The transfer to {skill} failed ({error}) and is parked; this card still leads. Transfer "
+                "again, or " + REPLAY_HINT + ".",
+}
+"""What the card's thread is told when an entry of that kind is parked. The others are told already
+(an undeliverable reply) or concern no live card (retiring an old one, our own notes)."""
 
 BOOKKEEPING = ("entry", "partition", "error", "attempt", REPLAYED_FROM)
 """Fields the parking added (and a reply's delivery attempts: a replay starts a fresh budget)."""
@@ -81,3 +96,38 @@ async def _owner(store: ConversationStore, fields: dict[str, str]) -> str:
         return conv.customer.person_id or conv.customer.key
     return fields.get("customer", "")
 
+
+
+async def tell(p: Pipeline, fields: Mapping[str, str], error: str) -> None:
+    """An entry was just parked: the people on its conversation's card hear of it, and a parked transfer
+    stops counting as on its way, so the agent can transfer again.
+
+    Without this a parked follow-up or transfer left the card looking as if nothing had happened: the
+    customer's words missing from the thread, or a Transfer that silently never moved the card."""
+    template = TOLD.get(fields.get("kind", "inbound"))
+    if template is None:
+        return
+    conv = await p.store.load(fields.get("conv", ""))
+    if conv is None:
+        return
+    if fields.get("kind") == "transfer":
+        for _ in range(3):
+            if conv is None or conv.moving_to != fields.get("skill"):
+                break
+            seen = conv.model_copy()
+            conv.moving_to = None
+            if await p.store.save_if(conv, ("moving_to",), seen):
+                break
+            conv = await p.store.load(conv.id)
+    if conv is not None and conv.card_ts:
+        await p.desk.note_in_thread(conv, template.format(error=escape(error[:200]), skill=fields.get("skill", "?")))
+
+
+def summary(exc: BaseException) -> str:
+    """One line an agent can read: Slack's own error code where Slack refused, not the client's dump of
+    the request (its URL and the whole response)."""
+    data = getattr(getattr(exc, "response", None), "data", None)
+    if isinstance(data, dict) and data.get("error"):
+        return f"Slack answered {data['error']}"
+    lines = str(exc).strip().splitlines()
+    return lines[0] if lines else type(exc).__name__

@@ -16,7 +16,7 @@ import structlog
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from gateway import keys, metrics
+from gateway import dead_letters, keys, metrics
 from gateway.pipeline import Pipeline
 from gateway.streams import Ack, Entry, PartitionLeases, PartitionReader, ensure_groups
 
@@ -188,6 +188,10 @@ class Worker:
             self._outages.pop(attempt_key, None)
             metrics.worker_entry("dead_lettered")
             log.error("entry_dead_lettered", conversation_id=fields.get("conv"), entry=entry_id)
+            try:
+                await dead_letters.tell(self.pipeline, fields, dead_letters.summary(exc))
+            except Exception as told:  # parked and listed either way; the note is a courtesy
+                log.warning("dead_letter_not_told", conversation_id=fields.get("conv"), error=repr(told))
             return
         self.reader.backlog.add(partition)
         first, longest = self.backoff

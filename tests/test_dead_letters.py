@@ -45,3 +45,44 @@ async def test_parked_message_is_listed_and_a_lead_replays_it_into_one_card(
         assert any(json.loads(f[b"data"])["action"] == "dead_replayed" for _, f in rows)
     finally:
         await gw.close()
+
+
+async def test_a_parked_transfer_or_follow_up_is_told_in_the_thread_and_the_transfer_can_be_made_again(
+    redis: aioredis.Redis, redis_url: str, tmp_path: Path
+) -> None:
+    gw = await commands_gateway(redis_url, tmp_path, leads_raw="U0CAROL", automation="off",
+                                slack_channel_rate=100)
+    try:
+        await gw.stop_worker()
+        gw.start_worker(backoff=(0.01, 0.01))
+        status, body = await gw.post_message({"customer_id": "dl-2", "message_id": "m1",
+                                              "text": "I was charged twice on my invoice"})
+        assert status == 202
+        (card,) = await eventually(lambda: cards(gw.slack, "support-billing"))
+        conv_id, billing = body["conversation_id"], gw.slack.channel_id("support-billing")
+
+        def thread() -> str:
+            return json.dumps([m.get("text", "") for m in gw.slack.replies(billing, card["ts"])])
+
+        gw.slack.fail_next("chat.postMessage", 400, count=MAX_ATTEMPTS)  # the new card, refused for good
+        assert (await gw.rt.ops.transfer(conv_id, "U0ALICE", "technical")).ok
+        assert await eventually(lambda: "The transfer to technical failed" in thread(), timeout=40)
+        assert await redis.xlen(keys.DEAD) == 1 and cards(gw.slack, "support-technical") == []
+        conv = await gw.rt.store.load(conv_id)
+        assert conv is not None and conv.moving_to is None and conv.card_ts == card["ts"]
+        assert (await gw.rt.ops.transfer(conv_id, "U0ALICE", "technical")).ok  # not "on its way" for ever
+        (moved,) = await eventually(lambda: cards(gw.slack, "support-technical"))
+
+        gw.slack.fail_next("chat.postMessage", 400, count=MAX_ATTEMPTS)  # the follow-up, refused for good
+        await gw.post_message({"customer_id": "dl-2", "message_id": "m2", "text": "<!channel> any news?"})
+        technical = gw.slack.channel_id("support-technical")
+
+        def told() -> list[str]:
+            return [m.get("text", "") for m in gw.slack.replies(technical, moved["ts"])
+                    if "could not be handled" in m.get("text", "")]
+
+        (note,) = await eventually(told, timeout=40)
+        assert "dead replay" in note and "<!channel>" not in note
+        assert await redis.xlen(keys.DEAD) == 2
+    finally:
+        await gw.close()
