@@ -67,7 +67,7 @@ def create_app(rt: Runtime) -> web.Application:
     app.router.add_post("/slack/events", events_handler(bolt, rt.slack.signing_secret))
     scorer = rt.pipeline.scorer if isinstance(rt.pipeline.scorer, metrics.HasHealth) else None
     metrics.mount(app, metrics.MetricsSource(rt.redis, rt.settings.partitions, scorer))
-    eraser = Eraser(rt.redis, rt.store, rt.desk)
+    eraser = Eraser(rt.redis, rt.store, rt.desk, rt.policies)
     app.router.add_delete("/v1/customers/{ref}", make_forget_handler(rt.api_secret, eraser))
     channels.mount(app, rt.channel_configs, rt.redis, rt.store.ingest, rt.session,
                    partial(outbound.report_undelivered, rt.store))

@@ -18,6 +18,7 @@ from slack_sdk.errors import SlackApiError
 
 from gateway import keys
 from gateway.domain import Conversation
+from gateway.policy_store import PolicyStore
 from gateway.redis_conn import as_str
 from gateway.store import ConversationStore
 from integrations.slack.desk import SlackDesk
@@ -26,6 +27,7 @@ log = structlog.get_logger(__name__)
 
 ERASURES = f"{keys.PREFIX}erasures"
 SCAN_CHUNK = 1000
+UNLISTED_MARGIN_S = 3600
 
 
 @dataclass
@@ -43,10 +45,14 @@ class ErasureReport:
 
 
 class Eraser:
-    def __init__(self, redis: aioredis.Redis, store: ConversationStore, desk: SlackDesk | None) -> None:
+    def __init__(
+        self, redis: aioredis.Redis, store: ConversationStore, desk: SlackDesk | None,
+        policies: PolicyStore | None = None,
+    ) -> None:
         self.redis = redis
         self.store = store
         self.desk = desk
+        self.policies = policies
 
     async def person_of(self, ref: str) -> str | None:
         """`ref` is a person id or any identity: "api:cust-42", "email:jane@x.com", "phone:+4917…"."""
@@ -84,6 +90,7 @@ class Eraser:
         cards = {tuple(as_str(c).split("|", 1)) for c in await self.redis.smembers(keys.cards(conv.id))}
         if conv.slack_channel and conv.card_ts:
             cards.add((conv.slack_channel, conv.card_ts))
+        cards |= await self._unlisted_cards(conv, {channel for channel, _ in cards})
         for channel, ts in sorted(cards):
             await self._erase_card(conv, channel, ts, report)
         doomed = [keys.conversation(conv.id), keys.transcript(conv.id), keys.effects(conv.id), keys.claim(conv.id),
@@ -95,6 +102,25 @@ class Eraser:
         await self.redis.lrem(keys.RECENT, 0, conv.id)
         if conv.claimed_by:
             await self.redis.srem(keys.agent_open(conv.claimed_by), conv.id)
+
+    async def _unlisted_cards(self, conv: Conversation, seen_in: set[str]) -> set[tuple[str, str]]:
+        """Cards the index misses (posted before it existed, or by an escalation that crashed before listing
+        its card), read from every channel the policy posts to and those the indexed cards are in, over the
+        conversation's life: from its creation to an hour past its last change (a crashed move's retry)."""
+        if self.desk is None:
+            return set()
+        channels = set(seen_in)
+        if self.policies is not None:
+            channels |= set((await self.policies.current()).channels())
+        if conv.decision is not None and conv.decision.channel:
+            channels.add(conv.decision.channel)
+        oldest = conv.created_at.timestamp() - 5
+        latest = max(conv.updated_at, conv.resolved_at or conv.updated_at).timestamp() + UNLISTED_MARGIN_S
+        found: set[tuple[str, str]] = set()
+        for channel in sorted(channels):
+            for ref in await self.desk.cards_between(conv.id, channel, oldest, latest):
+                found.add((ref.channel, ref.ts))
+        return found
 
     async def _erase_card(self, conv: Conversation, channel: str, ts: str, report: ErasureReport) -> None:
         """Every card the conversation had (transfers and escalations leave older ones): the customer's

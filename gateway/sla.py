@@ -137,6 +137,8 @@ class SlaTracker:
                     "reasons": [f"escalated: {action.reason}", *conv.decision.reasons]}
         )
         ref = await self.desk.post_card(conv, decision, tag="escalation")
+        # Listed at once, won or lost, so erasure finds it: only a crash in this one step can hide it.
+        await self.store.stage_listed(self.redis, conv.id, ref.channel, ref.ts)
         moved = conv.model_copy(update={"decision": decision, "slack_channel": ref.channel, "card_ts": ref.ts})
         # Posting took a Slack round trip: an agent may have claimed, resolved or transferred the
         # conversation on its old card meanwhile. Their action wins; the new card says so.

@@ -274,7 +274,13 @@ class ConversationStore:
         among the conversation's cards."""
         if conv.slack_channel and conv.card_ts:
             pipe.set(keys.thread(conv.slack_channel, conv.card_ts), conv.id)
-            pipe.sadd(keys.cards(conv.id), f"{conv.slack_channel}|{conv.card_ts}")
+            ConversationStore.stage_listed(pipe, conv.id, conv.slack_channel, conv.card_ts)
+
+    @staticmethod
+    def stage_listed(pipe: RedisPipeline | aioredis.Redis, conversation_id: str, channel: str, ts: str) -> Any:
+        """List a card among the conversation's cards (for erasure) without making it lead: one that lost a
+        race and is being retired still quotes the customer's messages."""
+        return pipe.sadd(keys.cards(conversation_id), f"{channel}|{ts}")
 
     async def append(self, conv: Conversation, message: Message) -> None:
         await self.redis.rpush(keys.transcript(conv.id), message.model_dump_json())

@@ -115,6 +115,7 @@ async def _commit(p: Pipeline, conv: Conversation, skill: str, effects: Effects,
                                                         "card_ts": new[1]})
                         await p.sla.stage_replan(pipe, now, new_wait=True)
                 else:
+                    p.store.stage_listed(pipe, conv.id, new[0] or "", new[1] or "")
                     pipe.xadd(*p.store.entry(conv, retire_work(new, f"➡️ Transfer overtaken {by}")))
                 effects.stage(pipe)
                 if ack is not None:
@@ -137,6 +138,7 @@ async def _retire_orphan(
         return  # first delivery: nothing was posted for it yet
     card = await p.desk.find_card(conv, channel, effects.since, tag=tag)
     if card is not None and card.ts != conv.card_ts:
+        await p.store.stage_listed(p.redis, conv.id, card.channel, card.ts)
         await p.desk.retire_card(card.channel, card.ts, notice)
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+import pytest
 import redis.asyncio as aioredis
 
 from gateway import keys
@@ -114,7 +115,10 @@ async def test_csat_reply_after_resolution_is_recorded_not_reopened(
         await gw.close()
 
 
-async def test_forget_erases_everywhere(gateway: Gateway, redis: aioredis.Redis) -> None:
+@pytest.mark.parametrize("index_lost", [False, True], ids=["indexed", "index-lost"])
+async def test_forget_erases_everywhere(gateway: Gateway, redis: aioredis.Redis, index_lost: bool) -> None:
+    """`index-lost`: the list of the conversation's cards is gone (cards from before it existed, or one an
+    escalation posted just before a crash): the old card is found in the channel's history instead."""
     _, body = await gateway.post_message({"customer_id": "crm-1", "message_id": "a1", "customer": JANE,
                                           "text": "my invoice is wrong"})
     conv_id = body["conversation_id"]
@@ -129,6 +133,8 @@ async def test_forget_erases_everywhere(gateway: Gateway, redis: aioredis.Redis)
     await eventually(lambda: gateway.slack.replies("support-technical", moved["ts"])[1:])
     await gateway.rt.ops.resolve(conv_id, "U0ALICE", skill="billing", urgency=None, mood="negative")
     assert await redis.lrange(keys.RECENT, 0, -1)
+    if index_lost:
+        assert await redis.delete(keys.cards(conv_id)) == 1
 
     path = "/v1/customers/email:jane@example.com"
     async with gateway.session.delete(f"{gateway.url}{path}", headers={"X-Switchboard-Signature": "t=1,v1=x"}) as r:

@@ -146,6 +146,8 @@ async def test_claim_during_escalation_wins_and_the_new_card_says_so(gateway: Ga
     (late,) = [m for m in gateway.slack.messages("support-leads") if m["ts"] != card["ts"]]
     assert "Handled on its earlier card meanwhile" in json.dumps(late["blocks"])
     assert not [b for b in late["blocks"] if b["type"] == "actions"], "a retired card keeps no buttons"
+    listed = await gateway.rt.redis.smembers(keys.cards(conv_id))  # it quotes the customer: erasure finds it
+    assert f"{gateway.slack.channel_id('support-leads')}|{late['ts']}".encode() in listed
     old = next(m for m in gateway.slack.messages("support-billing") if m["ts"] == card["ts"])
     assert "Escalated" not in json.dumps(old["blocks"])
     # The claim's own ladder stands: the lost escalation neither counts as done nor re-plans over it.

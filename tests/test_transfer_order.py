@@ -279,6 +279,8 @@ async def test_a_resolve_while_the_new_card_is_posted_wins_and_that_card_is_reti
     assert await eventually(lambda: not _live(gw, "support-technical", late["ts"]))
     conv = await gw.rt.store.load(conv_id)
     assert conv is not None and conv.state.value == "resolved" and conv.card_ts == card["ts"]
+    listed = await gw.rt.redis.smembers(keys.cards(conv_id))  # it quotes the customer: erasure must find it
+    assert f"{gw.slack.channel_id('support-technical')}|{late['ts']}".encode() in listed
 
 
 @dataclasses.dataclass

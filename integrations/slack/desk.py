@@ -216,6 +216,37 @@ class SlackDesk:
                 return CardRef(channel=channel_id, ts=msg["ts"])
         return None
 
+    async def cards_between(self, conversation_id: str, channel: str, oldest: float, latest: float) -> list[CardRef]:
+        """Every card of the conversation posted in `channel` in that window, whatever its tag (all pages).
+
+        For erasure: the index of a conversation's cards misses those from before it existed and one an
+        escalation posted just before a crash, so the channel itself is read over the conversation's life."""
+        if not self._ids:
+            await self._refresh()
+        channel_id = self._ids.get(channel, channel)  # never creates one: a channel nobody made holds no cards
+        found: list[CardRef] = []
+        cursor = ""
+        while True:
+            try:
+                resp = await self.client.conversations_history(
+                    channel=channel_id, oldest=f"{oldest:.6f}", latest=f"{latest:.6f}", include_all_metadata=True,
+                    limit=1000, cursor=cursor or None,
+                )
+            except SlackApiError as exc:
+                if exc.response.get("error") in ("channel_not_found", "not_in_channel"):
+                    return found
+                raise
+            messages: list[dict[str, Any]] = resp.get("messages", [])
+            for msg in messages:
+                meta = msg.get("metadata") or {}
+                if meta.get("event_type") == "switchboard_card" and (
+                    (meta.get("event_payload") or {}).get("conversation_id") == conversation_id
+                ):
+                    found.append(CardRef(channel=channel_id, ts=msg["ts"]))
+            cursor = (resp.get("response_metadata") or {}).get("next_cursor") or ""
+            if not cursor:
+                return found
+
     async def post_in_thread(self, conversation: Conversation, message: Message) -> str:
         if not (conversation.slack_channel and conversation.card_ts):
             raise ValueError("conversation has no card to thread under")
