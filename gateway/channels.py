@@ -14,10 +14,9 @@ import redis.asyncio as aioredis
 from aiohttp import web
 
 from gateway.domain import ChannelKind, InboundMessage
-from gateway.ports import CustomerChannel
+from gateway.ports import CustomerChannel, OnUndelivered
 from gateway.store import Accepted
 from integrations import twilio, webchat, whatsapp
-from integrations.whatsapp.webhook import OnUndelivered
 
 
 @dataclass
@@ -36,7 +35,8 @@ def senders(
     if not tw.missing():
         assert tw.auth_token and tw.account_sid and tw.from_number
         sender = twilio.TwilioChannel(session, tw.api_url, tw.account_sid, tw.auth_token.get_secret_value(),
-                                      tw.from_number, tw.whatsapp_from, redis=redis)
+                                      tw.from_number, tw.whatsapp_from, redis=redis,
+                                      status_callback=tw.status_callback())
         found[ChannelKind.SMS] = found[ChannelKind.WHATSAPP] = sender
     wa = configs.whatsapp
     if not wa.missing():
@@ -55,8 +55,9 @@ def mount(
     session: aiohttp.ClientSession,
     on_delivery_failed: OnUndelivered | None = None,
 ) -> None:
-    """The web process's view: the inbound routes (/webchat/*, /channels/twilio, /channels/whatsapp)."""
+    """The web process's view: the inbound routes (/webchat/*, /channels/twilio[/status], /channels/whatsapp)."""
     webchat.setup(app, redis=redis, ingest=ingest, session=session, config=configs.webchat)
-    twilio.setup(app, redis=redis, ingest=ingest, session=session, config=configs.twilio)
+    twilio.setup(app, redis=redis, ingest=ingest, session=session, config=configs.twilio,
+                 on_failed=on_delivery_failed)
     whatsapp.setup(app, redis=redis, ingest=ingest, session=session, config=configs.whatsapp,
                    on_failed=on_delivery_failed)

@@ -7,12 +7,16 @@ the pipeline.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Protocol, runtime_checkable
 
 from pydantic import BaseModel, Field
 
 from gateway.domain import ChannelKind, Conversation, Decision, Message, PastConversation, Scores
+
+OnUndelivered = Callable[[str, str, str], Awaitable[None]]
+"""(conversation id, channel name, reason): a reply the provider took and later reported undelivered; its
+status webhook calls this so the agent hears of it (`gateway.outbound.report_undelivered`)."""
 
 
 class CardRef(BaseModel):

@@ -64,6 +64,8 @@ class Env:
     channel: TwilioChannel
     standin: StandIn
     redis: aioredis.Redis
+    failed: list[tuple[str, str, str]] = field(default_factory=list)
+    """What the status callbacks reported undelivered: (conversation id, channel, reason)."""
 
     async def post(self, form: dict[str, str], sign_url: str | None = None, headers: dict[str, str] | None = None,
                    token: str = TOKEN) -> aiohttp.ClientResponse:
@@ -88,12 +90,17 @@ async def _start(redis: aioredis.Redis, **extra: Any) -> tuple[Env, list[web.App
         auth_token=SecretStr(TOKEN), account_sid=SID, from_number=SHOP, api_url=standin.url, **extra,
     )
     app = web.Application()
+    failed: list[tuple[str, str, str]] = []
+
+    async def on_failed(conversation_id: str, channel_name: str, reason: str) -> None:
+        failed.append((conversation_id, channel_name, reason))
+
     channel = setup(app, redis=redis, ingest=ConversationStore(redis, partitions=4).ingest, session=http,
-                    config=config)
+                    config=config, on_failed=on_failed)
     assert channel is not None
     channel.base_delay = 0.01
     url, runner = await serve_app(app)
-    return Env(url, http, channel, standin, redis), [runner, stand_runner]
+    return Env(url, http, channel, standin, redis, failed), [runner, stand_runner]
 
 
 @pytest.fixture
@@ -250,3 +257,53 @@ async def test_not_mounted_without_secrets(redis: aioredis.Redis) -> None:
         config = TwilioConfig(_env_file=None, account_sid=SID)  # type: ignore[call-arg]
         assert setup(app, redis=redis, ingest=ConversationStore(redis, 4).ingest, session=http, config=config) is None
     assert not [r for r in app.router.routes() if r.resource and r.resource.canonical == "/channels/twilio"]
+
+
+PUBLIC = "https://gw.example.org"
+
+
+async def _report(e: Env, sid: str, status: str, code: str | None = None, sign: bool = True) -> int:
+    form = {"MessageSid": sid, "SmsSid": sid, "MessageStatus": status, "AccountSid": SID, "To": "+14155550123",
+            "From": SHOP, "ApiVersion": "2010-04-01", **({"ErrorCode": code} if code else {})}
+    signed = compute(TOKEN if sign else "wrong", f"{PUBLIC}/channels/twilio/status", form.items())
+    async with e.http.post(f"{e.url}/channels/twilio/status", data=form,
+                           headers={"X-Twilio-Signature": signed}) as resp:
+        return resp.status
+
+
+async def test_replies_ask_for_delivery_reports_and_an_undelivered_one_is_told_once(redis: aioredis.Redis) -> None:
+    """Twilio's 201 only means queued: a landline or an unsubscribed number shows up later, as a status
+    callback. The thread hears of it once per reply, however many parts failed or callbacks repeat."""
+    e, runners = await _start(redis, public_url=PUBLIC + "/")
+    try:
+        reply = _reply(" ".join(f"w{i}" for i in range(400)))  # two parts
+        assert (await e.channel.send(_conv(ChannelKind.SMS, "+14155550123"), reply)).ok
+        assert {c["form"]["StatusCallback"] for c in e.standin.calls} == {f"{PUBLIC}/channels/twilio/status"}
+        first, second = (f"SM{i:032d}" for i in (1, 2))
+
+        assert await _report(e, first, "undelivered", "30006", sign=False) == 403
+        assert await _report(e, first, "sent") == 204
+        assert await _report(e, first, "delivered") == 204
+        assert e.failed == []
+        assert await _report(e, second, "undelivered", "30006") == 204
+        assert e.failed == [("conv_t1", "SMS", "30006: a landline, or a carrier that cannot take it")]
+        assert await _report(e, second, "undelivered", "30006") == 204  # Twilio repeated itself
+        assert await _report(e, first, "failed", "30008") == 204  # the other part of the same reply
+        assert len(e.failed) == 1
+        assert await _report(e, "SM" + "f" * 32, "failed") == 204  # not one of ours: nothing to tell
+
+        assert (await e.channel.send(_conv(ChannelKind.WHATSAPP, "+4917012345678"),
+                                     _reply().model_copy(update={"id": "msg_r2"}))).ok
+        assert await _report(e, f"SM{3:032d}", "failed", "63016") == 204
+        assert e.failed[-1] == ("conv_t1", "WhatsApp",
+                                "63016: outside WhatsApp's 24-hour window (a template message is needed)")
+        assert await _report(e, "SM<script>", "failed") == 400
+    finally:
+        await e.http.close()
+        for r in runners:
+            await r.cleanup()
+
+
+async def test_no_public_url_means_no_delivery_reports_asked_for(env: Env) -> None:
+    assert (await env.channel.send(_conv(ChannelKind.SMS, "+14155550123"), _reply())).ok
+    assert "StatusCallback" not in env.standin.calls[-1]["form"]

@@ -18,6 +18,10 @@ class TwilioConfig(BaseSettings):
     public_url: str | None = Field(default=None, validation_alias=AliasChoices("SWITCHBOARD_PUBLIC_URL"))
     max_body: int = Field(default=64 * 1024, ge=1024, validation_alias=AliasChoices("SWITCHBOARD_MAX_BODY"))
 
+    def status_callback(self) -> str | None:
+        """Where Twilio reports each reply's delivery: only with a public URL Twilio can reach."""
+        return f"{self.public_url.rstrip('/')}/channels/twilio/status" if self.public_url else None
+
     def missing(self) -> list[str]:
         required = {
             "TWILIO_AUTH_TOKEN": self.auth_token, "TWILIO_ACCOUNT_SID": self.account_sid,

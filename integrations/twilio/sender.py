@@ -10,6 +10,7 @@ import structlog
 
 from gateway.domain import ChannelKind, Conversation, Message
 from gateway.ports import Delivery
+from integrations.twilio import status
 from integrations.twilio.parts import SentParts
 from integrations.twilio.retry import post_with_retry, refused_for_good
 
@@ -42,9 +43,13 @@ class TwilioChannel:
     def __init__(
         self, session: aiohttp.ClientSession, api_url: str, account_sid: str, auth_token: str, from_number: str,
         whatsapp_from: str | None = None, retries: int = 4, base_delay: float = 0.2,
-        redis: aioredis.Redis | None = None,
+        redis: aioredis.Redis | None = None, status_callback: str | None = None,
     ) -> None:
+        """`status_callback`: where Twilio reports each reply's delivery (`integrations.twilio.status`); only
+        with `redis`, which remembers which reply each Twilio message was."""
         self.session = session
+        self.redis = redis
+        self.status_callback = status_callback if redis is not None else None
         self.parts = SentParts(redis)
         self.url = f"{api_url.rstrip('/')}/2010-04-01/Accounts/{account_sid}/Messages.json"
         self.headers = {"Authorization": aiohttp.encode_basic_auth(account_sid, auth_token)}
@@ -67,16 +72,21 @@ class TwilioChannel:
             if len(parts) > 1 and (earlier := await self.parts.sent(message.id, i)):
                 sids.append(earlier)
                 continue
+            data = {"To": to, "From": sender, "Body": part}
+            if self.status_callback:
+                data["StatusCallback"] = self.status_callback
             result = await post_with_retry(
                 self.session, self.url, describe=_describe, conversation_id=conversation.id,
-                attempts=self.retries, base_delay=self.base_delay, headers=self.headers,
-                data={"To": to, "From": sender, "Body": part},
+                attempts=self.retries, base_delay=self.base_delay, headers=self.headers, data=data,
             )
             if not result.ok:
                 log.warning("twilio_send_failed", conversation_id=conversation.id, error=result.error)
                 return Delivery(ok=False, error=f"twilio: {result.error}",
                                 external_id=",".join(sids) or None, permanent=refused_for_good(result.status))
             sids.append(str(result.payload.get("sid", "")))
+            if self.status_callback and self.redis is not None and sids[-1]:
+                channel = "WhatsApp" if conversation.customer.channel is ChannelKind.WHATSAPP else "SMS"
+                await status.remember(self.redis, sids[-1], conversation.id, message.id, channel)
             if len(parts) > 1:
                 await self.parts.record(message.id, i, sids[-1], conversation.id)
         log.info("twilio_sent", conversation_id=conversation.id, message_id=message.id, parts=len(sids))

@@ -10,10 +10,11 @@ import structlog
 from aiohttp import web
 
 from gateway.domain import InboundMessage
+from gateway.ports import OnUndelivered
 from gateway.store import Accepted
 from integrations.whatsapp.config import WhatsAppConfig
 from integrations.whatsapp.sender import WhatsAppCloudChannel
-from integrations.whatsapp.webhook import OnUndelivered, Receiver, make_verify
+from integrations.whatsapp.webhook import Receiver, make_verify
 
 log = structlog.get_logger(__name__)
 

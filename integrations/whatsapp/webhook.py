@@ -22,6 +22,7 @@ from redis.exceptions import RedisError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from gateway.domain import ChannelKind, CustomerProfile, InboundMessage
+from gateway.ports import OnUndelivered
 from gateway.redis_conn import as_str
 from gateway.store import Accepted
 from integrations.body import read_limited
@@ -30,8 +31,6 @@ from integrations.whatsapp.payload import Value, WaStatus, Webhook, message_text
 log = structlog.get_logger(__name__)
 
 Ingest = Callable[[InboundMessage], Awaitable[Accepted]]
-OnUndelivered = Callable[[str, str, str], Awaitable[None]]
-"""(conversation id, channel, reason): a reply the provider reported undelivered after accepting it."""
 SIGNATURE_HEADER = "X-Hub-Signature-256"
 STATUS_STREAM = "sb:whatsapp:statuses"
 STATUS_TTL_S = 30 * 86400

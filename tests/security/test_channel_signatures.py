@@ -62,16 +62,19 @@ async def test_forget_api_requires_a_valid_signature(channel_gw: Gateway, redis:
             assert resp.status == 401, (header, resp.status, await resp.text())
 
 
-async def test_twilio_refuses_missing_and_wrong_signatures(channel_gw: Gateway, redis: aioredis.Redis) -> None:
-    served(channel_gw, "POST", "/channels/twilio")
-    form = {"MessageSid": "SM0001", "From": "+15551234567", "To": "+15550001111", "Body": "hello", "NumMedia": "0"}
+@pytest.mark.parametrize("path", ["/channels/twilio", "/channels/twilio/status"])
+async def test_twilio_refuses_missing_and_wrong_signatures(channel_gw: Gateway, redis: aioredis.Redis, path: str
+                                                           ) -> None:
+    served(channel_gw, "POST", path)
+    form = {"MessageSid": "SM0001", "From": "+15551234567", "To": "+15550001111", "Body": "hello", "NumMedia": "0",
+            "MessageStatus": "undelivered", "ErrorCode": "30003"}
     body = urlencode(form)
     for signature in (None, "", "bm90IGEgc2lnbmF0dXJl", "x" * 5000):
         headers = {"Content-Type": "application/x-www-form-urlencoded"}
         if signature is not None:
             headers["X-Twilio-Signature"] = signature
-        async with channel_gw.session.post(f"{channel_gw.url}/channels/twilio", data=body, headers=headers) as resp:
-            assert 400 <= resp.status < 500, resp.status
+        async with channel_gw.session.post(f"{channel_gw.url}{path}", data=body, headers=headers) as resp:
+            assert resp.status == 403, resp.status
     assert await stored(redis, channel_gw.settings.partitions) == 0
 
 

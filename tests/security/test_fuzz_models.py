@@ -18,6 +18,8 @@ from hypothesis import strategies as st
 from pydantic import BaseModel, ValidationError
 
 from gateway.domain import MAX_TEXT, CustomerProfile, InboundMessage, Outcome
+from integrations.twilio.status import TwilioStatus
+from integrations.twilio.webhook import TwilioInbound
 from integrations.webhook.api import ApiMessageIn
 from integrations.webhook.signature import SignatureError, sign, verify
 from router.policy import DEFAULT_POLICY_PATH, Policy, PolicyError, load_policy
@@ -34,8 +36,10 @@ json_values = st.recursive(scalars, lambda inner: st.one_of(
 
 
 def objects_for(model: type[BaseModel]) -> st.SearchStrategy[Any]:
-    """Dicts keyed mostly by the model's real field names, so validation goes deep, plus junk."""
-    names = [*model.model_fields, "extra_field", ""]
+    """Dicts keyed mostly by the model's real field names (and their wire aliases, such as Twilio's
+    `MessageSid`), so validation goes deep, plus junk."""
+    aliases = [f.alias for f in model.model_fields.values() if f.alias]
+    names = [*model.model_fields, *aliases, "extra_field", ""]
     return st.one_of(json_values, st.dictionaries(st.sampled_from(names), json_values, max_size=len(names)))
 
 
@@ -72,6 +76,22 @@ def test_customer_profile(data: Any) -> None:
 @given(objects_for(Outcome))
 def test_outcome(data: Any) -> None:
     only_validation_errors(Outcome, data)
+
+
+@FUZZ
+@given(objects_for(TwilioInbound))
+def test_twilio_inbound(data: Any) -> None:
+    only_validation_errors(TwilioInbound, data)
+
+
+@FUZZ
+@given(objects_for(TwilioStatus))
+def test_twilio_status_callback(data: Any) -> None:
+    only_validation_errors(TwilioStatus, data)
+    try:
+        TwilioStatus.model_validate(data).reason()  # what the thread is told must come out of any valid report
+    except ValidationError:
+        pass
 
 
 @FUZZ
