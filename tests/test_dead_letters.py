@@ -3,86 +3,85 @@
 from __future__ import annotations
 
 import json
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
+import pytest
 import redis.asyncio as aioredis
 
 from gateway import keys
 from gateway.worker import MAX_ATTEMPTS
-from tests.harness import cards, eventually
+from tests.harness import Gateway, cards, eventually
 from tests.test_commands_support import Slash, commands_gateway
 
 
+@pytest.fixture
+async def gw(redis: aioredis.Redis, redis_url: str, tmp_path: Path) -> AsyncIterator[Gateway]:
+    """Carol leads; a failing entry is retried at once, so it is parked after its 10 attempts in a moment."""
+    gateway = await commands_gateway(redis_url, tmp_path, leads_raw="U0CAROL", automation="off",
+                                     slack_channel_rate=100)
+    await gateway.stop_worker()
+    gateway.start_worker(backoff=(0.01, 0.01))
+    yield gateway
+    await gateway.close()
+
+
 async def test_parked_message_is_listed_and_a_lead_replays_it_into_one_card(
-    redis: aioredis.Redis, redis_url: str, tmp_path: Path
+    gw: Gateway, redis: aioredis.Redis
 ) -> None:
-    gw = await commands_gateway(redis_url, tmp_path, leads_raw="U0CAROL", automation="off",
-                                slack_channel_rate=100)
-    try:
-        await gw.stop_worker()
-        gw.start_worker(backoff=(0.01, 0.01))
-        # Slack refuses the card outright (a 400 is the entry's own problem, not an outage) until parked.
-        gw.slack.fail_next("chat.postMessage", 400, count=MAX_ATTEMPTS)
-        status, body = await gw.post_message({"customer_id": "dl-1", "message_id": "m1",
-                                              "text": "I was charged twice on my invoice"})
-        assert status == 202
-        assert await eventually(lambda: redis.xlen(keys.DEAD), timeout=40) == 1
-        assert cards(gw.slack, "support-billing") == []
+    # Slack refuses the card outright (a 400 is the entry's own problem, not an outage) until parked.
+    gw.slack.fail_next("chat.postMessage", 400, count=MAX_ATTEMPTS)
+    status, body = await gw.post_message({"customer_id": "dl-1", "message_id": "m1",
+                                          "text": "I was charged twice on my invoice"})
+    assert status == 202
+    assert await eventually(lambda: redis.xlen(keys.DEAD), timeout=40) == 1
+    assert cards(gw.slack, "support-billing") == []
 
-        slash = Slash(gw)
-        listed = await slash.text("dead", user="U0BOB")
-        assert "*1 parked*" in listed and body["conversation_id"] in listed and "dead replay" in listed
-        assert (await slash.text("dead replay", user="U0BOB")).startswith("🚫")
-        assert await redis.xlen(keys.DEAD) == 1
-        assert (await slash.text("dead replay", user="U0CAROL")).startswith("♻️ 1 parked entries queued again")
+    slash = Slash(gw)
+    listed = await slash.text("dead", user="U0BOB")
+    assert "*1 parked*" in listed and body["conversation_id"] in listed and "dead replay" in listed
+    assert (await slash.text("dead replay", user="U0BOB")).startswith("🚫")
+    assert await redis.xlen(keys.DEAD) == 1
+    assert (await slash.text("dead replay", user="U0CAROL")).startswith("♻️ 1 parked entries queued again")
 
-        card = await eventually(lambda: cards(gw.slack, "support-billing"))
-        assert len(card) == 1 and body["conversation_id"] in json.dumps(card[0]["metadata"])
-        assert await redis.xlen(keys.DEAD) == 0
-        assert (await slash.text("dead", user="U0BOB")).startswith("Nothing is parked")
-        rows: Any = await redis.xrange(keys.AUDIT)
-        assert any(json.loads(f[b"data"])["action"] == "dead_replayed" for _, f in rows)
-    finally:
-        await gw.close()
+    card = await eventually(lambda: cards(gw.slack, "support-billing"))
+    assert len(card) == 1 and body["conversation_id"] in json.dumps(card[0]["metadata"])
+    assert await redis.xlen(keys.DEAD) == 0
+    assert (await slash.text("dead", user="U0BOB")).startswith("Nothing is parked")
+    rows: Any = await redis.xrange(keys.AUDIT)
+    assert any(json.loads(f[b"data"])["action"] == "dead_replayed" for _, f in rows)
 
 
 async def test_a_parked_transfer_or_follow_up_is_told_in_the_thread_and_the_transfer_can_be_made_again(
-    redis: aioredis.Redis, redis_url: str, tmp_path: Path
+    gw: Gateway, redis: aioredis.Redis
 ) -> None:
-    gw = await commands_gateway(redis_url, tmp_path, leads_raw="U0CAROL", automation="off",
-                                slack_channel_rate=100)
-    try:
-        await gw.stop_worker()
-        gw.start_worker(backoff=(0.01, 0.01))
-        status, body = await gw.post_message({"customer_id": "dl-2", "message_id": "m1",
-                                              "text": "I was charged twice on my invoice"})
-        assert status == 202
-        (card,) = await eventually(lambda: cards(gw.slack, "support-billing"))
-        conv_id, billing = body["conversation_id"], gw.slack.channel_id("support-billing")
+    status, body = await gw.post_message({"customer_id": "dl-2", "message_id": "m1",
+                                          "text": "I was charged twice on my invoice"})
+    assert status == 202
+    (card,) = await eventually(lambda: cards(gw.slack, "support-billing"))
+    conv_id, billing = body["conversation_id"], gw.slack.channel_id("support-billing")
 
-        def thread() -> str:
-            return json.dumps([m.get("text", "") for m in gw.slack.replies(billing, card["ts"])])
+    def thread() -> str:
+        return json.dumps([m.get("text", "") for m in gw.slack.replies(billing, card["ts"])])
 
-        gw.slack.fail_next("chat.postMessage", 400, count=MAX_ATTEMPTS)  # the new card, refused for good
-        assert (await gw.rt.ops.transfer(conv_id, "U0ALICE", "technical")).ok
-        assert await eventually(lambda: "The transfer to technical failed" in thread(), timeout=40)
-        assert await redis.xlen(keys.DEAD) == 1 and cards(gw.slack, "support-technical") == []
-        conv = await gw.rt.store.load(conv_id)
-        assert conv is not None and conv.moving_to is None and conv.card_ts == card["ts"]
-        assert (await gw.rt.ops.transfer(conv_id, "U0ALICE", "technical")).ok  # not "on its way" for ever
-        (moved,) = await eventually(lambda: cards(gw.slack, "support-technical"))
+    gw.slack.fail_next("chat.postMessage", 400, count=MAX_ATTEMPTS)  # the new card, refused for good
+    assert (await gw.rt.ops.transfer(conv_id, "U0ALICE", "technical")).ok
+    assert await eventually(lambda: "The transfer to technical failed" in thread(), timeout=40)
+    assert await redis.xlen(keys.DEAD) == 1 and cards(gw.slack, "support-technical") == []
+    conv = await gw.rt.store.load(conv_id)
+    assert conv is not None and conv.moving_to is None and conv.card_ts == card["ts"]
+    assert (await gw.rt.ops.transfer(conv_id, "U0ALICE", "technical")).ok  # not "on its way" for ever
+    (moved,) = await eventually(lambda: cards(gw.slack, "support-technical"))
 
-        gw.slack.fail_next("chat.postMessage", 400, count=MAX_ATTEMPTS)  # the follow-up, refused for good
-        await gw.post_message({"customer_id": "dl-2", "message_id": "m2", "text": "<!channel> any news?"})
-        technical = gw.slack.channel_id("support-technical")
+    gw.slack.fail_next("chat.postMessage", 400, count=MAX_ATTEMPTS)  # the follow-up, refused for good
+    await gw.post_message({"customer_id": "dl-2", "message_id": "m2", "text": "<!channel> any news?"})
+    technical = gw.slack.channel_id("support-technical")
 
-        def told() -> list[str]:
-            return [m.get("text", "") for m in gw.slack.replies(technical, moved["ts"])
-                    if "could not be handled" in m.get("text", "")]
+    def told() -> list[str]:
+        return [m.get("text", "") for m in gw.slack.replies(technical, moved["ts"])
+                if "could not be handled" in m.get("text", "")]
 
-        (note,) = await eventually(told, timeout=40)
-        assert "dead replay" in note and "<!channel>" not in note
-        assert await redis.xlen(keys.DEAD) == 2
-    finally:
-        await gw.close()
+    (note,) = await eventually(told, timeout=40)
+    assert "dead replay" in note and "<!channel>" not in note
+    assert await redis.xlen(keys.DEAD) == 2

@@ -35,6 +35,16 @@ async def gw(redis: aioredis.Redis, redis_url: str, tmp_path: Path, callback: Ca
     await gateway.close()
 
 
+@pytest.fixture
+async def idle_gw(redis: aioredis.Redis, redis_url: str, tmp_path: Path, callback: Callback
+                  ) -> AsyncIterator[Gateway]:
+    """No worker until the test starts one, so the test decides when queued work runs."""
+    gateway = await start_gateway(make_settings(redis_url, tmp_path, api_callback_url=callback.url),
+                                  with_worker=False)
+    yield gateway
+    await gateway.close()
+
+
 def _transfer_to(conv_id: str, skill: str) -> dict[str, Any]:
     return {"type": "static_select", "action_id": "sb_transfer",
             "selected_option": {"text": {"type": "plain_text", "text": skill}, "value": f"{conv_id}|{skill}"}}
@@ -184,26 +194,24 @@ async def _routed_without_worker(gw: Gateway) -> tuple[str, dict[str, Any], str]
     return routed
 
 
+async def _drained(gw: Gateway, redis: aioredis.Redis) -> bool:
+    """Every queued entry handled (the worker is idle)."""
+    groups = [await redis.xinfo_groups(f"sb:in:{p}") for p in range(gw.settings.partitions)]
+    return all(int(g["pending"]) == 0 and int(g["lag"] or 0) == 0 for gs in groups for g in gs)
+
+
 async def test_transfer_to_its_own_skill_is_refused_and_a_move_the_bot_overtook_posts_nothing(
-    redis: aioredis.Redis, redis_url: str, tmp_path: Path, callback: Callback
+    idle_gw: Gateway, redis: aioredis.Redis
 ) -> None:
-    gw = await start_gateway(make_settings(redis_url, tmp_path, api_callback_url=callback.url), with_worker=False)
-    try:
-        conv_id, _, _ = await _routed_without_worker(gw)
-        result = await gw.rt.ops.transfer(conv_id, "U0ALICE", "billing")
-        assert not result.ok and "already with billing" in result.message
-        assert (await gw.rt.ops.transfer(conv_id, "U0ALICE", "technical")).ok
-        assert (await gw.rt.ops.to_bot(conv_id, "U0ALICE")).ok  # before any worker got to the move
-        gw.start_worker()
-
-        async def drained() -> bool:
-            groups = [await redis.xinfo_groups(f"sb:in:{p}") for p in range(gw.settings.partitions)]
-            return all(int(g["pending"]) == 0 and int(g["lag"] or 0) == 0 for gs in groups for g in gs)
-
-        assert await eventually(drained)
-        assert cards(gw.slack, "support-technical") == []  # the bot has it: no human card
-    finally:
-        await gw.close()
+    gw = idle_gw
+    conv_id, _, _ = await _routed_without_worker(gw)
+    result = await gw.rt.ops.transfer(conv_id, "U0ALICE", "billing")
+    assert not result.ok and "already with billing" in result.message
+    assert (await gw.rt.ops.transfer(conv_id, "U0ALICE", "technical")).ok
+    assert (await gw.rt.ops.to_bot(conv_id, "U0ALICE")).ok  # before any worker got to the move
+    gw.start_worker()
+    assert await eventually(lambda: _drained(gw, redis))
+    assert cards(gw.slack, "support-technical") == []  # the bot has it: no human card
 
 
 async def _transferred_outcomes(redis: aioredis.Redis, conv_id: str) -> list[dict[str, Any]]:
@@ -211,60 +219,49 @@ async def _transferred_outcomes(redis: aioredis.Redis, conv_id: str) -> list[dic
 
 
 async def test_a_second_transfer_click_before_the_move_lands_queues_nothing_and_labels_once(
-    redis: aioredis.Redis, redis_url: str, tmp_path: Path, callback: Callback
+    idle_gw: Gateway, redis: aioredis.Redis
 ) -> None:
-    gw = await start_gateway(make_settings(redis_url, tmp_path, api_callback_url=callback.url), with_worker=False)
-    try:
-        conv_id, _, _ = await _routed_without_worker(gw)
-        assert (await gw.rt.ops.transfer(conv_id, "U0ALICE", "technical")).ok
-        again = await gw.rt.ops.transfer(conv_id, "U0BOB", "technical")  # the move has not landed yet
-        assert not again.ok and "already on its way to technical" in again.message
-        gw.start_worker()
-        (moved,) = await eventually(lambda: cards(gw.slack, "support-technical"))
+    gw = idle_gw
+    conv_id, _, _ = await _routed_without_worker(gw)
+    assert (await gw.rt.ops.transfer(conv_id, "U0ALICE", "technical")).ok
+    again = await gw.rt.ops.transfer(conv_id, "U0BOB", "technical")  # the move has not landed yet
+    assert not again.ok and "already on its way to technical" in again.message
+    gw.start_worker()
+    (moved,) = await eventually(lambda: cards(gw.slack, "support-technical"))
 
-        async def landed() -> Conversation | None:
-            conv = await gw.rt.store.load(conv_id)
-            return conv if conv is not None and conv.card_ts == moved["ts"] else None
+    async def landed() -> Conversation | None:
+        conv = await gw.rt.store.load(conv_id)
+        return conv if conv is not None and conv.card_ts == moved["ts"] else None
 
-        conv = await eventually(landed)
-        assert conv.moving_to is None and conv.skill == "technical"
-        assert len(await _transferred_outcomes(redis, conv_id)) == 1
-        rows: Any = await redis.xrange(keys.AUDIT)
-        audit = [json.loads(f[b"data"]) for _, f in rows]
-        assert [a["action"] for a in audit if a["conversation_id"] == conv_id] == ["transfer"]
-        # Landed: the same skill is refused as before, and another one moves again.
-        assert "already with technical" in (await gw.rt.ops.transfer(conv_id, "U0BOB", "technical")).message
-        assert (await gw.rt.ops.transfer(conv_id, "U0BOB", "shipping")).ok
-        await eventually(lambda: cards(gw.slack, "support-shipping"))
-    finally:
-        await gw.close()
+    conv = await eventually(landed)
+    assert conv.moving_to is None and conv.skill == "technical"
+    assert len(await _transferred_outcomes(redis, conv_id)) == 1
+    rows: Any = await redis.xrange(keys.AUDIT)
+    audit = [json.loads(f[b"data"]) for _, f in rows]
+    assert [a["action"] for a in audit if a["conversation_id"] == conv_id] == ["transfer"]
+    # Landed: the same skill is refused as before, and another one moves again.
+    assert "already with technical" in (await gw.rt.ops.transfer(conv_id, "U0BOB", "technical")).message
+    assert (await gw.rt.ops.transfer(conv_id, "U0BOB", "shipping")).ok
+    await eventually(lambda: cards(gw.slack, "support-shipping"))
 
 
 async def test_transferring_back_before_the_move_lands_keeps_the_card_where_it_is(
-    redis: aioredis.Redis, redis_url: str, tmp_path: Path, callback: Callback
+    idle_gw: Gateway, redis: aioredis.Redis
 ) -> None:
-    gw = await start_gateway(make_settings(redis_url, tmp_path, api_callback_url=callback.url), with_worker=False)
-    try:
-        conv_id, card, _ = await _routed_without_worker(gw)
-        assert (await gw.rt.ops.transfer(conv_id, "U0ALICE", "technical")).ok
-        back = await gw.rt.ops.transfer(conv_id, "U0ALICE", "billing")  # changed their mind
-        assert back.ok
-        gw.start_worker()
-
-        async def drained() -> bool:
-            groups = [await redis.xinfo_groups(f"sb:in:{p}") for p in range(gw.settings.partitions)]
-            return all(int(g["pending"]) == 0 and int(g["lag"] or 0) == 0 for gs in groups for g in gs)
-
-        assert await eventually(drained)
-        assert cards(gw.slack, "support-technical") == []
-        conv = await gw.rt.store.load(conv_id)
-        assert conv is not None and conv.skill == "billing" and conv.card_ts == card["ts"]
-        assert conv.moving_to is None and _live(gw, "support-billing", card["ts"])
-        # Nothing pending any more: technical can be chosen again, and this time it moves.
-        assert (await gw.rt.ops.transfer(conv_id, "U0ALICE", "technical")).ok
-        await eventually(lambda: cards(gw.slack, "support-technical"))
-    finally:
-        await gw.close()
+    gw = idle_gw
+    conv_id, card, _ = await _routed_without_worker(gw)
+    assert (await gw.rt.ops.transfer(conv_id, "U0ALICE", "technical")).ok
+    back = await gw.rt.ops.transfer(conv_id, "U0ALICE", "billing")  # changed their mind
+    assert back.ok
+    gw.start_worker()
+    assert await eventually(lambda: _drained(gw, redis))
+    assert cards(gw.slack, "support-technical") == []
+    conv = await gw.rt.store.load(conv_id)
+    assert conv is not None and conv.skill == "billing" and conv.card_ts == card["ts"]
+    assert conv.moving_to is None and _live(gw, "support-billing", card["ts"])
+    # Nothing pending any more: technical can be chosen again, and this time it moves.
+    assert (await gw.rt.ops.transfer(conv_id, "U0ALICE", "technical")).ok
+    await eventually(lambda: cards(gw.slack, "support-technical"))
 
 
 async def test_a_resolve_while_the_new_card_is_posted_wins_and_that_card_is_retired(gw: Gateway) -> None:

@@ -79,19 +79,11 @@ def make_status_handler(
     auth_token: str, redis: aioredis.Redis, public_url: str | None, max_body: int, on_failed: OnUndelivered | None
 ) -> Callable[[web.Request], Awaitable[web.Response]]:
     async def status(request: web.Request) -> web.Response:
-        if request.content_length is not None and request.content_length > max_body:
-            return web.Response(status=413, text="body too large")
+        form = await signature.verified_form(request, auth_token, public_url, max_body)
+        if isinstance(form, web.Response):
+            return form
         try:
-            posted = await request.post()
-        except ValueError:
-            return web.Response(status=400, text="unreadable form body")
-        params = [(k, v) for k, v in posted.items() if isinstance(v, str)]
-        url = signature.public_url(request, public_url)
-        if not signature.valid(auth_token, url, params, request.headers.get(signature.HEADER)):
-            log.warning("twilio_signature_rejected", url=url, remote=request.remote)
-            return web.Response(status=403, text="bad signature")
-        try:
-            report = TwilioStatus.model_validate(dict(params))
+            report = TwilioStatus.model_validate(form)
         except ValidationError as exc:
             log.warning("twilio_status_invalid", errors=exc.error_count())
             return web.Response(status=400, text="invalid status")
