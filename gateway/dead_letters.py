@@ -15,6 +15,7 @@ import redis.asyncio as aioredis
 import structlog
 
 from gateway import keys
+from gateway.domain import Conversation
 from gateway.redis_conn import as_str
 from gateway.store import ConversationStore
 from gateway.streams import REPLAYED_FROM
@@ -104,23 +105,43 @@ async def tell(p: Pipeline, fields: Mapping[str, str], error: str) -> None:
 
     Without this a parked follow-up or transfer left the card looking as if nothing had happened: the
     customer's words missing from the thread, or a Transfer that silently never moved the card."""
-    template = TOLD.get(fields.get("kind", "inbound"))
-    if template is None:
+    text = told(fields, error)
+    if text is None:
         return
     conv = await p.store.load(fields.get("conv", ""))
     if conv is None:
         return
     if fields.get("kind") == "transfer":
-        for _ in range(3):
-            if conv is None or conv.moving_to != fields.get("skill"):
-                break
-            seen = conv.model_copy()
-            conv.moving_to = None
-            if await p.store.save_if(conv, ("moving_to",), seen):
-                break
-            conv = await p.store.load(conv.id)
-    if conv is not None and conv.card_ts:
-        await p.desk.note_in_thread(conv, template.format(error=escape(error[:200]), skill=fields.get("skill", "?")))
+        conv = await _drop_move(p, conv, fields.get("ref", ""))
+    if conv is None or not conv.card_ts:
+        return
+    await p.desk.note_in_thread(conv, text)
+    if fields.get("kind") == "transfer":
+        # The click dropped the claim and left the card as it was (the move was to retire it): redrawn, it
+        # offers Claim again instead of a Release nobody can use.
+        await p.desk.update_card(conv, f"⚠️ Transfer to {escape(fields.get('skill', '?'))} failed; still here")
+
+
+def told(fields: Mapping[str, str], error: str) -> str | None:
+    """The thread's line for a parked entry of this kind, or None when there is nothing to tell. The error
+    is escaped: an exception's text can quote anything, customer text included."""
+    template = TOLD.get(fields.get("kind", "inbound"))
+    if template is None:
+        return None
+    return template.format(error=escape(error[:200]), skill=escape(fields.get("skill", "?")))
+
+
+async def _drop_move(p: Pipeline, conv: Conversation | None, ref: str) -> Conversation | None:
+    """Clear the parked move's ref, unless a later click queued another (that one is still on its way)."""
+    for _ in range(3):
+        if conv is None or conv.moving_ref != ref:
+            return conv
+        seen = conv.model_copy()
+        conv.moving_ref = None
+        if await p.store.save_if(conv, ("moving_ref",), seen):
+            return conv
+        conv = await p.store.load(conv.id)
+    return conv
 
 
 def summary(exc: BaseException) -> str:

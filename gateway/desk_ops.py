@@ -180,30 +180,31 @@ class DeskOps:
         def change(conv: Conversation, holder: str | None) -> tuple[str, ...] | Result:
             if conv.decision is None or not conv.card_ts:
                 return Result(False, "That conversation has no card to move.", conv)
-            if conv.moving_to == skill:
+            if conv.moving_ref and conv.skill == skill:
                 return Result(False, f"It is already on its way to {skill}.", conv)
             if conv.skill == skill and conv.decision.skill == skill:
                 return Result(False, f"It is already with {skill}.", conv)
             # Back to the skill whose channel holds the card (a move elsewhere still queued, or a skill
             # corrected at resolve): nothing to post, and the queued move finds itself overtaken.
-            conv.moving_to = None if conv.decision.skill == skill else skill
+            conv.moving_ref = None if conv.decision.skill == skill else new_id("xfer")
             conv.skill, conv.claimed_by, conv.state = skill, None, ConversationState.WAITING
-            return ("skill", "claimed_by", "state", "moving_to")
+            return ("skill", "claimed_by", "state", "moving_ref")
 
         def move(conv: Conversation, seen: Conversation) -> dict[str, str] | None:
-            if conv.moving_to is None:
+            if conv.moving_ref is None:
                 return None
             return {"kind": "transfer", "skill": skill, "from_skill": seen.skill or "", "user": user,
-                    "ref": new_id("xfer")}
+                    "ref": conv.moving_ref}
 
         result = await self._change(conversation_id, change, move)
         if not result.ok or result.conversation is None or result.before is None:
             return result
         conv, previous = result.conversation, result.before.skill
-        await publish_outcome(
-            self.redis,
-            self._outcome(conv, "transferred", user, final_skill=skill, correction=f"misrouted: really {skill}"),
-        )
+        if conv.moving_ref is not None:  # taking a pending move back says nothing about where it belongs
+            await publish_outcome(
+                self.redis,
+                self._outcome(conv, "transferred", user, final_skill=skill, correction=f"misrouted: really {skill}"),
+            )
         await self._replan(conv)
         await self.audit("transfer", user, conversation_id, from_skill=previous, to_skill=skill)
         return Result(True, f"transferred from {previous} to {skill}", conv)
@@ -214,8 +215,8 @@ class DeskOps:
     ) -> Result:
         def change(conv: Conversation, holder: str | None) -> tuple[str, ...]:
             conv.state, conv.resolved_at, conv.claimed_by = ConversationState.RESOLVED, utcnow(), None
-            conv.skill, conv.moving_to = skill or conv.skill, None  # a queued move finds itself overtaken
-            return ("state", "resolved_at", "claimed_by", "skill", "moving_to")
+            conv.skill, conv.moving_ref = skill or conv.skill, None  # a queued move finds itself overtaken
+            return ("state", "resolved_at", "claimed_by", "skill", "moving_ref")
 
         result = await self._change(conversation_id, change)
         if not result.ok or result.conversation is None:
@@ -234,8 +235,8 @@ class DeskOps:
 
     async def to_bot(self, conversation_id: str, user: str) -> Result:
         def change(conv: Conversation, holder: str | None) -> tuple[str, ...]:
-            conv.state, conv.claimed_by, conv.moving_to = ConversationState.AUTOMATED, None, None
-            return ("state", "claimed_by", "moving_to")
+            conv.state, conv.claimed_by, conv.moving_ref = ConversationState.AUTOMATED, None, None
+            return ("state", "claimed_by", "moving_ref")
 
         result = await self._change(conversation_id, change)
         if not result.ok or result.conversation is None:

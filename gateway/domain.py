@@ -245,9 +245,10 @@ class Conversation(BaseModel):
     csat: int | None = Field(default=None, ge=1, le=5)
     scores: Scores | None = None
     decision: Decision | None = None
-    moving_to: str | None = None
-    """The skill a queued transfer is moving the card to, until the worker posts the new card there: a
-    second click on Transfer in between is told so instead of queuing the move (and its outcome) twice."""
+    moving_ref: str | None = None
+    """The queued transfer moving the card to `skill`'s channel, until the worker posts the new card there:
+    a second click on Transfer in between is told so instead of queuing the move (and its outcome) twice,
+    and a parked move clears only its own ref, not a later one's."""
     version: int = 0
 
     @property

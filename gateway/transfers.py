@@ -25,7 +25,7 @@ if TYPE_CHECKING:
 
 log = structlog.get_logger(__name__)
 
-CARD_FIELDS = ("decision", "slack_channel", "card_ts", "moving_to")
+CARD_FIELDS = ("decision", "slack_channel", "card_ts", "moving_ref")
 NOT_NOW = (ConversationState.RESOLVED, ConversationState.AUTOMATED)
 
 
@@ -75,7 +75,7 @@ async def move_card(p: Pipeline, fields: Mapping[str, str], ack: Ack | None) -> 
     result, _ = await effects.once(tag, post, find, deferred=True)
     new_channel, new_ts = result.split("|", 1)
     read_card = (conv.slack_channel, conv.card_ts)
-    conv.decision, conv.slack_channel, conv.card_ts, conv.moving_to = decision, new_channel, new_ts, None
+    conv.decision, conv.slack_channel, conv.card_ts, conv.moving_ref = decision, new_channel, new_ts, None
     if await _commit(p, conv, skill, effects, ack, read_card, by):
         log.info("conversation_transferred", conversation_id=conv.id, skill=skill, channel=channel, ts=new_ts)
     else:

@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 import redis.asyncio as aioredis
 
-from gateway import keys
+from gateway import dead_letters, keys
 from gateway.worker import MAX_ATTEMPTS
 from tests.harness import Gateway, cards, eventually
 from tests.test_commands_support import Slash, commands_gateway
@@ -69,8 +69,14 @@ async def test_a_parked_transfer_or_follow_up_is_told_in_the_thread_and_the_tran
     assert (await gw.rt.ops.transfer(conv_id, "U0ALICE", "technical")).ok
     assert await eventually(lambda: "The transfer to technical failed" in thread(), timeout=40)
     assert await redis.xlen(keys.DEAD) == 1 and cards(gw.slack, "support-technical") == []
+
+    def old_card() -> str:
+        return json.dumps(next(m for m in gw.slack.messages("support-billing") if m["ts"] == card["ts"])["blocks"])
+
+    assert await eventually(lambda: "failed; still here" in old_card())
+    assert '"sb_claim"' in old_card()  # the click had dropped the claim: Claim is offered again
     conv = await gw.rt.store.load(conv_id)
-    assert conv is not None and conv.moving_to is None and conv.card_ts == card["ts"]
+    assert conv is not None and conv.moving_ref is None and conv.card_ts == card["ts"]
     assert (await gw.rt.ops.transfer(conv_id, "U0ALICE", "technical")).ok  # not "on its way" for ever
     (moved,) = await eventually(lambda: cards(gw.slack, "support-technical"))
 
@@ -83,5 +89,11 @@ async def test_a_parked_transfer_or_follow_up_is_told_in_the_thread_and_the_tran
                 if "could not be handled" in m.get("text", "")]
 
     (note,) = await eventually(told, timeout=40)
-    assert "dead replay" in note and "<!channel>" not in note
+    assert "dead replay" in note and "Slack answered" in note
     assert await redis.xlen(keys.DEAD) == 2
+
+
+def test_the_thread_line_escapes_whatever_the_error_quotes() -> None:
+    line = dead_letters.told({"kind": "transfer", "skill": "billing"}, "KeyError('<!channel> & <@U1>')")
+    assert line is not None and "<!channel>" not in line and "&lt;!channel&gt; &amp; &lt;@U1&gt;" in line
+    assert dead_letters.told({"kind": "retire"}, "boom") is None  # an old card's retirement: nobody to tell

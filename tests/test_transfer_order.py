@@ -234,7 +234,7 @@ async def test_a_second_transfer_click_before_the_move_lands_queues_nothing_and_
         return conv if conv is not None and conv.card_ts == moved["ts"] else None
 
     conv = await eventually(landed)
-    assert conv.moving_to is None and conv.skill == "technical"
+    assert conv.moving_ref is None and conv.skill == "technical"
     assert len(await _transferred_outcomes(redis, conv_id)) == 1
     rows: Any = await redis.xrange(keys.AUDIT)
     audit = [json.loads(f[b"data"]) for _, f in rows]
@@ -249,16 +249,18 @@ async def test_transferring_back_before_the_move_lands_keeps_the_card_where_it_i
     idle_gw: Gateway, redis: aioredis.Redis
 ) -> None:
     gw = idle_gw
-    conv_id, card, _ = await _routed_without_worker(gw)
+    conv_id, card, channel = await _routed_without_worker(gw)
     assert (await gw.rt.ops.transfer(conv_id, "U0ALICE", "technical")).ok
-    back = await gw.rt.ops.transfer(conv_id, "U0ALICE", "billing")  # changed their mind
-    assert back.ok
+    await sender(gw).click("U0ALICE", channel, card, _transfer_to(conv_id, "billing"))  # changed their mind
+    assert await eventually(lambda: "Kept with billing" in json.dumps(card_message(gw, "support-billing",
+                                                                                   card["ts"])["blocks"]))
     gw.start_worker()
     assert await eventually(lambda: _drained(gw, redis))
     assert cards(gw.slack, "support-technical") == []
     conv = await gw.rt.store.load(conv_id)
     assert conv is not None and conv.skill == "billing" and conv.card_ts == card["ts"]
-    assert conv.moving_to is None and _live(gw, "support-billing", card["ts"])
+    assert conv.moving_ref is None and _live(gw, "support-billing", card["ts"])
+    assert len(await _transferred_outcomes(redis, conv_id)) == 1  # taking it back is no "misrouted" label
     # Nothing pending any more: technical can be chosen again, and this time it moves.
     assert (await gw.rt.ops.transfer(conv_id, "U0ALICE", "technical")).ok
     await eventually(lambda: cards(gw.slack, "support-technical"))

@@ -233,6 +233,9 @@ async def _transfer(ctx: DeskContext, conv_id: str, user: str, skill: str, body:
     result = await ctx.ops.transfer(conv_id, user, skill)
     if not result.ok:
         await _refuse(client, body, result.message)
+    elif result.conversation is not None and result.conversation.moving_ref is None:
+        # A pending move taken back: no new card will retire this one, so it is redrawn here (unclaimed).
+        await _after(ctx, result, body, client, f"↩️ Kept with {skill} by <@{user}> · {_clock()}")
 
 
 async def _relay(ctx: DeskContext, event: dict[str, Any], client: AsyncWebClient) -> None:
