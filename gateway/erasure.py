@@ -61,7 +61,8 @@ class Eraser:
         owner = await self.redis.get(keys.ident(ref))
         return as_str(owner) if owner else None
 
-    async def forget(self, ref: str, requested_by: str) -> ErasureReport:
+    async def forget(self, ref: str, requested_by: str, deep: bool = False) -> ErasureReport:
+        """`deep`: also read Slack channel history for cards missing from the conversations' card lists."""
         person = await self.person_of(ref)
         report = ErasureReport(person=person)
         if person is None:
@@ -71,7 +72,7 @@ class Eraser:
         for conv_id in conv_ids:
             conv = await self.store.load(conv_id)
             if conv is not None:
-                await self._forget_conversation(conv, report, idents)
+                await self._forget_conversation(conv, report, idents, deep)
         report.stream_entries += await self._drop_entries(keys.OUTCOMES, set(conv_ids), "conversation_id")
         report.stream_entries += await self._drop_entries(keys.AUDIT, set(conv_ids), "conversation_id")
         doomed = [keys.ident(i) for i in idents]
@@ -84,13 +85,16 @@ class Eraser:
         log.info("customer_forgotten", person=person, conversations=report.conversations, requested_by=requested_by)
         return report
 
-    async def _forget_conversation(self, conv: Conversation, report: ErasureReport, idents: list[str]) -> None:
+    async def _forget_conversation(
+        self, conv: Conversation, report: ErasureReport, idents: list[str], deep: bool = False
+    ) -> None:
         report.conversations += 1
         report.messages += len(conv.messages)
         cards = {tuple(as_str(c).split("|", 1)) for c in await self.redis.smembers(keys.cards(conv.id))}
         if conv.slack_channel and conv.card_ts:
             cards.add((conv.slack_channel, conv.card_ts))
-        cards |= await self._unlisted_cards(conv, {channel for channel, _ in cards})
+        if deep:
+            cards |= await self._unlisted_cards(conv, {channel for channel, _ in cards}, report)
         for channel, ts in sorted(cards):
             await self._erase_card(conv, channel, ts, report)
         doomed = [keys.conversation(conv.id), keys.transcript(conv.id), keys.effects(conv.id), keys.claim(conv.id),
@@ -103,23 +107,36 @@ class Eraser:
         if conv.claimed_by:
             await self.redis.srem(keys.agent_open(conv.claimed_by), conv.id)
 
-    async def _unlisted_cards(self, conv: Conversation, seen_in: set[str]) -> set[tuple[str, str]]:
-        """Cards the index misses (posted before it existed, or by an escalation that crashed before listing
-        its card), read from every channel the policy posts to and those the indexed cards are in, over the
-        conversation's life: from its creation to an hour past its last change (a crashed move's retry)."""
+    async def _unlisted_cards(
+        self, conv: Conversation, seen_in: set[str], report: ErasureReport
+    ) -> set[tuple[str, str]]:
+        """Cards the list misses (posted before it existed, or by an escalation that crashed before listing
+        its card), read from every channel the policy (and a running canary) posts to and those the listed
+        cards are in, over the conversation's life: from its creation to an hour past its last change.
+
+        Opt-in (`deep`): Slack allows few history reads a minute, and every card posted since the list
+        exists is on it. A channel that cannot be read is named in the report, not a failed erasure."""
         if self.desk is None:
             return set()
         channels = set(seen_in)
         if self.policies is not None:
             channels |= set((await self.policies.current()).channels())
+            canary = await self.policies.canary()
+            if canary is not None:
+                channels |= set(canary.policy.channels())
         if conv.decision is not None and conv.decision.channel:
             channels.add(conv.decision.channel)
         oldest = conv.created_at.timestamp() - 5
         latest = max(conv.updated_at, conv.resolved_at or conv.updated_at).timestamp() + UNLISTED_MARGIN_S
         found: set[tuple[str, str]] = set()
         for channel in sorted(channels):
-            for ref in await self.desk.cards_between(conv.id, channel, oldest, latest):
-                found.add((ref.channel, ref.ts))
+            try:
+                refs = await self.desk.cards_between(conv.id, channel, oldest, latest)
+            except SlackApiError as exc:
+                report.kept.append(f"channel {channel} not searched for cards of {conv.id}: "
+                                   f"{exc.response.get('error')}")
+                continue
+            found |= {(ref.channel, ref.ts) for ref in refs}
         return found
 
     async def _erase_card(self, conv: Conversation, channel: str, ts: str, report: ErasureReport) -> None:

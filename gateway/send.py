@@ -34,11 +34,14 @@ def register_forget(sub: argparse._SubParsersAction) -> None:  # type: ignore[ty
     p = sub.add_parser("forget", help="erase a customer's messages and profile everywhere (right to erasure)")
     p.add_argument("customer", help="api:<id>, email:<address>, phone:+<E.164>, sms:+<n>, webchat:<visitor>, per_…")
     p.add_argument("--url", default=None, help="gateway base URL (default http://127.0.0.1:$PORT)")
+    p.add_argument("--deep", action="store_true",
+                   help="also read the policy's Slack channels for cards missing from the card list (slow)")
     p.set_defaults(func=forget)
 
 
 def forget(args: argparse.Namespace) -> int:
-    return _call(args, "DELETE", f"/v1/customers/{urllib.parse.quote(args.customer, safe=':@+')}", b"")
+    query = "?deep=1" if args.deep else ""
+    return _call(args, "DELETE", f"/v1/customers/{urllib.parse.quote(args.customer, safe=':@+')}{query}", b"")
 
 
 def _call(args: argparse.Namespace, method: str, path: str, body: bytes) -> int:

@@ -115,10 +115,8 @@ async def test_csat_reply_after_resolution_is_recorded_not_reopened(
         await gw.close()
 
 
-@pytest.mark.parametrize("index_lost", [False, True], ids=["indexed", "index-lost"])
-async def test_forget_erases_everywhere(gateway: Gateway, redis: aioredis.Redis, index_lost: bool) -> None:
-    """`index-lost`: the list of the conversation's cards is gone (cards from before it existed, or one an
-    escalation posted just before a crash): the old card is found in the channel's history instead."""
+async def _transferred_and_resolved(gateway: Gateway) -> str:
+    """Jane's conversation: a card in billing, moved to technical (so two cards quote her), resolved."""
     _, body = await gateway.post_message({"customer_id": "crm-1", "message_id": "a1", "customer": JANE,
                                           "text": "my invoice is wrong"})
     conv_id = body["conversation_id"]
@@ -132,11 +130,19 @@ async def test_forget_erases_everywhere(gateway: Gateway, redis: aioredis.Redis,
     await gateway.post_message({"customer_id": "crm-1", "message_id": "a3", "text": "still double charged"})
     await eventually(lambda: gateway.slack.replies("support-technical", moved["ts"])[1:])
     await gateway.rt.ops.resolve(conv_id, "U0ALICE", skill="billing", urgency=None, mood="negative")
+    return conv_id
+
+
+@pytest.mark.parametrize("index_lost", [False, True], ids=["indexed", "index-lost"])
+async def test_forget_erases_everywhere(gateway: Gateway, redis: aioredis.Redis, index_lost: bool) -> None:
+    """`index-lost`: the list of the conversation's cards is gone (cards from before it existed, or one an
+    escalation posted just before a crash): `deep` finds the old card in the channel's history instead."""
+    conv_id = await _transferred_and_resolved(gateway)
     assert await redis.lrange(keys.RECENT, 0, -1)
     if index_lost:
         assert await redis.delete(keys.cards(conv_id)) == 1
 
-    path = "/v1/customers/email:jane@example.com"
+    path = "/v1/customers/email:jane@example.com" + ("?deep=1" if index_lost else "")
     async with gateway.session.delete(f"{gateway.url}{path}", headers={"X-Switchboard-Signature": "t=1,v1=x"}) as r:
         assert r.status == 401
     async with gateway.session.delete(f"{gateway.url}{path}",
@@ -156,6 +162,23 @@ async def test_forget_erases_everywhere(gateway: Gateway, redis: aioredis.Redis,
     async with gateway.session.delete(f"{gateway.url}{path}",
                                       headers={"X-Switchboard-Signature": sign(API_SECRET, b"")}) as r:
         assert r.status == 404
+
+
+async def test_a_deep_erasure_that_cannot_read_a_channel_still_erases_and_says_so(
+    gateway: Gateway, redis: aioredis.Redis
+) -> None:
+    await _transferred_and_resolved(gateway)
+    gateway.slack.fail_next("conversations.history", 400, count=100)  # e.g. missing scope, rate limited
+    path = "/v1/customers/email:jane@example.com?deep=1"
+    async with gateway.session.delete(f"{gateway.url}{path}",
+                                      headers={"X-Switchboard-Signature": sign(API_SECRET, b"")}) as r:
+        report = await r.json()
+        assert r.status == 200, report
+    assert report["conversations"] == 1 and await redis.keys("sb:conv:*") == []
+    assert any("not searched" in line for line in report["kept"])
+    everything = json.dumps([gateway.slack.replies(c, m["ts"])
+                             for c in ("support-billing", "support-technical") for m in gateway.slack.messages(c)])
+    assert "invoice is wrong" not in everything  # the listed cards were erased all the same
 
 
 async def test_returning_customer_goes_back_to_the_previous_agent(gateway: Gateway) -> None:

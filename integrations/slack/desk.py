@@ -221,16 +221,16 @@ class SlackDesk:
 
         For erasure: the index of a conversation's cards misses those from before it existed and one an
         escalation posted just before a crash, so the channel itself is read over the conversation's life."""
-        if not self._ids:
-            await self._refresh()
-        channel_id = self._ids.get(channel, channel)  # never creates one: a channel nobody made holds no cards
+        if channel not in self._ids and channel not in self._ids.values():
+            await self._refresh()  # created since we last listed them (never created here: no cards there)
+        channel_id = self._ids.get(channel, channel)
         found: list[CardRef] = []
         cursor = ""
         while True:
             try:
                 resp = await self.client.conversations_history(
                     channel=channel_id, oldest=f"{oldest:.6f}", latest=f"{latest:.6f}", include_all_metadata=True,
-                    limit=1000, cursor=cursor or None,
+                    limit=999, cursor=cursor or None,
                 )
             except SlackApiError as exc:
                 if exc.response.get("error") in ("channel_not_found", "not_in_channel"):

@@ -111,7 +111,7 @@ def make_handler(secret: str, ingest: Ingest, max_body: int) -> Callable[[web.Re
 
 
 class Forgetter(Protocol):
-    async def forget(self, ref: str, requested_by: str) -> Any: ...
+    async def forget(self, ref: str, requested_by: str, deep: bool = False) -> Any: ...
 
 
 def make_forget_handler(secret: str, eraser: Forgetter) -> Callable[[web.Request], Awaitable[web.Response]]:
@@ -128,7 +128,8 @@ def make_forget_handler(secret: str, eraser: Forgetter) -> Callable[[web.Request
         if not 3 <= len(ref) <= 300 or (":" not in ref and not ref.startswith("per_")):
             return error(400, "invalid_customer", "give an identity like api:<customer_id>, email:<address>, "
                          "phone:+<E.164>, sms:+<number>, webchat:<visitor> or a person id per_…")
-        report = await eraser.forget(ref, requested_by="api")
+        deep = request.query.get("deep", "") in ("1", "true", "yes")
+        report = await eraser.forget(ref, requested_by="api", deep=deep)
         if report.person is None:
             return error(404, "unknown_customer", f"no customer is known as {ref}")
         return web.json_response({"status": "forgotten", **report.as_dict()})
