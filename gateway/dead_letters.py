@@ -60,6 +60,15 @@ async def parked(redis: aioredis.Redis, limit: int = 10) -> tuple[int, list[Park
     return total, out
 
 
+_TAKE_AND_QUEUE = """
+if redis.call('XDEL', KEYS[1], ARGV[1]) == 0 then return 0 end
+redis.call('XADD', KEYS[2], '*', unpack(ARGV, 2))
+return 1
+"""
+"""Queue a parked entry only if this replay is the one that took it off `sb:dead`: two leads replaying at
+once queued every entry twice (harmless to the effects, which are looked up, but the counts were wrong)."""
+
+
 async def replay(redis: aioredis.Redis, store: ConversationStore, partitions: int, user: str) -> int:
     """Queue every entry parked when the replay starts again on its customer's partition (behind their
     newer messages, which went on meanwhile), and take it off the dead-letter stream in the same step.
@@ -79,11 +88,8 @@ async def replay(redis: aioredis.Redis, store: ConversationStore, partitions: in
             original = fields.get(REPLAYED_FROM) or fields.get("entry", "")
             work: dict[Any, Any] = {k: v for k, v in fields.items() if k not in BOOKKEEPING}
             stream = keys.inbound_stream(keys.partition_of(await _owner(store, fields), partitions))
-            async with redis.pipeline(transaction=True) as pipe:
-                pipe.xadd(stream, {**work, REPLAYED_FROM: original})
-                pipe.xdel(keys.DEAD, entry_id)
-                await pipe.execute()
-            replayed += 1
+            args = [entry_id, REPLAYED_FROM, original, *(x for kv in work.items() for x in kv)]
+            replayed += int(await redis.eval(_TAKE_AND_QUEUE, 2, keys.DEAD, stream, *args))
     log.warning("dead_letters_replayed", user=user, entries=replayed)
     return replayed
 

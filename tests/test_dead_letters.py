@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -11,6 +12,7 @@ import pytest
 import redis.asyncio as aioredis
 
 from gateway import dead_letters, keys
+from gateway.store import ConversationStore
 from gateway.worker import MAX_ATTEMPTS
 from tests.harness import Gateway, cards, eventually
 from tests.test_commands_support import Slash, commands_gateway
@@ -97,3 +99,13 @@ def test_the_thread_line_escapes_whatever_the_error_quotes() -> None:
     line = dead_letters.told({"kind": "transfer", "skill": "billing"}, "KeyError('<!channel> & <@U1>')")
     assert line is not None and "<!channel>" not in line and "&lt;!channel&gt; &amp; &lt;@U1&gt;" in line
     assert dead_letters.told({"kind": "retire"}, "boom") is None  # an old card's retirement: nobody to tell
+
+
+async def test_two_replays_at_once_queue_each_parked_entry_once(redis: aioredis.Redis) -> None:
+    store = ConversationStore(redis, partitions=4)
+    for i in range(20):
+        await redis.xadd(keys.DEAD, {"conv": f"conv_{i}", "customer": f"api:c{i}", "mid": f"m{i}",
+                                     "entry": f"1-{i}", "partition": "0", "error": "boom"})
+    counts = await asyncio.gather(*(dead_letters.replay(redis, store, 4, lead) for lead in ("U0CAROL", "U0DAVE")))
+    queued = sum([int(await redis.xlen(keys.inbound_stream(p))) for p in range(4)])
+    assert sum(counts) == queued == 20 and await redis.xlen(keys.DEAD) == 0
