@@ -13,7 +13,7 @@ import contextlib
 import redis.asyncio as aioredis
 import structlog
 
-from gateway.domain import Conversation, ConversationState, Direction, Outcome, utcnow
+from gateway.domain import Conversation, ConversationState, Direction, Outcome, Scores, utcnow
 from gateway.scheduler import Clock, SlaScheduler, SystemClock
 from gateway.store import ConversationStore
 from learners.outcomes import publish_outcome
@@ -36,14 +36,16 @@ class BotFollowUp:
     async def answered(self, conv: Conversation) -> None:
         await self.deadlines.schedule(conv.id, KIND, self.clock.now() + self.quiet_s)
 
-    async def comeback(self, conv: Conversation) -> Outcome | None:
-        """The customer wrote again after a bot resolution: the earlier success was not one."""
+    async def comeback(self, conv: Conversation, answered_on: Scores | None = None) -> Outcome | None:
+        """The customer wrote again after a bot resolution: the earlier success was not one. `answered_on`:
+        the scores the bot answered on, which the success label was paired with too."""
         await self.deadlines.cancel(conv.id)
         if conv.state is not ConversationState.RESOLVED or conv.agent != BOT_AGENT:
             return None
         outcome = Outcome(conversation_id=conv.id, kind="automation_handoff", automation_failed=True,
                           text="\n".join(m.text for m in conv.inbound[-5:-1]),
-                          correction="reopened within window")
+                          correction="reopened within window",
+                          predicted=answered_on.model_dump(mode="json") if answered_on else {})
         await publish_outcome(self.redis, outcome)
         return outcome
 

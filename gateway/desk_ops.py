@@ -19,7 +19,6 @@ import structlog
 from gateway import keys, metrics
 from gateway.agents import RELEASE_CLAIM, remember_agent
 from gateway.domain import Conversation, ConversationState, Outcome, new_id, utcnow
-from gateway.pipeline import BOT_AUTHOR
 from gateway.policy_store import PolicyStore
 from gateway.sla import SlaTracker
 from gateway.store import ConversationStore
@@ -223,11 +222,12 @@ class DeskOps:
             return result
         conv = result.conversation
         await self.store.mark_closed(conv)
-        automation_failed = any(m.author == BOT_AUTHOR for m in conv.messages)
+        # No automation label here: a bot that had answered and then needed a person was labelled when it
+        # handed off (or the customer came back), and a second "failed" at resolve counted it twice.
         await publish_outcome(
             self.redis,
             self._outcome(conv, "resolved", user, final_skill=skill or conv.skill, urgency=urgency, mood=mood,
-                          csat=csat, automation_failed=automation_failed),
+                          csat=csat),
         )
         await self._replan(conv)
         await self.audit("resolve", user, conversation_id, skill=skill, note=note[:500])

@@ -28,6 +28,7 @@ from gateway.domain import (
     Outcome,
     PastConversation,
     RouteKind,
+    Scores,
     new_id,
 )
 from gateway.effects import Effects
@@ -211,19 +212,21 @@ class Pipeline:
     async def _route(self, conv: Conversation, message: Message, effects: Effects, pre: Prefetched) -> None:
         policy = await self.policies.for_conversation(conv.id)
         scores = self.scorer.score(self._customer_text(conv), policy.skill_keywords())
+        # What the bot was judged on when it answered: the label for its failure pairs with these, not with
+        # scores that already read the customer's complaint about its answer.
+        answered_on = conv.scores
         conv.scores = scores
         if conv.state is ConversationState.RESOLVED and self.bot_followup is not None:
-            await self.bot_followup.comeback(conv)
+            await self.bot_followup.comeback(conv, answered_on)
             conv.state, conv.resolved_at = ConversationState.NEW, None
         was_automated = conv.state is ConversationState.AUTOMATED
         history = await self._history(conv, pre)
         context = await self._context(conv, policy, history, pre)
         decision = decide(conv, scores, policy, context, message.at)
         if decision.route is RouteKind.AUTOMATION:
-            decision = await self._try_automation(conv, decision, effects, message)
+            decision = await self._try_automation(conv, decision, effects, message, answered_on)
         elif was_automated:
-            await self._publish_once(effects, f"auto:{message.id}", conv, answered=False,
-                                     reason=decision.reasons[0])
+            await self._publish_once(effects, f"auto:{message.id}", conv, answered_on, reason=decision.reasons[0])
         if decision.route is RouteKind.HUMAN and (was_automated or decision.reasons[0].startswith("handoff")):
             notice = Message(
                 id=f"handoff-{message.id}", direction=Direction.OUTBOUND, channel=conv.customer.channel,
@@ -246,7 +249,7 @@ class Pipeline:
         )
 
     async def _try_automation(
-        self, conv: Conversation, decision: Decision, effects: Effects, message: Message
+        self, conv: Conversation, decision: Decision, effects: Effects, message: Message, answered_on: Scores | None
     ) -> Decision:
         reason = "no automation configured"
         if self.automation is not None and conv.scores is not None:
@@ -266,24 +269,25 @@ class Pipeline:
             else:
                 reason = reply.handoff_reason or "automation could not answer"
             if conv.state is ConversationState.AUTOMATED:
-                await self._publish_once(effects, f"auto:{message.id}", conv, answered=False, reason=reason)
+                await self._publish_once(effects, f"auto:{message.id}", conv, answered_on, reason=reason)
         return decision.model_copy(
             update={"route": RouteKind.HUMAN, "reasons": [f"handoff: {reason}", *decision.reasons]}
         )
 
     async def _publish_once(
-        self, effects: Effects, name: str, conv: Conversation, *, answered: bool, reason: str | None = None
+        self, effects: Effects, name: str, conv: Conversation, answered_on: Scores | None, reason: str
     ) -> None:
-        """The bot's earlier answer did not finish the job: a label for the automation learner."""
+        """The bot's earlier answer did not finish the job: a label for the automation learner, paired with
+        the text and scores the bot answered on (the customer's comeback is not part of either)."""
 
         async def publish() -> str:
             outcome = Outcome(
                 conversation_id=conv.id,
-                kind="automation_resolved" if answered else "automation_handoff",
+                kind="automation_handoff",
                 text="\n".join(m.text for m in conv.inbound[-5:-1]) or conv.last_inbound_text,
-                automation_failed=not answered,
+                automation_failed=True,
                 correction=reason,
-                predicted=conv.scores.model_dump(mode="json") if conv.scores else {},
+                predicted=answered_on.model_dump(mode="json") if answered_on else {},
             )
             return await publish_outcome(self.redis, outcome)
 

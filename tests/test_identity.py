@@ -213,11 +213,20 @@ async def test_bot_resolution_by_silence_and_failure_on_comeback(
         assert conv is not None and conv.state.value == "resolved"
         kinds = [o["kind"] for o in await outcomes(redis)]
         assert kinds == ["automation_resolved"]
+        assert conv.scores is not None
+        answered_on = conv.scores.model_dump(mode="json")
         # The customer comes back: that success was not one.
         comeback = "it still has not arrived, I want a person"
         await gw.post_message({"customer_id": "q-1", "message_id": "m2", "text": comeback})
         await eventually(lambda: cards(gw.slack, "support-shipping") or cards(gw.slack, "support-general"))
         published = await outcomes(redis)
-        assert any(o["kind"] == "automation_handoff" and o["correction"] == "reopened within window" for o in published)
+        (failed,) = [o for o in published if o["kind"] == "automation_handoff"]
+        assert failed["correction"] == "reopened within window"
+        # Paired with what the bot answered on, like the success it takes back (not the complaint's scores).
+        assert failed["predicted"] == answered_on and comeback not in failed["text"]
+        # The person who then resolves it adds no second "bot failed" label.
+        assert (await gw.rt.ops.resolve(conv_id, "U0ALICE", skill="shipping", urgency=None, mood=None)).ok
+        resolved = [o for o in await outcomes(redis) if o["kind"] == "resolved"]
+        assert resolved and resolved[0].get("automation_failed") is None
     finally:
         await gw.close()
