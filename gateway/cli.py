@@ -93,11 +93,14 @@ async def run(settings: Settings, roles: set[str]) -> None:
             tasks.append(asyncio.create_task(rt.sla.run(stop), name="sla"))
             if rt.pipeline.bot_followup is not None:
                 tasks.append(asyncio.create_task(rt.pipeline.bot_followup.run(stop), name="bot-followup"))
-            tasks.append(asyncio.create_task(_refresh_models(rt, stop), name="models"))
             if isinstance(rt.pipeline.scorer, LearnerScorer):
                 leads = await rt.desk.channel_id(rt.policy.leads_channel)
                 watcher = watch_models(rt.pipeline.scorer, rt.client, leads, stop)
                 tasks.append(asyncio.create_task(watcher, name="model-watch"))
+        if roles & {"web", "worker"}:
+            # The web role scores too (`/metrics` gauges, slash-command dry runs): a web-only process
+            # that never refreshed reported an untrained scorer forever. One task per process.
+            tasks.append(asyncio.create_task(_refresh_models(rt, stop), name="models"))
         if "learner" in roles:
             tasks.append(asyncio.create_task(_run_learner(rt, stop), name="learner"))
         freeze_startup_objects()

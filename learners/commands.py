@@ -163,16 +163,18 @@ async def _train(args: argparse.Namespace) -> int:
                 )
                 return 2
             await asyncio.sleep(0.5)
-        learners = snapshot.new_learners()
-        blobs = await snapshot.fetch(redis)
-        for name in snapshot.LEARNER_TYPES:
-            if name in blobs:
-                try:
-                    learners[name] = snapshot.load(blobs[name], name).learner
-                except snapshot.SnapshotError as exc:
-                    log.error("learner_snapshot_refused", learner=name, reason=str(exc), during="train")
-                    print(f"existing {name} snapshot refused ({exc}); starting that learner fresh", file=sys.stderr)
-        learner = learners[args.learner]
+        restored = snapshot.restore(await snapshot.fetch(redis))
+        for name, reason in restored.held.items():
+            log.error("learner_snapshot_held", learner=name, reason=reason, during="train", action=snapshot.HOLD_HINT)
+        if args.learner in restored.held:
+            print(
+                f"the stored {args.learner} snapshot cannot be read by this build ({restored.held[args.learner]}); "
+                f"nothing trained. Run a build that reads it, or discard it first: "
+                f"HDEL {snapshot.SNAPSHOT_KEY} {args.learner}",
+                file=sys.stderr,
+            )
+            return 2
+        learner = restored.learners[args.learner]
         learner.tracker.log_drift = False
         bad = 0
         bar = Progress(len(rows), f"train {args.learner}")
@@ -183,7 +185,8 @@ async def _train(args: argparse.Namespace) -> int:
                 bad += 1
             bar.update(i)
         learner.tracker.log_drift = True  # the live learner process should report drift again
-        version = await snapshot.publish(redis, learners, lock)
+        # Only the trained learner: the others' blobs stay byte for byte (a held one is never replaced).
+        version = await snapshot.publish(redis, {args.learner: learner}, lock)
         if version is None:
             print("lost the snapshot lock while training; nothing published", file=sys.stderr)
             return 1

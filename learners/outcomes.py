@@ -6,7 +6,9 @@ skill, the mood and the urgency at once); `labels_of` is the single place that d
 
 from __future__ import annotations
 
+import json
 import re
+from collections.abc import Collection
 from dataclasses import dataclass
 from typing import Any
 
@@ -22,6 +24,7 @@ STREAM_MAXLEN = 1_000_000
 """Approximate cap so an unattended stream cannot fill Redis; far more than a snapshot interval."""
 
 _SKILL = re.compile(r"[a-z][a-z0-9_-]{0,39}")
+"""A policy skill name's shape (router.policy.SkillName)."""
 
 
 async def publish_outcome(redis: aioredis.Redis, outcome: Outcome) -> str:
@@ -32,9 +35,33 @@ async def publish_outcome(redis: aioredis.Redis, outcome: Outcome) -> str:
     return entry_id.decode() if isinstance(entry_id, bytes) else str(entry_id)
 
 
-def corrected_skill(correction: str) -> str | None:
-    """ "misrouted: really billing" -> "billing": the last skill-shaped word of the agent's note."""
+def parse_outcome(raw: bytes | str) -> tuple[Outcome, list[str]]:
+    """Read one stream entry, ignoring fields this build does not know; returns them for the log.
+
+    `Outcome` forbids unknown fields (right for producers, which must not misspell one), but during a
+    rolling deploy a newer gateway adds fields an older learner has never heard of; refusing the whole
+    outcome would throw away the labels it does understand. Raises ValueError (pydantic's
+    ValidationError included) for an entry that is not an outcome at all.
+    """
+    data = json.loads(raw)
+    if not isinstance(data, dict):
+        raise ValueError(f"outcome is a JSON {type(data).__name__}, not an object")
+    unknown = sorted(k for k in data if k not in Outcome.model_fields)
+    for key in unknown:
+        del data[key]
+    return Outcome.model_validate(data), unknown
+
+
+def corrected_skill(correction: str, skills: Collection[str] | None = None) -> str | None:
+    """ "misrouted: really billing" -> "billing": the last word of the agent's note naming a skill.
+
+    With `skills` (the policy's), only those count, so a note like "really billing, not sure" still finds
+    billing and one naming no skill teaches nothing. Without them (no policy readable) the last
+    skill-shaped word is taken, as the note's author is an agent writing a correction.
+    """
     found = _SKILL.findall(correction.strip().lower())
+    if skills is not None:
+        found = [w for w in found if w in skills]
     return found[-1] if found else None
 
 
@@ -45,14 +72,17 @@ class Labels:
     pairs: dict[str, tuple[Any, Any]]
 
 
-def labels_of(outcome: Outcome) -> Labels:
+def labels_of(outcome: Outcome, skills: Collection[str] | None = None) -> Labels:
+    """`skills`: the skills a correction note may name (the policy's); None = any skill-shaped word."""
     text = outcome.text.strip()
     if not text:
         return Labels({})
     pairs: dict[str, tuple[Any, Any]] = {}
     skill = outcome.final_skill
-    if not skill and outcome.correction:
-        skill = corrected_skill(outcome.correction)
+    # `correction` is a free-text note on other kinds too: a bot hand-off stores its reason there
+    # ("reopened within window", "customer asked for a human"), which names no skill at all.
+    if not skill and outcome.kind == "correction" and outcome.correction:
+        skill = corrected_skill(outcome.correction, skills)
     if skill:
         pairs["skill"] = (text, skill)
     if outcome.mood:

@@ -6,13 +6,18 @@ snapshot, reclaims what the dead consumer had read but not acknowledged (XAUTOCL
 Splitting the stream between two live learners would instead give two half-trained models that
 overwrite each other's snapshots, which is why the group has one active reader at a time.
 
-Entries are acknowledged right after learning. Updates learned since the last snapshot are lost if
-the process dies; `snapshot_every` and `snapshot_interval_s` bound that loss.
+An entry is acknowledged by the same Lua script that publishes the snapshot including it, so a crash
+leaves it either pending and absent from the snapshot (the next leader learns it) or acknowledged and
+in it, never learned twice. `snapshot_every` and `snapshot_interval_s` bound how much is relearned.
+Entries that teach nothing are acknowledged at once; one that cannot be learned (not an outcome, or
+data a learner raises on) is parked in `sb:outcomes:parked` with the error and acknowledged: one poison
+outcome must not stop all learning, and parked it can be XADDed back to `sb:outcomes` once fixed.
 """
 
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import socket
 import time
@@ -22,18 +27,20 @@ from typing import Any
 
 import redis.asyncio as aioredis
 import structlog
-from pydantic import ValidationError
 from redis.exceptions import RedisError, ResponseError
 
-from gateway.domain import Outcome
+from gateway.policy_store import PolicyStore
 from gateway.redis_conn import as_str
 from learners import snapshot
-from learners.outcomes import FIELD, OUTCOMES_STREAM, labels_of
+from learners.outcomes import FIELD, OUTCOMES_STREAM, labels_of, parse_outcome
 from learners.text import TextLearner
 
 log = structlog.get_logger("learners.process")
 
 GROUP = "learners"
+PARKED_STREAM = f"{OUTCOMES_STREAM}:parked"
+PARKED_MAXLEN = 10_000
+"""Parked outcomes are a bug's evidence, not a queue: a bounded tail is enough to find and replay them."""
 
 
 def _default_consumer() -> str:
@@ -55,6 +62,7 @@ class LearnerConfig:
     claim_idle_ms: int = 60_000
     """An entry unacknowledged this long belonged to a dead consumer and is taken over."""
     claim_every_s: float = 30.0
+    """Also how often a held model (refused snapshot) is checked for release by an operator."""
     standby_poll_s: float = 1.0
 
 
@@ -63,6 +71,10 @@ class _Learning:
 
     def __init__(self) -> None:
         self.learners: dict[str, TextLearner] = snapshot.new_learners()
+        self.held: dict[str, str] = {}
+        """Learners whose stored blob this build refused: neither learned nor published (see `snapshot`)."""
+        self.dirty: set[str] = set()
+        """Learners changed since the last snapshot; only these are written, the others' blobs stay as they are."""
         self.version = 0
         self.pending_updates = 0
         self.last_snapshot = time.monotonic()
@@ -71,34 +83,71 @@ class _Learning:
         """Learned but not yet in a published snapshot: acknowledged only once they are, so a learner
         killed mid-update leaves them pending and the next leader learns them again onto the snapshot."""
         self.seen: set[str] = set()
+        self.skills: frozenset[str] | None = None
+        """Skills a correction may name (live policy + canary); None while no policy is readable."""
+        self.policy_missing = False
+        self.ignored_fields: set[str] = set()
 
     async def resume(self, redis: aioredis.Redis) -> None:
         """Continue from the newest snapshot so a new leader never starts from scratch."""
-        blobs = await snapshot.fetch(redis)
-        for name in snapshot.LEARNER_TYPES:
-            if name not in blobs:
-                continue
-            try:
-                loaded = snapshot.load(blobs[name], name)
-            except snapshot.SnapshotError as exc:
-                log.error("learner_snapshot_refused", learner=name, reason=str(exc), during="resume")
-                continue
-            self.learners[name] = loaded.learner
-            self.version = max(self.version, loaded.version)
-        log.info("learner_resumed", version=self.version)
+        restored = snapshot.restore(await snapshot.fetch(redis))
+        self.learners, self.held = restored.learners, restored.held
+        self.version = max(self.version, restored.version)
+        for name, reason in self.held.items():
+            log.error("learner_snapshot_held", learner=name, reason=reason, during="resume", action=snapshot.HOLD_HINT)
+        log.info("learner_resumed", version=self.version, held=sorted(self.held))
+
+    async def recheck_held(self, redis: aioredis.Redis) -> None:
+        """An operator released a held model by deleting its blob: start that learner fresh."""
+        if not self.held:
+            return
+        names = sorted(self.held)
+        values = await redis.hmget(snapshot.SNAPSHOT_KEY, names)
+        for name, value in zip(names, values, strict=True):
+            if value is None:
+                del self.held[name]
+                self.learners[name] = snapshot.LEARNER_TYPES[name]()
+                log.warning("learner_snapshot_released", learner=name, starting="fresh")
 
     def learn(self, entry_id: str, fields: dict[Any, Any]) -> int:
-        """Learn every label one entry carries; returns how many learners were updated."""
+        """Learn every label one entry carries; returns how many learners were updated.
+
+        Raises for an entry that cannot be learned (not an outcome, or data a learner cannot take):
+        the caller parks it, so one bad entry never stops the others.
+        """
         raw = fields.get(FIELD.encode()) or fields.get(FIELD)
-        try:
-            outcome = Outcome.model_validate_json(raw or b"")
-        except ValidationError as exc:
-            log.error("outcome_unreadable", entry=entry_id, error=str(exc).splitlines()[0])
-            return 0
-        pairs = labels_of(outcome).pairs
+        outcome, unknown = parse_outcome(raw or b"")
+        if unknown and not self.ignored_fields.issuperset(unknown):
+            self.ignored_fields.update(unknown)
+            log.warning("outcome_fields_ignored", entry=entry_id, fields=unknown, hint="a newer producer is running")
+        pairs = labels_of(outcome, self.skills).pairs
+        if outcome.kind == "correction" and "skill" not in pairs and outcome.text.strip():
+            log.info("outcome_correction_names_no_skill", conversation_id=outcome.conversation_id, entry=entry_id)
+        learned = 0
         for name, (x, y) in pairs.items():
+            if name in self.held:
+                continue
+            self.dirty.add(name)  # before learning: a learner that raises half-way may have changed
             self.learners[name].learn_one(x, y)
-        return len(pairs)
+            learned += 1
+        return learned
+
+
+async def _policy_skills(policies: PolicyStore, state: _Learning) -> frozenset[str] | None:
+    """The live policy's skills plus a running canary's: a correction naming either is a real label."""
+    try:
+        policy = await policies.current()
+        canary = await policies.canary()
+    except (RuntimeError, ValueError) as exc:  # no policy stored yet, or one this build cannot read
+        if not state.policy_missing:
+            log.warning("learner_policy_unavailable", error=str(exc).splitlines()[0], corrections="skill-shaped word")
+        state.policy_missing = True
+        return None
+    state.policy_missing = False
+    names = set(policy.skills)
+    if canary is not None:
+        names.update(canary.policy.skills)
+    return frozenset(names)
 
 
 async def _ensure_group(redis: aioredis.Redis, cfg: LearnerConfig) -> None:
@@ -116,23 +165,48 @@ async def _wait(stop: asyncio.Event, seconds: float) -> None:
         pass
 
 
+def _conversation_of(fields: dict[Any, Any]) -> str | None:
+    raw = fields.get(FIELD.encode()) or fields.get(FIELD)
+    try:
+        data = json.loads(raw or b"")
+    except ValueError:
+        return None
+    cid = data.get("conversation_id") if isinstance(data, dict) else None
+    return cid if isinstance(cid, str) else None
+
+
 async def _consume(redis: aioredis.Redis, cfg: LearnerConfig, state: _Learning, entries: list[Any]) -> None:
-    trimmed, learned = [], 0
+    done, parked, learned = [], [], 0
     for entry_id, fields in entries:
         if as_str(entry_id) in state.seen:  # our own pending entry, reclaimed before its snapshot
             continue
         if fields is None:  # trimmed from the stream while pending
-            trimmed.append(entry_id)
+            done.append(entry_id)
             continue
-        if state.learn(as_str(entry_id), fields):
+        try:
+            updated = state.learn(as_str(entry_id), fields)
+        except Exception as exc:
+            error = f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"[:500]
+            log.error("outcome_parked", entry=as_str(entry_id), conversation_id=_conversation_of(fields), error=error)
+            parked.append((entry_id, fields, error))
+            continue
+        if updated:
             state.pending_updates += 1
             state.unacked.append(entry_id)
             state.seen.add(as_str(entry_id))
             learned += 1
         else:
-            trimmed.append(entry_id)  # nothing to learn from it: nothing to keep pending
-    if trimmed:
-        await redis.xack(cfg.stream, cfg.group, *trimmed)
+            done.append(entry_id)  # nothing to learn from it: nothing to keep pending
+    if parked:
+        async with redis.pipeline(transaction=True) as pipe:
+            for entry_id, fields, error in parked:
+                raw = fields.get(FIELD.encode()) or fields.get(FIELD) or b""
+                record = {FIELD: raw, "entry": as_str(entry_id), "error": error}
+                pipe.xadd(PARKED_STREAM, record, maxlen=PARKED_MAXLEN, approximate=True)  # type: ignore[arg-type]
+            pipe.xack(cfg.stream, cfg.group, *(e for e, _, _ in parked))
+            await pipe.execute()
+    if done:
+        await redis.xack(cfg.stream, cfg.group, *done)
     if learned:
         log.debug("outcomes_learned", count=learned, pending_updates=state.pending_updates)
 
@@ -155,21 +229,28 @@ async def _claim(redis: aioredis.Redis, cfg: LearnerConfig, state: _Learning, mi
 
 
 async def _snapshot(redis: aioredis.Redis, cfg: LearnerConfig, state: _Learning, lock: snapshot.RedisLock) -> bool:
-    version = await snapshot.publish(redis, state.learners, lock)
+    """Publish the changed learners and acknowledge what they learned, in one atomic script."""
+    changed = {name: state.learners[name] for name in sorted(state.dirty - state.held.keys())}
+    ack = snapshot.Ack(cfg.stream, cfg.group, list(state.unacked))
+    version = await snapshot.publish(redis, changed, lock, ack=ack)
     if version is None:
         return False
     state.version = version
     state.pending_updates = 0
     state.last_snapshot = time.monotonic()
-    if state.unacked:
-        await redis.xack(cfg.stream, cfg.group, *state.unacked)
-        state.unacked.clear()
-        state.seen.clear()
+    state.dirty.clear()
+    state.unacked.clear()
+    state.seen.clear()
     return True
 
 
 async def _step(
-    redis: aioredis.Redis, cfg: LearnerConfig, lock: snapshot.RedisLock, state: _Learning | None, stop: asyncio.Event
+    redis: aioredis.Redis,
+    cfg: LearnerConfig,
+    lock: snapshot.RedisLock,
+    state: _Learning | None,
+    stop: asyncio.Event,
+    policies: PolicyStore,
 ) -> _Learning | None:
     """One turn of the loop; returns the leader state, or None while standing by."""
     if state is None:
@@ -179,11 +260,14 @@ async def _step(
         log.info("learner_leader", consumer=cfg.consumer)
         state = _Learning()
         await state.resume(redis)
+        state.skills = await _policy_skills(policies, state)
         await _claim(redis, cfg, state, min_idle_ms=0)  # we hold the lock: every pending entry is orphaned
     elif not await lock.renew():
         log.warning("learner_lock_lost", consumer=cfg.consumer)
         return None
+    state.skills = await _policy_skills(policies, state)  # cached by the store: one read a second at most
     if time.monotonic() - state.last_claim >= cfg.claim_every_s:
+        await state.recheck_held(redis)
         await _claim(redis, cfg, state)
     reply: Any = await redis.xreadgroup(cfg.group, cfg.consumer, {cfg.stream: ">"}, count=cfg.batch, block=cfg.block_ms)
     for _stream, entries in reply or []:
@@ -195,13 +279,21 @@ async def _step(
     return state
 
 
-async def run_learner(redis: aioredis.Redis, *, stop: asyncio.Event, config: LearnerConfig | None = None) -> None:
+async def run_learner(
+    redis: aioredis.Redis,
+    *,
+    stop: asyncio.Event,
+    config: LearnerConfig | None = None,
+    policies: PolicyStore | None = None,
+) -> None:
     """Run until `stop` is set; leader while holding the lock, standby otherwise.
 
     Redis errors do not end the process: it logs, backs off and retries, keeping what it has learned
-    (the lock's expiry decides whether it is still the leader when Redis comes back).
+    (the lock's expiry decides whether it is still the leader when Redis comes back). An entry that
+    cannot be learned is parked, not fatal (see `_consume`).
     """
     cfg = config or LearnerConfig()
+    policies = policies or PolicyStore(redis)
     lock = snapshot.RedisLock(redis, ttl_ms=cfg.lock_ttl_ms)
     await _ensure_group(redis, cfg)
     state: _Learning | None = None
@@ -209,7 +301,7 @@ async def run_learner(redis: aioredis.Redis, *, stop: asyncio.Event, config: Lea
     try:
         while not stop.is_set():
             try:
-                state = await _step(redis, cfg, lock, state, stop)
+                state = await _step(redis, cfg, lock, state, stop, policies)
             except RedisError as exc:
                 log.error("learner_redis_error", error=f"{type(exc).__name__}: {exc}", leader=state is not None)
                 await _wait(stop, 1.0)

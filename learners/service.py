@@ -5,11 +5,13 @@ fresh deployment behaves exactly like the cold-start rules and drifts towards th
 resolve conversations. A learner whose rolling accuracy falls under its floor is ignored entirely
 until it recovers, and says so in `Scores.versions` and `health()`.
 
-Models are replaced by reference on `refresh`; scoring never waits on Redis.
+Models are replaced by reference on `refresh`; scoring never waits on Redis, and the unpickling
+(tens of milliseconds for a large model) runs in a thread so the event loop keeps serving meanwhile.
 """
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Mapping
 from typing import Any
@@ -23,7 +25,16 @@ from learners.automation import AutomationLearner, automation_input
 from learners.base import SkillSeeds
 from learners.sentiment import SentimentLearner
 from learners.skill import SkillLearner
-from learners.snapshot import LEARNER_TYPES, SnapshotError, current_version, fetch, load, new_learners
+from learners.snapshot import (
+    LEARNER_TYPES,
+    Loaded,
+    SnapshotError,
+    current_version,
+    digest,
+    fetch,
+    load,
+    new_learners,
+)
 from learners.text import TextLearner
 from learners.urgency import UrgencyLearner
 
@@ -51,6 +62,9 @@ class LearnerScorer:
         self._versions = dict.fromkeys(LEARNER_TYPES, 0)
         self._created: dict[str, float | None] = dict.fromkeys(LEARNER_TYPES)
         self._seen_version = 0
+        self._digests: dict[str, str | None] = dict.fromkeys(LEARNER_TYPES)
+        """Payload checksum of the blob each learner last loaded (or refused): unchanged ones are skipped."""
+        self._refreshing = asyncio.Lock()
 
     # -- blending -----------------------------------------------------------------------------
 
@@ -123,34 +137,47 @@ class LearnerScorer:
     # -- hot swap -----------------------------------------------------------------------------
 
     async def refresh(self, redis: aioredis.Redis) -> bool:
-        """Swap in the newest snapshot; a learner whose blob is refused keeps serving its old model."""
-        newest = await current_version(redis)
-        if newest <= self._seen_version:
-            return False
-        blobs = await fetch(redis)
-        swapped = []
-        for name in LEARNER_TYPES:
-            blob = blobs.get(name)
-            if blob is None:
-                continue
-            try:
-                loaded = load(blob, name)
-            except SnapshotError as exc:
-                log.error(
-                    "learner_snapshot_refused",
-                    learner=name,
-                    version=newest,
-                    reason=str(exc),
-                    serving_version=self._versions[name],
-                )
-                continue
-            if loaded.version <= self._versions[name]:
-                continue
-            self._learners[name] = loaded.learner
-            self._versions[name] = loaded.version
-            self._created[name] = loaded.created_at
-            swapped.append(name)
-        self._seen_version = newest
+        """Swap in the newest snapshot; a learner whose blob is refused keeps serving its old model.
+
+        Only blobs whose checksum changed are loaded (a publish rewrites only the learners that learned,
+        and an identical model re-dumps to the same bytes), each in a worker thread; references are
+        swapped here on the loop, all together, once every load is done.
+        """
+        async with self._refreshing:  # the periodic task and a `models` command may both ask
+            newest = await current_version(redis)
+            if newest <= self._seen_version:
+                return False
+            blobs = await fetch(redis)
+            changed: dict[str, tuple[bytes, str | None]] = {}
+            for name in LEARNER_TYPES:
+                blob = blobs.get(name)
+                if blob is None:
+                    continue
+                sha = digest(blob)
+                if sha is None or sha != self._digests[name]:
+                    changed[name] = (blob, sha)
+            results: dict[str, Loaded | SnapshotError] = {}
+            for name, (blob, _sha) in changed.items():
+                results[name] = await asyncio.to_thread(_try_load, blob, name)
+            swapped = []
+            for name, result in results.items():
+                self._digests[name] = changed[name][1]  # a refused blob is reported once, not on every publish
+                if isinstance(result, SnapshotError):
+                    log.error(
+                        "learner_snapshot_refused",
+                        learner=name,
+                        version=newest,
+                        reason=str(result),
+                        serving_version=self._versions[name],
+                    )
+                    continue
+                if result.version <= self._versions[name]:
+                    continue
+                self._learners[name] = result.learner
+                self._versions[name] = result.version
+                self._created[name] = result.created_at
+                swapped.append(name)
+            self._seen_version = newest
         if swapped:
             log.info("learner_snapshot_loaded", version=newest, learners=swapped)
         return bool(swapped)
@@ -178,3 +205,11 @@ class LearnerScorer:
                 "snapshot_age_s": round(now - created, 1) if created is not None else None,
             }
         return out
+
+
+def _try_load(blob: bytes, name: str) -> Loaded | SnapshotError:
+    """Runs in a worker thread: the error travels back as a value so the loop logs it with context."""
+    try:
+        return load(blob, name)
+    except SnapshotError as exc:
+        return exc

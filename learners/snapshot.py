@@ -5,20 +5,26 @@ written by a single Lua call that first checks the writer still holds `sb:learne
 whose lock expired (paused, partitioned) therefore cannot overwrite its successor: the check and the
 write are one atomic step, not two round trips.
 
-A blob is `MAGIC + header JSON + pickle`. The header carries the learner's name, the River version
-and a SHA-256 of the pickle, so a truncated, corrupted or incompatible snapshot is refused before
-unpickling. Pickle is only safe because Redis is inside the trust boundary (same as the queues).
+A blob is `MAGIC + header JSON + pickle`. The header carries the learner's name, the River version,
+our own code `SCHEMA` and a SHA-256 of the pickle, so a truncated, corrupted or incompatible snapshot
+is refused before unpickling. Pickle is only safe because Redis is inside the trust boundary (same as
+the queues).
+
+A refused blob is never overwritten by the learner process (`restore` reports it as held): it may be
+months of learning that another build can still read, so a learner that cannot read it stops
+publishing that one model and logs how to release it, instead of replacing it with a fresh model.
 """
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import pickle
 import time
 import uuid
-from collections.abc import Mapping
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
 import redis.asyncio as aioredis
@@ -38,6 +44,16 @@ SEQ_KEY = "sb:learners:snapshot:seq"
 LOCK_KEY = "sb:learners:lock"
 MAGIC = b"SBLEARN1\n"
 FORMAT = 1
+"""The blob layout (magic, header, pickle)."""
+SCHEMA = 1
+"""Our learner classes' pickled state. Bump it whenever a learner, its features or its `Tracker` gain,
+lose or change the meaning of an attribute: a pickle from another schema can load and then fail (or
+mispredict) much later, e.g. an old `Tracker` without `log_drift` crashing at its first drift alarm.
+Blobs written before the header had this field read as schema 1, which is their layout."""
+HOLD_HINT = (
+    f"kept as is and not overwritten; run a build that reads it, or discard it with "
+    f"`HDEL {SNAPSHOT_KEY} <learner>` and the learner process starts that model fresh within claim_every_s"
+)
 
 LEARNER_TYPES: dict[str, type[TextLearner]] = {
     "skill": SkillLearner,
@@ -58,6 +74,25 @@ class Loaded:
     created_at: float
 
 
+@dataclass(frozen=True)
+class Ack:
+    """Stream entries whose learning a snapshot includes: acknowledged by the same script that writes it."""
+
+    stream: str
+    group: str
+    ids: Sequence[Any]
+
+
+@dataclass
+class Restored:
+    """What a new writer starts from: readable learners (fresh where there was no blob) and held ones."""
+
+    learners: dict[str, TextLearner]
+    version: int = 0
+    held: dict[str, str] = field(default_factory=dict)
+    """learner -> why its stored blob was refused; the writer must neither learn nor publish it."""
+
+
 def _river_series(v: str) -> str:
     return ".".join(v.split(".")[:2])
 
@@ -66,6 +101,7 @@ def dump(learner: TextLearner, version: int, created_at: float | None = None) ->
     payload = pickle.dumps(learner, protocol=pickle.HIGHEST_PROTOCOL)
     header = {
         "format": FORMAT,
+        "schema": SCHEMA,
         "learner": learner.name,
         "version": version,
         "created_at": created_at if created_at is not None else time.time(),
@@ -76,19 +112,53 @@ def dump(learner: TextLearner, version: int, created_at: float | None = None) ->
     return MAGIC + json.dumps(header).encode() + b"\n" + payload
 
 
-def load(blob: bytes, expected: str) -> Loaded:
-    """Decode one blob or raise `SnapshotError`; nothing is unpickled before the checksum matches."""
+def _split(blob: bytes) -> tuple[dict[str, Any], bytes]:
     if not blob.startswith(MAGIC):
         raise SnapshotError("not a learner snapshot (bad magic)")
     head, sep, payload = blob[len(MAGIC) :].partition(b"\n")
     if not sep:
         raise SnapshotError("truncated header")
     try:
-        header: dict[str, Any] = json.loads(head)
+        header = json.loads(head)
     except ValueError as exc:
         raise SnapshotError(f"unreadable header: {exc}") from exc
+    if not isinstance(header, dict):
+        raise SnapshotError("unreadable header: not an object")
+    return header, payload
+
+
+def digest(blob: bytes) -> str | None:
+    """The payload checksum the header claims, read without hashing or unpickling anything: a reader
+    compares it with what it last loaded to skip unchanged models. None when there is no usable header."""
+    try:
+        sha = _split(blob)[0].get("sha256")
+    except SnapshotError:
+        return None
+    return sha if isinstance(sha, str) else None
+
+
+@functools.cache
+def _expected_attributes(name: str) -> tuple[frozenset[str], frozenset[str]]:
+    fresh = LEARNER_TYPES[name]()
+    return frozenset(vars(fresh)), frozenset(vars(fresh.tracker))
+
+
+def _missing_attributes(learner: TextLearner, name: str) -> list[str]:
+    """Attributes a fresh learner has and the unpickled one lacks: the net under a forgotten `SCHEMA` bump."""
+    own, tracker = _expected_attributes(name)
+    missing = sorted(own - set(vars(learner)))
+    t = getattr(learner, "tracker", None)
+    missing += sorted(f"tracker.{a}" for a in tracker - set(vars(t) if t is not None else ()))
+    return missing
+
+
+def load(blob: bytes, expected: str) -> Loaded:
+    """Decode one blob or raise `SnapshotError`; nothing is unpickled before the checksum matches."""
+    header, payload = _split(blob)
     if header.get("format") != FORMAT:
         raise SnapshotError(f"format {header.get('format')!r}, this build reads {FORMAT}")
+    if header.get("schema", 1) != SCHEMA:
+        raise SnapshotError(f"learner schema {header.get('schema')!r}, this build reads {SCHEMA}")
     if header.get("learner") != expected:
         raise SnapshotError(f"blob is for learner {header.get('learner')!r}, expected {expected!r}")
     if _river_series(str(header.get("river"))) != _river_series(river.__version__):
@@ -102,7 +172,26 @@ def load(blob: bytes, expected: str) -> Loaded:
     cls = LEARNER_TYPES.get(expected)
     if cls is None or not isinstance(learner, cls):
         raise SnapshotError(f"payload is a {type(learner).__name__}, expected {cls.__name__ if cls else expected}")
+    missing = _missing_attributes(learner, expected)
+    if missing:
+        raise SnapshotError(f"learner schema mismatch: pickle lacks {', '.join(missing)} (written by an older build)")
     return Loaded(learner, int(header["version"]), float(header["created_at"]))
+
+
+def restore(blobs: Mapping[str, bytes]) -> Restored:
+    """Start a writer from stored blobs; a blob this build refuses is held, never replaced by a fresh model."""
+    out = Restored(new_learners())
+    for name in LEARNER_TYPES:
+        if name not in blobs:
+            continue
+        try:
+            loaded = load(blobs[name], name)
+        except SnapshotError as exc:
+            out.held[name] = str(exc)
+            continue
+        out.learners[name] = loaded.learner
+        out.version = max(out.version, loaded.version)
+    return out
 
 
 class RedisLock:
@@ -133,13 +222,29 @@ class RedisLock:
 
 _WRITE = """
 if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
-redis.call('HSET', KEYS[2], unpack(ARGV, 2))
+local last = 3 + tonumber(ARGV[2])
+redis.call('HSET', KEYS[2], unpack(ARGV, 4, last))
+local i = last + 1
+while i <= #ARGV do
+  local j = math.min(i + 999, #ARGV)
+  redis.call('XACK', KEYS[3], ARGV[3], unpack(ARGV, i, j))
+  i = j + 1
+end
 return 1
 """
+"""ARGV: lock token, number of hash arguments, consumer group, the hash's field/value pairs, then the entry
+ids to acknowledge (in chunks: Lua's `unpack` has a stack limit of a few thousand values)."""
 
 
-async def publish(redis: aioredis.Redis, learners: Mapping[str, TextLearner], lock: RedisLock) -> int | None:
-    """Write every learner under one new version; None (and nothing written) if `lock` is not ours."""
+async def publish(
+    redis: aioredis.Redis, learners: Mapping[str, TextLearner], lock: RedisLock, ack: Ack | None = None
+) -> int | None:
+    """Write `learners` under one new version; None (and nothing written) if `lock` is not ours.
+
+    Learners not in `learners` keep their stored blob. `ack`'s entries are acknowledged in the same
+    atomic script as the write: acknowledged separately, a crash in between left them pending, and the
+    next leader learned them a second time on top of a snapshot that already included them.
+    """
     version = int(await redis.incr(SEQ_KEY))
     created = time.time()
     started = time.perf_counter()
@@ -149,7 +254,11 @@ async def publish(redis: aioredis.Redis, learners: Mapping[str, TextLearner], lo
         blob = dump(learner, version, created)
         sizes[name] = len(blob)
         fields += [name, blob]
-    ok = await redis.eval(_WRITE, 2, lock.key, SNAPSHOT_KEY, lock.token, *fields)
+    # Without entries the third key is never touched; the snapshot key stands in for the stream.
+    stream, group, ids = (ack.stream, ack.group, list(ack.ids)) if ack else (SNAPSHOT_KEY, "", [])
+    ok = await redis.eval(
+        _WRITE, 3, lock.key, SNAPSHOT_KEY, stream, lock.token, len(fields), group, *fields, *ids
+    )
     if not ok:
         log.warning("learner_snapshot_refused_lock_not_held", version=version, lock=lock.key)
         return None
@@ -157,6 +266,7 @@ async def publish(redis: aioredis.Redis, learners: Mapping[str, TextLearner], lo
         "learner_snapshot_published",
         version=version,
         bytes=sizes,
+        acked=len(ids),
         ms=round((time.perf_counter() - started) * 1000, 1),
     )
     return version

@@ -55,6 +55,7 @@ async def test_corrupt_snapshot_is_refused_and_previous_keeps_serving(redis: aio
     await worker.refresh(redis)
     before = worker.score(PROBES[0], SKILLS)
 
+    learners["skill"].learn_one("one more refund", "billing")  # a newer model, so a new checksum to load
     good = dump(learners["skill"], 2)
     flipped = good[:-50] + bytes(b ^ 0xFF for b in good[-50:])
     await redis.hset(snapshot.SNAPSHOT_KEY, mapping={"version": 2, "skill": flipped})
