@@ -7,6 +7,16 @@ insists on the exact base version it was shown against, and is reported stale ot
 
 Every change, undo and canary step is appended to `sb:policy:history` with who, when, what, and the
 policies before and after, so undo is "apply the previous policy as a new version", itself audited.
+A change that would change nothing is refused, so the history (and undo) only holds real changes.
+
+Undo takes back the caller's own newest change; someone else's only by its id (`undo <id>`), so two
+leads never undo each other's work by accident. The target is chosen under the same WATCH as the commit,
+so a change landing in between is seen, not misreported.
+
+A running canary follows every live change (its candidate takes it too, in the same transaction), so it
+keeps differing from the live policy by its own change only and can still be promoted: a typed change is
+re-run on the candidate; a whole-policy change (an applied preview, an undo) is merged into it field by
+field, and refused when it sets a field the canary changed itself (`canary promote` or `drop` first).
 """
 
 from __future__ import annotations
@@ -15,7 +25,7 @@ import json
 import secrets
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import redis.asyncio as aioredis
@@ -24,7 +34,7 @@ from pydantic import ValidationError
 from redis.exceptions import WatchError
 
 from gateway import keys
-from gateway.policy_store import CANARY, Canary, PolicyStore
+from gateway.policy_store import CANARY, Canary, CanaryConflict, PolicyStore, carry
 from gateway.redis_conn import as_str
 from router.policy import Policy, PolicyError
 
@@ -32,17 +42,8 @@ log = structlog.get_logger(__name__)
 
 HISTORY = f"{keys.PREFIX}policy:history"
 HISTORY_MAXLEN = 2000
-PENDING_TTL_S = 15 * 60
+HISTORY_PAGE = 100
 MAX_RETRIES = 50
-
-
-def pending_key(token: str) -> str:
-    return f"{keys.PREFIX}policy:pending:{token}"
-
-
-def pending_user_key(user: str) -> str:
-    """The user's latest preview, so a typed `apply` finds it."""
-    return f"{keys.PREFIX}policy:pending:user:{user}"
 
 
 class ChangeError(ValueError):
@@ -63,19 +64,45 @@ class Applied:
     after: Policy
     entry_id: str
     summary: str
+    canary_followed: bool = False
+    """The running canary's candidate took the change too."""
 
 
 @dataclass(frozen=True)
-class Pending:
-    token: str
+class Entry:
+    """A history entry an undo may take back."""
+
+    id: str
     user: str
     summary: str
-    base_version: int
-    proposed: Policy
-    canary_share: float | None = None
-    action: str = "change"
-    """What applying does: "change" (set the policy), "undo" (audited as an undo), "canary_promote"."""
-    undoes: str = ""
+    before: Policy
+    after: Policy
+
+    def describe(self) -> str:
+        return f"<@{self.user}>'s “{self.summary}” (`{self.id}`, v{self.before.version} → v{self.after.version})"
+
+
+@dataclass(frozen=True)
+class State:
+    """What a commit decides on, all read under WATCH."""
+
+    live: Policy
+    canary: Canary | None
+    undo_target: Entry | None = None
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What a commit writes: the new live policy (None keeps it), the canary (JSON; "" deletes it, None
+    keeps it), the history summary and any detail only known once the state was read."""
+
+    summary: str
+    live: Policy | None = None
+    canary: str | None = None
+    detail: dict[str, Any] = field(default_factory=dict)
+
+
+Make = Callable[[State], Outcome]
 
 
 def validation_line(exc: ValidationError | ValueError) -> str:
@@ -99,9 +126,84 @@ def build_checked(change: Change, base: Policy) -> Policy:
         raise ChangeError(validation_line(exc)) from None
 
 
+def unchanged(a: Policy, b: Policy) -> bool:
+    """Same content: the version number alone does not make a change."""
+    return a.model_dump(exclude={"version"}) == b.model_dump(exclude={"version"})
+
+
+def refuse_noop(live: Policy, new: Policy, summary: str) -> None:
+    """A no-op would be recorded, and an undo of it would "succeed" and do nothing."""
+    if unchanged(live, new):
+        raise ChangeError(f"nothing to change: the policy already has {summary} (v{live.version})")
+
+
 def _rows(raw: Any) -> list[tuple[str, dict[str, str]]]:
     """Stream entries as (id, text fields); redis-py types them loosely."""
     return [(as_str(i), {as_str(k): as_str(v) for k, v in (f or {}).items()}) for i, f in raw or []]
+
+
+def _noop_entry(fields: dict[str, str]) -> bool:
+    """Recorded before no-ops were refused, or a promote of a canary the live policy had caught up with."""
+    before, after = json.loads(fields["before"]), json.loads(fields["after"])
+    before.pop("version", None)
+    after.pop("version", None)
+    return bool(before == after)
+
+
+async def newest_undoable(reader: Any) -> Entry | None:
+    """The newest change not undone yet; undos, canary start/drop and no-op entries are skipped.
+
+    `reader` is the client or a WATCHing pipeline (immediate mode). Pages back through the history
+    rather than loading all of it (each entry holds two whole policies)."""
+    undone: set[str] = set()
+    end, read = "+", 0
+    while read < HISTORY_MAXLEN:
+        rows = _rows(await reader.xrevrange(HISTORY, max=end, count=HISTORY_PAGE + 1))
+        rows = [r for r in rows if r[0] != end]  # `max` is inclusive
+        if not rows:
+            return None
+        for entry_id, fields in rows:
+            if fields["action"] == "undo":
+                undone.add(json.loads(fields.get("detail") or "{}").get("undoes", ""))
+            elif not (fields["before_version"] == fields["after_version"] or entry_id in undone
+                      or _noop_entry(fields)):
+                return Entry(entry_id, fields.get("user", "?"), fields.get("summary", ""),
+                             Policy.from_json(fields["before"]), Policy.from_json(fields["after"]))
+        end, read = rows[-1][0], read + len(rows)
+    return None
+
+
+def pick_undo(target: Entry | None, user: str, entry_id: str | None) -> Entry:
+    """The caller's own newest change, or the newest change named by its id (then it may be anyone's)."""
+    if target is None:
+        raise ChangeError("nothing to undo: no policy change in the history")
+    if entry_id is not None and target.id != entry_id:
+        raise ChangeError(f"cannot undo `{entry_id}`: only the newest change can be undone, and that is "
+                          f"{target.describe()}")
+    if entry_id is None and target.user != user:
+        raise ChangeError(f"the newest change is {target.describe()}, not yours; to undo it anyway: "
+                          f"`undo {target.id}` (add --dry-run to preview it)")
+    return target
+
+
+def _restore(target: Entry, live: Policy) -> Policy:
+    data = target.before.model_dump(mode="json")
+    data["version"] = live.version + 1
+    return Policy.model_validate(data)
+
+
+def _carried(canary: Canary | None, live: Policy, new: Policy) -> str | None:
+    """The running canary moved onto `new`, for a whole-policy change (merged field by field)."""
+    if canary is None:
+        return None
+    try:
+        return canary.following(carry(canary.policy, live, new), new).to_json()
+    except CanaryConflict as exc:
+        raise ChangeError(f"a canary is running (“{canary.summary}”) and this sets {exc}, which the canary "
+                          "changes too; `canary promote` or `canary drop` it first") from None
+    except (ValidationError, PolicyError) as exc:
+        raise ChangeError(f"the running canary (“{canary.summary}”) cannot take this change "
+                          f"({validation_line(exc)}); `canary promote` or `canary drop` it first") from None
 
 
 class PolicyAdmin:
@@ -111,56 +213,61 @@ class PolicyAdmin:
 
     # -- the atomic step ----------------------------------------------------------------------
 
-    async def _commit(
-        self, user: str, action: str, make: Callable[[Policy, Canary | None], tuple[Policy | None, str | None, str]],
-        **detail: Any,
-    ) -> Applied:
-        """WATCH policy + canary, compute, MULTI (SET, history XADD), retry on a concurrent write.
-
-        `make(live, canary)` returns (new live policy or None to keep it, new canary JSON / "" to
-        delete / None to keep, summary); it may raise ChangeError to refuse.
-        """
+    async def _commit(self, user: str, action: str, make: Make, *, undo: bool = False, **detail: Any) -> Applied:
+        """WATCH policy + canary (+ the history, for an undo), compute, MULTI (SET, history XADD), retry
+        on a concurrent write. `make` may raise ChangeError to refuse."""
         for _ in range(MAX_RETRIES):
             async with self.redis.pipeline(transaction=True) as pipe:
                 try:
-                    await pipe.watch(keys.POLICY, CANARY)
+                    await pipe.watch(keys.POLICY, CANARY, *((HISTORY,) if undo else ()))
                     raw, canary_raw = await pipe.mget(keys.POLICY, CANARY)
                     if raw is None:
                         raise ChangeError("no policy stored yet; start the gateway first")
                     live = Policy.from_json(raw)
                     canary = Canary.from_json(canary_raw) if canary_raw else None
-                    new, canary_json, summary = make(live, canary)
-                    after = new or live
+                    out = make(State(live, canary, await newest_undoable(pipe) if undo else None))
+                    after = out.live or live
                     entry = {
-                        "action": action, "user": user, "at": f"{time.time():.3f}", "summary": summary,
+                        "action": action, "user": user, "at": f"{time.time():.3f}", "summary": out.summary,
                         "before_version": str(live.version), "after_version": str(after.version),
                         "before": live.to_json(), "after": after.to_json(),
-                        "detail": json.dumps(detail, default=str),
+                        "detail": json.dumps({**detail, **out.detail}, default=str),
                     }
                     pipe.multi()
-                    if new is not None:
-                        pipe.set(keys.POLICY, new.to_json())
-                    if canary_json == "":
+                    if out.live is not None:
+                        pipe.set(keys.POLICY, out.live.to_json())
+                    if out.canary == "":
                         pipe.delete(CANARY)
-                    elif canary_json is not None:
-                        pipe.set(CANARY, canary_json)
+                    elif out.canary is not None:
+                        pipe.set(CANARY, out.canary)
                     pipe.xadd(HISTORY, entry, maxlen=HISTORY_MAXLEN, approximate=True)  # type: ignore[arg-type]
                     result = await pipe.execute()
                 except WatchError:
                     continue
             await self.policies.current(force=True)
-            log.info("policy_changed", action=action, user=user, summary=summary,
-                     before_version=live.version, after_version=after.version)
-            return Applied(live, after, as_str(result[-1]), summary)
+            followed = canary is not None and out.live is not None and bool(out.canary)
+            log.info("policy_changed", action=action, user=user, summary=out.summary,
+                     before_version=live.version, after_version=after.version, canary_followed=followed)
+            return Applied(live, after, as_str(result[-1]), out.summary, followed)
         raise ChangeError("the policy is changing too fast right now; try again")
 
     # -- changes ------------------------------------------------------------------------------
 
     async def apply(self, change: Change, user: str) -> Applied:
-        """Apply on whatever version is live now (re-applied on conflict, so nothing is lost)."""
+        """Apply on whatever version is live now (re-applied on conflict, so nothing is lost); a running
+        canary's candidate takes the same change."""
 
-        def make(live: Policy, canary: Canary | None) -> tuple[Policy, None, str]:
-            return build_checked(change, live), None, change.summary
+        def make(state: State) -> Outcome:
+            new = build_checked(change, state.live)
+            refuse_noop(state.live, new, change.summary)
+            if state.canary is None:
+                return Outcome(change.summary, new)
+            try:
+                candidate = build_checked(change, state.canary.policy)
+            except ChangeError as exc:
+                raise ChangeError(f"the running canary (“{state.canary.summary}”) cannot take this change "
+                                  f"({exc}); `canary promote` or `canary drop` it first") from None
+            return Outcome(change.summary, new, state.canary.following(candidate, new).to_json())
 
         return await self._commit(user, "change", make)
 
@@ -168,61 +275,42 @@ class PolicyAdmin:
                           action: str = "change", **detail: Any) -> Applied:
         """Apply a previewed policy only if the live version is still the one it was previewed on."""
 
-        def make(live: Policy, canary: Canary | None) -> tuple[Policy, None, str]:
+        def make(state: State) -> Outcome:
+            live = state.live
             if live.version != base_version:
                 raise ChangeError(
                     f"stale preview: it was made against version {base_version}, the policy is now at "
                     f"version {live.version}. Run the command again to preview against the current policy."
                 )
-            return proposed, None, summary
+            refuse_noop(live, proposed, summary)
+            return Outcome(summary, proposed, _carried(state.canary, live, proposed))
 
         return await self._commit(user, action, make, **detail)
 
-    async def undo_preview(self) -> tuple[str, Policy, str]:
-        """(summary, policy an undo would restore, history entry it undoes), for `undo --dry-run`."""
-        target = await self._undo_target()
-        if target is None:
-            raise ChangeError("nothing to undo: no policy change in the history")
-        entry_id, fields = target
+    async def undo_preview(self, user: str, entry_id: str | None = None) -> tuple[str, Policy, str]:
+        """(summary, policy an undo would restore, history entry it undoes), by the rules of `undo`: for
+        `undo --dry-run`, and to check an undo's channels before it commits."""
+        target = pick_undo(await newest_undoable(self.redis), user, entry_id)
         live = await self.policies.current(force=True)
-        data = Policy.from_json(fields["before"]).model_dump(mode="json")
-        data["version"] = live.version + 1
-        return f"undo: {fields['summary']}", Policy.model_validate(data), entry_id
+        return f"undo: {target.summary}", _restore(target, live), target.id
 
-    async def undo(self, user: str) -> Applied:
-        """Re-apply the policy from before the newest change not yet undone, as a new version."""
-        target = await self._undo_target()
-        if target is None:
-            raise ChangeError("nothing to undo: no policy change in the history")
-        entry_id, fields = target
-        before = Policy.from_json(fields["before"])
+    async def undo(self, user: str, entry_id: str | None = None) -> Applied:
+        """Re-apply the policy from before the caller's newest change (or the newest change, by id) as a
+        new version."""
 
-        left = Policy.from_json(fields["after"]).model_dump(exclude={"version"})
-
-        def make(live: Policy, canary: Canary | None) -> tuple[Policy, None, str]:
+        def make(state: State) -> Outcome:
+            target = pick_undo(state.undo_target, user, entry_id)
+            live = state.live
             # Content, not version: after an undo the live policy is an older state under a new number.
-            if live.model_dump(exclude={"version"}) != left:
+            if not unchanged(live, target.after):
                 raise ChangeError(
-                    f"cannot undo {fields['summary']!r}: the policy was changed since (outside the history); "
+                    f"cannot undo “{target.summary}”: the policy was changed since (outside the history); "
                     f"make the change you want explicitly"
                 )
-            data = before.model_dump(mode="json")
-            data["version"] = live.version + 1
-            return Policy.model_validate(data), None, f"undo: {fields['summary']}"
+            new = _restore(target, live)
+            return Outcome(f"undo: {target.summary}", new, _carried(state.canary, live, new), {"undoes": target.id})
 
-        return await self._commit(user, "undo", make, undoes=entry_id)
-
-    async def _undo_target(self) -> tuple[str, dict[str, str]] | None:
-        undone: set[str] = set()
-        for entry_id, fields in _rows(await self.redis.xrevrange(HISTORY, count=HISTORY_MAXLEN)):
-            if fields["action"] == "undo":
-                undone.add(json.loads(fields.get("detail") or "{}").get("undoes", ""))
-                continue
-            if fields["before_version"] == fields["after_version"]:
-                continue  # canary start/drop: the live policy did not change
-            if entry_id not in undone:
-                return entry_id, fields
-        return None
+        return await self._commit(user, "undo", make, undo=True)
 
     # -- canary -------------------------------------------------------------------------------
 
@@ -231,22 +319,25 @@ class PolicyAdmin:
         if not 0 < share < 100:
             raise ChangeError("canary share must be between 0% and 100% (exclusive), e.g. --canary 10%")
 
-        def make(live: Policy, canary: Canary | None) -> tuple[None, str, str]:
+        def make(state: State) -> Outcome:
+            live, canary = state.live, state.canary
             if canary is not None:
-                raise ChangeError(f"a canary is already running ({canary.summary!r}, {canary.share:g}%); "
+                raise ChangeError(f"a canary is already running (“{canary.summary}”, {canary.share:g}%); "
                                   "`canary promote` or `canary drop` it first")
             if base_version is not None and live.version != base_version:
                 raise ChangeError(f"stale preview: the policy is now at version {live.version}, not "
                                   f"{base_version}. Run the command again.")
             candidate = proposed or build_checked(change, live)
+            refuse_noop(live, candidate, change.summary)
             run = Canary(id=secrets.token_hex(6), share=share, policy=candidate, base_version=live.version,
                          user=user, summary=change.summary, started_at=time.time())
-            return None, run.to_json(), f"canary {share:g}%: {change.summary}"
+            return Outcome(f"canary {share:g}%: {change.summary}", canary=run.to_json())
 
         return await self._commit(user, "canary_start", make, share=share)
 
     async def promote_canary(self, user: str) -> Applied:
-        def make(live: Policy, canary: Canary | None) -> tuple[Policy, str, str]:
+        def make(state: State) -> Outcome:
+            live, canary = state.live, state.canary
             if canary is None:
                 raise ChangeError("no canary is running")
             if live.version != canary.base_version:
@@ -254,65 +345,17 @@ class PolicyAdmin:
                                   "while the canary ran; `canary drop` it and start again")
             data = canary.policy.model_dump(mode="json")
             data["version"] = live.version + 1
-            return Policy.model_validate(data), "", f"promote canary: {canary.summary}"
+            return Outcome(f"promote canary: {canary.summary}", Policy.model_validate(data), "")
 
         return await self._commit(user, "canary_promote", make)
 
     async def drop_canary(self, user: str) -> Applied:
-        def make(live: Policy, canary: Canary | None) -> tuple[None, str, str]:
-            if canary is None:
+        def make(state: State) -> Outcome:
+            if state.canary is None:
                 raise ChangeError("no canary is running")
-            return None, "", f"drop canary: {canary.summary}"
+            return Outcome(f"drop canary: {state.canary.summary}", canary="")
 
         return await self._commit(user, "canary_drop", make)
-
-    # -- previews waiting for "Apply" ---------------------------------------------------------
-
-    async def stash(self, user: str, summary: str, base_version: int, proposed: Policy,
-                    canary_share: float | None = None, action: str = "change", undoes: str = "") -> Pending:
-        token = secrets.token_urlsafe(12)
-        data = {"user": user, "summary": summary, "base_version": base_version,
-                "proposed": proposed.model_dump(mode="json"), "canary_share": canary_share,
-                "action": action, "undoes": undoes}
-        async with self.redis.pipeline(transaction=True) as pipe:
-            pipe.set(pending_key(token), json.dumps(data), ex=PENDING_TTL_S)
-            pipe.set(pending_user_key(user), token, ex=PENDING_TTL_S)
-            await pipe.execute()
-        return Pending(token, user, summary, base_version, proposed, canary_share, action, undoes)
-
-    async def pending(self, token: str | None = None, user: str | None = None) -> Pending | None:
-        if token is None and user is not None:
-            raw_token = await self.redis.get(pending_user_key(user))
-            token = as_str(raw_token) if raw_token else None
-        if not token:
-            return None
-        raw = await self.redis.get(pending_key(token))
-        if raw is None:
-            return None
-        data = json.loads(raw)
-        share = data.get("canary_share")
-        return Pending(token, data["user"], data["summary"], int(data["base_version"]),
-                       Policy.model_validate(data["proposed"]), float(share) if share is not None else None,
-                       str(data.get("action", "change")), str(data.get("undoes", "")))
-
-    async def apply_pending(self, pending: Pending, user: str) -> Applied:
-        """Commit a preview (once: the token is consumed only when the commit succeeds)."""
-        if pending.action == "canary_promote":
-            canary = await self.policies.canary(force=True)
-            if canary is None or canary.policy != pending.proposed:
-                raise ChangeError("stale preview: that canary is no longer running")
-            applied = await self.promote_canary(user)
-        elif pending.action == "undo":
-            applied = await self.apply_exact(pending.proposed, pending.base_version, user, pending.summary,
-                                             "undo", undoes=pending.undoes)
-        elif pending.canary_share is not None:
-            change = Change(pending.summary, lambda p: pending.proposed)
-            applied = await self.start_canary(change, pending.canary_share, user, pending.proposed,
-                                              pending.base_version)
-        else:
-            applied = await self.apply_exact(pending.proposed, pending.base_version, user, pending.summary)
-        await self.redis.delete(pending_key(pending.token))
-        return applied
 
     # -- reading ------------------------------------------------------------------------------
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import time
 import zlib
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import redis.asyncio as aioredis
@@ -31,6 +31,11 @@ ARMS_TTL_S = 90 * 86400
 
 CONTROL = "control"
 CANDIDATE = "candidate"
+_ABSENT = object()
+
+
+class CanaryConflict(ValueError):
+    """A live change touches a field the running canary changed itself; the message names the field."""
 
 
 def arms_key(canary_id: str) -> str:
@@ -72,6 +77,46 @@ class Canary:
         return cls(id=str(data["id"]), share=float(data["share"]), policy=Policy.model_validate(data["policy"]),
                    base_version=int(data["base_version"]), user=str(data.get("user", "")),
                    summary=str(data.get("summary", "")), started_at=float(data.get("started_at", 0.0)))
+
+    def following(self, candidate: Policy, live: Policy) -> Canary:
+        """The same run (id, share, arms) on a candidate that took the live change too, so it still
+        differs from the live policy by its own change only and `canary promote` stays possible."""
+        data = candidate.model_dump(mode="json")
+        data["version"] = live.version + 1
+        return replace(self, policy=Policy.model_validate(data), base_version=live.version)
+
+
+def carry(candidate: Policy, before: Policy, after: Policy) -> Policy:
+    """`candidate` with the whole-policy change before → after applied field by field (a three-way merge).
+
+    Used when only the resulting policy is known (an applied preview, an undo), not the typed change.
+    Lists (keywords) count as one field: merging them item by item could invent a policy nobody asked for.
+    Raises CanaryConflict when the canary changed a field that the live change sets differently.
+    """
+    b, a, c = (p.model_dump(mode="json", exclude={"version"}) for p in (before, after, candidate))
+    merged = _merge(b, a, c, "")
+    merged["version"] = candidate.version
+    return Policy.model_validate(merged)
+
+
+def _merge(base: Any, target: Any, other: Any, path: str) -> Any:
+    if base == target:
+        return other
+    if all(isinstance(x, dict) for x in (base, target, other)):
+        out = dict(other)
+        for key in base.keys() | target.keys():
+            value = _merge(base.get(key, _ABSENT), target.get(key, _ABSENT), other.get(key, _ABSENT),
+                           f"{path}.{key}" if path else str(key))
+            if value is _ABSENT:
+                out.pop(key, None)
+            else:
+                out[key] = value
+        return out
+    if other == base:
+        return target
+    if other == target:
+        return other
+    raise CanaryConflict(path or "the policy")
 
 
 class PolicyStore:

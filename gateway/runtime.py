@@ -146,8 +146,9 @@ async def install_token(rt: Runtime) -> bool:
     return True
 
 
-def make_automation(settings: Settings, policy: Policy, session: aiohttp.ClientSession) -> Automation | None:
-    """Table of automation back-ends; `off` routes everything to humans."""
+def make_automation(settings: Settings, policies: PolicyStore, session: aiohttp.ClientSession) -> Automation | None:
+    """Table of automation back-ends; `off` routes everything to humans. The built-in bot reads its
+    hand-off rules from the live policy on every call, so `/switchboard` changes reach it too."""
     if settings.automation == "webhook":
         assert settings.bot_webhook_url and settings.bot_webhook_secret
         return WebhookAutomation(settings.bot_webhook_url, settings.bot_webhook_secret.get_secret_value(),
@@ -157,7 +158,7 @@ def make_automation(settings: Settings, policy: Policy, session: aiohttp.ClientS
             kb = load_kb(settings.kb_file)
         except KnowledgeBaseError as exc:
             raise ConfigError(f"configuration error: SWITCHBOARD_KB_FILE: {exc}") from None
-        return AnswerBot(kb, policy)
+        return AnswerBot(kb, policies)
     return None
 
 
@@ -196,7 +197,7 @@ async def build_runtime(settings: Settings, allow_embedded: bool = True) -> Runt
     sla = SlaTracker(redis, store, policies, desk)
     pipeline = Pipeline(
         redis=redis, store=store, policies=policies, scorer=LearnerScorer(), desk=desk, channels=channels,
-        automation=make_automation(settings, policy, session), sla=sla, identity=Identity(redis),
+        automation=make_automation(settings, policies, session), sla=sla, identity=Identity(redis),
         retries=DeliveryRetries(redis), bot_followup=BotFollowUp(redis, store, settings.bot_quiet_s),
     )
     return Runtime(

@@ -98,12 +98,12 @@ async def test_route_to_new_channel_creates_it_locally(cmd_gw: Gateway) -> None:
         ("threshold urgent high", "urgent 'high': not a number"),
         ("sla billing first=soon", "first response 'soon': use a number with s, m, h or d"),
         ("sla billing first=10s", "first response 10s: must be from 30s to 7d"),
-        ("sla billing later=5m", "use first=<duration> and/or next=<duration>"),
+        ("sla billing later=5m", "use first=&lt;duration&gt; and/or next=&lt;duration&gt;"),
         ("sla nosuch first=5m", "unknown skill 'nosuch'; skills are account, billing"),
         ("route nosuch #x", "unknown skill 'nosuch'"),
         ("route billing #bad!", "channel '#bad!': mention a channel like #support-billing"),
-        ("route billing #support two", "usage: route <skill> #channel (one channel"),
-        ("route billing", "usage: route <skill> #channel"),
+        ("route billing #support two", "usage: route &lt;skill&gt; #channel (one channel"),
+        ("route billing", "usage: route &lt;skill&gt; #channel"),
         ("hours billing Mon-Fri 9-18 Europe/Berlin", "hours '9-18': use a 24-hour span like 09:00-18:00"),
         ("hours billing Mon-Fri 09:00-18:00 Mars/Olympus", "unknown time zone 'Mars/Olympus'"),
         ("hours billing Someday 09:00-18:00 UTC", "days 'Someday': use day names like Mon-Fri"),
@@ -126,6 +126,7 @@ async def test_route_to_new_channel_creates_it_locally(cmd_gw: Gateway) -> None:
     ],
 )
 async def test_malformed_input_gets_one_clear_line(cmd_gw: Gateway, command: str, expected: str) -> None:
+    """The line is mrkdwn: `<`, `>` and `&` come escaped (it may echo what the lead typed)."""
     text = await Slash(cmd_gw).text(command)
     assert "\n" not in text
     assert text.startswith("⚠️"), text

@@ -77,3 +77,56 @@ async def test_canary_preview_apply_and_drop(cmd_gw: Gateway) -> None:
     assert "drop canary: automation pause everywhere" in await slash.text("canary drop")
     assert await cmd_gw.rt.policies.canary(force=True) is None
     assert (await cmd_gw.rt.policies.current(force=True)).automation_paused is False
+
+
+async def test_live_changes_reach_a_running_canary_and_promote_still_works(cmd_gw: Gateway) -> None:
+    slash = Slash(cmd_gw)
+    assert (await slash.text("threshold urgent 0.9 --canary 50%")).startswith("🐤")
+    paused = await slash.text("automation pause")
+    assert paused == "✅ automation pause everywhere (policy v2; the running canary took it too).", paused
+    assert (await slash.text("route billing #support-payments")).startswith("✅")
+    announced = await eventually(lambda: [m["text"] for m in cmd_gw.slack.messages("support-leads")
+                                          if "route billing" in m.get("text", "")])
+    assert "the running canary took it too" in announced[0]
+    candidate_id = next(f"conv_{i:020x}" for i in range(1000) if arm_of(f"conv_{i:020x}", 50) == CANDIDATE)
+    candidate = await cmd_gw.rt.policies.for_conversation(candidate_id)
+    assert candidate.automation_paused and candidate.skills["billing"].channel == "support-payments"
+    assert candidate.thresholds.urgent == 0.9
+    promoted = await slash.text("canary promote")
+    assert promoted.startswith("✅ Canary promoted: policy is now v4"), promoted
+    live = await cmd_gw.rt.policies.current(force=True)
+    assert live.thresholds.urgent == 0.9 and live.automation_paused
+    assert live.skills["billing"].channel == "support-payments"
+
+
+async def test_whole_policy_changes_merge_into_the_canary_or_are_refused(cmd_gw: Gateway) -> None:
+    slash = Slash(cmd_gw)
+    await slash.text("threshold urgent 0.85")
+    await slash.text("threshold sentiment_floor -0.5 --canary 20%")
+    refused = await slash.text("threshold urgent 0.95 --canary 20%")
+    assert "a canary is already running" in refused
+    assert (await slash.text("undo")).startswith("↩️ undo: threshold urgent = 0.85")  # merged into the candidate
+    canary = await cmd_gw.rt.policies.canary(force=True)
+    live = await cmd_gw.rt.policies.current(force=True)
+    assert canary is not None and canary.base_version == live.version == 3
+    assert canary.policy.thresholds.urgent == live.thresholds.urgent
+    assert canary.policy.thresholds.sentiment_floor == -0.5
+    await slash.text("canary drop")
+    await slash.text("threshold urgent 0.85")
+    await slash.text("threshold urgent 0.95 --canary 20%")
+    conflict = await slash.text("undo")
+    assert conflict.startswith("⚠️ a canary is running (“threshold urgent = 0.95”) and this sets thresholds.urgent"), \
+        conflict
+    assert "`canary promote` or `canary drop` it first" in conflict
+    assert (await cmd_gw.rt.policies.current(force=True)).thresholds.urgent == 0.85
+
+
+async def test_changes_the_canary_cannot_split_are_refused_as_canaries(cmd_gw: Gateway) -> None:
+    slash = Slash(cmd_gw)
+    sla = await slash.text("sla billing first=5m --canary 10%")
+    assert sla.startswith("⚠️ `sla` cannot run as a canary: SLA timers always follow the live policy"), sla
+    capacity = await slash.text("capacity <@U0JANE> 3 --canary 10%")
+    assert capacity.startswith("⚠️ `capacity` cannot run as a canary: claim capacity always follows"), capacity
+    assert "cannot run as a canary" in await slash.text("sla billing first=5m --dry-run --canary 10%")
+    assert await cmd_gw.rt.policies.canary(force=True) is None
+    assert (await cmd_gw.rt.policies.current(force=True)).version == 1

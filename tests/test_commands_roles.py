@@ -11,7 +11,8 @@ import pytest
 import redis.asyncio as aioredis
 
 from gateway import keys
-from tests.harness import Gateway
+from integrations.slack.commands.roster import Roster
+from tests.harness import Gateway, eventually
 from tests.test_commands_support import Slash, commands_gateway
 
 
@@ -69,5 +70,43 @@ async def test_non_agents_are_refused_even_viewing(
         assert (await slash.text("policy", user="U0STRANGER")).startswith("🚫 Switchboard is for support agents")
         assert "Routing policy" in await slash.text("policy", user="U0AGENT")
         assert "Routing policy" in await slash.text("policy", user="U0CAROL")
+    finally:
+        await gw.close()
+
+
+async def test_agents_listed_through_a_user_group_can_use_the_command(
+    redis: aioredis.Redis, redis_url: str, tmp_path: Path
+) -> None:
+    """SWITCHBOARD_AGENTS=S0SUPPORT: the desk lets its members work, so /switchboard must let them view."""
+    gw = await commands_gateway(redis_url, tmp_path, agents_raw="S0SUPPORT", leads_raw="U0CAROL")
+    try:
+        slash = Slash(gw)
+        assert "Routing policy v1" in await slash.text("policy", user="U0BOB")
+        who = await slash.text("whoami", user="U0BOB")
+        assert "*agent*" in who and "member of agent user group S0SUPPORT" in who, who
+        assert (await slash.text("automation pause", user="U0BOB")).startswith("🚫 only team leads")
+        assert (await slash.text("policy", user="U0STRANGER")).startswith("🚫 Switchboard is for support agents")
+        # The desk's check is the same helper: a group member is an agent there too.
+        roster = Roster()
+        assert (await roster.find("U0BOB", gw.settings.agents, gw.rt.client)).via == "S0SUPPORT"
+        assert not (await roster.find("U0STRANGER", gw.settings.agents, gw.rt.client)).member
+    finally:
+        await gw.close()
+
+
+async def test_app_home_shows_the_desk_to_agents_only(redis: aioredis.Redis, redis_url: str, tmp_path: Path) -> None:
+    gw = await commands_gateway(redis_url, tmp_path, agents_raw="U0ALICE", leads_raw="S0LEADS")
+    try:
+        sender = Slash(gw).sender
+        for user in ("U0BOB", "U0ALICE", "U0CAROL"):  # a workspace member, an agent, a lead (through a group)
+            status, _ = await sender.event({"type": "app_home_opened", "user": user, "channel": f"D{user}",
+                                            "tab": "home", "event_ts": "1.1"})
+            assert status == 200
+        await eventually(lambda: len(gw.slack.home_views) == 3)
+        views = {user: json.dumps(view, ensure_ascii=False) for user, view in gw.slack.home_views.items()}
+        assert "not one" in views["U0BOB"] and "waiting" not in views["U0BOB"], views["U0BOB"]
+        assert "Last 24h" not in views["U0BOB"] and "Policy v" not in views["U0BOB"]
+        for user in ("U0ALICE", "U0CAROL"):
+            assert "waiting *0*" in views[user] and "Last 24h" in views[user], user
     finally:
         await gw.close()

@@ -8,6 +8,7 @@ handoff, hence the floor.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Protocol
 
 import structlog
 
@@ -23,6 +24,31 @@ log = structlog.get_logger("switchboard.automation")
 DEFAULT_FLOOR = 0.35
 
 
+class PolicySource(Protocol):
+    """Where the live policy comes from (`gateway.policy_store.PolicyStore`: cached ~1 s, canary-aware)."""
+
+    async def for_conversation(self, conversation_id: str) -> Policy: ...
+
+
+@dataclass(frozen=True, slots=True)
+class FixedPolicy:
+    """A policy that never changes (tests, scripts): a `PolicySource` without Redis."""
+
+    policy: Policy
+
+    async def for_conversation(self, conversation_id: str) -> Policy:
+        return self.policy
+
+
+def rules_of(policy: Policy) -> HandoffRules:
+    return HandoffRules(
+        human_phrases=policy.human_request_phrases,
+        frustration_keywords=policy.escalation_keywords,
+        sentiment_floor=policy.thresholds.sentiment_floor,
+        repeat_similarity=policy.thresholds.repeat_similarity,
+    )
+
+
 @dataclass(frozen=True, slots=True)
 class Match:
     intent: str
@@ -32,24 +58,27 @@ class Match:
 
 
 class AnswerBot:
-    """Implements `gateway.ports.Automation`."""
+    """Implements `gateway.ports.Automation`.
+
+    The hand-off rules (ask-for-human phrases, escalation keywords, sentiment floor, repeat similarity)
+    are read from the policy on every call, not copied at start-up: a lead's `/switchboard keyword …`
+    or `threshold …` reaches the bot as soon as it reaches the router, canary arm included.
+    """
 
     def __init__(
         self,
         kb: KnowledgeBase | None = None,
-        policy: Policy | None = None,
+        policy: Policy | PolicySource | None = None,
         floor: float = DEFAULT_FLOOR,
         rules: HandoffRules | None = None,
     ) -> None:
         self.kb = kb or load_kb()
         self.floor = floor
-        p = policy or load_policy()
-        self.rules = rules or HandoffRules(
-            human_phrases=p.human_request_phrases,
-            frustration_keywords=p.escalation_keywords,
-            sentiment_floor=p.thresholds.sentiment_floor,
-            repeat_similarity=p.thresholds.repeat_similarity,
+        self.policies: PolicySource = (
+            FixedPolicy(policy or load_policy()) if policy is None or isinstance(policy, Policy) else policy
         )
+        self.fixed_rules = rules
+        """Overrides the policy's rules (tests of the hand-off checks)."""
         self._owner: list[int] = []
         docs: list[str] = []
         for i, intent in enumerate(self.kb.intents):
@@ -57,6 +86,11 @@ class AnswerBot:
             self._owner.extend([i] * len(intent.examples))
         self._docs = docs
         self.index = TfidfIndex(docs)
+
+    async def rules(self, conversation: Conversation) -> HandoffRules:
+        if self.fixed_rules is not None:
+            return self.fixed_rules
+        return rules_of(await self.policies.for_conversation(conversation.id))
 
     def match(self, text: str) -> Match | None:
         """Nearest example wins; its cosine similarity is the confidence (1.0 = same words)."""
@@ -69,7 +103,7 @@ class AnswerBot:
 
     async def handle(self, conversation: Conversation, scores: Scores) -> BotReply:
         bound = log.bind(conversation_id=conversation.id)
-        reasons = handoff_reasons(conversation, scores, self.rules)
+        reasons = handoff_reasons(conversation, scores, await self.rules(conversation))
         if reasons:
             bound.info("bot_handoff", reasons=reasons)
             return BotReply(answered=False, handoff_reason="; ".join(reasons))

@@ -27,6 +27,7 @@ from gateway.domain import ChannelKind, Conversation, ConversationState
 from gateway.ports import AsksRating, CustomerChannel
 from gateway.store import ConversationStore
 from integrations.slack import modals
+from integrations.slack.commands.roster import Roster
 from integrations.slack.desk import SlackDesk
 
 log = structlog.get_logger(__name__)
@@ -53,25 +54,11 @@ class DeskContext:
     note_prefix: str = "note:"
     channels: Mapping[ChannelKind, CustomerChannel] = field(default_factory=dict)
     aliases: Mapping[str, str] = field(default_factory=dict)
-    _groups: dict[str, tuple[float, frozenset[str]]] = field(default_factory=dict)
+    _roster: Roster = field(default_factory=lambda: Roster(GROUP_CACHE_S))
 
     async def is_agent(self, user: str, client: AsyncWebClient) -> bool:
         """Allowed if listed, or a member of a listed user group (S…, looked up and cached 5 min)."""
-        if not self.agents or user in self.agents:
-            return True
-        for group in (a for a in self.agents if a.startswith("S")):
-            cached = self._groups.get(group)
-            if cached is None or time.monotonic() - cached[0] > GROUP_CACHE_S:
-                try:
-                    resp = await client.usergroups_users_list(usergroup=group)
-                    cached = (time.monotonic(), frozenset(str(u) for u in resp.get("users") or []))
-                except SlackApiError as exc:
-                    log.warning("usergroup_lookup_failed", usergroup=group, error=exc.response.get("error"))
-                    cached = (time.monotonic(), frozenset())
-                self._groups[group] = cached
-            if user in cached[1]:
-                return True
-        return False
+        return not self.agents or (await self._roster.find(user, self.agents, client)).member
 
     async def display_name(self, client: AsyncWebClient, user: str) -> str:
         """What the customer sees as the agent's name: a configured alias, else their Slack display name

@@ -183,9 +183,10 @@ async def hours(args: list[str], resolve: Resolver) -> Change:
     else:
         _need(args, 4, usage)
         opens, closes = grammar.clock_span(args[2])
-        spec = {"days": list(grammar.days(args[1])), "open": opens.isoformat("minutes"),
+        days = grammar.days(args[1])
+        spec = {"days": list(days), "open": opens.isoformat("minutes"),
                 "close": closes.isoformat("minutes"), "timezone": args[3]}
-        what = f"hours {name}: {args[1]} {args[2]} {args[3]}"
+        what = f"hours {name}: {grammar.days_text(days)} {spec['open']}-{spec['close']} {args[3]}"
 
     def build(p: Policy) -> Policy:
         if name != "team":
@@ -211,11 +212,19 @@ async def automation(args: list[str], resolve: Resolver) -> Change:
     name = args[1].lower() if len(args) > 1 else None
 
     def build(p: Policy) -> Policy:
-        if name is None:
-            return p.with_changes(automation_paused=paused)
-        _skill(p, name)
-        return p.with_skill_changes(name, automation_paused=paused)
+        if name is not None:
+            _skill(p, name)
+            return p.with_skill_changes(name, automation_paused=paused)
+        if paused:
+            return p.with_changes(automation_paused=True)
+        # "Everywhere" means every skill too: a skill paused on its own would otherwise stay paused.
+        skills = _skills(p)
+        for route in skills.values():
+            route["automation_paused"] = False
+        return p.with_changes(automation_paused=False, skills=skills)
 
+    if name is None and not paused:
+        return Change("automation resume everywhere, skill pauses included", build)
     return Change(f"automation {op} {name or 'everywhere'}", build)
 
 

@@ -6,7 +6,6 @@ and tests can build it from the same runtime the real gateway uses.
 
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -21,6 +20,8 @@ from gateway.scheduler import SlaScheduler
 from gateway.settings import Settings
 from gateway.store import ConversationStore
 from integrations.slack.commands.grammar import UsageError
+from integrations.slack.commands.previews import Previews
+from integrations.slack.commands.roster import LISTED, Roster
 from integrations.slack.desk import SlackDesk
 from learners.service import LearnerScorer
 
@@ -55,10 +56,12 @@ class CommandContext:
     command: str = DEFAULT_COMMAND
     dry_run_n: int = 500
     admin: PolicyAdmin = field(init=False)
-    _groups: dict[str, tuple[float, frozenset[str] | None]] = field(default_factory=dict, init=False)
+    previews: Previews = field(init=False)
+    roster: Roster = field(default_factory=lambda: Roster(GROUP_CACHE_S), init=False)
 
     def __post_init__(self) -> None:
         self.admin = PolicyAdmin(self.redis, self.policies)
+        self.previews = Previews(self.redis, self.admin)
 
     @classmethod
     def from_runtime(cls, rt: Runtime, command: str = DEFAULT_COMMAND) -> CommandContext:
@@ -84,44 +87,28 @@ class CommandContext:
     def local_mode(self) -> bool:
         return not self.settings.slack_configured
 
-    async def _group_members(self, group: str) -> frozenset[str] | None:
-        """Members of a Slack user group, or None when the workspace (or emulator) cannot tell us."""
-        cached = self._groups.get(group)
-        if cached and time.monotonic() - cached[0] < GROUP_CACHE_S:
-            return cached[1]
-        members: frozenset[str] | None
-        try:
-            resp = await self.client.usergroups_users_list(usergroup=group)
-            members = frozenset(str(u) for u in resp.get("users") or [])
-        except SlackApiError as exc:
-            log.warning("usergroup_lookup_failed", usergroup=group, error=str(exc.response.get("error")))
-            members = None
-        self._groups[group] = (time.monotonic(), members)
-        return members
-
     async def role(self, user: str) -> Role:
-        leads = self.settings.leads
-        agents = self.settings.agents
-        if not leads:
-            if self.local_mode:
-                return Role(True, True, "local mode with no SWITCHBOARD_LEADS configured: everyone is a lead")
-            return Role(not agents or user in agents, False, "no leads are configured (SWITCHBOARD_LEADS)")
-        if user in leads:
-            return Role(True, True, "listed in SWITCHBOARD_LEADS")
-        unsupported = []
-        for group in sorted(g for g in leads if g.startswith("S")):
-            members = await self._group_members(group)
-            if members is None:
-                unsupported.append(group)
-            elif user in members:
-                return Role(True, True, f"member of lead user group {group}")
-        agent = not agents or user in agents
-        why = "not in SWITCHBOARD_LEADS"
-        if unsupported:
-            where = "in local mode (the emulator has no usergroups.users.list)" if self.local_mode else \
+        """Lead if in SWITCHBOARD_LEADS, agent if a lead or in SWITCHBOARD_AGENTS (empty: everyone);
+        user groups (S…) in either list are expanded exactly as the desk does (`Roster`)."""
+        leads, agents = self.settings.leads, self.settings.agents
+        if not leads and self.local_mode:
+            return Role(True, True, "local mode with no SWITCHBOARD_LEADS configured: everyone is a lead")
+        lead = await self.roster.find(user, leads, self.client)
+        if lead.member:
+            return Role(True, True, "listed in SWITCHBOARD_LEADS" if lead.via == LISTED
+                        else f"member of lead user group {lead.via}")
+        agent = await self.roster.find(user, agents, self.client) if agents else None
+        why = "not in SWITCHBOARD_LEADS" if leads else "no leads are configured (SWITCHBOARD_LEADS)"
+        if agent is not None and not agent.member:
+            why = "not in SWITCHBOARD_AGENTS or SWITCHBOARD_LEADS" if leads else "not in SWITCHBOARD_AGENTS"
+        elif agent is not None and agent.via != LISTED:
+            why += f"; member of agent user group {agent.via}"
+        unchecked = lead.unchecked + (agent.unchecked if agent else ())
+        if unchecked:
+            where = "in local mode (the emulator has no such user group)" if self.local_mode else \
                 "(usergroups.users.list failed; the app needs the usergroups:read scope)"
-            why += f"; user groups {', '.join(unsupported)} cannot be checked {where}"
-        return Role(agent, False, why)
+            why += f"; user groups {', '.join(unchecked)} cannot be checked {where}"
+        return Role(agent is None or agent.member, False, why)
 
     async def leads_channel_id(self) -> str:
         policy = await self.policies.current()
@@ -142,4 +129,5 @@ class CommandContext:
             resp: Any = await self.client.conversations_info(channel=channel_id)
             return str(resp["channel"]["name"])
         except SlackApiError:
-            raise UsageError(f"channel <#{channel_id}> is not visible to Switchboard; invite the app first") from None
+            raise UsageError(f"channel {channel_id} is not visible to Switchboard; invite @Switchboard to it first"
+                             ) from None

@@ -1,18 +1,20 @@
 """Answers as Slack text and blocks: the policy, previews, history, stats and model health.
 
 Plain dicts (not block models) because every answer is also read in tests and the emulator's desk;
-customer text in dry-run examples is escaped like on cards, so a preview cannot ping a channel.
+customer text in dry-run examples is escaped like on cards, and so is everything a lead typed (change
+summaries, keywords, echoed values), so neither a preview nor the leads channel can ping `@channel`.
 """
 
 from __future__ import annotations
 
+import re
 import time
 from typing import Any
 
 from gateway.dead_letters import Parked
-from gateway.policy_admin import Pending
 from gateway.policy_store import Canary
 from gateway.stats import Stats, percentile
+from integrations.slack.commands.previews import Pending
 from integrations.slack.commands.replay import DryRun
 from integrations.slack.escape import escape, truncate
 from router.policy import BusinessHours, Policy
@@ -22,6 +24,14 @@ APPLY_ACTION = "sb_policy_apply"
 DAY_NAMES = ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun")
 
 Blocks = list[dict[str, Any]]
+_USER_MENTION = re.compile(r"&lt;@([UW][A-Z0-9]{2,})&gt;")
+
+
+def mrkdwn(text: str) -> str:
+    """Text that may hold what a lead typed, made inert: `&`, `<`, `>` escaped, then plain user mentions
+    (`<@U…>`, as in "capacity <@U…> = 3" and in refusals naming a lead) let through again. A single-user
+    mention cannot broadcast; `<!channel>`, `<!here>`, links and channel mentions stay escaped."""
+    return _USER_MENTION.sub(r"<@\1>", escape(text))
 
 
 def section(text: str) -> dict[str, Any]:
@@ -53,10 +63,10 @@ def policy_text(p: Policy, canary: Canary | None = None) -> str:
             flags.append("automation paused")
         if r.business_hours:
             flags.append(f"hours {hours_text(r.business_hours)}")
-        kws = ", ".join(r.keywords[:12]) + (" …" if len(r.keywords) > 12 else "")
+        kws = escape(", ".join(r.keywords[:12])) + (" …" if len(r.keywords) > 12 else "")
         lines.append(f"• `{name}` → #{r.channel} · SLA first {duration(r.sla.first_response)}, next "
                      f"{duration(r.sla.next_response)}{' · ' + ', '.join(flags) if flags else ''}\n    _{kws}_")
-    lines.append(f"Escalation keywords: {', '.join(p.escalation_keywords) or '–'}")
+    lines.append(f"Escalation keywords: {escape(', '.join(p.escalation_keywords)) or '–'}")
     t = p.thresholds
     lines.append("Thresholds: " + ", ".join(f"{k} {v:g}" for k, v in t.model_dump().items()))
     if p.capacity:
@@ -68,12 +78,12 @@ def policy_text(p: Policy, canary: Canary | None = None) -> str:
 
 def canary_text(c: Canary) -> str:
     age = duration(time.time() - c.started_at)
-    return (f"🐤 *Canary running* for {age}: {c.summary} on {c.share:g}% of new conversations "
+    return (f"🐤 *Canary running* for {age}: {mrkdwn(c.summary)} on {c.share:g}% of new conversations "
             f"(started by <@{c.user}> on v{c.base_version})")
 
 
 def dry_run_blocks(summary: str, result: DryRun, pending: Pending | None, canary: float | None) -> Blocks:
-    what = f"*Preview:* {escape(summary)}" + (f" (as a {canary:g}% canary)" if canary else "")
+    what = f"*Preview:* {mrkdwn(summary)}" + (f" (as a {canary:g}% canary)" if canary else "")
     blocks: Blocks = [section(what)]
     if result.replayed == 0:
         blocks.append(section("No stored conversations to replay yet."))
@@ -108,8 +118,8 @@ def history_text(rows: list[dict[str, str]]) -> str:
     lines = ["*Recent policy changes* (newest first)"]
     for r in rows:
         when = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime(float(r.get("at", "0"))))
-        lines.append(f"• {when} · <@{r.get('user', '?')}> · {escape(r.get('summary', ''))} "
-                     f"(v{r.get('before_version')} → v{r.get('after_version')})")
+        lines.append(f"• {when} · <@{r.get('user', '?')}> · {mrkdwn(r.get('summary', ''))} "
+                     f"(v{r.get('before_version')} → v{r.get('after_version')}) · `{r.get('id', '')}`")
     return "\n".join(lines)
 
 
@@ -181,9 +191,11 @@ def help_text(command: str) -> str:
         f"`{c} route <skill> #channel` · `{c} skill add|remove <skill> [keywords...]`",
         f'`{c} keyword add|remove "<phrase>" escalate|<skill>` · `{c} threshold <name> <value>`',
         f"`{c} sla <skill> first=5m next=30m` · `{c} hours <skill|team> Mon-Fri 09:00-18:00 Europe/Berlin`",
-        f"`{c} automation pause|resume [skill]` · `{c} capacity @agent <n>` · `{c} undo`",
+        f"`{c} automation pause|resume [skill]` · `{c} capacity @agent <n>`",
+        f"`{c} undo` takes back your newest change; `{c} undo <id>` the newest change by anyone (ids in "
+        f"`{c} history`)",
         f"`{c} dead` lists work parked after failing; `{c} dead replay` queues it again (leads)",
         "Any change: `--dry-run` previews it on recent conversations (then `apply` or the button); "
-        "`--canary 10%` tries it on a share of new conversations; "
-        f"`{c} canary status|promote|drop`.",
+        "`--canary 10%` tries it on a share of new conversations (not `sla` or `capacity`, which always "
+        f"follow the live policy); `{c} canary status|promote|drop`; live changes apply to a running canary too.",
     ])

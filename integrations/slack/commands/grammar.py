@@ -19,7 +19,11 @@ _CHANNEL_NAME = re.compile(r"^#?([a-z0-9][a-z0-9_-]{0,79})$")
 _USER_MENTION = re.compile(r"^<@([UW][A-Z0-9]+)(?:\|[^>]*)?>$")
 _USER_ID = re.compile(r"^[UW][A-Z0-9]{2,}$")
 _SHARE = re.compile(r"^(\d{1,2}(?:\.\d{1,2})?)%?$")
+_CHANGE_ID = re.compile(r"^`?(\d{1,20}-\d{1,20})`?$")
+_ENTITY = re.compile(r"&(lt|gt|amp);")
+_UNESCAPE = {"&lt;": "<", "&gt;": ">", "&amp;": "&"}
 DAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
+DAY_NAMES = ("monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday")
 
 
 class UsageError(ValueError):
@@ -35,14 +39,24 @@ class Parsed:
     raw: str = ""
 
 
+def unescape(text: str) -> str:
+    """Slack sends `&`, `<` and `>` typed by the user as `&amp;`, `&lt;` and `&gt;` (should_escape)."""
+    return _ENTITY.sub(lambda m: _UNESCAPE[m.group(0)], text)
+
+
 def tokenize(text: str) -> list[str]:
-    """Whitespace-separated words; "double" or 'single' quotes (also Slack's smart quotes) keep phrases."""
+    """Whitespace-separated words; "double" or 'single' quotes (also Slack's smart quotes) keep phrases.
+
+    Split first, unescape each token after: entities hold no space or quote, so splitting the escaped
+    text is safe, and Slack's own markup (`<@U…|name>`, `<#C…|name>`) reaches the value parsers as sent.
+    """
     text = text.translate(_QUOTES)
     if text.count('"') % 2:
         raise UsageError('unbalanced quote: close the phrase with "')
     out = []
     for m in _TOKEN.finditer(text):
-        out.append(m.group(1) if m.group(1) is not None else m.group(2) if m.group(2) is not None else m.group(3))
+        word = m.group(1) if m.group(1) is not None else m.group(2) if m.group(2) is not None else m.group(3)
+        out.append(unescape(word))
     return out
 
 
@@ -109,6 +123,14 @@ def user(value: str) -> str:
     raise UsageError(f"agent {value!r}: mention the agent, e.g. @jane (Slack sends <@U…>)")
 
 
+def change_id(value: str) -> str:
+    """A policy history entry id as `history` shows it (`1764612345678-0`)."""
+    m = _CHANGE_ID.match(value.strip())
+    if not m:
+        raise UsageError(f"change id {value!r}: copy it from `history`, e.g. 1764612345678-0")
+    return m.group(1)
+
+
 def integer(value: str, what: str, lo: int, hi: int) -> int:
     try:
         n = int(value)
@@ -126,6 +148,15 @@ def number(value: str, what: str) -> float:
         raise UsageError(f"{what} {value!r}: not a number") from None
 
 
+def day(word: str) -> int:
+    """`Mon`, `Monday`, `Tues`…: at least three letters of the day's name, nothing else."""
+    if len(word) >= 3:
+        for i, name in enumerate(DAY_NAMES):
+            if name.startswith(word):
+                return i
+    raise ValueError(word)
+
+
 def days(value: str) -> tuple[int, ...]:
     """`Mon-Fri`, `Sat,Sun`, `Mon-Wed,Fri`, `daily`; Monday is 0 as in the policy model."""
     low = value.lower()
@@ -135,8 +166,8 @@ def days(value: str) -> tuple[int, ...]:
     for part in low.split(","):
         a, _, b = part.partition("-")
         try:
-            start = DAYS.index(a[:3])
-            end = DAYS.index(b[:3]) if b else start
+            start = day(a)
+            end = day(b) if b else start
         except ValueError:
             raise UsageError(f"days {value!r}: use day names like Mon-Fri or Sat,Sun") from None
         i = start
@@ -146,6 +177,20 @@ def days(value: str) -> tuple[int, ...]:
                 break
             i = (i + 1) % 7
     return tuple(sorted(out))
+
+
+def days_text(numbers: tuple[int, ...]) -> str:
+    """The canonical spelling (`Mon-Fri`, `Sat,Sun`), so a summary never repeats what the lead typed."""
+    if len(numbers) == 7:
+        return "daily"
+    runs: list[list[int]] = []
+    for n in numbers:
+        if runs and runs[-1][-1] == n - 1:
+            runs[-1].append(n)
+        else:
+            runs.append([n])
+    name = lambda i: DAYS[i].title()  # noqa: E731
+    return ",".join(f"{name(r[0])}-{name(r[-1])}" if len(r) > 2 else ",".join(map(name, r)) for r in runs)
 
 
 def clock_span(value: str) -> tuple[time, time]:

@@ -13,11 +13,12 @@ from typing import Any
 import structlog
 
 from gateway import dead_letters, stats
-from gateway.policy_admin import Applied, ChangeError, build_checked
+from gateway.policy_admin import Applied, ChangeError, build_checked, refuse_noop
 from integrations.slack.commands import format as fmt
 from integrations.slack.commands.changes import BUILDERS
 from integrations.slack.commands.context import CommandContext, Role
-from integrations.slack.commands.grammar import Parsed, UsageError
+from integrations.slack.commands.grammar import Parsed, UsageError, change_id
+from integrations.slack.commands.reach import require_channels
 from integrations.slack.commands.replay import recent_conversations, replay
 from router.policy import Policy
 
@@ -89,9 +90,21 @@ def _need_lead(role: Role) -> None:
         raise PermissionError(f"only team leads can change routing ({role.why})")
 
 
+LIVE_ONLY: dict[str, str] = {
+    "sla": "SLA timers always follow the live policy",
+    "capacity": "claim capacity always follows the live policy",
+}
+"""Changes a canary cannot split: what reads them never asks which arm a conversation is in."""
+
+
 def _applied_line(user: str, applied: Applied) -> str:
-    return f"🛠 <@{user}> changed the routing policy: {applied.summary} (v{applied.before.version} → " \
-           f"v{applied.after.version})"
+    return f"🛠 <@{user}> changed the routing policy: {fmt.mrkdwn(applied.summary)} (v{applied.before.version} → " \
+           f"v{applied.after.version})" + (" · the running canary took it too" if applied.canary_followed else "")
+
+
+def _done(applied: Applied, prefix: str = "✅") -> str:
+    also = "; the running canary took it too" if applied.canary_followed else ""
+    return f"{prefix} {fmt.mrkdwn(applied.summary)} (policy v{applied.after.version}{also})."
 
 
 async def _preview(ctx: CommandContext, req: Request, summary: str, proposed: Policy, live: Policy,
@@ -101,26 +114,30 @@ async def _preview(ctx: CommandContext, req: Request, summary: str, proposed: Po
     result = replay(conversations, live, proposed, ctx.scorer)
     log.info("policy_dry_run", user=req.user, summary=summary, replayed=result.replayed, changed=result.changed,
              conversation_ids=[e.conversation_id for e in result.examples])
-    pending = await ctx.admin.stash(req.user, summary, live.version, proposed, canary, action, undoes) \
+    pending = await ctx.previews.stash(req.user, summary, live.version, proposed, canary, action, undoes) \
         if req.role.lead else None
-    return Answer(fmt.dry_run_text(summary, result), fmt.dry_run_blocks(summary, result, pending, canary))
+    return Answer(fmt.mrkdwn(fmt.dry_run_text(summary, result)), fmt.dry_run_blocks(summary, result, pending, canary))
 
 
 async def _undo(ctx: CommandContext, req: Request) -> Answer:
+    """`undo` takes back the caller's own newest change; `undo <id>` (from `history`) anyone's newest."""
+    if len(req.parsed.args) > 1:
+        raise UsageError("usage: undo [change id from `history`]")
+    wanted = change_id(req.parsed.args[0]) if req.parsed.args else None
+    summary, proposed, entry_id = await ctx.admin.undo_preview(req.user, wanted)
+    live = await ctx.policies.current(force=True)
     if req.parsed.dry_run:
-        summary, proposed, entry_id = await ctx.admin.undo_preview()
-        return await _preview(ctx, req, summary, proposed, await ctx.policies.current(), undoes=entry_id,
-                              action="undo")
-    applied = await ctx.admin.undo(req.user)
-    line = _applied_line(req.user, applied)
-    return Answer(f"↩️ {applied.summary}: policy is now v{applied.after.version}.", announce=line)
+        return await _preview(ctx, req, summary, proposed, live, undoes=entry_id, action="undo")
+    await require_channels(ctx, live, proposed)
+    applied = await ctx.admin.undo(req.user, entry_id)
+    return Answer(_done(applied, "↩️"), announce=_applied_line(req.user, applied))
 
 
 async def _apply(ctx: CommandContext, req: Request) -> Answer:
     """`apply` (the user's latest preview) or `apply <token>` (what the Apply button sends)."""
     if req.parsed.args:
         return await apply_pending(ctx, req.user, req.parsed.args[0])
-    pending = await ctx.admin.pending(user=req.user)
+    pending = await ctx.previews.get(user=req.user)
     if pending is None:
         raise ChangeError("nothing to apply: preview a change with --dry-run first (previews last 15 minutes)")
     return await apply_pending(ctx, req.user, pending.token)
@@ -128,22 +145,15 @@ async def _apply(ctx: CommandContext, req: Request) -> Answer:
 
 async def apply_pending(ctx: CommandContext, user: str, token: str) -> Answer:
     """Shared by typed `apply` and the Apply button."""
-    pending = await ctx.admin.pending(token=token)
+    pending = await ctx.previews.get(token=token)
     if pending is None:
         raise ChangeError("that preview has expired or was already applied; run the command again")
-    applied = await ctx.admin.apply_pending(pending, user)
-    await _after_apply(ctx, applied)
+    await require_channels(ctx, await ctx.policies.current(force=True), pending.proposed)
+    applied = await ctx.previews.apply(pending, user)
     if pending.canary_share is not None:
-        return Answer(f"🐤 Canary started: {pending.summary} on {pending.canary_share:g}% of new conversations.",
-                      announce=f"🐤 <@{user}> started a canary: {applied.summary}")
-    return Answer(f"✅ Applied: {pending.summary} (policy v{applied.after.version}).",
-                  announce=_applied_line(user, applied))
-
-
-async def _after_apply(ctx: CommandContext, applied: Applied) -> None:
-    """A route to a new channel needs the channel (created in local mode, as at start-up)."""
-    if ctx.desk is not None and ctx.desk.create_missing:
-        await ctx.desk.ensure_channels(applied.after.channels())
+        return Answer(f"🐤 Canary started: {fmt.mrkdwn(pending.summary)} on {pending.canary_share:g}% of new "
+                      "conversations.", announce=f"🐤 <@{user}> started a canary: {fmt.mrkdwn(applied.summary)}")
+    return Answer(_done(applied, "✅ Applied:"), announce=_applied_line(user, applied))
 
 
 async def _canary(ctx: CommandContext, req: Request) -> Answer:
@@ -165,28 +175,35 @@ async def _canary(ctx: CommandContext, req: Request) -> Answer:
                               action="canary_promote")
     _need_lead(req.role)
     if op == "promote":
+        if running is not None:
+            await require_channels(ctx, await ctx.policies.current(force=True), running.policy)
         applied = await ctx.admin.promote_canary(req.user)
-        await _after_apply(ctx, applied)
         return Answer(f"✅ Canary promoted: policy is now v{applied.after.version}.",
                       announce=_applied_line(req.user, applied))
     applied = await ctx.admin.drop_canary(req.user)
-    return Answer(f"🗑 {applied.summary}.", announce=f"🗑 <@{req.user}>: {applied.summary}")
+    return Answer(f"🗑 {fmt.mrkdwn(applied.summary)}.", announce=f"🗑 <@{req.user}>: {fmt.mrkdwn(applied.summary)}")
 
 
 async def _change(ctx: CommandContext, req: Request) -> Answer:
     p = req.parsed
+    if p.canary is not None and p.verb in LIVE_ONLY:
+        raise UsageError(f"`{p.verb}` cannot run as a canary: {LIVE_ONLY[p.verb]}; apply it without --canary "
+                         "(--dry-run previews it)")
     change = await BUILDERS[p.verb](p.args, ctx)
+    if not p.dry_run:
+        _need_lead(req.role)
+    live = await ctx.policies.current(force=True)
+    proposed = build_checked(change, live)
+    refuse_noop(live, proposed, change.summary)
     if p.dry_run:
-        live = await ctx.policies.current(force=True)
-        return await _preview(ctx, req, change.summary, build_checked(change, live), live, p.canary)
-    _need_lead(req.role)
+        return await _preview(ctx, req, change.summary, proposed, live, p.canary)
+    await require_channels(ctx, live, proposed)
     if p.canary is not None:
         applied = await ctx.admin.start_canary(change, p.canary, req.user)
-        return Answer(f"🐤 Canary started: {change.summary} on {p.canary:g}% of new conversations.",
-                      announce=f"🐤 <@{req.user}> started a canary: {applied.summary}")
+        return Answer(f"🐤 Canary started: {fmt.mrkdwn(change.summary)} on {p.canary:g}% of new conversations.",
+                      announce=f"🐤 <@{req.user}> started a canary: {fmt.mrkdwn(applied.summary)}")
     applied = await ctx.admin.apply(change, req.user)
-    await _after_apply(ctx, applied)
-    return Answer(f"✅ {change.summary} (policy v{applied.after.version}).", announce=_applied_line(req.user, applied))
+    return Answer(_done(applied), announce=_applied_line(req.user, applied))
 
 
 async def _dead(ctx: CommandContext, req: Request) -> Answer:
@@ -244,4 +261,4 @@ async def handle(ctx: CommandContext, user: str, parsed: Parsed) -> Answer:
         return Answer(f"🚫 {exc}.")
     except (UsageError, ChangeError) as exc:
         log.info("command_rejected", user=user, verb=parsed.verb, reason=str(exc))
-        return Answer(f"⚠️ {exc}")
+        return Answer(f"⚠️ {fmt.mrkdwn(str(exc))}")

@@ -48,10 +48,23 @@ async def home_view(ctx: CommandContext) -> dict[str, Any]:
     return {"type": "home", "blocks": blocks}
 
 
+def outsider_view(why: str) -> dict[str, Any]:
+    """What a workspace member who is not an agent sees: no queue, stats or canary, just who to ask."""
+    return {"type": "home", "blocks": [
+        {"type": "header", "text": {"type": "plain_text", "text": "Switchboard"}},
+        fmt.section(f"Switchboard is for support agents, and you are not one ({why}). Ask a team lead to "
+                    "add you to SWITCHBOARD_AGENTS if you should be."),
+    ]}
+
+
 async def publish_home(ctx: CommandContext, user: str, client: AsyncWebClient | None = None) -> None:
-    """`client` is the listener's (the opening user's workspace, when installed by OAuth)."""
-    await (client or ctx.client).views_publish(user_id=user, view=await home_view(ctx))
-    log.info("app_home_published", user=user)
+    """`client` is the listener's (the opening user's workspace, when installed by OAuth). The role is
+    checked first, as for `/switchboard`: the queue, stats and canary are the desk's business."""
+    role = await ctx.role(user)
+    agent = role.agent or role.lead
+    view = await home_view(ctx) if agent else outsider_view(role.why)
+    await (client or ctx.client).views_publish(user_id=user, view=view)
+    log.info("app_home_published", user=user, agent=agent)
 
 
 def model_alerts(before: Health, after: Health) -> list[str]:
