@@ -4,31 +4,12 @@ duplicate deliveries from the API client and from Slack's event retries."""
 from __future__ import annotations
 
 import asyncio
-import time
-from collections.abc import Callable
 
-from gateway import keys
 from tests.conftest import Callback
 from tests.faults import ledger
-from tests.faults.cluster import SLACK_SECRET, Cluster, audit
+from tests.faults.cluster import Cluster, audit
+from tests.faults.desk import lost_and_doubled, reply_to_each, until
 from tests.faults.load import run_load
-from tests.slack_requests import SlackSender
-
-
-def card_for(cluster: Cluster, conv_id: str) -> tuple[str, dict]:
-    for channel in cluster.state.channels.values():
-        for m in channel.messages:
-            meta = m.get("metadata") or {}
-            if meta.get("event_type") == "switchboard_card" and meta["event_payload"]["conversation_id"] == conv_id:
-                return channel.id, m
-    raise AssertionError(f"no card for {conv_id}")
-
-
-async def until(check: Callable[[], object], timeout: float = 20.0) -> None:  # noqa: ASYNC109
-    deadline = time.monotonic() + timeout
-    while not check():
-        assert time.monotonic() < deadline, "condition not met"
-        await asyncio.sleep(0.05)
 
 
 async def test_slack_500_429_and_timeouts(cluster: Cluster) -> None:
@@ -61,39 +42,15 @@ async def test_callback_down_then_up_and_duplicate_deliveries(cluster: Cluster, 
                                    for i in range(6) for _ in range(3)))
     assert all(status == 202 and body["duplicate"] for status, body in again)
     await cluster.drained()
-    slack = SlackSender(cluster.session, f"{cluster.url}/slack/events", SLACK_SECRET)
     callback.fail_with = 503
-    replies: dict[str, str] = {}
-    for n, (mid, conv_id) in enumerate(sorted(result.accepted.items())):
-        agent = ("U0ALICE", "U0BOB", "U0CAROL")[n % 3]  # per-agent capacity is 5 open conversations
-        channel, card = card_for(cluster, conv_id)
-        status, _ = await slack.click(agent, channel, card, {"type": "button", "action_id": "sb_claim",
-                                                                 "value": conv_id})
-        assert status == 200
-        deadline = time.monotonic() + 10
-        while await cluster.redis.get(keys.claim(conv_id)) is None:  # bolt acks before the claim lands
-            assert time.monotonic() < deadline, "claim never recorded"
-            await asyncio.sleep(0.02)
-        text = f"refund issued for {mid}"
-        # The agent's message must exist in the workspace: the gateway reacts to it once delivered.
-        ts = cluster.state.next_ts()
-        cluster.state.add_message(cluster.state.channel(channel),
-                                  {"type": "message", "user": agent, "text": text, "ts": ts}, card["ts"])
-        event = {"type": "message", "channel": channel, "user": agent, "text": text, "ts": ts,
-                 "thread_ts": card["ts"], "event_ts": ts, "channel_type": "channel"}
-        for retry in (None, 1, 2):  # Slack re-sends the same event_id with X-Slack-Retry-Num
-            status, _ = await slack.event(event, event_id=f"Ev{mid.replace('-', '').upper()}", retry=retry)
-            assert status == 200
-        replies[text] = conv_id
+    replies = await reply_to_each(cluster, result.accepted)
     await until(lambda: sum(1 for c in cluster.state.calls_to("chat.postMessage")
                             if "Not delivered" in str(c.params.get("text"))) >= 1, timeout=20)
     callback.fail_with = None
     await until(lambda: len(callback.received) >= len(replies), timeout=30)
     await asyncio.sleep(1.0)
     await cluster.drained()
-    got = [r["text"] for r in callback.received]
-    lost = [t for t in replies if t not in got]
-    dup = [t for t in set(got) if got.count(t) > 1]
+    lost, dup = lost_and_doubled(replies, [r["text"] for r in callback.received])
     found = await audit(cluster, result.accepted)
     ledger.record("callback 503 then up; API + Slack retries", found.messages + len(replies) + len(again),
                   len(lost) + len(found.lost), len(dup) + len(found.duplicated),
