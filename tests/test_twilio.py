@@ -14,6 +14,7 @@ from aiohttp import web
 from pydantic import SecretStr
 
 from gateway.domain import ChannelKind, Conversation, Customer, Direction, Message
+from gateway.metrics import REGISTRY
 from gateway.store import ConversationStore
 from integrations.twilio import TwilioChannel, TwilioConfig, setup
 from integrations.twilio.signature import compute
@@ -285,7 +286,10 @@ async def test_replies_ask_for_delivery_reports_and_an_undelivered_one_is_told_o
         assert await _report(e, first, "sent") == 204
         assert await _report(e, first, "delivered") == 204
         assert e.failed == []
+        errors_before = REGISTRY.get_sample_value("switchboard_customer_channel_errors_total", {"channel": "sms"}) or 0
         assert await _report(e, second, "undelivered", "30006") == 204
+        after = REGISTRY.get_sample_value("switchboard_customer_channel_errors_total", {"channel": "sms"})
+        assert after == errors_before + 1  # the channel-errors alert sees reported failures too
         assert e.failed == [("conv_t1", "SMS", "30006: a landline, or a carrier that cannot take it")]
         assert await _report(e, second, "undelivered", "30006") == 204  # Twilio repeated itself
         assert await _report(e, first, "failed", "30008") == 204  # the other part of the same reply

@@ -85,8 +85,7 @@ class TwilioChannel:
                                 external_id=",".join(sids) or None, permanent=refused_for_good(result.status))
             sids.append(str(result.payload.get("sid", "")))
             if self.status_callback and self.redis is not None and sids[-1]:
-                channel = "WhatsApp" if conversation.customer.channel is ChannelKind.WHATSAPP else "SMS"
-                await status.remember(self.redis, sids[-1], conversation.id, message.id, channel)
+                await status.remember(self.redis, sids[-1], conversation.id, message.id, conversation.customer.channel)
             if len(parts) > 1:
                 await self.parts.record(message.id, i, sids[-1], conversation.id)
         log.info("twilio_sent", conversation_id=conversation.id, message_id=message.id, parts=len(sids))

@@ -18,7 +18,8 @@ from aiohttp import web
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from redis.exceptions import RedisError
 
-from gateway import keys
+from gateway import keys, metrics
+from gateway.domain import ChannelKind
 from gateway.ports import OnUndelivered
 from gateway.redis_conn import as_str
 from integrations.twilio import signature
@@ -44,8 +45,12 @@ ERRORS = {
 """Twilio's common delivery error codes, in words an agent can act on (the code is kept beside them)."""
 
 
+SHOWN = {ChannelKind.SMS.value: "SMS", ChannelKind.WHATSAPP.value: "WhatsApp"}
+"""How the thread names the channel."""
+
+
 def sent_key(sid: str) -> str:
-    """A sent message's Twilio sid -> "conversation id|reply message id|channel name"."""
+    """A sent message's Twilio sid -> "conversation id|reply message id|channel kind"."""
     return f"{keys.PREFIX}twilio:sent:{sid}"
 
 
@@ -67,10 +72,12 @@ class TwilioStatus(BaseModel):
         return f"{self.error_code}: {ERRORS.get(self.error_code, 'see twilio.com/docs/api/errors')}"
 
 
-async def remember(redis: aioredis.Redis, sid: str, conversation_id: str, message_id: str, channel: str) -> None:
+async def remember(
+    redis: aioredis.Redis, sid: str, conversation_id: str, message_id: str, channel: ChannelKind
+) -> None:
     """After a send: which reply a later status callback is about."""
     try:
-        await redis.set(sent_key(sid), f"{conversation_id}|{message_id}|{channel}", ex=SENT_TTL_S)
+        await redis.set(sent_key(sid), f"{conversation_id}|{message_id}|{channel.value}", ex=SENT_TTL_S)
     except (RedisError, OSError):  # the reply is sent; only a later failure report could go unattributed
         log.warning("twilio_sent_unrecorded", conversation_id=conversation_id, sid=sid)
 
@@ -105,12 +112,13 @@ async def _tell(redis: aioredis.Redis, report: TwilioStatus, on_failed: OnUndeli
         log.info("twilio_status_for_unknown_message", sid=report.message_sid, status=report.message_status)
         return
     conversation_id, message_id, channel = as_str(raw).split("|", 2)
+    metrics.channel_failed(channel)
     log.warning("twilio_delivery_failed", conversation_id=conversation_id, sid=report.message_sid,
                 status=report.message_status, error_code=report.error_code)
     if on_failed is None or not await redis.set(told_key(message_id), report.message_sid, nx=True, ex=SENT_TTL_S):
         return
     try:
-        await on_failed(conversation_id, channel, report.reason())
+        await on_failed(conversation_id, SHOWN.get(channel, channel), report.reason())
     except BaseException:
         await redis.delete(told_key(message_id))  # not told after all: a repeated callback tries again
         raise

@@ -21,6 +21,7 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
+from gateway import metrics
 from gateway.domain import ChannelKind, CustomerProfile, InboundMessage
 from gateway.ports import OnUndelivered
 from gateway.redis_conn import as_str
@@ -143,6 +144,7 @@ class Receiver:
             return
         conv = await self.redis.get(sent_key(status.id))
         if conv is not None:
+            metrics.channel_failed(ChannelKind.WHATSAPP.value)
             await self.on_failed(as_str(conv), "WhatsApp", _reason(status))
 
     async def statuses(self, statuses: list[WaStatus]) -> None:
