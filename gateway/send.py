@@ -40,8 +40,8 @@ def register_forget(sub: argparse._SubParsersAction) -> None:  # type: ignore[ty
 
 
 def forget(args: argparse.Namespace) -> int:
-    query = "?deep=1" if args.deep else ""
-    return _call(args, "DELETE", f"/v1/customers/{urllib.parse.quote(args.customer, safe=':@+')}{query}", b"")
+    body = json.dumps({"customer": args.customer, "deep": bool(args.deep)}).encode()  # signed: names who
+    return _call(args, "DELETE", f"/v1/customers/{urllib.parse.quote(args.customer, safe=':@+')}", body)
 
 
 def _call(args: argparse.Namespace, method: str, path: str, body: bytes) -> int:

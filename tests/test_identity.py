@@ -142,11 +142,12 @@ async def test_forget_erases_everywhere(gateway: Gateway, redis: aioredis.Redis,
     if index_lost:
         assert await redis.delete(keys.cards(conv_id)) == 1
 
-    path = "/v1/customers/email:jane@example.com" + ("?deep=1" if index_lost else "")
+    path = "/v1/customers/email:jane@example.com"
+    signed = json.dumps({"customer": "email:jane@example.com", "deep": index_lost}).encode()
     async with gateway.session.delete(f"{gateway.url}{path}", headers={"X-Switchboard-Signature": "t=1,v1=x"}) as r:
         assert r.status == 401
-    async with gateway.session.delete(f"{gateway.url}{path}",
-                                      headers={"X-Switchboard-Signature": sign(API_SECRET, b"")}) as r:
+    async with gateway.session.delete(f"{gateway.url}{path}", data=signed,
+                                      headers={"X-Switchboard-Signature": sign(API_SECRET, signed)}) as r:
         report = await r.json()
         assert r.status == 200, report
     assert report["conversations"] == 1 and report["messages"] == 3
@@ -159,8 +160,8 @@ async def test_forget_erases_everywhere(gateway: Gateway, redis: aioredis.Redis,
     for text in ("invoice is wrong", "hello again", "still double charged"):
         assert text not in everything
     assert "Customer data erased" in everything
-    async with gateway.session.delete(f"{gateway.url}{path}",
-                                      headers={"X-Switchboard-Signature": sign(API_SECRET, b"")}) as r:
+    async with gateway.session.delete(f"{gateway.url}{path}", data=signed,
+                                      headers={"X-Switchboard-Signature": sign(API_SECRET, signed)}) as r:
         assert r.status == 404
 
 
@@ -169,9 +170,10 @@ async def test_a_deep_erasure_that_cannot_read_a_channel_still_erases_and_says_s
 ) -> None:
     await _transferred_and_resolved(gateway)
     gateway.slack.fail_next("conversations.history", 400, count=100)  # e.g. missing scope, rate limited
-    path = "/v1/customers/email:jane@example.com?deep=1"
-    async with gateway.session.delete(f"{gateway.url}{path}",
-                                      headers={"X-Switchboard-Signature": sign(API_SECRET, b"")}) as r:
+    path = "/v1/customers/email:jane@example.com?deep=1"  # deep asked for in the query this time
+    signed = json.dumps({"customer": "email:jane@example.com"}).encode()
+    async with gateway.session.delete(f"{gateway.url}{path}", data=signed,
+                                      headers={"X-Switchboard-Signature": sign(API_SECRET, signed)}) as r:
         report = await r.json()
         assert r.status == 200, report
     assert report["conversations"] == 1 and await redis.keys("sb:conv:*") == []

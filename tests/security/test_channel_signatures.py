@@ -54,12 +54,19 @@ async def stored(redis: aioredis.Redis, partitions: int) -> int:
 async def test_forget_api_requires_a_valid_signature(channel_gw: Gateway, redis: aioredis.Redis) -> None:
     served(channel_gw, "DELETE", "/v1/customers/{ref}")
     url = f"{channel_gw.url}/v1/customers/api:someone"
+    mine = json.dumps({"customer": "api:someone"}).encode()
+    other = json.dumps({"customer": "api:someone-else"}).encode()
     old = int(time.time()) - 400
-    for header in (None, "t=1,v1=00", sign("wrong-secret", b""), sign(API_SECRET, b"", old),
-                   sign(API_SECRET, b"tampered")):
+    for body, header in ((b"", None), (b"", "t=1,v1=00"), (mine, sign("wrong-secret", mine)),
+                         (mine, sign(API_SECRET, mine, old)), (mine, sign(API_SECRET, b"tampered")),
+                         (b"", sign(API_SECRET, b"")),  # signed, but says nothing of whom to erase
+                         (other, sign(API_SECRET, other))):  # a request captured for another customer
         headers = {} if header is None else {"X-Switchboard-Signature": header}
-        async with channel_gw.session.delete(url, headers=headers) as resp:
-            assert resp.status == 401, (header, resp.status, await resp.text())
+        async with channel_gw.session.delete(url, data=body, headers=headers) as resp:
+            assert resp.status == 401, (body, header, resp.status, await resp.text())
+    async with channel_gw.session.delete(url, data=mine, headers={"X-Switchboard-Signature": sign(API_SECRET, mine)}
+                                         ) as resp:
+        assert resp.status == 404  # signed for this customer: accepted (nobody is known by that id here)
 
 
 @pytest.mark.parametrize("path", ["/channels/twilio", "/channels/twilio/status"])
