@@ -23,8 +23,9 @@ def partition_of(customer_key: str, partitions: int) -> int:
 
 
 def dedupe(customer_key: str, message_id: str) -> str:
-    """Per customer: integrators' message ids are only unique per customer ("m-1" for everyone)."""
-    return f"{PREFIX}dedupe:{customer_key}:{message_id}"
+    """Per customer: integrators' message ids are only unique per customer ("m-1" for everyone). The
+    customer key's length goes first: both ids may hold ":", and ("shop:42", "m1") must not be ("shop", "42:m1")."""
+    return f"{PREFIX}dedupe:{len(customer_key)}:{customer_key}:{message_id}"
 
 
 def customer_conversation(customer_key: str) -> str:

@@ -39,20 +39,36 @@ class ApiCallbackChannel:
         ).encode()
         last = "no attempt"
         for attempt in range(self.retries):
+            pause = 0.2 * 2**attempt
             try:
+                # No redirects: aiohttp follows a 301/302 with a GET and no body, whose 200 read as delivered
+                # (the reply was lost behind a ✅), and would carry our signature to wherever it pointed.
                 async with self.session.post(
                     self.url,
                     data=body,
                     headers={"Content-Type": "application/json", HEADER: sign(self.secret, body)},
                     timeout=aiohttp.ClientTimeout(total=10),
+                    allow_redirects=False,
                 ) as resp:
                     if resp.status < 300:
                         return Delivery(ok=True)
+                    if resp.status < 500 and resp.status != 429:  # the endpoint refuses it: resending won't help
+                        where = f" to {resp.headers.get('Location', '?')}" if resp.status < 400 else ""
+                        return Delivery(ok=False, error=f"callback answered HTTP {resp.status}{where}",
+                                        permanent=True)
                     last = f"callback answered HTTP {resp.status}"
-                    if resp.status < 500 and resp.status != 429:
-                        break
+                    pause = max(pause, _retry_after(resp.headers.get("Retry-After")))
             except (aiohttp.ClientError, TimeoutError) as exc:
                 last = f"callback unreachable: {exc.__class__.__name__}"
             log.warning("api_callback_retry", conversation_id=conversation.id, attempt=attempt + 1, error=last)
-            await asyncio.sleep(0.2 * 2**attempt)
+            if attempt + 1 < self.retries:
+                await asyncio.sleep(pause)
         return Delivery(ok=False, error=last)
+
+
+def _retry_after(value: str | None) -> float:
+    """A 429's Retry-After in seconds, capped: a longer wait is the worker's delayed retry's job."""
+    try:
+        return min(max(float(value or 0), 0.0), 5.0)
+    except ValueError:
+        return 0.0
