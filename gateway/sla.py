@@ -26,6 +26,8 @@ from router.sla import ActionKind, SlaAction, SlaState, actions_due
 log = structlog.get_logger(__name__)
 
 BOT = "Switchboard bot"
+STEP_RETRY_S = 30.0
+"""A step that failed (Slack down, a channel the bot cannot post to) is tried again this much later."""
 
 
 def _done_key(conversation_id: str) -> str:
@@ -100,24 +102,35 @@ class SlaTracker:
             if deadline.conversation_id in seen:
                 continue
             seen.add(deadline.conversation_id)
-            conv = await self.store.load(deadline.conversation_id)
-            if conv is None:
-                continue
-            policy = await self.policies.current()
-            state = sla_state(conv, await self._done(conv.id))
-            acted = True
-            for action in actions_due(state, policy, now, await agent_loads(self.redis, policy)):
-                acted = await self._run(conv, action, policy)
-                if not acted:
-                    break
-                metrics.sla_breach(action.step.value)
-                await self.redis.sadd(_done_key(conv.id), action.step.value)
-                await self.scheduler.record(action, now)
-                fired += 1
-            # An agent who acted first has re-planned from the state they left; re-planning from this
-            # older read would replace their ladder (and mark a step done that never ran).
-            if acted:
-                await self.replan(conv)
+            try:
+                fired += await self._fire(deadline.conversation_id, now)
+            except Exception as exc:
+                # Popped already: without this the step (and every later one of the batch) was lost to
+                # one failing Slack call. It comes back after a pause; the ladder decides afresh then.
+                log.error("sla_step_failed", conversation_id=deadline.conversation_id, kind=deadline.kind,
+                          error=repr(exc)[:300], retry_in=STEP_RETRY_S)
+                await self.scheduler.schedule(deadline.conversation_id, deadline.kind, now + STEP_RETRY_S)
+        return fired
+
+    async def _fire(self, conversation_id: str, now: float) -> int:
+        conv = await self.store.load(conversation_id)
+        if conv is None:
+            return 0
+        policy = await self.policies.current()
+        state = sla_state(conv, await self._done(conv.id))
+        acted, fired = True, 0
+        for action in actions_due(state, policy, now, await agent_loads(self.redis, policy)):
+            acted = await self._run(conv, action, policy)
+            if not acted:
+                break
+            metrics.sla_breach(action.step.value)
+            await self.redis.sadd(_done_key(conv.id), action.step.value)
+            await self.scheduler.record(action, now)
+            fired += 1
+        # An agent who acted first has re-planned from the state they left; re-planning from this
+        # older read would replace their ladder (and mark a step done that never ran).
+        if acted:
+            await self.replan(conv)
         return fired
 
     async def _run(self, conv: Conversation, action: SlaAction, policy: Policy) -> bool:
@@ -130,7 +143,9 @@ class SlaTracker:
         return True
 
     async def _move(self, conv: Conversation, action: SlaAction, policy: Policy) -> bool:
-        if conv.decision is None or action.channel == conv.slack_channel:
+        # Names on both sides: `slack_channel` is Slack's id, so every leads step (the same channel as the
+        # default escalation) posted a second card in #support-leads instead of pinging the first.
+        if conv.decision is None or action.channel == conv.decision.channel:
             return await self._reping(conv, action, policy)
         decision = conv.decision.model_copy(
             update={"channel": action.channel, "priority": max(1, conv.decision.priority - 1),

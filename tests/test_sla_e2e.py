@@ -13,7 +13,7 @@ from gateway import keys
 from gateway.desk_ops import DeskOps
 from gateway.domain import Conversation, Decision
 from gateway.scheduler import ManualClock
-from gateway.sla import RUNNERS
+from gateway.sla import RUNNERS, STEP_RETRY_S
 from router.sla import ActionKind, SlaAction, SlaStep
 from tests.harness import Gateway, cards, eventually
 from tests.slack_requests import SlackSender
@@ -55,6 +55,12 @@ async def test_unclaimed_conversation_repings_then_escalates(gateway: Gateway, r
     history = await gateway.rt.sla.scheduler.escalations(conv_id)
     assert [h["step"] for h in history] == ["escalate", "warn"]
     assert all(h["reason"] for h in history)
+    # The leads step: the card is in the leads channel already (the default escalation), so it is pinged
+    # there, not posted a second time.
+    clock.advance((await gateway.rt.policies.current()).escalation.leads_after + 1)
+    assert await gateway.rt.sla.tick() == 1
+    assert len(cards(gateway.slack, "support-leads")) == 1
+    assert "⏰" in gateway.slack.replies("support-leads", moved[0]["ts"])[-1]["text"]
 
 
 async def test_claimed_conversation_without_reply_goes_back_to_queue(gateway: Gateway) -> None:
@@ -218,3 +224,49 @@ async def test_an_escalation_fired_while_a_transfer_is_posting_is_redone_on_the_
     assert conv is not None and conv.skill == "technical" and conv.card_ts == second[0]["ts"]
     assert "Escalated to #support-leads" in json.dumps(
         next(m for m in gateway.slack.messages("support-technical") if m["ts"] == moved["ts"])["blocks"])
+
+
+@dataclasses.dataclass
+class FailsFor:
+    """The real desk, except that Slack refuses every thread note for one conversation."""
+
+    inner: Any
+    failing: str
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.inner, name)
+
+    async def note_in_thread(self, conversation: Conversation, text: str, broadcast: bool = False) -> str | None:
+        if conversation.id == self.failing:
+            raise RuntimeError("Slack answered 500")
+        result: str | None = await self.inner.note_in_thread(conversation, text, broadcast)
+        return result
+
+
+async def test_a_step_that_fails_is_retried_and_the_others_due_with_it_still_fire(gateway: Gateway) -> None:
+    clock = ManualClock(time.time())
+    gateway.rt.sla.clock = clock
+    ids = []
+    for i in range(3):
+        _, body = await gateway.post_message({"customer_id": f"sla-f{i}", "message_id": "m1",
+                                              "text": "my invoice is wrong"})
+        ids.append(body["conversation_id"])
+
+    async def planned() -> bool:
+        return all([bool(await gateway.rt.sla.scheduler.pending(c)) for c in ids])
+
+    await eventually(planned)
+    gateway.rt.sla.desk = FailsFor(gateway.rt.desk, ids[0])
+    first_response = (await gateway.rt.policies.current()).route_for("billing").sla.first_response
+    clock.advance(first_response * 0.75 + 5)
+    assert await gateway.rt.sla.tick() == 2  # the other two, whatever order they popped in
+
+    async def steps(conv_id: str) -> list[str]:
+        return [h["step"] for h in await gateway.rt.sla.scheduler.escalations(conv_id)]
+
+    assert await steps(ids[0]) == [] and await steps(ids[1]) == await steps(ids[2]) == ["warn"]
+    gateway.rt.sla.desk = gateway.rt.desk  # Slack is back
+    clock.advance(1)
+    assert await gateway.rt.sla.tick() == 0  # not hammered every second
+    clock.advance(STEP_RETRY_S)
+    assert await gateway.rt.sla.tick() == 1 and await steps(ids[0]) == ["warn"]
