@@ -66,9 +66,9 @@ class DeskOps:
         self._claim = redis.register_script(_CLAIM)
         self._release = redis.register_script(RELEASE_CLAIM)
 
-    async def _replan(self, conv: Conversation, new_wait: bool = True) -> None:
+    async def _replan(self, conv: Conversation, fresh_claim: bool = False) -> None:
         if self.sla is not None:
-            await self.sla.replan(conv, new_wait)
+            await self.sla.replan(conv, fresh_claim=fresh_claim)
 
     async def audit(self, action: str, user: str, conversation_id: str, **detail: object) -> None:
         entry = {"action": action, "user": user, "conversation_id": conversation_id, "at": time.time(), **detail}
@@ -117,7 +117,7 @@ class DeskOps:
             return Result(False, "That conversation changed as you clicked (resolved, transferred or "
                           "re-posted); look at its latest card and claim it again.", current)
         await remember_agent(self.redis, user)
-        await self._replan(conv)
+        await self._replan(conv, fresh_claim=seen.claimed_by != user)
         metrics.claimed(conv.skill, conv.card_ts)
         await self.audit("claim", user, conversation_id)
         return Result(True, "claimed", conv)

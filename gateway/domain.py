@@ -261,6 +261,27 @@ class Conversation(BaseModel):
         return inbound[-1].text if inbound else ""
 
 
+BOT_AUTHOR = "Switchboard bot"
+BOT_ANSWER = "bot-"
+"""Id prefix of the bot's answers; its other lines (a hand-off notice, say) answer nothing."""
+
+
+def is_human_reply(m: Message) -> bool:
+    return m.direction is Direction.OUTBOUND and m.author != BOT_AUTHOR
+
+
+def is_bot_answer(m: Message) -> bool:
+    return m.direction is Direction.OUTBOUND and m.author == BOT_AUTHOR and m.id.startswith(BOT_ANSWER)
+
+
+def ends_wait(m: Message) -> bool:
+    """Whether the customer's next message starts a new wait: a person replied, or the bot answered.
+
+    Its hand-off notice ("a person will reply within …") does not: counting it reset the SLA steps
+    already fired, and a customer's "hello??" after an escalation escalated a second time."""
+    return is_human_reply(m) or is_bot_answer(m)
+
+
 class Outcome(BaseModel):
     """What really happened, as an agent (or the bot) confirmed it; the learners' ground truth."""
 

@@ -14,10 +14,12 @@ from functools import partial
 import redis.asyncio as aioredis
 import structlog
 
-from gateway import keys, metrics, outbound, transfers
+from gateway import handback, keys, metrics, outbound, transfers
 from gateway.agents import loads_for, stage_agent_loads
 from gateway.bot_followup import BOT_AGENT, BotFollowUp
 from gateway.domain import (
+    BOT_ANSWER,
+    BOT_AUTHOR,
     ChannelKind,
     Conversation,
     ConversationState,
@@ -29,6 +31,8 @@ from gateway.domain import (
     PastConversation,
     RouteKind,
     Scores,
+    ends_wait,
+    is_bot_answer,
     new_id,
 )
 from gateway.effects import Effects
@@ -52,7 +56,6 @@ from router.sla import handoff_notice
 log = structlog.get_logger(__name__)
 
 RECENT_KEEP = 500
-BOT_AUTHOR = "Switchboard bot"
 ROUTE_FIELDS = ("scores", "decision", "skill", "slack_channel", "card_ts", "state")
 
 
@@ -135,9 +138,14 @@ class Pipeline:
             await self._switch_channel(conv, fields)
         fresh, since = delivery(ack, fields)
         effects = Effects(self.redis, keys.effects(conv.id), snap.effects, fresh=fresh, since=since)
-        if conv.card_ts:
+        if conv.card_ts and conv.state is ConversationState.AUTOMATED:
+            # Handed back to the bot from the desk: the bot answers, or the card it has comes back to life.
+            await self._follow_up(conv, message, effects)
+            await self._route(conv, message, effects, pre)
+            await self._commit(conv, ("scores", "state"), True, effects, ack)
+        elif conv.card_ts:
             index = conv.messages.index(message)
-            new_wait = index == 0 or conv.messages[index - 1].direction is Direction.OUTBOUND
+            new_wait = index == 0 or ends_wait(conv.messages[index - 1])
             before = (conv.state, conv.resolved_at)
             await self._follow_up(conv, message, effects)
             # Only a reopen changes these. Writing them back unchanged would undo a claim or a resolve
@@ -194,7 +202,7 @@ class Pipeline:
         previous = next((p for p in history if p.agent and p.agent != BOT_AGENT), None)
         return RoutingContext(
             sentiment_history=tuple(coldstart.sentiment(m.text) for m in conv.inbound[-10:]),
-            bot_answers=sum(1 for m in conv.messages if m.author == BOT_AUTHOR),
+            bot_answers=sum(1 for m in conv.messages if is_bot_answer(m)),
             reopened=conv.resolved_at is not None,
             previous_agent=previous.agent if previous else (conv.agent if conv.agent != BOT_AGENT else None),
             previous_conversation_id=previous.id if previous else None,
@@ -233,10 +241,14 @@ class Pipeline:
                 text=handoff_notice(policy, decision.skill, message.at), author=BOT_AUTHOR,
             )
             await effects.once(f"handoff:{message.id}", lambda: self._send(conv, notice), never_found)
-        conv.decision = decision
-        conv.skill = decision.skill
         metrics.decision(decision.route.value, decision.reasons)
-        if decision.route is RouteKind.HUMAN:
+        if conv.card_ts:  # its card keeps its decision (skill, channel): transfers and escalations rely on it
+            if decision.route is RouteKind.HUMAN:
+                await handback.to_people(self.desk, conv, decision, effects, message)
+        else:
+            conv.decision = decision
+            conv.skill = decision.skill
+        if decision.route is RouteKind.HUMAN and not conv.card_ts:
             await self._post_card(conv, decision, effects, history, suggested_agent(decision, context, policy))
         log.info(
             "conversation_routed",
@@ -256,7 +268,7 @@ class Pipeline:
             reply = await self.automation.handle(conv, conv.scores)
             if reply.answered and reply.text:
                 answer = Message(
-                    id=f"bot-{message.id}", direction=Direction.OUTBOUND, channel=conv.customer.channel,
+                    id=f"{BOT_ANSWER}{message.id}", direction=Direction.OUTBOUND, channel=conv.customer.channel,
                     text=reply.text, author=BOT_AUTHOR,
                 )
                 sent, _ = await effects.once(f"bot:{message.id}", lambda: self._send(conv, answer), never_found)

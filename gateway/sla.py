@@ -15,17 +15,17 @@ from redis.asyncio.client import Pipeline as RedisPipeline
 
 from gateway import keys, metrics
 from gateway.agents import agent_loads
-from gateway.domain import Conversation, ConversationState, Direction
+from gateway.domain import Conversation, ConversationState, Direction, ends_wait, is_human_reply
 from gateway.policy_store import PolicyStore
 from gateway.ports import AgentDesk
 from gateway.scheduler import Clock, SlaScheduler, SystemClock
 from gateway.store import ConversationStore
 from router.policy import Policy
-from router.sla import ActionKind, SlaAction, SlaState, actions_due
+from router.sla import ActionKind, SlaAction, SlaState, SlaStep, actions_due
 
 log = structlog.get_logger(__name__)
 
-BOT = "Switchboard bot"
+CLAIMED_STEPS = frozenset({SlaStep.NUDGE.value, SlaStep.REASSIGN.value})
 STEP_RETRY_S = 30.0
 """A step that failed (Slack down, a channel the bot cannot post to) is tried again this much later."""
 
@@ -35,12 +35,14 @@ def _done_key(conversation_id: str) -> str:
 
 
 def sla_state(conv: Conversation, done: frozenset[str]) -> SlaState:
-    """The customer's current wait: since their oldest message after the last human reply."""
+    """The customer's current wait: since their oldest message after the last reply (a person's, or the
+    bot's answer: a hand-off after the bot is timed from the message that asked for a person, not from the
+    first message the bot answered). `responded` counts people only (first vs next response target)."""
     waiting_since: float | None = None
     responded = False
     for m in conv.messages:
-        if m.direction is Direction.OUTBOUND and m.author != BOT:
-            responded, waiting_since = True, None
+        if ends_wait(m):
+            responded, waiting_since = responded or is_human_reply(m), None
         elif m.direction is Direction.INBOUND and waiting_since is None:
             waiting_since = m.at.timestamp()
     return SlaState(
@@ -73,13 +75,19 @@ class SlaTracker:
         raw = await self.redis.smembers(_done_key(conversation_id))
         return frozenset(x.decode() if isinstance(x, bytes) else str(x) for x in raw)
 
-    async def replan(self, conv: Conversation, new_wait: bool = False) -> None:
-        """Call after any change that starts, ends or changes a wait (card, claim, reply, resolve)."""
+    async def replan(self, conv: Conversation, new_wait: bool = False, fresh_claim: bool = False) -> None:
+        """Call after any change that starts, ends or changes a wait (card, claim, reply, resolve).
+
+        `new_wait`: the customer wrote after a reply, or a new card: every step may fire again.
+        `fresh_claim`: another agent took it: only the claimed ladder (nudge, reassign) starts over. A
+        release or the holder's re-click keeps what fired (it used to clear all, and re-pinged again)."""
         async with self.redis.pipeline(transaction=False) as pipe:
-            await self.stage_replan(pipe, conv, new_wait)
+            await self.stage_replan(pipe, conv, new_wait, fresh_claim)
             await pipe.execute()
 
-    async def stage_replan(self, pipe: RedisPipeline, conv: Conversation, new_wait: bool = False) -> None:
+    async def stage_replan(
+        self, pipe: RedisPipeline, conv: Conversation, new_wait: bool = False, fresh_claim: bool = False
+    ) -> None:
         """`replan` queued on the caller's pipeline; only a continuing wait reads (its steps done)."""
         if conv.state is ConversationState.AUTOMATED or (conv.card_ts is None and not conv.resolved_at):
             self.scheduler.stage_replace(pipe, conv.id, [])
@@ -89,6 +97,9 @@ class SlaTracker:
             done: frozenset[str] = frozenset()
         else:
             done = await self._done(conv.id)
+            if fresh_claim:
+                pipe.srem(_done_key(conv.id), *CLAIMED_STEPS)
+                done -= CLAIMED_STEPS
         self.scheduler.stage_plan(pipe, sla_state(conv, done), await self.policies.current())
 
     async def tick(self) -> int:

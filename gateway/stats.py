@@ -22,7 +22,7 @@ from typing import Any
 import redis.asyncio as aioredis
 
 from gateway import keys
-from gateway.pipeline import BOT_AUTHOR
+from gateway.domain import BOT_AUTHOR
 from gateway.redis_conn import as_str
 from learners.outcomes import FIELD as OUTCOME_FIELD
 from learners.outcomes import OUTCOMES_STREAM

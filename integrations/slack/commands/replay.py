@@ -16,8 +16,7 @@ import redis.asyncio as aioredis
 import structlog
 
 from gateway import keys
-from gateway.domain import Conversation, Decision, Direction, RouteKind, Scores
-from gateway.pipeline import BOT_AUTHOR
+from gateway.domain import Conversation, Decision, RouteKind, Scores, is_bot_answer, is_human_reply
 from gateway.store import ConversationStore
 from learners import coldstart
 from learners.base import Scorer
@@ -58,7 +57,7 @@ def as_routed(conv: Conversation) -> Conversation:
     """The conversation as the router first saw it: up to the first human reply, bot answers kept."""
     kept = []
     for m in conv.messages:
-        if m.direction is Direction.OUTBOUND and m.author != BOT_AUTHOR:
+        if is_human_reply(m):
             break
         kept.append(m)
     return conv.model_copy(update={"messages": kept})
@@ -68,7 +67,7 @@ def context_of(conv: Conversation) -> RoutingContext:
     """The same context the pipeline builds, from the transcript alone."""
     return RoutingContext(
         sentiment_history=tuple(coldstart.sentiment(m.text) for m in conv.inbound[-10:]),
-        bot_answers=sum(1 for m in conv.messages if m.author == BOT_AUTHOR),
+        bot_answers=sum(1 for m in conv.messages if is_bot_answer(m)),
     )
 
 
