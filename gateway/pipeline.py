@@ -6,7 +6,6 @@ stream entry up again end in the same state, with one card and one thread messag
 
 from __future__ import annotations
 
-import re
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from functools import partial
@@ -14,7 +13,7 @@ from functools import partial
 import redis.asyncio as aioredis
 import structlog
 
-from gateway import handback, keys, metrics, outbound, transfers
+from gateway import csat, handback, keys, metrics, outbound, transfers
 from gateway.agents import loads_for, stage_agent_loads
 from gateway.bot_followup import BOT_AGENT, BotFollowUp
 from gateway.domain import (
@@ -227,12 +226,16 @@ class Pipeline:
         if conv.state is ConversationState.RESOLVED and self.bot_followup is not None:
             await self.bot_followup.comeback(conv, answered_on)
             conv.state, conv.resolved_at = ConversationState.NEW, None
+            await self.store.mark_open(conv)
         was_automated = conv.state is ConversationState.AUTOMATED
         history = await self._history(conv, pre)
         context = await self._context(conv, policy, history, pre)
         decision = decide(conv, scores, policy, context, message.at)
         if decision.route is RouteKind.AUTOMATION:
-            decision = await self._try_automation(conv, decision, effects, message, answered_on)
+            handed_over = await self._try_automation(conv, effects, message, answered_on)
+            if handed_over is not None:  # to people, routed as people are (after-hours channel, priority)
+                human = decide(conv, scores, policy, context, message.at, human=True)
+                decision = human.model_copy(update={"reasons": [f"handoff: {handed_over}", *human.reasons]})
         elif was_automated:
             await self._publish_once(effects, f"auto:{message.id}", conv, answered_on, reason=decision.reasons[0])
         if decision.route is RouteKind.HUMAN and (was_automated or decision.reasons[0].startswith("handoff")):
@@ -261,8 +264,9 @@ class Pipeline:
         )
 
     async def _try_automation(
-        self, conv: Conversation, decision: Decision, effects: Effects, message: Message, answered_on: Scores | None
-    ) -> Decision:
+        self, conv: Conversation, effects: Effects, message: Message, answered_on: Scores | None
+    ) -> str | None:
+        """None when the bot answered; else why it handed over."""
         reason = "no automation configured"
         if self.automation is not None and conv.scores is not None:
             reply = await self.automation.handle(conv, conv.scores)
@@ -276,15 +280,13 @@ class Pipeline:
                     conv.state = ConversationState.AUTOMATED
                     if self.bot_followup is not None:
                         await self.bot_followup.answered(conv)
-                    return decision
+                    return None
                 reason = f"bot answer not delivered ({outbound.reason(sent)})"
             else:
                 reason = reply.handoff_reason or "automation could not answer"
             if conv.state is ConversationState.AUTOMATED:
                 await self._publish_once(effects, f"auto:{message.id}", conv, answered_on, reason=reason)
-        return decision.model_copy(
-            update={"route": RouteKind.HUMAN, "reasons": [f"handoff: {reason}", *decision.reasons]}
-        )
+        return reason
 
     async def _publish_once(
         self, effects: Effects, name: str, conv: Conversation, answered_on: Scores | None, reason: str
@@ -349,14 +351,15 @@ class Pipeline:
     async def _follow_up(self, conv: Conversation, message: Message, effects: Effects) -> None:
         if message.direction is not Direction.INBOUND:
             return
-        rating = csat_rating(message.text)
+        rating = csat.rating(message.text)
         if conv.state is ConversationState.RESOLVED and rating is not None:
-            await self._record_csat(conv, message, rating, effects)
+            await csat.record(self, conv, message, rating, effects)
             return
         reopened = conv.state is ConversationState.RESOLVED
         if reopened:
             conv.state = ConversationState.WAITING
             conv.resolved_at = None
+            await self.store.mark_open(conv)
             log.info("conversation_reopened", conversation_id=conv.id)
 
         async def post() -> str:
@@ -383,30 +386,6 @@ class Pipeline:
 
     async def requeue(self, fields: dict[str, str]) -> None:
         await outbound.requeue(self, fields)
-
-    async def _record_csat(self, conv: Conversation, message: Message, rating: int, effects: Effects) -> None:
-        """A lone 1-5 after we asked "How did we do?" is a rating, not a new problem: no reopen."""
-        conv.csat = rating
-        await self.store.save(conv, "csat")
-
-        async def record() -> str:
-            outcome = Outcome(conversation_id=conv.id, kind="resolved", csat=rating, agent=conv.claimed_by)
-            await publish_outcome(self.redis, outcome)
-            await self.desk.note_in_thread(conv, f"⭐ The customer rated this conversation {rating}/5.")
-            thanks = Message(id=f"csat-{message.id}", direction=Direction.OUTBOUND, channel=conv.customer.channel,
-                             text="Thank you for your rating!", author="Support")
-            return await self._send(conv, thanks)
-
-        await effects.once(f"csat:{message.id}", record, never_found)
-        log.info("csat_recorded", conversation_id=conv.id, csat=rating)
-
-
-_RATING = re.compile(r"^\s*([1-5])\s*(?:/\s*5)?\s*[.!]?\s*$")
-
-
-def csat_rating(text: str) -> int | None:
-    m = _RATING.match(text)
-    return int(m.group(1)) if m else None
 
 
 __all__ = ["Pipeline", "new_id"]

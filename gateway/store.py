@@ -301,6 +301,11 @@ class ConversationStore:
     async def mark_closed(self, conv: Conversation) -> None:
         await self.redis.set(keys.closed(conv.id), int(utcnow().timestamp()))
 
+    async def mark_open(self, conv: Conversation) -> None:
+        """Reopened: the reopen window counts from its next resolve. A marker left from the first resolve
+        split a conversation reopened on day 6 in two when the customer wrote again on day 8."""
+        await self.redis.delete(keys.closed(conv.id))
+
 
 def _json(raw: str) -> dict[str, Any]:
     data = json.loads(raw) if raw else {}

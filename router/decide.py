@@ -91,13 +91,12 @@ def decide(
     now: datetime | None = None,
     *,
     rules: Sequence[Rule] = RULES,
+    human: bool = False,
 ) -> Decision:
+    """`human`: the bot has handed over, so route to people whatever the rules say, with everything a human
+    route gets (the after-hours channel, the human default priority)."""
     skill, skill_reason, findings = explain(conversation, scores, policy, context, now, rules)
-    to_human = False
-    for f in findings:
-        if f.needs_human:
-            to_human = True
-            break
+    to_human = human or any(f.needs_human for f in findings)
     # Reasons that argued for automation are noise once a human route wins; `keep` ones are context.
     shown = [f for f in findings if f.needs_human or f.keep] if to_human else findings
     priority: int | None = None

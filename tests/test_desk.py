@@ -221,6 +221,7 @@ async def test_resolve_with_corrected_skill_emits_outcome_and_tells_customer(
     assert conv is not None and conv.state.value == "resolved" and await desk_gw.rt.ops.holder(conv_id) is None
     assert "Resolved by" in json.dumps(card_message(desk_gw, "support-billing", card["ts"]))
     # A follow-up reopens it, in the same thread, broadcast to the channel.
+    assert await redis.exists(keys.closed(conv_id))
     await desk_gw.post_message({"customer_id": "c-1", "message_id": "c-1-m2", "text": "actually, one more thing"})
     broadcast = await eventually(
         lambda: [m for m in desk_gw.slack.messages("support-billing") if "reopened" in m.get("text", "")]
@@ -228,6 +229,9 @@ async def test_resolve_with_corrected_skill_emits_outcome_and_tells_customer(
     assert broadcast
     reopened = await desk_gw.rt.store.load(conv_id)
     assert reopened is not None and reopened.state.value == "waiting"
+    # Open again: the reopen window counts from its next resolve, not from the first one (which split a
+    # conversation reopened near the window's end in two when the customer wrote again).
+    assert not await redis.exists(keys.closed(conv_id))
 
 
 async def test_transfer_moves_card_and_records_misroute(desk_gw: Gateway, redis: aioredis.Redis) -> None:

@@ -155,6 +155,9 @@ def test_after_hours_routes_humans_to_after_hours_channel() -> None:
     assert "outside business hours (Sat 10:00 Europe/Berlin) → support-night" in d.reasons
     assert decide(conv("I want a human"), scores(), policy).channel == "support-shipping"  # Wednesday: open
     assert decide(conv("Where is my order?", at=SATURDAY), scores(), policy).route is RouteKind.AUTOMATION
+    # The bot then hands over: routed as any human route is (it kept the skill channel and P4 before).
+    handed = decide(conv("Where is my order?", at=SATURDAY), scores(), policy, human=True)
+    assert (handed.route, handed.channel, handed.priority) == (RouteKind.HUMAN, "support-night", 3)
 
 
 def test_pause_global_and_per_skill() -> None:
