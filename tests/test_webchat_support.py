@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -14,8 +14,8 @@ from aiohttp import web
 from pydantic import SecretStr
 
 from gateway import keys
-from gateway.domain import ChannelKind, Conversation, Customer, Direction, Message, new_id
-from gateway.store import ConversationStore
+from gateway.domain import ChannelKind, Conversation, Customer, Direction, InboundMessage, Message, new_id
+from gateway.store import Accepted, ConversationStore
 from integrations.webchat import WebchatChannel, WebchatConfig, setup
 from tests.conftest import free_port
 
@@ -80,7 +80,26 @@ async def recv_until(ws: aiohttp.ClientWebSocketResponse, kind: str, timeout: fl
             return frame
 
 
-async def start_chat(redis: aioredis.Redis, **config: Any) -> tuple[Chat, web.AppRunner]:
+async def ack_and_echo(
+    ws: aiohttp.ClientWebSocketResponse, timeout: float = 5.0  # noqa: ASYNC109
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """One message's ack and its echo: the echo is stored before the ack but pushed by the stream reader, so
+    the two may arrive in either order."""
+    ack: dict[str, Any] | None = None
+    echo: dict[str, Any] | None = None
+    while ack is None or echo is None:
+        frame = await recv(ws, timeout)
+        if frame["type"] == "ack":
+            ack = frame
+        elif frame["type"] == "message" and frame.get("direction") == "in":
+            echo = frame
+    return ack, echo
+
+
+async def start_chat(
+    redis: aioredis.Redis, ingest: Callable[[InboundMessage], Awaitable[Accepted]] | None = None, **config: Any
+) -> tuple[Chat, web.AppRunner]:
+    """`ingest` wraps the real store's (fault injection); the Chat's store is the real one either way."""
     store = ConversationStore(redis, partitions=4)
     app = web.Application()
     http = aiohttp.ClientSession()
@@ -88,7 +107,7 @@ async def start_chat(redis: aioredis.Redis, **config: Any) -> tuple[Chat, web.Ap
         _env_file=None,  # type: ignore[call-arg]
         token_secret=SecretStr(TOKEN_SECRET), identity_secret=SecretStr(IDENTITY_SECRET), **config,
     )
-    channel = setup(app, redis=redis, ingest=store.ingest, session=http, config=settings)
+    channel = setup(app, redis=redis, ingest=ingest or store.ingest, session=http, config=settings)
     runner = web.AppRunner(app, access_log=None)
     await runner.setup()
     port = free_port()

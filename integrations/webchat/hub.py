@@ -53,48 +53,79 @@ class WakeHub:
     def __init__(self, redis: aioredis.Redis) -> None:
         self.redis = redis
         self.waiters: dict[str, set[asyncio.Queue[Live | None]]] = {}
+        self.subscribed: set[str] = set()
+        """Conversations whose channel is known to be subscribed. Deciding by this, not by "first watcher",
+        means a subscribe that failed or was cancelled is retried by the next socket instead of leaving the
+        conversation on the 5 s poll for as long as any socket for it stays open."""
         self.pubsub: Any = None
         self.task: asyncio.Task[None] | None = None
         self.lock = asyncio.Lock()
 
     async def watch(self, conversation_id: str) -> asyncio.Queue[Live | None]:
-        """Frames published from now on (None = "something may have been missed: read the stream")."""
+        """Frames published from now on (None = "something may have been missed: read the stream").
+
+        Cancellation-safe: a socket that closes while its SUBSCRIBE is in flight leaves no watcher behind
+        (the caller never got the queue, so it could not unwatch it).
+        """
         event: asyncio.Queue[Live | None] = asyncio.Queue(maxsize=QUEUE_MAX)
-        async with self.lock:
-            await self._ensure_started()
-            waiters = self.waiters.setdefault(conversation_id, set())
-            waiters.add(event)
-            if len(waiters) == 1 and self.pubsub is not None:
-                with contextlib.suppress(RedisError, OSError):
-                    await self.pubsub.subscribe(wake_channel(conversation_id))
+        self.waiters.setdefault(conversation_id, set()).add(event)
+        try:
+            async with self.lock:
+                await self._ensure_started()
+                await self._subscribe(conversation_id)
+        except BaseException:
+            self._forget(conversation_id, event)
+            raise
         return event
 
     async def unwatch(self, conversation_id: str, event: asyncio.Queue[Live | None]) -> None:
+        if not self._forget(conversation_id, event):
+            return
         async with self.lock:
-            waiters = self.waiters.get(conversation_id)
-            if waiters is None:
+            if conversation_id in self.waiters or conversation_id not in self.subscribed:
+                return  # a new watcher came meanwhile, or the channel was never subscribed
+            self.subscribed.discard(conversation_id)
+            if self.pubsub is None:
                 return
-            waiters.discard(event)
-            if not waiters:
-                del self.waiters[conversation_id]
-                if self.pubsub is None:
-                    return
-                with contextlib.suppress(RedisError, OSError):
-                    await self.pubsub.unsubscribe(wake_channel(conversation_id))
+            with contextlib.suppress(RedisError, OSError):
+                await self.pubsub.unsubscribe(wake_channel(conversation_id))
+
+    def _forget(self, conversation_id: str, event: asyncio.Queue[Live | None]) -> bool:
+        """Drop one watcher without awaiting (so it happens even under cancellation); True if it was the last."""
+        waiters = self.waiters.get(conversation_id)
+        if waiters is None:
+            return False
+        waiters.discard(event)
+        if waiters:
+            return False
+        del self.waiters[conversation_id]
+        return True
+
+    async def _subscribe(self, conversation_id: str) -> None:
+        if self.pubsub is None or conversation_id in self.subscribed:
+            return
+        try:
+            await self.pubsub.subscribe(wake_channel(conversation_id))
+        except (RedisError, OSError) as exc:
+            log.warning("webchat_wake_subscribe_failed", conversation_id=conversation_id, error=str(exc))
+            return
+        self.subscribed.add(conversation_id)
 
     async def _ensure_started(self) -> None:
         """Start the listener; if Redis is down, sockets poll until a later `watch` starts it."""
         if self.task is not None and not self.task.done():
             return
         pubsub = self.redis.pubsub(ignore_subscribe_messages=True)
+        wanted = set(self.waiters)
         try:
-            await pubsub.subscribe(IDLE_CHANNEL, *(wake_channel(c) for c in self.waiters))
+            await pubsub.subscribe(IDLE_CHANNEL, *(wake_channel(c) for c in wanted))
         except (RedisError, OSError) as exc:
             log.warning("webchat_wake_listener_unavailable", error=str(exc))
             with contextlib.suppress(RedisError, OSError):
                 await pubsub.aclose()
             return
         self.pubsub = pubsub
+        self.subscribed = wanted
         self.task = asyncio.create_task(self._listen())
 
     def _wake_all(self) -> None:
@@ -132,3 +163,4 @@ class WakeHub:
             with contextlib.suppress(RedisError, OSError):
                 await self.pubsub.aclose()
             self.pubsub = None
+        self.subscribed.clear()

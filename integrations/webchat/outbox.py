@@ -13,7 +13,7 @@ from typing import Any
 
 import redis.asyncio as aioredis
 import structlog
-from redis.exceptions import RedisError
+from redis.exceptions import ClusterDownError, RedisError, ResponseError, TryAgainError
 
 from gateway.domain import ChannelKind, Conversation, Message, utcnow
 from gateway.ports import Delivery
@@ -106,6 +106,27 @@ async def read(
                 continue
             frames.append((int(raw_id.split("-", 1)[0]), json.loads(raw)))
     return frames
+
+
+async def last_seq(redis: aioredis.Redis, conversation_id: str) -> int:
+    """The newest frame's seq (0 for an empty or expired stream): no client can have seen anything past it.
+
+    Read from the stream, not the counter: `_PUBLISH` lets the stream run ahead of a lost counter.
+    """
+    entries: Any = await redis.xrevrange(out_stream(conversation_id), "+", "-", count=1)
+    if not entries:
+        return 0
+    raw_id = entries[0][0]
+    return int((raw_id.decode() if isinstance(raw_id, bytes) else str(raw_id)).split("-", 1)[0])
+
+
+class StreamBroken(Exception):
+    """Redis refused to read a conversation's stream (not a blip): retrying cannot help."""
+
+
+def fatal(exc: BaseException) -> bool:
+    """An error reply that repeats on every retry (bad id, wrong key type), as opposed to failover noise."""
+    return isinstance(exc, ResponseError) and not isinstance(exc, ClusterDownError | TryAgainError)
 
 
 def message_frame(message: Message, direction: str, client_id: str | None = None) -> dict[str, Any]:

@@ -21,9 +21,7 @@ import redis.asyncio as aioredis
 import structlog
 from aiohttp import WSCloseCode, WSMsgType, web
 from pydantic import ValidationError
-from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError
-from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from gateway.domain import MAX_TEXT, ChannelKind, CustomerProfile, InboundMessage, Message
 from gateway.domain import Direction as Dir
@@ -32,6 +30,7 @@ from integrations.webchat import outbox, tokens
 from integrations.webchat.config import WebchatConfig
 from integrations.webchat.hub import Live, WakeHub
 from integrations.webchat.origins import OriginPolicy
+from integrations.webchat.outbox import StreamBroken, fatal
 from integrations.webchat.protocol import CLIENT_FRAME, Csat, Ping, SendMessage, Typing, error_frame
 from integrations.webchat.session import reservation_key
 
@@ -46,6 +45,8 @@ TYPING_TTL_S = 6
 POLL_S = 5.0
 """Fallback stream read when nothing is published (pub/sub may drop a message; the stream never does)."""
 BATCH = 100
+MAX_SINCE = 2**63 - 1
+"""A stream id part is a 64-bit integer; past this Redis refuses every read ("Invalid stream ID")."""
 
 
 class ChatSocket:
@@ -83,7 +84,12 @@ class ChatSocket:
                 await self.ws.send_str(json.dumps(frame, separators=(",", ":")))
 
     async def run(self, since: int) -> None:
-        await self.send({"type": "hello", "conversation_id": self.conversation_id})
+        try:
+            since = await self.resume_point(self.conversation_id, since)
+        except StreamBroken:
+            await self.broken()
+            return
+        await self.send({"type": "hello", "conversation_id": self.conversation_id, "since": since})
         self.follow(self.conversation_id, since)
         try:
             async for msg in self.ws:
@@ -131,32 +137,68 @@ class ChatSocket:
                 await self.reader
             self.reader = None
 
+    async def resume_point(self, conversation_id: str, since: int) -> int:
+        """`since`, or 0 when it is past the end of this conversation's stream.
+
+        A seq past the end was not issued for this conversation: the widget kept the previous conversation's
+        position after another tab started a new one, and resuming from it would skip the new stream's first
+        frames. The hello frame tells the widget the seq actually used.
+        """
+        if since == 0:
+            return 0
+        try:
+            top = await outbox.last_seq(self.redis, conversation_id)
+        except (RedisError, OSError) as exc:
+            if fatal(exc):
+                raise StreamBroken(str(exc)) from exc
+            return since  # cannot check now: catch_up retries the read itself
+        if since > top:
+            self.log.warning("webchat_since_reset", since=since, last_seq=top)
+            return 0
+        return since
+
+    async def broken(self) -> None:
+        await self.send(error_frame("stream_unavailable", "this conversation cannot be read; reconnect later"))
+        await self.ws.close(code=WSCloseCode.INTERNAL_ERROR, message=b"stream unavailable")
+
     async def pump(self, conversation_id: str, after: int) -> None:
         live = await self.hub.watch(conversation_id)  # before the first read, so nothing falls in between
         try:
-            after = await self.catch_up(conversation_id, after)
-            while not self.ws.closed and not self.stopping:
-                item: Live | None = None
-                # asyncio.timeout, not wait_for: on 3.11 wait_for can swallow our cancellation when an item
-                # lands at the same moment, leaving the handler alive until the next poll.
-                with contextlib.suppress(TimeoutError):
-                    async with asyncio.timeout(POLL_S):
-                        item = await live.get()
-                if item is None or item[0] > after + 1:  # poll, lost publish, or overflow: read the stream
-                    after = await self.catch_up(conversation_id, after)
-                elif item[0] == after + 1:
-                    await self.push(conversation_id, *item)
-                    after = item[0]
+            await self.follow_stream(conversation_id, after, live)
+        except StreamBroken:
+            await self.broken()
         finally:
             await self.hub.unwatch(conversation_id, live)
 
+    async def follow_stream(self, conversation_id: str, after: int, live: asyncio.Queue[Live | None]) -> None:
+        after = await self.catch_up(conversation_id, after)
+        while not self.ws.closed and not self.stopping:
+            item: Live | None = None
+            # asyncio.timeout, not wait_for: on 3.11 wait_for can swallow our cancellation when an item
+            # lands at the same moment, leaving the handler alive until the next poll.
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(POLL_S):
+                    item = await live.get()
+            if item is None or item[0] > after + 1:  # poll, lost publish, or overflow: read the stream
+                after = await self.catch_up(conversation_id, after)
+            elif item[0] == after + 1:
+                await self.push(conversation_id, *item)
+                after = item[0]
+
     async def catch_up(self, conversation_id: str, after: int) -> int:
-        """Push everything after `after` from the stream; returns the last seq pushed."""
+        """Push everything after `after` from the stream; returns the last seq pushed.
+
+        Connection trouble is retried with back-off; an error reply is not (it repeats forever and the socket
+        would never get another frame), it raises StreamBroken.
+        """
         failures = 0
         while not self.ws.closed and not self.stopping:
             try:
                 frames = await outbox.read(self.redis, conversation_id, after, count=BATCH)
             except (RedisError, OSError) as exc:
+                if fatal(exc):
+                    self.log.error("webchat_stream_broken", error=str(exc), after=after)
+                    raise StreamBroken(str(exc)) from exc
                 failures += 1
                 self.log.warning("webchat_stream_read_failed", error=str(exc), attempt=failures)
                 await asyncio.sleep(min(0.2 * 2**failures, 5.0))
@@ -212,8 +254,17 @@ class ChatSocket:
             return
         try:
             accepted = await self.ingest(inbound)
-        except (RedisConnectionError, RedisTimeoutError, OSError) as exc:
-            self.log.error("ingest_unavailable", error=str(exc))
+            # The echo is what the widget's history is rebuilt from after a reload, so it is stored before the
+            # ack too: a failure here is answered "unavailable", the widget re-sends, the store answers
+            # "duplicate" and the echo's dedupe id keeps it to one frame.
+            echo = Message(id=accepted.message_id, direction=Dir.INBOUND, channel=ChannelKind.WEBCHAT,
+                           text=inbound.text, author=self.profile.name, at=inbound.received_at)
+            await outbox.publish(self.redis, accepted.conversation_id, outbox.message_frame(echo, "in", cid),
+                                 dedupe_id=accepted.message_id)
+        except (RedisError, OSError) as exc:
+            # Any Redis error, not only connection trouble: READONLY during a failover or OOM used to escape
+            # and kill the socket without a word, and the widget reconnected and re-sent blindly.
+            self.log.error("ingest_unavailable", error=str(exc), error_type=type(exc).__name__)
             await self.unavailable(cid)
             return
         if not self.kept:
@@ -222,19 +273,14 @@ class ChatSocket:
                 self.kept = True
         if accepted.conversation_id != self.conversation_id:
             await self.stop_reader()
-            self.follow(accepted.conversation_id, 0)
             await self.send({"type": "conversation", "conversation_id": accepted.conversation_id})
+            self.follow(accepted.conversation_id, 0)  # after the frame: the widget resets its seq on it
         await self.send({
             "type": "ack", "client_id": cid, "message_id": accepted.message_id,
             "conversation_id": accepted.conversation_id, "duplicate": accepted.duplicate,
         })
         self.log.info("message_accepted", channel="webchat", message_id=accepted.message_id,
                       duplicate=accepted.duplicate)
-        echo = Message(id=accepted.message_id, direction=Dir.INBOUND, channel=ChannelKind.WEBCHAT,
-                       text=inbound.text, author=self.profile.name, at=inbound.received_at)
-        with contextlib.suppress(RedisError, OSError):
-            await outbox.publish(self.redis, accepted.conversation_id, outbox.message_frame(echo, "in", cid),
-                                 dedupe_id=accepted.message_id)
 
     async def unavailable(self, client_id: str) -> None:
         await self.send(error_frame(
@@ -276,6 +322,12 @@ class ChatSocket:
             await self.send(error_frame("unavailable", "your rating could not be saved; please try again"))
             return
         self.log.info("webchat_csat", score=frame.score)
+        try:
+            # In the stream so a reload (which replays the csat_request) and the customer's other tabs hide the
+            # prompt instead of asking again and letting a second rating overwrite the first.
+            await outbox.publish(self.redis, self.conversation_id, {"type": "csat_rated", "score": frame.score})
+        except (RedisError, OSError) as exc:
+            self.log.warning("webchat_csat_rated_unpublished", error=str(exc))
         await self.send({"type": "csat_ack", "score": frame.score})
 
     async def on_ping(self, frame: Ping) -> None:
@@ -310,10 +362,12 @@ class SocketEndpoint:
             return web.json_response({"error": "bad_token", "message": str(exc)}, status=401)
         try:
             since = int(request.query.get("since", "0"))
-            if since < 0:
+            if not 0 <= since <= MAX_SINCE:
                 raise ValueError
         except ValueError:
-            return web.json_response({"error": "bad_since", "message": "since must be a seq >= 0"}, status=400)
+            return web.json_response(
+                {"error": "bad_since", "message": f"since must be a seq from 0 to {MAX_SINCE}"}, status=400
+            )
         ws = web.WebSocketResponse(heartbeat=25.0, max_msg_size=MAX_FRAME_BYTES)
         await ws.prepare(request)
         self.open.add(ws)

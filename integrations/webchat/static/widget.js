@@ -151,13 +151,24 @@
   }
 
   // ---- server frames (table dispatch) ------------------------------------------------------------
+  // Seqs count per conversation: a position kept from the previous conversation would skip the new one's
+  // first frames (another tab's message, the agent's first replies). The prompt and notes belong to it too.
+  function newConversation() {
+    lastSeq = 0; note.textContent = ""; clearTimeout(agentTypingTimer);
+    csatBox.hidden = true; csatBox.textContent = ""; csatBox.removeAttribute("data-state");
+  }
+
   var handlers = {
-    hello: function () { alertBox.textContent = ""; inflight = null; pump(); },
+    hello: function (f) {
+      // The server resumes from 0 when our position is past the end of its stream (not issued for it).
+      if (typeof f.since === "number" && f.since < lastSeq) lastSeq = f.since;
+      alertBox.textContent = ""; inflight = null; pump();
+    },
     conversation: function (f) {
       // The store opened a new conversation (the old one was closed): follow it, and get a token for it
       // before the next reconnect so a resume never replays the old stream.
       if (session) { session.conversation_id = f.conversation_id; session.expires_at = 0; }
-      lastSeq = 0;
+      newConversation();
     },
     ack: function (f) {
       outbox = outbox.filter(function (m) { return m.client_id !== f.client_id; }); saveOutbox();
@@ -183,7 +194,14 @@
         : "A person will be with you shortly.";
     },
     csat_request: function () { showCsat(); },
-    csat_ack: function () { csatBox.textContent = ""; csatBox.appendChild(el("p", {}, "Thank you for your feedback!")); },
+    // Replayed on reload and seen by the other tabs: the question was answered, do not ask it again.
+    csat_rated: function () {
+      if (csatBox.getAttribute("data-state") === "asking") { csatBox.hidden = true; csatBox.textContent = ""; }
+    },
+    csat_ack: function () {
+      csatBox.textContent = ""; csatBox.hidden = false; csatBox.setAttribute("data-state", "thanked");
+      csatBox.appendChild(el("p", {}, "Thank you for your feedback!"));
+    },
     error: function (f) {
       alertBox.textContent = f.message || "Something went wrong.";
       var b = f.client_id && bubbles[f.client_id];
@@ -202,7 +220,7 @@
   };
 
   function showCsat() {
-    csatBox.textContent = ""; csatBox.hidden = false;
+    csatBox.textContent = ""; csatBox.hidden = false; csatBox.setAttribute("data-state", "asking");
     csatBox.appendChild(el("p", { id: "sbc-csat-q" }, "How would you rate our help? (1 = poor, 5 = great)"));
     var row = el("div");
     for (var i = 1; i <= 5; i++) {
@@ -229,6 +247,7 @@
       return r.json().then(function (j) { if (!r.ok) throw new Error(j.message || "chat unavailable"); return j; });
     }).then(function (j) {
       if (j.visitor_id) { visitor = j.visitor_id; store(KEY_VISITOR, visitor); }
+      if (session && session.conversation_id !== j.conversation_id) newConversation();
       session = j; return j;
     });
   }
@@ -241,15 +260,21 @@
     var fresh = session && session.expires_at * 1000 - Date.now() > 30000;
     (fresh ? Promise.resolve(session) : startSession()).then(function (s) {
       var url = root.replace(/^http/, "ws") + s.ws_path + "?token=" + encodeURIComponent(s.token) + "&since=" + lastSeq;
+      var opened = false;
       ws = new WebSocket(url);
       api._ws = ws;
-      ws.onopen = function () { retry = 0; };
+      ws.onopen = function () { opened = true; retry = 0; };
       ws.onmessage = function (ev) {
         var f; try { f = JSON.parse(ev.data); } catch (e) { return; }
         if (typeof f.seq === "number") { if (f.seq <= lastSeq) return; lastSeq = f.seq; }
         var h = handlers[f.type]; if (h) h(f);
       };
-      ws.onclose = function () { ws = null; inflight = null; reconnect(); };
+      ws.onclose = function () {
+        // Refused before it opened (the browser hides the 401): most likely the token, e.g. the server
+        // restarted with a new key or another process answered. Ask for a new session on the next attempt.
+        if (!opened && session === s) session.expires_at = 0;
+        ws = null; inflight = null; reconnect();
+      };
     }).catch(function (e) { alertBox.textContent = String(e.message || e); reconnect(); });
   }
 
