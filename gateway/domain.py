@@ -245,6 +245,10 @@ class Conversation(BaseModel):
     csat: int | None = Field(default=None, ge=1, le=5)
     scores: Scores | None = None
     decision: Decision | None = None
+    replied_at: datetime | None = None
+    """When a person last replied in the card's thread, as soon as they did: the reply reaches the
+    transcript only once the worker has delivered it, and an SLA step read in between took the
+    conversation away from the agent who had just answered."""
     moving_ref: str | None = None
     """The queued transfer moving the card to `skill`'s channel, until the worker posts the new card there:
     a second click on Transfer in between is told so instead of queuing the move (and its outcome) twice,

@@ -40,11 +40,16 @@ def sla_state(conv: Conversation, done: frozenset[str]) -> SlaState:
     first message the bot answered). `responded` counts people only (first vs next response target)."""
     waiting_since: float | None = None
     responded = False
+    replied = conv.replied_at.timestamp() if conv.replied_at else None  # a reply on its way counts already
     for m in conv.messages:
+        if replied is not None and m.at.timestamp() >= replied:
+            responded, waiting_since, replied = True, None, None
         if ends_wait(m):
             responded, waiting_since = responded or is_human_reply(m), None
         elif m.direction is Direction.INBOUND and waiting_since is None:
             waiting_since = m.at.timestamp()
+    if replied is not None:  # replied after every message so far
+        responded, waiting_since = True, None
     return SlaState(
         conversation_id=conv.id,
         skill=conv.skill or "general",

@@ -105,9 +105,9 @@ return redis.call('HINCRBY', KEYS[1], 'version', 1)
 
 DEDUPE_TTL_S = 7 * 86400
 CREATE_FIELDS = ("id", "customer", "state", "created_at")
-GUARDED = ("state", "claimed_by", "card_ts", "skill")
-"""What desk actions change (a transfer first changes the skill, its new card comes a Slack call later):
-`save_if` refuses to write over a change to any of them."""
+GUARDED = ("state", "claimed_by", "card_ts", "skill", "replied_at")
+"""What desk actions change (a transfer first changes the skill, its new card comes a Slack call later),
+and an agent's reply (an SLA reassign must lose to it): `save_if` refuses to write over a change to any."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -285,6 +285,14 @@ class ConversationStore:
     async def append(self, conv: Conversation, message: Message) -> None:
         await self.redis.rpush(keys.transcript(conv.id), message.model_dump_json())
         conv.messages.append(message)
+
+    async def enqueue_reply(self, conv: Conversation, fields: dict[str, str]) -> None:
+        """Queue a person's reply and record that they replied (`Conversation.replied_at`) in one step."""
+        conv.replied_at = conv.updated_at = utcnow()
+        async with self.redis.pipeline(transaction=True) as pipe:
+            pipe.xadd(*self.entry(conv, fields))
+            self.stage_save(pipe, conv, "replied_at")
+            await pipe.execute()
 
     async def enqueue(self, conv: Conversation, fields: dict[str, str]) -> str:
         """Queue work for a conversation on its customer's partition, behind that customer's messages."""

@@ -17,6 +17,7 @@ from gateway.domain import Conversation
 from gateway.scheduler import ManualClock
 from tests.conftest import Callback
 from tests.harness import Gateway, bot_answered, cards, eventually, make_settings, outcomes, start_gateway
+from tests.slack_requests import SlackSender
 from tests.test_sla_e2e import _card
 from tests.test_transfer_order import _drained
 
@@ -119,3 +120,28 @@ async def test_back_to_bot_then_the_customer_writes_the_bot_decides_and_the_card
     assert any("needs a person again" in t for t in texts)
     assert sum("I want a person" in t for t in texts) == 1  # threaded once
     assert any(o["kind"] == "automation_handoff" for o in await outcomes(gw.rt.redis))  # the bot had its turn
+
+
+async def test_an_agent_who_replied_keeps_the_conversation_while_the_reply_is_on_its_way(gw: Gateway) -> None:
+    clock = ManualClock(time.time())
+    gw.rt.sla.clock = clock
+    conv_id, card = await _card(gw)
+    slack = SlackSender(gw.session, f"{gw.url}/slack/events", gw.rt.slack.signing_secret)
+    channel = gw.slack.channel_id("support-billing")
+    assert (await gw.rt.ops.claim(conv_id, "U0ALICE")).ok
+    await gw.stop_worker()  # the customer's partition is busy: the reply waits there a while
+    clock.advance((await gw.rt.policies.current()).route_for("billing").sla.first_response - 5)
+    await slack.message("U0ALICE", channel, "Hi, I am looking at your invoice now", thread_ts=card["ts"])
+
+    async def recorded() -> bool:
+        conv = await gw.rt.store.load(conv_id)
+        return conv is not None and conv.replied_at is not None
+
+    await eventually(recorded)
+    clock.advance(10)
+    assert await gw.rt.sla.tick() == 0  # was: "U0ALICE has not replied for 10m 05s", and back to the queue
+    assert await gw.rt.ops.holder(conv_id) == "U0ALICE"
+    gw.start_worker()
+    await eventually(lambda: _drained(gw, gw.rt.redis))
+    conv = await gw.rt.store.load(conv_id)
+    assert conv is not None and conv.claimed_by == "U0ALICE" and conv.state.value == "claimed"

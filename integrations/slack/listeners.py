@@ -144,7 +144,10 @@ async def queue_reply(ctx: DeskContext, conv: Conversation, text: str, author: s
     fields = {"kind": kind, "text": text, "author": author, "ref": ref}
     if slack:
         fields.update({"slack_channel": slack[0], "slack_ts": slack[1]})
-    await ctx.store.enqueue(conv, fields)
+    if kind == "agent_reply":
+        await ctx.store.enqueue_reply(conv, fields)  # the SLA counts the reply from now, not from delivery
+    else:
+        await ctx.store.enqueue(conv, fields)
 
 
 def register(bolt: AsyncApp, ctx: DeskContext) -> None:
