@@ -20,6 +20,7 @@ from gateway import keys
 from gateway.domain import Conversation
 from gateway.policy_store import PolicyStore
 from gateway.redis_conn import as_str
+from gateway.retries import RETRY_KEY
 from gateway.store import ConversationStore
 from integrations.slack.desk import SlackDesk
 
@@ -28,6 +29,8 @@ log = structlog.get_logger(__name__)
 ERASURES = f"{keys.PREFIX}erasures"
 SCAN_CHUNK = 1000
 UNLISTED_MARGIN_S = 3600
+PARKED_OUTCOMES = f"{keys.OUTCOMES}:parked"
+"""Where the learner parks outcomes it could not learn (`learners.process.PARKED_STREAM`)."""
 
 
 @dataclass
@@ -69,17 +72,25 @@ class Eraser:
             return report
         idents = [as_str(i) for i in await self.redis.smembers(f"{keys.person(person)}:idents")]
         conv_ids = [as_str(c) for c in await self.redis.zrange(keys.person_conversations(person), 0, -1)]
+        persons = {person, *await self._merged_into(person)}
+        # The pointers first: a message arriving while Slack is being cleaned starts afresh instead of
+        # writing into (and resurrecting) a conversation being erased.
+        doomed = [keys.ident(i) for i in idents] + [keys.customer_conversation(i) for i in idents]
+        for p in sorted(persons):  # the persons merged into this one kept their own keys
+            doomed += [keys.person(p), f"{keys.person(p)}:idents", keys.person_conversations(p),
+                       f"{keys.person(p)}:conv", f"{keys.person(p)}:merged_into"]
+        report.keys_deleted += int(await self.redis.delete(*doomed))
         for conv_id in conv_ids:
             conv = await self.store.load(conv_id)
             if conv is not None:
                 await self._forget_conversation(conv, report, idents, deep)
-        report.stream_entries += await self._drop_entries(keys.OUTCOMES, set(conv_ids), "conversation_id")
-        report.stream_entries += await self._drop_entries(keys.AUDIT, set(conv_ids), "conversation_id")
-        doomed = [keys.ident(i) for i in idents]
-        doomed += [keys.customer_conversation(i) for i in idents]
-        doomed += [keys.person(person), f"{keys.person(person)}:idents", keys.person_conversations(person),
-                   f"{keys.person(person)}:conv", f"{keys.person(person)}:merged_into"]
-        report.keys_deleted += int(await self.redis.delete(*doomed))
+        about = set(conv_ids)
+        for stream, name in ((keys.OUTCOMES, "conversation_id"), (keys.AUDIT, "conversation_id"),
+                             (PARKED_OUTCOMES, "conversation_id"), (keys.DEAD, "conv"),
+                             *((keys.inbound_stream(p), "conv") for p in range(self.store.partitions))):
+            report.stream_entries += await self._drop_entries(stream, about, name)
+        report.stream_entries += await self._drop_merges(persons)
+        report.keys_deleted += await self._drop_retries(about)
         await self.redis.xadd(ERASURES, {"person": person, "requested_by": requested_by, "at": f"{time.time():.3f}",
                                          "report": json.dumps(report.as_dict())})
         log.info("customer_forgotten", person=person, conversations=report.conversations, requested_by=requested_by)
@@ -162,6 +173,33 @@ class Eraser:
             report.slack_messages += 1
         except SlackApiError as exc:
             report.kept.append(f"Slack card {ts} of {conv.id}: {exc.response.get('error')}")
+
+    async def _merged_into(self, person: str) -> set[str]:
+        """Every person merged into this one, through chains of merges (their keys hold the same customer)."""
+        found, frontier = set(), {person}
+        while frontier:
+            into = frontier.pop()
+            for _, fields in await self._rows(keys.MERGES):
+                if fields.get("into") == into and "undo" not in fields and fields.get("from") not in found:
+                    found.add(fields["from"])
+                    frontier.add(fields["from"])
+        found.discard(person)
+        return found
+
+    async def _drop_merges(self, persons: set[str]) -> int:
+        """The merge log names the person's identities (emails, phone numbers)."""
+        doomed = [i for i, f in await self._rows(keys.MERGES) if f.get("into") in persons or f.get("from") in persons]
+        return int(await self.redis.xdel(keys.MERGES, *doomed)) if doomed else 0
+
+    async def _drop_retries(self, conv_ids: set[str]) -> int:
+        """Replies waiting for a retry hold the customer's key and the reply's text."""
+        doomed = [m async for m, _ in self.redis.zscan_iter(RETRY_KEY)
+                  if json.loads(as_str(m)).get("conv") in conv_ids]
+        return int(await self.redis.zrem(RETRY_KEY, *doomed)) if doomed else 0
+
+    async def _rows(self, stream: str) -> list[tuple[str, dict[str, str]]]:
+        rows: Any = await self.redis.xrange(stream)
+        return [(as_str(i), {as_str(k): as_str(v) for k, v in f.items()}) for i, f in rows or []]
 
     async def _drop_entries(self, stream: str, conv_ids: set[str], field_name: str) -> int:
         """XDEL every entry about these conversations; streams are scanned in chunks, oldest first."""

@@ -21,6 +21,7 @@ from redis.asyncio.client import Pipeline as RedisPipeline
 from redis.exceptions import ResponseError
 
 from gateway import keys
+from gateway.redis_conn import as_str
 
 log = structlog.get_logger(__name__)
 
@@ -162,10 +163,13 @@ class PartitionReader:
             resp: Any = await self.redis.xreadgroup(
                 keys.INBOUND_GROUP, self.consumer, {keys.inbound_stream(p): "0"}, count=self.count
             )
+            gone = [eid for eid, fields in (resp[0][1] if resp else []) if fields is None]
+            if gone:  # deleted while pending (an erasure): nothing left to do, and trimming waits on them
+                await self.redis.xack(keys.inbound_stream(p), keys.INBOUND_GROUP, *gone)
             entries = _decode(resp[0][1]) if resp else []
             if entries:
                 out[p] = entries
-            else:
+            elif not gone:  # a page of deleted ones may hide live ones behind it: read again
                 self.backlog.discard(p)
         if out:
             return out, True
@@ -225,3 +229,23 @@ class Ack:
 
     def stage(self, pipe: RedisPipeline) -> None:
         pipe.xack(keys.inbound_stream(self.partition), keys.INBOUND_GROUP, self.entry_id)
+
+
+async def trim_handled(redis: aioredis.Redis, partition: int) -> int:
+    """Drop the partition's entries every reader is done with; returns how many went.
+
+    Acknowledged entries used to stay for ever: Redis grew with every message, and each entry keeps the
+    customer's key and profile, which an erasure must not leave behind. Kept: everything pending (read,
+    not yet acknowledged: a crashed worker's replay needs it) and everything not yet delivered."""
+    stream = keys.inbound_stream(partition)
+    groups: Any = await redis.xinfo_groups(stream)
+    group = next((g for g in groups if as_str(g.get("name")) == keys.INBOUND_GROUP), None)
+    if group is None:
+        return 0
+    pending: Any = await redis.xpending(stream, keys.INBOUND_GROUP)
+    if int(pending.get("pending") or 0):
+        floor = as_str(pending["min"])
+    else:
+        ms, seq = as_str(group.get("last-delivered-id") or "0-0").split("-")
+        floor = f"{ms}-{int(seq) + 1}"
+    return int(await redis.xtrim(stream, minid=floor, approximate=False))

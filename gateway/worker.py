@@ -14,11 +14,12 @@ import aiohttp
 import redis.asyncio as aioredis
 import structlog
 from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from gateway import dead_letters, keys, metrics
 from gateway.pipeline import Pipeline
-from gateway.streams import Ack, Entry, PartitionLeases, PartitionReader, ensure_groups
+from gateway.streams import Ack, Entry, PartitionLeases, PartitionReader, ensure_groups, trim_handled
 
 log = structlog.get_logger(__name__)
 
@@ -29,6 +30,8 @@ BACKOFF_BASE_S = 0.2
 BACKOFF_CAP_S = 30.0
 HANDOVER_POLL_S = 0.25
 ATTEMPTS = f"{keys.PREFIX}attempts"
+TRIM_EVERY_S = 30.0
+"""How often a worker drops the entries of its partitions that are done with (`streams.trim_handled`)."""
 
 
 def transient(exc: BaseException) -> bool:
@@ -79,7 +82,7 @@ class Worker:
 
         Between renewals the worker polls membership: when a worker joins, the one holding every
         partition gives its surplus up within a poll, and the newcomer (below its share) takes it."""
-        due = 0.0
+        due, trim_due = 0.0, time.monotonic() + TRIM_EVERY_S
         while not stop.is_set():
             try:
                 now = time.monotonic()
@@ -88,10 +91,20 @@ class Worker:
                     await self._renew_and_balance()
                     due = now + self.lease_ms / 3000
                 self.ready.set()
+                if now >= trim_due:
+                    trim_due = now + TRIM_EVERY_S
+                    await self._trim()
             except (RedisConnectionError, RedisTimeoutError, OSError) as exc:
                 log.warning("worker_heartbeat_failed", error=str(exc))
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), timeout=min(self.lease_ms / 3000, HANDOVER_POLL_S))
+
+    async def _trim(self) -> None:
+        for p in sorted(self.leases.owned):
+            try:
+                await trim_handled(self.redis, p)
+            except ResponseError as exc:  # a stream or group deleted under us: recreated by the next read
+                log.warning("stream_trim_failed", partition=p, error=str(exc))
 
     async def _renew_and_balance(self) -> None:
         owned, acquired = await self.leases.heartbeat()

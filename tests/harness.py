@@ -49,6 +49,7 @@ class Gateway:
     session: aiohttp.ClientSession
     stop: asyncio.Event = field(default_factory=asyncio.Event)
     worker_task: asyncio.Task[None] | None = None
+    worker: Worker | None = None
 
     @property
     def url(self) -> str:
@@ -70,9 +71,9 @@ class Gateway:
             return resp.status, await resp.json()
 
     def start_worker(self, backoff: tuple[float, float] | None = None) -> None:
-        worker = Worker(self.rt.redis, self.rt.pipeline, self.settings.partitions, self.settings.lease_ms, 500,
-                        backoff=backoff or (BACKOFF_BASE_S, BACKOFF_CAP_S))
-        self.worker_task = asyncio.create_task(worker.run(self.stop))
+        self.worker = Worker(self.rt.redis, self.rt.pipeline, self.settings.partitions, self.settings.lease_ms, 500,
+                             backoff=backoff or (BACKOFF_BASE_S, BACKOFF_CAP_S))
+        self.worker_task = asyncio.create_task(self.worker.run(self.stop))
 
     async def stop_worker(self) -> None:
         self.stop.set()

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import json
+from typing import Any
 
 import pytest
 import redis.asyncio as aioredis
 
 from gateway import keys
 from gateway.identity import Identity
+from gateway.redis_conn import as_str
 from integrations.webhook.signature import sign
 from tests.conftest import Callback
 from tests.harness import API_SECRET, Gateway, cards, eventually, outcomes
@@ -232,3 +234,40 @@ async def test_bot_resolution_by_silence_and_failure_on_comeback(
         assert resolved and resolved[0].get("automation_failed") is None
     finally:
         await gw.close()
+
+
+READERS: dict[str, Any] = {
+    "string": lambda r, k: r.get(k), "hash": lambda r, k: r.hgetall(k), "list": lambda r, k: r.lrange(k, 0, -1),
+    "set": lambda r, k: r.smembers(k), "zset": lambda r, k: r.zrange(k, 0, -1), "stream": lambda r, k: r.xrange(k),
+}
+
+
+async def _everything_in(redis: aioredis.Redis) -> str:
+    """Every key and value in Redis, as one text to search: what an erasure must leave no trace in."""
+    out = []
+    async for key in redis.scan_iter(count=500):
+        value = await READERS[as_str(await redis.type(key))](redis, key)
+        out.append(f"{key!r} {value!r}")
+    return "\n".join(out)
+
+
+async def test_forget_leaves_no_trace_in_redis_even_of_a_merged_customer(gateway: Gateway,
+                                                                         redis: aioredis.Redis) -> None:
+    """Two API customers are one person (the same verified email): an erasure of either removes both,
+    from every key and stream (the partition streams, the merge log, parked work) not only the obvious."""
+    _, shop = await gateway.post_message({"customer_id": "shop-9", "message_id": "s1", "text": "order 4711 is late",
+                                          "customer": {"email": "jane@example.com", "name": "Jane Doe"}})
+    _, crm = await gateway.post_message({"customer_id": "crm-1", "message_id": "a1", "text": "my invoice is wrong"})
+    await eventually(lambda: _routed(gateway, crm["conversation_id"]))
+    await gateway.post_message({"customer_id": "crm-1", "message_id": "a2", "customer": JANE,
+                                "text": "hello again?"})  # the email joins the two persons
+    await eventually(lambda: redis.xlen(keys.MERGES))
+    await eventually(lambda: _routed(gateway, shop["conversation_id"]))
+    assert "Jane Doe" in await _everything_in(redis)
+    signed = json.dumps({"customer": "api:shop-9"}).encode()
+    async with gateway.session.delete(f"{gateway.url}/v1/customers/api:shop-9", data=signed,
+                                      headers={"X-Switchboard-Signature": sign(API_SECRET, signed)}) as r:
+        assert r.status == 200, await r.text()
+    left = await _everything_in(redis)
+    for trace in ("jane", "Jane", "1234567", "4711", "invoice is wrong", "hello again", "crm-1", "shop-9"):
+        assert trace not in left, trace
