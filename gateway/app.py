@@ -65,8 +65,7 @@ def create_app(rt: Runtime) -> web.Application:
     app.router.add_get("/readyz", readyz)
     app.router.add_post("/v1/messages", make_handler(rt.api_secret, rt.store.ingest, rt.settings.max_body_bytes))
     app.router.add_post("/slack/events", events_handler(bolt, rt.slack.signing_secret))
-    scorer = rt.pipeline.scorer if isinstance(rt.pipeline.scorer, metrics.HasHealth) else None
-    metrics.mount(app, metrics.MetricsSource(rt.redis, rt.settings.partitions, scorer))
+    metrics.mount(app, metrics.MetricsSource.of(rt.redis, rt.settings.partitions, rt.pipeline.scorer))
     eraser = Eraser(rt.redis, rt.store, rt.desk, rt.policies)
     app.router.add_delete("/v1/customers/{ref}", make_forget_handler(rt.api_secret, eraser))
     channels.mount(app, rt.channel_configs, rt.redis, rt.store.ingest, rt.session,

@@ -14,7 +14,7 @@ import structlog
 from aiohttp import web
 
 from gateway import loop as event_loop
-from gateway import send
+from gateway import metrics, send
 from gateway.app import create_app
 from gateway.logging import configure_logging
 from gateway.runtime import Runtime, build_runtime, install_token
@@ -82,6 +82,11 @@ async def run(settings: Settings, roles: set[str]) -> None:
             await runner.setup()
             await web.TCPSite(runner, settings.host, settings.port).start()
             log.info("web_listening", url=f"http://{settings.host}:{settings.port}", roles=sorted(roles))
+        elif settings.metrics_port is not None:
+            source = metrics.MetricsSource.of(rt.redis, settings.partitions, rt.pipeline.scorer)
+            runner = await metrics.start_metrics_server(source, settings.host, settings.metrics_port)
+            log.info("metrics_listening", url=f"http://{settings.host}:{settings.metrics_port}/metrics",
+                     roles=sorted(roles))
         if "worker" in roles:
             if rt.settings.slack_oauth_enabled:
                 while not await install_token(rt) and not stop.is_set():

@@ -271,6 +271,11 @@ class MetricsSource:
     partitions: int
     scorer: HasHealth | None = None
 
+    @classmethod
+    def of(cls, redis: aioredis.Redis, partitions: int, scorer: object) -> MetricsSource:
+        """With the scorer's health gauges if it reports any (the learners do, the cold-start rules don't)."""
+        return cls(redis, partitions, scorer if isinstance(scorer, HasHealth) else None)
+
 
 METRICS_SOURCE: web.AppKey[MetricsSource] = web.AppKey("metrics_source", MetricsSource)
 

@@ -33,6 +33,9 @@ class Settings(BaseSettings):
 
     redis_url: str | None = Field(default=None, validation_alias=_env("REDIS_URL"))
     port: int = Field(default=8080, ge=1, le=65535, validation_alias=_env("PORT"))
+    metrics_port: int | None = Field(default=None, ge=1, le=65535, validation_alias=_env("SWITCHBOARD_METRICS_PORT"))
+    """`/metrics` of a process without the web role (a worker, a learner): its counters (decisions, SLA
+    breaches, Slack calls) live in that process, and the web process's `/metrics` cannot see them."""
     host: str = Field(default="127.0.0.1", validation_alias=_env("SWITCHBOARD_HOST"))
     public_url: str | None = Field(default=None, validation_alias=_env("SWITCHBOARD_PUBLIC_URL"))
 

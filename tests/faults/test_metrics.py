@@ -21,6 +21,8 @@ from gateway import metrics
 from gateway.metrics import MetricsSource, reason_kind
 from learners.service import LearnerScorer
 from tests.conftest import free_port
+from tests.faults.cluster import Cluster
+from tests.faults.load import run_load
 from tests.harness import eventually, make_settings, start_gateway
 
 
@@ -139,3 +141,26 @@ async def test_scrape_survives_redis_outage(redis_url: str) -> None:
     finally:
         await runner.cleanup()
         await dead.aclose()
+
+
+async def test_a_worker_process_serves_its_own_metrics(cluster: Cluster) -> None:
+    """Procfile layout: decisions, worker entries and SLA breaches happen in the worker process, and the web
+    process's `/metrics` cannot see them; SWITCHBOARD_METRICS_PORT gives the worker its own."""
+    await cluster.start_web()
+    port = free_port()
+    cluster.start_worker("w1", SWITCHBOARD_METRICS_PORT=str(port))
+    result = await run_load(cluster, customers=3, per_customer=1, tag="mx")
+    await cluster.drained()
+    url = f"http://127.0.0.1:{port}/metrics"
+
+    async def counted() -> dict[tuple[str, frozenset[tuple[str, str]]], float] | None:
+        try:
+            found = await samples(cluster.session, url)
+        except aiohttp.ClientError:
+            return None
+        return found if value(found, "switchboard_worker_entries_total", result="acked") >= 3 else None
+
+    found = await eventually(counted, timeout=20)
+    assert sum(v for (name, _), v in found.items() if name == "switchboard_decisions_total") >= len(result.accepted)
+    on_web = await samples(cluster.session, f"{cluster.url}/metrics")
+    assert value(on_web, "switchboard_worker_entries_total", result="acked") == 0  # why the worker needs its own
