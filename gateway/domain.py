@@ -270,6 +270,12 @@ BOT_ANSWER = "bot-"
 """Id prefix of the bot's answers; its other lines (a hand-off notice, say) answer nothing."""
 
 
+AGENT_REPLY = "out-"
+"""Id prefix of what an agent wrote in the card's thread; our own notices ("resolved", "thank you for your
+rating") carry other prefixes, so they never pass for a first response."""
+NOTICE = "notice-"
+
+
 def is_human_reply(m: Message) -> bool:
     return m.direction is Direction.OUTBOUND and m.author != BOT_AUTHOR
 

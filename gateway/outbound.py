@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any
 import structlog
 
 from gateway import keys
-from gateway.domain import Direction, Message
+from gateway.domain import AGENT_REPLY, NOTICE, Direction, Message
 from gateway.effects import Effects
 from gateway.retries import MAX_ATTEMPTS
 from gateway.store import ConversationStore
@@ -55,7 +55,8 @@ async def deliver(p: Pipeline, fields: Mapping[str, str]) -> None:
         return
     ref = fields["ref"]
     message = Message(
-        id=f"out-{ref}", direction=Direction.OUTBOUND, channel=conv.customer.channel, text=fields["text"],
+        id=f"{NOTICE if fields.get('kind') == 'notify' else AGENT_REPLY}{ref}", direction=Direction.OUTBOUND,
+        channel=conv.customer.channel, text=fields["text"],
         author=fields.get("author") or "Support",
     )
     effects = Effects(p.redis, keys.effects(conv.id))

@@ -22,7 +22,7 @@ from typing import Any
 import redis.asyncio as aioredis
 
 from gateway import keys
-from gateway.domain import BOT_AUTHOR
+from gateway.domain import AGENT_REPLY, BOT_ANSWER, BOT_AUTHOR
 from gateway.redis_conn import as_str
 from learners.outcomes import FIELD as OUTCOME_FIELD
 from learners.outcomes import OUTCOMES_STREAM
@@ -107,8 +107,8 @@ def _transcript_facts(stats: Stats, lines: list[Any], had_card: bool) -> None:
         if m["direction"] == "inbound":
             first_in = first_in if first_in is not None else at
         elif m.get("author") == BOT_AUTHOR:
-            bot_answered = bot_answered or str(m.get("id", "")).startswith("bot-")
-        elif first_in is not None:
+            bot_answered = bot_answered or str(m.get("id", "")).startswith(BOT_ANSWER)
+        elif first_in is not None and str(m.get("id", "")).startswith(AGENT_REPLY):
             stats.first_response_s.append(max(0.0, at - first_in))
             break
     if bot_answered:

@@ -125,7 +125,7 @@ async def store_conversation(
     if decision.route.value == "human":
         conv.slack_channel, conv.card_ts = "C0X", "1.0001"
     if reply_after is not None:
-        reply = Message(id=new_id("msg"), direction=Direction.OUTBOUND, channel=ChannelKind.API, text="On it",
+        reply = Message(id=f"out-{new_id('r')}", direction=Direction.OUTBOUND, channel=ChannelKind.API, text="On it",
                         author="Jane", at=at + reply_after)
         await store.append(conv, reply)
     if resolved_after is not None:

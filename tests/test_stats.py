@@ -39,6 +39,12 @@ async def test_stats_over_known_conversations(redis: aioredis.Redis) -> None:
                                          at=hour + timedelta(seconds=5)))
         bots.append(conv)
     await redis.hset(f"sb:conv:{bots[1].id}", "card_ts", '"1.0002"')
+    # Resolved without an agent ever writing: our own notices are no first response.
+    quiet = await store_conversation(store, "invoice: nobody answers", scores("billing"), policy=policy, at=hour)
+    for mid, author in (("notice-resolve-1", "Support"), ("csat-m9", "Support")):
+        await store.append(quiet, Message(id=mid, direction=Direction.OUTBOUND, channel=ChannelKind.API,
+                                          text="Your conversation has been resolved", author=author,
+                                          at=hour + timedelta(seconds=1)))
     # One conversation from last week: outside a 24h window, inside 7d.
     await store_conversation(store, "old invoice", scores("billing"), policy=policy, at=now - timedelta(days=3))
     for cid, csat in ((humans[0].id, 5), (humans[1].id, 3)):
@@ -49,16 +55,16 @@ async def test_stats_over_known_conversations(redis: aioredis.Redis) -> None:
     await redis.xadd("sb:escalations", {"conversation_id": humans[2].id, "step": "warn", "kind": "reping"})
 
     day = await stats.compute(redis, 86400)
-    assert day.conversations == 6
-    assert dict(day.by_skill) == {"billing": 4, "shipping": 2} and dict(day.by_channel) == {"api": 6}
+    assert day.conversations == 7
+    assert dict(day.by_skill) == {"billing": 5, "shipping": 2} and dict(day.by_channel) == {"api": 7}
     assert (day.automated, day.automation_kept) == (2, 1)
-    assert day.automation_share == 2 / 6 and day.automation_success == 0.5
+    assert day.automation_share == 2 / 7 and day.automation_success == 0.5
     assert sorted(day.first_response_s) == [120, 240, 360, 480]
     assert stats.percentile(day.first_response_s, 50) == 240 and stats.percentile(day.first_response_s, 90) == 480
     assert sorted(day.resolution_s) == [1800, 3600]
     assert day.breaches == 1 and day.transfers == 1 and day.csat == [5, 3] and day.csat_avg == 4.0
     week = await stats.compute(redis, 7 * 86400)
-    assert week.conversations == 7 and week.by_skill["billing"] == 5
+    assert week.conversations == 8 and week.by_skill["billing"] == 6
     only = await stats.compute(redis, 86400, only=[humans[0].id, humans[3].id])
     assert only.conversations == 2 and only.breaches == 1 and only.csat == [5] and only.transfers == 0
     arms = await stats.compare_arms(redis, 86400, {humans[0].id: "candidate", humans[1].id: "control",
