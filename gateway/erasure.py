@@ -110,7 +110,7 @@ class Eraser:
             await self._erase_card(conv, channel, ts, report)
         doomed = [keys.conversation(conv.id), keys.transcript(conv.id), keys.effects(conv.id), keys.claim(conv.id),
                   keys.closed(conv.id), keys.cards(conv.id), f"{keys.PREFIX}webchat:out:{conv.id}",
-                  f"{keys.PREFIX}csat:{conv.id}", f"{keys.PREFIX}sla:done:{conv.id}"]
+                  f"{keys.PREFIX}csat:{conv.id}", keys.csat_asked(conv.id), f"{keys.PREFIX}sla:done:{conv.id}"]
         doomed += [keys.dedupe(i, m.external_id) for i in idents for m in conv.messages if m.external_id]
         doomed += [keys.thread(channel, ts) for channel, ts in cards]
         report.keys_deleted += int(await self.redis.delete(*doomed))

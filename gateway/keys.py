@@ -109,3 +109,8 @@ def person_conversations(person_id: str) -> str:
 
 
 MERGES = f"{PREFIX}merges"
+
+
+def csat_asked(conversation_id: str) -> str:
+    """Set while a rating request is unanswered: a lone "5" is a rating only then, and counts once."""
+    return f"{PREFIX}csat:asked:{conversation_id}"

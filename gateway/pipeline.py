@@ -352,7 +352,8 @@ class Pipeline:
         if message.direction is not Direction.INBOUND:
             return
         rating = csat.rating(message.text)
-        if conv.state is ConversationState.RESOLVED and rating is not None:
+        if conv.state is ConversationState.RESOLVED and rating is not None and await csat.asked(self, conv, message,
+                                                                                                 effects):
             await csat.record(self, conv, message, rating, effects)
             return
         reopened = conv.state is ConversationState.RESOLVED

@@ -27,6 +27,11 @@ _SKILL = re.compile(r"[a-z][a-z0-9_-]{0,39}")
 """A policy skill name's shape (router.policy.SkillName)."""
 
 
+def stage_outcome(pipe: Any, outcome: Outcome) -> None:
+    """`publish_outcome` on a caller's MULTI, for an outcome that must be published with other writes."""
+    pipe.xadd(OUTCOMES_STREAM, {FIELD: outcome.model_dump_json()}, maxlen=STREAM_MAXLEN, approximate=True)
+
+
 async def publish_outcome(redis: aioredis.Redis, outcome: Outcome) -> str:
     """XADD the outcome for the learner process; returns the stream entry id."""
     entry_id = await redis.xadd(

@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 import redis.asyncio as aioredis
 
-from gateway import keys
+from gateway import csat, keys
 from gateway.identity import Identity
 from gateway.redis_conn import as_str
 from integrations.webhook.signature import sign
@@ -106,13 +106,23 @@ async def test_csat_reply_after_resolution_is_recorded_not_reopened(
         _, body = await gw.post_message({"customer_id": "c9", "message_id": "m1", "text": text})
         await eventually(lambda: _routed(gw, body["conversation_id"]))
         await gw.rt.ops.resolve(body["conversation_id"], "U0ALICE", skill="billing", urgency=None, mood=None)
+        await csat.ask(redis, body["conversation_id"], "resolve-1")  # what Resolve does with "ask for a rating"
         await gw.post_message({"customer_id": "c9", "message_id": "m2", "text": "5"})
         thanks = await eventually(lambda: [r for r in callback.received if "rating" in r["text"]])
         assert thanks
         conv = await gw.rt.store.load(body["conversation_id"])
         assert conv is not None and conv.csat == 5 and conv.state.value == "resolved"
         published = await outcomes(redis)
-        assert any(o.get("csat") == 5 for o in published)
+        assert [o.get("csat") for o in published if o.get("csat")] == [5]
+        # Asked once, answered once: a later lone "2" is the customer writing again, not a second rating.
+        await gw.post_message({"customer_id": "c9", "message_id": "m3", "text": "2"})
+
+        async def reopened() -> bool:
+            latest = await gw.rt.store.load(body["conversation_id"])
+            return latest is not None and latest.state.value == "waiting"
+
+        assert await eventually(reopened)
+        assert [o.get("csat") for o in await outcomes(redis) if o.get("csat")] == [5]
     finally:
         await gw.close()
 

@@ -13,6 +13,7 @@ import redis.asyncio as aioredis
 from gateway import keys
 from gateway.domain import ChannelKind, Conversation, Customer, Message
 from integrations.webchat import outbox, publish_status, publish_typing, request_csat, set_eta, tokens
+from tests.harness import outcomes
 from tests.test_webchat_support import (
     IDENTITY_SECRET,
     TOKEN_SECRET,
@@ -187,8 +188,14 @@ async def test_typing_status_eta_and_csat(chat: Chat, redis: aioredis.Redis) -> 
     assert answers.keys() == {"csat_ack", "csat_rated"} and answers["csat_ack"]["score"] == 5
     stored = await redis.hgetall(outbox.csat_key(conv))
     assert stored[b"score"] == b"5" and stored[b"comment"] == b"quick, thanks"
+    # Published for stats and the learners (it never was), once: a second rating of one request is not counted.
+    assert [o["csat"] for o in await outcomes(redis) if o["conversation_id"] == conv] == [5]
+    await ws.send_json({"type": "csat", "score": 1})
+    assert (await recv_until(ws, "csat_ack"))["score"] == 1
+    assert [o["csat"] for o in await outcomes(redis) if o["conversation_id"] == conv] == [5]
+    assert (await redis.hgetall(outbox.csat_key(conv)))[b"score"] == b"5"
     await ws.send_json({"type": "ping"})
-    assert (await recv(ws))["type"] == "pong"  # the second csat_request was de-duplicated
+    assert (await recv_until(ws, "pong"))["type"] == "pong"  # the second csat_request was de-duplicated
     await ws.close()
 
 

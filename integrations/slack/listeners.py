@@ -21,7 +21,7 @@ from slack_bolt.response import BoltResponse
 from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
 
-from gateway import keys
+from gateway import csat, keys
 from gateway.desk_ops import DeskOps, Result
 from gateway.domain import ChannelKind, Conversation, ConversationState
 from gateway.ports import AsksRating, CustomerChannel
@@ -192,6 +192,8 @@ def register(bolt: AsyncApp, ctx: DeskContext) -> None:
         await ctx.desk.update_card(conv, f"✅ Resolved by <@{user}> · {_clock()} · {form.skill}")
         text = "Your conversation has been resolved. Reply any time if you need more help."
         channel = ctx.channels.get(conv.customer.channel)
+        if form.ask_csat:  # a rating counts only while one is asked for, and once
+            await csat.ask(ctx.redis, conv.id, f"resolve-{conv.id}")
         if form.ask_csat and isinstance(channel, AsksRating):
             await channel.ask_rating(conv, f"resolve-{conv.id}")
         elif form.ask_csat:

@@ -15,6 +15,7 @@ import redis.asyncio as aioredis
 import structlog
 from redis.exceptions import ClusterDownError, RedisError, ResponseError, TryAgainError
 
+from gateway import csat
 from gateway.domain import ChannelKind, Conversation, Message, utcnow
 from gateway.ports import Delivery
 from integrations.webchat.hub import wake_channel
@@ -185,6 +186,7 @@ async def set_eta(redis: aioredis.Redis, conversation_id: str, minutes: int, ttl
 
 async def request_csat(redis: aioredis.Redis, conversation_id: str, request_id: str | None = None) -> int:
     """Ask the widget for a rating; pass `request_id` (e.g. the resolution id) to make a retry harmless."""
+    await csat.ask(redis, conversation_id, request_id or "widget")
     return await publish(
         redis, conversation_id, {"type": "csat_request", "at": utcnow().isoformat()}, dedupe_id=request_id
     )

@@ -23,6 +23,7 @@ from aiohttp import WSCloseCode, WSMsgType, web
 from pydantic import ValidationError
 from redis.exceptions import RedisError
 
+from gateway import csat
 from gateway.domain import MAX_TEXT, ChannelKind, CustomerProfile, InboundMessage, Message
 from gateway.domain import Direction as Dir
 from gateway.store import Accepted
@@ -314,14 +315,14 @@ class ChatSocket:
 
     async def on_csat(self, frame: Csat) -> None:
         try:
-            await self.redis.hset(outbox.csat_key(self.conversation_id), mapping={
+            counted = await csat.widget_rating(self.redis, self.conversation_id, frame.score, {
                 "score": frame.score, "at": int(time.time()), "customer": self.customer_id,
                 "comment": (frame.comment or "").strip(),
             })
         except (RedisError, OSError):
             await self.send(error_frame("unavailable", "your rating could not be saved; please try again"))
             return
-        self.log.info("webchat_csat", score=frame.score)
+        self.log.info("webchat_csat", score=frame.score, counted=counted)
         try:
             # In the stream so a reload (which replays the csat_request) and the customer's other tabs hide the
             # prompt instead of asking again and letting a second rating overwrite the first.
