@@ -141,7 +141,9 @@ class Pipeline:
             # Handed back to the bot from the desk: the bot answers, or the card it has comes back to life.
             await self._follow_up(conv, message, effects)
             await self._route(conv, message, effects, pre)
-            await self._commit(conv, ("scores", "state"), True, effects, ack)
+            # The state only if the card came back: rewriting "automated" could undo a claim made meanwhile.
+            came_back: tuple[str, ...] = ("state",) if conv.state is not ConversationState.AUTOMATED else ()
+            await self._commit(conv, ("scores", *came_back), True, effects, ack)
         elif conv.card_ts:
             index = conv.messages.index(message)
             new_wait = index == 0 or ends_wait(conv.messages[index - 1])
