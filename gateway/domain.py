@@ -117,10 +117,6 @@ class InboundMessage(BaseModel):
         """Identity of the customer within a channel; partitions and conversations hang on it."""
         return f"{self.channel.value}:{self.customer_id}"
 
-    @property
-    def dedupe_key(self) -> str:
-        return f"{self.channel.value}:{self.message_id}"
-
     def identities(self) -> list[str]:
         """Verified identities only, so two people are never merged on what a visitor merely typed.
 

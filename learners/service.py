@@ -182,13 +182,6 @@ class LearnerScorer:
             log.info("learner_snapshot_loaded", version=newest, learners=swapped)
         return bool(swapped)
 
-    def adopt(self, name: str, learner: TextLearner, version: int, created_at: float | None) -> None:
-        """Install a learner loaded elsewhere (the learner process resuming from a snapshot)."""
-        self._learners[name] = learner
-        self._versions[name] = version
-        self._created[name] = created_at
-        self._seen_version = max(self._seen_version, version)
-
     def health(self) -> dict[str, dict[str, Any]]:
         now = time.time()
         out: dict[str, dict[str, Any]] = {}
