@@ -6,7 +6,6 @@ import asyncio
 import json
 import re
 from pathlib import Path
-from typing import Any
 
 import redis.asyncio as aioredis
 from playwright.async_api import Browser, Page, WebSocketRoute
@@ -14,16 +13,12 @@ from playwright.async_api import Browser, Page, WebSocketRoute
 from integrations.webchat import outbox, request_csat
 from tests.harness import eventually
 from tests.test_webchat_support import Chat, chat
+from tests.widget_page import state
 
 __all__ = ["chat"]
 
 ARTIFACTS = Path(__file__).resolve().parent.parent / "artifacts"
 HOSTILE = "<img src=x onerror=alert(1)>"
-
-
-async def state(page: Page) -> dict[str, Any]:
-    result: dict[str, Any] = await page.evaluate("window.SwitchboardChat.state()")
-    return result
 
 
 async def test_widget_send_reply_drop_csat_and_hostile_text(

@@ -2,21 +2,15 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 import redis.asyncio as aioredis
 from playwright.async_api import Browser, Page
 
 from integrations.webchat import outbox, request_csat
 from tests.harness import eventually
 from tests.test_webchat_support import Chat, chat
+from tests.widget_page import settled, state
 
 __all__ = ["chat"]
-
-
-async def state(page: Page) -> dict[str, Any]:
-    result: dict[str, Any] = await page.evaluate("window.SwitchboardChat.state()")
-    return result
 
 
 async def _caught_up(page: Page, redis: aioredis.Redis, conversation_id: str) -> bool:
@@ -36,7 +30,7 @@ async def test_a_given_rating_is_not_asked_again_after_a_reload_or_in_another_ta
     await tab.get_by_role("button", name="Open support chat").click()
     await tab.get_by_label("Your message").fill("thanks, that solved it")
     await tab.keyboard.press("Enter")
-    await eventually(lambda: _idle(tab), timeout=10)
+    await eventually(lambda: settled(tab), timeout=10)
     conv = (await state(tab))["session"]["conversation_id"]
     await request_csat(redis, conv, request_id="resolution-1")
     other = await context.new_page()
@@ -61,7 +55,3 @@ async def test_a_given_rating_is_not_asked_again_after_a_reload_or_in_another_ta
     await tab.get_by_role("button", name="Rate 5 out of 5").wait_for()
     await context.close()
 
-
-async def _idle(page: Page) -> bool:
-    s = await state(page)
-    return bool(s["session"]) and not s["outbox"] and s["inflight"] is None

@@ -8,15 +8,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from playwright.async_api import Browser, Page, expect
+from playwright.async_api import Browser, expect
 
 from tests.harness import Gateway, cards, eventually
+from tests.widget_page import texts
 
 ARTIFACTS = Path(__file__).resolve().parents[1] / "artifacts"
-
-
-async def _widget_texts(page: Page) -> list[str]:
-    return [t.strip() for t in await page.locator(".sbc-msg .sbc-text").all_text_contents()]
 
 
 async def test_customer_in_widget_and_agent_on_desk(gateway: Gateway, browser: Browser) -> None:
@@ -46,9 +43,9 @@ async def test_customer_in_widget_and_agent_on_desk(gateway: Gateway, browser: B
     await desk.get_by_label("Reply in thread").fill("It was delivered to your neighbour at no. 12.")
     await desk.get_by_role("button", name="Reply", exact=True).click()
     await expect(log.get_by_text("It was delivered to your neighbour at no. 12.")).to_be_visible(timeout=15_000)
-    texts = await _widget_texts(widget)
-    assert texts.count("It was delivered to your neighbour at no. 12.") == 1
-    assert texts.count("Hi, I'm Alice. I'm checking with the courier now.") == 1
+    shown = await texts(widget)
+    assert shown.count("It was delivered to your neighbour at no. 12.") == 1
+    assert shown.count("Hi, I'm Alice. I'm checking with the courier now.") == 1
 
     await messages.get_by_role("button", name="Resolve").click()
     dialog = desk.get_by_role("dialog")

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import time
 from collections.abc import AsyncGenerator
-from typing import Any
 
 import aiohttp
 import redis.asyncio as aioredis
@@ -20,24 +19,11 @@ from integrations.webchat import WebchatConfig, outbox, setup
 from tests.conftest import free_port
 from tests.harness import eventually
 from tests.test_webchat_support import Chat, chat, recv, recv_until, start_chat
+from tests.widget_page import settled, state, texts
 
 __all__ = ["chat"]
 
 REOPEN_LONG_AGO_S = 8 * 86400
-
-
-async def state(page: Page) -> dict[str, Any]:
-    result: dict[str, Any] = await page.evaluate("window.SwitchboardChat.state()")
-    return result
-
-
-async def _acked(page: Page) -> bool:
-    s = await state(page)
-    return bool(s["session"]) and not s["outbox"] and s["inflight"] is None
-
-
-async def texts(page: Page) -> list[str]:
-    return [t.strip() for t in await page.locator(".sbc-msg .sbc-text").all_text_contents()]
 
 
 async def test_widget_follows_a_conversation_another_tab_started_from_its_first_frame(
@@ -51,7 +37,7 @@ async def test_widget_follows_a_conversation_another_tab_started_from_its_first_
         await page.get_by_role("button", name="Open support chat").click()
         await page.get_by_label("Your message").fill("first question")
         await page.keyboard.press("Enter")
-        await eventually(lambda: _acked(page), timeout=10)
+        await eventually(lambda: settled(page), timeout=10)
         s = (await state(page))["session"]
         old, visitor = s["conversation_id"], s["visitor_id"]
         for i in range(4):
@@ -176,7 +162,7 @@ async def test_widget_asks_for_a_new_session_when_its_token_is_refused(
     await page.get_by_role("button", name="Open support chat").click()
     await page.get_by_label("Your message").fill("before restart")
     await page.keyboard.press("Enter")
-    await eventually(lambda: _acked(page), timeout=10)
+    await eventually(lambda: settled(page), timeout=10)
     conv = (await state(page))["session"]["conversation_id"]
     await first.aclose()  # the web process restarts...
     second = _serve(redis, port)
@@ -185,7 +171,7 @@ async def test_widget_asks_for_a_new_session_when_its_token_is_refused(
         sessions.clear()
         await page.get_by_label("Your message").fill("after restart")
         await page.keyboard.press("Enter")
-        await eventually(lambda: _acked(page), timeout=15)
+        await eventually(lambda: settled(page), timeout=15)
         assert sessions, "the widget never asked for a new session"
         assert [m["text"] for m in await chat.transcript(conv)] == ["before restart", "after restart"]
         await page.close()
