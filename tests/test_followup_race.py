@@ -12,10 +12,12 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import pytest
 import redis.asyncio as aioredis
 
 from gateway import keys
@@ -24,6 +26,14 @@ from gateway.domain import Conversation, ConversationState, Direction, Message, 
 from gateway.worker import Worker
 from tests.conftest import Callback
 from tests.harness import Gateway, bot_answered, cards, eventually, make_settings, outcomes, start_gateway
+
+
+@pytest.fixture
+async def race_gw(redis: aioredis.Redis, redis_url: str, tmp_path: Path) -> AsyncIterator[Gateway]:
+    """Automation off, so every message gets a card for the racing actors to act on."""
+    gateway = await start_gateway(make_settings(redis_url, tmp_path, automation="off"))
+    yield gateway
+    await gateway.close()
 
 
 @dataclasses.dataclass
@@ -155,34 +165,26 @@ class ResolvedAfterRead:
         return conv
 
 
-async def test_claim_read_before_a_resolve_does_not_reopen_it(redis: aioredis.Redis, redis_url: str,
-                                                              tmp_path: Path) -> None:
-    gw = await start_gateway(make_settings(redis_url, tmp_path, automation="off"))
-    try:
-        conv_id = await _carded(gw, "race-2")
-        racing = DeskOps(gw.rt.redis, ResolvedAfterRead(gw.rt.store, gw.rt.ops), gw.rt.ops.policies,  # type: ignore[arg-type]
-                         gw.rt.ops.sla)
-        result = await racing.claim(conv_id, "U_AGENT")
-        assert not result.ok and "changed as you clicked" in result.message
-        await _assert_resolved_with_no_claim_held(gw, conv_id, "U_AGENT")
-    finally:
-        await gw.close()
+async def test_claim_read_before_a_resolve_does_not_reopen_it(race_gw: Gateway) -> None:
+    gw = race_gw
+    conv_id = await _carded(gw, "race-2")
+    racing = DeskOps(gw.rt.redis, ResolvedAfterRead(gw.rt.store, gw.rt.ops), gw.rt.ops.policies,  # type: ignore[arg-type]
+                     gw.rt.ops.sla)
+    result = await racing.claim(conv_id, "U_AGENT")
+    assert not result.ok and "changed as you clicked" in result.message
+    await _assert_resolved_with_no_claim_held(gw, conv_id, "U_AGENT")
 
 
-async def test_holder_reclicking_claim_across_a_resolve_keeps_no_claim(redis: aioredis.Redis, redis_url: str,
-                                                                       tmp_path: Path) -> None:
+async def test_holder_reclicking_claim_across_a_resolve_keeps_no_claim(race_gw: Gateway) -> None:
     """The card is redrawn with Claim after an escalation, so the holder clicking it again is normal: a
     resolve landing in that click must not leave their claim (and a unit of their capacity) held."""
-    gw = await start_gateway(make_settings(redis_url, tmp_path, automation="off"))
-    try:
-        conv_id = await _carded(gw, "race-3")
-        assert (await gw.rt.ops.claim(conv_id, "U_AGENT")).ok
-        racing = DeskOps(gw.rt.redis, ResolvedAfterRead(gw.rt.store, gw.rt.ops), gw.rt.ops.policies,  # type: ignore[arg-type]
-                         gw.rt.ops.sla)
-        assert not (await racing.claim(conv_id, "U_AGENT")).ok
-        await _assert_resolved_with_no_claim_held(gw, conv_id, "U_AGENT")
-    finally:
-        await gw.close()
+    gw = race_gw
+    conv_id = await _carded(gw, "race-3")
+    assert (await gw.rt.ops.claim(conv_id, "U_AGENT")).ok
+    racing = DeskOps(gw.rt.redis, ResolvedAfterRead(gw.rt.store, gw.rt.ops), gw.rt.ops.policies,  # type: ignore[arg-type]
+                     gw.rt.ops.sla)
+    assert not (await racing.claim(conv_id, "U_AGENT")).ok
+    await _assert_resolved_with_no_claim_held(gw, conv_id, "U_AGENT")
 
 
 class ClaimedAfterHolderRead(DeskOps):
@@ -199,14 +201,10 @@ class ClaimedAfterHolderRead(DeskOps):
         return held
 
 
-async def test_resolve_read_before_a_claim_still_drops_that_claim(redis: aioredis.Redis, redis_url: str,
-                                                                  tmp_path: Path) -> None:
-    gw = await start_gateway(make_settings(redis_url, tmp_path, automation="off"))
-    try:
-        conv_id = await _carded(gw, "race-4")
-        racing = ClaimedAfterHolderRead(gw.rt.redis, gw.rt.store, gw.rt.ops.policies, gw.rt.ops.sla)
-        racing.other = gw.rt.ops
-        assert (await racing.resolve(conv_id, "U_LEAD", skill="billing", urgency=None, mood=None)).ok
-        await _assert_resolved_with_no_claim_held(gw, conv_id, "U_OTHER")
-    finally:
-        await gw.close()
+async def test_resolve_read_before_a_claim_still_drops_that_claim(race_gw: Gateway) -> None:
+    gw = race_gw
+    conv_id = await _carded(gw, "race-4")
+    racing = ClaimedAfterHolderRead(gw.rt.redis, gw.rt.store, gw.rt.ops.policies, gw.rt.ops.sla)
+    racing.other = gw.rt.ops
+    assert (await racing.resolve(conv_id, "U_LEAD", skill="billing", urgency=None, mood=None)).ok
+    await _assert_resolved_with_no_claim_held(gw, conv_id, "U_OTHER")
