@@ -16,7 +16,7 @@ import structlog
 
 from gateway import keys
 from gateway.domain import Conversation
-from gateway.redis_conn import as_str
+from gateway.redis_conn import as_str, stream_rows
 from gateway.store import ConversationStore
 from gateway.streams import REPLAYED_FROM
 from integrations.slack.escape import escape
@@ -53,9 +53,8 @@ async def parked(redis: aioredis.Redis, limit: int = 10) -> tuple[int, list[Park
     total = int(await redis.xlen(keys.DEAD))
     rows: Any = await redis.xrange(keys.DEAD, count=limit)
     out = []
-    for entry_id, raw in rows or []:
-        fields = {as_str(k): as_str(v) for k, v in raw.items()}
-        out.append(Parked(as_str(entry_id), fields.get("conv", "?"), fields.get("kind", "inbound"),
+    for entry_id, fields in stream_rows(rows):
+        out.append(Parked(entry_id, fields.get("conv", "?"), fields.get("kind", "inbound"),
                           fields.get("error", "")))
     return total, out
 
@@ -83,8 +82,7 @@ async def replay(redis: aioredis.Redis, store: ConversationStore, partitions: in
         if not rows:
             break
         start = "(" + as_str(rows[-1][0])
-        for entry_id, raw in rows:
-            fields = {as_str(k): as_str(v) for k, v in raw.items()}
+        for entry_id, fields in stream_rows(rows):
             original = fields.get(REPLAYED_FROM) or fields.get("entry", "")
             work: dict[Any, Any] = {k: v for k, v in fields.items() if k not in BOOKKEEPING}
             stream = keys.inbound_stream(keys.partition_of(await _owner(store, fields), partitions))

@@ -19,7 +19,7 @@ from slack_sdk.errors import SlackApiError
 from gateway import keys
 from gateway.domain import Conversation
 from gateway.policy_store import PolicyStore
-from gateway.redis_conn import as_str
+from gateway.redis_conn import as_str, stream_rows
 from gateway.retries import RETRY_KEY
 from gateway.store import ConversationStore
 from integrations.slack.desk import SlackDesk
@@ -198,8 +198,7 @@ class Eraser:
         return int(await self.redis.zrem(RETRY_KEY, *doomed)) if doomed else 0
 
     async def _rows(self, stream: str) -> list[tuple[str, dict[str, str]]]:
-        rows: Any = await self.redis.xrange(stream)
-        return [(as_str(i), {as_str(k): as_str(v) for k, v in f.items()}) for i, f in rows or []]
+        return stream_rows(await self.redis.xrange(stream))
 
     async def _drop_entries(self, stream: str, conv_ids: set[str], field_name: str) -> int:
         """XDEL every entry about these conversations; streams are scanned in chunks, oldest first."""
@@ -209,8 +208,7 @@ class Eraser:
             if not rows:
                 return dropped
             doomed = []
-            for entry_id, fields in rows:
-                data = {as_str(k): as_str(v) for k, v in fields.items()}
+            for entry_id, data in stream_rows(rows):
                 about = data.get(field_name)
                 if about is None and "data" in data:
                     about = json.loads(data["data"]).get(field_name)

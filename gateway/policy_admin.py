@@ -35,7 +35,7 @@ from redis.exceptions import WatchError
 
 from gateway import keys
 from gateway.policy_store import CANARY, Canary, CanaryConflict, PolicyStore, carry
-from gateway.redis_conn import as_str
+from gateway.redis_conn import as_str, stream_rows
 from router.policy import Policy, PolicyError
 
 log = structlog.get_logger(__name__)
@@ -137,11 +137,6 @@ def refuse_noop(live: Policy, new: Policy, summary: str) -> None:
         raise ChangeError(f"nothing to change: the policy already has {summary} (v{live.version})")
 
 
-def _rows(raw: Any) -> list[tuple[str, dict[str, str]]]:
-    """Stream entries as (id, text fields); redis-py types them loosely."""
-    return [(as_str(i), {as_str(k): as_str(v) for k, v in (f or {}).items()}) for i, f in raw or []]
-
-
 def _noop_entry(fields: dict[str, str]) -> bool:
     """Recorded before no-ops were refused, or a promote of a canary the live policy had caught up with."""
     before, after = json.loads(fields["before"]), json.loads(fields["after"])
@@ -158,7 +153,7 @@ async def newest_undoable(reader: Any) -> Entry | None:
     undone: set[str] = set()
     end, read = "+", 0
     while read < HISTORY_MAXLEN:
-        rows = _rows(await reader.xrevrange(HISTORY, max=end, count=HISTORY_PAGE + 1))
+        rows = stream_rows(await reader.xrevrange(HISTORY, max=end, count=HISTORY_PAGE + 1))
         rows = [r for r in rows if r[0] != end]  # `max` is inclusive
         if not rows:
             return None
@@ -362,7 +357,7 @@ class PolicyAdmin:
     async def history(self, count: int = 10) -> list[dict[str, str]]:
         """Newest first, without the bulky policy bodies."""
         out = []
-        for entry_id, fields in _rows(await self.redis.xrevrange(HISTORY, count=count)):
+        for entry_id, fields in stream_rows(await self.redis.xrevrange(HISTORY, count=count)):
             fields.pop("before", None)
             fields.pop("after", None)
             out.append({**fields, "id": entry_id})

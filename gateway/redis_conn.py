@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import redis.asyncio as aioredis
 from redis.asyncio.retry import Retry
 from redis.backoff import ExponentialBackoff
@@ -29,3 +31,8 @@ def redis_client(url: str, max_connections: int = 64) -> aioredis.Redis:
 def as_str(value: object) -> str:
     """redis-py answers bytes unless the client decodes; every reader of raw replies normalises here."""
     return value.decode() if isinstance(value, bytes) else str(value)
+
+
+def stream_rows(raw: Any) -> list[tuple[str, dict[str, str]]]:
+    """An XRANGE/XREVRANGE reply as (entry id, fields as text); an entry deleted meanwhile has no fields."""
+    return [(as_str(i), {as_str(k): as_str(v) for k, v in (f or {}).items()}) for i, f in raw or []]

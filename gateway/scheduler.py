@@ -20,7 +20,7 @@ import redis.asyncio as aioredis
 import structlog
 from redis.asyncio.client import Pipeline as RedisPipeline
 
-from gateway.redis_conn import as_str
+from gateway.redis_conn import as_str, stream_rows
 from router.policy import Policy
 from router.sla import SlaAction, SlaState, deadlines
 
@@ -223,10 +223,9 @@ class SlaScheduler:
         """Newest first; filtered client-side because the stream is capped and rarely read."""
         rows = await self.redis.xrevrange(self.escalations_key, count=count if conversation_id is None else None)
         out: list[dict[str, str]] = []
-        for entry_id, fields in rows or []:
-            row = {as_str(k): as_str(v) for k, v in (fields or {}).items()}
+        for entry_id, row in stream_rows(rows):
             if conversation_id is None or row["conversation_id"] == conversation_id:
-                row["id"] = as_str(entry_id)
+                row["id"] = entry_id
                 out.append(row)
                 if len(out) >= count:
                     break

@@ -23,7 +23,7 @@ import redis.asyncio as aioredis
 
 from gateway import keys
 from gateway.domain import AGENT_REPLY, BOT_ANSWER, BOT_AUTHOR
-from gateway.redis_conn import as_str
+from gateway.redis_conn import as_str, stream_rows
 from learners.outcomes import FIELD as OUTCOME_FIELD
 from learners.outcomes import OUTCOMES_STREAM
 
@@ -74,7 +74,7 @@ def percentile(values: list[float], q: float) -> float | None:
 
 def _rows(raw: Any) -> list[dict[str, str]]:
     """Stream entries' fields as text; redis-py types them loosely."""
-    return [{as_str(k): as_str(v) for k, v in (f or {}).items()} for _, f in raw or []]
+    return [fields for _, fields in stream_rows(raw)]
 
 
 def _ts(raw: Any) -> float | None:
