@@ -253,8 +253,8 @@ class Pipeline:
         else:
             conv.decision = decision
             conv.skill = decision.skill
-        if decision.route is RouteKind.HUMAN and not conv.card_ts:
-            await self._post_card(conv, decision, effects, history, suggested_agent(decision, context, policy))
+            if decision.route is RouteKind.HUMAN:
+                await self._post_card(conv, decision, effects, history, suggested_agent(decision, context, policy))
         log.info(
             "conversation_routed",
             conversation_id=conv.id,
