@@ -13,7 +13,6 @@ from slack_bolt.adapter.socket_mode.async_handler import AsyncSocketModeHandler
 from slack_bolt.async_app import AsyncApp
 
 from gateway import channels, metrics, outbound
-from gateway.erasure import Eraser
 from gateway.runtime import Runtime
 from gateway.streams import ensure_groups, groups_ready
 from integrations.slack.bolt_app import create_bolt_app, events_handler
@@ -66,8 +65,8 @@ def create_app(rt: Runtime) -> web.Application:
     app.router.add_post("/v1/messages", make_handler(rt.api_secret, rt.store.ingest, rt.settings.max_body_bytes))
     app.router.add_post("/slack/events", events_handler(bolt, rt.slack.signing_secret))
     metrics.mount(app, metrics.MetricsSource.of(rt.redis, rt.settings.partitions, rt.pipeline.scorer))
-    eraser = Eraser(rt.redis, rt.store, rt.desk, rt.policies)
-    app.router.add_delete("/v1/customers/{ref}", make_forget_handler(rt.api_secret, eraser))
+    assert rt.pipeline.eraser is not None
+    app.router.add_delete("/v1/customers/{ref}", make_forget_handler(rt.api_secret, rt.pipeline.eraser))
     channels.mount(app, rt.channel_configs, rt.redis, rt.store.ingest, rt.session,
                    partial(outbound.report_undelivered, rt.store))
     if rt.slack.emulator is not None:

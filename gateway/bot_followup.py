@@ -22,6 +22,8 @@ log = structlog.get_logger(__name__)
 
 BOT_AGENT = "bot"
 KIND = "bot_check"
+CHECKS_PREFIX = "sb:botcheck"
+"""Where the silence checks are scheduled (an `SlaScheduler` of their own)."""
 
 
 class BotFollowUp:
@@ -31,7 +33,7 @@ class BotFollowUp:
         self.store = store
         self.quiet_s = quiet_s
         self.clock = clock or SystemClock()
-        self.deadlines = SlaScheduler(redis, key_prefix="sb:botcheck", escalations_key="sb:botcheck:log")
+        self.deadlines = SlaScheduler(redis, key_prefix=CHECKS_PREFIX, escalations_key=f"{CHECKS_PREFIX}:log")
 
     async def answered(self, conv: Conversation) -> None:
         await self.deadlines.schedule(conv.id, KIND, self.clock.now() + self.quiet_s)

@@ -17,10 +17,12 @@ import structlog
 from slack_sdk.errors import SlackApiError
 
 from gateway import keys
+from gateway.bot_followup import CHECKS_PREFIX
 from gateway.domain import Conversation
 from gateway.policy_store import PolicyStore
 from gateway.redis_conn import as_str, stream_rows
 from gateway.retries import RETRY_KEY
+from gateway.scheduler import SlaScheduler
 from gateway.store import ConversationStore
 from integrations.slack.desk import SlackDesk
 
@@ -29,6 +31,8 @@ log = structlog.get_logger(__name__)
 ERASURES = f"{keys.PREFIX}erasures"
 SCAN_CHUNK = 1000
 UNLISTED_MARGIN_S = 3600
+SWEEP = "erase"
+"""The entry kind of an erasure's second pass (`Eraser.sweep`), handled by a worker."""
 PARKED_OUTCOMES = f"{keys.OUTCOMES}:parked"
 """Where the learner parks outcomes it could not learn (`learners.process.PARKED_STREAM`)."""
 
@@ -56,6 +60,7 @@ class Eraser:
         self.store = store
         self.desk = desk
         self.policies = policies
+        self.deadlines = (SlaScheduler(redis), SlaScheduler(redis, key_prefix=CHECKS_PREFIX))
 
     async def person_of(self, ref: str) -> str | None:
         """`ref` is a person id or any identity: "api:cust-42", "email:jane@x.com", "phone:+4917…"."""
@@ -81,14 +86,16 @@ class Eraser:
                        f"{keys.person(p)}:conv", f"{keys.person(p)}:merged_into"]
         report.keys_deleted += int(await self.redis.delete(*doomed))
         for conv_id in conv_ids:
-            conv = await self.store.load(conv_id)
-            if conv is not None:
-                await self._forget_conversation(conv, report, idents, deep)
+            await self._forget_conversation(conv_id, report, idents, deep)
         about = set(conv_ids)
-        for stream, name in ((keys.OUTCOMES, "conversation_id"), (keys.AUDIT, "conversation_id"),
-                             (PARKED_OUTCOMES, "conversation_id"), (keys.DEAD, "conv"),
-                             *((keys.inbound_stream(p), "conv") for p in range(self.store.partitions))):
-            report.stream_entries += await self._drop_entries(stream, about, name)
+        for stream, name in self._outcome_streams():
+            report.stream_entries += sum((await self._drop_entries(stream, about, name)).values())
+        for partition in range(self.store.partitions):
+            stream = keys.inbound_stream(partition)
+            queued = await self._drop_entries(stream, about, "conv")
+            report.stream_entries += sum(queued.values())
+            for conv_id in sorted(queued):  # being handled, or about to be: what it writes is swept after it
+                await self.redis.xadd(stream, {"kind": SWEEP, "conv": conv_id})
         report.stream_entries += await self._drop_merges(persons)
         report.keys_deleted += await self._drop_retries(about)
         await self.redis.xadd(ERASURES, {"person": person, "requested_by": requested_by, "at": f"{time.time():.3f}",
@@ -97,26 +104,66 @@ class Eraser:
         return report
 
     async def _forget_conversation(
-        self, conv: Conversation, report: ErasureReport, idents: list[str], deep: bool = False
+        self, conv_id: str, report: ErasureReport, idents: list[str], deep: bool = False
     ) -> None:
+        snap = await self.store.snapshot(conv_id)
+        conv = snap.conversation  # None until a worker first handles one of its messages
         report.conversations += 1
-        report.messages += len(conv.messages)
-        cards = {tuple(as_str(c).split("|", 1)) for c in await self.redis.smembers(keys.cards(conv.id))}
-        if conv.slack_channel and conv.card_ts:
+        report.messages += len(snap.transcript)
+        cards = await self._listed_cards(conv_id)
+        if conv is not None and conv.slack_channel and conv.card_ts:
             cards.add((conv.slack_channel, conv.card_ts))
-        if deep:
+        if deep and conv is not None:
             cards |= await self._unlisted_cards(conv, {channel for channel, _ in cards}, report)
+        dedupe = [keys.dedupe(i, m.external_id) for i in idents for m in snap.transcript if m.external_id]
+        await self._remove(conv_id, cards, conv.claimed_by if conv else None, report, dedupe)
+
+    async def sweep(self, conversation_id: str) -> ErasureReport:
+        """Remove what work in flight during an erasure wrote back (the conversation's fields, its card,
+        the thread index, deadlines, a bot label).
+
+        Queued by the erasure on the customer's partition, which a worker handles in order, so it runs
+        after whatever was being handled for the conversation when the erasure ran."""
+        report = ErasureReport(person=None)
+        raw = await self.redis.hmget(keys.conversation(conversation_id), "slack_channel", "card_ts", "claimed_by")
+        channel, ts, claimed_by = (json.loads(as_str(v)) if v else None for v in raw)
+        cards = await self._listed_cards(conversation_id)
+        if channel and ts:
+            cards.add((channel, ts))
+        await self._remove(conversation_id, cards, claimed_by, report)
+        for stream, name in self._outcome_streams():
+            report.stream_entries += sum((await self._drop_entries(stream, {conversation_id}, name)).values())
+        log.info("erasure_swept", conversation_id=conversation_id, keys_deleted=report.keys_deleted,
+                 slack_messages=report.slack_messages, stream_entries=report.stream_entries)
+        return report
+
+    async def _listed_cards(self, conversation_id: str) -> set[tuple[str, str]]:
+        return {(c[0], c[1]) for c in (as_str(m).split("|", 1) for m in
+                                       await self.redis.smembers(keys.cards(conversation_id)))}
+
+    async def _remove(
+        self, conversation_id: str, cards: set[tuple[str, str]], claimed_by: str | None, report: ErasureReport,
+        extra: list[str] | None = None,
+    ) -> None:
+        """Blank the cards, then delete every key the conversation has and its place in shared lists."""
         for channel, ts in sorted(cards):
-            await self._erase_card(conv, channel, ts, report)
-        doomed = [keys.conversation(conv.id), keys.transcript(conv.id), keys.effects(conv.id), keys.claim(conv.id),
-                  keys.closed(conv.id), keys.cards(conv.id), f"{keys.PREFIX}webchat:out:{conv.id}",
-                  f"{keys.PREFIX}csat:{conv.id}", keys.csat_asked(conv.id), f"{keys.PREFIX}sla:done:{conv.id}"]
-        doomed += [keys.dedupe(i, m.external_id) for i in idents for m in conv.messages if m.external_id]
+            await self._erase_card(conversation_id, channel, ts, report)
+        doomed = [keys.conversation(conversation_id), keys.transcript(conversation_id), keys.effects(conversation_id),
+                  keys.claim(conversation_id), keys.closed(conversation_id), keys.cards(conversation_id),
+                  f"{keys.PREFIX}webchat:out:{conversation_id}", f"{keys.PREFIX}csat:{conversation_id}",
+                  keys.csat_asked(conversation_id), f"{keys.PREFIX}sla:done:{conversation_id}", *(extra or [])]
         doomed += [keys.thread(channel, ts) for channel, ts in cards]
         report.keys_deleted += int(await self.redis.delete(*doomed))
-        await self.redis.lrem(keys.RECENT, 0, conv.id)
-        if conv.claimed_by:
-            await self.redis.srem(keys.agent_open(conv.claimed_by), conv.id)
+        await self.redis.lrem(keys.RECENT, 0, conversation_id)
+        if claimed_by:
+            await self.redis.srem(keys.agent_open(claimed_by), conversation_id)
+        for deadlines in self.deadlines:
+            await deadlines.cancel(conversation_id)
+
+    def _outcome_streams(self) -> tuple[tuple[str, str], ...]:
+        """Streams whose entries quote a conversation's text, with the field naming the conversation."""
+        return ((keys.OUTCOMES, "conversation_id"), (keys.AUDIT, "conversation_id"),
+                (PARKED_OUTCOMES, "conversation_id"), (keys.DEAD, "conv"))
 
     async def _unlisted_cards(
         self, conv: Conversation, seen_in: set[str], report: ErasureReport
@@ -150,7 +197,7 @@ class Eraser:
             found |= {(ref.channel, ref.ts) for ref in refs}
         return found
 
-    async def _erase_card(self, conv: Conversation, channel: str, ts: str, report: ErasureReport) -> None:
+    async def _erase_card(self, conversation_id: str, channel: str, ts: str, report: ErasureReport) -> None:
         """Every card the conversation had (transfers and escalations leave older ones): the customer's
         messages in its thread are deleted and the card itself, which quotes them, is blanked."""
         if self.desk is None:
@@ -165,14 +212,12 @@ class Eraser:
                     report.slack_messages += 1
                 elif not msg.get("bot_id"):
                     report.kept.append(f"agent message {msg['ts']} in {channel} (delete in Slack)")
-            await client.chat_update(
-                channel=channel, ts=ts, text="Customer data erased",
-                blocks=[{"type": "section", "text": {"type": "mrkdwn",
-                                                     "text": f"🗑️ Customer data erased on request (`{conv.id}`)"}}],
-            )
+            erased = f"🗑️ Customer data erased on request (`{conversation_id}`)"
+            await client.chat_update(channel=channel, ts=ts, text="Customer data erased",
+                                     blocks=[{"type": "section", "text": {"type": "mrkdwn", "text": erased}}])
             report.slack_messages += 1
         except SlackApiError as exc:
-            report.kept.append(f"Slack card {ts} of {conv.id}: {exc.response.get('error')}")
+            report.kept.append(f"Slack card {ts} of {conversation_id}: {exc.response.get('error')}")
 
     async def _merged_into(self, person: str) -> set[str]:
         """Every person merged into this one, through chains of merges (their keys hold the same customer)."""
@@ -200,9 +245,11 @@ class Eraser:
     async def _rows(self, stream: str) -> list[tuple[str, dict[str, str]]]:
         return stream_rows(await self.redis.xrange(stream))
 
-    async def _drop_entries(self, stream: str, conv_ids: set[str], field_name: str) -> int:
-        """XDEL every entry about these conversations; streams are scanned in chunks, oldest first."""
-        dropped, start = 0, "-"
+    async def _drop_entries(self, stream: str, conv_ids: set[str], field_name: str) -> dict[str, int]:
+        """XDEL every entry about these conversations; streams are scanned in chunks, oldest first.
+        Returns how many were dropped per conversation."""
+        dropped: dict[str, int] = {}
+        start = "-"
         while True:
             rows: Any = await self.redis.xrange(stream, min=start, max="+", count=SCAN_CHUNK)
             if not rows:
@@ -214,8 +261,9 @@ class Eraser:
                     about = json.loads(data["data"]).get(field_name)
                 if about in conv_ids:
                     doomed.append(entry_id)
+                    dropped[about] = dropped.get(about, 0) + 1
             if doomed:
-                dropped += int(await self.redis.xdel(stream, *doomed))
+                await self.redis.xdel(stream, *doomed)
             last = as_str(rows[-1][0])
             ms, seq = last.split("-")
             start = f"{ms}-{int(seq) + 1}"

@@ -35,6 +35,7 @@ from gateway.domain import (
     new_id,
 )
 from gateway.effects import Effects
+from gateway.erasure import SWEEP, Eraser
 from gateway.faults import checkpoint
 from gateway.identity import Identity
 from gateway.outbound import FAILED, REFUSED, never_found
@@ -83,6 +84,7 @@ class Pipeline:
     bot_followup: BotFollowUp | None = None
 
     identity: Identity | None = None
+    eraser: Eraser | None = None
     _handlers: dict[str, Handler] = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
@@ -94,6 +96,7 @@ class Pipeline:
             "transfer": partial(transfers.move_card, self),
             "retire": partial(transfers.retire, self),
             "note": partial(outbound.note, self),
+            SWEEP: self._sweep,
         }
 
     async def _switch_channel(self, conv: Conversation, fields: Mapping[str, str]) -> None:
@@ -383,6 +386,11 @@ class Pipeline:
                 return ts or "none"
 
             await effects.once(f"reopen:{message.id}", announce, never_found)
+
+    async def _sweep(self, fields: Mapping[str, str], ack: Ack | None = None) -> None:
+        if self.eraser is None:  # a worker is always given one (`runtime`); this is a partial test wiring
+            raise RuntimeError("an erasure sweep needs an eraser")
+        await self.eraser.sweep(fields["conv"])
 
     async def handle_outbound(self, fields: Mapping[str, str], ack: Ack | None = None) -> None:
         await outbound.deliver(self, fields)

@@ -21,6 +21,7 @@ from gateway.channels import ChannelConfigs, senders
 from gateway.desk_ops import DeskOps
 from gateway.domain import ChannelKind
 from gateway.embedded_redis import EmbeddedRedis
+from gateway.erasure import Eraser
 from gateway.identity import Identity
 from gateway.pipeline import Pipeline
 from gateway.policy_store import PolicyStore
@@ -199,6 +200,7 @@ async def build_runtime(settings: Settings, allow_embedded: bool = True) -> Runt
         redis=redis, store=store, policies=policies, scorer=LearnerScorer(), desk=desk, channels=channels,
         automation=make_automation(settings, policies, session), sla=sla, identity=Identity(redis),
         retries=DeliveryRetries(redis), bot_followup=BotFollowUp(redis, store, settings.bot_quiet_s),
+        eraser=Eraser(redis, store, desk, policies),
     )
     return Runtime(
         settings=settings, redis=redis, policy=policy, policies=policies, store=store, slack=slack,
