@@ -66,6 +66,10 @@ class DeskOps:
         self._claim = redis.register_script(_CLAIM)
         self._release = redis.register_script(RELEASE_CLAIM)
 
+    def _sla_now(self) -> datetime:
+        """The SLA clock, not the wall clock: claims and releases start windows the ladder counts from."""
+        return datetime.fromtimestamp(self.sla.clock.now(), UTC) if self.sla is not None else utcnow()
+
     async def _replan(self, conv: Conversation, fresh_claim: bool = False) -> None:
         if self.sla is not None:
             await self.sla.replan(conv, fresh_claim=fresh_claim)
@@ -96,9 +100,8 @@ class DeskOps:
         if int(status) == 2:
             return Result(False, f"You already have {capacity} open conversations (your capacity). "
                           "Resolve or release one first.", conv)
-        # The SLA clock, not the wall clock: the agent's nudge and reassign are counted from this. The
-        # holder clicking Claim again (the card is redrawn with the button after an escalation) keeps it.
-        now = datetime.fromtimestamp(self.sla.clock.now(), UTC) if self.sla is not None else utcnow()
+        # The holder clicking Claim again (the card is redrawn with the button after an escalation) keeps it.
+        now = self._sla_now()
         claimed_at = conv.claimed_at if conv.claimed_by == user and conv.claimed_at else now
         seen = conv.model_copy()
         conv.state, conv.claimed_by, conv.agent, conv.claimed_at = ConversationState.CLAIMED, user, user, claimed_at
@@ -145,8 +148,8 @@ class DeskOps:
         def change(conv: Conversation, holder: str | None) -> tuple[str, ...] | Result:
             if holder != user:
                 return Result(False, f"Only <@{holder}> can release it." if holder else "It is not claimed.")
-            conv.state, conv.claimed_by = ConversationState.WAITING, None
-            return ("state", "claimed_by")
+            conv.state, conv.claimed_by, conv.requeued_at = ConversationState.WAITING, None, self._sla_now()
+            return ("state", "claimed_by", "requeued_at")
 
         result = await self._change(conversation_id, change)
         if not result.ok or result.conversation is None:

@@ -236,6 +236,10 @@ class Conversation(BaseModel):
     claimed_by: str | None = None
     claimed_at: datetime | None = None
     """When `claimed_by` took it; read only while `claimed_by` is set."""
+    requeued_at: datetime | None = None
+    """When it last went back to the queue (released, or reassigned by the SLA); read only while unclaimed.
+    The queue's ladder counts from here: counting from the customer's first message escalated a
+    conversation at the next tick after it had just been put back for another agent to take."""
     agent: str | None = None
     """The last agent who claimed it; kept after resolution so a returning customer can go back to them."""
     csat: int | None = Field(default=None, ge=1, le=5)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from datetime import UTC, datetime
 
 import redis.asyncio as aioredis
 import structlog
@@ -56,6 +57,7 @@ def sla_state(conv: Conversation, done: frozenset[str]) -> SlaState:
         waiting_since=waiting_since or conv.updated_at.timestamp(),
         claimed_by=conv.claimed_by,
         claimed_at=conv.claimed_at.timestamp() if conv.claimed_by and conv.claimed_at else None,
+        requeued_at=conv.requeued_at.timestamp() if not conv.claimed_by and conv.requeued_at else None,
         responded=responded,
         answered=waiting_since is None,
         # The bot owns an automated conversation: no human SLA runs, even if a replan from a snapshot
@@ -186,13 +188,16 @@ class SlaTracker:
         return True
 
     async def _reassign(self, conv: Conversation, action: SlaAction, policy: Policy) -> bool:
-        back = conv.model_copy(update={"claimed_by": None, "state": ConversationState.WAITING})
+        back = conv.model_copy(update={"claimed_by": None, "state": ConversationState.WAITING,
+                                       "requeued_at": datetime.fromtimestamp(self.clock.now(), UTC)})
         # Only if nothing moved since the tick read it (a resolve, or a release and re-claim, keeps its
         # new state and holder), and the claim goes in the same step so a crash cannot leave it held.
-        if not await self.store.save_if(back, ("claimed_by", "state"), expect=conv, drop_claim_of=conv.claimed_by):
+        if not await self.store.save_if(back, ("claimed_by", "state", "requeued_at"), expect=conv,
+                                        drop_claim_of=conv.claimed_by):
             log.info("sla_reassign_superseded", conversation_id=conv.id)
             return False
-        conv.claimed_by, conv.state, conv.version = None, ConversationState.WAITING, back.version
+        conv.claimed_by, conv.state, conv.requeued_at = None, ConversationState.WAITING, back.requeued_at
+        conv.version = back.version
         hint = f" Suggested agent: <@{action.suggested_agent}>." if action.suggested_agent else ""
         await self.desk.update_card(conv, f"🔁 Back in the queue: {action.reason}")
         await self.desk.note_in_thread(conv, f"🔁 {action.reason}.{hint}", broadcast=True)

@@ -8,6 +8,7 @@ the card claimed in the meantime, nothing fires.
 Ladder while unclaimed:  warn (re-ping the channel) → escalate (skill's escalation channel) → leads.
 Ladder while claimed:    warn (nudge the agent)     → reassign (back to the queue / a suggested agent),
                          counted from the claim when the customer was already waiting.
+Back in the queue (a release or a reassign), the unclaimed ladder counts from the return.
 """
 
 from __future__ import annotations
@@ -63,6 +64,9 @@ class SlaState:
     one measures the agent, so nudge and reassign count from the claim when the customer was already
     waiting. Counting from the customer's first message took an overdue conversation back from the
     agent who had just claimed it, at the next tick."""
+    requeued_at: float | None = None
+    """When it went back to the queue (a release, or a reassign): the queue's ladder starts over from
+    here, as the agent's does from a claim."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -103,19 +107,24 @@ def _agent_since(state: SlaState) -> float:
     return max(state.waiting_since, state.claimed_at or state.waiting_since)
 
 
+def _queue_since(state: SlaState) -> float:
+    """Start of the queue's window: the customer's wait, or the return to the queue if that came later."""
+    return max(state.waiting_since, state.requeued_at or state.waiting_since)
+
+
 def deadlines(state: SlaState, policy: Policy) -> list[tuple[SlaStep, float]]:
     """Every deadline of the current wait, for the scheduler; steps already done are left out."""
     if state.resolved or state.answered:
         return []
     _, target = _target(state, policy)
     esc = policy.escalation
-    agent_since = _agent_since(state)
+    agent_since, queue_since = _agent_since(state), _queue_since(state)
     due = {
-        SlaStep.WARN: state.waiting_since + target * esc.warn_fraction,
+        SlaStep.WARN: queue_since + target * esc.warn_fraction,
         SlaStep.NUDGE: agent_since + target * esc.warn_fraction,
-        SlaStep.ESCALATE: state.waiting_since + target,
+        SlaStep.ESCALATE: queue_since + target,
         SlaStep.REASSIGN: agent_since + target,
-        SlaStep.LEADS: state.waiting_since + target + esc.leads_after,
+        SlaStep.LEADS: queue_since + target + esc.leads_after,
     }
     ladder = _ladder(state)
     level = _done_level(state, ladder)
@@ -143,11 +152,12 @@ def actions_due(
 
 def _action(step: SlaStep, state: SlaState, policy: Policy, now: float, agents: Sequence[AgentLoad]) -> SlaAction:
     name, target = _target(state, policy)
-    waited = duration(now - state.waiting_since)
+    since = _queue_since(state)
+    waited = duration(now - since)
     here = state.channel or policy.route_for(state.skill).channel
     cid = state.conversation_id
     if step is SlaStep.WARN:
-        left = duration(state.waiting_since + target - now)
+        left = duration(since + target - now)
         reason = f"{name} due in {left} (SLA {duration(target)}), still unclaimed"
         return SlaAction(ActionKind.REPING, step, cid, here, reason)
     if step is SlaStep.ESCALATE:

@@ -126,3 +126,15 @@ def test_invalid_policy_values_are_refused(tmp_path) -> None:
         load_policy(bad)
     with pytest.raises(PolicyError, match="unknown skill"):
         POLICY.with_skill_changes("nope", automation_paused=True)
+
+
+def test_back_in_the_queue_the_queue_ladder_starts_over() -> None:
+    """Released or reassigned 40 minutes into a 10-minute SLA: the queue gets its window again, from the return."""
+    back = T0 + 2400
+    s = unclaimed(requeued_at=back, done=frozenset({"warn", "nudge", "reassign"}))
+    assert deadlines(s, POLICY) == [(SlaStep.ESCALATE, back + 600), (SlaStep.LEADS, back + 1500)]
+    assert actions_due(s, POLICY, back + 1) == []
+    (esc,) = actions_due(s, POLICY, back + 600)
+    assert esc.step is SlaStep.ESCALATE and esc.reason.endswith("unclaimed for 10m → support-leads")
+    # A return to the queue before the customer's current wait began changes nothing.
+    assert deadlines(unclaimed(requeued_at=T0 - 60), POLICY) == deadlines(unclaimed(), POLICY)

@@ -270,3 +270,36 @@ async def test_a_step_that_fails_is_retried_and_the_others_due_with_it_still_fir
     assert await gateway.rt.sla.tick() == 0  # not hammered every second
     clock.advance(STEP_RETRY_S)
     assert await gateway.rt.sla.tick() == 1 and await steps(ids[0]) == ["warn"]
+
+
+async def test_a_reassigned_conversation_gets_a_full_queue_window_before_it_escalates(gateway: Gateway) -> None:
+    """Claimed, then the agent stayed silent: reassigned back to the queue. The queue's ladder used to count
+    from the customer's first message, long past, so the next tick escalated it a second after the reassign."""
+    clock = ManualClock(time.time())
+    gateway.rt.sla.clock = clock
+    conv_id, card = await _card(gateway)
+    first_response = (await gateway.rt.policies.current()).route_for("billing").sla.first_response
+    clock.advance(first_response * 0.75 + 1)
+    assert await gateway.rt.sla.tick() == 1  # warn: still unclaimed
+    assert (await gateway.rt.ops.claim(conv_id, "U0ALICE")).ok
+    clock.advance(first_response + 1)
+    assert await gateway.rt.sla.tick() == 1  # Alice never replied: reassigned
+    conv = await gateway.rt.store.load(conv_id)
+    assert conv is not None and conv.claimed_by is None and conv.requeued_at is not None
+    assert "Back in the queue" in json.dumps(gateway.slack.messages("support-billing")[0]["blocks"])
+    clock.advance(1)
+    assert await gateway.rt.sla.tick() == 0  # not escalated at the next tick
+    assert cards(gateway.slack, "support-leads") == []
+    clock.advance(first_response - 2)
+    assert await gateway.rt.sla.tick() == 0
+    clock.advance(2)  # a full first-response window after the reassign, unclaimed: escalated
+    assert await gateway.rt.sla.tick() == 1
+    moved = await eventually(lambda: cards(gateway.slack, "support-leads"))
+    assert "unclaimed for 10m" in json.dumps(moved[0]["blocks"])
+    assert [h["step"] for h in await gateway.rt.sla.scheduler.escalations(conv_id)] == ["escalate", "reassign", "warn"]
+    # A release starts the queue's window the same way.
+    assert (await gateway.rt.ops.claim(conv_id, "U0BOB")).ok
+    clock.advance(3 * first_response)
+    assert (await gateway.rt.ops.release(conv_id, "U0BOB")).ok
+    clock.advance(1)
+    assert await gateway.rt.sla.tick() == 0
