@@ -192,6 +192,10 @@ class SlaScheduler:
         scores = await self.redis.zmscore(self.key, [f"{conversation_id}{SEP}{k}" for k in kinds]) if kinds else []
         return [Deadline(conversation_id, k, float(s)) for k, s in zip(kinds, scores, strict=True) if s is not None]
 
+    async def planned(self) -> set[str]:
+        """Every conversation with a deadline pending."""
+        return {_parse(member, 0).conversation_id async for member, _ in self.redis.zscan_iter(self.key)}
+
     async def count(self) -> int:
         return int(await self.redis.zcard(self.key))
 

@@ -19,6 +19,7 @@ from gateway.agents import agent_loads
 from gateway.domain import Conversation, ConversationState, Direction, ends_wait, is_human_reply
 from gateway.policy_store import PolicyStore
 from gateway.ports import AgentDesk
+from gateway.redis_conn import as_str
 from gateway.scheduler import Clock, SlaScheduler, SystemClock
 from gateway.store import ConversationStore
 from router.policy import Policy
@@ -29,6 +30,10 @@ log = structlog.get_logger(__name__)
 CLAIMED_STEPS = frozenset({SlaStep.NUDGE.value, SlaStep.REASSIGN.value})
 STEP_RETRY_S = 30.0
 """A step that failed (Slack down, a channel the bot cannot post to) is tried again this much later."""
+PLANNED_UNDER = f"{keys.PREFIX}sla:policy_version"
+"""The policy version the pending ladders were last planned under, all of them."""
+REPLANNING = f"{keys.PREFIX}sla:replanning"
+REPLANNING_S = 300
 
 
 def _done_key(conversation_id: str) -> str:
@@ -77,6 +82,7 @@ class SlaTracker:
         self.desk = desk
         self.clock = clock or SystemClock()
         self.scheduler = SlaScheduler(redis)
+        self._followed: int | None = None
 
     async def _done(self, conversation_id: str) -> frozenset[str]:
         raw = await self.redis.smembers(_done_key(conversation_id))
@@ -109,8 +115,41 @@ class SlaTracker:
                 done -= CLAIMED_STEPS
         self.scheduler.stage_plan(pipe, sla_state(conv, done), await self.policies.current())
 
+    async def follow_policy(self) -> int:
+        """Re-plan every pending ladder once per policy version; returns how many were re-planned.
+
+        A ladder is planned under the policy of its time. A loosened target corrects itself (its early
+        deadline fires, nothing is due, the ladder is re-planned), but a tightened one waited for each
+        conversation's next change, so a lead's `sla` command did not reach the conversations already
+        waiting. One worker does it (a lock); the others see the version recorded when it is done."""
+        version = (await self.policies.current()).version
+        if version == self._followed:
+            return 0
+        if as_str(await self.redis.get(PLANNED_UNDER) or "") == str(version):
+            self._followed = version
+            return 0
+        if not await self.redis.set(REPLANNING, version, nx=True, ex=REPLANNING_S):
+            return 0
+        try:
+            replanned = 0
+            for conversation_id in sorted(await self.scheduler.planned()):
+                try:
+                    conv = await self.store.load(conversation_id)
+                    if conv is not None:
+                        await self.replan(conv)
+                        replanned += 1
+                except (ValueError, KeyError) as exc:  # one unreadable conversation keeps its old ladder
+                    log.error("sla_replan_failed", conversation_id=conversation_id, error=repr(exc)[:300])
+            await self.redis.set(PLANNED_UNDER, version)
+            self._followed = version
+            log.info("sla_replanned_for_policy", version=version, conversations=replanned)
+            return replanned
+        finally:
+            await self.redis.delete(REPLANNING)
+
     async def tick(self) -> int:
         """Fire what is due now; returns how many actions ran. Safe with many workers (each deadline pops once)."""
+        await self.follow_policy()
         now = self.clock.now()
         fired = 0
         seen: set[str] = set()

@@ -7,13 +7,15 @@ import json
 import time
 from typing import Any
 
+import pytest
 import redis.asyncio as aioredis
 
 from gateway import keys
 from gateway.desk_ops import DeskOps
 from gateway.domain import Conversation, Decision
+from gateway.policy_admin import Change, PolicyAdmin
 from gateway.scheduler import ManualClock
-from gateway.sla import RUNNERS, STEP_RETRY_S
+from gateway.sla import PLANNED_UNDER, RUNNERS, STEP_RETRY_S
 from router.sla import ActionKind, SlaAction, SlaStep
 from tests.harness import Gateway, cards, eventually
 from tests.slack_requests import SlackSender
@@ -277,7 +279,7 @@ async def test_a_reassigned_conversation_gets_a_full_queue_window_before_it_esca
     from the customer's first message, long past, so the next tick escalated it a second after the reassign."""
     clock = ManualClock(time.time())
     gateway.rt.sla.clock = clock
-    conv_id, card = await _card(gateway)
+    conv_id, _ = await _card(gateway)
     first_response = (await gateway.rt.policies.current()).route_for("billing").sla.first_response
     clock.advance(first_response * 0.75 + 1)
     assert await gateway.rt.sla.tick() == 1  # warn: still unclaimed
@@ -303,3 +305,25 @@ async def test_a_reassigned_conversation_gets_a_full_queue_window_before_it_esca
     assert (await gateway.rt.ops.release(conv_id, "U0BOB")).ok
     clock.advance(1)
     assert await gateway.rt.sla.tick() == 0
+
+
+async def test_a_tightened_sla_reaches_the_conversations_already_waiting(gateway: Gateway) -> None:
+    """A lead's `sla billing first=2m`: the pending ladders were planned under 10 minutes and kept them until
+    each conversation's next change."""
+    clock = ManualClock(time.time())
+    gateway.rt.sla.clock = clock
+    conv_id, card = await _card(gateway)
+    assert await gateway.rt.sla.tick() == 0
+    admin = PolicyAdmin(gateway.rt.redis, gateway.rt.policies)
+    tighter = Change("sla billing first=2m", lambda p: p.with_skill_changes(
+        "billing", sla={**p.skills["billing"].sla.model_dump(mode="json"), "first_response": 120}))
+    applied = await admin.apply(tighter, "U0LEAD")
+    await gateway.rt.policies.current(force=True)
+    clock.advance(120 * 0.75 + 1)
+    assert await gateway.rt.sla.tick() == 1  # warned on the new target
+    assert "SLA 2m" in gateway.slack.replies("support-billing", card["ts"])[-1]["text"]
+    (planned,) = {d.due for d in await gateway.rt.sla.scheduler.pending(conv_id) if d.kind == "escalate"}
+    assert planned == pytest.approx(clock.now() - 91 + 120, abs=2)
+    # Once per version: the next ticks (and other workers) see it done.
+    assert await gateway.rt.redis.get(PLANNED_UNDER) == str(applied.after.version).encode()
+    assert await gateway.rt.sla.follow_policy() == 0
