@@ -190,7 +190,10 @@ class DeskOps:
             # corrected at resolve): nothing to post, and the queued move finds itself overtaken.
             conv.moving_ref = None if conv.decision.skill == skill else new_id("xfer")
             conv.skill, conv.claimed_by, conv.state = skill, None, ConversationState.WAITING
-            return ("skill", "claimed_by", "state", "moving_ref")
+            if conv.moving_ref is None:
+                return ("skill", "claimed_by", "state", "moving_ref")
+            conv.taught_skill = skill  # by the outcome published below
+            return ("skill", "claimed_by", "state", "moving_ref", "taught_skill")
 
         def move(conv: Conversation, seen: Conversation) -> dict[str, str] | None:
             if conv.moving_ref is None:
@@ -227,10 +230,11 @@ class DeskOps:
         await self.store.mark_closed(conv)
         # No automation label here: a bot that had answered and then needed a person was labelled when it
         # handed off (or the customer came back), and a second "failed" at resolve counted it twice.
+        final = skill or conv.skill
         await publish_outcome(
             self.redis,
-            self._outcome(conv, "resolved", user, final_skill=skill or conv.skill, urgency=urgency, mood=mood,
-                          csat=csat),
+            self._outcome(conv, "resolved", user, final_skill=final, urgency=urgency, mood=mood, csat=csat,
+                          skill_taught=final is not None and final == conv.taught_skill),
         )
         await self._replan(conv)
         await self.audit("resolve", user, conversation_id, skill=skill, note=note[:500])

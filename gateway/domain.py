@@ -253,6 +253,9 @@ class Conversation(BaseModel):
     """The queued transfer moving the card to `skill`'s channel, until the worker posts the new card there:
     a second click on Transfer in between is told so instead of queuing the move (and its outcome) twice,
     and a parked move clears only its own ref, not a later one's."""
+    taught_skill: str | None = None
+    """The skill the last transfer taught the learners (its outcome says "misrouted: really <skill>"); a
+    resolve that confirms it says so, and the learners do not learn the same label twice."""
     version: int = 0
 
     @property
@@ -308,4 +311,6 @@ class Outcome(BaseModel):
     correction: str | None = None
     agent: str | None = None
     predicted: dict[str, Any] = Field(default_factory=dict)
+    skill_taught: bool = False
+    """`final_skill` was taught already (a transfer to it): counted in stats, not learned again."""
     at: datetime = Field(default_factory=utcnow)

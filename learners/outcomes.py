@@ -88,7 +88,7 @@ def labels_of(outcome: Outcome, skills: Collection[str] | None = None) -> Labels
     # ("reopened within window", "customer asked for a human"), which names no skill at all.
     if not skill and outcome.kind == "correction" and outcome.correction:
         skill = corrected_skill(outcome.correction, skills)
-    if skill:
+    if skill and not outcome.skill_taught:  # a resolve confirming a transfer's label adds no second one
         pairs["skill"] = (text, skill)
     if outcome.mood:
         pairs["sentiment"] = (text, outcome.mood)

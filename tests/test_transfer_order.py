@@ -18,7 +18,8 @@ import redis.asyncio as aioredis
 
 from gateway import keys
 from gateway.desk_ops import DeskOps
-from gateway.domain import Conversation, Decision
+from gateway.domain import Conversation, Decision, Outcome
+from learners.outcomes import labels_of
 from router.sla import ActionKind, SlaAction, SlaStep
 from tests.conftest import Callback
 from tests.harness import Gateway, cards, eventually, make_settings, outcomes, start_gateway
@@ -352,3 +353,22 @@ async def test_retiring_a_card_deleted_in_slack_does_not_hold_up_the_customer(gw
     assert status == 202
     assert await eventually(lambda: "anyone there" in _thread_texts(gw, "support-technical", moved["ts"]), timeout=5)
     assert await gw.rt.redis.xlen("sb:dead") == 0
+
+
+async def test_a_resolve_confirming_a_transfer_teaches_the_skill_once(gw: Gateway, redis: aioredis.Redis) -> None:
+    """The transfer said "misrouted: really technical"; a resolve as technical said it again, so the skill
+    learner took two labels from one conversation. A resolve naming another skill still teaches it."""
+    conv_id, _, _ = await new_card(gw)
+    assert (await gw.rt.ops.transfer(conv_id, "U0ALICE", "technical")).ok
+    assert (await gw.rt.ops.resolve(conv_id, "U0ALICE", skill="technical", urgency=None, mood=None)).ok
+    published = [Outcome.model_validate(o) for o in await outcomes(redis) if o["conversation_id"] == conv_id]
+    assert [(o.kind, o.final_skill, o.skill_taught) for o in published] == [
+        ("transferred", "technical", False), ("resolved", "technical", True)]
+    assert [labels_of(o).pairs.get("skill", (None, None))[1] for o in published] == ["technical", None]
+
+    other, _, _ = await new_card(gw, customer="cust-other")
+    assert (await gw.rt.ops.transfer(other, "U0ALICE", "technical")).ok
+    assert (await gw.rt.ops.resolve(other, "U0ALICE", skill="account", urgency=None, mood=None)).ok
+    (resolved,) = [Outcome.model_validate(o) for o in await outcomes(redis)
+                   if o["conversation_id"] == other and o["kind"] == "resolved"]
+    assert not resolved.skill_taught and labels_of(resolved).pairs["skill"][1] == "account"
