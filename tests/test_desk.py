@@ -14,11 +14,11 @@ import redis.asyncio as aioredis
 
 from gateway import keys
 from gateway.app import EMULATOR
-from gateway.domain import ChannelKind, Conversation, Message
+from gateway.domain import ChannelKind, Conversation, Message, Outcome
 from gateway.outbound import report_undelivered
 from gateway.ports import Delivery
 from integrations.slack.emulator import EMULATOR_DESK
-from learners.outcomes import OUTCOMES_STREAM
+from learners.outcomes import OUTCOMES_STREAM, labels_of
 from tests.conftest import Callback
 from tests.harness import Gateway, cards, eventually, make_settings, start_gateway
 from tests.slack_requests import SlackSender
@@ -345,3 +345,33 @@ def test_slack_client_logger_level_is_explicit_so_the_sdk_skips_building_debug_l
     client = make_client("xoxb-test", "http://127.0.0.1:9/api/")
     assert client.logger.level != logging.NOTSET
     assert client.logger.level == client.logger.getEffectiveLevel()
+
+
+async def test_the_resolve_form_does_not_put_the_models_guesses_in_the_agents_mouth(
+    desk_gw: Gateway, redis: aioredis.Redis
+) -> None:
+    """Urgency and mood were prefilled with the models' scores: a resolve the agent did not touch taught the
+    learners their own guess back. They now start empty, and left empty they teach nothing."""
+    conv_id, card, channel = await new_card(desk_gw)
+    slack = sender(desk_gw)
+    await slack.click("U0ALICE", channel, card, {"type": "button", "action_id": "sb_resolve", "value": conv_id})
+    opened = await eventually(lambda: desk_gw.slack.calls_to("views.open"))
+    view = opened[0].params["view"]
+    view = json.loads(view) if isinstance(view, str) else view
+    blocks = {b["block_id"]: b for b in view["blocks"]}
+    for name in ("urgency", "mood"):
+        assert blocks[name]["optional"] and "initial_option" not in blocks[name]["element"], name
+    assert blocks["skill"]["element"]["initial_option"]["value"] == "billing"  # where it was handled
+    values = {
+        "skill": {"value": {"type": "static_select", "selected_option": {"value": "billing"}}},
+        "urgency": {"value": {"type": "static_select", "selected_option": None}},
+        "mood": {"value": {"type": "static_select", "selected_option": None}},
+        "note": {"value": {"type": "plain_text_input", "value": None}},
+        "csat": {"value": {"type": "static_select", "selected_option": {"value": "no"}}},
+    }
+    status, _ = await slack.submit_view("U0ALICE", view, values)
+    assert status == 200
+    entries = await eventually(lambda: redis.xrange(OUTCOMES_STREAM))
+    outcome = Outcome.model_validate(json.loads(entries[-1][1][b"data"]))
+    assert (outcome.kind, outcome.final_skill, outcome.urgency, outcome.mood) == ("resolved", "billing", None, None)
+    assert set(labels_of(outcome).pairs) == {"skill"}

@@ -9,7 +9,6 @@ from typing import Any
 from pydantic import BaseModel, Field
 
 from gateway.domain import Conversation
-from integrations.slack.card import mood_label
 
 URGENCY = {"low": 0.1, "normal": 0.4, "high": 0.75, "urgent": 1.0}
 MOODS = ("negative", "neutral", "positive")
@@ -19,23 +18,28 @@ def _option(text: str, value: str) -> dict[str, Any]:
     return {"text": {"type": "plain_text", "text": text}, "value": value}
 
 
-def _select(block_id: str, label: str, options: list[dict[str, Any]], initial: dict[str, Any] | None) -> dict[str, Any]:
+def _select(block_id: str, label: str, options: list[dict[str, Any]], initial: dict[str, Any] | None,
+            hint: str | None = None) -> dict[str, Any]:
+    """With no `initial` the field is optional: left empty, it teaches nothing."""
     element: dict[str, Any] = {"type": "static_select", "action_id": "value", "options": options}
+    block: dict[str, Any] = {"type": "input", "block_id": block_id, "label": {"type": "plain_text", "text": label},
+                             "element": element}
     if initial:
         element["initial_option"] = initial
-    return {"type": "input", "block_id": block_id, "label": {"type": "plain_text", "text": label}, "element": element}
-
-
-def _urgency_key(value: float) -> str:
-    return min(URGENCY, key=lambda k: abs(URGENCY[k] - value))
+    else:
+        block["optional"] = True
+        element["placeholder"] = {"type": "plain_text", "text": "Not sure: leave empty"}
+    if hint:
+        block["hint"] = {"type": "plain_text", "text": hint}
+    return block
 
 
 def resolve_view(conv: Conversation, skills: Sequence[str]) -> dict[str, Any]:
-    scores = conv.scores
+    """Urgency and mood start empty. Prefilled with the models' own guesses, a resolve the agent did not
+    touch taught the learners what they already believed; only what the agent picks is a label. The skill
+    starts at the routed one: the agent handled it there without transferring it, which is evidence."""
     skill_opts = [_option(s, s) for s in skills] or [_option(conv.skill or "general", conv.skill or "general")]
     current = next((o for o in skill_opts if o["value"] == conv.skill), skill_opts[0])
-    urg = _urgency_key(scores.urgency) if scores else "normal"
-    mood = mood_label(scores.sentiment).split()[0] if scores else "neutral"
     return {
         "type": "modal",
         "callback_id": "sb_resolve",
@@ -45,8 +49,10 @@ def resolve_view(conv: Conversation, skills: Sequence[str]) -> dict[str, Any]:
         "close": {"type": "plain_text", "text": "Cancel"},
         "blocks": [
             _select("skill", "Final skill", skill_opts, current),
-            _select("urgency", "Urgency", [_option(k, k) for k in URGENCY], _option(urg, urg)),
-            _select("mood", "Customer mood", [_option(m, m) for m in MOODS], _option(mood, mood)),
+            _select("urgency", "Urgency", [_option(k, k) for k in URGENCY], None,
+                    hint="How urgent it really was. What you pick here trains the urgency model."),
+            _select("mood", "Customer mood", [_option(m, m) for m in MOODS], None,
+                    hint="How the customer really felt. What you pick here trains the sentiment model."),
             {"type": "input", "block_id": "note", "optional": True,
              "label": {"type": "plain_text", "text": "Resolution note"},
              "element": {"type": "plain_text_input", "action_id": "value", "multiline": True, "max_length": 2000}},
