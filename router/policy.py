@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from datetime import time
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import yaml
@@ -74,6 +74,11 @@ class Escalation(BaseModel):
     warn_fraction: float = Field(default=0.75, gt=0.0, lt=1.0, description="re-ping at this share of the SLA")
     leads_after: int = Field(default=900, ge=0, le=7 * 86400, description="seconds after breach → leads")
     reassign_claimed: bool = True
+    clock: Literal["business", "calendar"] = Field(
+        default="business",
+        description="business: SLA time runs only within the skill's business hours (unless it has an "
+                    "after-hours channel, whose people cover the night); calendar: around the clock",
+    )
 
 
 class SkillRoute(BaseModel):

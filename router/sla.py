@@ -13,14 +13,14 @@ Back in the queue (a release or a reassign), the unclaimed ladder counts from th
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
 
 from router.capacity import AgentLoad, suggest_agent
-from router.hours import describe, is_open, next_open
-from router.policy import Policy
+from router.hours import add_open_time, describe, is_open, next_open
+from router.policy import BusinessHours, Policy
 
 
 class SlaStep(StrEnum):
@@ -112,23 +112,37 @@ def _queue_since(state: SlaState) -> float:
     return max(state.waiting_since, state.requeued_at or state.waiting_since)
 
 
+def sla_hours(state: SlaState, policy: Policy) -> BusinessHours | None:
+    """The hours the SLA clock runs in; None = around the clock. A skill with an after-hours channel has
+    people on it at night, so its clock does not stop."""
+    hours = policy.hours_for(state.skill)
+    if policy.escalation.clock == "calendar" or hours is None or hours.after_hours_channel:
+        return None
+    return hours
+
+
+_STARTS: dict[SlaStep, Callable[[SlaState], float]] = {
+    SlaStep.WARN: _queue_since, SlaStep.ESCALATE: _queue_since, SlaStep.LEADS: _queue_since,
+    SlaStep.NUDGE: _agent_since, SlaStep.REASSIGN: _agent_since,
+}
+
+
+def _due(step: SlaStep, state: SlaState, policy: Policy) -> float:
+    """When `step` falls due: its share of the target after its window opened, counted in staffed time."""
+    _, target = _target(state, policy)
+    esc = policy.escalation
+    after = {SlaStep.WARN: target * esc.warn_fraction, SlaStep.NUDGE: target * esc.warn_fraction,
+             SlaStep.ESCALATE: target, SlaStep.REASSIGN: target, SlaStep.LEADS: target + esc.leads_after}[step]
+    return add_open_time(sla_hours(state, policy), _STARTS[step](state), after)
+
+
 def deadlines(state: SlaState, policy: Policy) -> list[tuple[SlaStep, float]]:
     """Every deadline of the current wait, for the scheduler; steps already done are left out."""
     if state.resolved or state.answered:
         return []
-    _, target = _target(state, policy)
-    esc = policy.escalation
-    agent_since, queue_since = _agent_since(state), _queue_since(state)
-    due = {
-        SlaStep.WARN: queue_since + target * esc.warn_fraction,
-        SlaStep.NUDGE: agent_since + target * esc.warn_fraction,
-        SlaStep.ESCALATE: queue_since + target,
-        SlaStep.REASSIGN: agent_since + target,
-        SlaStep.LEADS: queue_since + target + esc.leads_after,
-    }
     ladder = _ladder(state)
     level = _done_level(state, ladder)
-    return [(step, due[step]) for i, step in enumerate(ladder) if i > level]
+    return [(step, _due(step, state, policy)) for i, step in enumerate(ladder) if i > level]
 
 
 def _done_level(state: SlaState, ladder: tuple[SlaStep, ...]) -> int:
@@ -157,7 +171,7 @@ def _action(step: SlaStep, state: SlaState, policy: Policy, now: float, agents: 
     here = state.channel or policy.route_for(state.skill).channel
     cid = state.conversation_id
     if step is SlaStep.WARN:
-        left = duration(since + target - now)
+        left = duration(_due(SlaStep.ESCALATE, state, policy) - now)
         reason = f"{name} due in {left} (SLA {duration(target)}), still unclaimed"
         return SlaAction(ActionKind.REPING, step, cid, here, reason)
     if step is SlaStep.ESCALATE:
@@ -171,7 +185,7 @@ def _action(step: SlaStep, state: SlaState, policy: Policy, now: float, agents: 
     since = _agent_since(state)
     waited = duration(now - since)
     if step is SlaStep.NUDGE:
-        left = duration(since + target - now)
+        left = duration(_due(SlaStep.REASSIGN, state, policy) - now)
         reason = f"{agent} has not replied for {waited}; {name} due in {left} (SLA {duration(target)})"
         return SlaAction(ActionKind.REPING, step, cid, here, reason, agent=agent)
     others = [a for a in agents if a.agent != agent]

@@ -16,6 +16,7 @@ from aiohttp import web
 from gateway import keys
 from gateway.app import EMULATOR, create_app
 from gateway.bot_followup import BotFollowUp
+from gateway.policy_admin import Change, PolicyAdmin
 from gateway.runtime import Runtime, build_runtime
 from gateway.scheduler import ManualClock
 from gateway.settings import Settings, load_settings
@@ -162,3 +163,15 @@ async def outcomes(redis: Any) -> list[dict[str, Any]]:
 
 def cards(state: EmulatorState, channel: str) -> list[dict[str, Any]]:
     return [m for m in state.messages(channel) if (m.get("metadata") or {}).get("event_type") == "switchboard_card"]
+
+
+async def sla_on_manual_clock(gw: Gateway) -> ManualClock:
+    """The SLA ladder on a clock the test moves, counting around the clock: the default policy's business
+    hours would stop it whenever the suite runs outside them (business time is tested on its own)."""
+    clock = ManualClock(time.time())
+    gw.rt.sla.clock = clock
+    calendar = Change("sla clock calendar", lambda p: p.with_changes(
+        escalation={**p.escalation.model_dump(mode="json"), "clock": "calendar"}))
+    await PolicyAdmin(gw.rt.redis, gw.rt.policies).apply(calendar, "U0TEST")
+    await gw.rt.policies.current(force=True)
+    return clock

@@ -8,11 +8,13 @@ from typing import Any
 import pytest
 
 from router.capacity import AgentLoad, can_claim, suggest_agent
-from router.hours import is_open, next_open
+from router.hours import add_open_time, is_open, next_open
 from router.policy import BusinessHours, PolicyError, load_policy
 from router.sla import ActionKind, SlaState, SlaStep, actions_due, deadlines, duration, handoff_notice
 
-POLICY = load_policy()  # billing: first response 600 s, next 1800 s; warn at 75 %, leads 900 s after breach
+DEFAULT = load_policy()  # billing: first response 600 s, next 1800 s; warn at 75 %, leads 900 s after breach
+# The ladder's arithmetic around the clock; the default's business-hours clock has tests of its own below.
+POLICY = DEFAULT.with_changes(escalation={**DEFAULT.escalation.model_dump(mode="json"), "clock": "calendar"})
 T0 = 1_767_225_600.0
 
 
@@ -59,7 +61,8 @@ def test_claimed_agent_silent_is_nudged_then_reassigned() -> None:
     assert re.reason == "U1 has not replied for 30m (next-response SLA 30m breached) → reassign to U2"
     (back,) = actions_due(s, POLICY, T0 + 1800)
     assert back.reason.endswith("→ back to the queue")
-    no_reassign = POLICY.with_changes(escalation={"reassign_claimed": False})
+    no_reassign = POLICY.with_changes(escalation={**POLICY.escalation.model_dump(mode="json"),
+                                                  "reassign_claimed": False})
     (moved,) = actions_due(s, no_reassign, T0 + 1800)
     assert (moved.kind, moved.channel) == (ActionKind.MOVE, "support-leads")
 
@@ -138,3 +141,55 @@ def test_back_in_the_queue_the_queue_ladder_starts_over() -> None:
     assert esc.step is SlaStep.ESCALATE and esc.reason.endswith("unclaimed for 10m → support-leads")
     # A return to the queue before the customer's current wait began changes nothing.
     assert deadlines(unclaimed(requeued_at=T0 - 60), POLICY) == deadlines(unclaimed(), POLICY)
+
+
+BERLIN_WEEKDAYS = {"timezone": "Europe/Berlin", "days": [0, 1, 2, 3, 4], "open": "08:00", "close": "20:00"}
+
+
+def _at(text: str) -> float:
+    return datetime.fromisoformat(text).timestamp()
+
+
+def test_the_default_sla_clock_stops_while_the_desk_is_closed() -> None:
+    """A message on Saturday night: the leads were pinged at 2 a.m. (25 minutes later); now each step falls
+    due in staffed time, counted from Monday's opening."""
+    saturday_night = _at("2026-12-05T01:53:00+01:00")
+    s = SlaState(conversation_id="c", skill="billing", waiting_since=saturday_night)
+    assert DEFAULT.escalation.clock == "business"
+    monday = _at("2026-12-07T08:00:00+01:00")
+    assert deadlines(s, DEFAULT) == [(SlaStep.WARN, monday + 450), (SlaStep.ESCALATE, monday + 600),
+                                     (SlaStep.LEADS, monday + 1500)]
+    assert actions_due(s, DEFAULT, saturday_night + 1500) == []
+    (warn,) = actions_due(s, DEFAULT, monday + 450)
+    assert warn.reason == "first-response due in 2m 30s (SLA 10m), still unclaimed"
+    # Five minutes before closing on Friday: the rest of the window runs on Monday morning.
+    friday = _at("2026-12-04T19:55:00+01:00")
+    late = SlaState(conversation_id="c", skill="billing", waiting_since=friday)
+    assert dict(deadlines(late, DEFAULT))[SlaStep.ESCALATE] == monday + 300
+    # Open all along: the same as around the clock.
+    tuesday = _at("2026-12-08T10:00:00+01:00")
+    open_now = SlaState(conversation_id="c", skill="billing", waiting_since=tuesday)
+    assert deadlines(open_now, DEFAULT) == deadlines(open_now, POLICY)
+
+
+def test_a_skill_with_night_cover_or_a_calendar_policy_counts_around_the_clock() -> None:
+    saturday_night = _at("2026-12-05T01:53:00+01:00")
+    s = SlaState(conversation_id="c", skill="billing", waiting_since=saturday_night)
+    covered = DEFAULT.with_changes(business_hours={**BERLIN_WEEKDAYS, "after_hours_channel": "support-night"})
+    assert deadlines(s, covered)[0] == (SlaStep.WARN, saturday_night + 450)
+    assert deadlines(s, POLICY)[0] == (SlaStep.WARN, saturday_night + 450)
+
+
+def test_open_time_across_overnight_spans_and_daylight_saving() -> None:
+    night_shift = BusinessHours(timezone="Europe/Berlin", days=(0, 1, 2, 3, 4), open=time(22), close=time(6))
+    # Tuesday 05:00 is still Monday's shift; one hour is left of it, the second hour starts at 22:00.
+    tuesday_5am = _at("2026-03-03T05:00:00+01:00")
+    assert add_open_time(night_shift, tuesday_5am, 2 * 3600) == _at("2026-03-03T23:00:00+01:00")
+    # The clocks go forward at 02:00 on Sunday 29 March 2026: Friday's 22:00-06:00 spans a normal night, and
+    # Sunday is no working day, so the next hour after Saturday 06:00 is Monday 22:00 (summer time).
+    friday_5am = _at("2026-03-27T05:00:00+01:00")
+    assert add_open_time(night_shift, friday_5am, 2 * 3600) == _at("2026-03-27T23:00:00+01:00")
+    weekdays = BusinessHours(timezone="Europe/Berlin", days=(0, 1, 2, 3, 4), open=time(8), close=time(20))
+    friday_7pm = _at("2026-03-27T19:00:00+01:00")
+    assert add_open_time(weekdays, friday_7pm, 2 * 3600) == _at("2026-03-30T09:00:00+02:00")
+    assert add_open_time(None, friday_7pm, 60) == friday_7pm + 60

@@ -12,7 +12,9 @@ from gateway.scheduler import Deadline, ManualClock, SlaScheduler, SystemClock
 from router.policy import load_policy
 from router.sla import ActionKind, SlaState, SlaStep, actions_due
 
-POLICY = load_policy()
+DEFAULT = load_policy()
+POLICY = DEFAULT.with_changes(escalation={**DEFAULT.escalation.model_dump(mode="json"), "clock": "calendar"})
+"""Around the clock: these tests are about the scheduler, not business hours."""
 
 
 async def test_schedule_due_cancel(redis: aioredis.Redis) -> None:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import time
 from typing import Any
 
 import pytest
@@ -14,10 +13,9 @@ from gateway import keys
 from gateway.desk_ops import DeskOps
 from gateway.domain import Conversation, Decision
 from gateway.policy_admin import Change, PolicyAdmin
-from gateway.scheduler import ManualClock
 from gateway.sla import PLANNED_UNDER, RUNNERS, STEP_RETRY_S
 from router.sla import ActionKind, SlaAction, SlaStep
-from tests.harness import Gateway, cards, eventually
+from tests.harness import Gateway, cards, eventually, sla_on_manual_clock
 from tests.slack_requests import SlackSender
 from tests.test_transfer_order import ActsWhilePosting
 
@@ -35,8 +33,7 @@ async def _card(gw: Gateway) -> tuple[str, dict]:
 
 
 async def test_unclaimed_conversation_repings_then_escalates(gateway: Gateway, redis: aioredis.Redis) -> None:
-    clock = ManualClock(time.time())
-    gateway.rt.sla.clock = clock
+    clock = await sla_on_manual_clock(gateway)
     conv_id, card = await _card(gateway)
     first_response = (await gateway.rt.policies.current()).route_for("billing").sla.first_response
 
@@ -66,8 +63,7 @@ async def test_unclaimed_conversation_repings_then_escalates(gateway: Gateway, r
 
 
 async def test_claimed_conversation_without_reply_goes_back_to_queue(gateway: Gateway) -> None:
-    clock = ManualClock(time.time())
-    gateway.rt.sla.clock = clock
+    clock = await sla_on_manual_clock(gateway)
     conv_id, card = await _card(gateway)
     slack = SlackSender(gateway.session, f"{gateway.url}/slack/events", gateway.rt.slack.signing_secret)
     channel = gateway.slack.channel_id("support-billing")
@@ -85,8 +81,7 @@ async def test_claimed_conversation_without_reply_goes_back_to_queue(gateway: Ga
 
 async def test_agent_who_claims_an_overdue_conversation_keeps_it_for_a_full_window(gateway: Gateway) -> None:
     """Counting from the customer's message sent it back to the queue at the very next tick."""
-    clock = ManualClock(time.time())
-    gateway.rt.sla.clock = clock
+    clock = await sla_on_manual_clock(gateway)
     conv_id, card = await _card(gateway)
     first_response = (await gateway.rt.policies.current()).route_for("billing").sla.first_response
     clock.advance(first_response * 2)  # overdue before anyone claims it
@@ -111,8 +106,7 @@ async def test_agent_who_claims_an_overdue_conversation_keeps_it_for_a_full_wind
 
 async def test_handed_back_to_bot_nothing_fires_even_after_a_stale_replan(gateway: Gateway) -> None:
     """A worker that read the conversation before "Back to bot" re-plans its ladder afterwards."""
-    clock = ManualClock(time.time())
-    gateway.rt.sla.clock = clock
+    clock = await sla_on_manual_clock(gateway)
     conv_id, _ = await _card(gateway)
     before = await gateway.rt.store.load(conv_id)
     assert before is not None
@@ -141,8 +135,7 @@ class ClaimsWhilePosting:
 
 
 async def test_claim_during_escalation_wins_and_the_new_card_says_so(gateway: Gateway) -> None:
-    clock = ManualClock(time.time())
-    gateway.rt.sla.clock = clock
+    clock = await sla_on_manual_clock(gateway)
     conv_id, card = await _card(gateway)
     gateway.rt.sla.desk = ClaimsWhilePosting(gateway.rt.desk, gateway.rt.ops)
     first_response = (await gateway.rt.policies.current()).route_for("billing").sla.first_response
@@ -199,8 +192,7 @@ async def test_an_escalation_fired_while_a_transfer_is_posting_is_redone_on_the_
     """The misrouted conversation is the overdue one: its transfer re-plans a ladder that is due at once. An
     escalation that fires on the old card before the move lands is retired by the move, which plans the
     ladder again on the new card, so the leads see the conversation where it now is."""
-    clock = ManualClock(time.time())
-    gateway.rt.sla.clock = clock
+    clock = await sla_on_manual_clock(gateway)
     conv_id, _ = await _card(gateway)
     policy = await gateway.rt.policies.current()
     clock.advance(max(policy.route_for(s).sla.first_response for s in ("billing", "technical")) + 1)
@@ -246,8 +238,7 @@ class FailsFor:
 
 
 async def test_a_step_that_fails_is_retried_and_the_others_due_with_it_still_fire(gateway: Gateway) -> None:
-    clock = ManualClock(time.time())
-    gateway.rt.sla.clock = clock
+    clock = await sla_on_manual_clock(gateway)
     ids = []
     for i in range(3):
         _, body = await gateway.post_message({"customer_id": f"sla-f{i}", "message_id": "m1",
@@ -277,8 +268,7 @@ async def test_a_step_that_fails_is_retried_and_the_others_due_with_it_still_fir
 async def test_a_reassigned_conversation_gets_a_full_queue_window_before_it_escalates(gateway: Gateway) -> None:
     """Claimed, then the agent stayed silent: reassigned back to the queue. The queue's ladder used to count
     from the customer's first message, long past, so the next tick escalated it a second after the reassign."""
-    clock = ManualClock(time.time())
-    gateway.rt.sla.clock = clock
+    clock = await sla_on_manual_clock(gateway)
     conv_id, _ = await _card(gateway)
     first_response = (await gateway.rt.policies.current()).route_for("billing").sla.first_response
     clock.advance(first_response * 0.75 + 1)
@@ -310,8 +300,7 @@ async def test_a_reassigned_conversation_gets_a_full_queue_window_before_it_esca
 async def test_a_tightened_sla_reaches_the_conversations_already_waiting(gateway: Gateway) -> None:
     """A lead's `sla billing first=2m`: the pending ladders were planned under 10 minutes and kept them until
     each conversation's next change."""
-    clock = ManualClock(time.time())
-    gateway.rt.sla.clock = clock
+    clock = await sla_on_manual_clock(gateway)
     conv_id, card = await _card(gateway)
     assert await gateway.rt.sla.tick() == 0
     admin = PolicyAdmin(gateway.rt.redis, gateway.rt.policies)

@@ -4,7 +4,6 @@ after a follow-up to a hand-off, and after an agent hands a conversation back to
 from __future__ import annotations
 
 import json
-import time
 from collections.abc import AsyncIterator
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -14,9 +13,17 @@ import redis.asyncio as aioredis
 
 from gateway import keys
 from gateway.domain import Conversation
-from gateway.scheduler import ManualClock
 from tests.conftest import Callback
-from tests.harness import Gateway, bot_answered, cards, eventually, make_settings, outcomes, start_gateway
+from tests.harness import (
+    Gateway,
+    bot_answered,
+    cards,
+    eventually,
+    make_settings,
+    outcomes,
+    sla_on_manual_clock,
+    start_gateway,
+)
 from tests.slack_requests import SlackSender
 from tests.test_sla_e2e import _card
 from tests.test_transfer_order import _drained
@@ -53,8 +60,7 @@ async def _steps(gw: Gateway, conv_id: str) -> list[str]:
 
 async def test_a_hand_off_after_the_bot_is_timed_from_the_message_that_asked_for_a_person(gw: Gateway) -> None:
     _, _, conv_id = await bot_answered(gw, "wait-1")
-    clock = ManualClock(time.time())
-    gw.rt.sla.clock = clock
+    clock = await sla_on_manual_clock(gw)
     await _backdate(gw, conv_id, 20 * 60)  # the bot answered twenty minutes ago
     await gw.post_message({"customer_id": "wait-1", "message_id": "m2",
                            "text": "that did not help, I want to talk to a real person"})
@@ -68,8 +74,7 @@ async def test_a_hand_off_after_the_bot_is_timed_from_the_message_that_asked_for
 
 async def test_writing_again_after_a_hand_off_notice_does_not_escalate_twice(gw: Gateway) -> None:
     _, _, conv_id = await bot_answered(gw, "wait-2")
-    clock = ManualClock(time.time())
-    gw.rt.sla.clock = clock
+    clock = await sla_on_manual_clock(gw)
     await gw.post_message({"customer_id": "wait-2", "message_id": "m2",
                            "text": "that did not help, I want to talk to a real person"})
     conv = await _with_card(gw, conv_id)
@@ -86,8 +91,7 @@ async def test_writing_again_after_a_hand_off_notice_does_not_escalate_twice(gw:
 
 
 async def test_a_release_does_not_fire_the_steps_already_fired_again(gw: Gateway) -> None:
-    clock = ManualClock(time.time())
-    gw.rt.sla.clock = clock
+    clock = await sla_on_manual_clock(gw)
     conv_id, _ = await _card(gw)
     first_response = (await gw.rt.policies.current()).route_for("billing").sla.first_response
     clock.advance(first_response * 0.75 + 1)
@@ -123,8 +127,7 @@ async def test_back_to_bot_then_the_customer_writes_the_bot_decides_and_the_card
 
 
 async def test_an_agent_who_replied_keeps_the_conversation_while_the_reply_is_on_its_way(gw: Gateway) -> None:
-    clock = ManualClock(time.time())
-    gw.rt.sla.clock = clock
+    clock = await sla_on_manual_clock(gw)
     conv_id, card = await _card(gw)
     slack = SlackSender(gw.session, f"{gw.url}/slack/events", gw.rt.slack.signing_secret)
     channel = gw.slack.channel_id("support-billing")

@@ -6,17 +6,14 @@ correction) must fire nothing.
 
 from __future__ import annotations
 
-import time
 from collections import Counter
 
-from gateway.scheduler import ManualClock
 from tests.faults import ledger
-from tests.harness import Gateway, cards, eventually
+from tests.harness import Gateway, cards, eventually, sla_on_manual_clock
 
 
 async def test_sla_steps_fire_once_across_clock_jumps(gateway: Gateway) -> None:
-    clock = ManualClock(time.time())
-    gateway.rt.sla.clock = clock
+    clock = await sla_on_manual_clock(gateway)
     convs = []
     for i in range(5):
         status, body = await gateway.post_message(
