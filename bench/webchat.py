@@ -12,7 +12,8 @@ waits for its ack, and sends the next, so the figures are:
   frame arrives on the widget's socket (worker → Redis stream → XREAD → WebSocket).
 
 Not measured here: send → card in the Slack emulator, which needs the gateway wiring and a worker.
-The per-session rate limit is raised for the run (WEBCHAT_RATE_MESSAGES) so the limit is not what is measured.
+The per-session rate limit is raised for the run (WEBCHAT_RATE_MESSAGES) so the limit is not what is measured;
+so are the per-address session and socket limits (every widget here comes from 127.0.0.1).
 """
 
 from __future__ import annotations
@@ -171,7 +172,8 @@ def main() -> None:
     print(f"web chat bench: {os.cpu_count()} CPUs, server and clients on this machine, Redis appendfsync always")
     with redis_server() as redis_url:
         for n in args.sessions:
-            env = {"PYTHONPATH": str(root), "WEBCHAT_RATE_MESSAGES": "1000", "WEBCHAT_RATE_WINDOW": "1"}
+            env = {"PYTHONPATH": str(root), "WEBCHAT_RATE_MESSAGES": "1000", "WEBCHAT_RATE_WINDOW": "1",
+                   "WEBCHAT_SESSION_RATE": "100000", "WEBCHAT_SOCKETS_PER_IP": "100000"}
             for label, every in (("saturated", 0.0), (f"paced 1/{args.pace:g}s", args.pace)):
                 port = free_port()
                 with process([sys.executable, "-c", SERVER, str(port), redis_url], port, env=env):

@@ -2,6 +2,9 @@
 
 Web chat must work on a laptop with nothing configured, so every field has a local-mode default; the
 generated token secret only holds for one process, which is why production sets WEBCHAT_TOKEN_SECRET.
+
+The abuse limits (sessions per client address, sockets per visitor, address and process, idle and dead
+sockets) default to what a public page can live with; see `limits.py` for why each one exists.
 """
 
 from __future__ import annotations
@@ -24,6 +27,20 @@ class WebchatConfig(BaseSettings):
     token_ttl_s: int = Field(default=900, ge=30, le=86400, validation_alias=AliasChoices("WEBCHAT_TOKEN_TTL"))
     rate_messages: int = Field(default=10, ge=1, le=1000, validation_alias=AliasChoices("WEBCHAT_RATE_MESSAGES"))
     rate_window_s: int = Field(default=10, ge=1, le=3600, validation_alias=AliasChoices("WEBCHAT_RATE_WINDOW"))
+    trusted_proxies: int = Field(default=0, ge=0, le=10, validation_alias=AliasChoices("WEBCHAT_TRUSTED_PROXIES"))
+    """Proxies in front of the gateway that append to X-Forwarded-For; 0 = use the socket peer (see clientip.py)."""
+    session_rate: int = Field(default=30, ge=1, le=100_000, validation_alias=AliasChoices("WEBCHAT_SESSION_RATE"))
+    session_window_s: int = Field(
+        default=60, ge=1, le=86400, validation_alias=AliasChoices("WEBCHAT_SESSION_WINDOW")
+    )
+    max_sockets: int = Field(default=5000, ge=1, le=1_000_000, validation_alias=AliasChoices("WEBCHAT_MAX_SOCKETS"))
+    """Per web process; also held under 3/4 of the process's open-file limit (see limits.socket_cap)."""
+    sockets_per_visitor: int = Field(
+        default=5, ge=1, le=100, validation_alias=AliasChoices("WEBCHAT_SOCKETS_PER_VISITOR")
+    )
+    sockets_per_ip: int = Field(default=50, ge=1, le=100_000, validation_alias=AliasChoices("WEBCHAT_SOCKETS_PER_IP"))
+    heartbeat_s: int = Field(default=25, ge=1, le=300, validation_alias=AliasChoices("WEBCHAT_HEARTBEAT"))
+    idle_timeout_s: int = Field(default=1800, ge=1, le=86400, validation_alias=AliasChoices("WEBCHAT_IDLE_TIMEOUT"))
 
     @property
     def origins(self) -> frozenset[str]:

@@ -64,5 +64,5 @@ def setup(
     app.router.add_get("/webchat/ws", sockets.handle)
     app.on_shutdown.append(sockets.close_all)
     log.info("webchat_mounted", origins=sorted(policy.allowed) or ["<own origin>"],
-             identity=config.identity_secret is not None)
+             identity=config.identity_secret is not None, trusted_proxies=config.trusted_proxies)
     return WebchatChannel(redis)

@@ -3,6 +3,7 @@
 The visitor id is a random secret kept in the browser; it is the only thing that ties a browser to its
 conversation, so it must look random (`v-` + 32 hex) and can never collide with a host-signed
 `user:<id>` identity. A claimed user id without a valid hash is refused, never downgraded silently.
+Sessions are counted per client address (limits.SessionRate) before anything else touches Redis.
 """
 
 from __future__ import annotations
@@ -20,7 +21,9 @@ from redis.exceptions import RedisError
 from gateway import keys
 from gateway.domain import ChannelKind, CustomerProfile, Identifier, new_id
 from integrations.webchat import tokens
+from integrations.webchat.clientip import ClientAddress
 from integrations.webchat.config import WebchatConfig
+from integrations.webchat.limits import SessionRate
 from integrations.webchat.origins import OriginPolicy
 
 log = structlog.get_logger(__name__)
@@ -70,12 +73,21 @@ def _error(status: int, code: str, message: str, headers: dict[str, str], **extr
     return web.json_response({"error": code, "message": message, **extra}, status=status, headers=headers)
 
 
+def _unavailable(exc: BaseException, headers: dict[str, str]) -> web.Response:
+    log.error("webchat_session_unavailable", error=str(exc))
+    resp = _error(503, "unavailable", "storage is unavailable; retry later", headers)
+    resp.headers["Retry-After"] = "2"
+    return resp
+
+
 class SessionEndpoint:
     def __init__(self, redis: aioredis.Redis, config: WebchatConfig, key: bytes, policy: OriginPolicy) -> None:
         self.redis = redis
         self.config = config
         self.key = key
         self.policy = policy
+        self.client = ClientAddress(config.trusted_proxies)
+        self.rate = SessionRate(redis, config.session_rate, config.session_window_s)
 
     async def preflight(self, request: web.Request) -> web.Response:
         headers = cors_headers(request, self.policy)
@@ -86,6 +98,9 @@ class SessionEndpoint:
         origin = request.headers.get("Origin")
         if origin and not headers:
             return _error(403, "origin_not_allowed", "this site may not start a chat", {})
+        refused = await self._over_rate(request, headers)
+        if refused is not None:
+            return refused
         try:
             raw = await request.read()
             body = SessionIn.model_validate_json(raw or b"{}")
@@ -110,10 +125,7 @@ class SessionEndpoint:
         try:
             conversation_id = await self._conversation_for(customer_id)
         except (RedisError, OSError) as exc:
-            log.error("webchat_session_unavailable", error=str(exc))
-            resp = _error(503, "unavailable", "storage is unavailable; retry later", headers)
-            resp.headers["Retry-After"] = "2"
-            return resp
+            return _unavailable(exc, headers)
         exp = int(time.time()) + self.config.token_ttl_s
         claims = tokens.SessionClaims(cid=conversation_id, vid=customer_id, exp=exp, name=profile.name,
                                       email=profile.email)
@@ -128,6 +140,24 @@ class SessionEndpoint:
             },
             headers=headers,
         )
+
+    async def _over_rate(self, request: web.Request, headers: dict[str, str]) -> web.Response | None:
+        """429 once this client address has started its budget of sessions in the window, else None.
+
+        Counted before the body is read, so malformed requests spend the budget too: each one costs us as much.
+        """
+        client = self.client(request)
+        try:
+            wait = await self.rate.retry_after(client)
+        except (RedisError, OSError) as exc:
+            return _unavailable(exc, headers)
+        if not wait:
+            return None
+        log.warning("webchat_session_rate_limited", client=client, retry_after=wait)
+        resp = _error(429, "too_many_sessions", f"too many chat sessions from this address; retry in {wait} s",
+                      headers, retry_after=wait)
+        resp.headers["Retry-After"] = str(wait)
+        return resp
 
     async def _conversation_for(self, customer_id: str) -> str:
         """Reserve the conversation id the store's ingest will use, so the socket can follow it at once.

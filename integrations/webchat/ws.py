@@ -4,6 +4,7 @@ Two loops share the socket: the reader pushes frames from the conversation's Red
 written by workers in other processes arrive), and the receiver handles the client's frames. A client
 message is acknowledged only after the durable ingest, which is what lets the widget re-send anything
 unacknowledged after a drop, and the store's per-message-id dedupe keeps that re-send from doubling.
+Sockets are capped per visitor, client address and process, and idle or dead ones are closed (limits.py).
 """
 
 from __future__ import annotations
@@ -28,8 +29,10 @@ from gateway.domain import MAX_TEXT, ChannelKind, CustomerProfile, InboundMessag
 from gateway.domain import Direction as Dir
 from gateway.store import Accepted
 from integrations.webchat import outbox, tokens
+from integrations.webchat.clientip import ClientAddress
 from integrations.webchat.config import WebchatConfig
 from integrations.webchat.hub import Live, WakeHub
+from integrations.webchat.limits import IDLE, IdleTimer, Scope, SocketSlots, refuse, socket_cap
 from integrations.webchat.origins import OriginPolicy
 from integrations.webchat.outbox import StreamBroken, fatal
 from integrations.webchat.protocol import CLIENT_FRAME, Csat, Ping, SendMessage, Typing, error_frame
@@ -90,11 +93,15 @@ class ChatSocket:
         except StreamBroken:
             await self.broken()
             return
-        await self.send({"type": "hello", "conversation_id": self.conversation_id, "since": since})
+        # idle_timeout tells the widget how often to ping while its page is visible.
+        await self.send({"type": "hello", "conversation_id": self.conversation_id, "since": since,
+                         "idle_timeout": self.config.idle_timeout_s})
         self.follow(self.conversation_id, since)
+        idle = IdleTimer(self.config.idle_timeout_s, self.idle_close)
         try:
             async for msg in self.ws:
                 if msg.type is WSMsgType.TEXT:
+                    idle.touch()
                     if not self.within_budget():
                         await self.send(error_frame("too_many_frames", "too many frames; reconnect later"))
                         await self.ws.close(code=1008, message=b"too many frames")
@@ -103,7 +110,12 @@ class ChatSocket:
                 elif msg.type in (WSMsgType.ERROR, WSMsgType.CLOSE):
                     break
         finally:
+            await idle.stop()
             await self.stop_reader()
+
+    async def idle_close(self) -> None:
+        self.log.info("webchat_socket_idle", idle_timeout=self.config.idle_timeout_s)
+        await self.ws.close(code=IDLE, message=b"idle")
 
     def within_budget(self) -> bool:
         limit, window = 5 * self.config.rate_messages + FRAME_SLACK, float(self.config.rate_window_s)
@@ -346,6 +358,9 @@ class SocketEndpoint:
         self.policy = policy
         self.hub = WakeHub(redis)
         self.open: weakref.WeakSet[web.WebSocketResponse] = weakref.WeakSet()
+        self.client = ClientAddress(config.trusted_proxies)
+        self.slots = SocketSlots({Scope.PROCESS: socket_cap(config.max_sockets),
+                                  Scope.VISITOR: config.sockets_per_visitor, Scope.ADDRESS: config.sockets_per_ip})
 
     async def close_all(self, app: web.Application) -> None:
         """On shutdown say "going away" (1001) so widgets reconnect elsewhere instead of waiting on a dead socket."""
@@ -369,10 +384,20 @@ class SocketEndpoint:
             return web.json_response(
                 {"error": "bad_since", "message": f"since must be a seq from 0 to {MAX_SINCE}"}, status=400
             )
-        ws = web.WebSocketResponse(heartbeat=25.0, max_msg_size=MAX_FRAME_BYTES)
-        await ws.prepare(request)
-        self.open.add(ws)
-        log.info("webchat_connected", conversation_id=claims.cid, since=since)
-        await ChatSocket(ws, claims, self.redis, self.ingest, self.config, self.hub).run(since)
-        log.info("webchat_disconnected", conversation_id=claims.cid)
-        return ws
+        client = self.client(request)
+        owners = {Scope.PROCESS: "", Scope.VISITOR: claims.vid, Scope.ADDRESS: client}
+        refusal = self.slots.take(owners)
+        if refusal is not None:
+            return await refuse(request, refusal, client=client, conversation_id=claims.cid)
+        try:
+            # The heartbeat pings every heartbeat_s and drops a peer that does not answer within half of it:
+            # a vanished laptop or phone otherwise holds its socket and its slots until TCP gives up (hours).
+            ws = web.WebSocketResponse(heartbeat=float(self.config.heartbeat_s), max_msg_size=MAX_FRAME_BYTES)
+            await ws.prepare(request)
+            self.open.add(ws)
+            log.info("webchat_connected", conversation_id=claims.cid, since=since)
+            await ChatSocket(ws, claims, self.redis, self.ingest, self.config, self.hub).run(since)
+            log.info("webchat_disconnected", conversation_id=claims.cid)
+            return ws
+        finally:
+            self.slots.give_back(owners)

@@ -51,7 +51,8 @@ def base_url(redis_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterat
     folder = tmp_path_factory.mktemp("openapi-web")
     env = {**os.environ, "REDIS_URL": redis_url.rsplit("/", 1)[0] + "/5", "PORT": str(port),
            "SWITCHBOARD_API_SECRET": API_SECRET, "SWITCHBOARD_DATA_DIR": str(folder),
-           "SWITCHBOARD_LOG_FORMAT": "json", "SWITCHBOARD_LOG_LEVEL": "warning"}
+           "SWITCHBOARD_LOG_FORMAT": "json", "SWITCHBOARD_LOG_LEVEL": "warning",
+           "WEBCHAT_SESSION_RATE": "100000"}  # the fuzzing comes from one address
     log = (folder / "web.log").open("wb")
     proc = subprocess.Popen([sys.executable, "-m", "gateway.cli", "web"], env=env, stdout=subprocess.DEVNULL,
                             stderr=log)

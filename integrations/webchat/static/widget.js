@@ -77,7 +77,7 @@
   if (document.body) mount(); else document.addEventListener("DOMContentLoaded", mount);
 
   function openPanel() {
-    panel.hidden = false; launch.setAttribute("aria-expanded", "true"); input.focus(); connect();
+    panel.hidden = false; launch.setAttribute("aria-expanded", "true"); input.focus(); connect(); wake();
   }
   function closePanel() { panel.hidden = true; launch.setAttribute("aria-expanded", "false"); launch.focus(); }
   launch.addEventListener("click", function () { panel.hidden ? openPanel() : closePanel(); });
@@ -90,6 +90,9 @@
   var bubbles = {};                            // client_id or message id -> bubble element
   var lastSeq = 0, ws = null, session = null, retry = 0, started = false, typingTimer = null, lastTyping = 0;
   var agentTypingTimer = null;
+  // Server limits: `pauseFor` is the wait a refusal asked for (seconds), `dormant` means the server closed the
+  // socket as idle and we reconnect only once the page is looked at again; `keepAlive` pings while visible.
+  var pauseFor = 0, dormant = false, keepAlive = null;
   // One message in flight at a time, oldest first: when one had to wait (storage briefly down, rate limit)
   // and only it waited, a message typed after it was stored, threaded and answered before it.
   var inflight = null, held = false;
@@ -133,7 +136,7 @@
     var item = { client_id: rid("c"), text: text };
     outbox.push(item); saveOutbox();
     bubble(item.client_id, "in", text, null, "Sending…");
-    pump();
+    wake(); pump();
   }
 
   form.addEventListener("submit", function (e) { e.preventDefault(); submit(input.value); input.value = ""; sendTyping(false); });
@@ -162,6 +165,7 @@
     hello: function (f) {
       // The server resumes from 0 when our position is past the end of its stream (not issued for it).
       if (typeof f.since === "number" && f.since < lastSeq) lastSeq = f.since;
+      if (typeof f.idle_timeout === "number") startKeepAlive(f.idle_timeout);
       alertBox.textContent = ""; inflight = null; pump();
     },
     conversation: function (f) {
@@ -204,6 +208,7 @@
     },
     error: function (f) {
       alertBox.textContent = f.message || "Something went wrong.";
+      if (REFUSALS[f.code] && f.retry_after) pauseFor = f.retry_after;  // the close that follows waits this long
       var b = f.client_id && bubbles[f.client_id];
       if (f.code === "message_too_long" || f.code === "invalid_message") {
         outbox = outbox.filter(function (m) { return m.client_id !== f.client_id; }); saveOutbox();
@@ -236,6 +241,28 @@
   }
 
   // ---- connection --------------------------------------------------------------------------------
+  // Socket refusals (too many tabs or chats from this network, server busy) come as an error frame with
+  // retry_after and then one of these close codes; each close code says what we do next.
+  var REFUSALS = { too_many_tabs: true, too_many_sockets: true, server_busy: true };
+  var CLOSES = {
+    4408: function () { dormant = true; },                                    // idle: wait to be looked at
+    4429: function () { reconnect(pauseFor || 30); },                         // over a cap for us
+    1013: function () { reconnect(pauseFor || 5); }                           // server busy
+  };
+
+  // A visible page pings often enough that the server never takes it for idle; a hidden one lets its socket go
+  // (the server closes it) and reconnects, missing nothing, when it is seen again.
+  function startKeepAlive(idleSeconds) {
+    clearInterval(keepAlive);
+    keepAlive = setInterval(function () {
+      if (ws && ws.readyState === 1 && document.visibilityState === "visible") ws.send(JSON.stringify({ type: "ping" }));
+    }, Math.max(250, idleSeconds * 1000 / 3));
+  }
+
+  function wake() { if (dormant) { dormant = false; open(); } }
+  document.addEventListener("visibilitychange", function () { if (document.visibilityState === "visible") wake(); });
+  window.addEventListener("focus", wake);
+
   function startSession() {
     var body = { visitor_id: visitor || undefined };
     if (data.userId || data.email || data.name) {
@@ -244,7 +271,10 @@
     }
     return fetch(root + "/webchat/session", { method: "POST", headers: { "Content-Type": "application/json" },
       body: JSON.stringify(body) }).then(function (r) {
-      return r.json().then(function (j) { if (!r.ok) throw new Error(j.message || "chat unavailable"); return j; });
+      return r.json().then(function (j) {
+        if (!r.ok) { var e = new Error(j.message || "chat unavailable"); e.retryAfter = j.retry_after; throw e; }
+        return j;
+      });
     }).then(function (j) {
       if (j.visitor_id) { visitor = j.visitor_id; store(KEY_VISITOR, visitor); }
       if (session && session.conversation_id !== j.conversation_id) newConversation();
@@ -269,17 +299,21 @@
         if (typeof f.seq === "number") { if (f.seq <= lastSeq) return; lastSeq = f.seq; }
         var h = handlers[f.type]; if (h) h(f);
       };
-      ws.onclose = function () {
+      ws.onclose = function (ev) {
         // Refused before it opened (the browser hides the 401): most likely the token, e.g. the server
         // restarted with a new key or another process answered. Ask for a new session on the next attempt.
         if (!opened && session === s) session.expires_at = 0;
-        ws = null; inflight = null; reconnect();
+        ws = null; inflight = null;
+        var then = CLOSES[ev.code] || function () { reconnect(); };
+        then(); pauseFor = 0;
       };
-    }).catch(function (e) { alertBox.textContent = String(e.message || e); reconnect(); });
+    }).catch(function (e) { alertBox.textContent = String(e.message || e); reconnect(e.retryAfter); });
   }
 
-  function reconnect() {
-    var delay = Math.min(5000, 250 * Math.pow(2, retry++));
+  // `seconds`: the server asked us to wait (a limit); otherwise back off. Jitter spreads a busy server's
+  // refused widgets instead of sending them all back at the same moment.
+  function reconnect(seconds) {
+    var delay = seconds ? seconds * 1000 * (1 + Math.random() / 4) : Math.min(5000, 250 * Math.pow(2, retry++));
     setTimeout(open, delay);
   }
 
