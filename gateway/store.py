@@ -56,9 +56,16 @@ local pointer = P .. 'person:' .. person .. ':conv'
 local channel_pointer = P .. 'cust:' .. ARGV[9] .. ':conv'
 local current = redis.call('GET', pointer)
 local conv = current
+local mine = redis.call('GET', channel_pointer)
+if mine and mine ~= current and not redis.call('GET', P .. 'conv:' .. mine .. ':closed')
+   and redis.call('EXISTS', P .. 'conv:' .. mine .. ':msgs') == 1 then
+  -- This channel's conversation is still open (two persons merged, each had one): follow-ups stay where an
+  -- agent is working on them instead of moving to the other conversation.
+  conv = mine
+end
 if not conv then
   -- A web chat session reserves its conversation id before the first message.
-  conv = redis.call('GET', channel_pointer)
+  conv = mine
 end
 if conv then
   local closed = redis.call('GET', P .. 'conv:' .. conv .. ':closed')

@@ -283,3 +283,30 @@ async def test_forget_leaves_no_trace_in_redis_even_of_a_merged_customer(gateway
     left = await _everything_in(redis)
     for trace in ("jane", "Jane", "1234567", "4711", "invoice is wrong", "hello again", "crm-1", "shop-9"):
         assert trace not in left, trace
+
+
+async def test_after_a_merge_each_channel_keeps_writing_into_its_own_open_conversation(
+    gateway: Gateway, redis: aioredis.Redis
+) -> None:
+    """Two customer ids, each with an open conversation, turn out to be one person (a later message carries
+    both facts). The merge pointed the person at the shop conversation, so Jane's next CRM message moved
+    there, away from the agent working on her claimed CRM conversation."""
+    _, crm = await gateway.post_message({"customer_id": "crm-1", "message_id": "a1", "text": "my invoice is wrong",
+                                         "customer": {"email": "jane@example.com"}})
+    await eventually(lambda: _routed(gateway, crm["conversation_id"]))
+    assert (await gateway.rt.ops.claim(crm["conversation_id"], "U0ALICE")).ok
+    _, shop = await gateway.post_message({"customer_id": "shop-9", "message_id": "s1", "text": "order 4711 is late"})
+    assert shop["conversation_id"] != crm["conversation_id"]
+    await gateway.post_message({"customer_id": "shop-9", "message_id": "s2", "text": "it's Jane",
+                                "customer": {"email": "jane@example.com"}})  # the email joins the two persons
+    await eventually(lambda: redis.xlen(keys.MERGES))
+    _, more = await gateway.post_message({"customer_id": "crm-1", "message_id": "a2", "text": "and the invoice?"})
+    assert more["conversation_id"] == crm["conversation_id"]
+    _, again = await gateway.post_message({"customer_id": "shop-9", "message_id": "s3", "text": "any news?"})
+    assert again["conversation_id"] == shop["conversation_id"]
+    # Once the CRM conversation is resolved (and its reopen window over), that channel joins the person's.
+    assert (await gateway.rt.ops.resolve(crm["conversation_id"], "U0ALICE", skill="billing", urgency=None,
+                                         mood=None)).ok
+    await redis.set(keys.closed(crm["conversation_id"]), 0)
+    _, later = await gateway.post_message({"customer_id": "crm-1", "message_id": "a3", "text": "thanks!"})
+    assert later["conversation_id"] == shop["conversation_id"]
