@@ -19,6 +19,7 @@ from slack_sdk.errors import SlackApiError
 from gateway import keys
 from gateway.bot_followup import CHECKS_PREFIX
 from gateway.domain import Conversation
+from gateway.identity import Identity
 from gateway.policy_store import PolicyStore
 from gateway.redis_conn import as_str, stream_rows
 from gateway.retries import RETRY_KEY
@@ -62,16 +63,9 @@ class Eraser:
         self.policies = policies
         self.deadlines = (SlaScheduler(redis), SlaScheduler(redis, key_prefix=CHECKS_PREFIX))
 
-    async def person_of(self, ref: str) -> str | None:
-        """`ref` is a person id or any identity: "api:cust-42", "email:jane@x.com", "phone:+4917…"."""
-        if ref.startswith("per_") and await self.redis.exists(f"{keys.person(ref)}:idents"):
-            return ref
-        owner = await self.redis.get(keys.ident(ref))
-        return as_str(owner) if owner else None
-
     async def forget(self, ref: str, requested_by: str, deep: bool = False) -> ErasureReport:
         """`deep`: also read Slack channel history for cards missing from the conversations' card lists."""
-        person = await self.person_of(ref)
+        person = await Identity(self.redis).person_of(ref)
         report = ErasureReport(person=person)
         if person is None:
             return report

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 import redis.asyncio as aioredis
@@ -18,14 +19,42 @@ from redis.asyncio.client import Pipeline as RedisPipeline
 
 from gateway import keys
 from gateway.domain import ConversationState, PastConversation
-from gateway.redis_conn import as_str
+from gateway.redis_conn import as_str, stream_rows
 
 log = structlog.get_logger(__name__)
+
+
+@dataclass(frozen=True)
+class MergeRecord:
+    """One entry of `sb:merges`: `from_person` was joined into `into` on the strength of `identities`."""
+
+    id: str
+    into: str
+    from_person: str
+    identities: list[str]
+    at: float
+    undone: bool
 
 
 class Identity:
     def __init__(self, redis: aioredis.Redis) -> None:
         self.redis = redis
+
+    async def person_of(self, ref: str) -> str | None:
+        """`ref` is a person id or any identity: "api:cust-42", "email:jane@x.com", "phone:+4917…"."""
+        if ref.startswith("per_") and await self.redis.exists(f"{keys.person(ref)}:idents"):
+            return ref
+        owner = await self.redis.get(keys.ident(ref))
+        return as_str(owner) if owner else None
+
+    async def merges_of(self, person: str, limit: int = 10) -> list[MergeRecord]:
+        """The merges that joined someone into this person or this person into someone, newest first."""
+        rows = stream_rows(await self.redis.xrevrange(keys.MERGES))
+        undone = {fields["undo"] for _, fields in rows if "undo" in fields}
+        return [MergeRecord(entry_id, fields["into"], fields["from"], json.loads(fields.get("identities", "[]")),
+                            float(fields.get("at", 0)), entry_id in undone)
+                for entry_id, fields in rows
+                if "undo" not in fields and person in (fields.get("into"), fields.get("from"))][:limit]
 
     async def identities(self, person: str) -> set[str]:
         return {as_str(i) for i in await self.redis.smembers(f"{keys.person(person)}:idents")}
@@ -55,11 +84,12 @@ class Identity:
         return records
 
     async def unmerge(self, record_id: str) -> bool:
-        """Give a merged person back their identities and conversations, as before the merge."""
-        rows: Any = await self.redis.xrange(keys.MERGES, min=record_id, max=record_id)
-        if not rows:
+        """Give a merged person back their identities and conversations, as before the merge. False for an
+        id that is no merge, or one already undone (a second undo would add a record and change nothing)."""
+        rows = stream_rows(await self.redis.xrange(keys.MERGES))
+        fields = next((f for entry_id, f in rows if entry_id == record_id and "undo" not in f), None)
+        if fields is None or any(f.get("undo") == record_id for _, f in rows):
             return False
-        fields = {as_str(k): as_str(v) for k, v in rows[0][1].items()}
         into, other = fields["into"], fields["from"]
         async with self.redis.pipeline(transaction=True) as pipe:
             for ident in json.loads(fields["identities"]):

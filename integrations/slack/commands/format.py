@@ -9,9 +9,11 @@ from __future__ import annotations
 
 import re
 import time
+from datetime import UTC, datetime
 from typing import Any
 
 from gateway.dead_letters import Parked
+from gateway.identity import MergeRecord
 from gateway.policy_store import Canary
 from gateway.stats import Stats, percentile
 from integrations.slack.commands.previews import Pending
@@ -183,6 +185,20 @@ def dead_text(total: int, rows: list[Parked], command: str) -> str:
     return "\n".join(lines)
 
 
+def merges_text(ref: str, person: str, rows: list[MergeRecord], command: str) -> str:
+    if not rows:
+        return f"{escape(ref)} (`{person}`) was never merged with anyone."
+    lines = [f"Merges of {escape(ref)} (`{person}`), newest first:"]
+    for r in rows:
+        when = datetime.fromtimestamp(r.at, UTC).strftime("%Y-%m-%d %H:%M UTC")
+        facts = ", ".join(escape(i) for i in r.identities) or "no identities"
+        state = " (undone)" if r.undone else ""
+        lines.append(f"• `{r.id}` {when}: `{r.from_person}` joined into `{r.into}` with {facts}{state}")
+    lines.append(f"A wrong merge: `{command} unmerge <id>` gives the joined person back their identities and "
+                 "conversations (a lead's command).")
+    return "\n".join(lines)
+
+
 def help_text(command: str) -> str:
     c = command
     return "\n".join([
@@ -195,6 +211,7 @@ def help_text(command: str) -> str:
         f"`{c} undo` takes back your newest change; `{c} undo <id>` the newest change by anyone (ids in "
         f"`{c} history`)",
         f"`{c} dead` lists work parked after failing; `{c} dead replay` queues it again (leads)",
+        f"`{c} merges <customer>` lists who a customer was joined with; `{c} unmerge <id>` undoes one (leads)",
         "Any change: `--dry-run` previews it on recent conversations (then `apply` or the button); "
         "`--canary 10%` tries it on a share of new conversations (not `sla` or `capacity`, which always "
         f"follow the live policy); `{c} canary status|promote|drop`; live changes apply to a running canary too.",

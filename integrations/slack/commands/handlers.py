@@ -6,6 +6,7 @@ lead role, and a refusal always says why and is logged on the audit stream.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -13,6 +14,7 @@ from typing import Any
 import structlog
 
 from gateway import dead_letters, stats
+from gateway.identity import Identity
 from gateway.policy_admin import Applied, ChangeError, build_checked, refuse_noop
 from integrations.slack.commands import format as fmt
 from integrations.slack.commands.changes import BUILDERS
@@ -223,6 +225,34 @@ async def _dead(ctx: CommandContext, req: Request) -> Answer:
                   announce=f"♻️ <@{req.user}> queued {replayed} parked entries again" if replayed else None)
 
 
+MERGE_ID = re.compile(r"^\d{1,20}-\d{1,20}$")
+
+
+async def _merges(ctx: CommandContext, req: Request) -> Answer:
+    """Open to agents: a card's history shows merged conversations, and this says on what grounds."""
+    if len(req.parsed.args) != 1:
+        raise UsageError("usage: merges <customer> (api:<id>, email:<address>, phone:+<number>, or a person id)")
+    ref = req.parsed.args[0]
+    identity = Identity(ctx.redis)
+    person = await identity.person_of(ref)
+    if person is None:
+        raise ChangeError(f"no customer {ref!r} is known")
+    return Answer(fmt.merges_text(ref, person, await identity.merges_of(person), ctx.command))
+
+
+async def _unmerge(ctx: CommandContext, req: Request) -> Answer:
+    if len(req.parsed.args) != 1 or not MERGE_ID.match(req.parsed.args[0]):
+        raise UsageError(f"usage: unmerge <merge id from `{ctx.command} merges <customer>`>")
+    if req.parsed.dry_run:
+        raise UsageError(f"--dry-run previews policy changes; `{ctx.command} merges <customer>` shows the merge")
+    record = req.parsed.args[0]
+    if not await Identity(ctx.redis).unmerge(record):
+        raise ChangeError(f"`{record}` is no merge, or it was undone already (see `{ctx.command} merges`)")
+    await ctx.admin.audit("unmerge", req.user, merge=record)
+    return Answer(f"↩️ Merge `{record}` undone: the joined person has their identities and conversations back.",
+                  announce=f"↩️ <@{req.user}> undid customer merge `{record}`")
+
+
 VERBS: dict[str, Verb] = {
     "help": Verb(_help),
     "policy": Verb(_policy),
@@ -234,6 +264,8 @@ VERBS: dict[str, Verb] = {
     "dead": Verb(_dead),
     "undo": Verb(_undo, lead=True),
     "apply": Verb(_apply, lead=True),
+    "merges": Verb(_merges),
+    "unmerge": Verb(_unmerge, lead=True),
     **{name: Verb(_change) for name in BUILDERS},
 }
 NO_PREVIEW = frozenset({"apply"})
