@@ -57,11 +57,24 @@ local channel_pointer = P .. 'cust:' .. ARGV[9] .. ':conv'
 local current = redis.call('GET', pointer)
 local conv = current
 local mine = redis.call('GET', channel_pointer)
+local function sibling_writes_in(c)
+  -- Another id of this same channel (another account that shares the email or phone) owns `c`.
+  local kind = string.match(ARGV[9], '^[^:]+:')
+  for _, ident in ipairs(redis.call('SMEMBERS', P .. 'person:' .. person .. ':idents')) do
+    if ident ~= ARGV[9] and string.sub(ident, 1, #kind) == kind
+       and redis.call('GET', P .. 'cust:' .. ident .. ':conv') == c then return true end
+  end
+  return false
+end
 if mine and mine ~= current and not redis.call('GET', P .. 'conv:' .. mine .. ':closed')
    and redis.call('EXISTS', P .. 'conv:' .. mine .. ':msgs') == 1 then
   -- This channel's conversation is still open (two persons merged, each had one): follow-ups stay where an
   -- agent is working on them instead of moving to the other conversation.
   conv = mine
+elseif current and current ~= mine and sibling_writes_in(current) then
+  -- Two accounts of one channel joined by a shared email or phone are one person for history, but never
+  -- one conversation: an agent's reply goes to the conversation's customer, so it would reach the wrong one.
+  conv = false
 end
 if not conv then
   -- A web chat session reserves its conversation id before the first message.

@@ -304,9 +304,31 @@ async def test_after_a_merge_each_channel_keeps_writing_into_its_own_open_conver
     assert more["conversation_id"] == crm["conversation_id"]
     _, again = await gateway.post_message({"customer_id": "shop-9", "message_id": "s3", "text": "any news?"})
     assert again["conversation_id"] == shop["conversation_id"]
-    # Once the CRM conversation is resolved (and its reopen window over), that channel joins the person's.
+    # Once the CRM conversation is resolved (and its reopen window over), the CRM id starts a new one: two ids
+    # of one channel are two accounts, which never share a conversation (an agent's reply would reach the other).
     assert (await gateway.rt.ops.resolve(crm["conversation_id"], "U0ALICE", skill="billing", urgency=None,
                                          mood=None)).ok
     await redis.set(keys.closed(crm["conversation_id"]), 0)
     _, later = await gateway.post_message({"customer_id": "crm-1", "message_id": "a3", "text": "thanks!"})
-    assert later["conversation_id"] == shop["conversation_id"]
+    assert later["conversation_id"] not in (crm["conversation_id"], shop["conversation_id"])
+
+
+async def test_two_accounts_sharing_an_email_never_share_a_conversation(
+    gateway: Gateway, redis: aioredis.Redis, callback: Callback
+) -> None:
+    """A shared billing mailbox: two API customer ids with one verified email are one person for history,
+    but Bob's message was appended to Alice's open conversation, and the agent's reply to Alice reached Bob."""
+    shared = {"email": "ap@acme.example"}
+    _, alice = await gateway.post_message({"customer_id": "acct-alice", "message_id": "a1",
+                                           "text": "my invoice 4411 is wrong", "customer": shared})
+    await eventually(lambda: _routed(gateway, alice["conversation_id"]))
+    _, bob = await gateway.post_message({"customer_id": "acct-bob", "message_id": "b1",
+                                         "text": "please cancel my subscription", "customer": shared})
+    assert bob["conversation_id"] != alice["conversation_id"]
+    assert await redis.get(keys.ident("api:acct-bob")) == await redis.get(keys.ident("api:acct-alice"))  # one person
+    _, alice_again = await gateway.post_message({"customer_id": "acct-alice", "message_id": "a2", "text": "any news?"})
+    assert alice_again["conversation_id"] == alice["conversation_id"]
+    await eventually(lambda: _routed(gateway, bob["conversation_id"]))
+    conv = await gateway.rt.store.load(alice["conversation_id"])
+    assert conv is not None and conv.customer.key == "api:acct-alice"
+    assert [m.text for m in conv.inbound] == ["my invoice 4411 is wrong", "any news?"]
