@@ -253,6 +253,10 @@ class Conversation(BaseModel):
     """The queued transfer moving the card to `skill`'s channel, until the worker posts the new card there:
     a second click on Transfer in between is told so instead of queuing the move (and its outcome) twice,
     and a parked move clears only its own ref, not a later one's."""
+    partition: int | None = None
+    """The stream partition its messages are queued on, fixed when it starts: desk work (replies, transfers)
+    goes there too, so one worker handles it in order. Derived from the person, it split across two
+    partitions once the person was merged into another (new messages followed the new person)."""
     taught_skill: str | None = None
     """The skill the last transfer taught the learners (its outcome says "misrouted: really <skill>"); a
     resolve that confirms it says so, and the learners do not learn the same label twice."""

@@ -48,6 +48,11 @@ def closed(conversation_id: str) -> str:
     return f"{PREFIX}conv:{conversation_id}:closed"
 
 
+def conversation_partition(conversation_id: str) -> str:
+    """The partition the conversation's messages are queued on (the ingest script writes it)."""
+    return f"{PREFIX}conv:{conversation_id}:part"
+
+
 def effects(conversation_id: str) -> str:
     return f"{PREFIX}conv:{conversation_id}:effects"
 

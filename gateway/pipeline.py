@@ -138,6 +138,10 @@ class Pipeline:
             await self.identity.merge(fields["person"], fields["merge"].split(","))
         if conv.customer.key != fields["customer"]:
             await self._switch_channel(conv, fields)
+        if ack is not None and conv.partition != ack.partition:  # new, or stored before partitions were kept
+            conv.partition = ack.partition
+            if conv.version:
+                await self.store.save(conv, "partition")
         fresh, since = delivery(ack, fields)
         effects = Effects(self.redis, keys.effects(conv.id), snap.effects, fresh=fresh, since=since)
         if conv.card_ts and conv.state is ConversationState.AUTOMATED:

@@ -92,10 +92,18 @@ end
 if redis.call('GET', channel_pointer) ~= conv then redis.call('SET', channel_pointer, conv) end
 redis.call('RPUSH', P .. 'conv:' .. conv .. ':msgs', ARGV[3])
 if ARGV[8] ~= '{}' then redis.call('HSET', P .. 'person:' .. person, 'profile', ARGV[8]) end
--- Same hash as keys.partition_of: one person, one partition, so their messages stay in order.
-local h = 0
-for i = 1, #person do h = (h * 31 + string.byte(person, i)) % 2147483647 end
-local stream = P .. 'in:' .. tostring(h % tonumber(ARGV[11]))
+-- A conversation keeps the partition it started on (`Conversation.partition`), so a merge that changes its
+-- person cannot split its work across two partitions. It starts on its person's: same hash as
+-- keys.partition_of, so one person's messages stay in order.
+local part_key = P .. 'conv:' .. conv .. ':part'
+local part = redis.call('GET', part_key)
+if not part or tonumber(part) >= tonumber(ARGV[11]) then
+  local h = 0
+  for i = 1, #person do h = (h * 31 + string.byte(person, i)) % 2147483647 end
+  part = tostring(h % tonumber(ARGV[11]))
+  redis.call('SET', part_key, part)
+end
+local stream = P .. 'in:' .. part
 redis.call('XADD', stream, '*', 'conv', conv, 'mid', ARGV[2], 'customer', ARGV[9], 'profile', ARGV[8],
            'person', person, 'merge', table.concat(others, ','))
 local ref = conv .. '|' .. ARGV[2]
@@ -124,7 +132,7 @@ return redis.call('HINCRBY', KEYS[1], 'version', 1)
 """
 
 DEDUPE_TTL_S = 7 * 86400
-CREATE_FIELDS = ("id", "customer", "state", "created_at")
+CREATE_FIELDS = ("id", "customer", "state", "created_at", "partition")
 GUARDED = ("state", "claimed_by", "card_ts", "skill", "replied_at")
 """What desk actions change (a transfer first changes the skill, its new card comes a Slack call later),
 and an agent's reply (an SLA reassign must lose to it): `save_if` refuses to write over a change to any."""
@@ -323,7 +331,11 @@ class ConversationStore:
         return self.stream_of(conv), {"conv": conv.id, "customer": conv.customer.key, **fields}
 
     def stream_of(self, conv: Conversation) -> str:
-        """The customer's partition stream, where all work on their conversations is queued in order."""
+        """The conversation's partition stream, where all work on it is queued in order: the partition its
+        messages are queued on (`Conversation.partition`), or, for one stored before it was recorded, its
+        person's."""
+        if conv.partition is not None and conv.partition < self.partitions:
+            return keys.inbound_stream(conv.partition)
         return keys.inbound_stream(keys.partition_of(conv.customer.person_id or conv.customer.key, self.partitions))
 
     async def mark_closed(self, conv: Conversation) -> None:

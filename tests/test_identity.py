@@ -332,3 +332,35 @@ async def test_two_accounts_sharing_an_email_never_share_a_conversation(
     conv = await gateway.rt.store.load(alice["conversation_id"])
     assert conv is not None and conv.customer.key == "api:acct-alice"
     assert [m.text for m in conv.inbound] == ["my invoice 4411 is wrong", "any news?"]
+
+
+async def _streams_holding(redis: aioredis.Redis, partitions: int, conv_id: str) -> set[str]:
+    found = set()
+    for p in range(partitions):
+        rows: Any = await redis.xrange(f"sb:in:{p}")
+        if any(as_str(f.get(b"conv", b"")) == conv_id for _, f in rows):
+            found.add(f"sb:in:{p}")
+    return found
+
+
+async def test_a_merge_keeps_each_conversations_work_on_one_partition(gateway: Gateway,
+                                                                     redis: aioredis.Redis) -> None:
+    """New messages followed the person they were merged into, to that person's partition, while the desk's
+    work on the conversation (replies, transfers) went to the old one: two workers on one conversation."""
+    parts = gateway.settings.partitions
+    _, crm = await gateway.post_message({"customer_id": "crm-1", "message_id": "a1", "text": "my invoice is wrong",
+                                         "customer": {"email": "jane@example.com"}})
+    crm_person = as_str(await redis.get(keys.ident("api:crm-1")))
+    for n in range(50):  # a second person on another partition (person ids are random)
+        await gateway.post_message({"customer_id": f"shop-{n}", "message_id": "s1", "text": "order late"})
+        shop_person = as_str(await redis.get(keys.ident(f"api:shop-{n}")))
+        if keys.partition_of(shop_person, parts) != keys.partition_of(crm_person, parts):
+            break
+    await gateway.post_message({"customer_id": f"shop-{n}", "message_id": "s2", "text": "it's Jane",
+                                "customer": {"email": "jane@example.com"}})  # crm's person joins shop's
+    await eventually(lambda: redis.xlen(keys.MERGES))
+    await gateway.post_message({"customer_id": "crm-1", "message_id": "a2", "text": "and the invoice?"})
+    await eventually(lambda: _routed(gateway, crm["conversation_id"]))
+    conv = await gateway.rt.store.load(crm["conversation_id"])
+    assert conv is not None and conv.customer.person_id == crm_person  # the person it started with
+    assert await _streams_holding(redis, parts, crm["conversation_id"]) == {gateway.rt.store.stream_of(conv)}
