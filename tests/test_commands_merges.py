@@ -5,10 +5,12 @@ from __future__ import annotations
 import json
 import re
 from pathlib import Path
+from typing import Any
 
 import redis.asyncio as aioredis
 
 from gateway import keys
+from gateway.redis_conn import as_str
 from tests.harness import eventually
 from tests.test_commands_support import Slash, commands_gateway
 
@@ -33,7 +35,7 @@ async def test_an_agent_sees_a_merge_and_only_a_lead_undoes_it(redis: aioredis.R
         match = re.search(r"• `(\d+-\d+)` .*: `(per_\w+)` joined into `(per_\w+)` with (.*)", listed)
         assert match, listed
         record, joined, into = match.group(1), match.group(2), match.group(3)
-        assert joined == joined_before.decode() and "api:crm-2" in match.group(4) and "(undone)" not in listed
+        assert joined == as_str(joined_before) and "api:crm-2" in match.group(4) and "(undone)" not in listed
         assert (await slash.text(f"unmerge {record}", user=AGENT)).startswith("🚫 only team leads")
         assert await redis.get(keys.ident("api:crm-2")) == into.encode()
 
@@ -44,7 +46,7 @@ async def test_an_agent_sees_a_merge_and_only_a_lead_undoes_it(redis: aioredis.R
         announced = await eventually(lambda: [m for m in gw.slack.messages("support-leads")
                                               if "undid customer merge" in m.get("text", "")])
         assert f"<@{LEAD}>" in announced[0]["text"]
-        rows = await redis.xrange(keys.AUDIT)
+        rows: Any = await redis.xrange(keys.AUDIT)
         audit = [json.loads(f[b"data"]) for _, f in rows]
         assert any(a["action"] == "unmerge" and a["user"] == LEAD for a in audit)
 
