@@ -14,6 +14,8 @@ import redis.asyncio as aioredis
 import structlog
 
 from gateway.domain import Conversation, ConversationState, Direction, Outcome, Scores, utcnow
+from gateway.effects import Effects
+from gateway.outbound import never_found
 from gateway.scheduler import Clock, SlaScheduler, SystemClock
 from gateway.store import ConversationStore
 from learners.outcomes import publish_outcome
@@ -90,3 +92,23 @@ class BotFollowUp:
                 log.warning("bot_followup_failed", error=repr(exc))
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), timeout=interval)
+
+
+async def publish_failure_once(
+    redis: aioredis.Redis, effects: Effects, name: str, conv: Conversation, answered_on: Scores | None, reason: str
+) -> None:
+    """The bot's earlier answer did not finish the job: a label for the automation learner, paired with
+    the text and scores the bot answered on (the customer's comeback is not part of either)."""
+
+    async def publish() -> str:
+        outcome = Outcome(
+            conversation_id=conv.id,
+            kind="automation_handoff",
+            text="\n".join(m.text for m in conv.inbound[-5:-1]) or conv.last_inbound_text,
+            automation_failed=True,
+            correction=reason,
+            predicted=answered_on.model_dump(mode="json") if answered_on else {},
+        )
+        return await publish_outcome(redis, outcome)
+
+    await effects.once(name, publish, never_found)

@@ -13,9 +13,9 @@ from functools import partial
 import redis.asyncio as aioredis
 import structlog
 
-from gateway import csat, handback, keys, metrics, outbound, transfers
+from gateway import csat, handback, keys, metrics, optout, outbound, transfers
 from gateway.agents import loads_for, stage_agent_loads
-from gateway.bot_followup import BOT_AGENT, BotFollowUp
+from gateway.bot_followup import BOT_AGENT, BotFollowUp, publish_failure_once
 from gateway.domain import (
     BOT_ANSWER,
     BOT_AUTHOR,
@@ -26,7 +26,6 @@ from gateway.domain import (
     Decision,
     Direction,
     Message,
-    Outcome,
     PastConversation,
     RouteKind,
     Scores,
@@ -47,7 +46,6 @@ from gateway.store import ConversationStore, Snapshot
 from gateway.streams import Ack, delivery
 from learners import coldstart
 from learners.base import Scorer
-from learners.outcomes import publish_outcome
 from router.context import RoutingContext
 from router.decide import decide, suggested_agent
 from router.policy import Policy
@@ -144,7 +142,11 @@ class Pipeline:
                 await self.store.save(conv, "partition")
         fresh, since = delivery(ack, fields)
         effects = Effects(self.redis, keys.effects(conv.id), snap.effects, fresh=fresh, since=since)
-        if conv.card_ts and conv.state is ConversationState.AUTOMATED:
+        word = optout.keyword(conv, message)
+        if word is not None:  # STOP or START: recorded and told, neither answered nor routed
+            await optout.record(self, conv, message, word, effects)
+            await self._commit(conv, (), False, effects, ack)
+        elif conv.card_ts and conv.state is ConversationState.AUTOMATED:
             # Handed back to the bot from the desk: the bot answers, or the card it has comes back to life.
             await self._follow_up(conv, message, effects)
             await self._route(conv, message, effects, pre)
@@ -246,7 +248,8 @@ class Pipeline:
                 human = decide(conv, scores, policy, context, message.at, human=True)
                 decision = human.model_copy(update={"reasons": [f"handoff: {handed_over}", *human.reasons]})
         elif was_automated:
-            await self._publish_once(effects, f"auto:{message.id}", conv, answered_on, reason=decision.reasons[0])
+            await publish_failure_once(self.redis, effects, f"auto:{message.id}", conv, answered_on,
+                                       reason=decision.reasons[0])
         if decision.route is RouteKind.HUMAN and (was_automated or decision.reasons[0].startswith("handoff")):
             notice = Message(
                 id=f"handoff-{message.id}", direction=Direction.OUTBOUND, channel=conv.customer.channel,
@@ -294,29 +297,14 @@ class Pipeline:
             else:
                 reason = reply.handoff_reason or "automation could not answer"
             if conv.state is ConversationState.AUTOMATED:
-                await self._publish_once(effects, f"auto:{message.id}", conv, answered_on, reason=reason)
+                await publish_failure_once(self.redis, effects, f"auto:{message.id}", conv, answered_on, reason)
         return reason
 
-    async def _publish_once(
-        self, effects: Effects, name: str, conv: Conversation, answered_on: Scores | None, reason: str
-    ) -> None:
-        """The bot's earlier answer did not finish the job: a label for the automation learner, paired with
-        the text and scores the bot answered on (the customer's comeback is not part of either)."""
-
-        async def publish() -> str:
-            outcome = Outcome(
-                conversation_id=conv.id,
-                kind="automation_handoff",
-                text="\n".join(m.text for m in conv.inbound[-5:-1]) or conv.last_inbound_text,
-                automation_failed=True,
-                correction=reason,
-                predicted=answered_on.model_dump(mode="json") if answered_on else {},
-            )
-            return await publish_outcome(self.redis, outcome)
-
-        await effects.once(name, publish, never_found)
-
     async def _send(self, conv: Conversation, message: Message) -> str:
+        refused = await optout.refusal(self, conv)
+        if refused is not None:
+            log.info("customer_delivery_refused", conversation_id=conv.id, reason=refused)
+            return refused
         if not any(m.id == message.id for m in conv.messages):
             await self.store.append(conv, message)
         channel = self.channels.get(conv.customer.channel)

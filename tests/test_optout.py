@@ -1,0 +1,83 @@
+"""STOP and START on SMS, through the real gateway, worker, Redis, the Slack emulator and a Twilio stand-in.
+
+Before: "STOP" was scored and routed like any message (the bot answered it, Twilio refused with 21610 and
+a card said so), and an agent's later reply was sent and refused by Twilio."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+import redis.asyncio as aioredis
+from aiohttp import web
+
+from gateway.optout import opt_out_key
+from integrations.twilio.signature import compute
+from tests.harness import Gateway, cards, eventually, make_settings, serve_app, start_gateway
+from tests.test_desk import sender
+from tests.test_twilio import PUBLIC, SHOP, SID, TOKEN, StandIn, sms
+
+
+@pytest.fixture
+async def sms_gw(redis: aioredis.Redis, redis_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+                 ) -> AsyncIterator[tuple[Gateway, StandIn]]:
+    """`redis` first: it empties the database, which must happen before the gateway creates its groups."""
+    standin = StandIn(url="")
+    twilio_app = web.Application()
+    twilio_app.router.add_post("/2010-04-01/Accounts/{sid}/Messages.json", standin.messages)
+    standin.url, twilio_runner = await serve_app(twilio_app)
+    for name, value in {"TWILIO_AUTH_TOKEN": TOKEN, "TWILIO_ACCOUNT_SID": SID, "TWILIO_FROM_NUMBER": SHOP,
+                        "TWILIO_API_URL": standin.url, "SWITCHBOARD_PUBLIC_URL": PUBLIC}.items():
+        monkeypatch.setenv(name, value)
+    gw = await start_gateway(make_settings(redis_url, tmp_path))
+    yield gw, standin
+    await gw.close()
+    await twilio_runner.cleanup()
+
+
+async def _text(gw: Gateway, n: int, body: str, frm: str = "+14155550123") -> None:
+    form = sms(sid=f"SM{n:032d}", frm=frm, body=body)
+    signed = compute(TOKEN, f"{PUBLIC}/channels/twilio", form.items())
+    async with gw.session.post(f"{gw.url}/channels/twilio", data=form, headers={"X-Twilio-Signature": signed}) as r:
+        assert r.status == 200
+
+
+async def test_stop_silences_every_reply_until_start(sms_gw: tuple[Gateway, StandIn], redis: aioredis.Redis) -> None:
+    gw, standin = sms_gw
+    await _text(gw, 1, "I was charged twice on my invoice")
+    (card,) = await eventually(lambda: cards(gw.slack, "support-billing"))
+    conv_id = card["metadata"]["event_payload"]["conversation_id"]
+    channel = gw.slack.channel_id("support-billing")
+    assert (await gw.rt.ops.claim(conv_id, "U0ALICE")).ok
+
+    def thread(text: str) -> list[str]:
+        return [m["text"] for m in gw.slack.replies(channel, card["ts"]) if text in m["text"]]
+
+    sent_before = len(standin.calls)
+    await _text(gw, 2, "STOP")
+    (note,) = await eventually(lambda: thread("opted out"))
+    assert "*STOP*" in note and "until they text START" in note
+    assert await redis.exists(opt_out_key("sms:+14155550123"))
+    await sender(gw).message("U0ALICE", channel, "Refunded, sorry about that", thread_ts=card["ts"])
+    (refused,) = await eventually(lambda: thread("Not delivered"))
+    assert "opted out (texted STOP)" in refused
+    assert len(standin.calls) == sent_before  # neither the keyword nor the reply got an answer out
+
+    await _text(gw, 3, "Start")
+    await eventually(lambda: thread("replies reach them again"))
+    await sender(gw).message("U0ALICE", channel, "Refunded now", thread_ts=card["ts"])
+    (sent,) = await eventually(lambda: [c for c in standin.calls if c["form"]["Body"] == "Refunded now"])
+    assert sent["form"]["To"] == "+14155550123"
+
+
+async def test_a_first_message_that_is_stop_gets_no_card_and_no_answer(sms_gw: tuple[Gateway, StandIn],
+                                                                       redis: aioredis.Redis) -> None:
+    gw, standin = sms_gw
+    await _text(gw, 1, "stop", frm="+14155550199")
+    await eventually(lambda: redis.exists(opt_out_key("sms:+14155550199")))
+    await _text(gw, 2, "Where is my parcel?", frm="+14155550100")  # handled after it (same worker, in order)
+    await eventually(lambda: cards(gw.slack, "support-shipping") or standin.calls)
+    assert all(c["form"]["To"] != "+14155550199" for c in standin.calls)
+    assert all("stop" not in str(c.get("blocks", "")).lower()
+               for ch in ("support-billing", "support-general", "support-shipping") for c in cards(gw.slack, ch))
