@@ -20,6 +20,7 @@ from gateway import keys
 from gateway.bot_followup import CHECKS_PREFIX
 from gateway.domain import Conversation
 from gateway.identity import Identity
+from gateway.optout import opt_out_key
 from gateway.policy_store import PolicyStore
 from gateway.redis_conn import as_str, stream_rows
 from gateway.retries import RETRY_KEY
@@ -75,6 +76,7 @@ class Eraser:
         # The pointers first: a message arriving while Slack is being cleaned starts afresh instead of
         # writing into (and resurrecting) a conversation being erased.
         doomed = [keys.ident(i) for i in idents] + [keys.customer_conversation(i) for i in idents]
+        doomed += [opt_out_key(i) for i in idents]  # names their number; Twilio keeps its own STOP list
         for p in sorted(persons):  # the persons merged into this one kept their own keys
             doomed += [keys.person(p), f"{keys.person(p)}:idents", keys.person_conversations(p),
                        f"{keys.person(p)}:conv", f"{keys.person(p)}:merged_into"]
