@@ -13,7 +13,7 @@ from functools import partial
 import redis.asyncio as aioredis
 import structlog
 
-from gateway import csat, handback, keys, metrics, optout, outbound, transfers
+from gateway import csat, guards, handback, keys, metrics, optout, outbound, transfers
 from gateway.agents import loads_for, stage_agent_loads
 from gateway.bot_followup import BOT_AGENT, BotFollowUp, publish_failure_once
 from gateway.domain import (
@@ -301,7 +301,7 @@ class Pipeline:
         return reason
 
     async def _send(self, conv: Conversation, message: Message) -> str:
-        refused = await optout.refusal(self, conv)
+        refused = await guards.refusal(self, conv)
         if refused is not None:
             log.info("customer_delivery_refused", conversation_id=conv.id, reason=refused)
             return refused

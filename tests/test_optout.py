@@ -1,10 +1,12 @@
-"""STOP and START on SMS, through the real gateway, worker, Redis, the Slack emulator and a Twilio stand-in.
+"""Sends the channel is bound to refuse (STOP on SMS, WhatsApp's 24-hour window), through the real gateway,
+worker, Redis, the Slack emulator and a Twilio stand-in.
 
 Before: "STOP" was scored and routed like any message (the bot answered it, Twilio refused with 21610 and
 a card said so), and an agent's later reply was sent and refused by Twilio."""
 
 from __future__ import annotations
 
+import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -13,6 +15,7 @@ import redis.asyncio as aioredis
 from aiohttp import web
 
 from gateway.optout import opt_out_key
+from gateway.scheduler import ManualClock
 from integrations.twilio.signature import compute
 from tests.harness import Gateway, cards, eventually, make_settings, serve_app, start_gateway
 from tests.test_desk import sender
@@ -81,3 +84,24 @@ async def test_a_first_message_that_is_stop_gets_no_card_and_no_answer(sms_gw: t
     assert all(c["form"]["To"] != "+14155550199" for c in standin.calls)
     assert all("stop" not in str(c.get("blocks", "")).lower()
                for ch in ("support-billing", "support-general", "support-shipping") for c in cards(gw.slack, ch))
+
+
+async def test_a_whatsapp_reply_outside_the_24_hour_window_is_refused_at_once(
+    sms_gw: tuple[Gateway, StandIn]
+) -> None:
+    """Business-hours SLAs make it common: Friday evening's message is answered on Monday. The reply showed ✅
+    until Twilio reported 63016 (if it had a URL to report to at all)."""
+    gw, standin = sms_gw
+    await _text(gw, 1, "I was charged twice on my invoice", frm="whatsapp:+14155550123")
+    (card,) = await eventually(lambda: cards(gw.slack, "support-billing"))
+    conv_id = card["metadata"]["event_payload"]["conversation_id"]
+    channel = gw.slack.channel_id("support-billing")
+    assert (await gw.rt.ops.claim(conv_id, "U0ALICE")).ok
+    await sender(gw).message("U0ALICE", channel, "Looking into it", thread_ts=card["ts"])
+    await eventually(lambda: [c for c in standin.calls if c["form"]["Body"] == "Looking into it"])
+    gw.rt.sla.clock = ManualClock(time.time() + 25 * 3600)  # the next working day
+    await sender(gw).message("U0ALICE", channel, "Refunded", thread_ts=card["ts"])
+    (refused,) = await eventually(lambda: [m["text"] for m in gw.slack.replies(channel, card["ts"])
+                                           if "Not delivered" in m["text"]])
+    assert "WhatsApp takes replies only within 24 h of the customer's last message (25h ago)" in refused
+    assert not [c for c in standin.calls if c["form"]["Body"] == "Refunded"]

@@ -1,0 +1,51 @@
+"""Checks before anything is sent to a customer: a send the channel is bound to refuse is refused here,
+at once and with a reason the agent can act on, instead of showing ✅ until the provider reports a failure.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING
+
+from gateway import optout
+from gateway.domain import ChannelKind, Conversation, Direction
+from gateway.outbound import REFUSED
+from router.sla import duration
+
+if TYPE_CHECKING:
+    from gateway.pipeline import Pipeline
+
+WHATSAPP_WINDOW_S = 24 * 3600
+"""WhatsApp takes free-form messages only within 24 hours of the customer's last one (Meta's customer service
+window; Twilio answers 63016, Meta error 131047). Outside it only pre-approved templates may be sent."""
+
+
+def _now(p: Pipeline) -> float:
+    """The SLA clock (tests move it), or the wall clock."""
+    return p.sla.clock.now() if p.sla is not None else time.time()
+
+
+async def whatsapp_window(p: Pipeline, conv: Conversation) -> str | None:
+    if conv.customer.channel is not ChannelKind.WHATSAPP:
+        return None
+    last = max((m.at.timestamp() for m in conv.messages if m.direction is Direction.INBOUND), default=None)
+    if last is None:
+        return None
+    since = _now(p) - last
+    if since <= WHATSAPP_WINDOW_S:
+        return None
+    return (f"{REFUSED}WhatsApp takes replies only within 24 h of the customer's last message ({duration(since)} "
+            "ago); only an approved template may be sent now")
+
+
+GUARDS: tuple[Callable[[Pipeline, Conversation], Awaitable[str | None]], ...] = (optout.refusal, whatsapp_window)
+
+
+async def refusal(p: Pipeline, conv: Conversation) -> str | None:
+    """The first reason nothing may be sent to this customer now, or None."""
+    for guard in GUARDS:
+        why = await guard(p, conv)
+        if why is not None:
+            return why
+    return None
