@@ -13,6 +13,8 @@ the queues).
 A refused blob is never overwritten by the learner process (`restore` reports it as held): it may be
 months of learning that another build can still read, so a learner that cannot read it stops
 publishing that one model and logs how to release it, instead of replacing it with a fresh model.
+A blob of an older schema this build knows how to convert (`READABLE_SCHEMAS`) is not refused: it is
+converted on load (`learners.upgrade`), so an upgrade keeps the learned models.
 """
 
 from __future__ import annotations
@@ -35,6 +37,7 @@ from learners.automation import AutomationLearner
 from learners.sentiment import SentimentLearner
 from learners.skill import SkillLearner
 from learners.text import TextLearner
+from learners.upgrade import upgrade
 from learners.urgency import UrgencyLearner
 
 log = structlog.get_logger("learners.snapshot")
@@ -45,11 +48,14 @@ LOCK_KEY = "sb:learners:lock"
 MAGIC = b"SBLEARN1\n"
 FORMAT = 1
 """The blob layout (magic, header, pickle)."""
-SCHEMA = 1
+SCHEMA = 2
 """Our learner classes' pickled state. Bump it whenever a learner, its features or its `Tracker` gain,
 lose or change the meaning of an attribute: a pickle from another schema can load and then fail (or
 mispredict) much later, e.g. an old `Tracker` without `log_drift` crashing at its first drift alarm.
-Blobs written before the header had this field read as schema 1, which is their layout."""
+Blobs written before the header had this field read as schema 1, which is their layout.
+2: weights on the float32 grid, packed as arrays (`learners.compact`); buckets fold past `budget`."""
+READABLE_SCHEMAS = frozenset({1, SCHEMA})
+"""Older schemas this build converts on load (`learners.upgrade`) instead of holding their models."""
 HOLD_HINT = (
     f"kept as is and not overwritten; run a build that reads it, or discard it with "
     f"`HDEL {SNAPSHOT_KEY} <learner>` and the learner process starts that model fresh within claim_every_s"
@@ -153,12 +159,17 @@ def _missing_attributes(learner: TextLearner, name: str) -> list[str]:
 
 
 def load(blob: bytes, expected: str) -> Loaded:
-    """Decode one blob or raise `SnapshotError`; nothing is unpickled before the checksum matches."""
+    """Decode one blob or raise `SnapshotError`; nothing is unpickled before the checksum matches.
+
+    A blob of an older readable schema is converted after unpickling (`learners.upgrade`), so a deployment
+    keeps its models across the upgrade; the learner process rewrites it in this schema when it next learns.
+    """
     header, payload = _split(blob)
     if header.get("format") != FORMAT:
         raise SnapshotError(f"format {header.get('format')!r}, this build reads {FORMAT}")
-    if header.get("schema", 1) != SCHEMA:
-        raise SnapshotError(f"learner schema {header.get('schema')!r}, this build reads {SCHEMA}")
+    schema = header.get("schema", 1)
+    if schema not in READABLE_SCHEMAS:
+        raise SnapshotError(f"learner schema {schema!r}, this build reads {sorted(READABLE_SCHEMAS)}")
     if header.get("learner") != expected:
         raise SnapshotError(f"blob is for learner {header.get('learner')!r}, expected {expected!r}")
     if _river_series(str(header.get("river"))) != _river_series(river.__version__):
@@ -172,6 +183,11 @@ def load(blob: bytes, expected: str) -> Loaded:
     cls = LEARNER_TYPES.get(expected)
     if cls is None or not isinstance(learner, cls):
         raise SnapshotError(f"payload is a {type(learner).__name__}, expected {cls.__name__ if cls else expected}")
+    if schema != SCHEMA:
+        try:
+            learner = upgrade(learner, schema, SCHEMA)
+        except Exception as exc:
+            raise SnapshotError(f"converting schema {schema} failed: {type(exc).__name__}: {exc}") from exc
     missing = _missing_attributes(learner, expected)
     if missing:
         raise SnapshotError(f"learner schema mismatch: pickle lacks {', '.join(missing)} (written by an older build)")

@@ -2,18 +2,24 @@
 
 `Learner` is the protocol the learner process and the scorer call. `TextLearner` holds the River
 pipeline plus its `Tracker`; the four concrete learners only choose the final estimator and how a
-raw outcome value becomes a class label.
+raw outcome value becomes a class label. The estimators are River's, with float32 weights that pickle
+compactly (`learners.compact`); a model that gains many classes folds its buckets (`learners.budget`).
 """
 
 from __future__ import annotations
 
 from typing import Any, ClassVar, Protocol
 
+import structlog
 from river import base, compose, linear_model, optim
 from river.base.typing import ClfTarget
 
+from learners import budget
+from learners.compact import CompactLogisticRegression, CompactSoftmaxRegression
 from learners.features import N_FEATURES, HashingTFIDF
 from learners.tracking import Tracker
+
+log = structlog.get_logger("learners.text")
 
 LEARNING_RATE = 2.0
 """SGD step measured best on banking77/airline tweets; River's default 0.01 barely learns."""
@@ -44,7 +50,7 @@ class TextLearner:
         self.tracker = Tracker(self.name, window=window)
 
     def _estimator(self, lr: float) -> base.Classifier:
-        return linear_model.SoftmaxRegression(optimizer=optim.SGD(lr))
+        return CompactSoftmaxRegression(optimizer=optim.SGD(lr))
 
     def features(self, x: Any) -> dict[Any, float]:
         """Feature dict for `x`; subclasses add non-text features (automation adds the scores)."""
@@ -70,6 +76,20 @@ class TextLearner:
         self.tracker.record(y, y_pred)
         self.tfidf.learn_one(self.text_of(x))
         self.clf.learn_one(self.features(x), y)
+        self._keep_within_budget()
+
+    def _keep_within_budget(self) -> None:
+        """Fold the buckets once a new class would let the worst-case snapshot pass the bound."""
+        clf, n_features = self.clf, self.tfidf.n_features
+        if not isinstance(clf, CompactSoftmaxRegression | CompactLogisticRegression):
+            return
+        classes = len(clf.vectors())
+        if budget.worst_case_bytes(n_features, classes) <= budget.MAX_SNAPSHOT_BYTES:
+            return
+        target = budget.buckets_for(classes, n_features)
+        if target < n_features:
+            budget.fold(self.tfidf, clf, target)
+            log.info("learner_buckets_folded", learner=self.name, classes=classes, n_features=target, was=n_features)
 
     @property
     def classes(self) -> list[ClfTarget]:
@@ -81,7 +101,7 @@ class BinaryTextLearner(TextLearner):
     """Yes/no learners (urgent? automation will succeed?) need one weight vector, not one per class."""
 
     def _estimator(self, lr: float) -> base.Classifier:
-        return linear_model.LogisticRegression(optimizer=optim.SGD(lr))
+        return CompactLogisticRegression(optimizer=optim.SGD(lr))
 
     def probability(self, x: Any) -> float:
         return float(self.predict_proba_one(x).get(True, 0.5))

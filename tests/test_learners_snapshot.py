@@ -1,14 +1,11 @@
-"""Snapshots: identical predictions after a round trip, refusal of bad blobs, one writer, bounded size."""
+"""Snapshots: identical predictions after a round trip, bad blobs refused, one writer (sizes: test_learners_bounds)."""
 
 from __future__ import annotations
-
-import pickle
 
 import redis.asyncio as aioredis
 from structlog.testing import capture_logs
 
 from learners import snapshot
-from learners.features import N_FEATURES
 from learners.service import LearnerScorer
 from learners.snapshot import RedisLock, SnapshotError, dump, load, new_learners, publish
 from tests.test_learners_models import SKILLS, bitext
@@ -103,13 +100,3 @@ async def test_lock_prevents_a_second_writer(redis: aioredis.Redis) -> None:
     await first.release()
     assert await second.acquire()
 
-
-def test_worst_case_snapshot_is_bounded() -> None:
-    """Hashing caps every table at N_FEATURES entries; fill them all, as 1M messages eventually would."""
-    learner = new_learners()["skill"]
-    learner.learn_one("seed", "general")
-    learner.tfidf.dfs.update({i: 1_000_000 for i in range(N_FEATURES)})
-    for skill in SKILLS:
-        learner.clf.weights[skill].update({i: 0.123456789 * i for i in range(N_FEATURES)})  # type: ignore[attr-defined]
-    size = len(pickle.dumps(learner, protocol=pickle.HIGHEST_PROTOCOL))
-    assert size <= 10 * 1024 * 1024, size
