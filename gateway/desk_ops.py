@@ -221,12 +221,13 @@ class DeskOps:
         def change(conv: Conversation, holder: str | None) -> tuple[str, ...]:
             conv.state, conv.resolved_at, conv.claimed_by = ConversationState.RESOLVED, utcnow(), None
             conv.skill, conv.moving_ref = skill or conv.skill, None  # a queued move finds itself overtaken
-            return ("state", "resolved_at", "claimed_by", "skill", "moving_ref")
+            conv.taught_skill = None  # used up by this resolve: a reopened episode's resolve teaches again
+            return ("state", "resolved_at", "claimed_by", "skill", "moving_ref", "taught_skill")
 
         result = await self._change(conversation_id, change)
         if not result.ok or result.conversation is None:
             return result
-        conv = result.conversation
+        conv, taught = result.conversation, result.before.taught_skill if result.before else None
         await self.store.mark_closed(conv)
         # No automation label here: a bot that had answered and then needed a person was labelled when it
         # handed off (or the customer came back), and a second "failed" at resolve counted it twice.
@@ -234,7 +235,7 @@ class DeskOps:
         await publish_outcome(
             self.redis,
             self._outcome(conv, "resolved", user, final_skill=final, urgency=urgency, mood=mood, csat=csat,
-                          skill_taught=final is not None and final == conv.taught_skill),
+                          skill_taught=final is not None and final == taught),
         )
         await self._replan(conv)
         await self.audit("resolve", user, conversation_id, skill=skill, note=note[:500])

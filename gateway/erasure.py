@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -81,8 +82,7 @@ class Eraser:
             doomed += [keys.person(p), f"{keys.person(p)}:idents", keys.person_conversations(p),
                        f"{keys.person(p)}:conv", f"{keys.person(p)}:merged_into"]
         report.keys_deleted += int(await self.redis.delete(*doomed))
-        for conv_id in conv_ids:
-            await self._forget_conversation(conv_id, report, idents, deep)
+        known = {conv_id: await self._forget_conversation(conv_id, report, idents, deep) for conv_id in conv_ids}
         about = set(conv_ids)
         for stream, name in self._outcome_streams():
             report.stream_entries += sum((await self._drop_entries(stream, about, name)).values())
@@ -91,7 +91,9 @@ class Eraser:
             queued = await self._drop_entries(stream, about, "conv")
             report.stream_entries += sum(queued.values())
             for conv_id in sorted(queued):  # being handled, or about to be: what it writes is swept after it
-                await self.redis.xadd(stream, {"kind": SWEEP, "conv": conv_id})
+                cards = sorted(f"{channel}|{ts}" for channel, ts in known.get(conv_id, set()))
+                await self.redis.xadd(stream, {"kind": SWEEP, "conv": conv_id, "cards": json.dumps(cards),
+                                               "persons": ",".join(sorted(persons))})
         report.stream_entries += await self._drop_merges(persons)
         report.keys_deleted += await self._drop_retries(about)
         await self.redis.xadd(ERASURES, {"person": person, "requested_by": requested_by, "at": f"{time.time():.3f}",
@@ -101,7 +103,8 @@ class Eraser:
 
     async def _forget_conversation(
         self, conv_id: str, report: ErasureReport, idents: list[str], deep: bool = False
-    ) -> None:
+    ) -> set[tuple[str, str]]:
+        """Erase one conversation; returns its cards (the sweep looks at them again)."""
         snap = await self.store.snapshot(conv_id)
         conv = snap.conversation  # None until a worker first handles one of its messages
         report.conversations += 1
@@ -113,10 +116,13 @@ class Eraser:
             cards |= await self._unlisted_cards(conv, {channel for channel, _ in cards}, report)
         dedupe = [keys.dedupe(i, m.external_id) for i in idents for m in snap.transcript if m.external_id]
         await self._remove(conv_id, cards, conv.claimed_by if conv else None, report, dedupe)
+        return cards
 
-    async def sweep(self, conversation_id: str) -> ErasureReport:
-        """Remove what work in flight during an erasure wrote back (the conversation's fields, its card,
-        the thread index, deadlines, a bot label).
+    async def sweep(self, conversation_id: str, cards_known: Sequence[str] = (), persons: Sequence[str] = ()
+                    ) -> ErasureReport:
+        """Remove what work in flight during an erasure wrote back: the conversation's fields, a card it
+        posted, a follow-up it threaded under a card the erasure knew (and had taken off the card list), the
+        thread index, deadlines, a bot label, and identity keys a merge in flight wrote for the persons.
 
         Queued by the erasure on the customer's partition, which a worker handles in order, so it runs
         after whatever was being handled for the conversation when the erasure ran."""
@@ -124,14 +130,30 @@ class Eraser:
         raw = await self.redis.hmget(keys.conversation(conversation_id), "slack_channel", "card_ts", "claimed_by")
         channel, ts, claimed_by = (json.loads(as_str(v)) if v else None for v in raw)
         cards = await self._listed_cards(conversation_id)
+        cards |= {(c[0], c[1]) for c in (ref.split("|", 1) for ref in cards_known) if len(c) == 2}
         if channel and ts:
             cards.add((channel, ts))
         await self._remove(conversation_id, cards, claimed_by, report)
+        report.keys_deleted += await self._drop_persons(persons)
         for stream, name in self._outcome_streams():
             report.stream_entries += sum((await self._drop_entries(stream, {conversation_id}, name)).values())
         log.info("erasure_swept", conversation_id=conversation_id, keys_deleted=report.keys_deleted,
                  slack_messages=report.slack_messages, stream_entries=report.stream_entries)
         return report
+
+    async def _drop_persons(self, persons: Sequence[str]) -> int:
+        """The persons' keys again, and the identities a merge in flight pointed at them (only those still
+        pointing there: one the customer has used since belongs to the new person they became)."""
+        dropped = 0
+        for person in persons:
+            for ident in [as_str(i) for i in await self.redis.smembers(f"{keys.person(person)}:idents")]:
+                if as_str(await self.redis.get(keys.ident(ident)) or "") == person:
+                    dropped += int(await self.redis.delete(keys.ident(ident), keys.customer_conversation(ident),
+                                                           opt_out_key(ident)))
+            dropped += int(await self.redis.delete(
+                keys.person(person), f"{keys.person(person)}:idents", keys.person_conversations(person),
+                f"{keys.person(person)}:conv", f"{keys.person(person)}:merged_into"))
+        return dropped
 
     async def _listed_cards(self, conversation_id: str) -> set[tuple[str, str]]:
         return {(c[0], c[1]) for c in (as_str(m).split("|", 1) for m in

@@ -6,9 +6,11 @@ stream entry up again end in the same state, with one card and one thread messag
 
 from __future__ import annotations
 
+import json
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from functools import partial
+from typing import Any
 
 import redis.asyncio as aioredis
 import structlog
@@ -117,7 +119,12 @@ class Pipeline:
         `ack` rides on the final write of handlers that have one; the worker acks the rest."""
         handler = self._handlers.get(fields.get("kind", "inbound"))
         if handler is None:
+            # Work a newer version queued (a rolling deploy): parked, so `dead replay` hands it to a worker
+            # that knows it. Acknowledged and dropped, as it used to be, it was lost.
             log.error("unknown_entry_kind", conversation_id=fields.get("conv"), kind=fields.get("kind"))
+            parked: dict[Any, Any] = {**fields, "error": f"unknown entry kind {fields.get('kind')!r} (queued by a "
+                                                          "newer version?)"}
+            await self.redis.xadd(keys.DEAD, parked)
             return
         await handler(fields, ack)
 
@@ -382,7 +389,8 @@ class Pipeline:
     async def _sweep(self, fields: Mapping[str, str], ack: Ack | None = None) -> None:
         if self.eraser is None:  # a worker is always given one (`runtime`); this is a partial test wiring
             raise RuntimeError("an erasure sweep needs an eraser")
-        await self.eraser.sweep(fields["conv"])
+        persons = [p for p in fields.get("persons", "").split(",") if p]
+        await self.eraser.sweep(fields["conv"], json.loads(fields.get("cards", "[]")), persons)
 
     async def handle_outbound(self, fields: Mapping[str, str], ack: Ack | None = None) -> None:
         await outbound.deliver(self, fields)

@@ -16,7 +16,7 @@ from typing import Any
 
 import redis.asyncio as aioredis
 
-from gateway.domain import Conversation, Decision, PastConversation
+from gateway.domain import Conversation, Decision, Message, PastConversation
 from gateway.erasure import Eraser, ErasureReport
 from gateway.worker import Worker
 from integrations.slack.desk import CardRef
@@ -25,6 +25,7 @@ from tests.test_identity import _everything_in
 from tests.test_transfer_order import _drained
 
 TEXT = "I was charged twice on my invoice, card ending 4242"
+SECOND = "my new card number is 5555 4444 3333 1111"
 
 
 @dataclasses.dataclass
@@ -80,6 +81,59 @@ async def test_work_in_flight_during_an_erasure_leaves_no_trace(
             assert trace not in left, trace
         assert "charged twice" not in json.dumps(gw.slack.messages("support-billing"))
         assert card["ts"] == gw.slack.messages("support-billing")[0]["ts"]
+    finally:
+        stop.set()
+        await asyncio.wait_for(task, timeout=30)
+        await gw.close()
+
+
+@dataclasses.dataclass
+class ErasedWhileThreading:
+    """The real Slack desk; the erasure runs while the customer's follow-up is being threaded."""
+
+    inner: Any
+    eraser: Eraser
+    customer: str
+    armed: bool = False
+    reports: list[ErasureReport] = dataclasses.field(default_factory=list)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.inner, name)
+
+    async def post_in_thread(self, conversation: Conversation, message: Message) -> str:
+        if self.armed and not self.reports:
+            self.reports.append(await self.eraser.forget(self.customer, "U0LEAD"))
+        ts: str = await self.inner.post_in_thread(conversation, message)
+        return ts
+
+
+async def test_a_follow_up_threaded_during_an_erasure_is_deleted_by_the_sweep(
+    redis: aioredis.Redis, redis_url: str, tmp_path: Path
+) -> None:
+    """Found in review: the follow-up's write-back names neither the card nor the card list, which the
+    erasure had deleted, so the sweep found no card and the new message stayed in the thread."""
+    gw = await start_gateway(make_settings(redis_url, tmp_path, automation="off"), with_worker=False)
+    desk = ErasedWhileThreading(gw.rt.desk, Eraser(gw.rt.redis, gw.rt.store, gw.rt.desk, gw.rt.policies),
+                                "api:erase-race2")
+    stop = asyncio.Event()
+    worker = Worker(gw.rt.redis, dataclasses.replace(gw.rt.pipeline, desk=desk), gw.settings.partitions,
+                    gw.settings.lease_ms, 500)
+    task = asyncio.create_task(worker.run(stop))
+    try:
+        await gw.post_message({"customer_id": "erase-race2", "message_id": "m1",
+                               "text": "I was charged twice on my invoice"})
+        (card,) = await eventually(lambda: cards(gw.slack, "support-billing"))
+        await eventually(lambda: _drained(gw, redis))
+        desk.armed = True
+        await gw.post_message({"customer_id": "erase-race2", "message_id": "m2", "text": SECOND})
+        await eventually(lambda: bool(desk.reports))
+        await eventually(lambda: _drained(gw, redis))
+
+        async def swept() -> bool:
+            return SECOND not in json.dumps(gw.slack.replies("support-billing", card["ts"]))
+
+        await eventually(swept)
+        assert "5555" not in await _everything_in(redis)
     finally:
         stop.set()
         await asyncio.wait_for(task, timeout=30)

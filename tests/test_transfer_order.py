@@ -372,3 +372,24 @@ async def test_a_resolve_confirming_a_transfer_teaches_the_skill_once(gw: Gatewa
     (resolved,) = [Outcome.model_validate(o) for o in await outcomes(redis)
                    if o["conversation_id"] == other and o["kind"] == "resolved"]
     assert not resolved.skill_taught and labels_of(resolved).pairs["skill"][1] == "account"
+
+
+async def test_a_reopened_episode_resolved_under_the_transferred_skill_teaches_it(gw: Gateway,
+                                                                                 redis: aioredis.Redis) -> None:
+    """Found in review: `taught_skill` outlived the resolve it was for, so every later resolve of the same
+    conversation (a reopen with a new problem) was marked taught and taught nothing."""
+    conv_id, _, _ = await new_card(gw)
+    assert (await gw.rt.ops.transfer(conv_id, "U0ALICE", "technical")).ok
+    assert (await gw.rt.ops.resolve(conv_id, "U0ALICE", skill="technical", urgency=None, mood=None)).ok
+    await gw.post_message({"customer_id": "c-1", "message_id": "c-1-m2", "text": "the app crashes on login now"})
+
+    async def reopened() -> bool:
+        conv = await gw.rt.store.load(conv_id)
+        return conv is not None and conv.state.value != "resolved"
+
+    await eventually(reopened)
+    assert (await gw.rt.ops.resolve(conv_id, "U0BOB", skill="technical", urgency=None, mood=None)).ok
+    resolved = [Outcome.model_validate(o) for o in await outcomes(redis)
+                if o["conversation_id"] == conv_id and o["kind"] == "resolved"]
+    assert [o.skill_taught for o in resolved] == [True, False]
+    assert labels_of(resolved[-1]).pairs["skill"][1] == "technical"
