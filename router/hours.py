@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, date, datetime, time, timedelta
 from functools import lru_cache
 from zoneinfo import ZoneInfo
 
@@ -58,36 +58,54 @@ def next_open(hours: BusinessHours | None, now: datetime) -> datetime:
 
 
 SEARCH_DAYS = 3 * 366
-"""How far `add_open_time` looks ahead; any real week reaches the longest SLA well within it."""
+"""How many days `add_open_time` walks; whole weeks in between are jumped, so any valid policy ends within it."""
 
 
 def _span(hours: BusinessHours, day: date) -> tuple[float, float] | None:
-    """The staffed span that opens on `day` (unix seconds), if it is a working day. Built from wall-clock
-    times in the zone, so a span across a daylight-saving change is as long as it really is."""
-    if day.weekday() not in hours.days:
+    """The staffed span that opens on `day` (unix seconds), if it is a working day."""
+    return _span_of(hours.timezone, hours.days, hours.open, hours.close, day)
+
+
+@lru_cache(maxsize=4096)
+def _span_of(timezone: str, days: tuple[int, ...], opens: time, closes: time, day: date) -> tuple[float, float] | None:
+    """Built from wall-clock times in the zone, so a span across a daylight-saving change is as long as it
+    really is. Cached on plain values (hashing the policy model cost more than the span): every message's SLA
+    plan asks for the same few days."""
+    if day.weekday() not in days:
         return None
-    zone = _zone(hours.timezone)
-    closes_on = day if hours.open < hours.close else day + timedelta(days=1)
-    return (datetime.combine(day, hours.open, tzinfo=zone).timestamp(),
-            datetime.combine(closes_on, hours.close, tzinfo=zone).timestamp())
+    zone = _zone(timezone)
+    closes_on = day if opens < closes else day + timedelta(days=1)
+    return (datetime.combine(day, opens, tzinfo=zone).timestamp(),
+            datetime.combine(closes_on, closes, tzinfo=zone).timestamp())
+
+
+def _open_per_week(hours: BusinessHours, day: date) -> float:
+    spans = (_span(hours, day + timedelta(days=i)) for i in range(7))
+    return sum(end - begin for begin, end in (s for s in spans if s is not None))
 
 
 def add_open_time(hours: BusinessHours | None, start: float, seconds: float) -> float:
     """The instant `seconds` of staffed time after `start` (unix seconds): an SLA clock that stops while
     the desk is closed, so a message sent on Saturday night is not escalated to the leads at 2 a.m. but
-    ten working minutes after Monday's opening. Without hours, plain addition.
+    25 working minutes after Monday's opening. Without hours, plain addition.
+
+    Whole weeks of open time are jumped rather than walked (a week of DST change counted as a usual one),
+    so a desk open one hour a week still meets a 7-day SLA in the right order, at once.
 
     >>> from datetime import time
     >>> weekdays = BusinessHours(timezone="UTC", days=(0, 1, 2, 3, 4), open=time(9), close=time(17))
     >>> friday_4pm = datetime(2026, 1, 2, 16, tzinfo=UTC).timestamp()
     >>> datetime.fromtimestamp(add_open_time(weekdays, friday_4pm, 2 * 3600), UTC).strftime("%a %H:%M")
     'Mon 10:00'
+    >>> saturdays = BusinessHours(timezone="UTC", days=(5,), open=time(9), close=time(10))
+    >>> datetime.fromtimestamp(add_open_time(saturdays, friday_4pm, 7 * 86400), UTC).strftime("%Y-%m-%d %H:%M")
+    '2029-03-17 10:00'
     """
     if hours is None or seconds <= 0:
         return start + max(seconds, 0.0)
     left = seconds
     day = datetime.fromtimestamp(start, _zone(hours.timezone)).date() - timedelta(days=1)  # overnight spans
-    for _ in range(SEARCH_DAYS):
+    for walked in range(SEARCH_DAYS):
         span = _span(hours, day)
         day += timedelta(days=1)
         if span is None or span[1] <= start:
@@ -96,4 +114,8 @@ def add_open_time(hours: BusinessHours | None, start: float, seconds: float) -> 
         if opens + left <= span[1]:
             return opens + left
         left -= span[1] - opens
+        if walked >= 14 and left > 2 * (week := _open_per_week(hours, day)):  # past `start`: jump whole weeks
+            skip = int(left // week) - 1
+            day += timedelta(days=7 * skip)
+            left -= skip * week
     return start + seconds

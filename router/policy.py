@@ -12,7 +12,16 @@ from typing import Annotated, Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SerializerFunctionWrapHandler,
+    StringConstraints,
+    field_validator,
+    model_serializer,
+    model_validator,
+)
 
 SkillName = Annotated[str, StringConstraints(pattern=r"^[a-z][a-z0-9_-]{0,39}$")]
 ChannelName = Annotated[str, StringConstraints(pattern=r"^[a-z0-9][a-z0-9_-]{0,79}$")]
@@ -79,6 +88,15 @@ class Escalation(BaseModel):
         description="business: SLA time runs only within the skill's business hours (unless it has an "
                     "after-hours channel, whose people cover the night); calendar: around the clock",
     )
+
+    @model_serializer(mode="wrap")
+    def _without_default_clock(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        """`clock` is written only when it is not the default: a release before it forbids unknown fields,
+        and could not read (or roll back to) any policy this one stored."""
+        data: dict[str, Any] = handler(self)
+        if data.get("clock") == "business":
+            del data["clock"]
+        return data
 
 
 class SkillRoute(BaseModel):
