@@ -148,8 +148,10 @@ class DeskOps:
         def change(conv: Conversation, holder: str | None) -> tuple[str, ...] | Result:
             if holder != user:
                 return Result(False, f"Only <@{holder}> can release it." if holder else "It is not claimed.")
-            conv.state, conv.claimed_by, conv.requeued_at = ConversationState.WAITING, None, self._sla_now()
-            return ("state", "claimed_by", "requeued_at")
+            # The queue's window keeps counting from the customer's wait (no `requeued_at`): a claim and a
+            # release every few minutes would otherwise hold the escalation and the leads off for ever.
+            conv.state, conv.claimed_by = ConversationState.WAITING, None
+            return ("state", "claimed_by")
 
         result = await self._change(conversation_id, change)
         if not result.ok or result.conversation is None:

@@ -237,7 +237,7 @@ class Conversation(BaseModel):
     claimed_at: datetime | None = None
     """When `claimed_by` took it; read only while `claimed_by` is set."""
     requeued_at: datetime | None = None
-    """When it last went back to the queue (released, or reassigned by the SLA); read only while unclaimed.
+    """When the SLA ladder last reassigned it back to the queue; read only while unclaimed.
     The queue's ladder counts from here: counting from the customer's first message escalated a
     conversation at the next tick after it had just been put back for another agent to take."""
     agent: str | None = None

@@ -8,11 +8,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import uuid
 from datetime import UTC, datetime
 
 import redis.asyncio as aioredis
 import structlog
 from redis.asyncio.client import Pipeline as RedisPipeline
+from redis.exceptions import WatchError
 
 from gateway import keys, metrics
 from gateway.agents import agent_loads
@@ -34,6 +36,7 @@ PLANNED_UNDER = f"{keys.PREFIX}sla:policy_version"
 """The policy version the pending ladders were last planned under, all of them."""
 REPLANNING = f"{keys.PREFIX}sla:replanning"
 REPLANNING_S = 300
+UNLOCK = "if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end return 0"
 
 
 def _done_key(conversation_id: str) -> str:
@@ -83,6 +86,7 @@ class SlaTracker:
         self.clock = clock or SystemClock()
         self.scheduler = SlaScheduler(redis)
         self._followed: int | None = None
+        self._unlock = redis.register_script(UNLOCK)
 
     async def _done(self, conversation_id: str) -> frozenset[str]:
         raw = await self.redis.smembers(_done_key(conversation_id))
@@ -128,24 +132,40 @@ class SlaTracker:
         if as_str(await self.redis.get(PLANNED_UNDER) or "") == str(version):
             self._followed = version
             return 0
-        if not await self.redis.set(REPLANNING, version, nx=True, ex=REPLANNING_S):
+        token = uuid.uuid4().hex
+        if not await self.redis.set(REPLANNING, token, nx=True, ex=REPLANNING_S):
             return 0
         try:
             replanned = 0
             for conversation_id in sorted(await self.scheduler.planned()):
                 try:
-                    conv = await self.store.load(conversation_id)
-                    if conv is not None:
-                        await self.replan(conv)
-                        replanned += 1
+                    replanned += await self._replan_unchanged(conversation_id)
                 except (ValueError, KeyError) as exc:  # one unreadable conversation keeps its old ladder
                     log.error("sla_replan_failed", conversation_id=conversation_id, error=repr(exc)[:300])
             await self.redis.set(PLANNED_UNDER, version)
             self._followed = version
             log.info("sla_replanned_for_policy", version=version, conversations=replanned)
             return replanned
-        finally:
-            await self.redis.delete(REPLANNING)
+        finally:  # only our own lock: one that expired and another worker took is theirs
+            await self._unlock(keys=[REPLANNING], args=[token])
+
+    async def _replan_unchanged(self, conversation_id: str) -> int:
+        """Re-plan from a read nothing has changed since (WATCH): a message handled between the read and
+        the write re-planned from newer state, and this older read would replace that plan."""
+        async with self.redis.pipeline(transaction=True) as pipe:
+            for _ in range(3):
+                try:
+                    await pipe.watch(keys.conversation(conversation_id))
+                    conv = await self.store.load(conversation_id)
+                    if conv is None:
+                        return 0
+                    pipe.multi()
+                    await self.stage_replan(pipe, conv)
+                    await pipe.execute()
+                    return 1
+                except WatchError:
+                    continue
+        return 0  # changing right now: whoever changes it re-plans under the new policy
 
     async def tick(self) -> int:
         """Fire what is due now; returns how many actions ran. Safe with many workers (each deadline pops once)."""

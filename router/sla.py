@@ -8,7 +8,7 @@ the card claimed in the meantime, nothing fires.
 Ladder while unclaimed:  warn (re-ping the channel) → escalate (skill's escalation channel) → leads.
 Ladder while claimed:    warn (nudge the agent)     → reassign (back to the queue / a suggested agent),
                          counted from the claim when the customer was already waiting.
-Back in the queue (a release or a reassign), the unclaimed ladder counts from the return.
+Back in the queue by the ladder's own reassign, the unclaimed ladder counts from the return.
 """
 
 from __future__ import annotations
@@ -65,8 +65,8 @@ class SlaState:
     waiting. Counting from the customer's first message took an overdue conversation back from the
     agent who had just claimed it, at the next tick."""
     requeued_at: float | None = None
-    """When it went back to the queue (a release, or a reassign): the queue's ladder starts over from
-    here, as the agent's does from a claim."""
+    """When the ladder's reassign put it back in the queue: the queue's ladder starts over from here, as the
+    agent's does from a claim. Not set by a release, or claiming and releasing could hold the leads off."""
 
 
 @dataclass(frozen=True, slots=True)

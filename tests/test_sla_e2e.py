@@ -289,12 +289,13 @@ async def test_a_reassigned_conversation_gets_a_full_queue_window_before_it_esca
     moved = await eventually(lambda: cards(gateway.slack, "support-leads"))
     assert "unclaimed for 10m" in json.dumps(moved[0]["blocks"])
     assert [h["step"] for h in await gateway.rt.sla.scheduler.escalations(conv_id)] == ["escalate", "reassign", "warn"]
-    # A release starts the queue's window the same way.
+    # A release does not: claiming and releasing every few minutes must not hold the leads off.
     assert (await gateway.rt.ops.claim(conv_id, "U0BOB")).ok
-    clock.advance(3 * first_response)
+    clock.advance(first_response // 2)
     assert (await gateway.rt.ops.release(conv_id, "U0BOB")).ok
-    clock.advance(1)
-    assert await gateway.rt.sla.tick() == 0
+    leads_after = (await gateway.rt.policies.current()).escalation.leads_after
+    clock.advance(leads_after)
+    assert await gateway.rt.sla.tick() == 1  # the leads: counted from the reassign, not from the release
 
 
 async def test_a_tightened_sla_reaches_the_conversations_already_waiting(gateway: Gateway) -> None:
@@ -316,3 +317,40 @@ async def test_a_tightened_sla_reaches_the_conversations_already_waiting(gateway
     # Once per version: the next ticks (and other workers) see it done.
     assert await gateway.rt.redis.get(PLANNED_UNDER) == str(applied.after.version).encode()
     assert await gateway.rt.sla.follow_policy() == 0
+
+
+@dataclasses.dataclass
+class ResolvedAfterRead:
+    """The real store; an agent resolves the conversation just after the policy re-plan has read it."""
+
+    inner: Any
+    ops: DeskOps
+    fired: bool = False
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.inner, name)
+
+    async def load(self, conversation_id: str) -> Conversation | None:
+        conv: Conversation | None = await self.inner.load(conversation_id)
+        if not self.fired:
+            self.fired = True
+            assert (await self.ops.resolve(conversation_id, "U0ALICE", skill="billing", urgency=None, mood=None)).ok
+        return conv
+
+
+async def test_the_policy_re_plan_never_writes_over_a_newer_plan(gateway: Gateway) -> None:
+    """Found in review: the re-plan loaded, then wrote with no check, so an agent's resolve in between got
+    the waiting ladder back (and the leads would be pinged about a resolved conversation)."""
+    conv_id, _ = await _card(gateway)
+    sla = gateway.rt.sla
+    real = sla.store
+    sla.store = ResolvedAfterRead(real, gateway.rt.ops)
+    try:
+        tighter = Change("sla billing first=2m", lambda p: p.with_skill_changes(
+            "billing", sla={**p.skills["billing"].sla.model_dump(mode="json"), "first_response": 120}))
+        await PolicyAdmin(gateway.rt.redis, gateway.rt.policies).apply(tighter, "U0LEAD")
+        await gateway.rt.policies.current(force=True)
+        assert await sla.follow_policy() == 1
+    finally:
+        sla.store = real
+    assert await sla.scheduler.pending(conv_id) == []
