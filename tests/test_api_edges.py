@@ -1,17 +1,29 @@
-"""Edges of the signed JSON API: replies POSTed to the team's callback, and message ids that look alike."""
+"""Edges of the signed JSON API: replies POSTed to the team's callback (or to none), message ids that look
+alike, and erasure requests that meet an unreadable body or a Redis refusing writes."""
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
 
 import aiohttp
 import pytest
+import redis.asyncio as aioredis
 from aiohttp import web
 
+from gateway import keys
 from gateway.domain import ChannelKind, Conversation, Customer, Direction, Message
+from gateway.retries import RETRY_KEY
 from integrations.webhook.callback import ApiCallbackChannel
-from tests.harness import API_SECRET, Gateway, serve_app
+from integrations.webhook.signature import sign
+from tests.harness import API_SECRET, Gateway, eventually, make_settings, serve_app, start_gateway
+from tests.redis_refusals import REFUSALS
+from tests.test_desk import new_card, sender
+from tests.tracebacks import logged_tracebacks
 
 
 class Endpoint:
@@ -98,3 +110,107 @@ async def test_message_ids_with_colons_never_pass_for_another_customers(gateway:
     second = await gateway.post_message({"customer_id": "shop", "message_id": "42:m1", "text": "my invoice is wrong"})
     assert first[0] == second[0] == 202
     assert not second[1]["duplicate"] and second[1]["conversation_id"] != first[1]["conversation_id"]
+
+
+async def _forget(gw: Gateway, ref: str, body: bytes | None = None, headers: dict[str, str] | None = None,
+                  ) -> tuple[int, dict[str, Any], str | None]:
+    body = json.dumps({"customer": ref}).encode() if body is None else body
+    hdrs = {"Content-Type": "application/json", "X-Switchboard-Signature": sign(API_SECRET, body), **(headers or {})}
+    async with gw.session.delete(f"{gw.url}/v1/customers/{ref}", data=body, headers=hdrs) as resp:
+        return resp.status, await resp.json(), resp.headers.get("Retry-After")
+
+
+@pytest.fixture
+async def idle_gateway(redis: aioredis.Redis, redis_url: str, tmp_path: Path) -> AsyncIterator[Gateway]:
+    """No worker: the erasure is the only thing writing while Redis refuses writes."""
+    gw = await start_gateway(make_settings(redis_url, tmp_path), with_worker=False)
+    yield gw
+    await gw.close()
+
+
+async def test_forget_with_a_body_that_cannot_be_read_is_400(idle_gateway: Gateway) -> None:
+    """A Content-Encoding that does not decode made the body read raise: a 500 on an erasure request."""
+    status, body, _ = await _forget(idle_gateway, "api:c1", b"not gzip at all", {"Content-Encoding": "gzip"})
+    assert (status, body["error"]) == (400, "unreadable_body")
+
+
+@pytest.mark.parametrize("refusal", sorted(REFUSALS))
+async def test_forget_while_redis_refuses_writes_is_503_and_can_be_sent_again(
+    idle_gateway: Gateway, redis: aioredis.Redis, refusal: str, caplog: pytest.LogCaptureFixture,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    status, _ = await idle_gateway.post_message({"customer_id": "c1", "message_id": "m1", "text": "hello"})
+    assert status == 202
+    async with REFUSALS[refusal](redis):
+        status, body, retry_after = await _forget(idle_gateway, "api:c1")
+    assert (status, body["error"], retry_after) == (503, "unavailable", "2")
+    assert "send it again" in body["message"]
+    assert logged_tracebacks(caplog, capsys) == []
+    # Refused at its first write (it writes down its plan before deleting anything): sent again, it erases all.
+    status, body, _ = await _forget(idle_gateway, "api:c1")
+    assert (status, body["status"], body["conversations"]) == (200, "forgotten", 1)
+    assert await redis.keys("sb:conv:*") == [] and await redis.keys("sb:erasing:*") == []
+
+
+@dataclass
+class OutOfMemoryMidway:
+    """The real store; Redis runs out of memory once the erasure has deleted the identity pointers (it still
+    takes DELs then, and refuses the stream writes after them)."""
+
+    inner: Any
+    redis: aioredis.Redis
+    armed: bool = True
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.inner, name)
+
+    async def snapshot(self, conversation_id: str) -> Any:
+        if self.armed:
+            self.armed = False
+            await self.redis.config_set("maxmemory", 1)
+        return await self.inner.snapshot(conversation_id)
+
+
+async def test_an_erasure_redis_stopped_half_way_is_finished_when_sent_again(
+    idle_gateway: Gateway, redis: aioredis.Redis
+) -> None:
+    """Its retry found no identity left (they go first) and answered 404, leaving the transcript behind."""
+    await idle_gateway.post_message({"customer_id": "c1", "message_id": "m1", "text": "my card 4242 4242",
+                                     "customer": {"email": "c1@example.com"}})
+    eraser = idle_gateway.rt.pipeline.eraser
+    assert eraser is not None
+    real, eraser.store = eraser.store, OutOfMemoryMidway(eraser.store, redis)
+    try:
+        status, body, _ = await _forget(idle_gateway, "api:c1")
+        assert (status, body["error"]) == (503, "unavailable")
+        assert await redis.get(keys.ident("api:c1")) is None  # the pointers went first
+    finally:
+        await redis.config_set("maxmemory", 0)
+        eraser.store = real
+    status, body, _ = await _forget(idle_gateway, "api:c1")
+    assert (status, body["status"], body["conversations"]) == (200, "forgotten", 1)
+    for pattern in ("sb:conv:*", "sb:person:*", "sb:ident:*", "sb:erasing:*"):
+        assert await redis.keys(pattern) == [], pattern
+    status, _, _ = await _forget(idle_gateway, "api:c1")
+    assert status == 404
+
+
+async def test_a_reply_to_an_api_customer_without_a_callback_url_is_refused_at_once(
+    gateway: Gateway, redis: aioredis.Redis
+) -> None:
+    """No SWITCHBOARD_API_CALLBACK_URL: retrying cannot help, yet the reply was retried for half an hour before
+    the agent heard it never reached the customer."""
+    assert gateway.settings.api_callback_url is None
+    conv_id, card, channel = await new_card(gateway)
+    slack = sender(gateway)
+    await slack.click("U0ALICE", channel, card, {"type": "button", "action_id": "sb_claim", "value": conv_id})
+    await eventually(lambda: gateway.rt.ops.holder(conv_id))
+    await slack.message("U0ALICE", channel, "your refund is on its way", thread_ts=card["ts"])
+    notes = await eventually(
+        lambda: [m["text"] for m in gateway.slack.replies(channel, card["ts"]) if "Not delivered" in m.get("text", "")]
+    )
+    assert notes == ["❌ Not delivered to the customer: refused (no callback URL configured "
+                     "(SWITCHBOARD_API_CALLBACK_URL)). The reply is in the transcript; reach the customer another way."]
+    parked: Any = await redis.xrange(keys.DEAD)
+    assert [fields[b"text"] for _, fields in parked] == [b"your refund is on its way"]
+    assert await redis.zcard(RETRY_KEY) == 0  # nothing left to retry

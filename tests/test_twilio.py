@@ -11,16 +11,22 @@ import aiohttp
 import pytest
 import redis.asyncio as aioredis
 from aiohttp import web
+from aiohttp.test_utils import make_mocked_request
 from pydantic import SecretStr
+from yarl import URL
 
 from gateway.domain import ChannelKind, Conversation, Customer, Direction, Message
 from gateway.metrics import REGISTRY
 from gateway.store import ConversationStore
 from integrations.twilio import TwilioChannel, TwilioConfig, setup
-from integrations.twilio.signature import compute
+from integrations.twilio.signature import compute, valid
+from integrations.twilio.split import utf16_len
+from integrations.twilio.urls import signed_urls
 from tests.conftest import free_port
 from tests.harness import serve_app, transcript_of
+from tests.redis_refusals import REFUSALS
 from tests.test_webchat_support import queued_profiles
+from tests.tracebacks import logged_tracebacks
 
 TOKEN = "twilio-test-auth-token"
 SID = "AC00000000000000000000000000000001"
@@ -51,6 +57,9 @@ class StandIn:
     async def messages(self, request: web.Request) -> web.Response:
         form = dict(await request.post())
         self.calls.append({"path": request.path, "auth": request.headers.get("Authorization"), "form": form})
+        if len(str(form.get("Body", "")).encode("utf-16-le")) // 2 > 1600:  # Twilio counts UTF-16 units
+            return web.json_response({"code": 21617, "message": "The concatenated message body exceeds the 1600 "
+                                      "character limit.", "status": 400}, status=400)
         status = self.script.pop(0) if self.script else 201
         if status == 201:
             return web.json_response({"sid": f"SM{len(self.calls):032d}", "status": "queued"}, status=201)
@@ -199,6 +208,64 @@ async def test_redis_down_is_503(redis: aioredis.Redis) -> None:
         await dead.aclose()
 
 
+@pytest.mark.parametrize("refusal", sorted(REFUSALS))
+async def test_redis_refusing_writes_is_503_and_twilios_retry_is_stored_once(
+    env: Env, refusal: str, caplog: pytest.LogCaptureFixture, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A failover's READONLY or an OOM is an error reply, not a lost connection: it escaped the handler as a
+    500 with a traceback. A 503 says nothing was stored, and Twilio's retry (a Fallback URL, connection
+    overrides) delivers the message once Redis takes writes again."""
+    async with REFUSALS[refusal](env.redis):
+        refused = await env.post(sms())
+        assert refused.status == 503 and refused.headers["Retry-After"] == "2"
+    assert logged_tracebacks(caplog, capsys) == []
+    assert await env.transcript("sms:+14155550123") == []
+    for _ in range(2):  # the retry, then a second one: stored once
+        assert (await env.post(sms())).status == 200
+    assert [m["external_id"] for m in await env.transcript("sms:+14155550123")] == ["SM" + "a" * 32]
+
+
+@pytest.mark.parametrize("public", [None, "https://gw.example.org/"])
+async def test_signature_covers_the_query_string_as_configured(redis: aioredis.Redis, public: str | None) -> None:
+    """Twilio signs the webhook URL as the operator typed it; yarl's `path_qs` decodes `%27`, `%40` and `%7E`,
+    so a webhook configured with such a query string was refused with 403 on every message."""
+    e, runners = await _start(redis, **({"public_url": public} if public else {}))
+    base = (public or e.url + "/").rstrip("/") + "/channels/twilio"
+    query = "?tenant=o%27brien&contact=ops%40example.org&home=%7Eops&q=a+b%2Bc"
+    try:
+        for sid, signed_query in (("SM" + "1" * 32, query),
+                                  # a URL configured with the characters themselves, sent to us encoded
+                                  ("SM" + "2" * 32, "?tenant=o'brien&contact=ops@example.org&home=~ops&q=a+b%2Bc")):
+            form = sms(sid=sid)
+            signature = compute(TOKEN, base + signed_query, form.items())
+            async with e.http.post(URL(f"{e.url}/channels/twilio{query}", encoded=True), data=form,
+                                   headers={"X-Twilio-Signature": signature}) as resp:
+                assert resp.status == 200, (signed_query, resp.status)
+        form = sms(sid="SM" + "3" * 32)
+        signature = compute(TOKEN, base + query, form.items())
+        async with e.http.post(URL(f"{e.url}/channels/twilio?tenant=someone-else", encoded=True), data=form,
+                               headers={"X-Twilio-Signature": signature}) as resp:
+            assert resp.status == 403  # the query is still signed: another tenant's URL is refused
+        assert len(await e.transcript("sms:+14155550123")) == 2
+    finally:
+        await e.http.close()
+        for r in runners:
+            await r.cleanup()
+
+
+def test_the_signed_url_is_the_request_line_not_a_reparsed_one() -> None:
+    """The reviewer's case: a request whose parsed URL decodes `%27` (aiohttp's `make_mocked_request` builds
+    one) still checks against the query Twilio signed, which is the one on the request line."""
+    params = [("From", "+14155550123"), ("Body", "hi"), ("MessageSid", "SM1")]
+    configured = "https://gw.example.com/channels/twilio?tenant=o%27brien"
+    signature = compute("tok", configured, params)
+    request = make_mocked_request("POST", "/channels/twilio?tenant=o%27brien", headers={"Host": "gw.example.com"})
+    assert request.path_qs != request.raw_path  # the parsed form differs from what was sent
+    assert valid("tok", signed_urls(request, "https://gw.example.com"), params, signature)
+    assert not valid("tok", signed_urls(request, "https://gw.example.com"), params, compute("tok", configured + "x",
+                                                                                              params))
+
+
 def _conv(kind: ChannelKind, number: str) -> Conversation:
     return Conversation(id="conv_t1", customer=Customer(key=f"{kind.value}:{number}", channel=kind,
                                                         external_id=number))
@@ -225,6 +292,25 @@ async def test_whatsapp_reply_and_long_text_is_split(env: Env) -> None:
     assert {c["form"]["To"] for c in env.standin.calls} == {"whatsapp:+4917012345678"}
     assert {c["form"]["From"] for c in env.standin.calls} == {f"whatsapp:{SHOP}"}
     assert all(len(c["form"]["Body"]) <= 1600 for c in env.standin.calls)
+
+
+JOINERS = ("\u200d", "\U0001f3fd", "\u0301")
+"""What must never start a part: a zero-width joiner, a skin tone, a combining accent."""
+
+
+async def test_a_reply_with_emoji_is_split_by_utf16_units_never_inside_a_character(env: Env) -> None:
+    """Twilio counts UTF-16 units: 1,595 code points with emoji are over 1,600 of them. Sent as one part,
+    Twilio refused it for good (21617) and the customer got nothing."""
+    sentence = "Your refund of 42 EUR is on its way 👍🏽 the family plan 👨‍👩‍👧 is active 🇩🇪 cafe\u0301 ✓ "
+    text = (sentence * 40)[:1594].rstrip().ljust(1595, ".")
+    assert len(text) == 1595 and utf16_len(text) > 1600
+    delivery = await env.channel.send(_conv(ChannelKind.SMS, "+14155550123"), _reply(text))
+    assert delivery.ok, delivery.error
+    bodies = [c["form"]["Body"] for c in env.standin.calls]
+    assert len(bodies) == 2 and all(utf16_len(b) <= 1600 for b in bodies)
+    assert "".join(bodies).replace(" ", "") == text.replace(" ", "")  # only the space at the cut is dropped
+    assert not any(b.startswith(JOINERS) or b.endswith("\u200d") for b in bodies)
+    assert all(b.encode("utf-8") for b in bodies)  # no half of a surrogate pair (that would not encode)
 
 
 async def test_a_long_reply_retried_after_a_part_failed_sends_only_the_rest(env: Env) -> None:

@@ -20,7 +20,9 @@ from gateway.store import ConversationStore
 from integrations.whatsapp import WhatsAppCloudChannel, WhatsAppConfig, setup
 from integrations.whatsapp.webhook import STATUS_STREAM, status_key
 from tests.harness import serve_app, transcript_of
+from tests.redis_refusals import REFUSALS
 from tests.test_webchat_support import queued_profiles
+from tests.tracebacks import logged_tracebacks
 
 APP_SECRET = "meta-test-app-secret"
 VERIFY = "meta-verify-token"
@@ -140,6 +142,22 @@ async def test_signed_messages_are_ingested_once(env: Env) -> None:
     assert await queued_profiles(env.redis) == [
         (f"whatsapp:+{WA_ID}", {"name": "Jana Novak", "phone": f"+{WA_ID}"})
     ] * 2
+
+
+@pytest.mark.parametrize("refusal", sorted(REFUSALS))
+async def test_redis_refusing_writes_is_503_and_metas_redelivery_is_stored_once(
+    env: Env, refusal: str, caplog: pytest.LogCaptureFixture, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A failover's READONLY or an OOM escaped the handler as a 500 with a traceback; a 503 says nothing
+    was kept, and Meta's re-delivery is ingested once Redis takes writes again."""
+    payload = delivery([text("wamid.RO1", "Is anyone there?")])
+    async with REFUSALS[refusal](env.redis):
+        assert await env.deliver(payload) == 503
+    assert logged_tracebacks(caplog, capsys) == []
+    assert await env.transcript() == []
+    for _ in range(2):  # the re-delivery, then another: stored once
+        assert await env.deliver(payload) == 200
+    assert [m["external_id"] for m in await env.transcript()] == ["wamid.RO1"]
 
 
 async def test_bad_signature_is_refused(env: Env) -> None:

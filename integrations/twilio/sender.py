@@ -13,21 +13,13 @@ from gateway.ports import Delivery
 from integrations.twilio import status
 from integrations.twilio.parts import SentParts
 from integrations.twilio.retry import post_with_retry, refused_for_good
+from integrations.twilio.split import chunks
 
 log = structlog.get_logger(__name__)
 
 MAX_BODY = 1600
-"""Twilio refuses longer bodies (error 21617), so longer replies go out as several messages."""
-
-
-def chunks(text: str, size: int = MAX_BODY) -> list[str]:
-    parts: list[str] = []
-    while len(text) > size:
-        cut = text.rfind(" ", 0, size)
-        cut = cut if cut > size // 2 else size
-        parts.append(text[:cut].rstrip())
-        text = text[cut:].lstrip()
-    return [*parts, text] if text else parts
+"""Twilio refuses longer bodies (error 21617, counted in UTF-16 units), so longer replies go out as several
+messages (`integrations.twilio.split`)."""
 
 
 def _describe(payload: dict[str, Any]) -> str:
@@ -67,7 +59,7 @@ class TwilioChannel:
     async def send(self, conversation: Conversation, message: Message) -> Delivery:
         to, sender = self.addresses(conversation)
         sids: list[str] = []
-        parts = chunks(message.text)
+        parts = chunks(message.text, MAX_BODY)
         for i, part in enumerate(parts):
             if len(parts) > 1 and (earlier := await self.parts.sent(message.id, i)):
                 sids.append(earlier)

@@ -2,7 +2,8 @@
 
 base64(HMAC-SHA1(auth token, URL + every POST parameter name and value, sorted by name)). The URL is
 the one Twilio called — the public one, not what a proxy forwarded to us — which is why it is rebuilt
-from SWITCHBOARD_PUBLIC_URL or the X-Forwarded-* headers.
+(`integrations.twilio.urls`) from SWITCHBOARD_PUBLIC_URL or the X-Forwarded-* headers, with the path
+and query exactly as they came.
 """
 
 from __future__ import annotations
@@ -11,10 +12,12 @@ import base64
 import hashlib
 import hmac
 from collections.abc import Iterable
-from urllib.parse import urlsplit, urlunsplit
 
 import structlog
 from aiohttp import web
+
+from integrations.twilio import urls
+from integrations.webhook.untrusted import UNREADABLE_BODY, same_digest
 
 log = structlog.get_logger(__name__)
 
@@ -23,33 +26,16 @@ HEADER = "X-Twilio-Signature"
 
 def compute(auth_token: str, url: str, params: Iterable[tuple[str, str]]) -> str:
     data = url + "".join(k + v for k, v in sorted(params))
-    return base64.b64encode(hmac.new(auth_token.encode(), data.encode(), hashlib.sha1).digest()).decode()
+    # surrogatepass: a request line with undecodable bytes must be refused as unsigned, not crash us.
+    mac = hmac.new(auth_token.encode(), data.encode("utf-8", "surrogatepass"), hashlib.sha1)
+    return base64.b64encode(mac.digest()).decode()
 
 
-def public_url(request: web.Request, configured: str | None) -> str:
-    if configured:
-        return configured.rstrip("/") + request.path_qs
-    proto = request.headers.get("X-Forwarded-Proto", request.scheme).split(",")[0].strip()
-    host = request.headers.get("X-Forwarded-Host", request.host).split(",")[0].strip()
-    return f"{proto}://{host}{request.path_qs}"
-
-
-def _port_variants(url: str) -> list[str]:
-    """Twilio may sign with or without the default port (its own helper libraries accept both)."""
-    parts = urlsplit(url)
-    default = {"https": 443, "http": 80}.get(parts.scheme)
-    variants = [url]
-    if parts.port is None and default and parts.hostname:
-        variants.append(urlunsplit(parts._replace(netloc=f"{parts.netloc}:{default}")))
-    elif parts.port == default and parts.hostname:
-        variants.append(urlunsplit(parts._replace(netloc=parts.netloc.rsplit(":", 1)[0])))
-    return variants
-
-
-def valid(auth_token: str, url: str, params: list[tuple[str, str]], signature: str | None) -> bool:
+def valid(auth_token: str, candidates: list[str], params: list[tuple[str, str]], signature: str | None) -> bool:
+    """Whether `signature` signs `params` at any of the `candidates` URLs (`urls.signed_urls`)."""
     if not signature:
         return False
-    return any(hmac.compare_digest(compute(auth_token, u, params), signature) for u in _port_variants(url))
+    return any(same_digest(compute(auth_token, url, params), signature) for url in candidates)
 
 
 async def verified_form(
@@ -63,11 +49,11 @@ async def verified_form(
         return web.Response(status=413, text="body too large")
     try:
         posted = await request.post()
-    except ValueError:
+    except UNREADABLE_BODY:
         return web.Response(status=400, text="unreadable form body")
     params = [(k, v) for k, v in posted.items() if isinstance(v, str)]
-    url = public_url(request, configured_url)
-    if not valid(auth_token, url, params, request.headers.get(HEADER)):
-        log.warning("twilio_signature_rejected", url=url, remote=request.remote)
+    candidates = urls.signed_urls(request, configured_url)
+    if not valid(auth_token, candidates, params, request.headers.get(HEADER)):
+        log.warning("twilio_signature_rejected", url=candidates[0], remote=request.remote)
         return web.Response(status=403, text="bad signature")
     return dict(params)

@@ -11,8 +11,7 @@ from collections.abc import Awaitable, Callable
 import structlog
 from aiohttp import web
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
-from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import TimeoutError as RedisTimeoutError
+from redis.exceptions import RedisError
 
 from gateway.domain import MAX_TEXT, ChannelKind, CustomerProfile, Identifier, InboundMessage
 from gateway.store import Accepted
@@ -95,7 +94,9 @@ def make_handler(auth_token: str, ingest: Ingest, public_url: str | None, max_bo
             return web.Response(status=400, text="invalid sender")
         try:
             accepted = await ingest(inbound_msg)
-        except (RedisConnectionError, RedisTimeoutError, OSError) as exc:
+        except (RedisError, OSError) as exc:
+            # Unreachable, or refusing writes (a failover's READONLY, out of memory): nothing was stored.
+            # 503, not 500: with a Fallback URL or connection overrides Twilio tries it again (see README).
             log.error("ingest_unavailable", error=str(exc), channel=msg.channel.value)
             return web.Response(status=503, text="unavailable", headers={"Retry-After": "2"})
         log.info("message_accepted", conversation_id=accepted.conversation_id, message_id=accepted.message_id,

@@ -10,6 +10,7 @@ import json
 from collections.abc import Awaitable, Callable
 from typing import Any, Protocol
 
+import aiohttp
 import structlog
 from aiohttp import web
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
@@ -19,6 +20,7 @@ from gateway.domain import MAX_TEXT, ChannelKind, CustomerProfile, Identifier, I
 from gateway.store import Accepted
 from integrations.body import read_limited
 from integrations.webhook.signature import HEADER, SignatureError, verify
+from integrations.webhook.untrusted import UNREADABLE_BODY
 
 log = structlog.get_logger(__name__)
 
@@ -50,6 +52,13 @@ def error(status: int, code: str, message: str, **extra: Any) -> web.Response:
     return web.json_response({"error": code, "message": message, **extra}, status=status)
 
 
+def unavailable(message: str) -> web.Response:
+    """503 with Retry-After: the caller's request was fine, our storage (or Slack) was not."""
+    resp = error(503, "unavailable", message)
+    resp.headers["Retry-After"] = "2"
+    return resp
+
+
 def validation_details(exc: ValidationError) -> list[dict[str, str]]:
     return [{"field": ".".join(str(x) for x in e["loc"]) or "body", "problem": e["msg"]} for e in exc.errors()]
 
@@ -63,7 +72,7 @@ def make_handler(secret: str, ingest: Ingest, max_body: int) -> Callable[[web.Re
             return error(413, "body_too_large", f"request body must be at most {max_body} bytes")
         try:
             body = await read_limited(request, max_body)
-        except (ValueError, ConnectionError):
+        except UNREADABLE_BODY:
             return error(400, "unreadable_body", "request body could not be read")
         if body is None:
             return error(413, "body_too_large", f"request body must be at most {max_body} bytes")
@@ -86,9 +95,7 @@ def make_handler(secret: str, ingest: Ingest, max_body: int) -> Callable[[web.Re
             accepted = await ingest(inbound)
         except (RedisError, OSError) as exc:  # a failover's READONLY or an OOM too: nothing was stored
             log.error("ingest_unavailable", error=str(exc))
-            resp = error(503, "unavailable", "storage is unavailable; retry later, nothing was stored")
-            resp.headers["Retry-After"] = "2"
-            return resp
+            return unavailable("storage is unavailable; retry later, nothing was stored")
         log.info(
             "message_accepted",
             conversation_id=accepted.conversation_id,
@@ -122,14 +129,25 @@ class Forgetter(Protocol):
     async def forget(self, ref: str, requested_by: str, deep: bool = False) -> Any: ...
 
 
+FORGET_MAX_BODY = 4096
+
+
 def make_forget_handler(secret: str, eraser: Forgetter) -> Callable[[web.Request], Awaitable[web.Response]]:
-    """`DELETE /v1/customers/{ref}`: erase a person (right to erasure). Signed like every API call;
-    the signed body is empty, so the timestamp alone binds the request to its moment."""
+    """`DELETE /v1/customers/{ref}`: erase a person (right to erasure). Signed like every API call; the
+    signed body names the customer, and its timestamp binds the request to its moment.
+
+    Every failure is an answer the caller can act on (400, 401, 413, 404, 503), never a 500: an erasure
+    request is a legal obligation, and "internal error" does not tell the caller whether to send it again."""
 
     async def forget(request: web.Request) -> web.Response:
-        body = await read_limited(request, 4096)
+        if request.content_length is not None and request.content_length > FORGET_MAX_BODY:
+            return error(413, "body_too_large", f"request body must be at most {FORGET_MAX_BODY} bytes")
+        try:
+            body = await read_limited(request, FORGET_MAX_BODY)
+        except UNREADABLE_BODY:
+            return error(400, "unreadable_body", "request body could not be read")
         if body is None:
-            return error(413, "body_too_large", "request body must be at most 4096 bytes")
+            return error(413, "body_too_large", f"request body must be at most {FORGET_MAX_BODY} bytes")
         try:
             verify(secret, request.headers.get(HEADER), body)
         except SignatureError as exc:
@@ -147,7 +165,11 @@ def make_forget_handler(secret: str, eraser: Forgetter) -> Callable[[web.Request
             # could erase anyone for the next five minutes.
             return error(401, "bad_signature", f'the signed body must be {{"customer": "{ref}"}}')
         deep = signed.deep or request.query.get("deep", "") in ("1", "true", "yes")
-        report = await eraser.forget(ref, requested_by="api", deep=deep)
+        try:
+            report = await eraser.forget(ref, requested_by="api", deep=deep)
+        except (RedisError, aiohttp.ClientError, OSError) as exc:  # READONLY, OOM, unreachable; Slack away
+            log.error("erasure_unavailable", error=f"{type(exc).__name__}: {exc}")
+            return unavailable("storage or Slack is unavailable and the erasure did not finish; send it again")
         if report.person is None:
             return error(404, "unknown_customer", f"no customer is known as {ref}")
         return web.json_response({"status": "forgotten", **report.as_dict()})

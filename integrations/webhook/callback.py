@@ -26,7 +26,10 @@ class ApiCallbackChannel:
 
     async def send(self, conversation: Conversation, message: Message) -> Delivery:
         if not self.url:
-            return Delivery(ok=False, error="no SWITCHBOARD_API_CALLBACK_URL configured")
+            # A refusal for good: no retry will find a URL that is not configured, and half an hour of them
+            # only kept the agent from hearing at once that the customer must be reached another way.
+            return Delivery(ok=False, error="no callback URL configured (SWITCHBOARD_API_CALLBACK_URL)",
+                            permanent=True)
         body = json.dumps(
             {
                 "conversation_id": conversation.id,

@@ -10,6 +10,8 @@ import hashlib
 import hmac
 import time
 
+from integrations.webhook.untrusted import same_digest
+
 HEADER = "X-Switchboard-Signature"
 TOLERANCE_S = 300
 
@@ -42,5 +44,5 @@ def verify(
     if abs(current - t) > tolerance:
         raise SignatureError(f"signature timestamp outside the {tolerance} s window")
     expected = hmac.new(secret.encode(), f"{t}.".encode() + body, hashlib.sha256).hexdigest()
-    if not any(hmac.compare_digest(expected, candidate) for candidate in parts.get("v1", [])):
+    if not any(same_digest(expected, candidate) for candidate in parts.get("v1", [])):
         raise SignatureError("signature does not match")

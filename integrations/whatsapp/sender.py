@@ -13,7 +13,7 @@ from gateway.domain import ChannelKind, Conversation, Message
 from gateway.ports import Delivery
 from integrations.twilio.parts import SentParts
 from integrations.twilio.retry import post_with_retry, refused_for_good
-from integrations.twilio.sender import chunks
+from integrations.twilio.split import chunks
 from integrations.whatsapp.webhook import STATUS_TTL_S, sent_key
 
 log = structlog.get_logger(__name__)

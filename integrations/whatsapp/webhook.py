@@ -17,9 +17,7 @@ import redis.asyncio as aioredis
 import structlog
 from aiohttp import web
 from pydantic import ValidationError
-from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError
-from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from gateway import metrics
 from gateway.domain import ChannelKind, CustomerProfile, InboundMessage
@@ -27,6 +25,7 @@ from gateway.ports import OnUndelivered
 from gateway.redis_conn import as_str
 from gateway.store import Accepted
 from integrations.body import read_limited
+from integrations.webhook.untrusted import UNREADABLE_BODY, same_digest
 from integrations.whatsapp.payload import Value, WaStatus, Webhook, message_text
 
 log = structlog.get_logger(__name__)
@@ -70,7 +69,7 @@ def signature_ok(app_secret: str, body: bytes, header: str | None) -> bool:
     if not header or not header.startswith("sha256="):
         return False
     expected = hmac.new(app_secret.encode(), body, hashlib.sha256).hexdigest()
-    return hmac.compare_digest(expected, header.removeprefix("sha256=").strip().lower())
+    return same_digest(expected, header.removeprefix("sha256=").strip().lower())
 
 
 def make_verify(verify_token: str) -> Callable[[web.Request], Awaitable[web.Response]]:
@@ -99,7 +98,10 @@ class Receiver:
     async def handle(self, request: web.Request) -> web.Response:
         if request.content_length is not None and request.content_length > self.max_body:
             return web.json_response({"error": "body_too_large"}, status=413)
-        body = await read_limited(request, self.max_body)
+        try:
+            body = await read_limited(request, self.max_body)
+        except UNREADABLE_BODY:
+            return web.json_response({"error": "unreadable_body"}, status=400)
         if body is None:
             return web.json_response({"error": "body_too_large"}, status=413)
         if not signature_ok(self.app_secret, body, request.headers.get(SIGNATURE_HEADER)):
@@ -115,7 +117,7 @@ class Receiver:
                     if change.field == "messages":
                         await self.messages(change.value)
                         await self.statuses(change.value.statuses)
-        except (RedisConnectionError, RedisTimeoutError, OSError) as exc:
+        except (RedisError, OSError) as exc:  # a failover's READONLY and an OOM too: Meta re-delivers
             log.error("ingest_unavailable", error=str(exc), channel="whatsapp")
             return web.json_response({"error": "unavailable"}, status=503, headers={"Retry-After": "2"})
         return web.json_response({"status": "ok"})
@@ -150,15 +152,12 @@ class Receiver:
     async def statuses(self, statuses: list[WaStatus]) -> None:
         for s in statuses:
             errors = json.dumps([e.model_dump(exclude_none=True) for e in s.errors])
-            try:
-                if s.status == "failed" and self.on_failed is not None:
-                    await self._tell_failed(s)
-                conv = await self._record(
-                    keys=[status_key(s.id), STATUS_STREAM, sent_key(s.id)],
-                    args=[s.status, s.timestamp or "", s.id, errors, STATUS_TTL_S],
-                )
-            except RedisError as exc:
-                raise RedisConnectionError(str(exc)) from exc
+            if s.status == "failed" and self.on_failed is not None:
+                await self._tell_failed(s)
+            conv = await self._record(
+                keys=[status_key(s.id), STATUS_STREAM, sent_key(s.id)],
+                args=[s.status, s.timestamp or "", s.id, errors, STATUS_TTL_S],
+            )
             if conv is not None:
                 conv_id = conv.decode() if isinstance(conv, bytes) else str(conv)
                 event = "whatsapp_delivery_failed" if s.status == "failed" else "whatsapp_status"

@@ -7,6 +7,7 @@ time of writing, the mount call itself was still being wired in by another chang
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import hmac
 import json
@@ -21,6 +22,7 @@ import redis.asyncio as aioredis
 from gateway import keys
 from integrations.webhook.signature import sign
 from tests.harness import API_SECRET, Gateway, make_settings, start_gateway
+from tests.tracebacks import logged_tracebacks
 
 TWILIO_TOKEN = "twilio-auth-token-0123456789"
 META_SECRET = "meta-app-secret-0123456789"
@@ -122,3 +124,66 @@ async def test_webchat_identity_needs_its_hash(channel_gw: Gateway) -> None:
         async with channel_gw.session.post(url, json={"identity": identity},
                                            headers={"Origin": channel_gw.url}) as resp:
             assert resp.status == 401, (identity, resp.status, await resp.text())
+
+
+HOSTILE_SIGNATURES = ["é".encode(), b"\xff\xfe\xfd", ("0" * 63 + "é").encode(), b"\xc3", "𝟘𝟙".encode(),
+                      ("ü" * 28).encode("latin-1")]
+"""Signature header values with non-ASCII bytes: UTF-8, invalid UTF-8, Latin-1, a digest with one bad
+character. `hmac.compare_digest` raises TypeError on non-ASCII text, which every endpoint turned into a 500
+with a traceback."""
+
+
+def inbound_endpoints(gw: Gateway) -> list[tuple[str, str, str, bytes, str, bytes, int]]:
+    """(method, path, content type, body, signature header, value prefix, the refusal expected) for every
+    signed inbound endpoint."""
+    now = str(int(time.time())).encode()
+    form = urlencode({"MessageSid": "SM0001", "From": "+15551234567", "To": "+15550001111", "Body": "hello",
+                      "MessageStatus": "undelivered"}).encode()
+    message = json.dumps({"customer_id": "c-1", "message_id": "m-1", "text": "hello"}).encode()
+    whatsapp = json.dumps({"object": "whatsapp_business_account", "entry": []}).encode()
+    form_type, json_type = "application/x-www-form-urlencoded", "application/json"
+    return [
+        ("POST", "/v1/messages", json_type, message, "X-Switchboard-Signature", b"t=" + now + b",v1=", 401),
+        ("DELETE", "/v1/customers/api:someone", json_type, b'{"customer": "api:someone"}',
+         "X-Switchboard-Signature", b"t=" + now + b",v1=", 401),
+        ("POST", "/channels/twilio", form_type, form, "X-Twilio-Signature", b"", 403),
+        ("POST", "/channels/twilio/status", form_type, form, "X-Twilio-Signature", b"", 403),
+        ("POST", "/channels/whatsapp", json_type, whatsapp, "X-Hub-Signature-256", b"sha256=", 401),
+    ]
+
+
+async def raw_request(gw: Gateway, method: str, path: str, headers: list[bytes], body: bytes) -> int:
+    """One request written byte for byte (an HTTP client would refuse or re-encode these header values)."""
+    reader, writer = await asyncio.open_connection("127.0.0.1", gw.settings.port)
+    head = [f"{method} {path} HTTP/1.1".encode(), b"Host: 127.0.0.1", f"Content-Length: {len(body)}".encode(),
+            b"Connection: close", *headers]
+    writer.write(b"\r\n".join(head) + b"\r\n\r\n" + body)
+    await writer.drain()
+    answer = await reader.read()
+    writer.close()
+    await writer.wait_closed()
+    return int(answer.split(b" ", 2)[1])
+
+
+async def test_non_ascii_signature_headers_are_refused_cleanly_everywhere(
+    channel_gw: Gateway, redis: aioredis.Redis, caplog: pytest.LogCaptureFixture,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    for method, path, ctype, body, header, prefix, refusal in inbound_endpoints(channel_gw):
+        served(channel_gw, method, "/v1/customers/{ref}" if path.startswith("/v1/customers/") else path)
+        for value in HOSTILE_SIGNATURES:
+            headers = [f"Content-Type: {ctype}".encode(), header.encode() + b": " + prefix + value]
+            status = await raw_request(channel_gw, method, path, headers, body)
+            assert status == refusal, (path, value, status)
+    assert logged_tracebacks(caplog, capsys) == []
+    assert await stored(redis, channel_gw.settings.partitions) == 0
+
+
+async def test_bodies_that_cannot_be_read_are_400_everywhere(channel_gw: Gateway, redis: aioredis.Redis) -> None:
+    """A Content-Encoding that does not decode raises aiohttp's RequestPayloadError from the body read: a 500
+    on every endpoint. (aiohttp itself still logs the payload error when it drains the rest after our 400.)"""
+    for method, path, ctype, _, header, prefix, _ in inbound_endpoints(channel_gw):
+        headers = [f"Content-Type: {ctype}".encode(), b"Content-Encoding: gzip", header.encode() + b": " + prefix]
+        status = await raw_request(channel_gw, method, path, headers, b"this is not gzip")
+        assert status == 400, (path, status)
+    assert await stored(redis, channel_gw.settings.partitions) == 0
