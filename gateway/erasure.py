@@ -7,6 +7,7 @@ cannot delete is said plainly in the report: an agent's own Slack messages belon
 
 from __future__ import annotations
 
+import hashlib
 import json
 import time
 from collections.abc import Sequence
@@ -34,6 +35,14 @@ log = structlog.get_logger(__name__)
 ERASURES = f"{keys.PREFIX}erasures"
 SCAN_CHUNK = 1000
 UNLISTED_MARGIN_S = 3600
+IN_PROGRESS_S = 86400
+
+
+def _in_progress(ref: str) -> str:
+    """Hashed: the key names no one, its value (the plan) is what is being erased."""
+    return f"{keys.PREFIX}erasing:{hashlib.sha256(ref.encode()).hexdigest()}"
+
+
 SWEEP = "erase"
 """The entry kind of an erasure's second pass (`Eraser.sweep`), handled by a worker."""
 PARKED_OUTCOMES = f"{keys.OUTCOMES}:parked"
@@ -67,13 +76,11 @@ class Eraser:
 
     async def forget(self, ref: str, requested_by: str, deep: bool = False) -> ErasureReport:
         """`deep`: also read Slack channel history for cards missing from the conversations' card lists."""
-        person = await Identity(self.redis).person_of(ref)
+        plan = await self._plan(ref)
+        if plan is None:
+            return ErasureReport(person=None)
+        person, idents, conv_ids, persons = plan["person"], plan["idents"], plan["conversations"], set(plan["persons"])
         report = ErasureReport(person=person)
-        if person is None:
-            return report
-        idents = [as_str(i) for i in await self.redis.smembers(f"{keys.person(person)}:idents")]
-        conv_ids = [as_str(c) for c in await self.redis.zrange(keys.person_conversations(person), 0, -1)]
-        persons = {person, *await self._merged_into(person)}
         # The pointers first: a message arriving while Slack is being cleaned starts afresh instead of
         # writing into (and resurrecting) a conversation being erased.
         doomed = [keys.ident(i) for i in idents] + [keys.customer_conversation(i) for i in idents]
@@ -98,8 +105,25 @@ class Eraser:
         report.keys_deleted += await self._drop_retries(about)
         await self.redis.xadd(ERASURES, {"person": person, "requested_by": requested_by, "at": f"{time.time():.3f}",
                                          "report": json.dumps(report.as_dict())})
+        await self.redis.delete(_in_progress(ref))
         log.info("customer_forgotten", person=person, conversations=report.conversations, requested_by=requested_by)
         return report
+
+    async def _plan(self, ref: str) -> dict[str, Any] | None:
+        """Who and what to erase, written down before anything is deleted: an erasure Redis stopped
+        half-way (a failover, out of memory) has already deleted the pointers that found the person, and
+        its retry answered "unknown customer" and left the rest. Kept a day at most; deleted once done."""
+        marker = _in_progress(ref)
+        person = await Identity(self.redis).person_of(ref)
+        if person is None:
+            raw = await self.redis.get(marker)
+            return json.loads(as_str(raw)) if raw else None
+        plan = {"person": person,
+                "idents": sorted(as_str(i) for i in await self.redis.smembers(f"{keys.person(person)}:idents")),
+                "conversations": [as_str(c) for c in await self.redis.zrange(keys.person_conversations(person), 0, -1)],
+                "persons": sorted({person, *await self._merged_into(person)})}
+        await self.redis.set(marker, json.dumps(plan), ex=IN_PROGRESS_S)
+        return plan
 
     async def _forget_conversation(
         self, conv_id: str, report: ErasureReport, idents: list[str], deep: bool = False

@@ -317,7 +317,8 @@ class Pipeline:
         channel = self.channels.get(conv.customer.channel)
         if channel is None:
             log.warning("customer_channel_missing", conversation_id=conv.id, channel=conv.customer.channel.value)
-            return f"{FAILED}no {conv.customer.channel.value} channel configured"
+            # Refused for good: a retry for half an hour cannot configure it; the agent is told at once.
+            return f"{REFUSED}no {conv.customer.channel.value} channel configured"
         with metrics.channel_call(conv.customer.channel.value):
             delivery = await channel.send(conv, message)
         if not delivery.ok:
