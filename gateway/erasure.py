@@ -84,7 +84,7 @@ class Eraser:
         # The pointers first: a message arriving while Slack is being cleaned starts afresh instead of
         # writing into (and resurrecting) a conversation being erased.
         doomed = [keys.ident(i) for i in idents] + [keys.customer_conversation(i) for i in idents]
-        doomed += [opt_out_key(i) for i in idents]  # names their number; Twilio keeps its own STOP list
+        doomed += [opt_out_key(i) for i in idents] + [keys.reply_via(i) for i in idents]  # name their number
         for p in sorted(persons):  # the persons merged into this one kept their own keys
             doomed += [keys.person(p), f"{keys.person(p)}:idents", keys.person_conversations(p),
                        f"{keys.person(p)}:conv", f"{keys.person(p)}:merged_into"]
@@ -173,7 +173,7 @@ class Eraser:
             for ident in [as_str(i) for i in await self.redis.smembers(f"{keys.person(person)}:idents")]:
                 if as_str(await self.redis.get(keys.ident(ident)) or "") == person:
                     dropped += int(await self.redis.delete(keys.ident(ident), keys.customer_conversation(ident),
-                                                           opt_out_key(ident)))
+                                                           opt_out_key(ident), keys.reply_via(ident)))
             dropped += int(await self.redis.delete(
                 keys.person(person), f"{keys.person(person)}:idents", keys.person_conversations(person),
                 f"{keys.person(person)}:conv", f"{keys.person(person)}:merged_into"))

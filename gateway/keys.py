@@ -32,6 +32,11 @@ def customer_conversation(customer_key: str) -> str:
     return f"{PREFIX}cust:{customer_key}:conv"
 
 
+def reply_via(customer_key: str) -> str:
+    """Which of our numbers (or WhatsApp senders) the customer last wrote to; replies go out from it."""
+    return f"{PREFIX}cust:{customer_key}:via"
+
+
 def customer(customer_key: str) -> str:
     return f"{PREFIX}cust:{customer_key}"
 

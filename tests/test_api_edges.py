@@ -8,7 +8,7 @@ import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import aiohttp
 import pytest
@@ -18,6 +18,7 @@ from aiohttp import web
 from gateway import keys
 from gateway.domain import ChannelKind, Conversation, Customer, Direction, Message
 from gateway.retries import RETRY_KEY
+from gateway.store import ConversationStore
 from integrations.webhook.callback import ApiCallbackChannel
 from integrations.webhook.signature import sign
 from tests.harness import API_SECRET, Gateway, eventually, make_settings, serve_app, start_gateway
@@ -179,7 +180,8 @@ async def test_an_erasure_redis_stopped_half_way_is_finished_when_sent_again(
                                      "customer": {"email": "c1@example.com"}})
     eraser = idle_gateway.rt.pipeline.eraser
     assert eraser is not None
-    real, eraser.store = eraser.store, OutOfMemoryMidway(eraser.store, redis)
+    real = eraser.store
+    eraser.store = cast(ConversationStore, OutOfMemoryMidway(real, redis))  # the real one, out of memory midway
     try:
         status, body, _ = await _forget(idle_gateway, "api:c1")
         assert (status, body["error"]) == (503, "unavailable")

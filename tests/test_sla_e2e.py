@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
-from typing import Any
+from typing import Any, cast
 
 import pytest
 import redis.asyncio as aioredis
@@ -14,6 +14,7 @@ from gateway.desk_ops import DeskOps
 from gateway.domain import Conversation, Decision
 from gateway.policy_admin import Change, PolicyAdmin
 from gateway.sla import PLANNED_UNDER, RUNNERS, STEP_RETRY_S
+from gateway.store import ConversationStore
 from router.sla import ActionKind, SlaAction, SlaStep
 from tests.harness import Gateway, cards, eventually, sla_on_manual_clock
 from tests.slack_requests import SlackSender
@@ -344,7 +345,7 @@ async def test_the_policy_re_plan_never_writes_over_a_newer_plan(gateway: Gatewa
     conv_id, _ = await _card(gateway)
     sla = gateway.rt.sla
     real = sla.store
-    sla.store = ResolvedAfterRead(real, gateway.rt.ops)
+    sla.store = cast(ConversationStore, ResolvedAfterRead(real, gateway.rt.ops))  # the real one, plus an actor
     try:
         tighter = Change("sla billing first=2m", lambda p: p.with_skill_changes(
             "billing", sla={**p.skills["billing"].sla.model_dump(mode="json"), "first_response": 120}))

@@ -36,7 +36,7 @@ def setup(
         return None
     assert config.auth_token is not None and config.account_sid and config.from_number
     token = config.auth_token.get_secret_value()
-    app.router.add_post("/channels/twilio", make_handler(token, ingest, config.public_url, config.max_body))
+    app.router.add_post("/channels/twilio", make_handler(token, ingest, config.public_url, config.max_body, redis))
     app.router.add_post(STATUS_PATH, make_status_handler(token, redis, config.public_url, config.max_body, on_failed))
     log.info("twilio_mounted", path="/channels/twilio", status_callbacks=config.status_callback(), api=config.api_url)
     return TwilioChannel(session, config.api_url, config.account_sid, token, config.from_number, config.whatsapp_from,

@@ -10,7 +10,7 @@ import structlog
 
 from gateway.domain import ChannelKind, Conversation, Message
 from gateway.ports import Delivery
-from integrations.twilio import status
+from integrations.twilio import status, via
 from integrations.twilio.parts import SentParts
 from integrations.twilio.retry import post_with_retry, refused_for_good
 from integrations.twilio.split import chunks
@@ -58,6 +58,7 @@ class TwilioChannel:
 
     async def send(self, conversation: Conversation, message: Message) -> Delivery:
         to, sender = self.addresses(conversation)
+        sender = await via.recall(self.redis, conversation.customer.key) or sender
         sids: list[str] = []
         parts = chunks(message.text, MAX_BODY)
         for i, part in enumerate(parts):

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 
+import redis.asyncio as aioredis
 import structlog
 from aiohttp import web
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
@@ -15,7 +16,7 @@ from redis.exceptions import RedisError
 
 from gateway.domain import MAX_TEXT, ChannelKind, CustomerProfile, Identifier, InboundMessage
 from gateway.store import Accepted
-from integrations.twilio import signature
+from integrations.twilio import signature, via
 
 log = structlog.get_logger(__name__)
 
@@ -68,9 +69,8 @@ def twiml() -> web.Response:
     return web.Response(text=TWIML_EMPTY, content_type="text/xml")
 
 
-def make_handler(auth_token: str, ingest: Ingest, public_url: str | None, max_body: int) -> Callable[
-    [web.Request], Awaitable[web.Response]
-]:
+def make_handler(auth_token: str, ingest: Ingest, public_url: str | None, max_body: int,
+                 redis: aioredis.Redis | None = None) -> Callable[[web.Request], Awaitable[web.Response]]:
     async def inbound(request: web.Request) -> web.Response:
         form = await signature.verified_form(request, auth_token, public_url, max_body)
         if isinstance(form, web.Response):
@@ -101,6 +101,8 @@ def make_handler(auth_token: str, ingest: Ingest, public_url: str | None, max_bo
             return web.Response(status=503, text="unavailable", headers={"Retry-After": "2"})
         log.info("message_accepted", conversation_id=accepted.conversation_id, message_id=accepted.message_id,
                  channel=msg.channel.value, duplicate=accepted.duplicate)
+        if redis is not None:
+            await via.remember(redis, inbound_msg.customer_key, msg.to.strip())
         return twiml()
 
     return inbound
