@@ -7,7 +7,7 @@ must not be the end of it: a lead sees what is parked (`/switchboard dead`) and 
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -32,9 +32,13 @@ TOLD = {
                "this thread; it is kept in the conversation's transcript, and " + REPLAY_HINT + ".",
     "transfer": "⚠️ The transfer to {skill} failed ({error}) and is parked; this card still leads. Transfer "
                 "again, or " + REPLAY_HINT + ".",
+    "agent_reply": "❌ A reply did not reach the customer ({error}) and is parked; it is marked ❌. Send it again "
+                   "(in shorter parts if it was too long), or " + REPLAY_HINT + ".",
 }
-"""What the card's thread is told when an entry of that kind is parked. The others are told already
-(an undeliverable reply) or concern no live card (retiring an old one, our own notes)."""
+"""What the card's thread is told when an entry of that kind is parked. A reply the customer's channel would
+not take is told by `gateway.outbound` as it gives up; one parked for a failure of its own (a bug, a reply
+no retry can make valid) is told here, or its agent waited for a ✅ that never came. The rest concern no
+live card (retiring an old one, our own notes). Only the error is quoted, never the reply."""
 
 BOOKKEEPING = ("entry", "partition", "error", "attempt", REPLAYED_FROM)
 """Fields the parking added (and a reply's delivery attempts: a replay starts a fresh budget)."""
@@ -120,10 +124,28 @@ async def tell(p: Pipeline, fields: Mapping[str, str], error: str) -> None:
     if conv is None or not conv.card_ts:
         return
     await p.desk.note_in_thread(conv, text)
+    marked = MARK.get(fields.get("kind", "inbound"))
+    if marked is not None:
+        await marked(p, fields)
     if fields.get("kind") == "transfer":
         # The click dropped the claim and left the card as it was (the move was to retire it): redrawn, it
         # offers Claim again instead of a Release nobody can use.
         await p.desk.update_card(conv, f"⚠️ Transfer to {escape(fields.get('skill', '?'))} failed; still here")
+
+
+async def _mark_reply(p: Pipeline, fields: Mapping[str, str]) -> None:
+    """The parked reply itself gets ❌, so its agent sees which one it was. Cosmetic: the note is what counts
+    (a reply from before replies carried their Slack message has nothing to mark)."""
+    if not (fields.get("slack_channel") and fields.get("slack_ts")):
+        return
+    try:
+        await p.desk.mark_message(fields["slack_channel"], fields["slack_ts"], "x")
+    except Exception as exc:
+        log.warning("parked_reply_not_marked", conversation_id=fields.get("conv"), error=summary(exc))
+
+
+MARK: dict[str, Callable[[Pipeline, Mapping[str, str]], Awaitable[None]]] = {"agent_reply": _mark_reply}
+"""What else marks a parked entry of that kind, after the thread is told."""
 
 
 def told(fields: Mapping[str, str], error: str) -> str | None:

@@ -5,12 +5,13 @@ Split from `gateway.pipeline` (the inbound side); both run in the worker on the 
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
 import structlog
+from pydantic import ValidationError
 
-from gateway import keys
+from gateway import dead_letters, keys
 from gateway.domain import AGENT_REPLY, NOTICE, Direction, Message
 from gateway.effects import Effects
 from gateway.retries import MAX_ATTEMPTS
@@ -54,11 +55,15 @@ async def deliver(p: Pipeline, fields: Mapping[str, str]) -> None:
         log.error("outbound_for_missing_conversation", conversation_id=fields["conv"])
         return
     ref = fields["ref"]
-    message = Message(
-        id=f"{NOTICE if fields.get('kind') == 'notify' else AGENT_REPLY}{ref}", direction=Direction.OUTBOUND,
-        channel=conv.customer.channel, text=fields["text"],
-        author=fields.get("author") or "Support",
-    )
+    try:
+        message = Message(
+            id=f"{NOTICE if fields.get('kind') == 'notify' else AGENT_REPLY}{ref}", direction=Direction.OUTBOUND,
+            channel=conv.customer.channel, text=fields["text"],
+            author=fields.get("author") or "Support",
+        )
+    except ValidationError as exc:
+        await _park_invalid(p, fields, exc)
+        return
     effects = Effects(p.redis, keys.effects(conv.id))
     result, _ = await effects.once(f"out:{ref}", lambda: p._send(conv, message), never_found)
     if result == "delivered":
@@ -91,6 +96,34 @@ async def deliver(p: Pipeline, fields: Mapping[str, str]) -> None:
         raise DeliveryFailed(why_not)
     await p.retries.schedule(fields, attempt, p.store.stream_of(conv))
     log.warning("reply_delivery_failed", conversation_id=conv.id, ref=ref, attempt=attempt, error=why_not)
+
+
+_INVALID: dict[str, Callable[[Mapping[str, Any]], str]] = {
+    "string_too_long": lambda e: f"{len(e['input']):,} characters, the limit is {e['ctx']['max_length']:,}",
+}
+"""How a validation error reads in the thread, by pydantic's error type; the rest read as pydantic words
+them. Never the input itself: it is the reply."""
+
+
+def invalid(exc: ValidationError) -> str:
+    """What makes a queued reply unsendable, in one line without its text."""
+    error = exc.errors()[0]
+    field = ".".join(str(x) for x in error["loc"])
+    return f"{field}: {_INVALID.get(error['type'], lambda e: str(e['msg']))(error)}"
+
+
+async def _park_invalid(p: Pipeline, fields: Mapping[str, str], exc: ValidationError) -> None:
+    """A reply no retry can make sendable (queued before the Slack listener refused over-long replies, or put
+    back by `dead replay`) is parked at once: ten attempts held the customer's partition for over a minute
+    and then parked it anyway. The agent hears of it as of any parked reply (`dead_letters.tell`)."""
+    why = f"not sendable, {invalid(exc)}"
+    dead: dict[Any, Any] = {**fields, "error": why[:500]}
+    await p.redis.xadd(keys.DEAD, dead)
+    log.error("reply_not_sendable", conversation_id=fields.get("conv"), ref=fields.get("ref"), error=why)
+    try:
+        await dead_letters.tell(p, fields, why)
+    except Exception as told:  # parked and listed either way; the note is a courtesy
+        log.warning("dead_letter_not_told", conversation_id=fields.get("conv"), error=dead_letters.summary(told))
 
 
 async def report_undelivered(store: ConversationStore, conversation_id: str, channel: str, why: str) -> None:

@@ -7,7 +7,6 @@ loses nothing and the worker keeps per-conversation order.
 
 from __future__ import annotations
 
-import re
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
@@ -23,27 +22,20 @@ from slack_sdk.web.async_client import AsyncWebClient
 
 from gateway import csat, keys
 from gateway.desk_ops import DeskOps, Result
-from gateway.domain import ChannelKind, Conversation, ConversationState
+from gateway.domain import ChannelKind
 from gateway.ports import AsksRating, CustomerChannel
+from gateway.redis_conn import as_str
 from gateway.store import ConversationStore
-from integrations.slack import modals
+from integrations.slack import modals, replies
 from integrations.slack.commands.roster import Roster
 from integrations.slack.desk import SlackDesk
+from integrations.slack.replies import queue_reply
 
 log = structlog.get_logger(__name__)
 
 EVENT_DEDUPE_S = 3600
 GROUP_CACHE_S = 300.0
 USER_CACHE_S = 86400
-_MENTION = re.compile(r"<[@#!][^>]*>")
-_UNESCAPE = {"&lt;": "<", "&gt;": ">", "&amp;": "&"}
-
-
-def unescape(text: str) -> str:
-    """Slack escapes what agents type; the customer should read it as typed."""
-    return re.sub(r"&(lt|gt|amp);", lambda m: _UNESCAPE[m.group(0)], text)
-
-
 @dataclass
 class DeskContext:
     redis: aioredis.Redis
@@ -65,7 +57,7 @@ class DeskContext:
         (cached; Slack's users.info is rate-limited)."""
         if user in self.aliases:
             return self.aliases[user]
-        key = f"{keys.PREFIX}slack:user:{user}"
+        key = _user_key(user)
         cached = await self.redis.get(key)
         if cached:
             return cached.decode() if isinstance(cached, bytes) else str(cached)
@@ -75,6 +67,21 @@ class DeskContext:
         name = profile.get("display_name") or u.get("real_name") or u.get("name") or "Support"
         await self.redis.set(key, name, ex=USER_CACHE_S)
         return str(name)
+
+    async def known_names(self, users: list[str]) -> dict[str, str]:
+        """What to call the colleagues a reply mentions, where that is cheap: an alias, or a display name
+        already cached. users.info is rate-limited and a mention is not worth a look-up; the customer reads
+        the reply without an unknown one rather than wait for it."""
+        names = {u: self.aliases[u] for u in users if u in self.aliases}
+        missing = [u for u in dict.fromkeys(users) if u not in names]
+        if missing:
+            cached = await self.redis.mget([_user_key(u) for u in missing])
+            names |= {u: as_str(v) for u, v in zip(missing, cached, strict=True) if v}
+        return names
+
+
+def _user_key(user: str) -> str:
+    return f"{keys.PREFIX}slack:user:{user}"
 
 
 def _clock() -> str:
@@ -139,21 +146,14 @@ BUTTONS: dict[str, Handler] = {
 }
 
 
-async def queue_reply(ctx: DeskContext, conv: Conversation, text: str, author: str, ref: str,
-                      kind: str = "agent_reply", slack: tuple[str, str] | None = None) -> None:
-    fields = {"kind": kind, "text": text, "author": author, "ref": ref}
-    if slack:
-        fields.update({"slack_channel": slack[0], "slack_ts": slack[1]})
-    if kind == "agent_reply":
-        await ctx.store.enqueue_reply(conv, fields)  # the SLA counts the reply from now, not from delivery
-    else:
-        await ctx.store.enqueue(conv, fields)
-
-
 def register(bolt: AsyncApp, ctx: DeskContext) -> None:
     @bolt.middleware
     async def dedupe_retries(body: dict[str, Any], next: Callable[[], Awaitable[BoltResponse]]) -> BoltResponse | None:
-        """Slack re-sends events it thinks we missed (X-Slack-Retry-Num); bolt does not filter them."""
+        """Slack re-sends events it thinks we missed (X-Slack-Retry-Num); bolt does not filter them.
+
+        The marker is set before the listener runs, so a retry arriving meanwhile is not handled twice; a
+        thread reply that then fails before it is queued deletes it (`replies.relay`), so a later retry of
+        that event is handled rather than taken for a duplicate of a reply that never got through."""
         event_id = body.get("event_id")
         if event_id and not await ctx.redis.set(keys.slack_event(str(event_id)), 1, nx=True, ex=EVENT_DEDUPE_S):
             log.info("slack_event_duplicate", event_id=event_id)
@@ -201,8 +201,8 @@ def register(bolt: AsyncApp, ctx: DeskContext) -> None:
         await queue_reply(ctx, conv, text, "Support", f"resolve-{conv.id}-{int(time.time())}", kind="notify")
 
     @bolt.event("message")
-    async def thread_reply(event: dict[str, Any], client: AsyncWebClient) -> None:
-        await _relay(ctx, event, client)
+    async def thread_reply(event: dict[str, Any], body: dict[str, Any], client: AsyncWebClient) -> None:
+        await replies.relay(ctx, event, body, client)
 
 
 def _button(ctx: DeskContext, handler: Handler) -> Callable[..., Awaitable[None]]:
@@ -228,48 +228,3 @@ async def _transfer(ctx: DeskContext, conv_id: str, user: str, skill: str, body:
     elif result.conversation is not None and result.conversation.moving_ref is None:
         # A pending move taken back: no new card will retire this one, so it is redrawn here (unclaimed).
         await _after(ctx, result, body, client, f"↩️ Kept with {skill} by <@{user}> · {_clock()}")
-
-
-async def _relay(ctx: DeskContext, event: dict[str, Any], client: AsyncWebClient) -> None:
-    """An agent's message in a card thread goes to the customer, unless it is an internal note."""
-    if event.get("subtype") or event.get("bot_id") or not event.get("thread_ts") or not event.get("user"):
-        return
-    channel, thread_ts, user = event["channel"], event["thread_ts"], event["user"]
-    raw = await ctx.redis.get(keys.thread(channel, thread_ts))
-    if raw is None:
-        return
-    conv_id = raw.decode() if isinstance(raw, bytes) else str(raw)
-    retired = conv_id.startswith(keys.RETIRED)
-    conv_id = conv_id.removeprefix(keys.RETIRED)
-    text = str(event.get("text") or "").strip()
-    if not text:
-        return
-    if text.lower().startswith(ctx.note_prefix):
-        await ctx.desk.mark_message(channel, event["ts"], "memo")
-        await ctx.ops.audit("note", user, conv_id)
-        return
-    holder = await ctx.ops.holder(conv_id)
-    policy = await ctx.ops.policies.current()
-    if holder != user and not (policy.anyone_can_reply and await ctx.is_agent(user, client)):
-        who = f"<@{holder}> has claimed it" if holder else "nobody has claimed it yet"
-        await client.chat_postEphemeral(
-            channel=channel, user=user, thread_ts=thread_ts,
-            text=f"Not sent to the customer: {who}. Claim the conversation first "
-            f"(or start with `{ctx.note_prefix}` for an internal note).",
-        )
-        return
-    conv = await ctx.store.load(conv_id)
-    if conv is None or conv.state is ConversationState.RESOLVED:
-        return
-    if retired:
-        await client.chat_postEphemeral(
-            channel=channel, user=user, thread_ts=thread_ts,
-            text=f"Not sent to the customer: this card was moved to <#{conv.slack_channel}>. Reply in the "
-            "thread of its current card.",
-        )
-        return
-    name = await ctx.display_name(client, user)
-    # Slack-formatted mentions mean nothing to a customer; strip them from what we relay.
-    plain = unescape(_MENTION.sub("", text).strip() or text)
-    await queue_reply(ctx, conv, plain, name, event["ts"], slack=(channel, event["ts"]))
-    await ctx.ops.audit("reply", user, conv_id)
