@@ -12,11 +12,14 @@ import dataclasses
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from pathlib import Path
 from typing import Any
 
 import aiohttp
+import jsonschema
 import pytest
 import redis.asyncio as aioredis
+import yaml
 
 from integrations.webchat.clientip import client_address
 from tests.harness import eventually
@@ -98,6 +101,23 @@ async def test_session_creations_per_address_answer_429_across_web_processes(red
         assert (await post_session(one, forwarded_for="203.0.113.9"))[0] == 429
         async with from_address(one, OTHER_ADDRESS) as elsewhere:  # another address has its own budget
             assert (await elsewhere.session())["_status"] == 200
+
+
+def documented_error() -> dict[str, Any]:
+    document = yaml.safe_load((Path(__file__).resolve().parents[1] / "openapi.yaml").read_text())
+    schema: dict[str, Any] = document["components"]["schemas"]["Error"]
+    return schema
+
+
+async def test_the_session_429_body_is_the_documented_error(redis: aioredis.Redis) -> None:
+    """What the widget reads (`retry_after`) is in openapi.yaml, not only in what the server happens to send."""
+    error = documented_error()
+    await fresh_window(WINDOW_S)
+    async with started(redis, session_rate=1, session_window_s=WINDOW_S) as chat:
+        assert (await chat.session())["_status"] == 200
+        status, body, _ = await post_session(chat)
+    assert status == 429 and "retry_after" not in error["required"]
+    jsonschema.validate(body, {**error, "additionalProperties": False})  # every field sent is documented
 
 
 async def test_forwarded_for_names_the_client_only_behind_trusted_proxies(redis: aioredis.Redis) -> None:

@@ -11,8 +11,10 @@ from __future__ import annotations
 
 import secrets
 
-from pydantic import AliasChoices, Field, SecretStr
+from pydantic import AliasChoices, Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from integrations.webchat.clientip import Network, parse_networks
 
 
 class WebchatConfig(BaseSettings):
@@ -29,6 +31,11 @@ class WebchatConfig(BaseSettings):
     rate_window_s: int = Field(default=10, ge=1, le=3600, validation_alias=AliasChoices("WEBCHAT_RATE_WINDOW"))
     trusted_proxies: int = Field(default=0, ge=0, le=10, validation_alias=AliasChoices("WEBCHAT_TRUSTED_PROXIES"))
     """Proxies in front of the gateway that append to X-Forwarded-For; 0 = use the socket peer (see clientip.py)."""
+    trusted_proxy_nets: str | None = Field(
+        default=None, validation_alias=AliasChoices("WEBCHAT_TRUSTED_PROXY_NETS")
+    )
+    """Comma-separated CIDRs the proxies connect from; X-Forwarded-For from any other peer is ignored.
+    Kept as text (a list type would make pydantic-settings expect JSON in the variable); see `proxy_nets`."""
     session_rate: int = Field(default=30, ge=1, le=100_000, validation_alias=AliasChoices("WEBCHAT_SESSION_RATE"))
     session_window_s: int = Field(
         default=60, ge=1, le=86400, validation_alias=AliasChoices("WEBCHAT_SESSION_WINDOW")
@@ -41,6 +48,16 @@ class WebchatConfig(BaseSettings):
     sockets_per_ip: int = Field(default=50, ge=1, le=100_000, validation_alias=AliasChoices("WEBCHAT_SOCKETS_PER_IP"))
     heartbeat_s: int = Field(default=25, ge=1, le=300, validation_alias=AliasChoices("WEBCHAT_HEARTBEAT"))
     idle_timeout_s: int = Field(default=1800, ge=1, le=86400, validation_alias=AliasChoices("WEBCHAT_IDLE_TIMEOUT"))
+
+    @field_validator("trusted_proxy_nets")
+    @classmethod
+    def _networks(cls, value: str | None) -> str | None:
+        """Refuse to start on a network that does not parse, rather than trust nobody (or everybody) silently."""
+        return ",".join(str(net) for net in parse_networks(value)) or None
+
+    @property
+    def proxy_nets(self) -> tuple[Network, ...]:
+        return parse_networks(self.trusted_proxy_nets)
 
     @property
     def origins(self) -> frozenset[str]:

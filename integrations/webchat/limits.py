@@ -2,12 +2,14 @@
 
 - Sessions per client address per window are counted in Redis: a session costs a Redis write (the
   conversation reservation) and the limit must hold however many web processes share the traffic.
+- Messages per visitor per window are counted in Redis too, so a reconnect does not reset them.
 - Sockets per visitor, per client address and per process are counted in this process: what runs out is this
   process's memory and file descriptors, and an in-process count costs no Redis round trip per connect and
   cannot leak when a process dies (a shared count would keep a dead process's sockets until they expired).
   Per visitor, not per token: every tab mints its own token, and anyone can mint more.
 - A socket the client has sent nothing on for WEBCHAT_IDLE_TIMEOUT is closed (the widget pings while its
   page is visible). Dead peers are found sooner by the WebSocket heartbeat in ws.py.
+- A refused socket costs a descriptor too; refusals have their own budget (refusals.py).
 """
 
 from __future__ import annotations
@@ -15,7 +17,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import enum
-import json
 import resource
 import time
 from collections import Counter
@@ -24,10 +25,9 @@ from dataclasses import dataclass
 
 import redis.asyncio as aioredis
 import structlog
-from aiohttp import WSCloseCode, web
+from aiohttp import WSCloseCode
 
 from integrations.webchat.outbox import PREFIX
-from integrations.webchat.protocol import error_frame
 
 log = structlog.get_logger(__name__)
 
@@ -35,8 +35,6 @@ TOO_MANY = 4429
 """Close code (private range, echoing HTTP 429) for a visitor or address over its socket cap."""
 IDLE = 4408
 """Close code (echoing HTTP 408) for a socket the client left idle: the widget waits for the page to be seen."""
-REFUSAL_CLOSE_S = 2.0
-"""How long a refused socket waits for the client's close reply, so refusals cannot pile up handlers."""
 FD_SHARE = 0.75
 """Share of the open-file limit sockets may take; Redis, Slack and accept() itself need the rest."""
 
@@ -45,25 +43,31 @@ def session_key(client: str, window_index: int) -> str:
     return f"{PREFIX}sessions:{client}:{window_index}"
 
 
-class SessionRate:
-    """Fixed-window count of session creations per client address, shared by all web processes through Redis.
+def message_key(customer_id: str, window_index: int) -> str:
+    return f"{PREFIX}rate:{customer_id}:{window_index}"
+
+
+class WindowRate:
+    """Fixed-window count per owner, shared by all web processes through Redis: session creations per client
+    address (`session_key`), and messages per visitor (`message_key`, so reconnecting does not reset it).
 
     Fixed windows let a client spend up to twice the budget across a window boundary; that bounds the abuse
     just as well as a sliding window and costs one INCR.
     """
 
-    def __init__(self, redis: aioredis.Redis, limit: int, window_s: int) -> None:
+    def __init__(self, redis: aioredis.Redis, key: Callable[[str, int], str], limit: int, window_s: int) -> None:
         self.redis = redis
         self.limit = limit
         self.window_s = window_s
+        self.key = key
 
-    async def retry_after(self, client: str) -> int:
-        """Seconds until `client` may start another session (0 = now). Raises RedisError/OSError."""
+    async def retry_after(self, owner: str) -> int:
+        """Seconds until `owner` may go again (0 = now). Raises RedisError/OSError."""
         now = int(time.time())
-        key = session_key(client, now // self.window_s)
+        key = self.key(owner, now // self.window_s)
         async with self.redis.pipeline(transaction=False) as pipe:
             pipe.incr(key)
-            pipe.expire(key, self.window_s + 1)
+            pipe.expire(key, self.window_s * 2)
             count, _ = await pipe.execute()
         if int(count) <= self.limit:
             return 0
@@ -135,23 +139,6 @@ class SocketSlots:
             held[owner] -= 1
             if held[owner] <= 0:
                 del held[owner]  # a visitor or address with nothing open costs no memory
-
-
-async def refuse(request: web.Request, refusal: Refusal, **context: str) -> web.WebSocketResponse:
-    """Upgrade, say why, close.
-
-    A browser never shows a page the status of a refused handshake: the widget would only see "closed before
-    it opened", take it for a bad token and ask for a new session, spending the session budget in a loop.
-    A close code and an error frame it can read tell it to wait `retry_after` instead.
-    """
-    log.warning("webchat_socket_refused", scope=refusal.scope.value, error=refusal.error, **context)
-    ws = web.WebSocketResponse(timeout=REFUSAL_CLOSE_S)
-    with contextlib.suppress(ConnectionError, RuntimeError):
-        await ws.prepare(request)
-        frame = error_frame(refusal.error, refusal.message, retry_after=refusal.retry_after)
-        await ws.send_str(json.dumps(frame, separators=(",", ":")))
-        await ws.close(code=refusal.close_code, message=refusal.error.encode())
-    return ws
 
 
 class IdleTimer:

@@ -12,6 +12,7 @@ from aiohttp import web
 
 from gateway.domain import InboundMessage
 from gateway.store import Accepted
+from integrations.webchat.clientip import ClientAddress
 from integrations.webchat.config import WebchatConfig
 from integrations.webchat.origins import OriginPolicy
 from integrations.webchat.outbox import WebchatChannel
@@ -51,8 +52,9 @@ def setup(
             "webchat_token_secret_generated", hint="set WEBCHAT_TOKEN_SECRET when running several web processes"
         )
     policy = OriginPolicy(config.origins, config.public_url)
-    sessions = SessionEndpoint(redis, config, key, policy)
-    sockets = SocketEndpoint(redis, ingest, config, key, policy)
+    client = ClientAddress(config.trusted_proxies, config.proxy_nets)  # one: its warnings are said once
+    sessions = SessionEndpoint(redis, config, key, policy, client)
+    sockets = SocketEndpoint(redis, ingest, config, key, policy, client)
     app.router.add_get(
         "/webchat/widget.js",
         _static("widget.js", "application/javascript", {"Cache-Control": "public, max-age=300"}),
@@ -64,5 +66,6 @@ def setup(
     app.router.add_get("/webchat/ws", sockets.handle)
     app.on_shutdown.append(sockets.close_all)
     log.info("webchat_mounted", origins=sorted(policy.allowed) or ["<own origin>"],
-             identity=config.identity_secret is not None, trusted_proxies=config.trusted_proxies)
+             identity=config.identity_secret is not None, trusted_proxies=config.trusted_proxies,
+             trusted_proxy_nets=config.trusted_proxy_nets)
     return WebchatChannel(redis)

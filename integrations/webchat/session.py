@@ -3,7 +3,7 @@
 The visitor id is a random secret kept in the browser; it is the only thing that ties a browser to its
 conversation, so it must look random (`v-` + 32 hex) and can never collide with a host-signed
 `user:<id>` identity. A claimed user id without a valid hash is refused, never downgraded silently.
-Sessions are counted per client address (limits.SessionRate) before anything else touches Redis.
+Sessions are counted per client address (limits.WindowRate) before anything else touches Redis.
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ from gateway.domain import ChannelKind, CustomerProfile, Identifier, new_id
 from integrations.webchat import tokens
 from integrations.webchat.clientip import ClientAddress
 from integrations.webchat.config import WebchatConfig
-from integrations.webchat.limits import SessionRate
+from integrations.webchat.limits import WindowRate, session_key
 from integrations.webchat.origins import OriginPolicy
 
 log = structlog.get_logger(__name__)
@@ -81,13 +81,15 @@ def _unavailable(exc: BaseException, headers: dict[str, str]) -> web.Response:
 
 
 class SessionEndpoint:
-    def __init__(self, redis: aioredis.Redis, config: WebchatConfig, key: bytes, policy: OriginPolicy) -> None:
+    def __init__(
+        self, redis: aioredis.Redis, config: WebchatConfig, key: bytes, policy: OriginPolicy, client: ClientAddress
+    ) -> None:
         self.redis = redis
         self.config = config
         self.key = key
         self.policy = policy
-        self.client = ClientAddress(config.trusted_proxies)
-        self.rate = SessionRate(redis, config.session_rate, config.session_window_s)
+        self.client = client
+        self.rate = WindowRate(redis, session_key, config.session_rate, config.session_window_s)
 
     async def preflight(self, request: web.Request) -> web.Response:
         headers = cors_headers(request, self.policy)

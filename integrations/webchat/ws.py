@@ -4,7 +4,8 @@ Two loops share the socket: the reader pushes frames from the conversation's Red
 written by workers in other processes arrive), and the receiver handles the client's frames. A client
 message is acknowledged only after the durable ingest, which is what lets the widget re-send anything
 unacknowledged after a drop, and the store's per-message-id dedupe keeps that re-send from doubling.
-Sockets are capped per visitor, client address and process, and idle or dead ones are closed (limits.py).
+Sockets are capped per visitor, client address and process, and idle or dead ones are closed (limits.py);
+refusing one has its own budget (refusals.py).
 """
 
 from __future__ import annotations
@@ -32,10 +33,11 @@ from integrations.webchat import outbox, tokens
 from integrations.webchat.clientip import ClientAddress
 from integrations.webchat.config import WebchatConfig
 from integrations.webchat.hub import Live, WakeHub
-from integrations.webchat.limits import IDLE, IdleTimer, Scope, SocketSlots, refuse, socket_cap
+from integrations.webchat.limits import IDLE, IdleTimer, Scope, SocketSlots, WindowRate, message_key, socket_cap
 from integrations.webchat.origins import OriginPolicy
 from integrations.webchat.outbox import StreamBroken, fatal
 from integrations.webchat.protocol import CLIENT_FRAME, Csat, Ping, SendMessage, Typing, error_frame
+from integrations.webchat.refusals import Refusals
 from integrations.webchat.session import reservation_key
 
 log = structlog.get_logger(__name__)
@@ -74,6 +76,7 @@ class ChatSocket:
         self.kept = False
         """whether the session's conversation reservation was made permanent (after the first message)"""
         self.frames: deque[float] = deque()
+        self.rate = WindowRate(redis, message_key, config.rate_messages, config.rate_window_s)
         self.last_typing = 0.0
         self.log = log.bind(conversation_id=claims.cid)
         self.handlers: dict[type, Callable[[Any], Awaitable[None]]] = {
@@ -245,7 +248,8 @@ class ChatSocket:
             ))
             return
         try:
-            retry_after = await self.rate_limited()
+            # Counted in Redis, per visitor: reconnecting does not reset the budget.
+            retry_after = await self.rate.retry_after(self.customer_id)
         except (RedisError, OSError):
             await self.unavailable(cid)
             return
@@ -301,19 +305,6 @@ class ChatSocket:
             retry_after=2,
         ))
 
-    async def rate_limited(self) -> int:
-        """Seconds to wait (0 = go ahead). Counted in Redis so reconnecting does not reset the budget."""
-        window = self.config.rate_window_s
-        now = int(time.time())
-        key = f"{outbox.PREFIX}rate:{self.customer_id}:{now // window}"
-        async with self.redis.pipeline(transaction=False) as pipe:
-            pipe.incr(key)
-            pipe.expire(key, window * 2)
-            count, _ = await pipe.execute()
-        if int(count) <= self.config.rate_messages:
-            return 0
-        return window - now % window
-
     async def on_typing(self, frame: Typing) -> None:
         now = time.monotonic()
         if frame.typing and now - self.last_typing < 1.0:
@@ -349,7 +340,8 @@ class ChatSocket:
 
 class SocketEndpoint:
     def __init__(
-        self, redis: aioredis.Redis, ingest: Ingest, config: WebchatConfig, key: bytes, policy: OriginPolicy
+        self, redis: aioredis.Redis, ingest: Ingest, config: WebchatConfig, key: bytes, policy: OriginPolicy,
+        client: ClientAddress,
     ) -> None:
         self.redis = redis
         self.ingest = ingest
@@ -358,7 +350,8 @@ class SocketEndpoint:
         self.policy = policy
         self.hub = WakeHub(redis)
         self.open: weakref.WeakSet[web.WebSocketResponse] = weakref.WeakSet()
-        self.client = ClientAddress(config.trusted_proxies)
+        self.client = client
+        self.refusals = Refusals()
         self.slots = SocketSlots({Scope.PROCESS: socket_cap(config.max_sockets),
                                   Scope.VISITOR: config.sockets_per_visitor, Scope.ADDRESS: config.sockets_per_ip})
 
@@ -367,6 +360,7 @@ class SocketEndpoint:
         for ws in list(self.open):
             await ws.close(code=WSCloseCode.GOING_AWAY, message=b"server shutting down")
         await self.hub.close()
+        self.refusals.close()
 
     async def handle(self, request: web.Request) -> web.StreamResponse:
         if not self.policy.allows(request.headers.get("Origin"), request):
@@ -388,7 +382,7 @@ class SocketEndpoint:
         owners = {Scope.PROCESS: "", Scope.VISITOR: claims.vid, Scope.ADDRESS: client}
         refusal = self.slots.take(owners)
         if refusal is not None:
-            return await refuse(request, refusal, client=client, conversation_id=claims.cid)
+            return await self.refusals.refuse(request, refusal, client=client, conversation_id=claims.cid)
         try:
             # The heartbeat pings every heartbeat_s and drops a peer that does not answer within half of it:
             # a vanished laptop or phone otherwise holds its socket and its slots until TCP gives up (hours).
