@@ -12,9 +12,11 @@ from dataclasses import dataclass, field
 import aiohttp
 import redis.asyncio as aioredis
 from aiohttp import web
+from pydantic import ValidationError
 
 from gateway.domain import ChannelKind, InboundMessage
 from gateway.ports import CustomerChannel, OnUndelivered
+from gateway.settings import ConfigError
 from gateway.store import Accepted
 from integrations import twilio, webchat, whatsapp
 
@@ -24,6 +26,22 @@ class ChannelConfigs:
     webchat: webchat.WebchatConfig = field(default_factory=webchat.WebchatConfig)
     twilio: twilio.TwilioConfig = field(default_factory=twilio.TwilioConfig)
     whatsapp: whatsapp.WhatsAppConfig = field(default_factory=whatsapp.WhatsAppConfig)
+
+
+def channel_configs_or_error() -> ChannelConfigs:
+    """The channels' own settings (`WEBCHAT_*`, `TWILIO_*`, `WHATSAPP_*`), or a `ConfigError` naming the variable:
+    a bad value crashed the process with a traceback instead of the one-line error every other setting gets."""
+    try:
+        return ChannelConfigs()
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        model = getattr(exc, "title", "")
+        fields = {name: info for cls in (webchat.WebchatConfig, twilio.TwilioConfig, whatsapp.WhatsAppConfig)
+                  for name, info in cls.model_fields.items() if cls.__name__ == model}
+        name = str(err["loc"][0]) if err["loc"] else ""
+        alias = getattr(fields[name].validation_alias, "choices", [name])[0] if name in fields else name
+        msg = str(err["msg"]).removeprefix("Value error, ")
+        raise ConfigError(f"configuration error: {alias}: {msg}" if alias else f"configuration error: {msg}") from None
 
 
 def senders(

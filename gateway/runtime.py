@@ -17,7 +17,7 @@ from slack_bolt.oauth.async_oauth_settings import AsyncOAuthSettings
 from slack_sdk.web.async_client import AsyncWebClient
 
 from gateway.bot_followup import BotFollowUp
-from gateway.channels import ChannelConfigs, senders
+from gateway.channels import ChannelConfigs, channel_configs_or_error, senders
 from gateway.desk_ops import DeskOps
 from gateway.domain import ChannelKind
 from gateway.embedded_redis import EmbeddedRedis
@@ -168,6 +168,7 @@ async def build_runtime(settings: Settings, allow_embedded: bool = True) -> Runt
         policy = load_policy(settings.policy_file)
     except PolicyError as exc:
         raise ConfigError(f"configuration error: SWITCHBOARD_POLICY_FILE: {exc}") from None
+    channel_configs = channel_configs_or_error()  # before anything is opened: a bad value is one line
     redis, embedded = await connect_redis(settings, allow_embedded)
     policies = PolicyStore(redis)
     policy = await policies.bootstrap(policy)
@@ -190,7 +191,6 @@ async def build_runtime(settings: Settings, allow_embedded: bool = True) -> Runt
             hint="set SWITCHBOARD_API_SECRET in production",
         )
     store = ConversationStore(redis, settings.partitions, settings.reopen_window_s)
-    channel_configs = ChannelConfigs()
     channels: dict[ChannelKind, CustomerChannel] = {
         **senders(channel_configs, redis, session),
         ChannelKind.API: ApiCallbackChannel(settings.api_callback_url, api_secret, session),
