@@ -13,6 +13,7 @@ from typing import Any
 import aiohttp
 import redis.asyncio as aioredis
 import structlog
+from pydantic import ValidationError
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
@@ -43,6 +44,15 @@ def transient(exc: BaseException) -> bool:
         return True
     status = getattr(getattr(exc, "response", None), "status_code", 0)
     return isinstance(status, int) and (status >= 500 or status == 429)
+
+
+def described(exc: BaseException) -> str:
+    """The error for logs and `sb:dead`. A validation error's own text quotes the input (a customer's or
+    an agent's words): only where and what is kept."""
+    if isinstance(exc, ValidationError):
+        return "ValidationError: " + "; ".join(
+            f"{'.'.join(str(x) for x in e['loc']) or 'value'}: {e['msg']}" for e in exc.errors()[:3])
+    return repr(exc)
 
 
 def worker_name() -> str:
@@ -187,13 +197,13 @@ class Worker:
             # they are counted here only to lengthen the pause.
             self._outages[attempt_key] = attempts = self._outages.get(attempt_key, 0) + 1
             log.warning("pipeline_waiting_for_outside_system", conversation_id=fields.get("conv"), entry=entry_id,
-                        attempt=attempts, error=repr(exc)[:300])
+                        attempt=attempts, error=described(exc)[:300])
         else:
             attempts = int(await self.redis.hincrby(ATTEMPTS, attempt_key, 1))
             log.error("pipeline_failed", conversation_id=fields.get("conv"), entry=entry_id, attempt=attempts,
-                      error=repr(exc), exc_info=exc)
+                      error=described(exc), exc_info=None if isinstance(exc, ValidationError) else exc)
         if attempts >= MAX_ATTEMPTS and not outage:
-            dead: dict[Any, Any] = {**fields, "entry": entry_id, "partition": partition, "error": repr(exc)[:500]}
+            dead: dict[Any, Any] = {**fields, "entry": entry_id, "partition": partition, "error": described(exc)[:500]}
             await self.redis.xadd(keys.DEAD, dead)
             await self.reader.ack(partition, entry_id)
             await self.redis.hdel(ATTEMPTS, attempt_key)
@@ -204,7 +214,7 @@ class Worker:
             try:
                 await dead_letters.tell(self.pipeline, fields, dead_letters.summary(exc))
             except Exception as told:  # parked and listed either way; the note is a courtesy
-                log.warning("dead_letter_not_told", conversation_id=fields.get("conv"), error=repr(told))
+                log.warning("dead_letter_not_told", conversation_id=fields.get("conv"), error=described(told))
             return
         self.reader.backlog.add(partition)
         first, longest = self.backoff
