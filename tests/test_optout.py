@@ -7,36 +7,18 @@ a card said so), and an agent's later reply was sent and refused by Twilio."""
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncIterator
-from pathlib import Path
 
-import pytest
 import redis.asyncio as aioredis
-from aiohttp import web
 
 from gateway.optout import opt_out_key
 from gateway.scheduler import ManualClock
 from integrations.twilio.signature import compute
-from tests.harness import Gateway, cards, eventually, make_settings, serve_app, start_gateway
+from tests.harness import Gateway, cards, eventually
 from tests.test_desk import sender
-from tests.test_twilio import PUBLIC, SHOP, SID, TOKEN, StandIn, sms
+from tests.test_twilio import PUBLIC, TOKEN, StandIn, sms
+from tests.twilio_gateway import sms_gw
 
-
-@pytest.fixture
-async def sms_gw(redis: aioredis.Redis, redis_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-                 ) -> AsyncIterator[tuple[Gateway, StandIn]]:
-    """`redis` first: it empties the database, which must happen before the gateway creates its groups."""
-    standin = StandIn(url="")
-    twilio_app = web.Application()
-    twilio_app.router.add_post("/2010-04-01/Accounts/{sid}/Messages.json", standin.messages)
-    standin.url, twilio_runner = await serve_app(twilio_app)
-    for name, value in {"TWILIO_AUTH_TOKEN": TOKEN, "TWILIO_ACCOUNT_SID": SID, "TWILIO_FROM_NUMBER": SHOP,
-                        "TWILIO_API_URL": standin.url, "SWITCHBOARD_PUBLIC_URL": PUBLIC}.items():
-        monkeypatch.setenv(name, value)
-    gw = await start_gateway(make_settings(redis_url, tmp_path))
-    yield gw, standin
-    await gw.close()
-    await twilio_runner.cleanup()
+__all__ = ["sms_gw"]
 
 
 async def _text(gw: Gateway, n: int, body: str, frm: str = "+14155550123") -> None:

@@ -7,8 +7,8 @@ import redis.asyncio as aioredis
 from integrations.twilio.signature import compute
 from tests.harness import Gateway, cards, eventually
 from tests.test_desk import sender
-from tests.test_optout import sms_gw
 from tests.test_twilio import PUBLIC, SHOP, TOKEN, StandIn, sms
+from tests.twilio_gateway import sms_gw
 
 __all__ = ["sms_gw"]
 SUPPORT_LINE = "+18005550199"

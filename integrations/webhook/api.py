@@ -63,19 +63,27 @@ def validation_details(exc: ValidationError) -> list[dict[str, str]]:
     return [{"field": ".".join(str(x) for x in e["loc"]) or "body", "problem": e["msg"]} for e in exc.errors()]
 
 
+async def limited_body(request: web.Request, max_body: int) -> bytes | web.Response:
+    """The body, or the answer refusing it: 413 when it is (or says it is) too large, 400 when it cannot be
+    read (a broken Content-Encoding)."""
+    too_large = error(413, "body_too_large", f"request body must be at most {max_body} bytes")
+    if request.content_length is not None and request.content_length > max_body:
+        return too_large
+    try:
+        body = await read_limited(request, max_body)
+    except UNREADABLE_BODY:
+        return error(400, "unreadable_body", "request body could not be read")
+    return too_large if body is None else body
+
+
 Ingest = Callable[[InboundMessage], Awaitable[Accepted]]
 
 
 def make_handler(secret: str, ingest: Ingest, max_body: int) -> Callable[[web.Request], Awaitable[web.Response]]:
     async def post_message(request: web.Request) -> web.Response:
-        if request.content_length is not None and request.content_length > max_body:
-            return error(413, "body_too_large", f"request body must be at most {max_body} bytes")
-        try:
-            body = await read_limited(request, max_body)
-        except UNREADABLE_BODY:
-            return error(400, "unreadable_body", "request body could not be read")
-        if body is None:
-            return error(413, "body_too_large", f"request body must be at most {max_body} bytes")
+        body = await limited_body(request, max_body)
+        if isinstance(body, web.Response):
+            return body
         try:
             verify(secret, request.headers.get(HEADER), body)
         except SignatureError as exc:
@@ -140,14 +148,9 @@ def make_forget_handler(secret: str, eraser: Forgetter) -> Callable[[web.Request
     request is a legal obligation, and "internal error" does not tell the caller whether to send it again."""
 
     async def forget(request: web.Request) -> web.Response:
-        if request.content_length is not None and request.content_length > FORGET_MAX_BODY:
-            return error(413, "body_too_large", f"request body must be at most {FORGET_MAX_BODY} bytes")
-        try:
-            body = await read_limited(request, FORGET_MAX_BODY)
-        except UNREADABLE_BODY:
-            return error(400, "unreadable_body", "request body could not be read")
-        if body is None:
-            return error(413, "body_too_large", f"request body must be at most {FORGET_MAX_BODY} bytes")
+        body = await limited_body(request, FORGET_MAX_BODY)
+        if isinstance(body, web.Response):
+            return body
         try:
             verify(secret, request.headers.get(HEADER), body)
         except SignatureError as exc:
