@@ -10,9 +10,9 @@ from __future__ import annotations
 import hashlib
 import json
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import redis.asyncio as aioredis
 import structlog
@@ -29,6 +29,10 @@ from gateway.retries import RETRY_KEY
 from gateway.scheduler import SlaScheduler
 from gateway.store import ConversationStore
 from integrations.slack.desk import SlackDesk
+
+if TYPE_CHECKING:
+    from gateway.pipeline import Pipeline
+    from gateway.streams import Ack
 
 log = structlog.get_logger(__name__)
 
@@ -310,3 +314,11 @@ class Eraser:
             last = as_str(rows[-1][0])
             ms, seq = last.split("-")
             start = f"{ms}-{int(seq) + 1}"
+
+
+async def sweep_entry(p: Pipeline, fields: Mapping[str, str], ack: Ack | None = None) -> None:
+    """The worker's handler for a `SWEEP` entry."""
+    if p.eraser is None:  # a worker is always given one (`runtime`); this is a partial test wiring
+        raise RuntimeError("an erasure sweep needs an eraser")
+    persons = [person for person in fields.get("persons", "").split(",") if person]
+    await p.eraser.sweep(fields["conv"], json.loads(fields.get("cards", "[]")), persons)

@@ -6,7 +6,6 @@ stream entry up again end in the same state, with one card and one thread messag
 
 from __future__ import annotations
 
-import json
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from functools import partial
@@ -36,7 +35,7 @@ from gateway.domain import (
     new_id,
 )
 from gateway.effects import Effects
-from gateway.erasure import SWEEP, Eraser
+from gateway.erasure import SWEEP, Eraser, sweep_entry
 from gateway.faults import checkpoint
 from gateway.identity import Identity
 from gateway.outbound import FAILED, REFUSED, never_found
@@ -96,7 +95,7 @@ class Pipeline:
             "transfer": partial(transfers.move_card, self),
             "retire": partial(transfers.retire, self),
             "note": partial(outbound.note, self),
-            SWEEP: self._sweep,
+            SWEEP: partial(sweep_entry, self),
         }
 
     async def _switch_channel(self, conv: Conversation, fields: Mapping[str, str]) -> None:
@@ -386,12 +385,6 @@ class Pipeline:
                 return ts or "none"
 
             await effects.once(f"reopen:{message.id}", announce, never_found)
-
-    async def _sweep(self, fields: Mapping[str, str], ack: Ack | None = None) -> None:
-        if self.eraser is None:  # a worker is always given one (`runtime`); this is a partial test wiring
-            raise RuntimeError("an erasure sweep needs an eraser")
-        persons = [p for p in fields.get("persons", "").split(",") if p]
-        await self.eraser.sweep(fields["conv"], json.loads(fields.get("cards", "[]")), persons)
 
     async def handle_outbound(self, fields: Mapping[str, str], ack: Ack | None = None) -> None:
         await outbound.deliver(self, fields)
