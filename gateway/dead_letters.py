@@ -89,21 +89,23 @@ async def replay(redis: aioredis.Redis, store: ConversationStore, partitions: in
         for entry_id, fields in stream_rows(rows):
             original = fields.get(REPLAYED_FROM) or fields.get("entry", "")
             work: dict[Any, Any] = {k: v for k, v in fields.items() if k not in BOOKKEEPING}
-            stream = keys.inbound_stream(keys.partition_of(await _owner(store, fields), partitions))
+            stream = await _stream_of(store, fields, partitions)
             args = [entry_id, REPLAYED_FROM, original, *(x for kv in work.items() for x in kv)]
             replayed += int(await redis.eval(_TAKE_AND_QUEUE, 2, keys.DEAD, stream, *args))
     log.warning("dead_letters_replayed", user=user, entries=replayed)
     return replayed
 
 
-async def _owner(store: ConversationStore, fields: dict[str, str]) -> str:
-    """The key the ingest script partitioned by: the person (or, before identity, the channel customer)."""
-    if fields.get("person"):
-        return fields["person"]
+async def _stream_of(store: ConversationStore, fields: dict[str, str], partitions: int) -> str:
+    """Where the conversation's work is queued: the partition it started on (the ingest script's record, or
+    `Conversation.partition`), else its person's. By the person, a replay after a merge split its work."""
+    recorded = await store.redis.get(keys.conversation_partition(fields.get("conv", "")))
+    if recorded is not None and int(recorded) < partitions:
+        return keys.inbound_stream(int(recorded))
     conv = await store.load(fields.get("conv", ""))
     if conv is not None:
-        return conv.customer.person_id or conv.customer.key
-    return fields.get("customer", "")
+        return store.stream_of(conv)
+    return keys.inbound_stream(keys.partition_of(fields.get("person") or fields.get("customer", ""), partitions))
 
 
 

@@ -142,7 +142,7 @@ class Pipeline:
             await self.identity.merge(fields["person"], fields["merge"].split(","))
         if conv.customer.key != fields["customer"]:
             await self._switch_channel(conv, fields)
-        if ack is not None and conv.partition != ack.partition:  # new, or stored before partitions were kept
+        if ack is not None and conv.partition is None:  # new (saved with it), or stored before partitions were kept
             conv.partition = ack.partition
             if conv.version:
                 await self.store.save(conv, "partition")

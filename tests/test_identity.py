@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 import redis.asyncio as aioredis
 
-from gateway import csat, keys
+from gateway import csat, dead_letters, keys
 from gateway.identity import Identity
 from gateway.redis_conn import as_str
 from integrations.webhook.signature import sign
@@ -363,4 +363,9 @@ async def test_a_merge_keeps_each_conversations_work_on_one_partition(gateway: G
     await eventually(lambda: _routed(gateway, crm["conversation_id"]))
     conv = await gateway.rt.store.load(crm["conversation_id"])
     assert conv is not None and conv.customer.person_id == crm_person  # the person it started with
+    assert await _streams_holding(redis, parts, crm["conversation_id"]) == {gateway.rt.store.stream_of(conv)}
+    # Parked work replayed after the merge goes there too (replay chose the stream by the person).
+    await redis.xadd(keys.DEAD, {"kind": "note", "conv": crm["conversation_id"], "customer": "api:crm-1",
+                                 "person": shop_person, "text": "parked note", "entry": "1-0", "error": "x"})
+    assert await dead_letters.replay(redis, gateway.rt.store, parts, "U0LEAD") == 1
     assert await _streams_holding(redis, parts, crm["conversation_id"]) == {gateway.rt.store.stream_of(conv)}
