@@ -63,7 +63,14 @@ _EMAIL = re.compile(r"^[^@\s]{1,64}@[^@\s]{1,255}\.[^@\s]{2,}$")
 _PHONE = re.compile(r"^\+?[0-9 ()\-.]{5,20}$")
 
 
-class CustomerProfile(BaseModel):
+class DomainModel(BaseModel):
+    """Validation errors say where and what, never the input: it is a customer's or an agent's words, and
+    those errors reach logs and `sb:dead` (pydantic quotes `input_value=…` by default)."""
+
+    model_config = ConfigDict(hide_input_in_errors=True)
+
+
+class CustomerProfile(DomainModel):
     """What the customer told us about themselves; unverified, so never used to merge identities."""
 
     model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
@@ -95,7 +102,7 @@ def clean_text(v: str) -> str:
     return v
 
 
-class InboundMessage(BaseModel):
+class InboundMessage(DomainModel):
     """A customer message as a channel adapter hands it over, before it has a conversation."""
 
     model_config = ConfigDict(extra="forbid")
@@ -144,7 +151,7 @@ def e164(raw: str) -> str | None:
     return digits if re.fullmatch(r"\+[1-9]\d{6,14}", digits) else None
 
 
-class Message(BaseModel):
+class Message(DomainModel):
     """One line of a transcript, in either direction."""
 
     id: str
@@ -156,7 +163,7 @@ class Message(BaseModel):
     at: datetime = Field(default_factory=utcnow)
 
 
-class Customer(BaseModel):
+class Customer(DomainModel):
     key: str
     """The channel identity the customer last wrote from ("sms:+4917…"); replies go there."""
     channel: ChannelKind
@@ -166,7 +173,7 @@ class Customer(BaseModel):
     """One person across channels (see gateway/identity.py)."""
 
 
-class PastConversation(BaseModel):
+class PastConversation(DomainModel):
     """An earlier conversation of the same person, as the context card lists it."""
 
     id: str
@@ -179,7 +186,7 @@ class PastConversation(BaseModel):
     resolved_at: datetime | None = None
 
 
-class Scores(BaseModel):
+class Scores(DomainModel):
     """What the learners think of a conversation; every figure says which model version produced it."""
 
     sentiment: float = Field(ge=-1.0, le=1.0)
@@ -203,7 +210,7 @@ class Scores(BaseModel):
         return self.skill[self.top_skill]
 
 
-class Decision(BaseModel):
+class Decision(DomainModel):
     """Where a conversation goes and why; the reasons are shown on the card and kept for audit."""
 
     route: RouteKind
@@ -220,7 +227,7 @@ class Decision(BaseModel):
         return self
 
 
-class Conversation(BaseModel):
+class Conversation(DomainModel):
     """A customer's thread of messages and everything the desk needs to act on it."""
 
     id: str
@@ -299,7 +306,7 @@ def ends_wait(m: Message) -> bool:
     return is_human_reply(m) or is_bot_answer(m)
 
 
-class Outcome(BaseModel):
+class Outcome(DomainModel):
     """What really happened, as an agent (or the bot) confirmed it; the learners' ground truth."""
 
     model_config = ConfigDict(extra="forbid")

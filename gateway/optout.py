@@ -62,13 +62,16 @@ def keyword(conv: Conversation, message: Message) -> Keyword | None:
     return KEYWORDS.get(message.text.strip().strip(".!").lower())
 
 
-async def record(p: Pipeline, conv: Conversation, message: Message, word: Keyword, effects: Effects) -> None:
-    """Remember the choice and say it in the card's thread; the message is neither answered nor routed."""
+async def record(p: Pipeline, conv: Conversation, message: Message, word: Keyword, effects: Effects) -> bool:
+    """Remember the choice and say it in the card's thread; False when there was nothing to record.
+
+    An opt-in word counts only from a customer who opted out: "Yes" is mostly an answer to an agent's
+    question, and it was swallowed (never threaded) and reported as an opt-in."""
     key = opt_out_key(conv.customer.key)
     if word is Keyword.OUT:
         await p.redis.set(key, message.id)
-    else:
-        await p.redis.delete(key)
+    elif not await p.redis.delete(key):
+        return False
     log.info("customer_opt_out" if word is Keyword.OUT else "customer_opt_in", conversation_id=conv.id,
              channel=conv.customer.channel.value)
     if conv.card_ts:
@@ -78,6 +81,7 @@ async def record(p: Pipeline, conv: Conversation, message: Message, word: Keywor
             return await p.desk.note_in_thread(conv, note) or "none"
 
         await effects.once(f"optout:{message.id}", tell, never_found)
+    return True
 
 
 async def refusal(p: Pipeline, conv: Conversation) -> str | None:

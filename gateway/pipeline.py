@@ -149,8 +149,9 @@ class Pipeline:
         fresh, since = delivery(ack, fields)
         effects = Effects(self.redis, keys.effects(conv.id), snap.effects, fresh=fresh, since=since)
         word = optout.keyword(conv, message)
-        if word is not None:  # STOP or START: recorded and told, neither answered nor routed
-            await optout.record(self, conv, message, word, effects)
+        opted = word is not None and await optout.record(self, conv, message, word, effects)
+        if opted and (not conv.card_ts or conv.state is ConversationState.AUTOMATED):
+            # STOP or START: recorded and told; no card for it and no bot answer (a card's thread shows it)
             await self._commit(conv, (), False, effects, ack)
         elif conv.card_ts and conv.state is ConversationState.AUTOMATED:
             # Handed back to the bot from the desk: the bot answers, or the card it has comes back to life.

@@ -87,3 +87,23 @@ async def test_a_whatsapp_reply_outside_the_24_hour_window_is_refused_at_once(
                                            if "Not delivered" in m["text"]])
     assert "WhatsApp takes replies only within 24 h of the customer's last message (25h ago)" in refused
     assert not [c for c in standin.calls if c["form"]["Body"] == "Refunded"]
+
+
+async def test_yes_from_a_customer_who_never_opted_out_is_an_answer(sms_gw: tuple[Gateway, StandIn],
+                                                                   redis: aioredis.Redis) -> None:
+    """Found in review: "Yes" (Twilio's opt-in word) to an agent's question was swallowed, never threaded,
+    and reported as an opt-in. A STOP with a card is threaded too, so the agent sees the customer's words."""
+    gw, _ = sms_gw
+    await _text(gw, 1, "I was charged twice on my invoice")
+    (card,) = await eventually(lambda: cards(gw.slack, "support-billing"))
+    channel = gw.slack.channel_id("support-billing")
+
+    def thread() -> list[str]:
+        return [m["text"] for m in gw.slack.replies(channel, card["ts"])[1:]]
+
+    await _text(gw, 2, "Yes")
+    await eventually(lambda: any("Yes" in t for t in thread()))
+    assert not any("reach them again" in t for t in thread())
+    await _text(gw, 3, "Cancel")
+    await eventually(lambda: any("opted out" in t for t in thread()))
+    assert any("Cancel" in t and "opted out" not in t for t in thread())

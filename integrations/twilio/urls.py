@@ -41,10 +41,6 @@ def base(request: web.Request, configured: str | None) -> str:
     return f"{proto}://{host}"
 
 
-def public_url(request: web.Request, configured: str | None) -> str:
-    return base(request, configured) + raw_path_qs(request)
-
-
 def unescaped(path_qs: str) -> str:
     """`%27` → `'`, `%40` → `@`, `%7E` → `~` …: only the escapes of characters in `_PLAIN`."""
 
