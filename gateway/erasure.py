@@ -47,6 +47,17 @@ def _in_progress(ref: str) -> str:
     return f"{keys.PREFIX}erasing:{hashlib.sha256(ref.encode()).hexdigest()}"
 
 
+def _identity_keys(ident: str) -> list[str]:
+    """Every key named after one of the person's identities (the opt-out and reply-number records name
+    their number too)."""
+    return [keys.ident(ident), keys.customer_conversation(ident), opt_out_key(ident), keys.reply_via(ident)]
+
+
+def _person_keys(person: str) -> list[str]:
+    return [keys.person(person), f"{keys.person(person)}:idents", keys.person_conversations(person),
+            f"{keys.person(person)}:conv", f"{keys.person(person)}:merged_into"]
+
+
 SWEEP = "erase"
 """The entry kind of an erasure's second pass (`Eraser.sweep`), handled by a worker."""
 PARKED_OUTCOMES = f"{keys.OUTCOMES}:parked"
@@ -87,11 +98,8 @@ class Eraser:
         report = ErasureReport(person=person)
         # The pointers first: a message arriving while Slack is being cleaned starts afresh instead of
         # writing into (and resurrecting) a conversation being erased.
-        doomed = [keys.ident(i) for i in idents] + [keys.customer_conversation(i) for i in idents]
-        doomed += [opt_out_key(i) for i in idents] + [keys.reply_via(i) for i in idents]  # name their number
-        for p in sorted(persons):  # the persons merged into this one kept their own keys
-            doomed += [keys.person(p), f"{keys.person(p)}:idents", keys.person_conversations(p),
-                       f"{keys.person(p)}:conv", f"{keys.person(p)}:merged_into"]
+        doomed = [key for i in idents for key in _identity_keys(i)]
+        doomed += [key for p in sorted(persons) for key in _person_keys(p)]  # merged persons kept their own
         report.keys_deleted += int(await self.redis.delete(*doomed))
         known = {conv_id: await self._forget_conversation(conv_id, report, idents, deep) for conv_id in conv_ids}
         about = set(conv_ids)
@@ -176,11 +184,8 @@ class Eraser:
         for person in persons:
             for ident in [as_str(i) for i in await self.redis.smembers(f"{keys.person(person)}:idents")]:
                 if as_str(await self.redis.get(keys.ident(ident)) or "") == person:
-                    dropped += int(await self.redis.delete(keys.ident(ident), keys.customer_conversation(ident),
-                                                           opt_out_key(ident), keys.reply_via(ident)))
-            dropped += int(await self.redis.delete(
-                keys.person(person), f"{keys.person(person)}:idents", keys.person_conversations(person),
-                f"{keys.person(person)}:conv", f"{keys.person(person)}:merged_into"))
+                    dropped += int(await self.redis.delete(*_identity_keys(ident)))
+            dropped += int(await self.redis.delete(*_person_keys(person)))
         return dropped
 
     async def _listed_cards(self, conversation_id: str) -> set[tuple[str, str]]:

@@ -132,7 +132,7 @@ def test_invalid_policy_values_are_refused(tmp_path) -> None:
 
 
 def test_back_in_the_queue_the_queue_ladder_starts_over() -> None:
-    """Released or reassigned 40 minutes into a 10-minute SLA: the queue gets its window again, from the return."""
+    """Reassigned by the ladder 40 minutes into a 10-minute SLA: the queue gets its window again, from the return."""
     back = T0 + 2400
     s = unclaimed(requeued_at=back, done=frozenset({"warn", "nudge", "reassign"}))
     assert deadlines(s, POLICY) == [(SlaStep.ESCALATE, back + 600), (SlaStep.LEADS, back + 1500)]
@@ -185,10 +185,14 @@ def test_open_time_across_overnight_spans_and_daylight_saving() -> None:
     # Tuesday 05:00 is still Monday's shift; one hour is left of it, the second hour starts at 22:00.
     tuesday_5am = _at("2026-03-03T05:00:00+01:00")
     assert add_open_time(night_shift, tuesday_5am, 2 * 3600) == _at("2026-03-03T23:00:00+01:00")
-    # The clocks go forward at 02:00 on Sunday 29 March 2026: Friday's 22:00-06:00 spans a normal night, and
-    # Sunday is no working day, so the next hour after Saturday 06:00 is Monday 22:00 (summer time).
+    # Friday 05:00 is Thursday's shift: one hour left of it, the second from Friday 22:00.
     friday_5am = _at("2026-03-27T05:00:00+01:00")
     assert add_open_time(night_shift, friday_5am, 2 * 3600) == _at("2026-03-27T23:00:00+01:00")
+    # The clocks go forward at 02:00 on Sunday 29 March 2026: Saturday night's 22:00-06:00 shift is 7 hours
+    # long, so 7½ hours of it end half an hour into Sunday night's shift (summer time).
+    every_night = BusinessHours(timezone="Europe/Berlin", days=tuple(range(7)), open=time(22), close=time(6))
+    saturday_10pm = _at("2026-03-28T22:00:00+01:00")
+    assert add_open_time(every_night, saturday_10pm, 7.5 * 3600) == _at("2026-03-29T22:30:00+02:00")
     weekdays = BusinessHours(timezone="Europe/Berlin", days=(0, 1, 2, 3, 4), open=time(8), close=time(20))
     friday_7pm = _at("2026-03-27T19:00:00+01:00")
     assert add_open_time(weekdays, friday_7pm, 2 * 3600) == _at("2026-03-30T09:00:00+02:00")
