@@ -175,3 +175,17 @@ async def sla_on_manual_clock(gw: Gateway) -> ManualClock:
     await PolicyAdmin(gw.rt.redis, gw.rt.policies).apply(calendar, "U0TEST")
     await gw.rt.policies.current(force=True)
     return clock
+
+
+async def stored_card(gw: Gateway, channel: str) -> tuple[dict[str, Any], str]:
+    """The channel's one card and its conversation's id, once the conversation is stored with it: the card is
+    posted a moment before the worker saves the conversation, and an agent's click in between finds none."""
+    (card,) = await eventually(lambda: cards(gw.slack, channel))
+    conv_id: str = card["metadata"]["event_payload"]["conversation_id"]
+
+    async def stored() -> bool:
+        conv = await gw.rt.store.load(conv_id)
+        return bool(conv and conv.card_ts)
+
+    await eventually(stored)
+    return card, conv_id

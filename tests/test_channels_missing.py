@@ -9,7 +9,7 @@ import redis.asyncio as aioredis
 from gateway import keys
 from gateway.domain import ChannelKind, InboundMessage
 from gateway.retries import RETRY_KEY
-from tests.harness import Gateway, cards, eventually
+from tests.harness import Gateway, eventually, stored_card
 from tests.test_desk import sender
 
 
@@ -18,8 +18,7 @@ async def test_a_reply_on_a_channel_not_configured_is_refused_at_once(gateway: G
     sms = InboundMessage(channel=ChannelKind.SMS, customer_id="+491701234567", message_id="SM1",
                          text="I was charged twice on my invoice")
     await gateway.rt.store.ingest(sms)
-    (card,) = await eventually(lambda: cards(gateway.slack, "support-billing"))
-    conv_id = card["metadata"]["event_payload"]["conversation_id"]
+    card, conv_id = await stored_card(gateway, "support-billing")
     channel = gateway.slack.channel_id("support-billing")
     assert (await gateway.rt.ops.claim(conv_id, "U0ALICE")).ok
     await sender(gateway).message("U0ALICE", channel, "Refunded", thread_ts=card["ts"])

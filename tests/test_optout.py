@@ -13,7 +13,7 @@ import redis.asyncio as aioredis
 from gateway.optout import opt_out_key
 from gateway.scheduler import ManualClock
 from integrations.twilio.signature import compute
-from tests.harness import Gateway, cards, eventually
+from tests.harness import Gateway, cards, eventually, stored_card
 from tests.test_desk import sender
 from tests.test_twilio import PUBLIC, TOKEN, StandIn, sms
 from tests.twilio_gateway import sms_gw
@@ -31,8 +31,7 @@ async def _text(gw: Gateway, n: int, body: str, frm: str = "+14155550123") -> No
 async def test_stop_silences_every_reply_until_start(sms_gw: tuple[Gateway, StandIn], redis: aioredis.Redis) -> None:
     gw, standin = sms_gw
     await _text(gw, 1, "I was charged twice on my invoice")
-    (card,) = await eventually(lambda: cards(gw.slack, "support-billing"))
-    conv_id = card["metadata"]["event_payload"]["conversation_id"]
+    card, conv_id = await stored_card(gw, "support-billing")
     channel = gw.slack.channel_id("support-billing")
     assert (await gw.rt.ops.claim(conv_id, "U0ALICE")).ok
 
@@ -75,8 +74,7 @@ async def test_a_whatsapp_reply_outside_the_24_hour_window_is_refused_at_once(
     until Twilio reported 63016 (if it had a URL to report to at all)."""
     gw, standin = sms_gw
     await _text(gw, 1, "I was charged twice on my invoice", frm="whatsapp:+14155550123")
-    (card,) = await eventually(lambda: cards(gw.slack, "support-billing"))
-    conv_id = card["metadata"]["event_payload"]["conversation_id"]
+    card, conv_id = await stored_card(gw, "support-billing")
     channel = gw.slack.channel_id("support-billing")
     assert (await gw.rt.ops.claim(conv_id, "U0ALICE")).ok
     await sender(gw).message("U0ALICE", channel, "Looking into it", thread_ts=card["ts"])
@@ -95,7 +93,7 @@ async def test_yes_from_a_customer_who_never_opted_out_is_an_answer(sms_gw: tupl
     and reported as an opt-in. A STOP with a card is threaded too, so the agent sees the customer's words."""
     gw, _ = sms_gw
     await _text(gw, 1, "I was charged twice on my invoice")
-    (card,) = await eventually(lambda: cards(gw.slack, "support-billing"))
+    card, _ = await stored_card(gw, "support-billing")
     channel = gw.slack.channel_id("support-billing")
 
     def thread() -> list[str]:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import redis.asyncio as aioredis
 
 from integrations.twilio.signature import compute
-from tests.harness import Gateway, cards, eventually
+from tests.harness import Gateway, eventually, stored_card
 from tests.test_desk import sender
 from tests.test_twilio import PUBLIC, SHOP, TOKEN, StandIn, sms
 from tests.twilio_gateway import sms_gw
@@ -23,8 +23,7 @@ async def test_the_reply_comes_from_the_number_the_customer_texted(sms_gw: tuple
     signed = compute(TOKEN, f"{PUBLIC}/channels/twilio", form.items())
     async with gw.session.post(f"{gw.url}/channels/twilio", data=form, headers={"X-Twilio-Signature": signed}) as r:
         assert r.status == 200
-    (card,) = await eventually(lambda: cards(gw.slack, "support-billing"))
-    conv_id = card["metadata"]["event_payload"]["conversation_id"]
+    card, conv_id = await stored_card(gw, "support-billing")
     assert (await gw.rt.ops.claim(conv_id, "U0ALICE")).ok
     await sender(gw).message("U0ALICE", gw.slack.channel_id("support-billing"), "Refunded", thread_ts=card["ts"])
     (sent,) = await eventually(lambda: [c for c in standin.calls if c["form"]["Body"] == "Refunded"])

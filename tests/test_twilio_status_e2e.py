@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 
 from integrations.twilio.signature import compute
-from tests.harness import Gateway, cards, eventually
+from tests.harness import Gateway, eventually, stored_card
 from tests.test_desk import sender
 from tests.test_twilio import PUBLIC, SHOP, SID, TOKEN, StandIn, sms
 from tests.twilio_gateway import sms_gw
@@ -22,8 +22,7 @@ async def test_an_sms_reply_reported_undelivered_is_told_in_the_thread(sms_gw: t
             return r.status
 
     assert await twilio_post("/channels/twilio", sms(body="I was charged twice on my invoice")) == 200
-    (card,) = await eventually(lambda: cards(gw.slack, "support-billing"))
-    conv_id = card["metadata"]["event_payload"]["conversation_id"]
+    card, conv_id = await stored_card(gw, "support-billing")
     channel = gw.slack.channel_id("support-billing")
     assert (await gw.rt.ops.claim(conv_id, "U0ALICE")).ok
     await sender(gw).message("U0ALICE", channel, "Refunded, sorry about that", thread_ts=card["ts"])
