@@ -40,6 +40,11 @@ not take is told by `gateway.outbound` as it gives up; one parked for a failure 
 no retry can make valid) is told here, or its agent waited for a ✅ that never came. The rest concern no
 live card (retiring an old one, our own notes). Only the error is quoted, never the reply."""
 
+class ParkNow(Exception):
+    """An entry no retry can handle (a kind this version does not know): the worker parks it at once, with
+    the bookkeeping and the thread note any parked entry gets, instead of spending ten attempts on it."""
+
+
 BOOKKEEPING = ("entry", "partition", "error", "attempt", REPLAYED_FROM)
 """Fields the parking added (and a reply's delivery attempts: a replay starts a fresh budget)."""
 

@@ -20,7 +20,7 @@ from gateway import keys, metrics
 from gateway.agents import RELEASE_CLAIM, remember_agent
 from gateway.domain import Conversation, ConversationState, Outcome, new_id, utcnow
 from gateway.policy_store import PolicyStore
-from gateway.sla import SlaTracker
+from gateway.sla import SlaTracker, sla_now
 from gateway.store import ConversationStore
 from learners.outcomes import publish_outcome
 
@@ -68,7 +68,7 @@ class DeskOps:
 
     def _sla_now(self) -> datetime:
         """The SLA clock, not the wall clock: claims and releases start windows the ladder counts from."""
-        return datetime.fromtimestamp(self.sla.clock.now(), UTC) if self.sla is not None else utcnow()
+        return datetime.fromtimestamp(sla_now(self.sla), UTC)
 
     async def _replan(self, conv: Conversation, fresh_claim: bool = False) -> None:
         if self.sla is not None:

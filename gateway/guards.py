@@ -4,13 +4,13 @@ at once and with a reason the agent can act on, instead of showing ✅ until the
 
 from __future__ import annotations
 
-import time
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING
 
 from gateway import optout
 from gateway.domain import ChannelKind, Conversation, Direction
 from gateway.outbound import REFUSED
+from gateway.sla import sla_now
 from router.sla import duration
 
 if TYPE_CHECKING:
@@ -21,18 +21,13 @@ WHATSAPP_WINDOW_S = 24 * 3600
 window; Twilio answers 63016, Meta error 131047). Outside it only pre-approved templates may be sent."""
 
 
-def _now(p: Pipeline) -> float:
-    """The SLA clock (tests move it), or the wall clock."""
-    return p.sla.clock.now() if p.sla is not None else time.time()
-
-
 async def whatsapp_window(p: Pipeline, conv: Conversation) -> str | None:
     if conv.customer.channel is not ChannelKind.WHATSAPP:
         return None
     last = max((m.at.timestamp() for m in conv.messages if m.direction is Direction.INBOUND), default=None)
     if last is None:
         return None
-    since = _now(p) - last
+    since = sla_now(p.sla) - last
     if since <= WHATSAPP_WINDOW_S:
         return None
     return (f"{REFUSED}WhatsApp takes replies only within 24 h of the customer's last message ({duration(since)} "

@@ -9,7 +9,6 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from functools import partial
-from typing import Any
 
 import redis.asyncio as aioredis
 import structlog
@@ -17,6 +16,7 @@ import structlog
 from gateway import csat, guards, handback, keys, metrics, optout, outbound, transfers
 from gateway.agents import loads_for, stage_agent_loads
 from gateway.bot_followup import BOT_AGENT, BotFollowUp, publish_failure_once
+from gateway.dead_letters import ParkNow
 from gateway.domain import (
     BOT_ANSWER,
     BOT_AUTHOR,
@@ -120,11 +120,7 @@ class Pipeline:
         if handler is None:
             # Work a newer version queued (a rolling deploy): parked, so `dead replay` hands it to a worker
             # that knows it. Acknowledged and dropped, as it used to be, it was lost.
-            log.error("unknown_entry_kind", conversation_id=fields.get("conv"), kind=fields.get("kind"))
-            parked: dict[Any, Any] = {**fields, "error": f"unknown entry kind {fields.get('kind')!r} (queued by a "
-                                                          "newer version?)"}
-            await self.redis.xadd(keys.DEAD, parked)
-            return
+            raise ParkNow(f"unknown entry kind {fields.get('kind')!r} (queued by a newer version?)")
         await handler(fields, ack)
 
     async def handle_inbound(self, fields: Mapping[str, str], ack: Ack | None = None) -> None:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
 import uuid
 from datetime import UTC, datetime
 
@@ -41,6 +42,12 @@ UNLOCK = "if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL',
 
 def _done_key(conversation_id: str) -> str:
     return f"{keys.PREFIX}sla:done:{conversation_id}"
+
+
+def sla_now(sla: SlaTracker | None) -> float:
+    """The SLA clock (tests move it), or the wall clock where there is no tracker: claims, reassigns and the
+    channels' time windows are measured on the clock the ladder counts with."""
+    return sla.clock.now() if sla is not None else time.time()
 
 
 def sla_state(conv: Conversation, done: frozenset[str]) -> SlaState:

@@ -202,7 +202,7 @@ class Worker:
             attempts = int(await self.redis.hincrby(ATTEMPTS, attempt_key, 1))
             log.error("pipeline_failed", conversation_id=fields.get("conv"), entry=entry_id, attempt=attempts,
                       error=described(exc), exc_info=None if isinstance(exc, ValidationError) else exc)
-        if attempts >= MAX_ATTEMPTS and not outage:
+        if (attempts >= MAX_ATTEMPTS or isinstance(exc, dead_letters.ParkNow)) and not outage:
             dead: dict[Any, Any] = {**fields, "entry": entry_id, "partition": partition, "error": described(exc)[:500]}
             await self.redis.xadd(keys.DEAD, dead)
             await self.reader.ack(partition, entry_id)
