@@ -54,7 +54,7 @@ def senders(
         assert tw.auth_token and tw.account_sid and tw.from_number
         sender = twilio.TwilioChannel(session, tw.api_url, tw.account_sid, tw.auth_token.get_secret_value(),
                                       tw.from_number, tw.whatsapp_from, redis=redis,
-                                      status_callback=tw.status_callback())
+                                      status_callback=tw.status_callback(), timeout_s=tw.timeout_s)
         found[ChannelKind.SMS] = found[ChannelKind.WHATSAPP] = sender
     wa = configs.whatsapp
     if not wa.missing():

@@ -15,8 +15,9 @@ from gateway.scheduler import ManualClock
 from integrations.twilio.signature import compute
 from tests.harness import Gateway, cards, eventually, stored_card
 from tests.test_desk import sender
-from tests.test_twilio import PUBLIC, TOKEN, StandIn, sms
+from tests.test_twilio import PUBLIC, TOKEN, sms
 from tests.twilio_gateway import sms_gw
+from tests.twilio_standin import StandIn
 
 __all__ = ["sms_gw"]
 

@@ -27,6 +27,7 @@ from tests.harness import serve_app, transcript_of
 from tests.redis_refusals import REFUSALS
 from tests.test_webchat_support import queued_profiles
 from tests.tracebacks import logged_tracebacks
+from tests.twilio_standin import StandIn
 
 TOKEN = "twilio-test-auth-token"
 SID = "AC00000000000000000000000000000001"
@@ -44,27 +45,6 @@ def test_documented_example_vectors() -> None:
     assert compute("12345", "https://example.com/myapp.php?foo=1&bar=2", params.items()) == (
         "L/OH5YylLD5NRKLltdqwSvS0BnU="
     )
-
-
-@dataclass
-class StandIn:
-    """Twilio's Messages API on a free port: answers from `script` (status codes), records every request."""
-
-    url: str
-    script: list[int] = field(default_factory=list)
-    calls: list[dict[str, Any]] = field(default_factory=list)
-
-    async def messages(self, request: web.Request) -> web.Response:
-        form = dict(await request.post())
-        self.calls.append({"path": request.path, "auth": request.headers.get("Authorization"), "form": form})
-        if len(str(form.get("Body", "")).encode("utf-16-le")) // 2 > 1600:  # Twilio counts UTF-16 units
-            return web.json_response({"code": 21617, "message": "The concatenated message body exceeds the 1600 "
-                                      "character limit.", "status": 400}, status=400)
-        status = self.script.pop(0) if self.script else 201
-        if status == 201:
-            return web.json_response({"sid": f"SM{len(self.calls):032d}", "status": "queued"}, status=201)
-        body = {"code": 21211, "message": "The 'To' number is not a valid phone number.", "status": status}
-        return web.json_response(body, status=status)
 
 
 @dataclass
@@ -92,7 +72,7 @@ class Env:
 async def _start(redis: aioredis.Redis, **extra: Any) -> tuple[Env, list[web.AppRunner]]:
     stand_app = web.Application()
     standin = StandIn(url="")
-    stand_app.router.add_post("/2010-04-01/Accounts/{sid}/Messages.json", standin.messages)
+    standin.mount(stand_app)
     standin.url, stand_runner = await serve_app(stand_app)
     http = aiohttp.ClientSession()
     config = TwilioConfig(

@@ -7,8 +7,9 @@ import redis.asyncio as aioredis
 from integrations.twilio.signature import compute
 from tests.harness import Gateway, eventually, stored_card
 from tests.test_desk import sender
-from tests.test_twilio import PUBLIC, SHOP, TOKEN, StandIn, sms
+from tests.test_twilio import PUBLIC, SHOP, TOKEN, sms
 from tests.twilio_gateway import sms_gw
+from tests.twilio_standin import StandIn
 
 __all__ = ["sms_gw"]
 SUPPORT_LINE = "+18005550199"

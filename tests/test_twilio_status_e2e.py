@@ -8,8 +8,9 @@ import json
 from integrations.twilio.signature import compute
 from tests.harness import Gateway, eventually, stored_card
 from tests.test_desk import sender
-from tests.test_twilio import PUBLIC, SHOP, SID, TOKEN, StandIn, sms
+from tests.test_twilio import PUBLIC, SHOP, SID, TOKEN, sms
 from tests.twilio_gateway import sms_gw
+from tests.twilio_standin import StandIn
 
 __all__ = ["sms_gw"]
 

@@ -10,7 +10,8 @@ import redis.asyncio as aioredis
 from aiohttp import web
 
 from tests.harness import Gateway, make_settings, serve_app, start_gateway
-from tests.test_twilio import PUBLIC, SHOP, SID, TOKEN, StandIn
+from tests.test_twilio import PUBLIC, SHOP, SID, TOKEN
+from tests.twilio_standin import StandIn
 
 
 @pytest.fixture
@@ -19,7 +20,7 @@ async def sms_gw(redis: aioredis.Redis, redis_url: str, tmp_path: Path, monkeypa
     """`redis` first: it empties the database, which must happen before the gateway creates its groups."""
     standin = StandIn(url="")
     twilio_app = web.Application()
-    twilio_app.router.add_post("/2010-04-01/Accounts/{sid}/Messages.json", standin.messages)
+    standin.mount(twilio_app)
     standin.url, twilio_runner = await serve_app(twilio_app)
     for name, value in {"TWILIO_AUTH_TOKEN": TOKEN, "TWILIO_ACCOUNT_SID": SID, "TWILIO_FROM_NUMBER": SHOP,
                         "TWILIO_API_URL": standin.url, "SWITCHBOARD_PUBLIC_URL": PUBLIC}.items():

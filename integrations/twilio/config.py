@@ -16,6 +16,8 @@ class TwilioConfig(BaseSettings):
     """Sender for WhatsApp replies; defaults to `whatsapp:<TWILIO_FROM_NUMBER>`."""
     api_url: str = Field(default="https://api.twilio.com", validation_alias=AliasChoices("TWILIO_API_URL"))
     public_url: str | None = Field(default=None, validation_alias=AliasChoices("SWITCHBOARD_PUBLIC_URL"))
+    timeout_s: float = Field(default=15.0, gt=0, le=120, validation_alias=AliasChoices("TWILIO_TIMEOUT"))
+    """Seconds to wait for Twilio's answer to one send; past it the send is looked up before any resend."""
     max_body: int = Field(default=64 * 1024, ge=1024, validation_alias=AliasChoices("SWITCHBOARD_MAX_BODY"))
 
     def status_callback(self) -> str | None:

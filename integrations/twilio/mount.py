@@ -40,4 +40,4 @@ def setup(
     app.router.add_post(STATUS_PATH, make_status_handler(token, redis, config.public_url, config.max_body, on_failed))
     log.info("twilio_mounted", path="/channels/twilio", status_callbacks=config.status_callback(), api=config.api_url)
     return TwilioChannel(session, config.api_url, config.account_sid, token, config.from_number, config.whatsapp_from,
-                         redis=redis, status_callback=config.status_callback())
+                         redis=redis, status_callback=config.status_callback(), timeout_s=config.timeout_s)

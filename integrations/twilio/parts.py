@@ -24,6 +24,10 @@ def _key(message_id: str, part: int) -> str:
     return f"{keys.PREFIX}sent:{message_id}:{part}"
 
 
+def _begun_key(message_id: str, part: int) -> str:
+    return f"{keys.PREFIX}sending:{message_id}:{part}"
+
+
 class SentParts:
     def __init__(self, redis: aioredis.Redis | None) -> None:
         self.redis = redis
@@ -34,6 +38,15 @@ class SentParts:
             return None
         raw = await self.redis.get(_key(message_id, part))
         return as_str(raw) if raw is not None else None
+
+    async def begin(self, message_id: str, part: int, now: float) -> float | None:
+        """Marks the first attempt at this part; answers when an earlier attempt began, or None.
+
+        An earlier attempt may have reached the provider with its answer lost (`integrations.twilio.landed`)."""
+        if self.redis is None:
+            return None
+        earlier = await self.redis.set(_begun_key(message_id, part), repr(now), nx=True, get=True, ex=KEEP_S)
+        return float(as_str(earlier)) if earlier is not None else None
 
     async def record(self, message_id: str, part: int, provider_id: str, conversation_id: str) -> None:
         if self.redis is None:

@@ -7,7 +7,7 @@ Shared by the Twilio and WhatsApp senders; 4xx other than 429 means the request 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -37,6 +37,10 @@ def _retry_after(resp: aiohttp.ClientResponse, fallback: float) -> float:
         return fallback
 
 
+Landed = Callable[[], Awaitable[str | None]]
+"""The provider's id for what an earlier attempt may have created, or None."""
+
+
 async def post_with_retry(
     session: aiohttp.ClientSession,
     url: str,
@@ -45,13 +49,20 @@ async def post_with_retry(
     conversation_id: str,
     attempts: int = 4,
     base_delay: float = 0.2,
+    timeout_s: float = 15.0,
+    landed: Landed | None = None,
     **request: Any,
 ) -> CallResult:
+    """`landed` is asked before a resend that follows an answer we never got (a timeout, a dropped
+    connection, a 5xx): the request may have been taken, and resending would do it twice."""
     last = CallResult(ok=False, error="no attempt")
+    maybe_taken = False
     for attempt in range(1, attempts + 1):
         delay = base_delay * 2 ** (attempt - 1)
+        if maybe_taken and landed is not None and (provider_id := await landed()):
+            return CallResult(ok=True, status=200, payload={"sid": provider_id})
         try:
-            async with session.post(url, timeout=aiohttp.ClientTimeout(total=15), **request) as resp:
+            async with session.post(url, timeout=aiohttp.ClientTimeout(total=timeout_s), **request) as resp:
                 try:
                     payload = await resp.json(content_type=None)
                 except ValueError:
@@ -63,8 +74,12 @@ async def post_with_retry(
                                   error=f"HTTP {resp.status}: {describe(payload) or resp.reason}")
                 if refused_for_good(resp.status):
                     break
+                maybe_taken = maybe_taken or resp.status >= 500
                 delay = _retry_after(resp, delay)
+        except aiohttp.ClientConnectorError as exc:  # never connected: nothing was sent
+            last = CallResult(ok=False, error=f"unreachable: {exc.__class__.__name__}")
         except (aiohttp.ClientError, TimeoutError) as exc:
+            maybe_taken = True
             last = CallResult(ok=False, error=f"unreachable: {exc.__class__.__name__}")
         if attempt < attempts:
             log.warning("provider_call_retry", conversation_id=conversation_id, attempt=attempt, error=last.error)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+from functools import partial
 from typing import Any
 
 import aiohttp
@@ -10,9 +12,9 @@ import structlog
 
 from gateway.domain import ChannelKind, Conversation, Message
 from gateway.ports import Delivery
-from integrations.twilio import status, via
+from integrations.twilio import landed, status, via
 from integrations.twilio.parts import SentParts
-from integrations.twilio.retry import post_with_retry, refused_for_good
+from integrations.twilio.retry import CallResult, post_with_retry, refused_for_good
 from integrations.twilio.split import chunks
 
 log = structlog.get_logger(__name__)
@@ -35,7 +37,7 @@ class TwilioChannel:
     def __init__(
         self, session: aiohttp.ClientSession, api_url: str, account_sid: str, auth_token: str, from_number: str,
         whatsapp_from: str | None = None, retries: int = 4, base_delay: float = 0.2,
-        redis: aioredis.Redis | None = None, status_callback: str | None = None,
+        redis: aioredis.Redis | None = None, status_callback: str | None = None, timeout_s: float = 15.0,
     ) -> None:
         """`status_callback`: where Twilio reports each reply's delivery (`integrations.twilio.status`); only
         with `redis`, which remembers which reply each Twilio message was."""
@@ -49,6 +51,7 @@ class TwilioChannel:
         self.whatsapp_from = whatsapp_from or f"whatsapp:{from_number.removeprefix('whatsapp:')}"
         self.retries = retries
         self.base_delay = base_delay
+        self.timeout_s = timeout_s
 
     def addresses(self, conversation: Conversation) -> tuple[str, str]:
         to = conversation.customer.external_id.removeprefix("whatsapp:")
@@ -68,10 +71,17 @@ class TwilioChannel:
             data = {"To": to, "From": sender, "Body": part}
             if self.status_callback:
                 data["StatusCallback"] = self.status_callback
-            result = await post_with_retry(
-                self.session, self.url, describe=_describe, conversation_id=conversation.id,
-                attempts=self.retries, base_delay=self.base_delay, headers=self.headers, data=data,
-            )
+            now = time.time()
+            begun = await self.parts.begin(message.id, i, now)
+            find = partial(landed.find, self.session, self.url, self.headers, to, sender, part,
+                           now if begun is None else begun, conversation.id, self.timeout_s)
+            earlier_sid = await find() if begun is not None else None  # a retry, or a worker that died mid-send
+            result = CallResult(ok=True, status=200, payload={"sid": earlier_sid}) if earlier_sid else (
+                await post_with_retry(
+                    self.session, self.url, describe=_describe, conversation_id=conversation.id,
+                    attempts=self.retries, base_delay=self.base_delay, timeout_s=self.timeout_s, landed=find,
+                    headers=self.headers, data=data,
+                ))
             if not result.ok:
                 log.warning("twilio_send_failed", conversation_id=conversation.id, error=result.error)
                 return Delivery(ok=False, error=f"twilio: {result.error}",

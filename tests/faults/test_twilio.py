@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import time
-from dataclasses import dataclass, field
 from typing import Any
 
 import aiohttp
@@ -22,32 +21,13 @@ from tests.faults import ledger
 from tests.faults.cluster import Cluster, audit
 from tests.faults.desk import lost_and_doubled, reply_to_each, until
 from tests.harness import serve_app
+from tests.twilio_standin import TAKEN_THEN_502, StandIn
 
 TOKEN = "fault-twilio-auth-token-0123"
 SID = "AC00000000000000000000000000000042"
 SHOP = "+18005550199"
 CUSTOMERS, PER_CUSTOMER = 6, 2
 TEXTS = ("I was charged twice on my invoice, please refund", "also the app shows an error when I log in")
-
-
-@dataclass
-class TwilioStandIn:
-    """Twilio's Messages API: answers from `script` (status codes) first, then 201."""
-
-    script: list[int] = field(default_factory=list)
-    sent: list[dict[str, str]] = field(default_factory=list)
-    refused: int = 0
-
-    async def messages(self, request: web.Request) -> web.Response:
-        form = {k: v for k, v in (await request.post()).items() if isinstance(v, str)}
-        status = self.script.pop(0) if self.script else 201
-        if status != 201:
-            self.refused += 1
-            headers = {"Retry-After": "1"} if status == 429 else {}
-            return web.json_response({"code": 20500, "message": "Internal error", "status": status},
-                                     status=status, headers=headers)
-        self.sent.append(form)
-        return web.json_response({"sid": f"SM{len(self.sent):032d}", "status": "queued"}, status=201)
 
 
 async def _deliver(cluster: Cluster, form: dict[str, str], deadline_s: float = 30.0) -> int:
@@ -75,9 +55,9 @@ def _sms(i: int, j: int) -> dict[str, Any]:
 
 
 async def test_twilio_webhook_retries_and_api_failures(cluster: Cluster) -> None:
-    standin = TwilioStandIn()
+    standin = StandIn(url="", retry_after="1")
     app = web.Application()
-    app.router.add_post("/2010-04-01/Accounts/{sid}/Messages.json", standin.messages)
+    standin.mount(app)
     api_url, runner = await serve_app(app)
     try:
         cluster.extra_env.update({"TWILIO_AUTH_TOKEN": TOKEN, "TWILIO_ACCOUNT_SID": SID,
@@ -101,19 +81,22 @@ async def test_twilio_webhook_retries_and_api_failures(cluster: Cluster) -> None
             accepted.update({_sms(i, j)["MessageSid"]: as_str(conv) for j in range(PER_CUSTOMER)})
         found = await audit(cluster, accepted)
 
-        standin.script = [500, 500, 500, 500, 429, 500]  # the first reply exhausts a send's 4 tries
+        # The first reply exhausts a send's 4 tries; one is taken by Twilio but answered 502 by a proxy.
+        standin.script = [500, 500, 500, 500, 429, TAKEN_THEN_502, 500]
         replies = await reply_to_each(cluster, {f"tw-{i}": accepted[_sms(i, 0)["MessageSid"]]
                                                 for i in range(CUSTOMERS)})
-        await until(lambda: len(standin.sent) >= len(replies), timeout=40)
+        await until(lambda: len(standin.created) >= len(replies), timeout=40)
         await asyncio.sleep(1.0)
         await cluster.drained()
-        lost, doubled = lost_and_doubled(replies, [form["Body"] for form in standin.sent])
-        ledger.record("Twilio webhook retries; Twilio API 500/429", found.messages + len(replies),
+        lost, doubled = lost_and_doubled(replies, [m["body"] for m in standin.created])
+        refused = len(standin.calls) - len(standin.created)
+        ledger.record("Twilio webhook retries; Twilio API 500/429/taken-then-502", found.messages + len(replies),
                       len(lost) + len(found.lost), len(doubled) + len(found.duplicated),
-                      f"{deliveries} webhook deliveries; {standin.refused} API calls refused")
-        assert standin.refused == 6 and deliveries >= 2 * CUSTOMERS * PER_CUSTOMER
+                      f"{deliveries} webhook deliveries; {refused} API calls refused, "
+                      f"{standin.lookups} looked up")
+        assert refused == 6 and standin.lookups >= 1 and deliveries >= 2 * CUSTOMERS * PER_CUSTOMER
         assert found.lost == [] and found.duplicated == []
         assert lost == [] and doubled == []
-        assert {form["To"] for form in standin.sent} == {f"+1555000{i:04d}" for i in range(CUSTOMERS)}
+        assert {m["to"] for m in standin.created} == {f"+1555000{i:04d}" for i in range(CUSTOMERS)}
     finally:
         await runner.cleanup()
