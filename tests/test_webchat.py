@@ -133,7 +133,7 @@ async def test_size_and_rate_limits_answer_clear_errors(chat: Chat) -> None:
 async def test_bad_tokens_and_identity_are_refused(chat: Chat) -> None:
     expired = tokens.issue(TOKEN_SECRET.encode(), tokens.SessionClaims(cid="conv_x", vid="v-" + "0" * 32,
                                                                        exp=int(time.time()) - 1))
-    for token in ("forged.token", expired):
+    for token in ("forged.token", expired, "abc.d%C3%A9f"):  # a non-ASCII mac was a 500
         try:
             await chat.http.ws_connect(f"{chat.url}/webchat/ws?token={token}", headers={"Origin": chat.url})
             raise AssertionError("bad token accepted")

@@ -15,6 +15,8 @@ import time
 
 from pydantic import BaseModel, ConfigDict, ValidationError
 
+from integrations.webhook.untrusted import same_digest
+
 
 class TokenError(ValueError):
     """Why a token was refused; safe to show the caller."""
@@ -51,7 +53,7 @@ def verify(key: bytes, token: str | None, now: float | None = None) -> SessionCl
         raise TokenError("missing or malformed token")
     body, mac = token.split(".")
     expected = _b64(hmac.new(key, body.encode(), hashlib.sha256).digest())
-    if not hmac.compare_digest(expected, mac):
+    if not same_digest(expected, mac):  # a non-ASCII mac made compare_digest raise: a 500
         raise TokenError("token signature does not match")
     try:
         claims = SessionClaims.model_validate(json.loads(_unb64(body)))
