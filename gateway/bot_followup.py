@@ -40,18 +40,18 @@ class BotFollowUp:
     async def answered(self, conv: Conversation) -> None:
         await self.deadlines.schedule(conv.id, KIND, self.clock.now() + self.quiet_s)
 
-    async def comeback(self, conv: Conversation, answered_on: Scores | None = None) -> Outcome | None:
+    async def comeback(self, conv: Conversation, effects: Effects, name: str, answered_on: Scores | None = None
+                       ) -> bool:
         """The customer wrote again after a bot resolution: the earlier success was not one. `answered_on`:
-        the scores the bot answered on, which the success label was paired with too."""
+        the scores the bot answered on, which the success label was paired with too.
+
+        Once per message (`name` in its effect log): published directly, a comeback whose card Slack refused
+        for a while published a failure label on every retry, and the learner took the bot for worse."""
         await self.deadlines.cancel(conv.id)
         if conv.state is not ConversationState.RESOLVED or conv.agent != BOT_AGENT:
-            return None
-        outcome = Outcome(conversation_id=conv.id, kind="automation_handoff", automation_failed=True,
-                          text="\n".join(m.text for m in conv.inbound[-5:-1]),
-                          correction="reopened within window",
-                          predicted=answered_on.model_dump(mode="json") if answered_on else {})
-        await publish_outcome(self.redis, outcome)
-        return outcome
+            return False
+        await publish_failure_once(self.redis, effects, name, conv, answered_on, "reopened within window")
+        return True
 
     async def tick(self) -> int:
         closed = 0
