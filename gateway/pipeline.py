@@ -37,6 +37,7 @@ from gateway.domain import (
 from gateway.effects import Effects
 from gateway.erasure import SWEEP, Eraser, sweep_entry
 from gateway.faults import checkpoint
+from gateway.full_text import thread_what_the_card_cut
 from gateway.identity import Identity
 from gateway.outbound import FAILED, REFUSED, never_found
 from gateway.policy_store import PolicyStore
@@ -340,6 +341,7 @@ class Pipeline:
 
         result, posted = await effects.once("card", post, find, deferred=True)
         conv.slack_channel, conv.card_ts = result.split("|", 1)
+        await thread_what_the_card_cut(self.desk, conv, effects)
         channel = self.channels.get(conv.customer.channel)
         if posted and isinstance(channel, ShowsWaiting):
             policy = await self.policies.for_conversation(conv.id)

@@ -51,6 +51,10 @@ class AgentDesk(Protocol):
 
     async def find_in_thread(self, conversation: Conversation, message_id: str) -> str | None: ...
 
+    def cut_in_card(self, conversation: Conversation) -> list[Message]:
+        """Customer messages its card shows only in part, or not at all: threaded whole after the card."""
+        ...
+
     async def update_card(self, conversation: Conversation, status: str | None) -> None:
         """Re-render the card in place after a state change."""
         ...

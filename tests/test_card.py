@@ -20,7 +20,7 @@ from gateway.domain import (
     Message,
     PastConversation,
 )
-from integrations.slack.card import ContextCard
+from integrations.slack.card import ContextCard, transcript
 from integrations.slack.escape import escape
 from learners.coldstart import ColdStartScorer
 from router.decide import decide
@@ -118,3 +118,23 @@ def test_a_hostile_name_still_gives_a_header_slack_accepts(name: str) -> None:
     assert parsed is not None and parsed.to_dict() == header
     assert "<" not in header["text"]["text"] and ">" not in header["text"]["text"]
     assert header["text"]["text"].endswith("…") or len(escape(name)) < 130
+
+
+def test_the_newest_message_is_always_on_the_card_and_what_is_cut_is_named() -> None:
+    """Long earlier messages used to push the newest one (the message being routed) off the card."""
+    conv = conversation("first " * 150)  # 900 characters: shown in part
+    for i in range(2, 8):
+        conv.messages.append(Message(id=f"m{i}", direction=Direction.INBOUND, channel=ChannelKind.API,
+                                     text=f"message {i} " + "x" * 480))
+    conv.messages.append(Message(id="m8", direction=Direction.INBOUND, channel=ChannelKind.API,
+                                 text="NEWEST: my order number is 99-1234"))
+    lines, cut = transcript(conv)
+    assert "NEWEST: my order number is 99-1234" in lines[-1]
+    assert len("\n".join(lines)) <= 2900
+    shown = len(lines)
+    assert [m.id for m in cut] == [m.id for m in conv.messages[: 8 - shown]]  # the oldest, in order, no gaps
+    card = build("short")
+    assert "Cut short" not in json.dumps(card.blocks())
+    long_card = build("refund " * 100)  # 700 characters
+    assert "full words are in the thread" in json.dumps(long_card.blocks())
+    assert [m.id for m in transcript(long_card.conversation)[1]] == ["m1"]

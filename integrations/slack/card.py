@@ -12,14 +12,49 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from gateway.domain import Conversation, ConversationState, Decision, Direction, PastConversation, Scores
+from gateway.domain import (
+    Conversation,
+    ConversationState,
+    Decision,
+    Direction,
+    Message,
+    PastConversation,
+    Scores,
+)
 from integrations.slack.escape import escape, escape_within, quote, truncate
 
 PRIORITY_BADGE = {1: "🔴 P1", 2: "🟠 P2", 3: "🟡 P3", 4: "⚪ P4"}
 CHANNEL_LABEL = {"api": "API", "webchat": "Web chat", "sms": "SMS", "whatsapp": "WhatsApp"}
 TRANSCRIPT_LINES = 8
+EXCERPT = 500
+"""Characters of one message the card shows; a section block holds 3,000 in all."""
+TRANSCRIPT_BUDGET = 2900
 HEADER_MAX = 150
 """Slack refuses a header block whose text is longer (invalid_blocks), and with it the whole card."""
+
+
+def transcript(conversation: Conversation) -> tuple[list[str], list[Message]]:
+    """The card's transcript lines, newest kept first, and the messages it shows only in part or not at all.
+
+    The whole transcript used to be cut at the end, so long earlier messages pushed out the newest one (the
+    message being routed); and a message past its excerpt was lost to the agent: the card was the only
+    place it was shown. The pipeline now threads what this leaves out (`cut_in_card`)."""
+    lines: list[str] = []
+    cut: list[Message] = []
+    used = 0
+    shown = conversation.messages[-TRANSCRIPT_LINES:]
+    for i in range(len(shown) - 1, -1, -1):
+        m = shown[i]
+        who = "Customer" if m.direction is Direction.INBOUND else escape(m.author or "Agent")
+        line = f"*{who}* · {m.at:%H:%M}\n{quote(m.text, EXCERPT)}"
+        if lines and used + len(line) + 1 > TRANSCRIPT_BUDGET - 70:  # room for the note above them
+            cut.extend(reversed(shown[: i + 1]))  # this one and every earlier one: no gaps in what is shown
+            break
+        lines.insert(0, line)
+        used += len(line) + 1
+        if len(m.text) > EXCERPT:
+            cut.append(m)
+    return lines, cut[::-1]
 
 
 def plain(text: str) -> dict[str, Any]:
@@ -100,11 +135,10 @@ class ContextCard:
         ]
 
     def _transcript(self) -> str:
-        lines = []
-        for m in self.conversation.messages[-TRANSCRIPT_LINES:]:
-            who = "Customer" if m.direction is Direction.INBOUND else escape(m.author or "Agent")
-            lines.append(f"*{who}* · {m.at:%H:%M}\n{quote(m.text, 500)}")
-        return truncate("\n".join(lines) or "_no messages_", 2900)
+        lines, cut = transcript(self.conversation)
+        if any(m.direction is Direction.INBOUND for m in cut):
+            lines.insert(0, "_Cut short here: the customer's full words are in the thread._")
+        return truncate("\n".join(lines) or "_no messages_", TRANSCRIPT_BUDGET)
 
     def blocks(self) -> list[dict[str, Any]]:
         reasons = "\n".join(f"• {escape(r)}" for r in self.decision.reasons)

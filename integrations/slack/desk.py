@@ -17,9 +17,10 @@ from slack_sdk.http_retry.builtin_async_handlers import (
 from slack_sdk.web.async_client import AsyncWebClient
 
 from gateway import metrics
-from gateway.domain import Conversation, Decision, Message, PastConversation
+from gateway.domain import MAX_TEXT, Conversation, Decision, Direction, Message, PastConversation
 from gateway.ports import CardRef
 from integrations.slack.card import ContextCard
+from integrations.slack.card import transcript as card_transcript
 from integrations.slack.escape import quote
 from integrations.slack.pacing import ChannelPacer
 
@@ -253,7 +254,8 @@ class SlackDesk:
         resp = await self._post(
             channel=conversation.slack_channel,
             thread_ts=conversation.card_ts,
-            text=f"*Customer* ({message.channel.value}):\n{quote(message.text, 2800)}",
+            # Whole (Slack shows up to 40,000): cut here, the end of a long message was nowhere to be read.
+            text=f"*Customer* ({message.channel.value}):\n{quote(message.text, MAX_TEXT)}",
             metadata={
                 "event_type": "switchboard_message",
                 "event_payload": {"conversation_id": conversation.id, "message_id": message.id},
@@ -262,6 +264,9 @@ class SlackDesk:
             unfurl_media=False,
         )
         return str(resp["ts"])
+
+    def cut_in_card(self, conversation: Conversation) -> list[Message]:
+        return [m for m in card_transcript(conversation)[1] if m.direction is Direction.INBOUND]
 
     async def find_in_thread(self, conversation: Conversation, message_id: str) -> str | None:
         if not (conversation.slack_channel and conversation.card_ts):
