@@ -175,6 +175,16 @@ class PolicyStore:
         log.debug("policy_arm", conversation_id=conversation_id, arm=arm, canary=canary.id)
         return canary.policy if arm == CANDIDATE else policy
 
+    async def routed_under(self, conversation_id: str) -> Policy:
+        """The policy of the arm that routed this conversation, read only: the live one unless the running
+        canary recorded it in its share. A conversation from before the canary is not put in an arm."""
+        policy = await self.current()
+        canary = self._canary
+        if canary is None:
+            return policy
+        arm = await self.redis.hget(arms_key(canary.id), conversation_id)
+        return canary.policy if arm is not None and as_str(arm) == CANDIDATE else policy
+
     async def arms(self, canary_id: str) -> dict[str, str]:
         """conversation id -> arm for one canary run."""
         raw = await self.redis.hgetall(arms_key(canary_id))

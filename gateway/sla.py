@@ -124,7 +124,8 @@ class SlaTracker:
             if fresh_claim:
                 pipe.srem(_done_key(conv.id), *CLAIMED_STEPS)
                 done -= CLAIMED_STEPS
-        self.scheduler.stage_plan(pipe, sla_state(conv, done), await self.policies.current())
+        # The conversation's own arm: a canary's hours and skills route it, so they time its ladder too.
+        self.scheduler.stage_plan(pipe, sla_state(conv, done), await self.policies.routed_under(conv.id))
 
     async def follow_policy(self) -> int:
         """Re-plan every pending ladder once per policy version; returns how many were re-planned.
@@ -200,7 +201,7 @@ class SlaTracker:
         conv = await self.store.load(conversation_id)
         if conv is None:
             return 0
-        policy = await self.policies.current()
+        policy = await self.policies.routed_under(conv.id)
         state = sla_state(conv, await self._done(conv.id))
         acted, fired = True, 0
         for action in actions_due(state, policy, now, await agent_loads(self.redis, policy)):
