@@ -68,6 +68,39 @@ async def test_widget_follows_a_conversation_another_tab_started_from_its_first_
         await runner.cleanup()
 
 
+async def test_an_open_tab_moves_to_the_conversation_another_tab_started_without_reconnecting(
+    browser: Browser, redis: aioredis.Redis
+) -> None:
+    """Its socket followed the old stream and pinged, so it never reconnected: agent replies in the new
+    conversation showed only once the customer typed there."""
+    chat, runner = await start_chat(redis)
+    try:
+        page = await browser.new_page()
+        await page.goto(f"{chat.url}/webchat/")
+        await page.get_by_role("button", name="Open support chat").click()
+        await page.get_by_label("Your message").fill("first question")
+        await page.keyboard.press("Enter")
+        await eventually(lambda: settled(page), timeout=10)
+        s = (await state(page))["session"]
+        old, visitor = s["conversation_id"], s["visitor_id"]
+        await redis.set(keys.closed(old), int(time.time()) - REOPEN_LONG_AGO_S)  # resolved long ago
+        await page.evaluate("window.SwitchboardChat._ws.__first = true")
+        other = await chat.session({"visitor_id": visitor})
+        ws = await chat.connect(other["token"])
+        await ws.send_json({"type": "message", "client_id": "ctab2", "text": "second tab question"})
+        new = (await recv_until(ws, "conversation"))["conversation_id"]
+        await eventually(lambda: _on(page, new), timeout=10)
+        await chat.reply(new, visitor, "NEW REPLY a")
+        await page.get_by_text("NEW REPLY a").wait_for(timeout=10_000)
+        assert (await texts(page))[-2:] == ["second tab question", "NEW REPLY a"]
+        assert await page.evaluate("window.SwitchboardChat._ws.__first === true")  # the same socket moved
+        await ws.close()
+        await page.close()
+    finally:
+        await chat.http.close()
+        await runner.cleanup()
+
+
 async def _on(page: Page, conversation_id: str) -> bool:
     s = await state(page)
     return bool(s["session"]) and s["session"]["conversation_id"] == conversation_id and bool(

@@ -14,10 +14,10 @@ from gateway.domain import InboundMessage
 from gateway.store import Accepted
 from integrations.webchat.clientip import ClientAddress
 from integrations.webchat.config import WebchatConfig
+from integrations.webchat.endpoint import SocketEndpoint
 from integrations.webchat.origins import OriginPolicy
 from integrations.webchat.outbox import WebchatChannel
 from integrations.webchat.session import SessionEndpoint
-from integrations.webchat.ws import SocketEndpoint
 
 log = structlog.get_logger(__name__)
 

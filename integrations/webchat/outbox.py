@@ -125,6 +125,17 @@ class StreamBroken(Exception):
     """Redis refused to read a conversation's stream (not a blip): retrying cannot help."""
 
 
+MOVED = "moved"
+"""Frame type on a conversation's stream: the visitor went on in another conversation (`conversation_id`).
+Never sent to the widget as it is: a socket that reads it follows the new conversation instead."""
+
+
+class Moved(Exception):
+    def __init__(self, conversation_id: str) -> None:
+        super().__init__(conversation_id)
+        self.conversation_id = conversation_id
+
+
 def fatal(exc: BaseException) -> bool:
     """An error reply that repeats on every retry (bad id, wrong key type), as opposed to failover noise."""
     return isinstance(exc, ResponseError) and not isinstance(exc, ClusterDownError | TryAgainError)

@@ -14,7 +14,6 @@ import asyncio
 import contextlib
 import json
 import time
-import weakref
 from collections import deque
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -30,14 +29,11 @@ from gateway.domain import MAX_TEXT, ChannelKind, CustomerProfile, InboundMessag
 from gateway.domain import Direction as Dir
 from gateway.store import Accepted
 from integrations.webchat import outbox, tokens
-from integrations.webchat.clientip import ClientAddress
 from integrations.webchat.config import WebchatConfig
 from integrations.webchat.hub import Live, WakeHub
-from integrations.webchat.limits import IDLE, IdleTimer, Scope, SocketSlots, WindowRate, message_key, socket_cap
-from integrations.webchat.origins import OriginPolicy
-from integrations.webchat.outbox import StreamBroken, fatal
+from integrations.webchat.limits import IDLE, IdleTimer, WindowRate, message_key
+from integrations.webchat.outbox import MOVED, Moved, StreamBroken, fatal
 from integrations.webchat.protocol import CLIENT_FRAME, Csat, Ping, SendMessage, Typing, error_frame
-from integrations.webchat.refusals import Refusals
 from integrations.webchat.session import reservation_key
 
 log = structlog.get_logger(__name__)
@@ -51,8 +47,6 @@ TYPING_TTL_S = 6
 POLL_S = 5.0
 """Fallback stream read when nothing is published (pub/sub may drop a message; the stream never does)."""
 BATCH = 100
-MAX_SINCE = 2**63 - 1
-"""A stream id part is a 64-bit integer; past this Redis refuses every read ("Invalid stream ID")."""
 
 
 class ChatSocket:
@@ -183,6 +177,9 @@ class ChatSocket:
             await self.follow_stream(conversation_id, after, live)
         except StreamBroken:
             await self.broken()
+        except Moved as moved:  # another tab of this visitor started a new conversation: follow it here too
+            await self.send({"type": "conversation", "conversation_id": moved.conversation_id})
+            self.follow(moved.conversation_id, 0)
         finally:
             await self.hub.unwatch(conversation_id, live)
 
@@ -227,6 +224,10 @@ class ChatSocket:
         return after
 
     async def push(self, conversation_id: str, seq: int, frame: dict[str, Any]) -> None:
+        if frame.get("type") == MOVED:
+            if frame.get("conversation_id") not in (None, conversation_id):
+                raise Moved(str(frame["conversation_id"]))
+            return
         if frame.get("type") == "status" and "eta_minutes" not in frame:
             frame = {**frame, "eta_minutes": await self.eta(conversation_id)}
         await self.send({**frame, "seq": seq})
@@ -290,8 +291,14 @@ class ChatSocket:
                 self.kept = True
         if accepted.conversation_id != self.conversation_id:
             await self.stop_reader()
+            previous = self.conversation_id
             await self.send({"type": "conversation", "conversation_id": accepted.conversation_id})
             self.follow(accepted.conversation_id, 0)  # after the frame: the widget resets its seq on it
+            # The visitor's other tabs and devices follow the old stream and ping, so they never reconnect:
+            # told there, they move too (agent replies in the new conversation showed only after they typed).
+            with contextlib.suppress(RedisError, OSError):
+                await outbox.publish(self.redis, previous, {"type": MOVED, "conversation_id": accepted.conversation_id},
+                                     dedupe_id=f"moved:{accepted.conversation_id}")
         await self.send({
             "type": "ack", "client_id": cid, "message_id": accepted.message_id,
             "conversation_id": accepted.conversation_id, "duplicate": accepted.duplicate,
@@ -336,62 +343,3 @@ class ChatSocket:
 
     async def on_ping(self, frame: Ping) -> None:
         await self.send({"type": "pong"})
-
-
-class SocketEndpoint:
-    def __init__(
-        self, redis: aioredis.Redis, ingest: Ingest, config: WebchatConfig, key: bytes, policy: OriginPolicy,
-        client: ClientAddress,
-    ) -> None:
-        self.redis = redis
-        self.ingest = ingest
-        self.config = config
-        self.key = key
-        self.policy = policy
-        self.hub = WakeHub(redis)
-        self.open: weakref.WeakSet[web.WebSocketResponse] = weakref.WeakSet()
-        self.client = client
-        self.refusals = Refusals()
-        self.slots = SocketSlots({Scope.PROCESS: socket_cap(config.max_sockets),
-                                  Scope.VISITOR: config.sockets_per_visitor, Scope.ADDRESS: config.sockets_per_ip})
-
-    async def close_all(self, app: web.Application) -> None:
-        """On shutdown say "going away" (1001) so widgets reconnect elsewhere instead of waiting on a dead socket."""
-        for ws in list(self.open):
-            await ws.close(code=WSCloseCode.GOING_AWAY, message=b"server shutting down")
-        await self.hub.close()
-        self.refusals.close()
-
-    async def handle(self, request: web.Request) -> web.StreamResponse:
-        if not self.policy.allows(request.headers.get("Origin"), request):
-            log.warning("webchat_origin_refused", origin=request.headers.get("Origin"))
-            return web.json_response({"error": "origin_not_allowed", "message": "this site may not chat"}, status=403)
-        try:
-            claims = tokens.verify(self.key, request.query.get("token"))
-        except tokens.TokenError as exc:
-            return web.json_response({"error": "bad_token", "message": str(exc)}, status=401)
-        try:
-            since = int(request.query.get("since", "0"))
-            if not 0 <= since <= MAX_SINCE:
-                raise ValueError
-        except ValueError:
-            return web.json_response(
-                {"error": "bad_since", "message": f"since must be a seq from 0 to {MAX_SINCE}"}, status=400
-            )
-        client = self.client(request)
-        owners = {Scope.PROCESS: "", Scope.VISITOR: claims.vid, Scope.ADDRESS: client}
-        refusal = self.slots.take(owners)
-        if refusal is not None:
-            return await self.refusals.refuse(request, refusal, client=client, conversation_id=claims.cid)
-        try:
-            # The heartbeat pings every heartbeat_s and drops a peer that does not answer within half of it:
-            # a vanished laptop or phone otherwise holds its socket and its slots until TCP gives up (hours).
-            ws = web.WebSocketResponse(heartbeat=float(self.config.heartbeat_s), max_msg_size=MAX_FRAME_BYTES)
-            await ws.prepare(request)
-            self.open.add(ws)
-            log.info("webchat_connected", conversation_id=claims.cid, since=since)
-            await ChatSocket(ws, claims, self.redis, self.ingest, self.config, self.hub).run(since)
-            log.info("webchat_disconnected", conversation_id=claims.cid)
-            return ws
-        finally:
-            self.slots.give_back(owners)
