@@ -23,6 +23,15 @@ from gateway.redis_conn import as_str, stream_rows
 
 log = structlog.get_logger(__name__)
 
+_REPOINT = """
+-- KEYS: pairs of (a person's conversations, their current-conversation pointer). Run in the unmerge's MULTI,
+-- so a message ingested meanwhile sees either the merged person or the repointed one.
+for i = 1, #KEYS, 2 do
+  local newest = redis.call('ZREVRANGE', KEYS[i], 0, 0)[1]
+  if newest then redis.call('SET', KEYS[i + 1], newest) else redis.call('DEL', KEYS[i + 1]) end
+end
+"""
+
 
 @dataclass(frozen=True)
 class MergeRecord:
@@ -39,6 +48,7 @@ class MergeRecord:
 class Identity:
     def __init__(self, redis: aioredis.Redis) -> None:
         self.redis = redis
+        self._repoint = redis.register_script(_REPOINT)
 
     async def person_of(self, ref: str) -> str | None:
         """`ref` is a person id or any identity: "api:cust-42", "email:jane@x.com", "phone:+4917…"."""
@@ -98,6 +108,11 @@ class Identity:
             for conv in json.loads(fields["conversations"]):
                 pipe.zrem(keys.person_conversations(into), conv)
             pipe.delete(f"{keys.person(other)}:merged_into")
+            # While merged, the other's messages moved `into`'s pointer to their conversations: left there,
+            # `into`'s next message would land in the other customer's conversation.
+            await self._repoint(keys=[keys.person_conversations(into), f"{keys.person(into)}:conv",
+                                      keys.person_conversations(other), f"{keys.person(other)}:conv"],
+                                client=pipe)
             pipe.xadd(keys.MERGES, {"undo": record_id, "into": other, "from": into, "at": f"{time.time():.3f}"})
             await pipe.execute()
         log.info("customers_unmerged", person=other, from_person=into, record=record_id)

@@ -55,25 +55,37 @@ end
 local pointer = P .. 'person:' .. person .. ':conv'
 local channel_pointer = P .. 'cust:' .. ARGV[9] .. ':conv'
 local current = redis.call('GET', pointer)
-local conv = current
 local mine = redis.call('GET', channel_pointer)
-local function sibling_writes_in(c)
-  -- Another id of this same channel (another account that shares the email or phone) owns `c`.
-  local kind = string.match(ARGV[9], '^[^:]+:')
+if current and current ~= mine
+   and not redis.call('ZSCORE', P .. 'person:' .. person .. ':convs', current) then
+  -- Not the person's conversation: an undone merge can leave the pointer on the other person's.
+  current = false
+end
+local conv = current
+local function another_account_writes_in(c)
+  -- Only a person with two ids of one channel (two accounts joined by a shared email or phone) can be two
+  -- people, and then nothing tells which account an id of another channel belongs to: an agent's reply goes
+  -- to the conversation's customer, so joining another account's conversation could reach the wrong one.
+  -- The one person with one account per channel still carries a conversation from channel to channel.
+  local kinds, shared, taken = {}, false, false
   for _, ident in ipairs(redis.call('SMEMBERS', P .. 'person:' .. person .. ':idents')) do
-    if ident ~= ARGV[9] and string.sub(ident, 1, #kind) == kind
-       and redis.call('GET', P .. 'cust:' .. ident .. ':conv') == c then return true end
+    local writes_in = ident ~= ARGV[9] and redis.call('GET', P .. 'cust:' .. ident .. ':conv')
+    -- Channel ids have a conversation pointer (the sender's first message has none yet); email and phone don't.
+    if writes_in or ident == ARGV[9] then
+      local kind = string.match(ident, '^[^:]+')
+      if kinds[kind] then shared = true end
+      kinds[kind] = true
+      if writes_in == c then taken = true end
+    end
   end
-  return false
+  return shared and taken
 end
 if mine and mine ~= current and not redis.call('GET', P .. 'conv:' .. mine .. ':closed')
    and redis.call('EXISTS', P .. 'conv:' .. mine .. ':msgs') == 1 then
   -- This channel's conversation is still open (two persons merged, each had one): follow-ups stay where an
   -- agent is working on them instead of moving to the other conversation.
   conv = mine
-elseif current and current ~= mine and sibling_writes_in(current) then
-  -- Two accounts of one channel joined by a shared email or phone are one person for history, but never
-  -- one conversation: an agent's reply goes to the conversation's customer, so it would reach the wrong one.
+elseif current and current ~= mine and another_account_writes_in(current) then
   conv = false
 end
 if not conv then
