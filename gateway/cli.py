@@ -100,7 +100,7 @@ async def run(settings: Settings, roles: set[str]) -> None:
                 tasks.append(asyncio.create_task(rt.pipeline.bot_followup.run(stop), name="bot-followup"))
             if isinstance(rt.pipeline.scorer, LearnerScorer):
                 leads = await rt.desk.channel_id(rt.policy.leads_channel)
-                watcher = watch_models(rt.pipeline.scorer, rt.client, leads, stop)
+                watcher = watch_models(rt.pipeline.scorer, rt.client, leads, stop, redis=rt.redis)
                 tasks.append(asyncio.create_task(watcher, name="model-watch"))
         if roles & {"web", "worker"}:
             # The web role scores too (`/metrics` gauges, slash-command dry runs): a web-only process

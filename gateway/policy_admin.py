@@ -16,7 +16,10 @@ so a change landing in between is seen, not misreported.
 A running canary follows every live change (its candidate takes it too, in the same transaction), so it
 keeps differing from the live policy by its own change only and can still be promoted: a typed change is
 re-run on the candidate; a whole-policy change (an applied preview, an undo) is merged into it field by
-field, and refused when it sets a field the canary changed itself (`canary promote` or `drop` first).
+field. Either is refused when it would overwrite a field the canary changed itself (`canary promote` or
+`drop` first): re-run blindly, it left both arms the same policy, stats compared identical arms and a
+promote "succeeded" without changing anything. For the same reason a canary the live policy has caught
+up with is not promoted.
 """
 
 from __future__ import annotations
@@ -34,6 +37,7 @@ from pydantic import ValidationError
 from redis.exceptions import WatchError
 
 from gateway import keys
+from gateway.policy_canary import overwritten
 from gateway.policy_store import CANARY, Canary, CanaryConflict, PolicyStore, carry
 from gateway.redis_conn import as_str, stream_rows
 from router.policy import Policy, PolicyError
@@ -187,6 +191,16 @@ def _restore(target: Entry, live: Policy) -> Policy:
     return Policy.model_validate(data)
 
 
+def _conflict(canary: Canary, field_path: str) -> ChangeError:
+    return ChangeError(f"a canary is running (“{canary.summary}”) and this sets {field_path}, which the canary "
+                       "changes too; `canary promote` or `canary drop` it first")
+
+
+def _cannot_take(canary: Canary, why: str) -> ChangeError:
+    return ChangeError(f"the running canary (“{canary.summary}”) cannot take this change ({why}); "
+                       "`canary promote` or `canary drop` it first")
+
+
 def _carried(canary: Canary | None, live: Policy, new: Policy) -> str | None:
     """The running canary moved onto `new`, for a whole-policy change (merged field by field)."""
     if canary is None:
@@ -194,11 +208,22 @@ def _carried(canary: Canary | None, live: Policy, new: Policy) -> str | None:
     try:
         return canary.following(carry(canary.policy, live, new), new).to_json()
     except CanaryConflict as exc:
-        raise ChangeError(f"a canary is running (“{canary.summary}”) and this sets {exc}, which the canary "
-                          "changes too; `canary promote` or `canary drop` it first") from None
+        raise _conflict(canary, str(exc)) from None
     except (ValidationError, PolicyError) as exc:
-        raise ChangeError(f"the running canary (“{canary.summary}”) cannot take this change "
-                          f"({validation_line(exc)}); `canary promote` or `canary drop` it first") from None
+        raise _cannot_take(canary, validation_line(exc)) from None
+
+
+def _followed(canary: Canary, change: Change, live: Policy, new: Policy) -> str:
+    """The running canary with a typed change re-run on it; refused where that would replace a value the
+    canary set itself by the live one (its own change silently gone, both arms alike)."""
+    try:
+        candidate = build_checked(change, canary.policy)
+    except ChangeError as exc:
+        raise _cannot_take(canary, str(exc)) from None
+    lost = overwritten(live, new, canary.policy, candidate)
+    if lost is not None:
+        raise _conflict(canary, lost)
+    return canary.following(candidate, new).to_json()
 
 
 class PolicyAdmin:
@@ -250,19 +275,14 @@ class PolicyAdmin:
 
     async def apply(self, change: Change, user: str) -> Applied:
         """Apply on whatever version is live now (re-applied on conflict, so nothing is lost); a running
-        canary's candidate takes the same change."""
+        canary's candidate takes the same change unless that would overwrite the canary's own."""
 
         def make(state: State) -> Outcome:
             new = build_checked(change, state.live)
             refuse_noop(state.live, new, change.summary)
             if state.canary is None:
                 return Outcome(change.summary, new)
-            try:
-                candidate = build_checked(change, state.canary.policy)
-            except ChangeError as exc:
-                raise ChangeError(f"the running canary (“{state.canary.summary}”) cannot take this change "
-                                  f"({exc}); `canary promote` or `canary drop` it first") from None
-            return Outcome(change.summary, new, state.canary.following(candidate, new).to_json())
+            return Outcome(change.summary, new, _followed(state.canary, change, state.live, new))
 
         return await self._commit(user, "change", make)
 
@@ -338,6 +358,9 @@ class PolicyAdmin:
             if live.version != canary.base_version:
                 raise ChangeError(f"the live policy changed (version {canary.base_version} → {live.version}) "
                                   "while the canary ran; `canary drop` it and start again")
+            if unchanged(live, canary.policy):
+                raise ChangeError(f"nothing to promote: the canary (“{canary.summary}”) is the same as the live "
+                                  f"policy v{live.version} now; `canary drop` it")
             data = canary.policy.model_dump(mode="json")
             data["version"] = live.version + 1
             return Outcome(f"promote canary: {canary.summary}", Policy.model_validate(data), "")

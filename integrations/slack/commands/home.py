@@ -2,26 +2,39 @@
 
 The watcher compares `LearnerScorer.health()` snapshots instead of hooking into the learners, so it
 needs nothing from them and can run in whichever process holds the hot-swapped models (the worker).
+
+It compares each learner's health with what was last announced, not with what this process saw at start:
+a worker starts with untrained models, so its first loaded snapshot looked like a burst of new alarms
+(every historical drift alarm, any fallback) on every restart. Given Redis, what was announced is shared,
+and only the process that moves it to a newer snapshot posts, so N workers post each alarm once.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 from collections.abc import Callable
 from typing import Any, Protocol
 
+import redis.asyncio as aioredis
 import structlog
+from redis.exceptions import RedisError, WatchError
 from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
 
-from gateway import stats
+from gateway import keys, stats
+from gateway.redis_conn import as_str
 from integrations.slack.commands import format as fmt
 from integrations.slack.commands.context import CommandContext
 
 log = structlog.get_logger(__name__)
 
 Health = dict[str, dict[str, Any]]
+
+ANNOUNCED = f"{keys.PREFIX}models:announced"
+"""learner -> JSON of its health as last announced to the leads channel, shared by every worker. No TTL:
+one small field per learner, and losing it would make the next snapshot a silent baseline again."""
 
 
 class HasHealth(Protocol):
@@ -84,23 +97,74 @@ def model_alerts(before: Health, after: Health) -> list[str]:
     return out
 
 
+def advance(announced: Health, health: Health) -> tuple[Health, list[str]]:
+    """(learners whose announced health moves to `health`, the lines that announces).
+
+    A learner serving no snapshot yet (version 0: a process that just started) is skipped; one never
+    announced is recorded silently, as the baseline; otherwise only a newer snapshot than the announced
+    one is compared, so a process lagging behind, or reading the same snapshot again, says nothing.
+    Health without a snapshot version is compared on every read."""
+    updates: Health = {}
+    lines: list[str] = []
+    for name, now in sorted(health.items()):
+        version, was = now.get("snapshot_version"), announced.get(name)
+        if version == 0:
+            continue
+        if was is not None:
+            seen = was.get("snapshot_version")
+            if version is not None and seen is not None and version <= seen:
+                continue
+            lines += model_alerts({name: was}, {name: now})
+        updates[name] = now
+    return updates, lines
+
+
+async def _announce_shared(redis: aioredis.Redis, health: Health) -> list[str]:
+    """`advance` against the announced health in Redis, under WATCH: of several workers loading the same
+    snapshot, the one whose write lands first posts and the others find it already announced."""
+    while True:
+        async with redis.pipeline(transaction=True) as pipe:
+            try:
+                await pipe.watch(ANNOUNCED)
+                raw = await pipe.hgetall(ANNOUNCED)
+                announced = {as_str(k): json.loads(v) for k, v in raw.items()}
+                updates, lines = advance(announced, health)
+                if not updates:
+                    return []
+                pipe.multi()
+                pipe.hset(ANNOUNCED, mapping={k: json.dumps(v, default=str) for k, v in updates.items()})
+                await pipe.execute()
+                return lines
+            except WatchError:
+                continue
+
+
 async def watch_models(
     scorer: HasHealth, client: AsyncWebClient, leads_channel: str, stop: asyncio.Event, interval: float = 30.0,
-    health: Callable[[], Health] | None = None,
+    health: Callable[[], Health] | None = None, redis: aioredis.Redis | None = None,
 ) -> None:
-    """Post model alarms to the leads channel until `stop` is set; a Slack error never ends the loop."""
+    """Post model alarms to the leads channel until `stop` is set; a Slack or Redis error never ends the
+    loop (the next read tries again). Without `redis` the announced health is this process's own, which
+    still keeps restarts quiet but lets each worker post the same alarm."""
     read = health or scorer.health
-    before = read()
-    while not stop.is_set():
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(stop.wait(), timeout=interval)
-        if stop.is_set():
-            return
-        after = read()
-        for line in model_alerts(before, after):
+    local: Health = {}
+    while True:
+        try:
+            if redis is not None:
+                lines = await _announce_shared(redis, read())
+            else:
+                updates, lines = advance(local, read())
+                local.update(updates)
+        except RedisError as exc:
+            log.warning("model_alerts_unchecked", error=repr(exc))
+            lines = []
+        for line in lines:
             log.warning("model_alert", text=line)
             try:
                 await client.chat_postMessage(channel=leads_channel, text=line)
             except SlackApiError as exc:
                 log.warning("model_alert_not_posted", error=str(exc.response.get("error")))
-        before = after
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), timeout=interval)
+        if stop.is_set():
+            return
