@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import csv
 import os
 import random
@@ -21,6 +22,7 @@ from typing import Any
 
 import redis.asyncio as aioredis
 import structlog
+from redis.exceptions import RedisError
 
 from learners import report, snapshot
 from learners.sentiment import CLASSES
@@ -31,6 +33,34 @@ log = structlog.get_logger("learners.commands")
 
 CHECKPOINTS = (500, 1000, 2000, 5000)
 TRAINABLE = ("skill", "sentiment", "urgency")
+
+
+class LockKeeper:
+    """Renews the snapshot lock while `train` works, so a long file is not mistaken for a dead writer.
+
+    Why: the lock's TTL is short so that a crashed learner process is replaced quickly, and training a
+    large file on the event loop blocks for much longer than that. Renewing at a third of the TTL leaves
+    two renewals' slack. A renewal that fails means another writer may already hold the lock: `train`
+    must stop at once rather than learn for minutes and then be refused at publish.
+    """
+
+    def __init__(self, lock: snapshot.RedisLock) -> None:
+        self.lock = lock
+        self.every = lock.ttl_ms / 3000
+        self.last = time.monotonic()
+
+    async def keep(self, force: bool = False) -> str | None:
+        """None while the lock is ours (renewed if due, or `force`d); otherwise why it was lost."""
+        if not force and time.monotonic() - self.last < self.every:
+            return None
+        try:
+            renewed = await self.lock.renew()
+        except RedisError as exc:
+            return f"renewing it failed ({type(exc).__name__}: {exc})"
+        if not renewed:
+            return f"it expired or another writer took it (TTL {self.lock.ttl_ms / 1000:g}s)"
+        self.last = time.monotonic()
+        return None
 
 
 class Progress:
@@ -148,6 +178,16 @@ def _label(learner: str, raw: str) -> Any:
     return value
 
 
+def _lost(why: str, done: int, total: int) -> int:
+    sys.stderr.write("\n")
+    print(
+        f"lost {snapshot.LOCK_KEY} after {done} of {total} rows: {why}; stopped, nothing published. "
+        "Stop the learner process (or wait for it) and run train again",
+        file=sys.stderr,
+    )
+    return 1
+
+
 async def _train(args: argparse.Namespace) -> int:
     rows = read_rows(args.file, args.text_column, args.label_column)
     redis = aioredis.from_url(args.redis_url)
@@ -163,6 +203,7 @@ async def _train(args: argparse.Namespace) -> int:
                 )
                 return 2
             await asyncio.sleep(0.5)
+        keeper = LockKeeper(lock)  # counts from the acquisition: restoring a large snapshot takes time too
         restored = snapshot.restore(await snapshot.fetch(redis))
         for name, reason in restored.held.items():
             log.error("learner_snapshot_held", learner=name, reason=reason, during="train", action=snapshot.HOLD_HINT)
@@ -179,11 +220,17 @@ async def _train(args: argparse.Namespace) -> int:
         bad = 0
         bar = Progress(len(rows), f"train {args.learner}")
         for i, (text, raw) in enumerate(rows, 1):
+            lost = await keeper.keep()
+            if lost:
+                return _lost(lost, i - 1, len(rows))
             try:
                 learner.learn_one(text, _label(args.learner, raw))
             except ValueError:
                 bad += 1
             bar.update(i)
+        lost = await keeper.keep(force=True)  # pickling a large model for publish takes a while too
+        if lost:
+            return _lost(lost, len(rows), len(rows))
         learner.tracker.log_drift = True  # the live learner process should report drift again
         # Only the trained learner: the others' blobs stay byte for byte (a held one is never replaced).
         version = await snapshot.publish(redis, {args.learner: learner}, lock)
@@ -198,7 +245,8 @@ async def _train(args: argparse.Namespace) -> int:
         print(f"published snapshot version={version}")
         return 0
     finally:
-        await lock.release()
+        with contextlib.suppress(RedisError):  # unreachable Redis: the lock expires by itself
+            await lock.release()
         await redis.aclose()
 
 

@@ -24,7 +24,7 @@ from learners import coldstart
 from learners.automation import AutomationLearner, automation_input
 from learners.base import SkillSeeds
 from learners.sentiment import SentimentLearner
-from learners.skill import SkillLearner
+from learners.skill import TAUGHT_AT, SkillLearner
 from learners.snapshot import (
     LEARNER_TYPES,
     Loaded,
@@ -54,11 +54,14 @@ class LearnerScorer:
         min_labels: int | Mapping[str, int] = 200,
         floors: Mapping[str, float] | None = None,
         min_evaluated: int = 50,
+        taught_at: int = TAUGHT_AT,
     ) -> None:
         self._learners: dict[str, TextLearner] = {**new_learners(), **(learners or {})}
         self.min_labels = min_labels
         self.floors = {**DEFAULT_FLOORS, **(floors or {})}
         self.min_evaluated = min_evaluated
+        self.taught_at = taught_at
+        """Labels a single skill needs before its keywords stop counting (see `SkillLearner.with_keyword_prior`)."""
         self._versions = dict.fromkeys(LEARNER_TYPES, 0)
         self._created: dict[str, float | None] = dict.fromkeys(LEARNER_TYPES)
         self._seen_version = 0
@@ -94,7 +97,9 @@ class LearnerScorer:
         w = weights["skill"]
         dist = coldstart.skill_distribution(text, skills) if w < 1.0 else {}
         if w > 0.0:
-            learned = self._skill().distribution(text, skills)
+            sk = self._skill()
+            hits = coldstart.hits(text, skills) if sk.needs_keywords(skills, self.taught_at) else None
+            learned = sk.distribution(text, skills, hits, self.taught_at)
             dist = learned if w >= 1.0 else {s: w * learned[s] + (1 - w) * dist[s] for s in learned}
 
         w = weights["sentiment"]

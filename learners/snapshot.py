@@ -48,13 +48,14 @@ LOCK_KEY = "sb:learners:lock"
 MAGIC = b"SBLEARN1\n"
 FORMAT = 1
 """The blob layout (magic, header, pickle)."""
-SCHEMA = 2
+SCHEMA = 3
 """Our learner classes' pickled state. Bump it whenever a learner, its features or its `Tracker` gain,
 lose or change the meaning of an attribute: a pickle from another schema can load and then fail (or
 mispredict) much later, e.g. an old `Tracker` without `log_drift` crashing at its first drift alarm.
 Blobs written before the header had this field read as schema 1, which is their layout.
-2: weights on the float32 grid, packed as arrays (`learners.compact`); buckets fold past `budget`."""
-READABLE_SCHEMAS = frozenset({1, SCHEMA})
+2: weights on the float32 grid, packed as arrays (`learners.compact`); buckets fold past `budget`.
+3: `Tracker.class_labels`, labels seen per class."""
+READABLE_SCHEMAS = frozenset({1, 2, SCHEMA})
 """Older schemas this build converts on load (`learners.upgrade`) instead of holding their models."""
 HOLD_HINT = (
     f"kept as is and not overwritten; run a build that reads it, or discard it with "

@@ -22,6 +22,9 @@ class Tracker:
         self.name = name
         self.window = window
         self.labels_seen = 0
+        self.class_labels: dict[Hashable, int] = {}
+        """Labels seen per class: a skill added to a taught model has none, and the scorer keeps its
+        keywords in play until it has enough of its own (`LearnerScorer.taught_at`)."""
         self.evaluated = 0
         self.rolling: Any = utils.Rolling(metrics.Accuracy, window_size=window)
         self.adwin = drift.ADWIN()
@@ -32,6 +35,7 @@ class Tracker:
     def record(self, y_true: Hashable, y_pred: Hashable | None) -> None:
         """Score the prediction made *before* learning this label; ADWIN watches the 0/1 error stream."""
         self.labels_seen += 1
+        self.class_labels[y_true] = self.class_labels.get(y_true, 0) + 1
         if y_pred is None:
             return
         self.evaluated += 1

@@ -40,7 +40,18 @@ def from_schema_1(learner: TextLearner) -> TextLearner:
     return learner
 
 
-CONVERTERS: dict[int, Callable[[TextLearner], TextLearner]] = {1: from_schema_1}
+def from_schema_2(learner: TextLearner) -> TextLearner:
+    """Schema 2 trackers did not count labels per class. Every class the model already has a weight
+    vector for is credited with all the labels seen so far, i.e. treated as taught: that is how the scorer
+    used them before, so an upgrade changes no routing. Only a class with no weight vector (never labelled)
+    starts at zero; one that had a handful of labels before the upgrade counts as taught."""
+    tracker = learner.tracker
+    if not hasattr(tracker, "class_labels"):
+        tracker.class_labels = dict.fromkeys(learner.classes, tracker.labels_seen)
+    return learner
+
+
+CONVERTERS: dict[int, Callable[[TextLearner], TextLearner]] = {1: from_schema_1, 2: from_schema_2}
 """schema -> the step that brings a learner of that schema to the next one."""
 
 
