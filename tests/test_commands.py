@@ -114,6 +114,8 @@ async def test_route_to_new_channel_creates_it_locally(cmd_gw: Gateway) -> None:
         ("keyword add lawyer escalate", "'lawyer' is already a keyword for escalate"),
         ("skill remove general", "general is the default skill and cannot be removed"),
         ("skill add bad!name", "skill name 'bad!name': lowercase letters, digits, - and _"),
+        ("skill add billing refund €", "a keyword needs a letter or digit (in any script): '€'"),
+        ('keyword add "👍" escalate', "a keyword needs a letter or digit (in any script): '👍'"),
         ("automation stop", "usage: automation pause|resume [skill]"),
         ("stats 3w", "stats window '3w': use one of 24h"),
         ("route billing #x --canary 150%", "canary share '150%': give a percentage between 1% and 99%"),

@@ -66,11 +66,20 @@ async def route(args: list[str], resolve: Resolver) -> Change:
     return Change(f"route {skill} → #{name}", build)
 
 
+def _matchable(*keywords: str) -> None:
+    """A keyword with no letter or digit ('€', '👍') tokenises to nothing: it matched every emoji-only or
+    non-Latin message before, and matches nothing now, so it is refused rather than stored as a dead rule."""
+    dead = [k for k in keywords if not any(c.isalnum() for c in k)]
+    if dead:
+        raise UsageError(f"a keyword needs a letter or digit (in any script): {', '.join(map(repr, dead))}")
+
+
 async def skill(args: list[str], resolve: Resolver) -> Change:
     _need(args, 2, "skill add|remove <skill> [keywords...]")
     op, name, words = args[0].lower(), args[1].lower(), [w.strip().lower() for w in args[2:] if w.strip()]
     if op == "add":
         _skill_name(name)
+        _matchable(*words)
         def add(p: Policy) -> Policy:
             skills = _skills(p)
             if name not in skills:
@@ -108,6 +117,8 @@ async def keyword(args: list[str], resolve: Resolver) -> Change:
     op, phrase, target = args[0].lower(), args[1].strip().lower(), args[2].lower()
     if op not in ("add", "remove") or not phrase:
         raise UsageError(f"usage: {usage}")
+    if op == "add":
+        _matchable(phrase)
 
     def edit(existing: list[str]) -> list[str]:
         if op == "add":
