@@ -62,6 +62,11 @@ def effects(conversation_id: str) -> str:
     return f"{PREFIX}conv:{conversation_id}:effects"
 
 
+def resolves(conversation_id: str) -> str:
+    """How many times agents resolved it (`DeskOps.resolves`): a Resolve form opened before the last one is stale."""
+    return f"{PREFIX}conv:{conversation_id}:resolves"
+
+
 def lease(partition: int) -> str:
     return f"{PREFIX}lease:{partition}"
 

@@ -21,8 +21,8 @@ from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
 
 from gateway import csat, keys
-from gateway.desk_ops import DeskOps, Result
-from gateway.domain import ChannelKind
+from gateway.desk_ops import ALREADY_RESOLVED, DeskOps, Result
+from gateway.domain import ChannelKind, Conversation, ConversationState
 from gateway.ports import AsksRating, CustomerChannel
 from gateway.redis_conn import as_str
 from gateway.store import ConversationStore
@@ -90,12 +90,23 @@ def _clock() -> str:
 
 async def _refuse(client: AsyncWebClient, body: dict[str, Any], text: str) -> None:
     channel = (body.get("channel") or {}).get("id") or (body.get("container") or {}).get("channel_id")
-    user = (body.get("user") or {}).get("id")
+    await _tell(client, channel, (body.get("user") or {}).get("id"), text)
+
+
+async def _tell(client: AsyncWebClient, channel: str | None, user: str | None, text: str) -> None:
     if channel and user:
         try:
             await client.chat_postEphemeral(channel=channel, user=user, text=text)
         except SlackApiError as exc:  # the refusal itself is logged; a failed notice must not 500
             log.warning("ephemeral_failed", user=user, error=exc.response.get("error"))
+
+
+def _rating_request(conv: Conversation) -> str:
+    """One id per resolve: a retry of this resolve asks once, while the next resolve of a reopened conversation
+    asks again (one id per conversation was swallowed by the web chat's 30-day dedupe, so the widget never
+    showed the second prompt while the rating was marked as asked)."""
+    at = conv.resolved_at.strftime("%Y%m%dT%H%M%S%f") if conv.resolved_at else str(conv.version)
+    return f"resolve-{conv.id}-{at}"
 
 
 Handler = Callable[[DeskContext, str, str, dict[str, Any], AsyncWebClient], Awaitable[None]]
@@ -120,10 +131,11 @@ async def _resolve_open(
     ctx: DeskContext, conv_id: str, user: str, body: dict[str, Any], client: AsyncWebClient
 ) -> None:
     conv = await ctx.store.load(conv_id)
-    if conv is None:
-        await _refuse(client, body, "That conversation no longer exists.")
+    if conv is None or conv.state is ConversationState.RESOLVED:
+        await _refuse(client, body, "That conversation no longer exists." if conv is None else ALREADY_RESOLVED)
         return
-    await client.views_open(trigger_id=body["trigger_id"], view=modals.resolve_view(conv, ctx.desk.skills))
+    view = modals.resolve_view(conv, ctx.desk.skills, await ctx.ops.resolves(conv_id))
+    await client.views_open(trigger_id=body["trigger_id"], view=view)
 
 
 async def _after(
@@ -181,21 +193,30 @@ def register(bolt: AsyncApp, ctx: DeskContext) -> None:
         if errors:
             await ack(response_action="errors", errors=errors)
             return
+        # Answered in the form while it is still open; `resolve` checks again, for a change in between.
+        stale = await ctx.ops.resolve_refusal(form.conversation_id, form.resolves)
+        if stale:
+            await ack(response_action="errors", errors={"skill": stale})
+            return
         await ack()
         if not await ctx.is_agent(user, client):
             return
         result = await ctx.ops.resolve(form.conversation_id, user, skill=form.skill, urgency=form.urgency,
-                                       mood=form.mood, note=form.note, csat=None)
+                                       mood=form.mood, note=form.note, csat=None, seen_resolves=form.resolves)
         if not result.ok or result.conversation is None:
+            # The form has closed: a view submission has no channel of its own, the card's is where they look.
+            current = await ctx.store.load(form.conversation_id) or result.conversation
+            await _tell(client, current.slack_channel if current else None, user, result.message)
             return
+        request = _rating_request(result.conversation)
         conv = await ctx.store.load(form.conversation_id) or result.conversation  # the card may have moved
         await ctx.desk.update_card(conv, f"✅ Resolved by <@{user}> · {_clock()} · {form.skill}")
         text = "Your conversation has been resolved. Reply any time if you need more help."
         channel = ctx.channels.get(conv.customer.channel)
         if form.ask_csat:  # a rating counts only while one is asked for, and once
-            await csat.ask(ctx.redis, conv.id, f"resolve-{conv.id}")
+            await csat.ask(ctx.redis, conv.id, request)
         if form.ask_csat and isinstance(channel, AsksRating):
-            await channel.ask_rating(conv, f"resolve-{conv.id}")
+            await channel.ask_rating(conv, request)
         elif form.ask_csat:
             text += " How did we do? Reply with a number from 1 (poor) to 5 (great)."
         await queue_reply(ctx, conv, text, "Support", f"resolve-{conv.id}-{int(time.time())}", kind="notify")

@@ -34,16 +34,19 @@ def _select(block_id: str, label: str, options: list[dict[str, Any]], initial: d
     return block
 
 
-def resolve_view(conv: Conversation, skills: Sequence[str]) -> dict[str, Any]:
+def resolve_view(conv: Conversation, skills: Sequence[str], resolves: int = 0) -> dict[str, Any]:
     """Urgency and mood start empty. Prefilled with the models' own guesses, a resolve the agent did not
     touch taught the learners what they already believed; only what the agent picks is a label. The skill
-    starts at the routed one: the agent handled it there without transferring it, which is evidence."""
+    starts at the routed one: the agent handled it there without transferring it, which is evidence.
+
+    `resolves` (`DeskOps.resolves`) goes back with the submit, so a form opened before someone else resolved
+    the conversation and the customer reopened it cannot close the customer's new question."""
     skill_opts = [_option(s, s) for s in skills] or [_option(conv.skill or "general", conv.skill or "general")]
     current = next((o for o in skill_opts if o["value"] == conv.skill), skill_opts[0])
     return {
         "type": "modal",
         "callback_id": "sb_resolve",
-        "private_metadata": json.dumps({"conversation_id": conv.id}),
+        "private_metadata": json.dumps({"conversation_id": conv.id, "resolves": resolves}),
         "title": {"type": "plain_text", "text": "Resolve conversation"},
         "submit": {"type": "plain_text", "text": "Resolve"},
         "close": {"type": "plain_text", "text": "Cancel"},
@@ -69,6 +72,8 @@ class ResolveForm(BaseModel):
     mood: str | None
     note: str = ""
     ask_csat: bool = True
+    resolves: int | None = None
+    """What the form was opened at; None from a form opened before it carried one (not checked)."""
 
 
 def parse_resolve(view: dict[str, Any]) -> tuple[ResolveForm, dict[str, str]]:
@@ -86,9 +91,11 @@ def parse_resolve(view: dict[str, Any]) -> tuple[ResolveForm, dict[str, str]]:
         errors["skill"] = "Choose the skill this conversation really needed."
     urgency = picked("urgency")
     mood = picked("mood")
+    resolves = meta.get("resolves")
     form = ResolveForm.model_construct(
         conversation_id=str(meta.get("conversation_id", "")), skill=skill,
         urgency=URGENCY.get(urgency or "", None), mood=mood if mood in MOODS else None,
         note=(picked("note") or "")[:2000], ask_csat=picked("csat") != "no",
+        resolves=resolves if isinstance(resolves, int) and not isinstance(resolves, bool) else None,
     )
     return form, errors
