@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import time
 from datetime import UTC, datetime
+from functools import partial
 
 from gateway.policy_store import CANDIDATE
 from tests.harness import Gateway, eventually
@@ -30,7 +31,7 @@ async def test_the_ladder_counts_the_arm_s_business_hours(cmd_gw: Gateway) -> No
                                                   "text": "I was charged twice on my invoice, I want a human"})
         assert status == 202
         conv_id = body["conversation_id"]
-        pending = await eventually(lambda cid=conv_id: cmd_gw.rt.sla.scheduler.pending(cid))
+        pending = await eventually(partial(cmd_gw.rt.sla.scheduler.pending, conv_id))
         if (await cmd_gw.rt.policies.arms(canary.id))[conv_id] == CANDIDATE:
             break
     # Live hours would put the first step minutes away; the arm's desk opens two days or more from now.
