@@ -186,18 +186,6 @@ class DeskOps:
         await self.audit("release", user, conversation_id)
         return Result(True, "released", result.conversation)
 
-    def _outcome(self, conv: Conversation, kind: str, user: str, **labels: object) -> Outcome:
-        return Outcome.model_validate(
-            {
-                "conversation_id": conv.id,
-                "kind": kind,
-                "text": "\n".join(m.text for m in conv.inbound[-5:]),
-                "agent": user,
-                "predicted": conv.scores.model_dump(mode="json") if conv.scores else {},
-                **labels,
-            }
-        )
-
     async def transfer(self, conversation_id: str, user: str, skill: str) -> Result:
         """Re-skill the conversation now and queue its move to the new skill's channel.
 
@@ -224,10 +212,9 @@ class DeskOps:
             # corrected at resolve): nothing to post, and the queued move finds itself overtaken.
             conv.moving_ref = None if conv.decision.skill == skill else new_id("xfer")
             conv.skill, conv.claimed_by, conv.state = skill, None, ConversationState.WAITING
-            if conv.moving_ref is None:
-                return ("skill", "claimed_by", "state", "moving_ref")
-            conv.taught_skill = skill  # by the outcome published below
-            return ("skill", "claimed_by", "state", "moving_ref", "taught_skill")
+            # No label yet: the move teaches "misrouted: really <skill>" when it lands (`gateway.transfers`).
+            # Taught at the click, a move the agent took back before it landed left that label in the learner.
+            return ("skill", "claimed_by", "state", "moving_ref")
 
         def move(conv: Conversation, seen: Conversation) -> dict[str, str] | None:
             if conv.moving_ref is None:
@@ -239,11 +226,6 @@ class DeskOps:
         if not result.ok or result.conversation is None or result.before is None:
             return result
         conv, previous = result.conversation, result.before.skill
-        if conv.moving_ref is not None:  # taking a pending move back says nothing about where it belongs
-            await publish_outcome(
-                self.redis,
-                self._outcome(conv, "transferred", user, final_skill=skill, correction=f"misrouted: really {skill}"),
-            )
         await self._replan(conv)
         await self.audit("transfer", user, conversation_id, from_skill=previous, to_skill=skill)
         return Result(True, f"transferred from {previous} to {skill}", conv)
@@ -281,7 +263,7 @@ class DeskOps:
         final = skill or conv.skill
         await publish_outcome(
             self.redis,
-            self._outcome(conv, "resolved", user, final_skill=final, urgency=urgency, mood=mood, csat=csat,
+            agent_outcome(conv, "resolved", user, final_skill=final, urgency=urgency, mood=mood, csat=csat,
                           skill_taught=final is not None and final == taught),
         )
         await self._replan(conv)
@@ -302,3 +284,17 @@ class DeskOps:
         await self._replan(result.conversation)
         await self.audit("to_bot", user, conversation_id)
         return Result(True, "handed back to the bot", result.conversation)
+
+
+def agent_outcome(conv: Conversation, kind: str, user: str, **labels: object) -> Outcome:
+    """A label from an agent's action, paired with the text and scores the routing was judged on."""
+    return Outcome.model_validate(
+        {
+            "conversation_id": conv.id,
+            "kind": kind,
+            "text": "\n".join(m.text for m in conv.inbound[-5:]),
+            "agent": user,
+            "predicted": conv.scores.model_dump(mode="json") if conv.scores else {},
+            **labels,
+        }
+    )

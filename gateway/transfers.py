@@ -16,9 +16,11 @@ import structlog
 from redis.exceptions import WatchError
 
 from gateway import keys
-from gateway.domain import Conversation, ConversationState, RouteKind
+from gateway.desk_ops import agent_outcome
+from gateway.domain import Conversation, ConversationState, Outcome, RouteKind
 from gateway.effects import Effects
 from gateway.streams import Ack, delivery
+from learners.outcomes import stage_outcome
 
 if TYPE_CHECKING:
     from gateway.pipeline import Pipeline
@@ -75,15 +77,18 @@ async def move_card(p: Pipeline, fields: Mapping[str, str], ack: Ack | None) -> 
     result, _ = await effects.once(tag, post, find, deferred=True)
     new_channel, new_ts = result.split("|", 1)
     read_card = (conv.slack_channel, conv.card_ts)
+    label = agent_outcome(conv, "transferred", fields.get("user", ""), final_skill=skill,
+                          correction=f"misrouted: really {skill}")
     conv.decision, conv.slack_channel, conv.card_ts, conv.moving_ref = decision, new_channel, new_ts, None
-    if await _commit(p, conv, skill, effects, ack, read_card, by):
+    conv.taught_skill = skill  # by `label`, published with the move: a resolve to this skill teaches nothing more
+    if await _commit(p, conv, skill, effects, ack, read_card, by, label):
         log.info("conversation_transferred", conversation_id=conv.id, skill=skill, channel=channel, ts=new_ts)
     else:
         log.info("transfer_overtaken_while_posting", conversation_id=conv.id, transfer=ref, ts=new_ts)
 
 
 async def _commit(p: Pipeline, conv: Conversation, skill: str, effects: Effects, ack: Ack | None,
-                  read_card: tuple[str | None, str | None], by: str) -> bool:
+                  read_card: tuple[str | None, str | None], by: str, label: Outcome) -> bool:
     """Point the conversation at its new card and queue the old card's retirement, under WATCH: a resolve,
     a later transfer or the bot taking over while the card was being posted wins, and then the new card
     is the one retired. Either way the post's result and the stream ack are written, so it is not redone.
@@ -101,7 +106,8 @@ async def _commit(p: Pipeline, conv: Conversation, skill: str, effects: Effects,
                 pipe.multi()
                 at = -1
                 if stored is not None and won:
-                    at = p.store.stage_save(pipe, conv, *CARD_FIELDS)
+                    at = p.store.stage_save(pipe, conv, *CARD_FIELDS, "taught_skill")
+                    stage_outcome(pipe, label)  # exactly once, with the ack: only a move that lands teaches
                     p.store.stage_card(pipe, conv)
                     for card in sorted({read_card, (stored.slack_channel, stored.card_ts)} - {new}, key=str):
                         if card[1]:

@@ -261,7 +261,7 @@ async def test_transferring_back_before_the_move_lands_keeps_the_card_where_it_i
     conv = await gw.rt.store.load(conv_id)
     assert conv is not None and conv.skill == "billing" and conv.card_ts == card["ts"]
     assert conv.moving_ref is None and _live(gw, "support-billing", card["ts"])
-    assert len(await _transferred_outcomes(redis, conv_id)) == 1  # taking it back is no "misrouted" label
+    assert await _transferred_outcomes(redis, conv_id) == []  # a move taken back before it landed teaches nothing
     # Nothing pending any more: technical can be chosen again, and this time it moves.
     assert (await gw.rt.ops.transfer(conv_id, "U0ALICE", "technical")).ok
     await eventually(lambda: cards(gw.slack, "support-technical"))
@@ -355,11 +355,34 @@ async def test_retiring_a_card_deleted_in_slack_does_not_hold_up_the_customer(gw
     assert await gw.rt.redis.xlen("sb:dead") == 0
 
 
+async def _landed(gw: Gateway, conv_id: str) -> None:
+    """The move is carried out (its label published with it)."""
+
+    async def moved() -> bool:
+        conv = await gw.rt.store.load(conv_id)
+        return conv is not None and conv.moving_ref is None and conv.taught_skill is not None
+
+    await eventually(moved)
+
+
+async def test_a_resolve_before_the_move_lands_teaches_its_own_skill_once(gw: Gateway, redis: aioredis.Redis) -> None:
+    """The move is overtaken and posts nothing, so it teaches nothing either: the resolve is the one label."""
+    conv_id, _, _ = await new_card(gw)
+    await gw.stop_worker()
+    assert (await gw.rt.ops.transfer(conv_id, "U0ALICE", "technical")).ok
+    assert (await gw.rt.ops.resolve(conv_id, "U0ALICE", skill="technical", urgency=None, mood=None)).ok
+    gw.start_worker()
+    assert await eventually(lambda: _drained(gw, redis))
+    published = [Outcome.model_validate(o) for o in await outcomes(redis) if o["conversation_id"] == conv_id]
+    assert [(o.kind, o.final_skill, o.skill_taught) for o in published] == [("resolved", "technical", False)]
+
+
 async def test_a_resolve_confirming_a_transfer_teaches_the_skill_once(gw: Gateway, redis: aioredis.Redis) -> None:
     """The transfer said "misrouted: really technical"; a resolve as technical said it again, so the skill
     learner took two labels from one conversation. A resolve naming another skill still teaches it."""
     conv_id, _, _ = await new_card(gw)
     assert (await gw.rt.ops.transfer(conv_id, "U0ALICE", "technical")).ok
+    await _landed(gw, conv_id)
     assert (await gw.rt.ops.resolve(conv_id, "U0ALICE", skill="technical", urgency=None, mood=None)).ok
     published = [Outcome.model_validate(o) for o in await outcomes(redis) if o["conversation_id"] == conv_id]
     assert [(o.kind, o.final_skill, o.skill_taught) for o in published] == [
@@ -368,6 +391,7 @@ async def test_a_resolve_confirming_a_transfer_teaches_the_skill_once(gw: Gatewa
 
     other, _, _ = await new_card(gw, customer="cust-other")
     assert (await gw.rt.ops.transfer(other, "U0ALICE", "technical")).ok
+    await _landed(gw, other)
     assert (await gw.rt.ops.resolve(other, "U0ALICE", skill="account", urgency=None, mood=None)).ok
     (resolved,) = [Outcome.model_validate(o) for o in await outcomes(redis)
                    if o["conversation_id"] == other and o["kind"] == "resolved"]
@@ -380,6 +404,7 @@ async def test_a_reopened_episode_resolved_under_the_transferred_skill_teaches_i
     conversation (a reopen with a new problem) was marked taught and taught nothing."""
     conv_id, _, _ = await new_card(gw)
     assert (await gw.rt.ops.transfer(conv_id, "U0ALICE", "technical")).ok
+    await _landed(gw, conv_id)
     assert (await gw.rt.ops.resolve(conv_id, "U0ALICE", skill="technical", urgency=None, mood=None)).ok
     await gw.post_message({"customer_id": "c-1", "message_id": "c-1-m2", "text": "the app crashes on login now"})
 
