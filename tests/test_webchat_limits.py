@@ -20,6 +20,7 @@ import jsonschema
 import pytest
 import redis.asyncio as aioredis
 import yaml
+from structlog.testing import capture_logs
 
 from integrations.webchat.clientip import client_address
 from tests.harness import eventually
@@ -118,6 +119,18 @@ async def test_the_session_429_body_is_the_documented_error(redis: aioredis.Redi
         status, body, _ = await post_session(chat)
     assert status == 429 and "retry_after" not in error["required"]
     jsonschema.validate(body, {**error, "additionalProperties": False})  # every field sent is documented
+
+
+async def test_a_flood_of_refused_sessions_is_one_warning_not_one_per_request(redis: aioredis.Redis) -> None:
+    await fresh_window(WINDOW_S)
+    with capture_logs() as logs:
+        async with started(redis, session_rate=1, session_window_s=WINDOW_S) as chat:
+            assert (await chat.session())["_status"] == 200
+            assert {(await post_session(chat))[0] for _ in range(20)} == {429}
+    warned = [e for e in logs if e["event"] == "webchat_session_rate_limited"]
+    summed = [e for e in logs if e["event"] == "webchat_sessions_rate_limited"]
+    assert len(warned) == 1 and warned[0]["client"] == "127.0.0.1"
+    assert [e["counts"] for e in summed] == [{"session": 19}]  # the rest, counted when the process stops
 
 
 async def test_forwarded_for_names_the_client_only_behind_trusted_proxies(redis: aioredis.Redis) -> None:

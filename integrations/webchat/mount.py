@@ -65,6 +65,7 @@ def setup(
     app.router.add_route("OPTIONS", "/webchat/session", sessions.preflight)
     app.router.add_get("/webchat/ws", sockets.handle)
     app.on_shutdown.append(sockets.close_all)
+    app.on_shutdown.append(sessions.close)
     log.info("webchat_mounted", origins=sorted(policy.allowed) or ["<own origin>"],
              identity=config.identity_secret is not None, trusted_proxies=config.trusted_proxies,
              trusted_proxy_nets=config.trusted_proxy_nets)

@@ -25,6 +25,7 @@ from integrations.webchat.clientip import ClientAddress
 from integrations.webchat.config import WebchatConfig
 from integrations.webchat.limits import WindowRate, session_key
 from integrations.webchat.origins import OriginPolicy
+from integrations.webchat.refusals import REFUSAL_LOG_S, SampledWarning
 
 log = structlog.get_logger(__name__)
 
@@ -90,6 +91,12 @@ class SessionEndpoint:
         self.policy = policy
         self.client = client
         self.rate = WindowRate(redis, session_key, config.session_rate, config.session_window_s)
+        # Sampled: a script hammering the endpoint was one warning line per refused request.
+        self.rate_limited = SampledWarning("webchat_session_rate_limited", "webchat_sessions_rate_limited",
+                                           REFUSAL_LOG_S)
+
+    async def close(self, app: web.Application) -> None:
+        self.rate_limited.close()
 
     async def preflight(self, request: web.Request) -> web.Response:
         headers = cors_headers(request, self.policy)
@@ -155,7 +162,7 @@ class SessionEndpoint:
             return _unavailable(exc, headers)
         if not wait:
             return None
-        log.warning("webchat_session_rate_limited", client=client, retry_after=wait)
+        self.rate_limited("session", client=client, retry_after=wait)
         resp = _error(429, "too_many_sessions", f"too many chat sessions from this address; retry in {wait} s",
                       headers, retry_after=wait)
         resp.headers["Retry-After"] = str(wait)
