@@ -34,6 +34,8 @@ TOLD = {
                 "again, or " + REPLAY_HINT + ".",
     "agent_reply": "❌ A reply did not reach the customer ({error}) and is parked; it is marked ❌. Send it again "
                    "(in shorter parts if it was too long), or " + REPLAY_HINT + ".",
+    "notify": "❌ Our notice to the customer (that this conversation is resolved) did not reach them ({error}) and "
+              "is parked; tell them another way, or " + REPLAY_HINT + ".",
 }
 """What the card's thread is told when an entry of that kind is parked. A reply the customer's channel would
 not take is told by `gateway.outbound` as it gives up; one parked for a failure of its own (a bug, a reply

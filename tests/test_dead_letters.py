@@ -14,7 +14,7 @@ import redis.asyncio as aioredis
 from gateway import dead_letters, keys
 from gateway.store import ConversationStore
 from gateway.worker import MAX_ATTEMPTS
-from tests.harness import Gateway, cards, eventually
+from tests.harness import Gateway, cards, eventually, stored_card
 from tests.test_commands_support import Slash, commands_gateway
 
 
@@ -93,6 +93,23 @@ async def test_a_parked_transfer_or_follow_up_is_told_in_the_thread_and_the_tran
     (note,) = await eventually(told, timeout=40)
     assert "dead replay" in note and "Slack answered" in note
     assert await redis.xlen(keys.DEAD) == 2
+
+
+async def test_a_parked_resolve_notice_is_told_in_the_thread(gw: Gateway, redis: aioredis.Redis) -> None:
+    """Only agent replies, follow-ups and transfers were told: a notice that could not go out left the agent
+    believing the customer had been told the conversation was resolved."""
+    status, _ = await gw.post_message({"customer_id": "dl-3", "message_id": "m1",
+                                          "text": "I was charged twice on my invoice"})
+    assert status == 202
+    card, conv_id = await stored_card(gw, "support-billing")
+    conv = await gw.rt.store.load(conv_id)
+    assert conv is not None
+    await gw.rt.store.enqueue(conv, {"kind": "notify", "text": "x" * 5000, "author": "Support", "ref": "n-1"})
+    billing = gw.slack.channel_id("support-billing")
+    (note,) = await eventually(lambda: [m["text"] for m in gw.slack.replies(billing, card["ts"])[1:]
+                                        if "Our notice to the customer" in m.get("text", "")])
+    assert "5,000 characters" in note and "dead replay" in note
+    assert await redis.xlen(keys.DEAD) == 1
 
 
 def test_the_thread_line_escapes_whatever_the_error_quotes() -> None:
