@@ -12,7 +12,7 @@ import structlog
 from pydantic import ValidationError
 
 from gateway import dead_letters, keys
-from gateway.domain import AGENT_REPLY, NOTICE, Direction, Message
+from gateway.domain import AGENT_REPLY, NOTICE, ConversationState, Direction, Message
 from gateway.effects import Effects
 from gateway.retries import MAX_ATTEMPTS
 from gateway.store import ConversationStore
@@ -68,6 +68,8 @@ async def deliver(p: Pipeline, fields: Mapping[str, str]) -> None:
     result, _ = await effects.once(f"out:{ref}", lambda: p._send(conv, message), never_found)
     if result == "delivered":
         await p._replan(conv)
+        if conv.state is ConversationState.RESOLVED and fields.get("kind") == "agent_reply":
+            await p.store.extend_closed(conv)
         if fields.get("slack_ts"):
             await effects.once(f"delivered:{ref}", lambda: _mark(p, fields, "white_check_mark"), never_found)
         log.info("reply_delivered", conversation_id=conv.id, ref=ref)

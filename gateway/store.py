@@ -353,6 +353,12 @@ class ConversationStore:
     async def mark_closed(self, conv: Conversation) -> None:
         await self.redis.set(keys.closed(conv.id), int(utcnow().timestamp()))
 
+    async def extend_closed(self, conv: Conversation) -> None:
+        """An agent's afterthought reached the customer after the resolve: the reopen window counts from it, so
+        their answer to it on day 8 of a conversation resolved on day 1 lands here, not in a new one. Only a
+        marker still there (XX): one the customer's reopen removed meanwhile must not come back."""
+        await self.redis.set(keys.closed(conv.id), int(utcnow().timestamp()), xx=True)
+
     async def mark_open(self, conv: Conversation) -> None:
         """Reopened: the reopen window counts from its next resolve. A marker left from the first resolve
         split a conversation reopened on day 6 in two when the customer wrote again on day 8."""

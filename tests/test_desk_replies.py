@@ -192,11 +192,16 @@ async def test_the_agent_who_worked_it_can_still_reply_after_resolve_and_it_stay
 ) -> None:
     conv_id, card, channel = await claimed_card(gw)
     assert (await gw.rt.ops.resolve(conv_id, "U0ALICE", skill="billing", urgency=None, mood=None)).ok
+    six_days_ago = int(time.time()) - 6 * 86400
+    await gw.rt.redis.set(keys.closed(conv_id), six_days_ago)  # resolved on day 1, the afterthought on day 7
     await sender(gw).message("U0ALICE", channel, "Oh, and your tracking number is X123", thread_ts=card["ts"])
     received = await eventually(lambda: callback.received)
     assert [r["text"] for r in received] == ["Oh, and your tracking number is X123"]
     conv = await gw.rt.store.load(conv_id)
     assert conv is not None and conv.state.value == "resolved" and await gw.rt.ops.holder(conv_id) is None
+    # The reopen window counts from the afterthought: the customer's answer to it on day 8 reopens this one.
+    closed = await eventually(lambda: _closed_after(gw, conv_id, six_days_ago))
+    assert closed is not None and closed >= time.time() - 60
 
     # Another agent is told the truth: Claim is refused on a resolved conversation, so "claim first" was not.
     await sender(gw).message("U0BOB", channel, "me too", thread_ts=card["ts"])
@@ -204,6 +209,11 @@ async def test_the_agent_who_worked_it_can_still_reply_after_resolve_and_it_stay
     assert "resolved" in line and "<@U0ALICE>" in line and "Claim" not in line
     await asyncio.sleep(0.3)
     assert len(callback.received) == 1
+
+
+async def _closed_after(gw: Gateway, conv_id: str, before: int) -> int | None:
+    raw = await gw.rt.redis.get(keys.closed(conv_id))
+    return int(raw) if raw is not None and int(raw) > before else None
 
 
 async def test_with_anyone_can_reply_any_agent_may_reply_after_resolve(gw: Gateway, callback: Callback,
