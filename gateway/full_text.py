@@ -15,8 +15,9 @@ from gateway.ports import AgentDesk
 log = structlog.get_logger(__name__)
 
 
-async def thread_what_the_card_cut(desk: AgentDesk, conv: Conversation, effects: Effects) -> None:
-    """Once per message, under the same effect name as a follow-up (`msg:<id>`): it is in the thread."""
+async def thread_what_the_card_cut(desk: AgentDesk, conv: Conversation, effects: Effects, card: str = "") -> None:
+    """Once per message and card. Under a routed card the effect is a follow-up's (`msg:<id>`): the message is
+    in that thread either way. A transferred card (`card`: its move's tag) has a thread of its own."""
     for message in desk.cut_in_card(conv):
 
         async def post(whole: Message = message) -> str:
@@ -25,6 +26,6 @@ async def thread_what_the_card_cut(desk: AgentDesk, conv: Conversation, effects:
         async def find(since: float, message_id: str = message.id) -> str | None:
             return await desk.find_in_thread(conv, message_id)
 
-        _, posted = await effects.once(f"msg:{message.id}", post, find)
+        _, posted = await effects.once(f"msg:{message.id}" + (f"@{card}" if card else ""), post, find)
         if posted:
             log.info("full_text_threaded", conversation_id=conv.id, message_id=message.id, chars=len(message.text))

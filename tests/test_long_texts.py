@@ -6,7 +6,7 @@ import json
 
 import redis.asyncio as aioredis
 
-from tests.harness import Gateway, eventually, stored_card
+from tests.harness import Gateway, cards, eventually, stored_card
 
 
 def _thread_texts(gateway: Gateway, card: dict[str, str]) -> list[str]:
@@ -35,3 +35,18 @@ async def test_a_short_message_adds_nothing_to_the_thread(gateway: Gateway) -> N
     await gateway.post_message({"customer_id": "short-1", "message_id": "s1", "text": "charged twice on my invoice"})
     card, _ = await stored_card(gateway, "support-billing")
     assert _thread_texts(gateway, card) == []
+
+
+async def test_a_transferred_card_has_the_full_text_in_its_own_thread(gateway: Gateway) -> None:
+    first = "My invoice shows a charge I do not recognise. " * 20 + "REFERENCE 77-4242"
+    await gateway.post_message({"customer_id": "long-2", "message_id": "t1", "text": first})
+    _, conv_id = await stored_card(gateway, "support-billing")
+    assert (await gateway.rt.ops.transfer(conv_id, "U0ALICE", "technical")).ok
+    (moved,) = await eventually(lambda: cards(gateway.slack, "support-technical"))
+    technical = gateway.slack.channel_id("support-technical")
+
+    def whole() -> list[str]:
+        return [m.get("text", "") for m in gateway.slack.replies(technical, moved["ts"])[1:]
+                if "REFERENCE 77-4242" in m.get("text", "")]
+
+    assert len(await eventually(whole)) == 1
