@@ -46,8 +46,14 @@ def choose_skill(scores: Scores, policy: Policy) -> tuple[str, str]:
         return fallback, f"skill {best} not in policy → {fallback}"
     if conf < policy.thresholds.skill_confidence_floor:
         return fallback, f"skill {best} {conf:.2f} below confidence floor → {fallback}"
-    if conf == runner_up and best != fallback and len(scores.skill) > 1:
-        return fallback, f"skill unclear ({conf:.2f} tie) → {fallback}"
+    if conf == runner_up and len(scores.skill) > 1:
+        # A tie with the catch-all alone is no tie: "I need help with the withdrawal fee" names billing, and
+        # the default skill's generic words ("help", "question") matched one in twelve real messages.
+        specific = [s for s, p in scores.skill.items() if p == conf and s != fallback]
+        if len(specific) == 1 and scores.skill.get(fallback) == conf and specific[0] in policy.skills:
+            return specific[0], f"skill {specific[0]} {conf:.2f} (tied only with {fallback}, the catch-all)"
+        if best != fallback:
+            return fallback, f"skill unclear ({conf:.2f} tie) → {fallback}"
     return best, f"skill {best} {conf:.2f}"
 
 

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from enum import StrEnum
 
 from router.capacity import AgentLoad, suggest_agent
@@ -115,7 +115,11 @@ def _queue_since(state: SlaState) -> float:
 def sla_hours(state: SlaState, policy: Policy) -> BusinessHours | None:
     """The hours the SLA clock runs in; None = around the clock. A skill with an after-hours channel has
     people on it at night, so its clock does not stop."""
-    hours = policy.hours_for(state.skill)
+    return clock_hours(policy, state.skill)
+
+
+def clock_hours(policy: Policy, skill: str) -> BusinessHours | None:
+    hours = policy.hours_for(skill)
     if policy.escalation.clock == "calendar" or hours is None or hours.after_hours_channel:
         return None
     return hours
@@ -208,5 +212,12 @@ def handoff_notice(policy: Policy, skill: str, now: datetime) -> str:
             "I'm passing you to a member of our team. We're closed right now "
             f"({describe(hours, now)}); a person will reply after we open ({describe(hours, back)})."
         )
-    eta = duration(policy.route_for(skill).sla.first_response)
-    return f"I'm passing you to a member of our team; a person will reply within about {eta}."
+    first = policy.route_for(skill).sla.first_response
+    clock = clock_hours(policy, skill)
+    due = add_open_time(clock, now.timestamp(), first)
+    if clock is not None and due > now.timestamp() + first + 60:
+        # Open now but closing before the target: "within about 15m" at 19:58 promised what the SLA clock
+        # (which stops at 20:00) does not, and the reply came the next morning.
+        return ("I'm passing you to a member of our team. We close soon, so a person will reply by "
+                f"{describe(clock, datetime.fromtimestamp(due, UTC))} at the latest.")
+    return f"I'm passing you to a member of our team; a person will reply within about {duration(first)}."

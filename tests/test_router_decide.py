@@ -175,6 +175,18 @@ def test_flat_skill_distribution_falls_back_to_default() -> None:
     assert d.skill == "general" and d.reasons[-1] == "skill unclear (0.20 tie) → general"
 
 
+def test_a_tie_with_the_catch_all_alone_goes_to_the_specific_skill() -> None:
+    """"I need help with the withdrawal fee": billing's "fee" and general's "help" tied, and it went to general."""
+    tied = {s: 0.1 for s in POLICY.skills} | {"billing": 0.3, "general": 0.3}
+    d = decide(conv("I need help with the withdrawal fee"), Scores(sentiment=0, urgency=0.1, skill=tied,
+                                                                   automation_success=0.2), POLICY)
+    assert d.skill == "billing" and "tied only with general, the catch-all" in d.reasons[-1]
+    three = tied | {"technical": 0.3}  # two specific skills tied: still unclear
+    d = decide(conv("help with the fee for the app"), Scores(sentiment=0, urgency=0.1, skill=three,
+                                                             automation_success=0.2), POLICY)
+    assert d.skill == "general" and d.reasons[-1].startswith("skill unclear")
+
+
 def test_now_defaults_to_last_message_time() -> None:
     policy = POLICY.with_changes(business_hours={"timezone": "UTC", "open": "09:00", "close": "17:00"})
     c = conv("I want a human", at=SATURDAY)

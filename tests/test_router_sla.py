@@ -118,6 +118,11 @@ def test_business_hours_overnight_and_next_open() -> None:
     assert next_open(day, sat) == datetime(2026, 11, 30, 7, 0, tzinfo=UTC)  # Monday 08:00 Berlin
     assert "we open (Mon 08:00 Europe/Berlin)" in handoff_notice(POLICY, "billing", sat)
     assert handoff_notice(POLICY, "billing", datetime(2026, 11, 25, 10, tzinfo=UTC)).endswith("within about 10m.")
+    # Two minutes before closing (Wed 19:58 Berlin), a 10-minute target on business time is met on Thursday
+    # morning, not "in 10m"; on the calendar clock (POLICY here) it is 10 minutes.
+    closing = handoff_notice(DEFAULT, "billing", datetime(2026, 11, 25, 18, 58, tzinfo=UTC))
+    assert closing.endswith("by Thu 08:08 Europe/Berlin at the latest."), closing
+    assert handoff_notice(POLICY, "billing", datetime(2026, 11, 25, 18, 58, tzinfo=UTC)).endswith("within about 10m.")
 
 
 def test_invalid_policy_values_are_refused(tmp_path) -> None:
