@@ -49,12 +49,31 @@ POSITIVE = frozenset(
     "thanks thank great love awesome perfect happy excellent good helpful appreciate amazing nice "
     "wonderful fantastic resolved works glad pleased".split()
 )
-NEGATIVE = frozenset(
+EMOTIONAL = frozenset(
     "angry furious terrible awful horrible worst hate unacceptable ridiculous disappointed annoyed "
-    "frustrated frustrating useless broken bad poor scam fraud never waste wasted rude upset "
-    "disgusting pathetic incompetent wrong delayed cancelled stuck lost".split()
+    "frustrated frustrating useless bad poor scam waste wasted rude upset disgusting pathetic incompetent "
+    "sucks suck joke nightmare ruined unhappy screwed disgrace shameful outrageous appalling appalled livid "
+    "horrid horrific rudest".split()
 )
+"""Words that say how the customer feels about us: one of them is enough to read as frustrated."""
+DESCRIPTIVE = frozenset("wrong lost cancelled canceled never stuck delayed broken fraud failed fails fail".split())
+"""Words that say what went wrong, which calm customers use as much as angry ones ('I lost my card',
+'my payment failed'): at full weight one of them alone put a third of airline-neutral and most banking
+messages under the floor, so they count half an emotional word: it takes two negative signals to flag."""
+PROFANITY = frozenset(
+    "fuck fucking fucked fuckin fucken fck fcking shit shitty bullshit crap crappy damn damned goddamn "
+    "goddamned bloody hell ass asshole bitch bastard piss pissed wtf".split()
+)
+"""Swearing at support is the clearest anger signal there is and the scorer used to read it as neutral,
+so a profane refund request went to the bot; it outweighs a polite word or two ('thanks, but this is shit')."""
+NEGATIVE = EMOTIONAL | DESCRIPTIVE | PROFANITY
+WEIGHTS = {**dict.fromkeys(DESCRIPTIVE, 0.5), **dict.fromkeys(EMOTIONAL, 1.0), **dict.fromkeys(PROFANITY, 2.0)}
+"""Negative weight per word; the tanh(score / 2) squash puts one emotional word (1.0) at -0.46, just under
+the default -0.4 floor, and one descriptive word (0.5) at -0.24, above it until a second one or a '!' joins."""
 NEGATORS = frozenset("not no never don't doesn't didn't isn't wasn't can't cannot won't".split())
+SECURITY = 0.7
+"""A stolen card or a hacked account is P1 for any support team: the word alone reaches the default 0.8
+urgent threshold (0.1 baseline + 0.7), because every minute the customer waits the damage can grow."""
 URGENT_CUES = {
     "urgent": 0.5,
     "urgently": 0.5,
@@ -67,9 +86,6 @@ URGENT_CUES = {
     "down": 0.2,
     "critical": 0.5,
     "deadline": 0.3,
-    "stolen": 0.55,
-    "fraud": 0.5,
-    "hacked": 0.55,
     "locked": 0.3,
     "blocked": 0.3,
     "charged": 0.15,
@@ -79,6 +95,11 @@ URGENT_CUES = {
     "unacceptable": 0.3,
     "still": 0.15,
     "again": 0.1,
+    **dict.fromkeys(
+        "stolen stole theft hacked hacker hackers hijacked breach breached leaked unauthorised unauthorized "
+        "fraud fraudulent compromised phishing".split(),
+        SECURITY,
+    ),
 }
 
 
@@ -95,25 +116,43 @@ def words(text: str) -> list[str]:
 
 
 def sentiment(text: str) -> float:
-    """Lexicon polarity in [-1, 1] with one-word negation; shouting pushes it down."""
+    """Lexicon polarity in [-1, 1] with one-word negation; shouting pushes an already negative text down.
+
+    '!' only deepens a negative text: enthusiasm ('Best airline around, hands down!') and plain impatience
+    ('Where is my order!!') are not frustration, and used to land under the floor on '!' alone.
+    """
     toks = words(text)
     score = 0.0
     for i, tok in enumerate(toks):
-        polarity = 1.0 if tok in POSITIVE else -1.0 if tok in NEGATIVE else 0.0
+        polarity = 1.0 if tok in POSITIVE else -WEIGHTS.get(tok, 0.0)
         if polarity and i and toks[i - 1] in NEGATORS:
             polarity = -polarity * 0.7
         score += polarity
-    score -= 0.5 * min(text.count("!"), 4) * (1 if score <= 0 else 0)
+    if score < 0:
+        score -= 0.5 * min(text.count("!"), 4)
     return math.tanh(score / 2.0)
 
 
-def urgency(text: str) -> float:
-    toks = words(text)
-    raw = sum(URGENT_CUES.get(t, 0.0) for t in toks)
-    raw += 0.1 * min(text.count("!"), 3)
-    letters = [c for c in text if c.isalpha()]
+def _line_urgency(line: str) -> float:
+    toks = words(line)
+    cues = {t for i, t in enumerate(toks) if t in URGENT_CUES and not (i and toks[i - 1] in NEGATORS)}
+    raw = sum(URGENT_CUES[t] for t in cues)
+    raw += 0.1 * min(line.count("!"), 3)
+    letters = [c for c in line if c.isalpha()]
     if len(letters) >= 12 and sum(c.isupper() for c in letters) / len(letters) > 0.6:
         raw += 0.3
+    return raw
+
+
+def urgency(text: str) -> float:
+    """Cue-word urgency in [0.1, 1]: the most urgent line, each distinct cue counted once.
+
+    The pipeline scores the last five customer messages joined by newlines, so a sum over the text made
+    five polite follow-ups ('any news today?') P1, and one sentence pasted twice doubled its score. The
+    latest messages still count: an earlier 'my card was stolen' keeps the conversation urgent. A negated
+    cue ('not urgent') does not count.
+    """
+    raw = max((_line_urgency(line) for line in text.splitlines()), default=0.0)
     return round(min(1.0, 0.1 + raw), 4)
 
 
@@ -156,14 +195,29 @@ def skill_distribution(text: str, skills: SkillSeeds) -> dict[str, float]:
     return {name: round(v / total, 4) for name, v in exps.items()}
 
 
+CLEAR_CONF = 0.528
+"""Skill confidence of one seed-keyword hit among the default five skills (softmax of HIT_LOGIT)."""
+
+
 def automation_success(text: str, mood: float, urgent: float, skill_conf: float) -> float:
-    """Prior chance the bot can finish alone: short, calm, clearly-topical questions do best."""
-    n = len(words(text))
-    p = 0.55 + 0.2 * (skill_conf - 0.5)
-    p += 0.1 if "?" in text else 0.0
-    p -= 0.15 if n > 60 else 0.0
+    """Prior chance the bot can finish alone: short, calm, clearly-topical messages do best.
+
+    Anchored so a calm short message with one clear skill keyword ('I want a refund') scores ~0.65, above
+    the default 0.6 floor: the bot answers those well, and requiring a '?' sent 'Where is my order' to
+    people. From there an emotional or profane word, urgency of 0.3 or more, or more than ~40 words each
+    pull it under the floor even with a '?' (worth only 0.05), as does having no skill keyword at all; one
+    descriptive problem word or a two-skill tie does so only without a '?'. More keyword hits buy some
+    slack, but past 60 words nothing clears it, and mood under the sentiment floor or urgency over the
+    automation ceiling send the message to people by the policy's own rules whatever this says. Length is
+    that of the longest line: the text may be the last five messages joined, and a short back-and-forth is
+    not one rambling message.
+    """
+    n = max((len(words(line)) for line in text.splitlines()), default=0)
+    p = 0.65 + 0.35 * (skill_conf - CLEAR_CONF)
+    p += 0.05 if "?" in text else 0.0
+    p -= 0.3 * min(1.0, max(0.0, (n - 30) / 30))
     p -= 0.3 * max(0.0, -mood)
-    p -= 0.4 * urgent
+    p -= 0.6 * max(0.0, urgent - 0.1)
     return round(min(1.0, max(0.0, p)), 4)
 
 

@@ -12,8 +12,9 @@ Models are replaced by reference on `refresh`; scoring never waits on Redis, and
 from __future__ import annotations
 
 import asyncio
+import math
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import redis.asyncio as aioredis
@@ -93,39 +94,71 @@ class LearnerScorer:
 
     def score(self, text: str, skills: SkillSeeds) -> Scores:
         weights = {name: self.weight(name) for name in LEARNER_TYPES}
+        ruled: set[str] = set()  # learners whose output was not a number this time
 
         w = weights["skill"]
-        dist = coldstart.skill_distribution(text, skills) if w < 1.0 else {}
+        rules = coldstart.skill_distribution(text, skills) if w < 1.0 else {}
+        dist = rules
         if w > 0.0:
             sk = self._skill()
             hits = coldstart.hits(text, skills) if sk.needs_keywords(skills, self.taught_at) else None
             learned = sk.distribution(text, skills, hits, self.taught_at)
-            dist = learned if w >= 1.0 else {s: w * learned[s] + (1 - w) * dist[s] for s in learned}
+            if all(map(math.isfinite, learned.values())):
+                dist = learned if w >= 1.0 else {s: w * learned[s] + (1 - w) * rules[s] for s in learned}
+            else:
+                ruled.add(_not_finite("skill", learned))
+                dist = rules or coldstart.skill_distribution(text, skills)
 
-        w = weights["sentiment"]
-        mood = coldstart.sentiment(text) if w < 1.0 else 0.0
-        if w > 0.0:
-            mood = w * self._sentiment().polarity(text) + (1 - w) * mood
-
-        w = weights["urgency"]
-        urgent = coldstart.urgency(text) if w < 1.0 else 0.0
-        if w > 0.0:
-            urgent = w * self._urgency().probability(text) + (1 - w) * urgent
-
+        mood = self._blend(
+            "sentiment",
+            weights["sentiment"],
+            ruled,
+            lambda: self._sentiment().polarity(text),
+            lambda: coldstart.sentiment(text),
+        )
+        urgent = self._blend(
+            "urgency",
+            weights["urgency"],
+            ruled,
+            lambda: self._urgency().probability(text),
+            lambda: coldstart.urgency(text),
+        )
         conf = max(dist.values())
-        w = weights["automation"]
-        auto = coldstart.automation_success(text, mood, urgent, conf) if w < 1.0 else 0.0
-        if w > 0.0:
-            x = automation_input(text, {"sentiment": mood, "urgency": urgent, "skill_confidence": conf})
-            auto = w * self._automation().probability(x) + (1 - w) * auto
+        feats = {"sentiment": mood, "urgency": urgent, "skill_confidence": conf}
+        auto = self._blend(
+            "automation",
+            weights["automation"],
+            ruled,
+            lambda: self._automation().probability(automation_input(text, feats)),
+            lambda: coldstart.automation_success(text, mood, urgent, conf),
+        )
 
         return Scores(
             sentiment=round(max(-1.0, min(1.0, mood)), 4),
             urgency=round(max(0.0, min(1.0, urgent)), 4),
             skill={s: round(p, 4) for s, p in dist.items()},
             automation_success=round(max(0.0, min(1.0, auto)), 4),
-            versions={name: self._version(name, weights[name]) for name in LEARNER_TYPES},
+            versions={
+                name: f"{coldstart.VERSION}+nonfinite" if name in ruled else self._version(name, weights[name])
+                for name in LEARNER_TYPES
+            },
         )
+
+    def _blend(
+        self, name: str, w: float, ruled: set[str], model: Callable[[], float], rules: Callable[[], float]
+    ) -> float:
+        """`w` of the model's value and the rest of the rules', computing only what is weighted.
+
+        A non-finite model value falls back to the rules: the clamps in `score` would turn NaN into the upper
+        bound (`min(1, nan)` is 1), silently making every message urgent or the bot certain.
+        """
+        if w <= 0.0:
+            return rules()
+        value = model()
+        if not math.isfinite(value):
+            ruled.add(_not_finite(name, value))
+            return rules()
+        return value if w >= 1.0 else w * value + (1 - w) * rules()
 
     def _skill(self) -> SkillLearner:
         return self._learners["skill"]  # type: ignore[return-value]
@@ -203,6 +236,12 @@ class LearnerScorer:
                 "snapshot_age_s": round(now - created, 1) if created is not None else None,
             }
         return out
+
+
+def _not_finite(name: str, value: object) -> str:
+    """Logged on every message it happens to: a model that emits NaN is broken until someone retrains it."""
+    log.warning("learner_output_not_finite", learner=name, value=repr(value), fallback=coldstart.VERSION)
+    return name
 
 
 def _try_load(blob: bytes, name: str) -> Loaded | SnapshotError:
