@@ -61,7 +61,8 @@ async def reply_to_each(cluster: Cluster, conversations: dict[str, str]) -> dict
 
 
 def lost_and_doubled(replies: dict[str, str], received: list[str]) -> tuple[list[str], list[str]]:
-    """Replies that never reached the customer, and those that reached them more than once."""
+    """Replies that never reached the customer, and those that reached them more than once. Only the replies:
+    our own notices (a bot hand-off's) say the same words to every customer."""
     lost = [t for t in replies if t not in received]
-    doubled = [t for t in set(received) if received.count(t) > 1]
+    doubled = [t for t in replies if received.count(t) > 1]
     return lost, doubled
