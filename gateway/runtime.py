@@ -34,7 +34,7 @@ from gateway.store import ConversationStore
 from integrations.automation.bot import AnswerBot
 from integrations.automation.kb import KnowledgeBaseError, load_kb
 from integrations.automation.webhook import WebhookAutomation
-from integrations.slack.desk import SlackDesk, make_client
+from integrations.slack.desk import SlackDesk, make_client, slack_session
 from integrations.slack.emulator import EmulatorConfig
 from integrations.slack.oauth import OAuthConfigError
 from integrations.slack.oauth import build as build_oauth
@@ -46,6 +46,7 @@ from router.policy import Policy, PolicyError, load_policy
 log = structlog.get_logger(__name__)
 
 EMULATOR_TOKEN = "xoxb-emulator"
+OUTSIDE_CALL_S = 60
 STARTUP_RETRIES = 6
 """Bounded: a process manager restarting us beats hanging forever on a wrong REDIS_URL."""
 
@@ -82,6 +83,8 @@ class Runtime:
 
     async def close(self) -> None:
         await self.session.close()
+        if self.client.session is not None:
+            await self.client.session.close()
         await self.redis.aclose()
         if self.embedded is not None:
             await self.embedded.stop()
@@ -177,8 +180,9 @@ async def build_runtime(settings: Settings, allow_embedded: bool = True) -> Runt
         oauth = build_oauth(redis)
     except OAuthConfigError as exc:
         raise ConfigError(str(exc)) from None
-    session = aiohttp.ClientSession()
-    client = make_client(slack.token, slack.api_url, session=session)
+    # A cap for every outside call that sets no time limit of its own (each channel sets a shorter one).
+    session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=OUTSIDE_CALL_S))
+    client = make_client(slack.token, slack.api_url, session=slack_session())
     desk = SlackDesk(
         client, create_missing=slack.emulator is not None, skills=tuple(policy.skills),
         pacer=ChannelPacer(rate=settings.slack_channel_rate, burst=3),

@@ -33,6 +33,14 @@ and then drops it: about 35 µs of the ~300 µs of client CPU a chat.postMessage
 emulator: 301 → 267 µs; the same post through bare aiohttp costs ~190 µs)."""
 
 
+SLACK_TIMEOUT_S = 10
+
+
+def slack_session(timeout_s: float = SLACK_TIMEOUT_S) -> aiohttp.ClientSession:
+    """The session Slack calls share, with the time limit slack_sdk's own `timeout` would have given them."""
+    return aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=timeout_s, sock_connect=min(5, timeout_s)))
+
+
 def make_client(
     token: str, base_url: str | None = None, retries: bool = True, session: aiohttp.ClientSession | None = None
 ) -> AsyncWebClient:
@@ -43,12 +51,14 @@ def make_client(
     idempotency key, so a resend after a timeout can make a second card; our effect markers look the
     first one up instead, and the pacer handles 429s.
 
-    Give it the process's `session`: without one slack_sdk opens a new session, and so a new TCP
-    connection, for every call (a tenth of the worker's CPU per card, and as much again in Slack's
-    front end or the emulator).
+    Give it a long-lived `session` (`slack_session`): without one slack_sdk opens a new session, and so a
+    new TCP connection, for every call (a tenth of the worker's CPU per card, and as much again in Slack's
+    front end or the emulator). slack_sdk applies its `timeout` only to sessions it opens itself, so the
+    session must carry it: on aiohttp's default (300 s) a Slack that took a connection and never answered
+    held a partition, and a SIGTERM, for five minutes per call.
     """
     SDK_LOGGER.setLevel(SDK_LOGGER.getEffectiveLevel())  # what stdlib logging would show, set explicitly
-    kwargs: dict[str, Any] = {"token": token, "timeout": 10, "session": session, "logger": SDK_LOGGER}
+    kwargs: dict[str, Any] = {"token": token, "timeout": SLACK_TIMEOUT_S, "session": session, "logger": SDK_LOGGER}
     if base_url:
         kwargs["base_url"] = base_url
     handlers: list[Any] = []
