@@ -16,6 +16,7 @@ import structlog
 from gateway import csat, guards, handback, keys, metrics, optout, outbound, transfers
 from gateway.agents import loads_for, stage_agent_loads
 from gateway.bot_followup import BOT_AGENT, BotFollowUp, publish_failure_once
+from gateway.card_gone import thread_follow_up
 from gateway.dead_letters import ParkNow
 from gateway.domain import (
     BOT_ANSWER,
@@ -152,20 +153,23 @@ class Pipeline:
             await self._commit(conv, (), False, effects, ack)
         elif conv.card_ts and conv.state is ConversationState.AUTOMATED:
             # Handed back to the bot from the desk: the bot answers, or the card it has comes back to life.
+            card = conv.card_ts
             await self._follow_up(conv, message, effects)
             await self._route(conv, message, effects, pre)
             # The state only if the card came back: rewriting "automated" could undo a claim made meanwhile.
             came_back: tuple[str, ...] = ("state",) if conv.state is not ConversationState.AUTOMATED else ()
-            await self._commit(conv, ("scores", *came_back), True, effects, ack)
+            moved = ("slack_channel", "card_ts") if conv.card_ts != card else ()
+            await self._commit(conv, ("scores", *came_back, *moved), True, effects, ack, card=bool(moved))
         elif conv.card_ts:
             index = conv.messages.index(message)
             new_wait = index == 0 or ends_wait(conv.messages[index - 1])
-            before = (conv.state, conv.resolved_at)
+            before, card = (conv.state, conv.resolved_at), conv.card_ts
             await self._follow_up(conv, message, effects)
             # Only a reopen changes these. Writing them back unchanged would undo a claim or a resolve
             # an agent made while this message was being threaded (Slack takes 100-300 ms).
             changed = ("state", "resolved_at") if (conv.state, conv.resolved_at) != before else ()
-            await self._commit(conv, changed, new_wait, effects, ack)
+            moved = ("slack_channel", "card_ts") if conv.card_ts != card else ()  # the card was gone: a new one
+            await self._commit(conv, changed + moved, new_wait, effects, ack, card=bool(moved))
         else:
             await self._route(conv, message, effects, pre)
             await self._commit(conv, ROUTE_FIELDS, True, effects, ack, routed=True)
@@ -182,7 +186,7 @@ class Pipeline:
 
     async def _commit(
         self, conv: Conversation, fields: tuple[str, ...], new_wait: bool, effects: Effects, ack: Ack | None,
-        routed: bool = False,
+        routed: bool = False, card: bool = False,
     ) -> None:
         """Everything a handled message changes, in one MULTI: the conversation's fields, the card's
         thread index, the dry-run history, the SLA ladder, deferred effect results and the stream ack.
@@ -191,8 +195,9 @@ class Pipeline:
         async with self.redis.pipeline(transaction=True) as pipe:
             at = self.store.stage_save(pipe, conv, *fields)
             effects.stage(pipe)
-            if routed:
+            if routed or card:
                 self.store.stage_card(pipe, conv)
+            if routed:
                 # Recent conversations, replayed through `decide()` by policy dry runs.
                 pipe.lrem(keys.RECENT, 0, conv.id)
                 pipe.lpush(keys.RECENT, conv.id)
@@ -366,13 +371,7 @@ class Pipeline:
             await self.store.mark_open(conv)
             log.info("conversation_reopened", conversation_id=conv.id)
 
-        async def post() -> str:
-            return await self.desk.post_in_thread(conv, message)
-
-        async def find(since: float) -> str | None:
-            return await self.desk.find_in_thread(conv, message.id)
-
-        await effects.once(f"msg:{message.id}", post, find)
+        await thread_follow_up(self, conv, message, effects)
         log.info("follow_up_threaded", conversation_id=conv.id, message_id=message.id)
         if reopened:
 
