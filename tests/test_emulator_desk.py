@@ -383,6 +383,7 @@ async def test_desk_in_headless_chromium(rig: Rig) -> None:
     controls = "<javascript:alert(3)|click me> <@U0BOB> <http://evil.example|bank>"
     await rig.client.chat_postMessage(channel=channel, text=controls)
     await rig.client.chat_postMessage(channel=channel, text="Customer: any news?", thread_ts=ts)
+    await rig.client.chat_postMessage(channel=channel, text="set SWITCHBOARD_API_CALLBACK_URL, _then_ retry")
 
     async def gateway_reply(r: Received) -> Any:
         action = r.data.get("actions", [{}])[0].get("action_id") if r.kind == "block_actions" else None
@@ -417,12 +418,16 @@ async def test_desk_in_headless_chromium(rig: Rig) -> None:
             page.on("pageerror", lambda e: errors.append(str(e)))
             await page.goto(rig.base)
             billing = page.locator("button.channel", has_text="support-billing")
-            await expect(billing.locator(".badge")).to_have_text("4")
+            await expect(billing.locator(".badge")).to_have_text("5")
             await billing.click()
 
             messages = page.locator("#messages")
             await expect(messages.get_by_role("heading", name="Refund request")).to_be_visible()
             await expect(messages.locator("strong", has_text="Customer")).to_be_visible()
+            # Underscores inside a name are not italics (Slack's rule); at word edges they are.
+            named = messages.locator("article", has_text="retry")
+            await expect(named).to_contain_text("SWITCHBOARD_API_CALLBACK_URL")
+            await expect(named.locator("em")).to_have_text("then")
             await expect(messages.get_by_text(hostile.replace("&lt;", "<").replace("&gt;", ">"))).to_be_visible()
             assert await page.evaluate("document.querySelectorAll('script').length") == 2
             hostile_node = messages.locator("article", has_text="alert(1)")

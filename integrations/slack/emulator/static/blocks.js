@@ -53,7 +53,9 @@
     return document.createTextNode(decode("<" + inner + ">"));
   }
 
-  const INLINE = /(<[^<>\n]+>)|(`[^`\n]+`)|(\*[^*\n]+\*)|(_[^_\n]+_)|(~[^~\n]+~)/;
+  // Like Slack, *bold*, _italic_ and ~strike~ only at word edges: SWITCHBOARD_API_CALLBACK_URL is a name to copy,
+  // not "SWITCHBOARD" + italic "API" + "CALLBACK" + italic "URL".
+  const INLINE = /(<[^<>\n]+>)|(`[^`\n]+`)|((?<![\p{L}\p{N}_*])\*[^*\n]+\*(?![\p{L}\p{N}_*]))|((?<![\p{L}\p{N}_])_[^_\n]+_(?![\p{L}\p{N}_]))|((?<![\p{L}\p{N}_~])~[^~\n]+~(?![\p{L}\p{N}_~]))/u;
   const WRAPPERS = { "*": "strong", "_": "em", "~": "s" };
 
   function inline(text, parent) {
