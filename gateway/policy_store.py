@@ -142,7 +142,7 @@ class PolicyStore:
             return
         raw, canary_raw = await self.redis.mget(keys.POLICY, CANARY)
         if raw is None:
-            raise RuntimeError("no policy in Redis; the web or serve process stores it at start")
+            raw, canary_raw = await self._restore()
         if self._cached is None or raw != self._raw:
             self._cached = Policy.from_json(raw)
             self._raw = raw
@@ -150,6 +150,27 @@ class PolicyStore:
             self._canary = Canary.from_json(canary_raw) if canary_raw else None
             self._canary_raw = canary_raw
         self._checked = now
+
+    async def _restore(self) -> tuple[bytes | str, bytes | str | None]:
+        """Put back the policy (and canary) this process last read, when the key is gone.
+
+        Only a Redis that came back empty (restarted without persistence, or flushed) loses the key:
+        nothing deletes it. Routing on without a policy failed every message, and falling back to the
+        file would quietly undo every change made from Slack since; the copy held here is at most a
+        second old. SET NX, so the first process to notice wins and the others read what it stored."""
+        if self._cached is None:
+            raise RuntimeError("no policy in Redis; the web or serve process stores it at start")
+        async with self.redis.pipeline(transaction=True) as pipe:
+            pipe.set(keys.POLICY, self._raw, nx=True)
+            if self._canary_raw:
+                pipe.set(CANARY, self._canary_raw, nx=True)
+            pipe.mget(keys.POLICY, CANARY)
+            *stored, (raw, canary_raw) = await pipe.execute()
+        if stored[0]:
+            log.error("policy_restored", version=self._cached.version, canary=self._canary.id if self._canary else None,
+                      detail="the live policy was missing from Redis (restarted without persistence or flushed); "
+                             "stored again the copy this process held")
+        return raw, canary_raw
 
     async def current(self, force: bool = False) -> Policy:
         await self._refresh(force)

@@ -45,13 +45,31 @@ def _decode(entries: Any) -> list[Entry]:
     return [(s(eid), {s(k): s(v) for k, v in fields.items()}) for eid, fields in entries if fields is not None]
 
 
-async def ensure_groups(redis: aioredis.Redis, partitions: int) -> None:
+async def ensure_groups(redis: aioredis.Redis, partitions: int) -> list[int]:
+    """Create what is missing; returns the partitions whose group had to be created.
+
+    From id 0, not `$`: when a Redis comes back empty, the web may have queued messages into a new
+    stream before any worker noticed, and those must be read, not skipped."""
+    created: list[int] = []
     for p in range(partitions):
         try:
             await redis.xgroup_create(keys.inbound_stream(p), keys.INBOUND_GROUP, id="0", mkstream=True)
+            created.append(p)
         except ResponseError as exc:
             if "BUSYGROUP" not in str(exc):
                 raise
+    return created
+
+
+STATE_LOST = ("NOGROUP", "UNBLOCKED")
+"""How Redis says a stream or its consumer group is gone: NOGROUP for a command on one that does not
+exist, UNBLOCKED for a blocked XREADGROUP whose stream was deleted under it (FLUSHALL)."""
+
+
+def state_lost(exc: BaseException) -> bool:
+    """Whether `exc` means the streams were wiped (a Redis restarted without persistence, or flushed)
+    rather than a bug: the worker then recreates the groups and carries on instead of exiting."""
+    return isinstance(exc, ResponseError) and str(exc).startswith(STATE_LOST)
 
 
 async def groups_ready(redis: aioredis.Redis, partitions: int) -> bool:

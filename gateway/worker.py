@@ -20,7 +20,15 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from gateway import dead_letters, keys, metrics
 from gateway.pipeline import Pipeline
-from gateway.streams import Ack, Entry, PartitionLeases, PartitionReader, ensure_groups, trim_handled
+from gateway.streams import (
+    Ack,
+    Entry,
+    PartitionLeases,
+    PartitionReader,
+    ensure_groups,
+    state_lost,
+    trim_handled,
+)
 
 log = structlog.get_logger(__name__)
 
@@ -33,6 +41,10 @@ HANDOVER_POLL_S = 0.25
 ATTEMPTS = f"{keys.PREFIX}attempts"
 TRIM_EVERY_S = 30.0
 """How often a worker drops the entries of its partitions that are done with (`streams.trim_handled`)."""
+STATE_LOST_HELP = (
+    "streams and consumer groups are gone: Redis restarted without persistence or was flushed; messages "
+    "accepted before are lost unless Redis persists (appendonly yes)"
+)
 
 
 def transient(exc: BaseException) -> bool:
@@ -86,6 +98,7 @@ class Worker:
         """Entries that failed here, so their counts are dropped once they succeed."""
         self._outages: dict[str, int] = {}
         """Outage failures per entry: they lengthen the pause but spend none of the entry's budget."""
+        self._recovering = asyncio.Lock()
 
     async def _heartbeat(self, stop: asyncio.Event) -> None:
         """Leases are renewed on their own schedule, so a long batch never outlives its lease.
@@ -106,6 +119,10 @@ class Worker:
                     await self._trim()
             except (RedisConnectionError, RedisTimeoutError, OSError) as exc:
                 log.warning("worker_heartbeat_failed", error=str(exc))
+            except ResponseError as exc:  # a lease taken over on a wiped Redis: XAUTOCLAIM finds no group
+                if not state_lost(exc):
+                    raise
+                await self._recover_state(exc)
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), timeout=min(self.lease_ms / 3000, HANDOVER_POLL_S))
 
@@ -115,6 +132,30 @@ class Worker:
                 await trim_handled(self.redis, p)
             except ResponseError as exc:  # a stream or group deleted under us: recreated by the next read
                 log.warning("stream_trim_failed", partition=p, error=str(exc))
+
+    async def _recover_state(self, exc: ResponseError) -> None:
+        """Recreate the consumer groups of a Redis that came back empty, and say so loudly once.
+
+        Without this the worker exited on the first read after such a restart, taking the process with it,
+        though nothing was wrong that recreating the groups would not fix. Leases vanish too; the heartbeat
+        finds them gone and takes the partitions again, as after any lost lease. Only the caller that
+        actually recreated a group logs the error: the read loop and the heartbeat both run into it, and
+        other workers may have recreated the groups first."""
+        try:
+            async with self._recovering:
+                created = await ensure_groups(self.redis, self.partitions)
+                if created:
+                    log.error("redis_state_lost", worker=self.name, detail=STATE_LOST_HELP, cause=str(exc),
+                              missing=f"consumer group {keys.INBOUND_GROUP!r} of {len(created)} of "
+                                      f"{self.partitions} inbound streams", recreated=created)
+                # The policy went with the streams: stored again now rather than at the next message's
+                # refresh, so the web, the learner and `policy show` find it even while no message comes.
+                await self.pipeline.policies.current(force=True)
+        except (RedisConnectionError, RedisTimeoutError, OSError) as down:  # gone again: retried on the next read
+            log.warning("worker_redis_unavailable", error=str(down) or type(down).__name__)
+            await asyncio.sleep(1.0)
+        except RuntimeError as exc_policy:  # no policy held here to store again: the next message says so
+            log.error("policy_not_restored", error=str(exc_policy))
 
     async def _renew_and_balance(self) -> None:
         owned, acquired = await self.leases.heartbeat()
@@ -151,6 +192,10 @@ class Worker:
                     # after the reclaim threshold.
                     self.reader.backlog.update(self.leases.owned)
                     await asyncio.sleep(1.0)
+                except ResponseError as exc:
+                    if not state_lost(exc):
+                        raise
+                    await self._recover_state(exc)
         finally:
             for task in (beat, retry_loop):
                 if task is not None:
