@@ -5,8 +5,10 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import errno
 import gc
 import signal
+import socket
 import sys
 from collections.abc import Callable, Sequence
 
@@ -16,8 +18,10 @@ from aiohttp import web
 from gateway import loop as event_loop
 from gateway import metrics, send
 from gateway.app import create_app
+from gateway.embedded_redis import EmbeddedRedisFailed
 from gateway.logging import configure_logging
 from gateway.runtime import Runtime, build_runtime, install_token
+from gateway.serve_lock import busy_message, lock_holder
 from gateway.settings import ConfigError, Settings, load_settings
 from gateway.worker import Worker
 from integrations.slack.commands import watch_models
@@ -68,7 +72,48 @@ async def _run_learner(rt: Runtime, stop: asyncio.Event) -> None:
     await run_learner(rt.redis, stop=stop)
 
 
+def listen_error(exc: OSError, host: str, port: int, variable: str) -> ConfigError:
+    """A bind failure as the one-line configuration error it is, naming the variable to change."""
+    if isinstance(exc, socket.gaierror):
+        return ConfigError(f"configuration error: SWITCHBOARD_HOST: cannot resolve {host!r} ({exc.strerror})")
+    if exc.errno == errno.EADDRNOTAVAIL:
+        variable = "SWITCHBOARD_HOST"
+    hint = "; another process is listening there" if exc.errno == errno.EADDRINUSE else ""
+    return ConfigError(f"configuration error: {variable}: cannot listen on {host}:{port} ({exc.strerror}){hint}")
+
+
+def check_listen(host: str, port: int, variable: str) -> None:
+    """Bind once and let go, before Redis or anything else starts: a taken port or a bad host used to
+    surface only after the embedded Redis was up, as a 30-line traceback. The real bind still checks
+    (someone may take the port in between); this only makes the common mistake cheap and clear."""
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+        for family, kind, proto, _, address in infos:
+            try:
+                sock = socket.socket(family, kind, proto)
+            except OSError:  # a family this host lacks (IPv6 off): the server skips it too
+                continue
+            with sock:
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as aiohttp: TIME_WAIT is no clash
+                sock.bind(address)
+    except OSError as exc:
+        raise listen_error(exc, host, port, variable) from None
+
+
+def preflight(settings: Settings, roles: set[str]) -> None:
+    """Everything that can refuse start-up in one line, checked before anything is opened."""
+    if roles == ROLES["serve"] and not settings.redis_url:
+        holder = lock_holder(settings.data_dir)  # EmbeddedRedis takes the lock itself; this names the holder first
+        if holder is not None:
+            raise ConfigError(busy_message(settings.data_dir, holder))
+    if "web" in roles:
+        check_listen(settings.host, settings.port, "PORT")
+    elif settings.metrics_port is not None:
+        check_listen(settings.host, settings.metrics_port, "SWITCHBOARD_METRICS_PORT")
+
+
 async def run(settings: Settings, roles: set[str]) -> None:
+    preflight(settings, roles)
     rt = await build_runtime(settings, allow_embedded=roles == ROLES["serve"])
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -80,13 +125,21 @@ async def run(settings: Settings, roles: set[str]) -> None:
         if "web" in roles:
             runner = web.AppRunner(create_app(rt), access_log=None)
             await runner.setup()
-            await web.TCPSite(runner, settings.host, settings.port).start()
+            try:
+                await web.TCPSite(runner, settings.host, settings.port).start()
+            except OSError as err:
+                raise listen_error(err, settings.host, settings.port, "PORT") from None
             log.info("web_listening", url=f"http://{settings.host}:{settings.port}", roles=sorted(roles))
         elif settings.metrics_port is not None:
             source = metrics.MetricsSource.of(rt.redis, settings.partitions, rt.pipeline.scorer)
-            runner = await metrics.start_metrics_server(source, settings.host, settings.metrics_port)
+            try:
+                runner = await metrics.start_metrics_server(source, settings.host, settings.metrics_port)
+            except OSError as err:
+                raise listen_error(err, settings.host, settings.metrics_port, "SWITCHBOARD_METRICS_PORT") from None
             log.info("metrics_listening", url=f"http://{settings.host}:{settings.metrics_port}/metrics",
                      roles=sorted(roles))
+        if rt.embedded is not None and rt.embedded.process is not None:
+            tasks.append(asyncio.create_task(rt.embedded.watch(stop), name="embedded-redis"))
         if "worker" in roles:
             if rt.settings.slack_oauth_enabled:
                 while not await install_token(rt) and not stop.is_set():
@@ -162,6 +215,9 @@ def _process_command(name: str) -> Callable[[argparse.Namespace], int]:
         except ConfigError as exc:
             print(exc, file=sys.stderr)
             return 2
+        except EmbeddedRedisFailed as exc:
+            print(exc, file=sys.stderr)
+            return 1
         except KeyboardInterrupt:
             pass
         return 0

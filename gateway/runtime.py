@@ -32,7 +32,7 @@ from gateway.settings import ConfigError, Settings
 from gateway.sla import SlaTracker
 from gateway.store import ConversationStore
 from integrations.automation.bot import AnswerBot
-from integrations.automation.kb import KnowledgeBaseError, load_kb
+from integrations.automation.kb import KnowledgeBase, KnowledgeBaseError, load_kb
 from integrations.automation.webhook import WebhookAutomation
 from integrations.slack.desk import SlackDesk, make_client, slack_session
 from integrations.slack.emulator import EmulatorConfig
@@ -150,7 +150,20 @@ async def install_token(rt: Runtime) -> bool:
     return True
 
 
-def make_automation(settings: Settings, policies: PolicyStore, session: aiohttp.ClientSession) -> Automation | None:
+def knowledge_base(settings: Settings) -> KnowledgeBase | None:
+    """Read with the policy file, before Redis or any HTTP session is opened: a bad file found later
+    left an "Unclosed client session" warning under the one-line error."""
+    if settings.automation != "builtin":
+        return None
+    try:
+        return load_kb(settings.kb_file)
+    except KnowledgeBaseError as exc:
+        raise ConfigError(f"configuration error: SWITCHBOARD_KB_FILE: {exc}") from None
+
+
+def make_automation(
+    settings: Settings, policies: PolicyStore, session: aiohttp.ClientSession, kb: KnowledgeBase | None = None
+) -> Automation | None:
     """Table of automation back-ends; `off` routes everything to humans. The built-in bot reads its
     hand-off rules from the live policy on every call, so `/switchboard` changes reach it too."""
     if settings.automation == "webhook":
@@ -158,11 +171,7 @@ def make_automation(settings: Settings, policies: PolicyStore, session: aiohttp.
         return WebhookAutomation(settings.bot_webhook_url, settings.bot_webhook_secret.get_secret_value(),
                                  session=session)
     if settings.automation == "builtin":
-        try:
-            kb = load_kb(settings.kb_file)
-        except KnowledgeBaseError as exc:
-            raise ConfigError(f"configuration error: SWITCHBOARD_KB_FILE: {exc}") from None
-        return AnswerBot(kb, policies)
+        return AnswerBot(kb if kb is not None else knowledge_base(settings), policies)
     return None
 
 
@@ -172,6 +181,7 @@ async def build_runtime(settings: Settings, allow_embedded: bool = True) -> Runt
     except PolicyError as exc:
         raise ConfigError(f"configuration error: SWITCHBOARD_POLICY_FILE: {exc}") from None
     channel_configs = channel_configs_or_error()  # before anything is opened: a bad value is one line
+    kb = knowledge_base(settings)
     redis, embedded = await connect_redis(settings, allow_embedded)
     policies = PolicyStore(redis)
     policy = await policies.bootstrap(policy)
@@ -202,7 +212,7 @@ async def build_runtime(settings: Settings, allow_embedded: bool = True) -> Runt
     sla = SlaTracker(redis, store, policies, desk)
     pipeline = Pipeline(
         redis=redis, store=store, policies=policies, scorer=LearnerScorer(), desk=desk, channels=channels,
-        automation=make_automation(settings, policies, session), sla=sla, identity=Identity(redis),
+        automation=make_automation(settings, policies, session, kb), sla=sla, identity=Identity(redis),
         retries=DeliveryRetries(redis), bot_followup=BotFollowUp(redis, store, settings.bot_quiet_s),
         eraser=Eraser(redis, store, desk, policies),
     )

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 import urllib.error
 import urllib.parse
@@ -50,7 +49,9 @@ def _call(args: argparse.Namespace, method: str, path: str, body: bytes) -> int:
     except ConfigError as exc:
         print(exc, file=sys.stderr)
         return 2
-    secret = os.environ.get("SWITCHBOARD_API_SECRET") or settings.ensure_local_secret("api").get_secret_value()
+    # The server's own rule (environment, then `.env`, then the generated file): reading the environment
+    # alone signed with the generated secret while the server checked the one in `.env` (401).
+    secret = (settings.api_secret or settings.ensure_local_secret("api")).get_secret_value()
     base = args.url or f"http://127.0.0.1:{settings.port}"
     req = urllib.request.Request(
         f"{base}{path}", data=body, method=method,

@@ -11,12 +11,14 @@ import argparse
 import asyncio
 import contextlib
 import csv
-import os
 import random
+import shutil
 import statistics
 import sys
 import time
+import urllib.parse
 from collections import Counter
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +26,9 @@ import redis.asyncio as aioredis
 import structlog
 from redis.exceptions import RedisError
 
+from gateway.embedded_redis import EmbeddedRedis
+from gateway.serve_lock import lock_holder
+from gateway.settings import ConfigError, load_settings
 from learners import report, snapshot
 from learners.sentiment import CLASSES
 from learners.skill import SkillLearner
@@ -188,9 +193,64 @@ def _lost(why: str, done: int, total: int) -> int:
     return 1
 
 
+@contextlib.asynccontextmanager
+async def redis_target(explicit: str | None) -> AsyncIterator[tuple[str, str]]:
+    """The Redis `train` writes to and how to name it to the operator; `ConfigError` when there is none.
+
+    The server's own rule (environment, then `.env`); in local mode, the data folder's private Redis,
+    opened here. A fixed localhost:6379 default trained some other Redis and reported success. A
+    running `serve` is refused rather than waited for: its learner holds the snapshot lock for as long
+    as it runs, and its Redis is reachable only while it does.
+    """
+    if explicit:
+        yield explicit, f"{shown(explicit)} (--redis-url)"
+        return
+    settings = load_settings()
+    if settings.redis_url:
+        yield settings.redis_url, f"{shown(settings.redis_url)} (REDIS_URL)"
+        return
+    folder = settings.data_dir.resolve()
+    holder = lock_holder(settings.data_dir)
+    if holder is not None and "serve" in holder:
+        raise ConfigError(
+            f"REDIS_URL is not set and {holder} is running on {folder}, whose learner holds the model snapshots: "
+            "stop it, run train again (it then opens that folder's Redis itself), and start serve again"
+        )
+    if holder is not None:
+        raise ConfigError(f"REDIS_URL is not set and {holder} is using {folder}; wait for it, then retry")
+    if shutil.which("redis-server") is None:
+        raise ConfigError(
+            "configuration error: REDIS_URL: not set, and local mode keeps no models without redis-server; "
+            "install redis-server or set REDIS_URL"
+        )
+    embedded = EmbeddedRedis(settings.data_dir, role="train")
+    await embedded.start()
+    try:
+        yield embedded.url, f"local mode's Redis in {folder / 'redis'}"
+    finally:
+        await embedded.stop()
+
+
+def shown(url: str) -> str:
+    parts = urllib.parse.urlsplit(url)
+    if parts.password is None:
+        return url
+    netloc = parts.netloc.replace(f":{parts.password}@", ":***@", 1)
+    return urllib.parse.urlunsplit(parts._replace(netloc=netloc))
+
+
 async def _train(args: argparse.Namespace) -> int:
     rows = read_rows(args.file, args.text_column, args.label_column)
-    redis = aioredis.from_url(args.redis_url)
+    try:
+        async with redis_target(args.redis_url) as (url, target):
+            return await _train_into(args, rows, url, target)
+    except ConfigError as exc:
+        print(exc, file=sys.stderr)
+        return 2
+
+
+async def _train_into(args: argparse.Namespace, rows: list[tuple[str, str]], url: str, target: str) -> int:
+    redis = aioredis.from_url(url)
     lock = snapshot.RedisLock(redis)
     try:
         deadline = time.monotonic() + args.lock_wait
@@ -242,7 +302,7 @@ async def _train(args: argparse.Namespace) -> int:
             f"trained {args.learner} on {len(rows) - bad} rows ({bad} skipped); labels_seen={t.labels_seen} "
             f"rolling_accuracy={t.rolling_accuracy} drift_alarms={t.drift_alarms}"
         )
-        print(f"published snapshot version={version}")
+        print(f"published snapshot version={version} to {target}")
         return 0
     finally:
         with contextlib.suppress(RedisError):  # unreachable Redis: the lock expires by itself
@@ -261,7 +321,11 @@ def register(subparsers: Any) -> None:
     t.add_argument("--text-column", default="text")
     t.add_argument("--label-column", required=True)
     t.add_argument("--learner", choices=TRAINABLE, required=True)
-    t.add_argument("--redis-url", default=os.environ.get("REDIS_URL", "redis://localhost:6379/0"))
+    t.add_argument(
+        "--redis-url", default=None,
+        help="default: REDIS_URL (environment or .env), else local mode's Redis in SWITCHBOARD_DATA_DIR, "
+        "opened while `switchboard serve` is stopped",
+    )
     t.add_argument("--lock-wait", type=float, default=30.0, help="seconds to wait for the snapshot lock")
     t.set_defaults(func=train)
 

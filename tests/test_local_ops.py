@@ -1,0 +1,111 @@
+"""Local mode's side commands (`send`, `train`) find what `serve` uses, and a data folder has one owner.
+
+Why: `send` read the API secret only from the environment (a secret in `.env` gave 401), `train`
+defaulted to localhost:6379 (some other Redis, reported as success), a second `serve` started a
+second redis-server on the same append-only file, and a missing knowledge-base file was reported
+after Redis had been opened (an "Unclosed client session" warning under the one-line error).
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+import redis as syncredis
+
+from learners import snapshot
+from tests.conftest import free_port
+from tests.local_serve import TRAIN, history, lines, run_cli, start_serve
+
+
+def test_send_and_train_use_dotenv_and_local_modes_own_redis(tmp_path: Path) -> None:
+    port = free_port()
+    (tmp_path / ".env").write_text(f"PORT={port}\nSWITCHBOARD_API_SECRET=from-dotenv-0123456789\n")
+    history(tmp_path)
+    serve = start_serve(tmp_path, port)
+    try:
+        serve.wait_ready()
+        sent = run_cli(["send", "--name", "Jane", "My parcel never arrived!"], tmp_path, timeout=30)
+        assert sent.returncode == 0 and sent.stdout.startswith("202"), sent.stdout + sent.stderr
+
+        started = time.monotonic()
+        refused = run_cli(TRAIN, tmp_path)  # its learner holds the snapshot lock: say so at once
+        assert refused.returncode == 2, refused.stdout + refused.stderr
+        assert len(lines(refused.stderr)) == 1, refused.stderr
+        assert f"`switchboard serve` (PID {serve.proc.pid})" in refused.stderr
+        assert time.monotonic() - started < 20
+        url = (tmp_path / ".switchboard" / "redis.url").read_text().strip()
+    finally:
+        assert serve.stop() == 0, serve.log.read_text()
+    assert not (tmp_path / ".switchboard" / "redis.url").exists()
+
+    first = run_cli(TRAIN, tmp_path)  # no serve running: train opens the folder's own Redis
+    assert first.returncode == 0, first.stderr
+    version = int(first.stdout.split("published snapshot version=")[1].split()[0])
+    assert f"version={version} to local mode's Redis in {(tmp_path / '.switchboard').resolve()}" in first.stdout
+    second = run_cli(TRAIN, tmp_path)  # the first model was kept in the folder, not somewhere else
+    assert second.returncode == 0 and f"published snapshot version={version + 1} " in second.stdout, second.stderr
+    assert url.startswith("redis://127.0.0.1:")
+
+
+@pytest.fixture
+def client(redis_url: str) -> Any:
+    r = syncredis.Redis.from_url(redis_url)
+    r.flushdb()
+    yield r
+    r.flushdb()
+    r.close()
+
+
+def test_train_follows_redis_url_in_dotenv(client: Any, redis_url: str, tmp_path: Path) -> None:
+    (tmp_path / ".env").write_text(f"REDIS_URL={redis_url}\n")
+    history(tmp_path)
+    out = run_cli(TRAIN, tmp_path)
+    assert out.returncode == 0, out.stderr
+    assert f"to {redis_url} (REDIS_URL)" in out.stdout
+    assert client.hexists(snapshot.SNAPSHOT_KEY, "sentiment")
+
+
+def test_a_data_folder_in_use_refuses_serve_in_one_line(tmp_path: Path) -> None:
+    from gateway.serve_lock import DataDirLock
+
+    lock = DataDirLock(tmp_path / ".switchboard", role="serve")
+    lock.acquire()
+    try:
+        out = run_cli(["serve"], tmp_path, timeout=30, PORT=str(free_port()))
+    finally:
+        lock.release()
+    assert out.returncode == 2, out.stderr
+    assert lines(out.stderr) == [
+        f"configuration error: SWITCHBOARD_DATA_DIR: {(tmp_path / '.switchboard').resolve()} is in use by "
+        f"`switchboard serve` (PID {os.getpid()}); stop it, or set SWITCHBOARD_DATA_DIR to another folder"
+    ]
+    assert not (tmp_path / ".switchboard" / "redis").exists(), "no second redis-server on the same files"
+
+
+async def test_the_embedded_redis_itself_takes_the_folder(tmp_path: Path) -> None:
+    """The lock, not only `serve`'s early check: two starts racing past that check still meet here."""
+    from gateway.embedded_redis import EmbeddedRedis
+    from gateway.settings import ConfigError
+
+    first = EmbeddedRedis(tmp_path)
+    await first.start()
+    try:
+        with pytest.raises(ConfigError, match=f"in use by `switchboard serve` \\(PID {os.getpid()}\\)"):
+            await EmbeddedRedis(tmp_path).start()
+        assert first.process is not None and first.process.poll() is None
+    finally:
+        await first.stop()
+    again = EmbeddedRedis(tmp_path)  # released on stop
+    await again.start()
+    await again.stop()
+
+
+def test_missing_knowledge_base_is_one_line(redis_url: str, tmp_path: Path) -> None:
+    out = run_cli(["worker"], tmp_path, REDIS_URL=redis_url, SWITCHBOARD_KB_FILE="/nonexistent.csv")
+    assert out.returncode == 2, out.stderr
+    assert len(lines(out.stderr)) == 1, out.stderr
+    assert lines(out.stderr)[0].startswith("configuration error: SWITCHBOARD_KB_FILE: ")
