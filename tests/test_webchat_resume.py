@@ -26,20 +26,25 @@ __all__ = ["chat"]
 REOPEN_LONG_AGO_S = 8 * 86400
 
 
+async def first_question(browser: Browser, chat: Chat) -> tuple[Page, str, str]:
+    """A visitor opens the widget and asks: (its page, the conversation id, the visitor id)."""
+    page = await browser.new_page()
+    await page.goto(f"{chat.url}/webchat/")
+    await page.get_by_role("button", name="Open support chat").click()
+    await page.get_by_label("Your message").fill("first question")
+    await page.keyboard.press("Enter")
+    await eventually(lambda: settled(page), timeout=10)
+    s = (await state(page))["session"]
+    return page, s["conversation_id"], s["visitor_id"]
+
+
 async def test_widget_follows_a_conversation_another_tab_started_from_its_first_frame(
     browser: Browser, redis: aioredis.Redis
 ) -> None:
     """The widget used to resume the new conversation at the old one's seq and skip its first frames."""
     chat, runner = await start_chat(redis, token_ttl_s=30)  # every reconnect fetches a session
     try:
-        page = await browser.new_page()
-        await page.goto(f"{chat.url}/webchat/")
-        await page.get_by_role("button", name="Open support chat").click()
-        await page.get_by_label("Your message").fill("first question")
-        await page.keyboard.press("Enter")
-        await eventually(lambda: settled(page), timeout=10)
-        s = (await state(page))["session"]
-        old, visitor = s["conversation_id"], s["visitor_id"]
+        page, old, visitor = await first_question(browser, chat)
         for i in range(4):
             await chat.reply(old, visitor, f"old reply {i}")
         await page.get_by_text("old reply 3").wait_for()
@@ -75,14 +80,7 @@ async def test_an_open_tab_moves_to_the_conversation_another_tab_started_without
     conversation showed only once the customer typed there."""
     chat, runner = await start_chat(redis)
     try:
-        page = await browser.new_page()
-        await page.goto(f"{chat.url}/webchat/")
-        await page.get_by_role("button", name="Open support chat").click()
-        await page.get_by_label("Your message").fill("first question")
-        await page.keyboard.press("Enter")
-        await eventually(lambda: settled(page), timeout=10)
-        s = (await state(page))["session"]
-        old, visitor = s["conversation_id"], s["visitor_id"]
+        page, old, visitor = await first_question(browser, chat)
         await redis.set(keys.closed(old), int(time.time()) - REOPEN_LONG_AGO_S)  # resolved long ago
         await page.evaluate("window.SwitchboardChat._ws.__first = true")
         other = await chat.session({"visitor_id": visitor})
