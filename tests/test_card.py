@@ -20,7 +20,7 @@ from gateway.domain import (
     Message,
     PastConversation,
 )
-from integrations.slack.card import ContextCard, transcript
+from integrations.slack.card import ContextCard, fits_whole, transcript
 from integrations.slack.escape import escape
 from learners.coldstart import ColdStartScorer
 from router.decide import decide
@@ -138,3 +138,17 @@ def test_the_newest_message_is_always_on_the_card_and_what_is_cut_is_named() -> 
     long_card = build("refund " * 100)  # 700 characters
     assert "full words are in the thread" in json.dumps(long_card.blocks())
     assert [m.id for m in transcript(long_card.conversation)[1]] == ["m1"]
+
+
+def test_the_quick_check_never_says_whole_when_the_card_cuts() -> None:
+    """`fits_whole` spares the routing worker a render per card; it may say "maybe not", never a wrong "yes"."""
+    for text in ("short", "&" * 499, "x" * 501, "<!channel> & " * 30):
+        conv = conversation(text)
+        for i in range(7):
+            conv.messages.append(Message(id=f"m{i + 2}", direction=Direction.INBOUND, channel=ChannelKind.API,
+                                         text=text))
+        for n in range(1, 9):
+            part = conv.model_copy(update={"messages": conv.messages[:n]})
+            if fits_whole(part):
+                assert transcript(part)[1] == [], (text[:20], n)
+    assert fits_whole(conversation("Where is my order?"))

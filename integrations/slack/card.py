@@ -33,6 +33,18 @@ HEADER_MAX = 150
 """Slack refuses a header block whose text is longer (invalid_blocks), and with it the whole card."""
 
 
+LINE_OVERHEAD = 60
+"""Generous room for one transcript line's author, time and quote marks."""
+
+
+def fits_whole(conversation: Conversation) -> bool:
+    """True when the card surely shows every recent message whole: no rendering needed to know (the routing
+    worker asks for every card). Escaping can grow a text fivefold (`&` → `&amp;`), so that is the bound."""
+    shown = conversation.messages[-TRANSCRIPT_LINES:]
+    return all(len(m.text) <= EXCERPT for m in shown) and (
+        sum(5 * len(m.text) + LINE_OVERHEAD for m in shown) <= TRANSCRIPT_BUDGET - 70)
+
+
 def transcript(conversation: Conversation) -> tuple[list[str], list[Message]]:
     """The card's transcript lines, newest kept first, and the messages it shows only in part or not at all.
 

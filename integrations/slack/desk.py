@@ -19,7 +19,7 @@ from slack_sdk.web.async_client import AsyncWebClient
 from gateway import metrics
 from gateway.domain import MAX_TEXT, Conversation, Decision, Direction, Message, PastConversation
 from gateway.ports import CardRef
-from integrations.slack.card import ContextCard
+from integrations.slack.card import ContextCard, fits_whole
 from integrations.slack.card import transcript as card_transcript
 from integrations.slack.escape import quote
 from integrations.slack.pacing import ChannelPacer
@@ -276,6 +276,8 @@ class SlackDesk:
         return str(resp["ts"])
 
     def cut_in_card(self, conversation: Conversation) -> list[Message]:
+        if fits_whole(conversation):
+            return []
         return [m for m in card_transcript(conversation)[1] if m.direction is Direction.INBOUND]
 
     async def find_in_thread(self, conversation: Conversation, message_id: str) -> str | None:
