@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import pytest
+import redis as syncredis
 import redis.asyncio as aioredis
 import structlog
 from aiohttp import web
@@ -94,6 +95,18 @@ async def redis(redis_url: str) -> AsyncIterator[aioredis.Redis]:
     finally:
         await client.flushdb()
         await client.aclose()
+
+
+@pytest.fixture
+def sync_redis(redis_url: str) -> Iterator[syncredis.Redis]:
+    """`redis` for tests whose code under test runs its own event loop (a CLI's `main`): a blocking client."""
+    client = syncredis.Redis.from_url(redis_url)
+    client.flushdb()
+    try:
+        yield client
+    finally:
+        client.flushdb()
+        client.close()
 
 
 @pytest.fixture

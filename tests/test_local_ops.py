@@ -11,7 +11,6 @@ from __future__ import annotations
 import os
 import time
 from pathlib import Path
-from typing import Any
 
 import pytest
 import redis as syncredis
@@ -51,22 +50,13 @@ def test_send_and_train_use_dotenv_and_local_modes_own_redis(tmp_path: Path) -> 
     assert url.startswith("redis://127.0.0.1:")
 
 
-@pytest.fixture
-def client(redis_url: str) -> Any:
-    r = syncredis.Redis.from_url(redis_url)
-    r.flushdb()
-    yield r
-    r.flushdb()
-    r.close()
-
-
-def test_train_follows_redis_url_in_dotenv(client: Any, redis_url: str, tmp_path: Path) -> None:
+def test_train_follows_redis_url_in_dotenv(sync_redis: syncredis.Redis, redis_url: str, tmp_path: Path) -> None:
     (tmp_path / ".env").write_text(f"REDIS_URL={redis_url}\n")
     history(tmp_path)
     out = run_cli(TRAIN, tmp_path)
     assert out.returncode == 0, out.stderr
     assert f"to {redis_url} (REDIS_URL)" in out.stdout
-    assert client.hexists(snapshot.SNAPSHOT_KEY, "sentiment")
+    assert sync_redis.hexists(snapshot.SNAPSHOT_KEY, "sentiment")
 
 
 def test_a_data_folder_in_use_refuses_serve_in_one_line(tmp_path: Path) -> None:

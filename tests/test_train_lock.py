@@ -25,15 +25,6 @@ ROW_SECONDS = 0.005
 """120 rows at 5 ms each train for ~0.6 s: four times the 150 ms TTL below."""
 
 
-@pytest.fixture
-def client(redis_url: str) -> Any:
-    r = syncredis.Redis.from_url(redis_url)
-    r.flushdb()
-    yield r
-    r.flushdb()
-    r.close()
-
-
 def history(tmp_path: Path) -> Path:
     path = tmp_path / "tickets.csv"
     with path.open("w", newline="", encoding="utf-8") as fh:
@@ -81,7 +72,8 @@ def train(path: Path, redis_url: str) -> int:
 
 
 def test_training_longer_than_the_lock_ttl_still_publishes(
-    client: Any, redis_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+    sync_redis: syncredis.Redis, redis_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
 ) -> None:
     learned = slow_training(monkeypatch, ttl_ms=150)
     started = time.monotonic()
@@ -91,16 +83,17 @@ def test_training_longer_than_the_lock_ttl_still_publishes(
     assert rc == 0, out.err
     assert len(learned) == ROWS
     assert "published snapshot version=1" in out.out
-    assert client.hget(snapshot.SNAPSHOT_KEY, "sentiment") is not None
-    assert client.get(snapshot.LOCK_KEY) is None  # released at the end
+    assert sync_redis.hget(snapshot.SNAPSHOT_KEY, "sentiment") is not None
+    assert sync_redis.get(snapshot.LOCK_KEY) is None  # released at the end
 
 
 def test_losing_the_lock_stops_training_at_once_and_publishes_nothing(
-    client: Any, redis_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+    sync_redis: syncredis.Redis, redis_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
 ) -> None:
     def standby_takes_over(n: int) -> None:
         if n == 20:  # as if the lock had expired and a standby learner process had claimed it
-            client.set(snapshot.LOCK_KEY, "standby-token", px=60_000)
+            sync_redis.set(snapshot.LOCK_KEY, "standby-token", px=60_000)
 
     learned = slow_training(monkeypatch, ttl_ms=150, on_row=standby_takes_over)
     rc = train(history(tmp_path), redis_url)
@@ -108,5 +101,5 @@ def test_losing_the_lock_stops_training_at_once_and_publishes_nothing(
     assert rc == 1
     assert "lost sb:learners:lock after" in err and "nothing published" in err
     assert len(learned) < 40  # stopped within a renewal period (50 ms = ~10 rows), not after all 120
-    assert client.hget(snapshot.SNAPSHOT_KEY, "sentiment") is None
-    assert client.get(snapshot.LOCK_KEY) == b"standby-token"  # the new holder's lock is left alone
+    assert sync_redis.hget(snapshot.SNAPSHOT_KEY, "sentiment") is None
+    assert sync_redis.get(snapshot.LOCK_KEY) == b"standby-token"  # the new holder's lock is left alone
