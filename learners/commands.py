@@ -213,11 +213,13 @@ async def redis_target(explicit: str | None) -> AsyncIterator[tuple[str, str]]:
     holder = lock_holder(settings.data_dir)
     if holder is not None and "serve" in holder:
         raise ConfigError(
-            f"REDIS_URL is not set and {holder} is running on {folder}, whose learner holds the model snapshots: "
+            f"configuration error: REDIS_URL: not set, and {holder} is running on {folder}, whose learner holds "
+            "the model snapshots: "
             "stop it, run train again (it then opens that folder's Redis itself), and start serve again"
         )
     if holder is not None:
-        raise ConfigError(f"REDIS_URL is not set and {holder} is using {folder}; wait for it, then retry")
+        raise ConfigError(f"configuration error: REDIS_URL: not set, and {holder} is using {folder}; wait for it, "
+                          "then retry")
     if shutil.which("redis-server") is None:
         raise ConfigError(
             "configuration error: REDIS_URL: not set, and local mode keeps no models without redis-server; "
