@@ -28,8 +28,10 @@ def card_gone(exc: BaseException) -> bool:
     return isinstance(exc, SlackApiError) and (exc.response.get("error") if exc.response else None) in CARD_GONE
 
 
-async def thread_follow_up(p: Pipeline, conv: Conversation, message: Message, effects: Effects) -> None:
-    """`post_in_thread` once per message (`msg:<id>`), re-posting the card first when it is gone."""
+async def thread_follow_up(p: Pipeline, conv: Conversation, message: Message, effects: Effects,
+                           name: str | None = None) -> bool:
+    """`post_in_thread` once per message (effect `name`, by default `msg:<id>`), re-posting the card first
+    when it is gone; whether this call posted it."""
 
     async def post() -> str:
         try:
@@ -48,7 +50,8 @@ async def thread_follow_up(p: Pipeline, conv: Conversation, message: Message, ef
                 return None
             raise
 
-    await effects.once(f"msg:{message.id}", post, find)
+    _, posted = await effects.once(name or f"msg:{message.id}", post, find)
+    return posted
 
 
 async def repost(p: Pipeline, conv: Conversation, message: Message, effects: Effects) -> None:

@@ -346,7 +346,7 @@ class Pipeline:
 
         result, posted = await effects.once("card", post, find, deferred=True)
         conv.slack_channel, conv.card_ts = result.split("|", 1)
-        await thread_what_the_card_cut(self.desk, conv, effects)
+        await thread_what_the_card_cut(self, conv, effects)
         channel = self.channels.get(conv.customer.channel)
         if posted and isinstance(channel, ShowsWaiting):
             policy = await self.policies.for_conversation(conv.id)

@@ -82,7 +82,7 @@ async def move_card(p: Pipeline, fields: Mapping[str, str], ack: Ack | None) -> 
                           correction=f"misrouted: really {skill}")
     conv.decision, conv.slack_channel, conv.card_ts, conv.moving_ref = decision, new_channel, new_ts, None
     conv.taught_skill = skill  # by `label`, published with the move: a resolve to this skill teaches nothing more
-    await thread_what_the_card_cut(p.desk, conv, effects, tag)  # the new card says its thread has them
+    await thread_what_the_card_cut(p, conv, effects, tag)  # the new card says its thread has them
     if await _commit(p, conv, skill, effects, ack, read_card, by, label):
         log.info("conversation_transferred", conversation_id=conv.id, skill=skill, channel=channel, ts=new_ts)
     else:
