@@ -49,9 +49,6 @@ class Result:
 
 
 CHANGE_ATTEMPTS = 3
-RESOLVES_TTL_S = 90 * 86400
-"""How long a conversation's resolve count outlives its last resolve: a Resolve form left open longer than
-this is refused as stale even if nothing happened, which is the cheaper mistake."""
 ALREADY_RESOLVED = "That conversation is already resolved."
 RESOLVED_SINCE = ("Someone resolved this conversation after you opened this form, and the customer has "
                   "written again since: it is open with their new message. Read it on the card, then resolve "
@@ -86,24 +83,13 @@ class DeskOps:
         await self.redis.xadd(keys.AUDIT, {"data": json.dumps(entry, default=str)}, maxlen=100_000, approximate=True)
         log.info("desk_action", action=action, user=user, conversation_id=conversation_id, **detail)
 
-    async def resolves(self, conversation_id: str) -> int:
-        """How many times agents have resolved it. The Resolve form carries the count it was opened at:
-        the conversation's state alone cannot tell a form opened before a resolve and a reopen (the state
-        is back where it was) from one opened after, and the stale one closed the customer's new question."""
-        raw = await self.redis.get(keys.resolves(conversation_id))
-        return int(raw) if raw else 0
-
     async def resolve_refusal(self, conversation_id: str, seen_resolves: int | None) -> str | None:
         """Why a Resolve form opened at `seen_resolves` cannot be submitted now (None: it can). Checked again
         by `resolve` itself; this lets the form answer in place, before Slack closes it."""
         conv = await self.store.load(conversation_id)
         if conv is None:
             return "That conversation no longer exists."
-        if conv.state is ConversationState.RESOLVED:
-            return ALREADY_RESOLVED
-        if seen_resolves is not None and await self.resolves(conversation_id) != seen_resolves:
-            return RESOLVED_SINCE
-        return None
+        return _stale(conv, seen_resolves)
 
     async def holder(self, conversation_id: str) -> str | None:
         raw = await self.redis.get(keys.claim(conversation_id))
@@ -234,29 +220,24 @@ class DeskOps:
         self, conversation_id: str, user: str, *, skill: str, urgency: float | None, mood: str | None,
         note: str = "", csat: int | None = None, seen_resolves: int | None = None,
     ) -> Result:
-        """`seen_resolves`: the count of resolves when the agent's form opened (`resolves`); a resolve and a
-        reopen since then make the form stale. The count is read before this write and bumped just after the
-        winning one, not in the same step: a stale form slips through only if another resolve and the
-        customer's reopen both land in that gap of a few round trips, and a reopen waits on Slack first."""
-        if seen_resolves is not None and await self.resolves(conversation_id) != seen_resolves:
-            return Result(False, RESOLVED_SINCE)
+        """`seen_resolves`: the count of resolves when the agent's form opened (`Conversation.resolves`); a
+        resolve and a reopen since then make the form stale. Checked on the conversation this write compares
+        against, and the count is guarded by it, so a resolve and reopen landing in between make it read again."""
 
         def change(conv: Conversation, holder: str | None) -> tuple[str, ...] | Result:
-            if conv.state is ConversationState.RESOLVED:  # a second resolve told the customer and learners twice
-                return Result(False, ALREADY_RESOLVED, conv)
+            refused = _stale(conv, seen_resolves)
+            if refused is not None:
+                return Result(False, refused, conv)
+            conv.resolves = (conv.resolves or 0) + 1
             conv.state, conv.resolved_at, conv.claimed_by = ConversationState.RESOLVED, utcnow(), None
             conv.skill, conv.moving_ref = skill or conv.skill, None  # a queued move finds itself overtaken
             conv.taught_skill = None  # used up by this resolve: a reopened episode's resolve teaches again
-            return ("state", "resolved_at", "claimed_by", "skill", "moving_ref", "taught_skill")
+            return ("state", "resolved_at", "claimed_by", "skill", "moving_ref", "taught_skill", "resolves")
 
         result = await self._change(conversation_id, change)
         if not result.ok or result.conversation is None:
             return result
         conv, taught = result.conversation, result.before.taught_skill if result.before else None
-        async with self.redis.pipeline(transaction=True) as pipe:
-            pipe.incr(keys.resolves(conversation_id))
-            pipe.expire(keys.resolves(conversation_id), RESOLVES_TTL_S)
-            await pipe.execute()
         await self.store.mark_closed(conv)
         # No automation label here: a bot that had answered and then needed a person was labelled when it
         # handed off (or the customer came back), and a second "failed" at resolve counted it twice.
@@ -284,6 +265,15 @@ class DeskOps:
         await self._replan(result.conversation)
         await self.audit("to_bot", user, conversation_id)
         return Result(True, "handed back to the bot", result.conversation)
+
+
+def _stale(conv: Conversation, seen_resolves: int | None) -> str | None:
+    """Why a resolve by a form opened at `seen_resolves` must not land on `conv` (None: it may)."""
+    if conv.state is ConversationState.RESOLVED:  # a second resolve told the customer and learners twice
+        return ALREADY_RESOLVED
+    if seen_resolves is not None and (conv.resolves or 0) != seen_resolves:
+        return RESOLVED_SINCE
+    return None
 
 
 def agent_outcome(conv: Conversation, kind: str, user: str, **labels: object) -> Outcome:

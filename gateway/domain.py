@@ -267,6 +267,11 @@ class Conversation(DomainModel):
     taught_skill: str | None = None
     """The skill the last transfer taught the learners (its outcome says "misrouted: really <skill>"); a
     resolve that confirms it says so, and the learners do not learn the same label twice."""
+    resolves: int | None = None
+    """How many times it was resolved, by people or the bot (None: never). A Resolve form carries the count
+    it was opened at: the state alone cannot tell a form opened before a resolve and the customer's reopen
+    (the state is back where it was) from one opened after, and the stale one closed the new question.
+    Kept in the conversation, guarded by `save_if`, so the check and the resolve are one step."""
     version: int = 0
 
     @property

@@ -63,7 +63,7 @@ def effects(conversation_id: str) -> str:
 
 
 def resolves(conversation_id: str) -> str:
-    """How many times agents resolved it (`DeskOps.resolves`): a Resolve form opened before the last one is stale."""
+    """Where one release kept the resolve count (now `Conversation.resolves`); still erased with the conversation."""
     return f"{PREFIX}conv:{conversation_id}:resolves"
 
 

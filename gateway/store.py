@@ -145,9 +145,10 @@ return redis.call('HINCRBY', KEYS[1], 'version', 1)
 
 DEDUPE_TTL_S = 7 * 86400
 CREATE_FIELDS = ("id", "customer", "state", "created_at", "partition")
-GUARDED = ("state", "claimed_by", "card_ts", "skill", "replied_at")
+GUARDED = ("state", "claimed_by", "card_ts", "skill", "replied_at", "resolves")
 """What desk actions change (a transfer first changes the skill, its new card comes a Slack call later),
-and an agent's reply (an SLA reassign must lose to it): `save_if` refuses to write over a change to any."""
+an agent's reply (an SLA reassign must lose to it) and the resolve count (a resolve and a reopen in
+between put the state back where it was): `save_if` refuses to write over a change to any."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import time
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -21,9 +22,12 @@ import pytest
 import redis.asyncio as aioredis
 
 from gateway import keys
+from gateway.bot_followup import BotFollowUp
 from gateway.desk_ops import DeskOps
 from gateway.domain import Conversation, ConversationState, Direction, Message, new_id
+from gateway.scheduler import ManualClock
 from gateway.worker import Worker
+from router.policy import Thresholds
 from tests.conftest import Callback
 from tests.harness import Gateway, bot_answered, cards, eventually, make_settings, outcomes, start_gateway
 
@@ -208,3 +212,128 @@ async def test_resolve_read_before_a_claim_still_drops_that_claim(race_gw: Gatew
     racing.other = gw.rt.ops
     assert (await racing.resolve(conv_id, "U_LEAD", skill="billing", urgency=None, mood=None)).ok
     await _assert_resolved_with_no_claim_held(gw, conv_id, "U_OTHER")
+
+
+async def _reopened(gw: Gateway, customer: str, conv_id: str, message_id: str, text: str) -> None:
+    assert (await gw.post_message({"customer_id": customer, "message_id": message_id, "text": text}))[0] == 202
+
+    async def waiting() -> bool:
+        conv = await gw.rt.store.load(conv_id)
+        return conv is not None and conv.state is ConversationState.WAITING
+
+    await eventually(waiting)
+
+
+@dataclasses.dataclass
+class ResolvedAndReopenedAfterRead:
+    """The real store, with another agent's resolve and the customer's reopen landing right after a stale
+    Resolve form's submit has read the conversation: the state is back where that read saw it."""
+
+    inner: Any
+    gw: Gateway
+    customer: str
+    done: bool = False
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.inner, name)
+
+    async def load(self, conversation_id: str) -> Conversation | None:
+        conv = await self.inner.load(conversation_id)
+        if not self.done:
+            self.done = True
+            assert (await self.gw.rt.ops.resolve(conversation_id, "U0ALICE", skill="billing", urgency=None,
+                                                 mood=None)).ok
+            await _reopened(self.gw, self.customer, conversation_id, "m2", "also, I need a VAT invoice please")
+        return conv
+
+
+async def test_a_resolve_and_reopen_landing_inside_a_stale_forms_submit_cannot_close_the_new_question(
+    race_gw: Gateway, redis: aioredis.Redis
+) -> None:
+    """The form's count was checked before the write and bumped after it: a resolve and a reopen in between
+    left the compared fields as the stale form had read them, and it closed the customer's new question."""
+    gw = race_gw
+    conv_id = await _carded(gw, "race-5")
+    racing = DeskOps(gw.rt.redis, ResolvedAndReopenedAfterRead(gw.rt.store, gw, "race-5"),  # type: ignore[arg-type]
+                     gw.rt.ops.policies, gw.rt.ops.sla)
+    stale = await racing.resolve(conv_id, "U0BOB", skill="billing", urgency=None, mood=None, seen_resolves=0)
+    assert not stale.ok and "customer has written again" in stale.message
+    conv = await gw.rt.store.load(conv_id)
+    assert conv is not None and conv.state is ConversationState.WAITING and conv.resolves == 1
+    assert [o["kind"] for o in await outcomes(redis)] == ["resolved"]
+
+
+async def _bot_answered_on_card(gw: Gateway, redis: aioredis.Redis, customer: str) -> tuple[str, BotFollowUp]:
+    """A carded conversation handed back to the bot, which answers its next question; the bot's silence
+    check is due (manual clock past the quiet time). Returns (conversation id, silence check)."""
+    conv_id = await _carded(gw, customer)
+    assert (await gw.rt.ops.to_bot(conv_id, "U0ALICE")).ok
+    # A lead lowers the bar, so the bot takes the next question of this conversation (a lead's change).
+    policy = await gw.rt.policies.current()
+    await redis.set(keys.POLICY, policy.model_copy(
+        update={"thresholds": Thresholds(automation_success_floor=0.2)}).to_json())
+    await gw.rt.policies.current(force=True)
+    follow = gw.rt.pipeline.bot_followup
+    assert follow is not None
+    follow.clock = clock = ManualClock(time.time())
+    await gw.post_message({"customer_id": customer, "message_id": "m2", "text": "How long does shipping usually take?"})
+
+    async def bot_answered() -> bool:
+        conv = await gw.rt.store.load(conv_id)
+        return conv is not None and conv.messages[-1].direction is Direction.OUTBOUND
+
+    await eventually(bot_answered)
+    clock.advance(follow.quiet_s + 1)
+    return conv_id, follow
+
+
+async def test_a_bot_resolve_makes_a_resolve_form_opened_before_it_stale(
+    redis: aioredis.Redis, redis_url: str, tmp_path: Path, callback: Callback
+) -> None:
+    """Handed back to the bot from its card, answered, resolved by the bot's silence check, reopened by the
+    customer: a Resolve form opened on the card before all that closed the customer's new question."""
+    gw = await start_gateway(make_settings(redis_url, tmp_path, api_callback_url=callback.url))
+    try:
+        conv_id, follow = await _bot_answered_on_card(gw, redis, "race-6")
+        assert await follow.tick() == 1
+        await _reopened(gw, "race-6", conv_id, "m3", "it has still not arrived")
+        stale = await gw.rt.ops.resolve(conv_id, "U0BOB", skill="shipping", urgency=None, mood=None,
+                                        seen_resolves=0)  # the form was opened before any resolve
+        assert not stale.ok and "customer has written again" in stale.message
+        conv = await gw.rt.store.load(conv_id)
+        assert conv is not None and conv.state is ConversationState.WAITING and conv.resolves == 1
+    finally:
+        await gw.close()
+
+
+@dataclasses.dataclass
+class ClaimedAfterRead:
+    """The real store, with an agent claiming the conversation right after the bot's silence check read it."""
+
+    inner: Any
+    ops: DeskOps
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.inner, name)
+
+    async def load(self, conversation_id: str) -> Conversation | None:
+        conv = await self.inner.load(conversation_id)
+        assert (await self.ops.claim(conversation_id, "U0CAROL")).ok
+        return conv
+
+
+async def test_the_bots_silence_check_loses_to_a_claim_made_as_it_resolves(
+    redis: aioredis.Redis, redis_url: str, tmp_path: Path, callback: Callback
+) -> None:
+    """It wrote "resolved by the bot" over the claim: the agent's claim (and capacity) stayed held on a
+    resolved conversation, and the learner was told the bot succeeded at what a person was taking on."""
+    gw = await start_gateway(make_settings(redis_url, tmp_path, api_callback_url=callback.url))
+    try:
+        conv_id, follow = await _bot_answered_on_card(gw, redis, "race-7")
+        follow.store = ClaimedAfterRead(gw.rt.store, gw.rt.ops)  # type: ignore[assignment]
+        assert await follow.tick() == 0
+        conv = await gw.rt.store.load(conv_id)
+        assert conv is not None and conv.state is ConversationState.CLAIMED and conv.claimed_by == "U0CAROL"
+        assert not [o for o in await outcomes(redis) if o["kind"] == "automation_resolved"]
+    finally:
+        await gw.close()

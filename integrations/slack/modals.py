@@ -34,19 +34,19 @@ def _select(block_id: str, label: str, options: list[dict[str, Any]], initial: d
     return block
 
 
-def resolve_view(conv: Conversation, skills: Sequence[str], resolves: int = 0) -> dict[str, Any]:
+def resolve_view(conv: Conversation, skills: Sequence[str]) -> dict[str, Any]:
     """Urgency and mood start empty. Prefilled with the models' own guesses, a resolve the agent did not
     touch taught the learners what they already believed; only what the agent picks is a label. The skill
     starts at the routed one: the agent handled it there without transferring it, which is evidence.
 
-    `resolves` (`DeskOps.resolves`) goes back with the submit, so a form opened before someone else resolved
-    the conversation and the customer reopened it cannot close the customer's new question."""
+    The resolve count (`Conversation.resolves`) goes back with the submit, so a form opened before someone else
+    resolved the conversation and the customer reopened it cannot close the customer's new question."""
     skill_opts = [_option(s, s) for s in skills] or [_option(conv.skill or "general", conv.skill or "general")]
     current = next((o for o in skill_opts if o["value"] == conv.skill), skill_opts[0])
     return {
         "type": "modal",
         "callback_id": "sb_resolve",
-        "private_metadata": json.dumps({"conversation_id": conv.id, "resolves": resolves}),
+        "private_metadata": json.dumps({"conversation_id": conv.id, "resolves": conv.resolves or 0}),
         "title": {"type": "plain_text", "text": "Resolve conversation"},
         "submit": {"type": "plain_text", "text": "Resolve"},
         "close": {"type": "plain_text", "text": "Cancel"},
