@@ -24,7 +24,9 @@ from typing import Any
 
 import redis.asyncio as aioredis
 import structlog
+from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from gateway.embedded_redis import EmbeddedRedis
 from gateway.serve_lock import lock_holder
@@ -243,9 +245,17 @@ def shown(url: str) -> str:
 
 async def _train(args: argparse.Namespace) -> int:
     rows = read_rows(args.file, args.text_column, args.label_column)
+    named = "--redis-url" if args.redis_url else "REDIS_URL"
     try:
         async with redis_target(args.redis_url) as (url, target):
-            return await _train_into(args, rows, url, target)
+            try:
+                return await _train_into(args, rows, url, target)
+            except (RedisConnectionError, RedisTimeoutError, OSError) as exc:
+                # The lock or the snapshot is written to Redis, so nothing was published; a traceback from
+                # inside redis-py told the operator less than this line does.
+                print(f"configuration error: {named}: cannot reach {shown(url)} ({str(exc).rstrip('.')}); "
+                      "nothing trained", file=sys.stderr)
+                return 2
     except ConfigError as exc:
         print(exc, file=sys.stderr)
         return 2

@@ -59,6 +59,17 @@ def test_train_follows_redis_url_in_dotenv(sync_redis: syncredis.Redis, redis_ur
     assert sync_redis.hexists(snapshot.SNAPSHOT_KEY, "sentiment")
 
 
+def test_train_with_redis_unreachable_is_one_line(tmp_path: Path) -> None:
+    """It was a 40-line traceback from inside redis-py."""
+    history(tmp_path)
+    dead = f"redis://:hunter2-secret@127.0.0.1:{free_port()}/0"
+    out = run_cli(TRAIN, tmp_path, REDIS_URL=dead)
+    assert out.returncode == 2, out.stderr
+    (line,) = lines(out.stderr)
+    assert line.startswith("configuration error: REDIS_URL: cannot reach redis://:***@127.0.0.1:"), line
+    assert line.endswith("; nothing trained") and "hunter2" not in out.stderr
+
+
 def test_a_data_folder_in_use_refuses_serve_in_one_line(tmp_path: Path) -> None:
     from gateway.serve_lock import DataDirLock
 
