@@ -8,6 +8,7 @@ merge in `sb:merges` so it can be reversed (`unmerge`) if a team finds it wrong.
 from __future__ import annotations
 
 import json
+import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -18,7 +19,7 @@ import structlog
 from redis.asyncio.client import Pipeline as RedisPipeline
 
 from gateway import keys
-from gateway.domain import ConversationState, PastConversation
+from gateway.domain import ConversationState, PastConversation, e164
 from gateway.redis_conn import as_str, stream_rows
 
 log = structlog.get_logger(__name__)
@@ -95,18 +96,31 @@ class Identity:
 
     async def unmerge(self, record_id: str) -> bool:
         """Give a merged person back their identities and conversations, as before the merge. False for an
-        id that is no merge, or one already undone (a second undo would add a record and change nothing)."""
+        id that is no merge, or one already undone (a second undo would add a record and change nothing).
+
+        Also what they gained while merged: an SMS or WhatsApp number whose phone goes back (its first text
+        registered it to the merged person, and its next text after the undo merged the two again), and the
+        conversations their ids started meanwhile (left behind, they stayed in the other customer's history)."""
         rows = stream_rows(await self.redis.xrange(keys.MERGES))
         fields = next((f for entry_id, f in rows if entry_id == record_id and "undo" not in f), None)
         if fields is None or any(f.get("undo") == record_id for _, f in rows):
             return False
         into, other = fields["into"], fields["from"]
+        moved = set(json.loads(fields["identities"]))
+        gained = {i for i in await self.identities(into) if i not in moved and _follows(i, moved)}
+        # Conversations are scored in whole seconds when they start: one in the merge's own second counts.
+        started = await self._started_by(into, math.floor(float(fields.get("at", 0))), moved | gained)
         async with self.redis.pipeline(transaction=True) as pipe:
-            for ident in json.loads(fields["identities"]):
+            for ident in sorted(moved | gained):
                 pipe.set(keys.ident(ident), other)
                 pipe.srem(f"{keys.person(into)}:idents", ident)
+            if gained:
+                pipe.sadd(f"{keys.person(other)}:idents", *sorted(gained))
             for conv in json.loads(fields["conversations"]):
                 pipe.zrem(keys.person_conversations(into), conv)
+            for conv, score in started:
+                pipe.zrem(keys.person_conversations(into), conv)
+                pipe.zadd(keys.person_conversations(other), {conv: score})
             pipe.delete(f"{keys.person(other)}:merged_into")
             # While merged, the other's messages moved `into`'s pointer to their conversations: left there,
             # `into`'s next message would land in the other customer's conversation.
@@ -115,8 +129,29 @@ class Identity:
                                 client=pipe)
             pipe.xadd(keys.MERGES, {"undo": record_id, "into": other, "from": into, "at": f"{time.time():.3f}"})
             await pipe.execute()
-        log.info("customers_unmerged", person=other, from_person=into, record=record_id)
+        log.info("customers_unmerged", person=other, from_person=into, record=record_id, gained=len(gained),
+                 conversations_started=len(started))
         return True
+
+    async def _started_by(self, person: str, since: float, idents: set[str]) -> list[tuple[str, float]]:
+        """(conversation, score) of `person`'s conversations started since `since` by one of `idents`: its
+        stored customer is one of them, or (not routed yet, so nothing stored but its transcript) one of
+        them points at it as its channel's current conversation."""
+        raw: Any = await self.redis.zrangebyscore(keys.person_conversations(person), since, "+inf", withscores=True)
+        convs = [(as_str(c), float(score)) for c, score in raw]
+        if not convs:
+            return []
+        ordered = sorted(idents)
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for conv, _ in convs:
+                pipe.hget(keys.conversation(conv), "customer")
+            for ident in ordered:
+                pipe.get(keys.customer_conversation(ident))
+            results = await pipe.execute()
+        customers, pointers = results[: len(convs)], results[len(convs):]
+        pointed = {as_str(c) for c in pointers if c}
+        return [(conv, score) for (conv, score), customer in zip(convs, customers, strict=True)
+                if conv in pointed or (customer and json.loads(customer).get("key") in idents)]
 
     async def history(self, person: str | None, exclude: str, limit: int = 5) -> list[PastConversation]:
         """Earlier conversations of this person on every channel, newest first."""
@@ -156,3 +191,14 @@ class Identity:
                 )
             )
         return found[:limit]
+
+
+def _follows(ident: str, moved: set[str]) -> bool:
+    """An SMS or WhatsApp id whose phone number is among `moved`: the carrier vouches they are one customer.
+
+    >>> _follows("sms:+491701234567", {"phone:+491701234567"}), _follows("api:crm-4", {"phone:+491701234567"})
+    (True, False)
+    """
+    kind, _, raw = ident.partition(":")
+    phone = e164(raw) if kind in ("sms", "whatsapp") else None
+    return phone is not None and f"phone:{phone}" in moved
