@@ -14,7 +14,7 @@ import structlog
 
 from gateway.domain import Conversation, Outcome, Scores
 from gateway.ports import BotReply
-from integrations.automation.handoff import HandoffRules, handoff_reasons
+from integrations.automation.handoff import HandoffRules, handoff_reasons, unaddressed_problem
 from integrations.automation.kb import KnowledgeBase, load_kb
 from integrations.automation.tfidf import TfidfIndex
 from router.policy import Policy, load_policy
@@ -55,6 +55,8 @@ class Match:
     confidence: float
     answer: str
     example: str
+    handoff: bool = False
+    """The nearest entry is a problem a person must handle (`Intent.handoff`): never answer it."""
 
 
 class AnswerBot:
@@ -99,7 +101,7 @@ class AnswerBot:
             return None
         doc = max(sorted(sims), key=lambda d: sims[d])
         intent = self.kb.intents[self._owner[doc]]
-        return Match(intent.name, round(min(1.0, sims[doc]), 4), intent.answer, self._docs[doc])
+        return Match(intent.name, round(min(1.0, sims[doc]), 4), intent.answer, self._docs[doc], intent.handoff)
 
     async def handle(self, conversation: Conversation, scores: Scores) -> BotReply:
         bound = log.bind(conversation_id=conversation.id)
@@ -109,6 +111,10 @@ class AnswerBot:
             return BotReply(answered=False, handoff_reason="; ".join(reasons))
         question = conversation.last_inbound_text
         m = self.match(question) if question else None
+        if m is not None and m.handoff and m.confidence >= self.floor:
+            reason = f"needs a person: looks like '{m.intent}' ({m.confidence:.2f})"
+            bound.info("bot_handoff", reasons=[reason])
+            return BotReply(answered=False, confidence=m.confidence, intent=m.intent, handoff_reason=reason)
         if m is None or m.confidence < self.floor:
             reason = (
                 f"no confident answer (best '{m.intent}' {m.confidence:.2f} < {self.floor:.2f})"
@@ -117,6 +123,10 @@ class AnswerBot:
             bound.info("bot_handoff", reasons=[reason])
             return BotReply(answered=False, confidence=m.confidence if m else 0.0,
                             intent=m.intent if m else None, handoff_reason=reason)
+        problem = unaddressed_problem(question, m.example)
+        if problem:
+            bound.info("bot_handoff", reasons=[problem], intent=m.intent)
+            return BotReply(answered=False, confidence=m.confidence, intent=m.intent, handoff_reason=problem)
         bound.info("bot_answered", intent=m.intent, confidence=m.confidence)
         return BotReply(answered=True, text=m.answer, confidence=m.confidence, intent=m.intent)
 

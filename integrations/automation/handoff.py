@@ -20,6 +20,28 @@ DID_NOT_HELP = (
     "did not work", "that's wrong", "not my question", "you don't understand", "you're not understanding",
 )
 
+PROBLEM_WORDS = (
+    "error", "errors", "problem", "problems", "issue", "issues", "trouble", "not working", "doesn't work",
+    "does not work", "isn't working", "won't work", "failed", "fails", "failing", "wrong", "incorrect",
+    "broken", "damaged", "missing", "never arrived", "hasn't arrived", "has not arrived", "didn't arrive",
+    "did not arrive", "not arrived", "declined", "charged twice", "double charged", "stuck",
+)
+"""Words of a customer describing something that went wrong rather than asking how to do it."""
+
+
+def unaddressed_problem(question: str, example: str, words: Sequence[str] = PROBLEM_WORDS) -> str | None:
+    """A reason to hand off when the question states a problem the matched entry was not written for.
+
+    The nearest example decides: "Wrong address on my order" or "My discount code doesn't work" are
+    problem phrasings a KB author put in on purpose, so their answer addresses the problem; "I have errors
+    trying to change the address" matching "How do I change my address?" would get the how-to the customer
+    already tried. The KB's handoff entries catch the problems we know; this catches the rest.
+    """
+    hit = find_phrase(normalise(question), words)
+    if hit and not find_phrase(normalise(example), words):
+        return f"customer describes a problem ('{hit}') the answer does not address"
+    return None
+
 
 @dataclass(frozen=True, slots=True)
 class HandoffRules:

@@ -13,18 +13,36 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 DEFAULT_KB_PATH = Path(__file__).with_name("default_kb.yaml")
 
 
 class Intent(BaseModel):
+    """One entry: example questions and the answer they get.
+
+    `handoff: true` marks an entry whose examples are *problems* a person must handle (a sign-up that
+    fails, a payment error, a complaint). It has no answer: when a question lands nearest to it, the bot
+    hands off instead of answering with the closest how-to, which for "I can't sign up" is the sign-up
+    instructions the customer has already tried. Nearest-neighbour matching cannot tell "how do I sign up"
+    from "I can't sign up" without such counter-examples.
+    """
+
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     name: str = Field(min_length=1, max_length=80)
     examples: tuple[str, ...] = Field(min_length=1)
-    answer: str = Field(min_length=1)
+    answer: str = ""
     category: str | None = None
+    handoff: bool = False
+
+    @model_validator(mode="after")
+    def _answer_unless_handoff(self) -> Intent:
+        if self.handoff and self.answer:
+            raise ValueError(f"intent {self.name!r}: a handoff entry has no answer (the bot never sends it)")
+        if not self.handoff and not self.answer.strip():
+            raise ValueError(f"intent {self.name!r}: an answer is required unless 'handoff: true'")
+        return self
 
 
 class KnowledgeBase(BaseModel):
@@ -41,7 +59,7 @@ class KnowledgeBaseError(ValueError):
 
 
 def load_kb(path: str | Path | None = None) -> KnowledgeBase:
-    """YAML (`intents: [{name, examples, answer}]`) or CSV (`intent,question,answer` rows)."""
+    """YAML (`intents: [{name, examples, answer | handoff: true}]`) or CSV (`intent,question,answer` rows)."""
     p = Path(path) if path else DEFAULT_KB_PATH
     try:
         if p.suffix.lower() == ".csv":

@@ -19,12 +19,38 @@ STOPWORDS = frozenset(
     "would will please pls hi hello hey there this that with how what when where which who im i'm what's "
     "it's i've i'd i'll".split()
 )
+FILLER = frozenset(
+    "help helping assist assistance need needs want wanna know dont don't got gotta have has "
+    "should possible ya u ur yo like try trying tell let some any just".split()
+)
+"""Words that wrap a support request rather than say what it is about ("I need assistance to ...", "I
+don't know how to ..."). A word the KB never uses still counts in a question's length (see
+`TfidfIndex.unknown_idf`), so each of them cuts the confidence of an otherwise exact question."""
+
+
+def stem(word: str) -> str:
+    """Fold the common inflections: tracking/tracked → track, invoices → invoic(e), cancelling → cancel.
+
+    Deliberately crude (no dictionary, a handful of suffix rules applied the same way to examples and
+    questions): the KB lists a few phrasings per intent and customers inflect them every which way.
+    """
+    if len(word) <= 3 or not word.isalpha():
+        return word
+    for suffix in ("ing", "ed", "ies", "es", "s"):
+        if word.endswith(suffix) and len(word) - len(suffix) >= 3 and not word.endswith(("ss", "us", "is")):
+            word = word[: -len(suffix)] + ("y" if suffix == "ies" else "")
+            break
+    if word.endswith("e") and len(word) > 4:
+        word = word[:-1]
+    if len(word) > 3 and word[-1] == word[-2] and word[-1] not in "aeious":
+        word = word[:-1]
+    return word
 
 
 def tokens(text: str) -> list[str]:
-    """Words and word pairs; numbers collapse to '#', because order ids must not look like topics."""
+    """Stemmed words and word pairs; numbers collapse to '#', because order ids must not look like topics."""
     words = ["#" if t.isdigit() else t for t in _TOKEN.findall(text.lower())]
-    words = [w for w in words if w not in STOPWORDS]
+    words = [stem(w) for w in words if w not in STOPWORDS and w not in FILLER]
     return words + [f"{a} {b}" for a, b in itertools.pairwise(words)]
 
 
