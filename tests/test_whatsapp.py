@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import hmac
 import json
@@ -31,12 +32,28 @@ PHONE_ID = "106540352242922"
 WA_ID = "4917012345678"
 
 
+TAKEN_THEN_502 = -502
+"""Script code: Meta takes the message, then a proxy answers 502 (the sender never sees the wamid)."""
+TAKEN_THEN_HANG = -1
+"""Script code: Meta takes the message, then the answer never comes (the sender times out)."""
+
+
 @dataclass
 class Graph:
-    """Graph API stand-in: `/<phone id>/messages`, status codes from `script`, every request recorded."""
+    """Graph API stand-in: `/<phone id>/messages`, status codes from `script` (or the codes above), every request
+    recorded, every message Meta took kept in `taken` (what its status webhooks would then report)."""
 
     script: list[int] = field(default_factory=list)
     calls: list[dict[str, Any]] = field(default_factory=list)
+    taken: list[dict[str, Any]] = field(default_factory=list)
+    """Each taken request's body with the wamid Meta gave it under `id`."""
+    release: asyncio.Event = field(default_factory=asyncio.Event)
+    """Set at teardown: a hanging answer ends then, instead of holding the server's shutdown for a minute."""
+
+    def _take(self, body: dict[str, Any]) -> str:
+        wamid = f"wamid.OUT{len(self.calls)}"
+        self.taken.append({**body, "id": wamid})
+        return wamid
 
     async def messages(self, request: web.Request) -> web.Response:
         body = await request.json()
@@ -44,7 +61,14 @@ class Graph:
         status = self.script.pop(0) if self.script else 200
         if status == 200:
             return web.json_response({"messaging_product": "whatsapp", "contacts": [{"input": body["to"],
-                                      "wa_id": body["to"]}], "messages": [{"id": f"wamid.OUT{len(self.calls)}"}]})
+                                      "wa_id": body["to"]}], "messages": [{"id": self._take(body)}]})
+        if status == TAKEN_THEN_502:
+            self._take(body)
+            return web.Response(status=502, text="Bad Gateway")
+        if status == TAKEN_THEN_HANG:
+            self._take(body)
+            await self.release.wait()
+            return web.Response(status=504)
         return web.json_response({"error": {"message": "Recipient is not a valid WhatsApp user", "type":
                                   "OAuthException", "code": 131026, "fbtrace_id": "x"}}, status=status)
 
@@ -97,6 +121,7 @@ async def env(redis: aioredis.Redis) -> AsyncIterator[Env]:
     try:
         yield Env(url, http, channel, graph, redis, failed)
     finally:
+        graph.release.set()
         await http.close()
         await runner.cleanup()
         await graph_runner.cleanup()
@@ -186,13 +211,14 @@ async def test_replies_through_graph_and_statuses_are_recorded(env: Env) -> None
     conv = Conversation(id="conv_w1", customer=Customer(key=f"whatsapp:+{WA_ID}", channel=ChannelKind.WHATSAPP,
                                                         external_id=f"+{WA_ID}"))
     msg = Message(id="msg_1", direction=Direction.OUTBOUND, channel=ChannelKind.WHATSAPP, text="On its way!")
-    env.graph.script = [500]
+    env.graph.script = [429]  # refused, so surely not taken: sent again at once (a 5xx is not: test_whatsapp_landed)
     result = await env.channel.send(conv, msg)
     assert result.ok and result.external_id == "wamid.OUT2" and len(env.graph.calls) == 2
     call = env.graph.calls[-1]
     assert call["path"] == f"/v20.0/{PHONE_ID}/messages" and call["auth"] == f"Bearer {ACCESS}"
     assert call["json"] == {"messaging_product": "whatsapp", "recipient_type": "individual", "to": WA_ID,
-                            "type": "text", "text": {"preview_url": False, "body": "On its way!"}}
+                            "type": "text", "text": {"preview_url": False, "body": "On its way!"},
+                            "biz_opaque_callback_data": '{"sb1":"msg_1:0","conv":"conv_w1"}'}
     statuses = [{"id": "wamid.OUT2", "status": s, "timestamp": str(1717000100 + i), "recipient_id": WA_ID}
                 for i, s in enumerate(("sent", "delivered"))]
     failed = {"id": "wamid.OUT2", "status": "failed", "timestamp": "1717000200", "recipient_id": WA_ID,
@@ -214,9 +240,10 @@ async def test_reply_final_failure(env: Env) -> None:
     conv = Conversation(id="conv_w2", customer=Customer(key=f"whatsapp:+{WA_ID}", channel=ChannelKind.WHATSAPP,
                                                         external_id=f"+{WA_ID}"))
     msg = Message(id="msg_2", direction=Direction.OUTBOUND, channel=ChannelKind.WHATSAPP, text="hi")
-    env.graph.script = [502, 502, 502, 502]
+    env.graph.script = [429, 429, 429, 429]
     result = await env.channel.send(conv, msg)
-    assert not result.ok and "HTTP 502" in (result.error or "") and len(env.graph.calls) == 4
+    assert not result.ok and not result.permanent and "HTTP 429" in (result.error or "")
+    assert len(env.graph.calls) == 4
     env.graph.calls.clear()
     env.graph.script = [400]
     result = await env.channel.send(conv, msg)

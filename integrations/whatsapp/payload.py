@@ -55,6 +55,9 @@ class WaStatus(_Lenient):
     timestamp: str | None = None
     recipient_id: str | None = None
     errors: list[StatusError] = Field(default_factory=list)
+    biz_opaque_callback_data: str | None = None
+    """Echoed from our send (`integrations.whatsapp.landed`); not length-checked here, as a status refused for it
+    would be re-delivered by Meta for days: data that is not ours is ignored instead."""
 
 
 class Value(_Lenient):

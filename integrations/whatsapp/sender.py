@@ -1,7 +1,16 @@
-"""Replies through the WhatsApp Cloud API (Graph `/<phone number id>/messages`)."""
+"""Replies through the WhatsApp Cloud API (Graph `/<phone number id>/messages`), each part at most once if we can.
+
+An answer we never got (a timeout, a dropped connection, a 5xx) may follow a send Meta accepted, so the part is
+not sent again until Meta's status webhook says whether it landed (`integrations.whatsapp.landed`). The sender's
+own quick retries cannot wait that long, and blocking the worker for it would hold up the customer's partition,
+so the send answers a transient failure instead and the worker's delivery retries come back for the answer.
+An answer that took nothing (a 4xx, 429 included) clears the attempt's mark so the next one goes at once; a
+network error on the last try keeps it, as `post_with_retry` does not say whether the request was ever written.
+"""
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 import aiohttp
@@ -12,13 +21,15 @@ from redis.exceptions import RedisError
 from gateway.domain import ChannelKind, Conversation, Message
 from gateway.ports import Delivery
 from integrations.twilio.parts import SentParts
-from integrations.twilio.retry import post_with_retry, refused_for_good
+from integrations.twilio.retry import CallResult, post_with_retry, refused_for_good
 from integrations.twilio.split import chunks
+from integrations.whatsapp.landed import UNSETTLED_S, Landed, callback_data
 from integrations.whatsapp.webhook import STATUS_TTL_S, sent_key
 
 log = structlog.get_logger(__name__)
 
 MAX_BODY = 4096
+UNSETTLED = "earlier attempt may have landed; waiting for Meta's status"
 
 
 def _describe(payload: dict[str, Any]) -> str:
@@ -28,20 +39,37 @@ def _describe(payload: dict[str, Any]) -> str:
     return " ".join(str(err[k]) for k in ("code", "message") if err.get(k) is not None)
 
 
+def _wamid(payload: dict[str, Any]) -> str:
+    """From Meta's answer, or `post_with_retry`'s `sid` when the landed lookup found it."""
+    if payload.get("sid"):
+        return str(payload["sid"])
+    sent = payload.get("messages") or [{}]
+    return str(sent[0].get("id", "")) if isinstance(sent, list) and isinstance(sent[0], dict) else ""
+
+
+class _Unsettled(Exception):
+    """An attempt may have landed and Meta has not said yet: do not resend now."""
+
+
 class WhatsAppCloudChannel:
     kind = ChannelKind.WHATSAPP
 
     def __init__(
         self, session: aiohttp.ClientSession, redis: aioredis.Redis, api_url: str, phone_number_id: str,
-        access_token: str, retries: int = 4, base_delay: float = 0.2,
+        access_token: str, retries: int = 4, base_delay: float = 0.2, timeout_s: float = 15.0,
+        unsettled_s: float = UNSETTLED_S,
     ) -> None:
+        """`unsettled_s`: how long an attempt with a lost answer is waited on before its part is sent again."""
         self.session = session
         self.redis = redis
         self.parts = SentParts(redis)
+        self.landed = Landed(redis)
         self.url = f"{api_url.rstrip('/')}/{phone_number_id}/messages"
         self.headers = {"Authorization": f"Bearer {access_token}"}
         self.retries = retries
         self.base_delay = base_delay
+        self.timeout_s = timeout_s
+        self.unsettled_s = unsettled_s
 
     async def send(self, conversation: Conversation, message: Message) -> Delivery:
         to = conversation.customer.external_id.removeprefix("whatsapp:").removeprefix("+")
@@ -52,17 +80,14 @@ class WhatsAppCloudChannel:
                 ids.append(earlier)
                 continue
             body = {"messaging_product": "whatsapp", "recipient_type": "individual", "to": to, "type": "text",
-                    "text": {"preview_url": False, "body": part}}
-            result = await post_with_retry(
-                self.session, self.url, describe=_describe, conversation_id=conversation.id, attempts=self.retries,
-                base_delay=self.base_delay, json=body, headers=self.headers,
-            )
+                    "text": {"preview_url": False, "body": part},
+                    "biz_opaque_callback_data": callback_data(conversation.id, message.id, i)}
+            result = await self._part(conversation.id, message.id, i, body)
             if not result.ok:
                 log.warning("whatsapp_send_failed", conversation_id=conversation.id, error=result.error)
                 return Delivery(ok=False, error=f"whatsapp: {result.error}",
                                 external_id=",".join(ids) or None, permanent=refused_for_good(result.status))
-            sent = result.payload.get("messages") or [{}]
-            wamid = str(sent[0].get("id", "")) if isinstance(sent[0], dict) else ""
+            wamid = _wamid(result.payload)
             ids.append(wamid)
             if len(parts) > 1:
                 await self.parts.record(message.id, i, wamid, conversation.id)
@@ -73,3 +98,44 @@ class WhatsAppCloudChannel:
                     log.warning("whatsapp_sent_unrecorded", conversation_id=conversation.id, wamid=wamid)
         log.info("whatsapp_sent", conversation_id=conversation.id, message_id=message.id, parts=len(ids))
         return Delivery(ok=True, external_id=",".join(ids))
+
+    async def _part(self, conversation_id: str, message_id: str, part: int, body: dict[str, Any]) -> CallResult:
+        """One part: its wamid if an earlier attempt landed, else sent, unless an earlier attempt is unsettled."""
+        if known := await self.landed.found(message_id, part):
+            log.info("whatsapp_send_already_taken", conversation_id=conversation_id, wamid=known, part=part)
+            return CallResult(ok=True, status=200, payload={"sid": known})
+        now = time.time()
+        begun = await self.landed.begun(message_id, part)  # a retry, or a worker that died mid-send
+        if begun is not None and now - begun < self.unsettled_s:
+            log.info("whatsapp_send_unsettled", conversation_id=conversation_id, part=part, age_s=now - begun)
+            return CallResult(ok=False, error=UNSETTLED)
+        if begun is not None:
+            log.warning("whatsapp_resend_unconfirmed", conversation_id=conversation_id, part=part, age_s=now - begun)
+        await self.landed.begin(message_id, part, now)
+
+        async def landed() -> str | None:
+            """Asked by `post_with_retry` before resending after an answer we never got."""
+            try:
+                wamid = await self.landed.found(message_id, part)
+            except (RedisError, OSError):
+                wamid = None
+            if wamid:
+                log.info("whatsapp_send_already_taken", conversation_id=conversation_id, wamid=wamid, part=part)
+                return wamid
+            if time.time() - now < self.unsettled_s:
+                raise _Unsettled
+            return None
+
+        try:
+            result = await post_with_retry(
+                self.session, self.url, describe=_describe, conversation_id=conversation_id, attempts=self.retries,
+                base_delay=self.base_delay, timeout_s=self.timeout_s, landed=landed, json=body, headers=self.headers,
+            )
+        except _Unsettled:
+            log.info("whatsapp_send_unsettled", conversation_id=conversation_id, part=part, age_s=time.time() - now)
+            return CallResult(ok=False, error=UNSETTLED)
+        if result.ok:
+            await self.landed.settle(message_id, part, _wamid(result.payload), conversation_id)
+        elif result.status is not None and result.status < 500:  # answered, and nothing taken: next try goes at once
+            await self.landed.settle(message_id, part, None, conversation_id)
+        return result

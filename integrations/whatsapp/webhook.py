@@ -3,6 +3,11 @@
 A delivery is answered 200 only after every message in it is durably ingested (Meta re-delivers
 otherwise, and ingest de-duplicates by message id, so a re-delivery costs nothing). Statuses are
 recorded once per (message, status) and appended to a stream so delivery failures can be surfaced.
+
+A status carrying our callback data is also the only word we get that a send whose answer was lost reached Meta
+(`integrations.whatsapp.landed`), so it is recorded before anything else is done with the status; the
+conversation id in that data attributes the status (and a failure told to the agent) even though the sender
+never learnt the wamid.
 """
 
 from __future__ import annotations
@@ -26,6 +31,7 @@ from gateway.redis_conn import as_str
 from gateway.store import Accepted
 from integrations.body import read_limited
 from integrations.webhook.untrusted import UNREADABLE_BODY, same_digest
+from integrations.whatsapp import landed
 from integrations.whatsapp.payload import Value, WaStatus, Webhook, message_text
 
 log = structlog.get_logger(__name__)
@@ -149,8 +155,20 @@ class Receiver:
             metrics.channel_failed(ChannelKind.WHATSAPP.value)
             await self.on_failed(as_str(conv), "WhatsApp", _reason(status))
 
+    async def _landed(self, status: WaStatus) -> None:
+        """A reply part named by our callback data landed as this wamid (any status says so, `failed` too)."""
+        ours = landed.parse(status.biz_opaque_callback_data)
+        if ours is None:
+            return
+        part_ref, conv = ours
+        if conv is not None:
+            await self.redis.set(sent_key(status.id), conv, nx=True, ex=STATUS_TTL_S)
+        if await landed.record(self.redis, part_ref, status.id):
+            log.info("whatsapp_part_landed", conversation_id=conv, part=part_ref, wamid=status.id, status=status.status)
+
     async def statuses(self, statuses: list[WaStatus]) -> None:
         for s in statuses:
+            await self._landed(s)
             errors = json.dumps([e.model_dump(exclude_none=True) for e in s.errors])
             if s.status == "failed" and self.on_failed is not None:
                 await self._tell_failed(s)
