@@ -20,6 +20,7 @@ from gateway.bot_followup import BotFollowUp
 from gateway.channels import ChannelConfigs, channel_configs_or_error, senders
 from gateway.desk_ops import DeskOps
 from gateway.domain import ChannelKind
+from gateway.durability import warn_if_forgetful
 from gateway.embedded_redis import EmbeddedRedis
 from gateway.erasure import Eraser
 from gateway.identity import Identity
@@ -120,6 +121,7 @@ async def connect_redis(settings: Settings, allow_embedded: bool) -> tuple[aiore
         for attempt in range(STARTUP_RETRIES):
             try:
                 await client.ping()
+                await warn_if_forgetful(client)
                 return client, None
             except (RedisError, OSError) as exc:
                 if attempt == STARTUP_RETRIES - 1:

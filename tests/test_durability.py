@@ -1,0 +1,63 @@
+"""A Redis that would lose acknowledged messages is named at start-up, with the fix.
+
+Why: every process started on a Redis with its defaults (no append-only file) answered 202 to messages that
+one Redis restart then lost, and nothing said so until `redis_state_lost` after the fact.
+"""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+from collections.abc import Iterator, MutableMapping
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import pytest
+from structlog.testing import capture_logs
+
+from gateway.runtime import connect_redis
+from gateway.settings import load_settings
+from tests.conftest import free_port, wait_port
+
+
+@contextmanager
+def redis_server(folder: Path, *args: str) -> Iterator[str]:
+    binary = shutil.which("redis-server")
+    assert binary, "redis-server is not installed"
+    port = free_port()
+    folder.mkdir()
+    proc = subprocess.Popen([binary, "--port", str(port), "--bind", "127.0.0.1", "--dir", str(folder), *args],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        assert wait_port(port, timeout=10), "redis-server did not start"
+        yield f"redis://127.0.0.1:{port}/0"
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
+
+
+async def _events(url: str, tmp_path: Path) -> list[MutableMapping[str, Any]]:
+    with capture_logs() as logs:
+        client, embedded = await connect_redis(load_settings(redis_url=url, data_dir=tmp_path / "data"), False)
+        await client.aclose()
+    assert embedded is None
+    return [e for e in logs if str(e["event"]).startswith("redis_persistence") or e["event"] == "redis_not_persistent"]
+
+
+@pytest.mark.parametrize(("args", "event", "detail"), [
+    (("--appendonly", "no", "--save", ""), "redis_not_persistent", "appendonly yes"),
+    (("--appendonly", "no", "--save", "3600 1"), "redis_not_persistent", "appendonly yes"),  # snapshots only
+    (("--appendonly", "yes", "--appendfsync", "everysec"), "redis_persistence", "last second"),
+    (("--appendonly", "yes", "--appendfsync", "always"), "redis_persistence", "nothing acknowledged"),
+    # A managed Redis that refuses CONFIG: on, sync policy unknown; one that refuses INFO too: said so.
+    (("--appendonly", "yes", "--rename-command", "CONFIG", ""), "redis_persistence", "unknown"),
+    (("--appendonly", "yes", "--rename-command", "INFO", ""), "redis_persistence_unknown", "appendonly yes"),
+])
+async def test_start_up_says_what_a_redis_crash_would_lose(
+    tmp_path: Path, args: tuple[str, ...], event: str, detail: str
+) -> None:
+    with redis_server(tmp_path / "redis", *args) as url:
+        (said,) = await _events(url, tmp_path)
+    assert said["event"] == event
+    assert detail in str(said.get("hint", "")) + str(said.get("crash_loses", ""))
