@@ -177,6 +177,14 @@ class PolicyStore:
         assert self._cached is not None
         return self._cached
 
+    async def skills(self) -> tuple[str, ...]:
+        """What an agent may pick on a card's Transfer menu or a Resolve form: the live policy's skills, and a
+        running canary's (a skill added on a canary routes its share there). Fixed at start, as they were, a
+        skill a lead added from Slack was missing, and the Resolve form taught the learners the first one."""
+        policy, canary = await self.current(), self._canary
+        extra = [s for s in canary.policy.skills if s not in policy.skills] if canary is not None else []
+        return (*policy.skills, *extra)
+
     async def canary(self, force: bool = False) -> Canary | None:
         await self._refresh(force)
         return self._canary

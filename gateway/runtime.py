@@ -196,7 +196,7 @@ async def build_runtime(settings: Settings, allow_embedded: bool = True) -> Runt
     session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=OUTSIDE_CALL_S))
     client = make_client(slack.token, slack.api_url, session=slack_session())
     desk = SlackDesk(
-        client, create_missing=slack.emulator is not None, skills=tuple(policy.skills),
+        client, create_missing=slack.emulator is not None, skills=policies.skills,
         pacer=ChannelPacer(rate=settings.slack_channel_rate, burst=3),
     )
     api_secret = (settings.api_secret or settings.ensure_local_secret("api")).get_secret_value()

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
 import aiohttp
@@ -80,12 +80,14 @@ class SlackDesk:
         self,
         client: AsyncWebClient,
         create_missing: bool = False,
-        skills: Sequence[str] = (),
+        skills: Callable[[], Awaitable[Sequence[str]]] | None = None,
         pacer: ChannelPacer | None = None,
     ) -> None:
+        """`skills`: the skills cards offer to transfer to, asked each time a card is drawn (the live policy's:
+        a lead adds skills from Slack while the desk runs)."""
         self.client = client
         self.create_missing = create_missing
-        self.skills = tuple(skills)
+        self._skills = skills
         self.pacer = pacer or ChannelPacer()
         # Posting has its own client without slack_sdk's 429 retry: a 429 must pause the whole channel
         # in the pacer, not just the one request that happened to get it.
@@ -144,7 +146,7 @@ class SlackDesk:
         suggested_agent: str | None = None,
         tag: str = "card",
     ) -> CardRef:
-        card = self.card(conversation, decision, history, suggested=suggested_agent)
+        card = await self.card(conversation, decision, history, suggested=suggested_agent)
         channel = await self.channel_id(decision.channel or "")
         resp = await self._post(
             channel=channel,
@@ -157,7 +159,10 @@ class SlackDesk:
         log.info("card_posted", conversation_id=conversation.id, channel=decision.channel, ts=resp["ts"])
         return CardRef(channel=resp["channel"], ts=resp["ts"])
 
-    def card(
+    async def skills(self) -> tuple[str, ...]:
+        return tuple(await self._skills()) if self._skills is not None else ()
+
+    async def card(
         self,
         conversation: Conversation,
         decision: Decision,
@@ -166,13 +171,14 @@ class SlackDesk:
         suggested: str | None = None,
     ) -> ContextCard:
         assert conversation.scores is not None, "score before rendering a card"
-        return ContextCard(conversation, decision, conversation.scores, list(history), status, self.skills, suggested)
+        return ContextCard(conversation, decision, conversation.scores, list(history), status, await self.skills(),
+                           suggested)
 
     async def update_card(self, conversation: Conversation, status: str | None) -> None:
         """Re-render the card in place (claimed, released, resolved...)."""
         if not (conversation.slack_channel and conversation.card_ts and conversation.decision):
             return
-        card = self.card(conversation, conversation.decision, status=status)
+        card = await self.card(conversation, conversation.decision, status=status)
         with metrics.slack_call("chat.update"):
             await self.client.chat_update(
                 channel=conversation.slack_channel, ts=conversation.card_ts, text=card.fallback_text(),

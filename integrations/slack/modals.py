@@ -41,8 +41,12 @@ def resolve_view(conv: Conversation, skills: Sequence[str]) -> dict[str, Any]:
 
     The resolve count (`Conversation.resolves`) goes back with the submit, so a form opened before someone else
     resolved the conversation and the customer reopened it cannot close the customer's new question."""
-    skill_opts = [_option(s, s) for s in skills] or [_option(conv.skill or "general", conv.skill or "general")]
-    current = next((o for o in skill_opts if o["value"] == conv.skill), skill_opts[0])
+    # The routed skill is always offered and preselected: one missing from the list (removed since) used to
+    # preselect the first skill, and an untouched form taught the learners that wrong label.
+    routed = conv.skill or "general"
+    names = [*skills] if routed in skills else [routed, *skills]
+    skill_opts = [_option(s, s) for s in names]
+    current = next(o for o in skill_opts if o["value"] == routed)
     return {
         "type": "modal",
         "callback_id": "sb_resolve",
