@@ -10,6 +10,8 @@ from __future__ import annotations
 import json
 from typing import Any
 
+import gateway.app as gateway_app
+from integrations.slack.emulator.deskweb import DESK
 from tests.harness import Gateway, eventually, stored_card
 from tests.test_commands_support import Slash, cmd_gw
 from tests.test_desk import sender
@@ -45,3 +47,16 @@ async def test_a_skill_added_from_slack_reaches_the_desk(cmd_gw: Gateway) -> Non
     skill = next(b for b in view["blocks"] if b.get("block_id") == "skill")["element"]
     assert skill["initial_option"]["value"] == "warranty"
     assert "warranty" in [o["value"] for o in skill["options"]]
+
+
+async def test_a_command_typed_in_the_desk_page_names_members_as_slack_escapes_them(cmd_gw: Gateway) -> None:
+    """The emulator passed `@bob` through raw, so `capacity @bob 2` was refused in its own desk page."""
+    gw = cmd_gw
+    desk = gw.app[gateway_app.EMULATOR][DESK]
+    assert await desk.slash("/switchboard", "capacity @bob 2", user="U0CAROL", channel="support-leads") == 200
+    policy = await eventually(lambda: _capacity(gw))
+    assert policy == {"U0BOB": 2}
+
+
+async def _capacity(gw: Gateway) -> dict[str, int]:
+    return dict((await gw.rt.policies.current(force=True)).capacity)

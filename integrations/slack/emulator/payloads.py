@@ -8,6 +8,7 @@ docs.slack.dev/reference/interaction-payloads and /events). Nothing here mutates
 from __future__ import annotations
 
 import copy
+import re
 import secrets
 import time
 import uuid
@@ -303,9 +304,37 @@ def slash_form(
         "user_id": user_id,
         "user_name": state.user(user_id).name,
         "command": command,
-        "text": text,
+        "text": escaped(state, text),
         "api_app_id": APP_ID,
         "is_enterprise_install": "false",
         "response_url": response_url,
         "trigger_id": trigger_id,
     }
+
+
+_MENTION = re.compile(r"(?<![<\w])([@#])([a-z0-9][a-z0-9._-]*)", re.IGNORECASE)
+
+
+def escaped(state: EmulatorState, text: str) -> str:
+    """What Slack sends for a command registered with "Escape channels, users, and links" (the manifest sets
+    it): `@bob` as `<@U0BOB|bob>`, `#general` as `<#C…|general>`, for members and channels that exist; any
+    other `@` or `#` word as typed. Passed through raw, `capacity @bob 2` worked against nothing but this
+    emulator's desk page, and was refused there.
+
+    >>> from .config import EmulatorConfig, EmulatedUser
+    >>> state = EmulatorState(EmulatorConfig(users=[EmulatedUser(id="U0BOB", name="bob")], channels=["general"]))
+    >>> escaped(state, "capacity @bob 2 in #general, not @nobody, <@U0BOB> or a@bob.com")
+    'capacity <@U0BOB|bob> 2 in <#CDFE2DB7497|general>, not @nobody, <@U0BOB> or a@bob.com'
+    """
+    users = {u.name.lower(): u.id for u in state.users.values() if not u.is_bot}
+    channels = {c.name: cid for cid, c in state.channels.items()}
+
+    def one(m: re.Match[str]) -> str:
+        sigil, name = m.group(1), m.group(2)
+        if sigil == "@" and name.lower() in users:
+            return f"<@{users[name.lower()]}|{name}>"
+        if sigil == "#" and name.lower() in channels:
+            return f"<#{channels[name.lower()]}|{name.lower()}>"
+        return m.group(0)
+
+    return _MENTION.sub(one, text)
