@@ -106,6 +106,14 @@ def preflight(settings: Settings, roles: set[str]) -> None:
         holder = lock_holder(settings.data_dir)  # EmbeddedRedis takes the lock itself; this names the holder first
         if holder is not None:
             raise ConfigError(busy_message(settings.data_dir, holder))
+    if "worker" in roles and "web" not in roles and not settings.slack_configured and not settings.slack_api_url:
+        # Without real Slack the emulator lives in the web process. The worker used to look for it on its own
+        # PORT (honcho gives each process another), log `slack_not_ready` for five minutes and then exit with
+        # a traceback, taking the whole honcho stack down with it.
+        raise ConfigError(
+            "configuration error: SLACK_API_URL: a worker without real Slack (SLACK_BOT_TOKEN) posts to the web "
+            "process's Slack emulator: set SLACK_API_URL=http://<web host>:<web PORT>/_slack/api/"
+        )
     if "web" in roles:
         check_listen(settings.host, settings.port, "PORT")
     elif settings.metrics_port is not None:

@@ -106,7 +106,19 @@ async def test_the_embedded_redis_itself_takes_the_folder(tmp_path: Path) -> Non
 
 
 def test_missing_knowledge_base_is_one_line(redis_url: str, tmp_path: Path) -> None:
-    out = run_cli(["worker"], tmp_path, REDIS_URL=redis_url, SWITCHBOARD_KB_FILE="/nonexistent.csv")
+    out = run_cli(["worker"], tmp_path, REDIS_URL=redis_url, SWITCHBOARD_KB_FILE="/nonexistent.csv",
+                  SLACK_API_URL=f"http://127.0.0.1:{free_port()}/_slack/api/")
     assert out.returncode == 2, out.stderr
     assert len(lines(out.stderr)) == 1, out.stderr
     assert lines(out.stderr)[0].startswith("configuration error: SWITCHBOARD_KB_FILE: ")
+
+
+def test_a_worker_without_slack_or_an_emulator_url_is_one_line(redis_url: str, tmp_path: Path) -> None:
+    """It looked for the emulator on its own port for five minutes, then exited with a traceback."""
+    started = time.monotonic()
+    out = run_cli(["worker"], tmp_path, REDIS_URL=redis_url)
+    assert out.returncode == 2 and time.monotonic() - started < 30, out.stderr
+    assert lines(out.stderr) == [
+        "configuration error: SLACK_API_URL: a worker without real Slack (SLACK_BOT_TOKEN) posts to the web "
+        "process's Slack emulator: set SLACK_API_URL=http://<web host>:<web PORT>/_slack/api/"
+    ]
