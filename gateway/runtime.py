@@ -199,13 +199,14 @@ async def build_runtime(settings: Settings, allow_embedded: bool = True) -> Runt
         client, create_missing=slack.emulator is not None, skills=policies.skills,
         pacer=ChannelPacer(rate=settings.slack_channel_rate, burst=3),
     )
-    api_secret = (settings.api_secret or settings.ensure_local_secret("api")).get_secret_value()
-    if settings.api_secret is None:
-        log.warning(
-            "api_secret_generated",
-            path=str(settings.data_dir / "api.secret"),
-            hint="set SWITCHBOARD_API_SECRET in production",
-        )
+    if settings.api_secret is not None:
+        api_secret = settings.api_secret.get_secret_value()
+    else:
+        kept, generated = settings.local_secret("api")
+        api_secret = kept.get_secret_value()
+        # "generated" on every start read as a rotated secret: API clients would re-sign for nothing.
+        log.warning("api_secret_generated" if generated else "api_secret_from_file",
+                    path=str(settings.data_dir / "api.secret"), hint="set SWITCHBOARD_API_SECRET in production")
     store = ConversationStore(redis, settings.partitions, settings.reopen_window_s)
     channels: dict[ChannelKind, CustomerChannel] = {
         **senders(channel_configs, redis, session),

@@ -6,7 +6,9 @@ never reach a log line or a traceback by accident.
 
 from __future__ import annotations
 
+import os
 import secrets
+import time
 from enum import StrEnum
 from pathlib import Path
 
@@ -178,14 +180,26 @@ class Settings(BaseSettings):
 
     def ensure_local_secret(self, name: str) -> SecretStr:
         """A generated secret kept in the data folder, so local mode needs no configuration at all."""
+        return self.local_secret(name)[0]
+
+    def local_secret(self, name: str) -> tuple[SecretStr, bool]:
+        """(the folder's secret, whether this call generated it). Created exclusively: web, worker and learner
+        started together (honcho) each wrote their own, and the last write won only on disk, so the processes
+        signed and checked with different secrets until restarted."""
         path = self.data_dir / f"{name}.secret"
-        if path.exists():
-            return SecretStr(path.read_text().strip())
         self.data_dir.mkdir(parents=True, exist_ok=True)
         value = secrets.token_hex(24)
-        path.write_text(value)
-        path.chmod(0o600)
-        return SecretStr(value)
+        try:
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        except FileExistsError:
+            for _ in range(50):  # another process is writing it this instant
+                if kept := path.read_text().strip():
+                    return SecretStr(kept), False
+                time.sleep(0.01)
+            raise ConfigError(f"configuration error: SWITCHBOARD_DATA_DIR: {path} is empty; delete it") from None
+        with os.fdopen(fd, "w") as fh:
+            fh.write(value)
+        return SecretStr(value), True
 
 
 _ALIASES = {

@@ -6,12 +6,13 @@ import json
 import os
 import subprocess
 import sys
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
 
 from gateway.logging import configure_logging
-from gateway.settings import LogFormat
+from gateway.settings import LogFormat, load_settings
 
 
 def run_cli(args: list[str], env: dict[str, str], cwd: Path) -> subprocess.CompletedProcess[str]:
@@ -77,3 +78,16 @@ def test_secrets_and_pii_are_redacted_from_logs(capsys: pytest.CaptureFixture[st
     assert "[redacted]" in line["detail"]
     assert line["text"] == "mail me at [email] or [phone], card [card]"
     assert line["conversation_id"] == "conv_1"
+
+
+def test_the_local_api_secret_is_generated_once_however_many_processes_start_together(tmp_path: Path) -> None:
+    """honcho starts web, worker and learner at once: each wrote its own secret, and they signed and checked
+    with different ones; and every start logged `api_secret_generated`, read as a rotated secret."""
+    settings = load_settings(data_dir=tmp_path / "data")
+    with ThreadPoolExecutor(16) as pool:
+        results = list(pool.map(lambda _: settings.local_secret("api"), range(16)))
+    assert len({secret.get_secret_value() for secret, _ in results}) == 1
+    assert [generated for _, generated in results].count(True) == 1
+    secret, generated = settings.local_secret("api")
+    assert not generated and secret.get_secret_value() == (tmp_path / "data" / "api.secret").read_text()
+    assert oct((tmp_path / "data" / "api.secret").stat().st_mode & 0o777) == "0o600"
