@@ -183,6 +183,15 @@ class LearnerScorer:
         """
         async with self._refreshing:  # the periodic task and a `models` command may both ask
             newest = await current_version(redis)
+            if newest < self._seen_version:
+                # The store's count went back: Redis lost the snapshots (restarted empty or flushed) and the
+                # learner publishes from 1 again, from the models it holds. Compared with the old count, every
+                # new snapshot read as stale until the count passed it: processes started before the loss kept
+                # their models while new ones loaded the new snapshot, and one text routed two ways.
+                log.warning("learner_snapshot_count_reset", was=self._seen_version, now=newest)
+                self._seen_version = 0
+                self._versions = dict.fromkeys(self._versions, 0)
+                self._digests = dict.fromkeys(self._digests, None)
             if newest <= self._seen_version:
                 return False
             blobs = await fetch(redis)

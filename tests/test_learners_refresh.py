@@ -130,3 +130,27 @@ async def test_web_process_metrics_follow_published_models(
         except TimeoutError:
             proc.kill()
             await proc.wait()
+
+
+async def test_a_snapshot_count_that_starts_again_is_followed(redis: aioredis.Redis) -> None:
+    """Redis came back empty and the learner published from version 1 again: a process that had seen version 3
+    took every new snapshot for an old one until the count passed 3, and routed unlike freshly started ones."""
+    learners = trained()
+    lock = RedisLock(redis)
+    assert await lock.acquire()
+    for _ in range(3):
+        await publish(redis, learners, lock)
+    worker = LearnerScorer()
+    assert await worker.refresh(redis)
+    assert worker.health()["skill"]["snapshot_version"] == 3
+
+    await redis.flushdb()  # the snapshots are gone; the learner keeps learning and publishes again
+    assert not await worker.refresh(redis)  # nothing to load: the models it has keep serving
+    assert worker.health()["skill"]["labels_seen"] == 400
+    learners["skill"].learn_one("my invoice is wrong", "billing")
+    lock = RedisLock(redis)
+    assert await lock.acquire()
+    assert await publish(redis, learners, lock) == 1
+    assert await worker.refresh(redis)
+    assert worker.health()["skill"]["labels_seen"] == 401
+    assert worker.health()["skill"]["snapshot_version"] == 1
