@@ -23,6 +23,7 @@ from gateway.logging import configure_logging
 from gateway.runtime import Runtime, build_runtime, install_token
 from gateway.serve_lock import busy_message, lock_holder
 from gateway.settings import ConfigError, Settings, load_settings
+from gateway.streams import agree_on_partitions
 from gateway.worker import Worker
 from integrations.slack.commands import watch_models
 from learners.service import LearnerScorer
@@ -123,6 +124,12 @@ def preflight(settings: Settings, roles: set[str]) -> None:
 async def run(settings: Settings, roles: set[str]) -> None:
     preflight(settings, roles)
     rt = await build_runtime(settings, allow_embedded=roles == ROLES["serve"])
+    if roles & {"web", "worker"}:
+        try:
+            await agree_on_partitions(rt.redis, settings.partitions)
+        except ConfigError:
+            await rt.close()
+            raise
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):

@@ -22,6 +22,7 @@ from redis.exceptions import ResponseError
 
 from gateway import keys
 from gateway.redis_conn import as_str
+from gateway.settings import ConfigError
 
 log = structlog.get_logger(__name__)
 
@@ -59,6 +60,27 @@ async def ensure_groups(redis: aioredis.Redis, partitions: int) -> list[int]:
             if "BUSYGROUP" not in str(exc):
                 raise
     return created
+
+
+PARTITIONS_KEY = f"{keys.PREFIX}partitions"
+"""How many partitions this Redis's streams are split into, set by the first process to start."""
+
+
+async def agree_on_partitions(redis: aioredis.Redis, partitions: int) -> None:
+    """Refuse to start with another `SWITCHBOARD_PARTITIONS` than the processes already on this Redis.
+
+    A customer's partition is a hash modulo the count: a web process set to 16 beside workers set to 8
+    queued a third of its messages on partitions no worker reads, answered 202 for each, and nothing said
+    so anywhere. The first process records its count; one that differs stops with the way to change it."""
+    await redis.set(PARTITIONS_KEY, partitions, nx=True)
+    stored = int(as_str(await redis.get(PARTITIONS_KEY)) or partitions)
+    if stored != partitions:
+        raise ConfigError(
+            f"configuration error: SWITCHBOARD_PARTITIONS: this Redis's streams are split into {stored} partitions "
+            f"and this process is set to {partitions}: run every web and worker with {stored}. To change it, stop "
+            f"every web, let the workers empty the streams, stop them, then `SET {PARTITIONS_KEY} <new count>` and "
+            "start them all with the new count"
+        )
 
 
 STATE_LOST = ("NOGROUP", "UNBLOCKED")

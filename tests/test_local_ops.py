@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 import redis as syncredis
+import redis.asyncio as aioredis
 
 from learners import snapshot
 from tests.conftest import free_port
@@ -122,3 +123,30 @@ def test_a_worker_without_slack_or_an_emulator_url_is_one_line(redis_url: str, t
         "configuration error: SLACK_API_URL: a worker without real Slack (SLACK_BOT_TOKEN) posts to the web "
         "process's Slack emulator: set SLACK_API_URL=http://<web host>:<web PORT>/_slack/api/"
     ]
+
+
+def test_a_process_with_another_partition_count_is_refused(sync_redis: syncredis.Redis, redis_url: str,
+                                                            tmp_path: Path) -> None:
+    """A web set to 16 beside workers set to 8 queued a third of its messages where no worker reads, and 202'd."""
+    import asyncio
+
+    from gateway.streams import PARTITIONS_KEY, agree_on_partitions
+
+    async def first_process() -> None:  # records its count
+        client = aioredis.from_url(redis_url)
+        try:
+            await agree_on_partitions(client, 8)
+        finally:
+            await client.aclose()
+
+    asyncio.run(first_process())
+    assert sync_redis.get(PARTITIONS_KEY) == b"8"
+    out = run_cli(["worker"], tmp_path, REDIS_URL=redis_url, SWITCHBOARD_PARTITIONS="16",
+                  SLACK_API_URL=f"http://127.0.0.1:{free_port()}/_slack/api/")
+    assert out.returncode == 2, out.stderr
+    # (Above it, the log line saying the test Redis keeps no append-only file.)
+    (line,) = [line for line in lines(out.stderr) if line.startswith("configuration error")]
+    assert line == lines(out.stderr)[-1]
+    assert line.startswith("configuration error: SWITCHBOARD_PARTITIONS: this Redis's streams are split into 8 "
+                           "partitions and this process is set to 16: run every web and worker with 8."), line
+    assert sync_redis.get(PARTITIONS_KEY) == b"8"
