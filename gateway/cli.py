@@ -12,8 +12,10 @@ import socket
 import sys
 from collections.abc import Callable, Sequence
 
+import aiohttp
 import structlog
 from aiohttp import web
+from slack_sdk.errors import SlackApiError
 
 from gateway import loop as event_loop
 from gateway import metrics, send
@@ -33,17 +35,41 @@ log = structlog.get_logger(__name__)
 ROLES = {"serve": {"web", "worker", "learner"}, "web": {"web"}, "worker": {"worker"}, "learner": {"learner"}}
 
 
+REFUSED_TOKEN = frozenset({"invalid_auth", "not_authed", "account_inactive", "token_revoked", "token_expired",
+                           "missing_scope", "not_allowed_token_type"})
+"""Slack errors no retry mends: the token itself is wrong."""
+SLACK_WAIT_S = 30.0
+
+
 async def _ensure_channels(rt: Runtime, stop: asyncio.Event) -> None:
-    """The emulator may live in another process that is still starting: retry for a while."""
-    for attempt in range(60):
+    """The emulator may live in another process that is still starting: retried for `SLACK_WAIT_S`.
+
+    A token Slack refuses, or a Slack that never answers, is a configuration error (one line, exit 2): this
+    retried a refused token sixty times at info level and then died with a traceback, which a process manager
+    restarts for ever. A SIGTERM while waiting just stops."""
+    token = "SLACK_BOT_TOKEN" if rt.settings.slack_bot_token else "the installed Slack token"
+    deadline = asyncio.get_running_loop().time() + SLACK_WAIT_S
+    attempt = 0
+    while True:
+        attempt += 1
         try:
             await rt.desk.ensure_channels(rt.policy.channels())
             return
-        except Exception as exc:
-            if attempt == 59 or stop.is_set():
-                raise
-            log.info("slack_not_ready", error=str(exc))
-            await asyncio.sleep(0.5)
+        except SlackApiError as exc:
+            error = str(exc.response.get("error") or exc.response.status_code)
+            if error in REFUSED_TOKEN:
+                raise ConfigError(f"configuration error: {token}: Slack refused it ({error})") from None
+            last = error
+        except (aiohttp.ClientError, OSError, TimeoutError) as exc:
+            last = str(exc) or type(exc).__name__
+        if stop.is_set():
+            return
+        if asyncio.get_running_loop().time() > deadline:
+            raise ConfigError(f"configuration error: SLACK_API_URL: Slack did not answer within {SLACK_WAIT_S:.0f} s "
+                              f"({last})")
+        log.warning("slack_not_ready", attempt=attempt, error=last)
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), timeout=0.5)
 
 
 def freeze_startup_objects() -> None:
@@ -161,6 +187,8 @@ async def run(settings: Settings, roles: set[str]) -> None:
                     with contextlib.suppress(TimeoutError):
                         await asyncio.wait_for(stop.wait(), timeout=5)
             await _ensure_channels(rt, stop)
+            if stop.is_set():  # stopped while waiting for Slack
+                return
             worker = Worker(rt.redis, rt.pipeline, settings.partitions, settings.lease_ms, settings.reclaim_idle_ms)
             tasks.append(asyncio.create_task(worker.run(stop), name="worker"))
             tasks.append(asyncio.create_task(rt.sla.run(stop), name="sla"))

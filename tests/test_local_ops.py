@@ -17,7 +17,7 @@ import redis as syncredis
 import redis.asyncio as aioredis
 
 from learners import snapshot
-from tests.conftest import free_port
+from tests.conftest import free_port, wait_port
 from tests.local_serve import TRAIN, history, lines, run_cli, start_serve
 
 
@@ -150,3 +150,32 @@ def test_a_process_with_another_partition_count_is_refused(sync_redis: syncredis
     assert line.startswith("configuration error: SWITCHBOARD_PARTITIONS: this Redis's streams are split into 8 "
                            "partitions and this process is set to 16: run every web and worker with 8."), line
     assert sync_redis.get(PARTITIONS_KEY) == b"8"
+
+
+@pytest.mark.parametrize(("token", "expected"), [
+    ("xoxb-wrong", "configuration error: SLACK_BOT_TOKEN: Slack refused it (invalid_auth)"),
+    ("xoxb-emulator", "configuration error: SLACK_API_URL: Slack did not answer within 30 s ("),
+])
+def test_a_worker_whose_slack_refuses_its_token_or_never_answers_stops_in_one_line(
+    redis_url: str, tmp_path: Path, token: str, expected: str
+) -> None:
+    """It logged slack_not_ready sixty times at info level, then died with a traceback (a restart loop)."""
+    import subprocess
+    import sys
+
+    port = free_port()
+    emulator = subprocess.Popen([sys.executable, "-m", "integrations.slack.emulator", "--port", str(port)],
+                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        assert wait_port(port, timeout=20)
+        api = f"http://127.0.0.1:{port}/api/" if token == "xoxb-wrong" else f"http://127.0.0.1:{free_port()}/api/"
+        started = time.monotonic()
+        out = run_cli(["worker"], tmp_path, timeout=90, REDIS_URL=redis_url, SLACK_BOT_TOKEN=token,
+                      SLACK_SIGNING_SECRET="s" * 32, SLACK_API_URL=api)
+    finally:
+        emulator.terminate()
+        emulator.wait(timeout=10)
+    assert out.returncode == 2, out.stderr
+    assert lines(out.stderr)[-1].startswith(expected), out.stderr
+    assert "Traceback" not in out.stderr
+    assert time.monotonic() - started < 60
