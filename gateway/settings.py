@@ -11,6 +11,7 @@ import secrets
 import time
 from enum import StrEnum
 from pathlib import Path
+from urllib.parse import urlsplit
 
 from pydantic import AliasChoices, Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -117,14 +118,31 @@ class Settings(BaseSettings):
     def leads(self) -> frozenset[str]:
         return frozenset(filter(None, (x.strip() for x in self.leads_raw.split(","))))
 
-    @field_validator("redis_url", "slack_api_url", "api_callback_url", "public_url", "bot_webhook_url")
+    @field_validator("redis_url")
     @classmethod
-    def _url(cls, v: str | None) -> str | None:
-        if v is None or v == "":
+    def _redis_url(cls, v: str | None) -> str | None:
+        """Checked here, not by redis-py at the first connect: `http://…` was a 20-line traceback there, and
+        `redis://host/abc` quietly used database 0 (a test worker joined a live deployment that way)."""
+        if not v:
             return None
-        schemes = ("redis://", "rediss://", "unix://", "http://", "https://")
-        if not v.startswith(schemes):
-            raise ValueError(f"must be a URL starting with one of {', '.join(schemes)}")
+        parts = urlsplit(v)
+        if parts.scheme not in ("redis", "rediss", "unix"):
+            raise ValueError("must start with redis://, rediss:// or unix://")
+        db = parts.path.strip("/") if parts.scheme != "unix" else ""
+        if parts.scheme != "unix" and not parts.hostname:
+            raise ValueError("names no host (redis://host:6379/0)")
+        if db and not db.isdigit():
+            raise ValueError(f"database {db!r} must be a number (redis://host:6379/0)")
+        return v
+
+    @field_validator("slack_api_url", "api_callback_url", "public_url", "bot_webhook_url")
+    @classmethod
+    def _http_url(cls, v: str | None) -> str | None:
+        if not v:
+            return None
+        parts = urlsplit(v)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ValueError("must be an http:// or https:// URL with a host")
         return v
 
     @field_validator("log_level")

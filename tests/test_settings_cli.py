@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from gateway.logging import configure_logging
-from gateway.settings import LogFormat, load_settings
+from gateway.settings import ConfigError, LogFormat, load_settings
 
 
 def run_cli(args: list[str], env: dict[str, str], cwd: Path) -> subprocess.CompletedProcess[str]:
@@ -91,3 +91,23 @@ def test_the_local_api_secret_is_generated_once_however_many_processes_start_tog
     secret, generated = settings.local_secret("api")
     assert not generated and secret.get_secret_value() == (tmp_path / "data" / "api.secret").read_text()
     assert oct((tmp_path / "data" / "api.secret").stat().st_mode & 0o777) == "0o600"
+
+
+@pytest.mark.parametrize(("field", "value", "message"), [
+    ("redis_url", "http://127.0.0.1:6379", "configuration error: REDIS_URL: must start with redis://, rediss:// or unix://"),
+    ("redis_url", "redis://127.0.0.1:6379/abc", "configuration error: REDIS_URL: database 'abc' must be a number"),
+    ("redis_url", "redis:///0", "configuration error: REDIS_URL: names no host"),
+    ("slack_api_url", "redis://127.0.0.1:6379/0", "configuration error: SLACK_API_URL: must be an http:// or https://"),
+    ("api_callback_url", "unix:///tmp/sock", "configuration error: SWITCHBOARD_API_CALLBACK_URL: must be an http://"),
+])
+def test_urls_are_checked_for_what_each_setting_takes(field: str, value: str, message: str) -> None:
+    """`REDIS_URL=http://…` was a traceback at the first connect; `redis://host/abc` silently used database 0."""
+    with pytest.raises(ConfigError) as refused:
+        load_settings(**{field: value})
+    assert str(refused.value).startswith(message), str(refused.value)
+
+
+def test_good_urls_pass() -> None:
+    settings = load_settings(redis_url="rediss://:pw@cache.example:6380/2", slack_api_url="http://127.0.0.1:8080/_slack/api/")
+    assert settings.redis_url == "rediss://:pw@cache.example:6380/2"
+    assert load_settings(redis_url="unix:///run/redis.sock?db=1").redis_url == "unix:///run/redis.sock?db=1"
