@@ -171,7 +171,7 @@ def test_a_worker_whose_slack_refuses_its_token_or_never_answers_stops_in_one_li
         api = f"http://127.0.0.1:{port}/api/" if token == "xoxb-wrong" else f"http://127.0.0.1:{free_port()}/api/"
         started = time.monotonic()
         out = run_cli(["worker"], tmp_path, timeout=90, REDIS_URL=redis_url, SLACK_BOT_TOKEN=token,
-                      SLACK_SIGNING_SECRET="s" * 32, SLACK_API_URL=api)
+                      SLACK_SIGNING_SECRET="s" * 32, SLACK_API_URL=api, SWITCHBOARD_API_SECRET="a" * 32)
     finally:
         emulator.terminate()
         emulator.wait(timeout=10)
@@ -179,3 +179,15 @@ def test_a_worker_whose_slack_refuses_its_token_or_never_answers_stops_in_one_li
     assert lines(out.stderr)[-1].startswith(expected), out.stderr
     assert "Traceback" not in out.stderr
     assert time.monotonic() - started < 60
+
+
+def test_separate_processes_on_real_slack_need_a_shared_api_secret(redis_url: str, tmp_path: Path) -> None:
+    """Each generated its own into its data folder: on separate hosts some requests got 401 and callbacks were
+    signed with a secret the customer's system did not know."""
+    out = run_cli(["web"], tmp_path, REDIS_URL=redis_url, SLACK_BOT_TOKEN="xoxb-1", SLACK_SIGNING_SECRET="s" * 32,
+                  PORT=str(free_port()))
+    assert out.returncode == 2, out.stderr
+    assert lines(out.stderr) == [
+        "configuration error: SWITCHBOARD_API_SECRET: required for separate web and worker processes with real "
+        "Slack (each would generate its own); set the same secret in every process and in your API clients"
+    ]
