@@ -54,13 +54,15 @@ def senders(
         assert tw.auth_token and tw.account_sid and tw.from_number
         sender = twilio.TwilioChannel(session, tw.api_url, tw.account_sid, tw.auth_token.get_secret_value(),
                                       tw.from_number, tw.whatsapp_from, redis=redis,
-                                      status_callback=tw.status_callback(), timeout_s=tw.timeout_s)
+                                      status_callback=tw.status_callback(), timeout_s=tw.timeout_s,
+                                      whatsapp_reengage=tw.whatsapp_reengage_content_sid)
         found[ChannelKind.SMS] = found[ChannelKind.WHATSAPP] = sender
     wa = configs.whatsapp
     if not wa.missing():
         assert wa.access_token and wa.phone_number_id
         found[ChannelKind.WHATSAPP] = whatsapp.WhatsAppCloudChannel(
-            session, redis, wa.api_url, wa.phone_number_id, wa.access_token.get_secret_value()
+            session, redis, wa.api_url, wa.phone_number_id, wa.access_token.get_secret_value(),
+            reengage_template=wa.reengage(),
         )
     return found
 

@@ -202,6 +202,7 @@ class Eraser:
         doomed = [keys.conversation(conversation_id), keys.transcript(conversation_id), keys.effects(conversation_id),
                   keys.claim(conversation_id), keys.closed(conversation_id), keys.cards(conversation_id),
                   keys.conversation_partition(conversation_id), keys.resolves(conversation_id),
+                  keys.held_replies(conversation_id),
                   f"{keys.PREFIX}webchat:out:{conversation_id}", f"{keys.PREFIX}csat:{conversation_id}",
                   keys.csat_asked(conversation_id), f"{keys.PREFIX}sla:done:{conversation_id}", *(extra or [])]
         doomed += [keys.thread(channel, ts) for channel, ts in cards]

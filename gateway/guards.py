@@ -7,8 +7,8 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING
 
-from gateway import optout
-from gateway.domain import ChannelKind, Conversation, Direction
+from gateway import optout, reengage
+from gateway.domain import ChannelKind, Conversation
 from gateway.outbound import REFUSED
 from gateway.sla import sla_now
 from router.sla import duration
@@ -18,20 +18,20 @@ if TYPE_CHECKING:
 
 WHATSAPP_WINDOW_S = 24 * 3600
 """WhatsApp takes free-form messages only within 24 hours of the customer's last one (Meta's customer service
-window; Twilio answers 63016, Meta error 131047). Outside it only pre-approved templates may be sent."""
+window; Twilio answers 63016, Meta error 131047). Outside it only pre-approved templates may be sent: an agent's
+reply then waits for the customer's answer to one, if a template is configured (`gateway.reengage`)."""
 
 
 async def whatsapp_window(p: Pipeline, conv: Conversation) -> str | None:
     if conv.customer.channel is not ChannelKind.WHATSAPP:
         return None
-    last = max((m.at.timestamp() for m in conv.messages if m.direction is Direction.INBOUND), default=None)
+    last = reengage.last_heard(conv)
     if last is None:
         return None
     since = sla_now(p.sla) - last
     if since <= WHATSAPP_WINDOW_S:
         return None
-    return (f"{REFUSED}WhatsApp takes replies only within 24 h of the customer's last message ({duration(since)} "
-            "ago); only an approved template may be sent now")
+    return f"{REFUSED}{reengage.WINDOW_CLOSED} ({duration(since)} ago); only an approved template may be sent now"
 
 
 GUARDS: tuple[Callable[[Pipeline, Conversation], Awaitable[str | None]], ...] = (optout.refusal, whatsapp_window)

@@ -126,6 +126,11 @@ def person_conversations(person_id: str) -> str:
 MERGES = f"{PREFIX}merges"
 
 
+def held_replies(conversation_id: str) -> str:
+    """Agent replies waiting for the customer to reopen WhatsApp's 24-hour window (`gateway.reengage`)."""
+    return f"{PREFIX}conv:{conversation_id}:held"
+
+
 def csat_asked(conversation_id: str) -> str:
     """Set while a rating request is unanswered: a lone "5" is a rating only then, and counts once."""
     return f"{PREFIX}csat:asked:{conversation_id}"

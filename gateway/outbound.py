@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any
 import structlog
 from pydantic import ValidationError
 
-from gateway import dead_letters, keys
+from gateway import dead_letters, keys, reengage
 from gateway.domain import AGENT_REPLY, NOTICE, ConversationState, Direction, Message
 from gateway.effects import Effects
 from gateway.retries import MAX_ATTEMPTS
@@ -75,6 +75,12 @@ async def deliver(p: Pipeline, fields: Mapping[str, str]) -> None:
         log.info("reply_delivered", conversation_id=conv.id, ref=ref)
         return
     await p.redis.hdel(keys.effects(conv.id), f"out:{ref}")
+    if result.startswith(REFUSED) and reason(result).startswith(reengage.WINDOW_CLOSED) and reengage.holds(
+            p, conv, fields):
+        held = await reengage.hold(p, conv, fields, effects)  # a template invites the customer back
+        if held.ok:
+            return
+        result = f"{REFUSED if held.permanent else FAILED}{held.error}"
     why_not = reason(result)
     attempt = int(fields.get("attempt", "0")) + 1
     refused = result.startswith(REFUSED)

@@ -13,7 +13,7 @@ from functools import partial
 import redis.asyncio as aioredis
 import structlog
 
-from gateway import csat, guards, handback, keys, metrics, optout, outbound, transfers
+from gateway import csat, guards, handback, keys, metrics, optout, outbound, reengage, transfers
 from gateway.agents import loads_for, stage_agent_loads
 from gateway.bot_followup import BOT_AGENT, BotFollowUp, publish_failure_once
 from gateway.card_gone import thread_follow_up
@@ -69,6 +69,8 @@ class Prefetched:
     person: str | None
     history_ids: list[str]
     agent_loads: list[tuple[str, int]]
+    held_replies: bool = False
+    """Replies wait for this customer (`gateway.reengage`): read here so other messages pay no round trip."""
 
 
 @dataclass
@@ -144,6 +146,8 @@ class Pipeline:
             conv.partition = ack.partition
             if conv.version:
                 await self.store.save(conv, "partition")
+        if pre.held_replies:  # replies held for WhatsApp's window go out right after this message
+            await reengage.release(self, conv)
         fresh, since = delivery(ack, fields)
         effects = Effects(self.redis, keys.effects(conv.id), snap.effects, fresh=fresh, since=since)
         word = optout.keyword(conv, message)
@@ -181,8 +185,9 @@ class Pipeline:
             snapshot = self.store.stage_snapshot(pipe, conv_id)
             history = Identity.stage_history_ids(pipe, person)
             loads = stage_agent_loads(pipe)
+            pipe.exists(keys.held_replies(conv_id))
             results = await pipe.execute()
-        return Prefetched(snapshot(results), person, history(results), loads(results))
+        return Prefetched(snapshot(results), person, history(results), loads(results), bool(results[-1]))
 
     async def _commit(
         self, conv: Conversation, fields: tuple[str, ...], new_wait: bool, effects: Effects, ack: Ack | None,

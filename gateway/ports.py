@@ -115,3 +115,17 @@ class CustomerChannel(Protocol):
     kind: ChannelKind
 
     async def send(self, conversation: Conversation, message: Message) -> Delivery: ...
+
+
+@runtime_checkable
+class SendsTemplate(Protocol):
+    """A channel with an approved WhatsApp template: the one message WhatsApp takes outside its 24-hour window,
+    sent to invite the customer to answer so held replies can follow (`gateway.reengage`)."""
+
+    def reengages(self, conversation: Conversation) -> bool:
+        """Whether a template is configured for this customer's channel (Twilio's sender also serves SMS)."""
+        ...
+
+    async def send_template(self, conversation: Conversation, template_id: str) -> Delivery:
+        """`template_id`: stable across attempts of the same send, so one the provider took is not sent twice."""
+        ...

@@ -2,8 +2,13 @@
 
 from __future__ import annotations
 
-from pydantic import AliasChoices, Field, SecretStr
+import re
+
+from pydantic import AliasChoices, Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+CONTENT_SID = re.compile(r"HX[0-9a-fA-F]{32}")
+"""A Content API template's SID, as Twilio documents it."""
 
 
 class TwilioConfig(BaseSettings):
@@ -19,6 +24,20 @@ class TwilioConfig(BaseSettings):
     timeout_s: float = Field(default=15.0, gt=0, le=120, validation_alias=AliasChoices("TWILIO_TIMEOUT"))
     """Seconds to wait for Twilio's answer to one send; past it the send is looked up before any resend."""
     max_body: int = Field(default=64 * 1024, ge=1024, validation_alias=AliasChoices("SWITCHBOARD_MAX_BODY"))
+    whatsapp_reengage_content_sid: str | None = Field(
+        default=None, validation_alias=AliasChoices("TWILIO_WHATSAPP_REENGAGE_CONTENT_SID"))
+    """Content SID (`HX…`) of a WhatsApp-approved template without variables, sent when an agent answers after
+    WhatsApp's 24-hour window closed (`gateway.reengage`); unset, such a reply is refused."""
+
+    @field_validator("whatsapp_reengage_content_sid")
+    @classmethod
+    def _content_sid(cls, value: str | None) -> str | None:
+        """A malformed SID stops start-up: Twilio would refuse it only at the first late reply, days later."""
+        if value is None or not value.strip():
+            return None
+        if not CONTENT_SID.fullmatch(value.strip()):
+            raise ValueError("expected a Content SID: HX and 32 hexadecimal digits")
+        return value.strip()
 
     def status_callback(self) -> str | None:
         """Where Twilio reports each reply's delivery: only with a public URL Twilio can reach."""

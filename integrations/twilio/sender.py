@@ -38,9 +38,11 @@ class TwilioChannel:
         self, session: aiohttp.ClientSession, api_url: str, account_sid: str, auth_token: str, from_number: str,
         whatsapp_from: str | None = None, retries: int = 4, base_delay: float = 0.2,
         redis: aioredis.Redis | None = None, status_callback: str | None = None, timeout_s: float = 15.0,
+        whatsapp_reengage: str | None = None,
     ) -> None:
         """`status_callback`: where Twilio reports each reply's delivery (`integrations.twilio.status`); only
-        with `redis`, which remembers which reply each Twilio message was."""
+        with `redis`, which remembers which reply each Twilio message was. `whatsapp_reengage`: the Content SID
+        of the approved template sent outside WhatsApp's 24-hour window."""
         self.session = session
         self.redis = redis
         self.status_callback = status_callback if redis is not None else None
@@ -52,6 +54,40 @@ class TwilioChannel:
         self.retries = retries
         self.base_delay = base_delay
         self.timeout_s = timeout_s
+        self.reengage_content_sid = whatsapp_reengage
+
+    def reengages(self, conversation: Conversation) -> bool:
+        return self.reengage_content_sid is not None and conversation.customer.channel is ChannelKind.WHATSAPP
+
+    async def send_template(self, conversation: Conversation, template_id: str) -> Delivery:
+        """The approved template by `ContentSid` (Twilio takes it instead of a `Body`), from the number the
+        customer wrote to: WhatsApp's window is kept per sender.
+
+        Twilio's message list shows a template's rendered text, never its SID, so an attempt whose answer was lost
+        cannot be looked up as a reply's is (`integrations.twilio.landed`): the sender's own quick retry may send
+        it twice, a rare extra nudge. One Twilio answered is recorded, and a later attempt does not resend it."""
+        if self.reengage_content_sid is None or not self.reengages(conversation):
+            return Delivery(ok=False, error="twilio: no WhatsApp re-engagement template configured", permanent=True)
+        if earlier := await self.parts.sent(template_id, 0):
+            return Delivery(ok=True, external_id=earlier)
+        to, sender = self.addresses(conversation)
+        sender = await via.recall(self.redis, conversation.customer.key) or sender
+        data = {"To": to, "From": sender, "ContentSid": self.reengage_content_sid}
+        if self.status_callback:
+            data["StatusCallback"] = self.status_callback
+        result = await post_with_retry(
+            self.session, self.url, describe=_describe, conversation_id=conversation.id, attempts=self.retries,
+            base_delay=self.base_delay, timeout_s=self.timeout_s, headers=self.headers, data=data,
+        )
+        if not result.ok:
+            log.warning("twilio_template_failed", conversation_id=conversation.id, error=result.error)
+            return Delivery(ok=False, error=f"twilio: {result.error}", permanent=refused_for_good(result.status))
+        sid = str(result.payload.get("sid", ""))
+        if self.status_callback and self.redis is not None and sid:
+            await status.remember(self.redis, sid, conversation.id, template_id, conversation.customer.channel)
+        await self.parts.record(template_id, 0, sid, conversation.id)
+        log.info("twilio_template_sent", conversation_id=conversation.id, sid=sid)
+        return Delivery(ok=True, external_id=sid)
 
     def addresses(self, conversation: Conversation) -> tuple[str, str]:
         to = conversation.customer.external_id.removeprefix("whatsapp:")

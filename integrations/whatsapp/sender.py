@@ -57,9 +57,10 @@ class WhatsAppCloudChannel:
     def __init__(
         self, session: aiohttp.ClientSession, redis: aioredis.Redis, api_url: str, phone_number_id: str,
         access_token: str, retries: int = 4, base_delay: float = 0.2, timeout_s: float = 15.0,
-        unsettled_s: float = UNSETTLED_S,
+        unsettled_s: float = UNSETTLED_S, reengage_template: tuple[str, str] | None = None,
     ) -> None:
-        """`unsettled_s`: how long an attempt with a lost answer is waited on before its part is sent again."""
+        """`unsettled_s`: how long an attempt with a lost answer is waited on before its part is sent again.
+        `reengage_template`: (name, language code) of the approved template sent outside the 24-hour window."""
         self.session = session
         self.redis = redis
         self.parts = SentParts(redis)
@@ -70,9 +71,44 @@ class WhatsAppCloudChannel:
         self.base_delay = base_delay
         self.timeout_s = timeout_s
         self.unsettled_s = unsettled_s
+        self.template = reengage_template
+
+    def reengages(self, conversation: Conversation) -> bool:
+        return self.template is not None and conversation.customer.channel is ChannelKind.WHATSAPP
+
+    async def send_template(self, conversation: Conversation, template_id: str) -> Delivery:
+        """The approved template, as a reply part named `template_id`: the same at-most-once care as a reply's
+        (a resend after a lost answer waits for Meta's status), since a second "we have an update" is noise."""
+        if self.template is None:
+            return Delivery(ok=False, error="whatsapp: no re-engagement template configured", permanent=True)
+        name, code = self.template
+        body = {"messaging_product": "whatsapp", "recipient_type": "individual", "to": self._to(conversation),
+                "type": "template", "template": {"name": name, "language": {"code": code}},
+                "biz_opaque_callback_data": callback_data(conversation.id, template_id, 0)}
+        result = await self._part(conversation.id, template_id, 0, body)
+        if not result.ok:
+            log.warning("whatsapp_template_failed", conversation_id=conversation.id, error=result.error)
+            return Delivery(ok=False, error=f"whatsapp: {result.error}", permanent=refused_for_good(result.status))
+        wamid = _wamid(result.payload)
+        await self._remember(conversation.id, wamid)
+        log.info("whatsapp_template_sent", conversation_id=conversation.id, template=name, wamid=wamid)
+        return Delivery(ok=True, external_id=wamid)
+
+    @staticmethod
+    def _to(conversation: Conversation) -> str:
+        return conversation.customer.external_id.removeprefix("whatsapp:").removeprefix("+")
+
+    async def _remember(self, conversation_id: str, wamid: str) -> None:
+        """Which conversation a status webhook about this wamid concerns; best effort, the message went out."""
+        if not wamid:
+            return
+        try:
+            await self.redis.set(sent_key(wamid), conversation_id, ex=STATUS_TTL_S)
+        except (RedisError, OSError):
+            log.warning("whatsapp_sent_unrecorded", conversation_id=conversation_id, wamid=wamid)
 
     async def send(self, conversation: Conversation, message: Message) -> Delivery:
-        to = conversation.customer.external_id.removeprefix("whatsapp:").removeprefix("+")
+        to = self._to(conversation)
         ids: list[str] = []
         parts = chunks(message.text, MAX_BODY)
         for i, part in enumerate(parts):
@@ -91,11 +127,7 @@ class WhatsAppCloudChannel:
             ids.append(wamid)
             if len(parts) > 1:
                 await self.parts.record(message.id, i, wamid, conversation.id)
-            if wamid:
-                try:
-                    await self.redis.set(sent_key(wamid), conversation.id, ex=STATUS_TTL_S)
-                except (RedisError, OSError):
-                    log.warning("whatsapp_sent_unrecorded", conversation_id=conversation.id, wamid=wamid)
+            await self._remember(conversation.id, wamid)
         log.info("whatsapp_sent", conversation_id=conversation.id, message_id=message.id, parts=len(ids))
         return Delivery(ok=True, external_id=",".join(ids))
 
