@@ -77,6 +77,22 @@ class Redactor:
         return event
 
 
+class ToStructlog(logging.Handler):
+    """Libraries log through the standard library (slack_bolt, slack_sdk, aiohttp, asyncio). Their lines reached
+    stderr as bare text between the JSON ones ("As you gave `client` as well, `token` will be unused." on every
+    web start with a token), unparseable for a log pipeline and never masked. Here they go through the same
+    processors: JSON, secrets and PII masked, with the library's logger name."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            extra: dict[str, Any] = {"exc_info": record.exc_info} if record.exc_info else {}
+            # Their text goes in `message`, which is masked for PII like any free text; `event` stays a name.
+            structlog.get_logger().log(record.levelno, "library_log", logger=record.name, message=record.getMessage(),
+                                       **extra)
+        except Exception:
+            self.handleError(record)
+
+
 def configure_logging(fmt: LogFormat = LogFormat.AUTO, level: str = "info", secrets: Iterable[str] = ()) -> None:
     use_json = fmt is LogFormat.JSON or (fmt is LogFormat.AUTO and not sys.stderr.isatty())
     renderer: Any = structlog.processors.JSONRenderer() if use_json else structlog.dev.ConsoleRenderer()
@@ -93,3 +109,7 @@ def configure_logging(fmt: LogFormat = LogFormat.AUTO, level: str = "info", secr
         logger_factory=structlog.PrintLoggerFactory(file=sys.stderr),
         cache_logger_on_first_use=False,
     )
+    root = logging.getLogger()
+    root.handlers = [h for h in root.handlers if not isinstance(h, ToStructlog)] + [ToStructlog()]
+    # Libraries' own info chatter is not ours to show; their warnings and errors are.
+    root.setLevel(max(logging.WARNING, logging.getLevelNamesMapping()[level.upper()]))

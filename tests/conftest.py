@@ -6,6 +6,7 @@ Set SWITCHBOARD_TEST_REDIS_URL to use an existing server instead (its database i
 from __future__ import annotations
 
 import json
+import logging
 import os
 import shutil
 import socket
@@ -23,6 +24,8 @@ import structlog
 from aiohttp import web
 from structlog.typing import Processor
 
+from gateway.logging import ToStructlog
+
 for _var in ("http_proxy", "https_proxy", "HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "all_proxy"):
     os.environ.pop(_var, None)
 
@@ -39,8 +42,11 @@ purpose spent most of their time drawing tracebacks nobody reads."""
 
 @pytest.fixture(autouse=True)
 def _plain_logging() -> None:
-    """Before every test: logging tests configure the real renderer and then reset structlog's defaults."""
+    """Before every test: logging tests configure the real renderer and then reset structlog's defaults, and
+    the standard library's bridge into it (`gateway.logging.ToStructlog`) is taken off again."""
     structlog.configure(processors=PLAIN_LOGGING)
+    root = logging.getLogger()
+    root.handlers = [h for h in root.handlers if not isinstance(h, ToStructlog)]
 
 
 def free_port() -> int:

@@ -111,3 +111,24 @@ def test_good_urls_pass() -> None:
     settings = load_settings(redis_url="rediss://:pw@cache.example:6380/2", slack_api_url="http://127.0.0.1:8080/_slack/api/")
     assert settings.redis_url == "rediss://:pw@cache.example:6380/2"
     assert load_settings(redis_url="unix:///run/redis.sock?db=1").redis_url == "unix:///run/redis.sock?db=1"
+
+
+def test_libraries_log_lines_are_json_and_masked_too() -> None:
+    """slack_bolt printed "As you gave `client` as well, `token` will be unused." as bare text on every web start
+    with a token: not JSON, between JSON lines, and nothing a library printed was masked."""
+    code = (
+        "from slack_sdk.web.async_client import AsyncWebClient\n"
+        "from gateway.logging import configure_logging\n"
+        "from gateway.settings import LogFormat\n"
+        "from integrations.slack.bolt_app import create_bolt_app\n"
+        "import logging\n"
+        "configure_logging(LogFormat.JSON, 'info', ['xoxb-123456'])\n"
+        "create_bolt_app(AsyncWebClient(token='xoxb-123456'), 'signing')\n"
+        "logging.getLogger('somelib').error('token xoxb-123456 for jane@example.com')\n"
+        "logging.getLogger('somelib').info('chatter')\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60,
+                         env={**os.environ, "SLACK_BOT_TOKEN": "xoxb-123456"}, cwd=Path(__file__).parent.parent)
+    lines = [json.loads(line) for line in out.stderr.splitlines()]  # every line is JSON
+    assert [(e["logger"], e["level"]) for e in lines] == [("slack_bolt.AsyncApp", "warning"), ("somelib", "error")]
+    assert lines[1]["event"] == "library_log" and lines[1]["message"] == "token [redacted] for [email]"
