@@ -179,7 +179,10 @@ async def run(settings: Settings, roles: set[str]) -> None:
                 raise listen_error(err, settings.host, settings.port, "PORT") from None
             log.info("web_listening", url=f"http://{settings.host}:{settings.port}", roles=sorted(roles))
         elif settings.metrics_port is not None:
-            source = metrics.MetricsSource.of(rt.redis, settings.partitions, rt.pipeline.scorer)
+            # A learner-only process scores nothing: its scorer's gauges read "untrained" for ever (its own
+            # state is in switchboard_learner_leader, _outcomes_total, _published_version).
+            scorer = rt.pipeline.scorer if "worker" in roles else None
+            source = metrics.MetricsSource.of(rt.redis, settings.partitions, scorer)
             try:
                 runner = await metrics.start_metrics_server(source, settings.host, settings.metrics_port)
             except OSError as err:

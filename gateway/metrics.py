@@ -95,6 +95,22 @@ LEARNER_FALLBACK = Gauge(
 )
 LEARNER_LABELS = Gauge("switchboard_learner_labels_seen", "Labels each learner has seen.", ["learner"],
                        registry=REGISTRY)
+LEARNER_LEADER = Gauge(
+    "switchboard_learner_leader", "1 while this learner process holds the snapshot lock, 0 on standby.",
+    registry=REGISTRY,
+)
+LEARNER_OUTCOMES = Counter(
+    "switchboard_learner_outcomes_total", "Outcomes this learner process consumed: learned, nothing to learn, parked.",
+    ["result"], registry=REGISTRY,
+)
+LEARNER_PUBLISHED = Gauge(
+    "switchboard_learner_last_publish_timestamp_seconds", "When this learner process last published a snapshot.",
+    registry=REGISTRY,
+)
+LEARNER_VERSION = Gauge(
+    "switchboard_learner_published_version", "The snapshot version this learner process last published.",
+    registry=REGISTRY,
+)
 SCRAPE_ERRORS = Counter(
     "switchboard_metrics_scrape_errors_total", "Scrapes whose Redis read failed (queue gauges kept stale).",
     registry=REGISTRY,

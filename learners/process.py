@@ -29,6 +29,7 @@ import redis.asyncio as aioredis
 import structlog
 from redis.exceptions import RedisError, ResponseError
 
+from gateway import metrics
 from gateway.policy_store import PolicyStore
 from gateway.redis_conn import as_str
 from learners import snapshot
@@ -188,8 +189,10 @@ async def _consume(redis: aioredis.Redis, cfg: LearnerConfig, state: _Learning, 
         except Exception as exc:
             error = f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"[:500]
             log.error("outcome_parked", entry=as_str(entry_id), conversation_id=_conversation_of(fields), error=error)
+            metrics.LEARNER_OUTCOMES.labels("parked").inc()
             parked.append((entry_id, fields, error))
             continue
+        metrics.LEARNER_OUTCOMES.labels("learned" if updated else "nothing").inc()
         if updated:
             state.pending_updates += 1
             state.unacked.append(entry_id)
@@ -236,6 +239,8 @@ async def _snapshot(redis: aioredis.Redis, cfg: LearnerConfig, state: _Learning,
     if version is None:
         return False
     state.version = version
+    metrics.LEARNER_VERSION.set(version)
+    metrics.LEARNER_PUBLISHED.set(time.time())
     state.pending_updates = 0
     state.last_snapshot = time.monotonic()
     state.dirty.clear()
@@ -258,12 +263,14 @@ async def _step(
             await _wait(stop, cfg.standby_poll_s)
             return None
         log.info("learner_leader", consumer=cfg.consumer)
+        metrics.LEARNER_LEADER.set(1)
         state = _Learning()
         await state.resume(redis)
         state.skills = await _policy_skills(policies, state)
         await _claim(redis, cfg, state, min_idle_ms=0)  # we hold the lock: every pending entry is orphaned
     elif not await lock.renew():
         log.warning("learner_lock_lost", consumer=cfg.consumer)
+        metrics.LEARNER_LEADER.set(0)
         return None
     state.skills = await _policy_skills(policies, state)  # cached by the store: one read a second at most
     if time.monotonic() - state.last_claim >= cfg.claim_every_s:
@@ -275,6 +282,7 @@ async def _step(
     due = time.monotonic() - state.last_snapshot >= cfg.snapshot_interval_s
     if state.pending_updates and (state.pending_updates >= cfg.snapshot_every or due):
         if not await _snapshot(redis, cfg, state, lock):
+            metrics.LEARNER_LEADER.set(0)
             return None  # someone else holds the lock now; back to standby
     return state
 
@@ -299,9 +307,14 @@ async def run_learner(
     state: _Learning | None = None
     log.info("learner_started", consumer=cfg.consumer)
     try:
+        standing_by = False
         while not stop.is_set():
             try:
                 state = await _step(redis, cfg, lock, state, stop, policies)
+                if state is None and not standing_by:  # said once: a standby was silent after `learner_started`
+                    log.info("learner_standby", consumer=cfg.consumer,
+                             detail="another learner holds the snapshot lock; this one takes over if it stops")
+                standing_by = state is None
             except RedisError as exc:
                 log.error("learner_redis_error", error=f"{type(exc).__name__}: {exc}", leader=state is not None)
                 await _wait(stop, 1.0)

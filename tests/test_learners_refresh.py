@@ -154,3 +154,76 @@ async def test_a_snapshot_count_that_starts_again_is_followed(redis: aioredis.Re
     assert await worker.refresh(redis)
     assert worker.health()["skill"]["labels_seen"] == 401
     assert worker.health()["skill"]["snapshot_version"] == 1
+
+
+def _scrape(port: int) -> str:
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=2) as resp:
+        return str(resp.read().decode())
+
+
+async def test_a_learner_process_reports_its_own_state_not_an_untrained_scorer(
+    redis: aioredis.Redis, redis_url: str, tmp_path: Path
+) -> None:
+    """Its /metrics showed labels_seen 0 and weight 0 for every learner for ever (a scorer it never used), and
+    nothing about being leader or what it consumed."""
+    from gateway.domain import Outcome
+    from learners.outcomes import publish_outcome
+
+    port = free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("SLACK_", "SWITCHBOARD_", "REDIS_URL"))}
+    env.update({"SWITCHBOARD_METRICS_PORT": str(port), "REDIS_URL": redis_url, "SWITCHBOARD_LOG_FORMAT": "json"})
+    log = tmp_path / "learner.log"
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "gateway.cli", "learner", cwd=tmp_path, env=env,
+        stdout=asyncio.subprocess.DEVNULL, stderr=log.open("wb"),
+    )
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            assert proc.returncode is None and time.monotonic() < deadline, log.read_text()
+            try:
+                text = await asyncio.to_thread(_scrape, port)
+                if re.search(r"^switchboard_learner_leader 1\.0$", text, re.M):
+                    break
+            except OSError:
+                pass
+            await asyncio.sleep(0.1)
+        assert "switchboard_learner_labels_seen{" not in text and "switchboard_learner_weight{" not in text
+        await publish_outcome(redis, Outcome(conversation_id="c", kind="resolved", text="charged twice",
+                                             final_skill="billing", mood="negative", urgency=0.4))
+        while not re.search(r'^switchboard_learner_outcomes_total\{result="learned"\} 1\.0$', text, re.M):
+            assert time.monotonic() < deadline, text
+            await asyncio.sleep(0.1)
+            text = await asyncio.to_thread(_scrape, port)
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            await asyncio.wait_for(proc.wait(), 15)
+        except TimeoutError:
+            proc.kill()
+            await proc.wait()
+
+
+async def test_a_leader_reports_what_it_published(redis: aioredis.Redis) -> None:
+    from gateway import metrics
+    from gateway.domain import Outcome
+    from learners.outcomes import publish_outcome
+    from learners.process import run_learner
+    from tests.test_learners_process import fast
+
+    for gauge in (metrics.LEARNER_VERSION, metrics.LEARNER_LEADER, metrics.LEARNER_PUBLISHED):
+        gauge.set(0)  # process-wide: earlier tests' learners set them too
+    stop = asyncio.Event()
+    task = asyncio.create_task(run_learner(redis, stop=stop, config=fast("metrics-1")))
+    try:
+        await publish_outcome(redis, Outcome(conversation_id="c", kind="resolved", text="where is my parcel",
+                                             final_skill="shipping"))
+        deadline = time.monotonic() + 10
+        while metrics.LEARNER_VERSION._value.get() < 1:
+            assert time.monotonic() < deadline
+            await asyncio.sleep(0.05)
+        assert metrics.LEARNER_LEADER._value.get() == 1
+        assert abs(metrics.LEARNER_PUBLISHED._value.get() - time.time()) < 10
+    finally:
+        stop.set()
+        await asyncio.wait_for(task, 10)
