@@ -287,6 +287,7 @@ class Pipeline:
             channel=decision.channel,
             priority=decision.priority,
             reasons=decision.reasons,
+            policy_version=decision.policy_version,
         )
 
     async def _try_automation(

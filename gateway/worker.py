@@ -173,6 +173,7 @@ class Worker:
         beat = asyncio.create_task(self._heartbeat(stop))
         retrier = self.pipeline.retries
         retry_loop = asyncio.create_task(retrier.run(self.pipeline.requeue, stop)) if retrier else None
+        down_since: float | None = None
         try:
             while not stop.is_set():
                 try:
@@ -181,6 +182,10 @@ class Worker:
                         await asyncio.wait_for(stop.wait(), timeout=self.lease_ms / 3000)
                         continue
                     batches, redelivered = await self.reader.read(owned, block_ms=200)
+                    if down_since is not None:  # the warnings said it went; this says it is back, and for how long
+                        outage = round(time.monotonic() - down_since, 1)
+                        log.info("worker_redis_back", worker=self.name, outage_s=outage)
+                        down_since = None
                     await asyncio.gather(
                         *(self._run_batch(p, entries, redelivered) for p, entries in batches.items())
                     )
@@ -188,6 +193,7 @@ class Worker:
                     continue
                 except (RedisConnectionError, RedisTimeoutError, OSError) as exc:
                     log.warning("worker_redis_unavailable", error=str(exc) or type(exc).__name__)
+                    down_since = down_since if down_since is not None else time.monotonic()
                     # What was read but not acknowledged is replayed first once Redis is back, not
                     # after the reclaim threshold.
                     self.reader.backlog.update(self.leases.owned)

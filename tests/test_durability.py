@@ -61,3 +61,40 @@ async def test_start_up_says_what_a_redis_crash_would_lose(
         (said,) = await _events(url, tmp_path)
     assert said["event"] == event
     assert detail in str(said.get("hint", "")) + str(said.get("crash_loses", ""))
+
+
+async def test_a_worker_says_when_redis_is_back_and_how_long_it_was_gone(tmp_path: Path) -> None:
+    """An outage logged warnings several times a second per process, and nothing said when it ended."""
+    import asyncio
+    import time
+
+    from tests.harness import make_settings, start_gateway
+
+    port = free_port()
+    binary = shutil.which("redis-server")
+    assert binary
+    args = [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"]
+    server = await asyncio.create_subprocess_exec(*args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    assert wait_port(port, timeout=10)
+
+    async def logged(event: str, logs: list[MutableMapping[str, Any]], deadline: float) -> None:
+        while not any(e["event"] == event for e in logs):
+            assert time.monotonic() < deadline, [e["event"] for e in logs][-20:]
+            await asyncio.sleep(0.05)
+
+    with capture_logs() as logs:  # before the gateway starts: loggers bound earlier would miss it
+        gw = await start_gateway(make_settings(f"redis://127.0.0.1:{port}/0", tmp_path))
+        try:
+            deadline = time.monotonic() + 20
+            await logged("worker_started", logs, deadline)
+            server.kill()
+            await server.wait()
+            await logged("worker_redis_unavailable", logs, deadline)
+            server = await asyncio.create_subprocess_exec(*args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            await logged("worker_redis_back", logs, deadline)
+        finally:
+            await gw.close()
+            server.terminate()
+            await server.wait()
+    (back,) = [e for e in logs if e["event"] == "worker_redis_back"]
+    assert 0 < back["outage_s"] < 20
