@@ -18,7 +18,7 @@ from aiohttp import web
 from slack_sdk.errors import SlackApiError
 
 from gateway import loop as event_loop
-from gateway import metrics, send
+from gateway import metrics, send, status
 from gateway.app import create_app
 from gateway.embedded_redis import EmbeddedRedisFailed
 from gateway.logging import configure_logging
@@ -246,6 +246,7 @@ def build_parser() -> argparse.ArgumentParser:
         p.set_defaults(func=_process_command(name))
     send.register(sub)
     send.register_forget(sub)
+    status.register(sub)
     try:
         from learners.commands import register
     except ImportError:

@@ -22,10 +22,10 @@ from typing import Any, Protocol, runtime_checkable
 import redis.asyncio as aioredis
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, generate_latest
-from redis.exceptions import RedisError, ResponseError
+from redis.exceptions import RedisError
 
 from gateway import keys
-from gateway.redis_conn import as_str
+from gateway.queues import read_queue
 
 REGISTRY = CollectorRegistry(auto_describe=True)
 
@@ -238,44 +238,15 @@ def learner_health(scorer: HasHealth | None) -> None:
         LEARNER_LABELS.labels(learner=name).set(float(h.get("labels_seen") or 0))
 
 
-def _id_ms(entry_id: Any) -> int | None:
-    try:
-        return int(as_str(entry_id).split("-", 1)[0])
-    except (ValueError, AttributeError):
-        return None
-
-
 async def sample_queues(redis: aioredis.Redis, partitions: int, now_ms: int | None = None) -> None:
     """Depth = undelivered (group lag) + pending; lag = age of the oldest entry not acknowledged."""
     now = int(time.time() * 1000) if now_ms is None else now_ms
     for p in range(partitions):
-        stream = keys.inbound_stream(p)
+        state = await read_queue(redis, p, now)
         label = str(p)
-        try:
-            groups = await redis.xinfo_groups(stream)
-        except ResponseError:
-            QUEUE_DEPTH.labels(partition=label).set(0)
-            QUEUE_PENDING.labels(partition=label).set(0)
-            LAG.labels(partition=label).set(0)
-            continue
-        group = next((g for g in groups if as_str(g["name"]) == keys.INBOUND_GROUP), None)
-        if group is None:
-            continue
-        pending = int(group.get("pending") or 0)
-        undelivered = group.get("lag")
-        last = as_str(group.get("last-delivered-id") or "0-0")
-        if undelivered is None:  # Redis < 7 or a trimmed stream: count what is after last-delivered
-            undelivered = len(await redis.xrange(stream, min=f"({last}", max="+", count=10_000) or [])
-        oldest: int | None = None
-        if pending:
-            summary = await redis.xpending(stream, keys.INBOUND_GROUP)
-            oldest = _id_ms(summary.get("min"))
-        elif int(undelivered):
-            first = await redis.xrange(stream, min=f"({last}", max="+", count=1)
-            oldest = _id_ms(first[0][0]) if first else None
-        QUEUE_DEPTH.labels(partition=label).set(pending + int(undelivered))
-        QUEUE_PENDING.labels(partition=label).set(pending)
-        LAG.labels(partition=label).set(max(0.0, (now - oldest) / 1000) if oldest is not None else 0.0)
+        QUEUE_DEPTH.labels(partition=label).set(state.depth if state else 0)
+        QUEUE_PENDING.labels(partition=label).set(state.pending if state else 0)
+        LAG.labels(partition=label).set(state.lag_s if state else 0.0)
     DEAD_LETTERS.set(int(await redis.xlen(keys.DEAD)))
 
 

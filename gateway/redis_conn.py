@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import urllib.parse
 from typing import Any
 
 import redis.asyncio as aioredis
@@ -36,3 +37,16 @@ def as_str(value: object) -> str:
 def stream_rows(raw: Any) -> list[tuple[str, dict[str, str]]]:
     """An XRANGE/XREVRANGE reply as (entry id, fields as text); an entry deleted meanwhile has no fields."""
     return [(as_str(i), {as_str(k): as_str(v) for k, v in (f or {}).items()}) for i, f in raw or []]
+
+
+def shown(url: str) -> str:
+    """A Redis URL fit for a terminal or a log: the password masked.
+
+    >>> shown("redis://:hunter2@cache:6379/0"), shown("redis://cache:6379/0")
+    ('redis://:***@cache:6379/0', 'redis://cache:6379/0')
+    """
+    parts = urllib.parse.urlsplit(url)
+    if parts.password is None:
+        return url
+    netloc = parts.netloc.replace(f":{parts.password}@", ":***@", 1)
+    return urllib.parse.urlunsplit(parts._replace(netloc=netloc))

@@ -16,7 +16,6 @@ import shutil
 import statistics
 import sys
 import time
-import urllib.parse
 from collections import Counter
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -29,6 +28,7 @@ from redis.exceptions import RedisError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from gateway.embedded_redis import EmbeddedRedis
+from gateway.redis_conn import shown
 from gateway.serve_lock import lock_holder
 from gateway.settings import ConfigError, load_settings
 from learners import report, snapshot
@@ -235,12 +235,6 @@ async def redis_target(explicit: str | None) -> AsyncIterator[tuple[str, str]]:
         await embedded.stop()
 
 
-def shown(url: str) -> str:
-    parts = urllib.parse.urlsplit(url)
-    if parts.password is None:
-        return url
-    netloc = parts.netloc.replace(f":{parts.password}@", ":***@", 1)
-    return urllib.parse.urlunsplit(parts._replace(netloc=netloc))
 
 
 async def _train(args: argparse.Namespace) -> int:
