@@ -87,8 +87,9 @@ class ToStructlog(logging.Handler):
         try:
             extra: dict[str, Any] = {"exc_info": record.exc_info} if record.exc_info else {}
             # Their text goes in `message`, which is masked for PII like any free text; `event` stays a name.
-            structlog.get_logger().log(record.levelno, "library_log", logger=record.name, message=record.getMessage(),
-                                       **extra)
+            # structlog knows the five standard levels only; a library's own (say 45) is rounded down to one.
+            level = max(lvl for lvl in (10, 20, 30, 40, 50) if lvl <= max(record.levelno, 10))
+            structlog.get_logger().log(level, "library_log", logger=record.name, message=record.getMessage(), **extra)
         except Exception:
             self.handleError(record)
 

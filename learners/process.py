@@ -137,18 +137,14 @@ class _Learning:
 async def _policy_skills(policies: PolicyStore, state: _Learning) -> frozenset[str] | None:
     """The live policy's skills plus a running canary's: a correction naming either is a real label."""
     try:
-        policy = await policies.current()
-        canary = await policies.canary()
+        skills = await policies.skills()
     except (RuntimeError, ValueError) as exc:  # no policy stored yet, or one this build cannot read
         if not state.policy_missing:
             log.warning("learner_policy_unavailable", error=str(exc).splitlines()[0], corrections="skill-shaped word")
         state.policy_missing = True
         return None
     state.policy_missing = False
-    names = set(policy.skills)
-    if canary is not None:
-        names.update(canary.policy.skills)
-    return frozenset(names)
+    return frozenset(skills)
 
 
 async def _ensure_group(redis: aioredis.Redis, cfg: LearnerConfig) -> None:

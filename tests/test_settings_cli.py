@@ -126,9 +126,11 @@ def test_libraries_log_lines_are_json_and_masked_too() -> None:
         "create_bolt_app(AsyncWebClient(token='xoxb-123456'), 'signing')\n"
         "logging.getLogger('somelib').error('token xoxb-123456 for jane@example.com')\n"
         "logging.getLogger('somelib').info('chatter')\n"
+        "logging.getLogger('somelib').log(45, 'a level of its own')\n"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60,
                          env={**os.environ, "SLACK_BOT_TOKEN": "xoxb-123456"}, cwd=Path(__file__).parent.parent)
     lines = [json.loads(line) for line in out.stderr.splitlines()]  # every line is JSON
-    assert [(e["logger"], e["level"]) for e in lines] == [("slack_bolt.AsyncApp", "warning"), ("somelib", "error")]
+    assert [(e["logger"], e["level"]) for e in lines] == [("slack_bolt.AsyncApp", "warning"), ("somelib", "error"),
+                                                          ("somelib", "error")]
     assert lines[1]["event"] == "library_log" and lines[1]["message"] == "token [redacted] for [email]"
