@@ -104,6 +104,18 @@ async def test_a_refusal_that_took_nothing_is_sent_again_at_once(env: Env) -> No
     assert result.ok and result.external_id == "wamid.OUT5" and len(env.graph.calls) == 5
 
 
+async def test_a_500_graph_wrote_itself_took_nothing_and_is_sent_again_at_once(env: Env) -> None:
+    """Graph's own error object in a 5xx means Meta answered: it was waited out for 90 s like a lost answer."""
+    env.graph.script = [500]  # the stand-in answers Graph's error body
+    result = await env.channel.send(_conv(), _reply())
+    assert result.ok and len(env.graph.calls) == 2
+    env.graph.script = [500] * 4
+    failed = await env.channel.send(_conv(), _reply("another", mid="out-2"))
+    assert not failed.ok and "HTTP 500" in (failed.error or "") and len(env.graph.calls) == 6
+    again = await env.channel.send(_conv(), _reply("another", mid="out-2"))  # the worker's retry: at once, not after 90 s
+    assert again.ok and len(env.graph.calls) == 7
+
+
 async def test_the_status_webhook_records_the_landed_part(env: Env) -> None:
     """Signed through the real endpoint; a status with someone else's callback data (or none) is left alone."""
     data = json.dumps({"sb1": "out-hook:0", "conv": "conv_once"})

@@ -51,10 +51,12 @@ async def post_with_retry(
     base_delay: float = 0.2,
     timeout_s: float = 15.0,
     landed: Landed | None = None,
+    answered: Callable[[dict[str, Any]], bool] | None = None,
     **request: Any,
 ) -> CallResult:
     """`landed` is asked before a resend that follows an answer we never got (a timeout, a dropped
-    connection, a 5xx): the request may have been taken, and resending would do it twice."""
+    connection, a 5xx): the request may have been taken, and resending would do it twice. `answered` tells a 5xx
+    the provider itself wrote (its own error body: it took nothing) from one a proxy wrote in front of it."""
     last = CallResult(ok=False, error="no attempt")
     maybe_taken = False
     for attempt in range(1, attempts + 1):
@@ -74,7 +76,7 @@ async def post_with_retry(
                                   error=f"HTTP {resp.status}: {describe(payload) or resp.reason}")
                 if refused_for_good(resp.status):
                     break
-                maybe_taken = maybe_taken or resp.status >= 500
+                maybe_taken = maybe_taken or (resp.status >= 500 and not (answered and answered(payload)))
                 delay = _retry_after(resp, delay)
         except aiohttp.ClientConnectorError as exc:  # never connected: nothing was sent
             last = CallResult(ok=False, error=f"unreachable: {exc.__class__.__name__}")

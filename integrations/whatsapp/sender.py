@@ -39,6 +39,13 @@ def _describe(payload: dict[str, Any]) -> str:
     return " ".join(str(err[k]) for k in ("code", "message") if err.get(k) is not None)
 
 
+def _meta_answered(payload: dict[str, Any]) -> bool:
+    """A 5xx carrying Graph's own error object: Meta answered and took nothing, so the part may go again at once.
+    Waited out like a lost answer, every Graph 500 delayed the reply by 90 s and put a note in the thread."""
+    err = payload.get("error")
+    return isinstance(err, dict) and err.get("code") is not None
+
+
 def _wamid(payload: dict[str, Any]) -> str:
     """From Meta's answer, or `post_with_retry`'s `sid` when the landed lookup found it."""
     if payload.get("sid"):
@@ -161,13 +168,15 @@ class WhatsAppCloudChannel:
         try:
             result = await post_with_retry(
                 self.session, self.url, describe=_describe, conversation_id=conversation_id, attempts=self.retries,
-                base_delay=self.base_delay, timeout_s=self.timeout_s, landed=landed, json=body, headers=self.headers,
+                base_delay=self.base_delay, timeout_s=self.timeout_s, landed=landed, answered=_meta_answered, json=body,
+                headers=self.headers,
             )
         except _Unsettled:
             log.info("whatsapp_send_unsettled", conversation_id=conversation_id, part=part, age_s=time.time() - now)
             return CallResult(ok=False, error=UNSETTLED)
         if result.ok:
             await self.landed.settle(message_id, part, _wamid(result.payload), conversation_id)
-        elif result.status is not None and result.status < 500:  # answered, and nothing taken: next try goes at once
+        elif result.status is not None and (result.status < 500 or _meta_answered(result.payload)):
+            # Answered, and nothing taken: the next try goes at once.
             await self.landed.settle(message_id, part, None, conversation_id)
         return result
