@@ -74,12 +74,14 @@ class BotFollowUp:
                 continue
             seen = conv.model_copy()
             conv.state, conv.resolved_at, conv.agent = ConversationState.RESOLVED, utcnow(), BOT_AGENT
-            conv.resolves = (conv.resolves or 0) + 1  # a Resolve form opened before this is stale after a reopen
+            # A Resolve form opened before this is stale after a reopen (see `DeskOps.resolve_count`).
+            conv.resolves = max(conv.resolves or 0, await self.store.legacy_resolves(conv.id)) + 1
             if not await self.store.save_if(conv, ("state", "resolved_at", "agent", "resolves"), seen):
                 # An agent acted on it meanwhile (claimed, resolved, handed it to people): theirs stands, and a
                 # second resolve here told the learner the bot succeeded at what a person did.
                 log.info("automation_resolve_overtaken", conversation_id=conv.id)
                 continue
+            await self.store.count_legacy_resolve(conv.id)
             await self.store.mark_closed(conv)
             await publish_outcome(self.redis, Outcome(
                 conversation_id=conv.id, kind="automation_resolved", automation_failed=False,

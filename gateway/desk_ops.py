@@ -89,7 +89,11 @@ class DeskOps:
         conv = await self.store.load(conversation_id)
         if conv is None:
             return "That conversation no longer exists."
-        return _stale(conv, seen_resolves)
+        return _stale(conv, seen_resolves, await self.resolve_count(conv))
+
+    async def resolve_count(self, conv: Conversation) -> int:
+        """What a Resolve form carries (`Conversation.resolves`, or the release before's count if larger)."""
+        return max(conv.resolves or 0, await self.store.legacy_resolves(conv.id))
 
     async def holder(self, conversation_id: str) -> str | None:
         raw = await self.redis.get(keys.claim(conversation_id))
@@ -224,11 +228,14 @@ class DeskOps:
         resolve and a reopen since then make the form stale. Checked on the conversation this write compares
         against, and the count is guarded by it, so a resolve and reopen landing in between make it read again."""
 
+        legacy = await self.store.legacy_resolves(conversation_id)
+
         def change(conv: Conversation, holder: str | None) -> tuple[str, ...] | Result:
-            refused = _stale(conv, seen_resolves)
+            count = max(conv.resolves or 0, legacy)
+            refused = _stale(conv, seen_resolves, count)
             if refused is not None:
                 return Result(False, refused, conv)
-            conv.resolves = (conv.resolves or 0) + 1
+            conv.resolves = count + 1
             conv.state, conv.resolved_at, conv.claimed_by = ConversationState.RESOLVED, utcnow(), None
             conv.skill, conv.moving_ref = skill or conv.skill, None  # a queued move finds itself overtaken
             conv.taught_skill = None  # used up by this resolve: a reopened episode's resolve teaches again
@@ -238,6 +245,7 @@ class DeskOps:
         if not result.ok or result.conversation is None:
             return result
         conv, taught = result.conversation, result.before.taught_skill if result.before else None
+        await self.store.count_legacy_resolve(conversation_id)
         await self.store.mark_closed(conv)
         # No automation label here: a bot that had answered and then needed a person was labelled when it
         # handed off (or the customer came back), and a second "failed" at resolve counted it twice.
@@ -267,11 +275,12 @@ class DeskOps:
         return Result(True, "handed back to the bot", result.conversation)
 
 
-def _stale(conv: Conversation, seen_resolves: int | None) -> str | None:
-    """Why a resolve by a form opened at `seen_resolves` must not land on `conv` (None: it may)."""
+def _stale(conv: Conversation, seen_resolves: int | None, count: int) -> str | None:
+    """Why a resolve by a form opened at `seen_resolves` must not land on `conv`, resolved `count` times (None: it
+    may)."""
     if conv.state is ConversationState.RESOLVED:  # a second resolve told the customer and learners twice
         return ALREADY_RESOLVED
-    if seen_resolves is not None and (conv.resolves or 0) != seen_resolves:
+    if seen_resolves is not None and count != seen_resolves:
         return RESOLVED_SINCE
     return None
 

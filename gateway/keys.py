@@ -63,7 +63,8 @@ def effects(conversation_id: str) -> str:
 
 
 def resolves(conversation_id: str) -> str:
-    """Where one release kept the resolve count (now `Conversation.resolves`); still erased with the conversation."""
+    """Where the release before kept the resolve count (now `Conversation.resolves`; `ConversationStore.legacy_resolves`
+    still reads and bumps it for that release's processes during a rolling deploy)."""
     return f"{PREFIX}conv:{conversation_id}:resolves"
 
 

@@ -144,6 +144,7 @@ return redis.call('HINCRBY', KEYS[1], 'version', 1)
 """
 
 DEDUPE_TTL_S = 7 * 86400
+LEGACY_RESOLVES_TTL_S = 90 * 86400
 CREATE_FIELDS = ("id", "customer", "state", "created_at", "partition")
 GUARDED = ("state", "claimed_by", "card_ts", "skill", "replied_at", "resolves")
 """What desk actions change (a transfer first changes the skill, its new card comes a Slack call later),
@@ -350,6 +351,19 @@ class ConversationStore:
         if conv.partition is not None and conv.partition < self.partitions:
             return keys.inbound_stream(conv.partition)
         return keys.inbound_stream(keys.partition_of(conv.customer.person_id or conv.customer.key, self.partitions))
+
+    async def legacy_resolves(self, conversation_id: str) -> int:
+        """The resolve count the release before this one kept beside the conversation (`keys.resolves`). During a
+        rolling deploy its processes still count there, so a form's count is compared with the larger of the two;
+        and `count_legacy_resolve` keeps it counting for them. Both can go in the release after this one."""
+        raw = await self.redis.get(keys.resolves(conversation_id))
+        return int(raw) if raw else 0
+
+    async def count_legacy_resolve(self, conversation_id: str) -> None:
+        async with self.redis.pipeline(transaction=True) as pipe:
+            pipe.incr(keys.resolves(conversation_id))
+            pipe.expire(keys.resolves(conversation_id), LEGACY_RESOLVES_TTL_S)
+            await pipe.execute()
 
     async def mark_closed(self, conv: Conversation) -> None:
         await self.redis.set(keys.closed(conv.id), int(utcnow().timestamp()))

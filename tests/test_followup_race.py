@@ -337,3 +337,22 @@ async def test_the_bots_silence_check_loses_to_a_claim_made_as_it_resolves(
         assert not [o for o in await outcomes(redis) if o["kind"] == "automation_resolved"]
     finally:
         await gw.close()
+
+
+async def test_resolve_counts_of_the_release_before_are_honoured_during_a_rolling_deploy(
+    race_gw: Gateway, redis: aioredis.Redis
+) -> None:
+    """The release before counted resolves in `sb:conv:<id>:resolves`: a form it opened after its resolve and the
+    customer's reopen carried 1 while the conversation's own count read 0, and was refused as stale."""
+    gw = race_gw
+    conv_id = await _carded(gw, "race-8")
+    await redis.set(keys.resolves(conv_id), 1)  # an old process resolved it once; the customer then wrote again
+    conv = await gw.rt.store.load(conv_id)
+    assert conv is not None and await gw.rt.ops.resolve_count(conv) == 1
+    stale = await gw.rt.ops.resolve(conv_id, "U0BOB", skill="billing", urgency=None, mood=None, seen_resolves=0)
+    assert not stale.ok and "customer has written again" in stale.message  # opened before that resolve
+    fresh = await gw.rt.ops.resolve(conv_id, "U0BOB", skill="billing", urgency=None, mood=None, seen_resolves=1)
+    assert fresh.ok, fresh
+    conv = await gw.rt.store.load(conv_id)
+    assert conv is not None and conv.resolves == 2
+    assert await redis.get(keys.resolves(conv_id)) == b"2"  # still counted where old processes look

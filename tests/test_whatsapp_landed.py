@@ -112,7 +112,7 @@ async def test_a_500_graph_wrote_itself_took_nothing_and_is_sent_again_at_once(e
     env.graph.script = [500] * 4
     failed = await env.channel.send(_conv(), _reply("another", mid="out-2"))
     assert not failed.ok and "HTTP 500" in (failed.error or "") and len(env.graph.calls) == 6
-    again = await env.channel.send(_conv(), _reply("another", mid="out-2"))  # the worker's retry: at once, not after 90 s
+    again = await env.channel.send(_conv(), _reply("another", mid="out-2"))  # the retry: at once, not after 90 s
     assert again.ok and len(env.graph.calls) == 7
 
 

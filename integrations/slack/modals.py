@@ -34,12 +34,12 @@ def _select(block_id: str, label: str, options: list[dict[str, Any]], initial: d
     return block
 
 
-def resolve_view(conv: Conversation, skills: Sequence[str]) -> dict[str, Any]:
+def resolve_view(conv: Conversation, skills: Sequence[str], resolves: int = 0) -> dict[str, Any]:
     """Urgency and mood start empty. Prefilled with the models' own guesses, a resolve the agent did not
     touch taught the learners what they already believed; only what the agent picks is a label. The skill
     starts at the routed one: the agent handled it there without transferring it, which is evidence.
 
-    The resolve count (`Conversation.resolves`) goes back with the submit, so a form opened before someone else
+    The resolve count (`DeskOps.resolve_count`) goes back with the submit, so a form opened before someone else
     resolved the conversation and the customer reopened it cannot close the customer's new question."""
     # The routed skill is always offered and preselected: one missing from the list (removed since) used to
     # preselect the first skill, and an untouched form taught the learners that wrong label.
@@ -50,7 +50,7 @@ def resolve_view(conv: Conversation, skills: Sequence[str]) -> dict[str, Any]:
     return {
         "type": "modal",
         "callback_id": "sb_resolve",
-        "private_metadata": json.dumps({"conversation_id": conv.id, "resolves": conv.resolves or 0}),
+        "private_metadata": json.dumps({"conversation_id": conv.id, "resolves": resolves}),
         "title": {"type": "plain_text", "text": "Resolve conversation"},
         "submit": {"type": "plain_text", "text": "Resolve"},
         "close": {"type": "plain_text", "text": "Cancel"},
