@@ -72,8 +72,14 @@ async def agree_on_partitions(redis: aioredis.Redis, partitions: int) -> None:
     A customer's partition is a hash modulo the count: a web process set to 16 beside workers set to 8
     queued a third of its messages on partitions no worker reads, answered 202 for each, and nothing said
     so anywhere. The first process records its count; one that differs stops with the way to change it."""
-    await redis.set(PARTITIONS_KEY, partitions, nx=True)
-    stored = int(as_str(await redis.get(PARTITIONS_KEY)) or partitions)
+    stored_raw = await redis.get(PARTITIONS_KEY)
+    if stored_raw is None:
+        # Nothing recorded: a Redis the release before ran on, or one that came back empty. The streams its
+        # workers created (one per partition) say what the deployment runs with; a misconfigured process that
+        # happened to start first must not record its own count and lock the others out.
+        await redis.set(PARTITIONS_KEY, await partitions_in_use(redis) or partitions, nx=True)
+        stored_raw = await redis.get(PARTITIONS_KEY)
+    stored = int(as_str(stored_raw) or partitions)
     if stored != partitions:
         raise ConfigError(
             f"configuration error: SWITCHBOARD_PARTITIONS: this Redis's streams are split into {stored} partitions "
@@ -81,6 +87,15 @@ async def agree_on_partitions(redis: aioredis.Redis, partitions: int) -> None:
             f"every web, let the workers empty the streams, stop them, then `SET {PARTITIONS_KEY} <new count>` and "
             "start them all with the new count"
         )
+
+
+async def partitions_in_use(redis: aioredis.Redis, most: int = 1024) -> int:
+    """How many partitions this Redis's streams show (the highest with a stream, plus one); 0 for none."""
+    async with redis.pipeline(transaction=False) as pipe:
+        for p in range(most):
+            pipe.exists(keys.inbound_stream(p))
+        there = await pipe.execute()
+    return max((p + 1 for p, n in enumerate(there) if n), default=0)
 
 
 STATE_LOST = ("NOGROUP", "UNBLOCKED")

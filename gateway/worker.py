@@ -20,11 +20,13 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from gateway import dead_letters, keys, metrics
 from gateway.pipeline import Pipeline
+from gateway.settings import ConfigError
 from gateway.streams import (
     Ack,
     Entry,
     PartitionLeases,
     PartitionReader,
+    agree_on_partitions,
     ensure_groups,
     state_lost,
     trim_handled,
@@ -144,6 +146,8 @@ class Worker:
         try:
             async with self._recovering:
                 created = await ensure_groups(self.redis, self.partitions)
+                # The recorded count went too: recorded again, so a process started next is still checked.
+                await agree_on_partitions(self.redis, self.partitions)
                 if created:
                     log.error("redis_state_lost", worker=self.name, detail=STATE_LOST_HELP, cause=str(exc),
                               missing=f"consumer group {keys.INBOUND_GROUP!r} of {len(created)} of "
@@ -154,6 +158,8 @@ class Worker:
         except (RedisConnectionError, RedisTimeoutError, OSError) as down:  # gone again: retried on the next read
             log.warning("worker_redis_unavailable", error=str(down) or type(down).__name__)
             await asyncio.sleep(1.0)
+        except ConfigError as disagree:  # another process recorded another count first: said, not fatal here
+            log.error("partitions_disagree", worker=self.name, error=str(disagree))
         except RuntimeError as exc_policy:  # no policy held here to store again: the next message says so
             log.error("policy_not_restored", error=str(exc_policy))
 

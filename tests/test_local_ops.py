@@ -191,3 +191,15 @@ def test_separate_processes_on_real_slack_need_a_shared_api_secret(redis_url: st
         "configuration error: SWITCHBOARD_API_SECRET: required for separate web and worker processes with real "
         "Slack (each would generate its own); set the same secret in every process and in your API clients"
     ]
+
+
+def test_the_count_the_streams_show_wins_when_none_is_recorded(sync_redis: syncredis.Redis, redis_url: str,
+                                                                tmp_path: Path) -> None:
+    """A Redis the release before ran on has streams but no recorded count: the first upgraded process, even one
+    set wrongly, recorded its own and locked the rightly set ones out."""
+    for p in range(8):  # what eight partitions' workers created
+        sync_redis.xgroup_create(f"sb:in:{p}", "workers", id="0", mkstream=True)
+    out = run_cli(["worker"], tmp_path, REDIS_URL=redis_url, SWITCHBOARD_PARTITIONS="16",
+                  SLACK_API_URL=f"http://127.0.0.1:{free_port()}/_slack/api/")
+    assert out.returncode == 2 and "split into 8 partitions and this process is set to 16" in out.stderr, out.stderr
+    assert sync_redis.get("sb:partitions") == b"8"
