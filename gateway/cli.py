@@ -141,9 +141,11 @@ def preflight(settings: Settings, roles: set[str]) -> None:
             "configuration error: SLACK_API_URL: a worker without real Slack (SLACK_BOT_TOKEN) posts to the web "
             "process's Slack emulator: set SLACK_API_URL=http://<web host>:<web PORT>/_slack/api/"
         )
-    if roles != ROLES["serve"] and roles & {"web", "worker"} and settings.slack_configured and not settings.api_secret:
+    if (roles != ROLES["serve"] and roles & {"web", "worker"} and settings.slack_configured and not settings.api_secret
+            and not (settings.data_dir / "api.secret").exists()):
         # Each host (container) generated its own into its data folder: webs checked requests against different
-        # secrets (some 401s) and workers signed callbacks with one the customer's system did not know.
+        # secrets (some 401s) and workers signed callbacks with one the customer's system did not know. A folder
+        # that already has one is a deployment that works on one host (processes sharing it): warned, not stopped.
         raise ConfigError(
             "configuration error: SWITCHBOARD_API_SECRET: required for separate web and worker processes with real "
             "Slack (each would generate its own); set the same secret in every process and in your API clients"

@@ -203,3 +203,14 @@ def test_the_count_the_streams_show_wins_when_none_is_recorded(sync_redis: syncr
                   SLACK_API_URL=f"http://127.0.0.1:{free_port()}/_slack/api/")
     assert out.returncode == 2 and "split into 8 partitions and this process is set to 16" in out.stderr, out.stderr
     assert sync_redis.get("sb:partitions") == b"8"
+
+
+def test_a_host_that_already_shares_a_generated_api_secret_keeps_starting(tmp_path: Path) -> None:
+    """Upgrading a one-host deployment (processes sharing one data folder and its api.secret) must not stop it."""
+    from gateway.cli import preflight
+    from gateway.settings import load_settings
+
+    settings = load_settings(redis_url="redis://127.0.0.1:1/0", slack_bot_token="xoxb-1", slack_signing_secret="s" * 32,
+                             data_dir=tmp_path / "data", port=free_port())
+    settings.local_secret("api")
+    preflight(settings, {"worker"})  # no ConfigError
