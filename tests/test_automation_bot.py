@@ -81,6 +81,14 @@ async def test_hands_off_with_reason(texts: tuple[str, ...], bot: tuple[int, ...
     assert reply.handoff_reason == reason
 
 
+async def test_a_follow_up_sharing_one_word_is_no_repeat() -> None:
+    """With filler dropped and words folded, "I need help with my order" and "Where is my order?" are both just
+    "order": a perfect match, so a follow-up was handed off as a repeated question."""
+    c = conv("I need help with my order", "Track it under Account → Orders", "Where is my order?", bot=(1,))
+    reply = await BOT.handle(c, score(c))
+    assert reply.handoff_reason != "customer repeated their question", reply
+
+
 async def test_low_confidence_hands_off_with_best_guess() -> None:
     c = conv("tell me about your company's carbon footprint policy")
     reply = await AnswerBot(policy=POLICY, floor=0.99).handle(c, score(c))

@@ -10,7 +10,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from gateway.domain import Conversation, Direction, Scores
-from integrations.automation.tfidf import cosine
+from integrations.automation.tfidf import cosine, tokens
 from router.rules import find_phrase, normalise
 
 DID_NOT_HELP = (
@@ -94,9 +94,17 @@ def repeats_themselves(conv: Conversation, scores: Scores, rules: HandoffRules) 
     if len(texts) < 2:
         return None
     last = texts[-1]
-    if any(cosine(last, earlier) >= rules.repeat_similarity for earlier in texts[:-1]):
+    if _too_short(last):
+        return None
+    if any(cosine(last, earlier) >= rules.repeat_similarity for earlier in texts[:-1] if not _too_short(earlier)):
         return "customer repeated their question"
     return None
+
+
+def _too_short(text: str) -> bool:
+    """Fewer than two words once filler is dropped: "I need help with my order" and "Where is my order?" are both
+    just "order", a perfect match that is no repeat; two such messages say too little to call one a repeat."""
+    return sum(1 for t in tokens(text) if " " not in t) < 2
 
 
 def too_many_answers(conv: Conversation, scores: Scores, rules: HandoffRules) -> str | None:
