@@ -12,9 +12,9 @@ Only agent replies are held. The resolve notice is refused as before: a template
 only to tell them their conversation is closed would be noise.
 
 Held replies live in one sorted set per conversation (`keys.held_replies`): the queued entry's fields as JSON,
-scored by when they were held. A redelivered entry adds the same member again, a no-op, so a worker that died
-after holding a reply neither holds nor later delivers it twice. The set goes in the same MULTI that queues its
-replies, so a crash never leaves a reply both queued and held, nor neither.
+scored by when the agent sent them (the Slack ts). A redelivered entry adds the same member again, a no-op, so a
+worker that died after holding a reply neither holds nor later delivers it twice. The set goes in the same MULTI
+that queues its replies, so a crash never leaves a reply both queued and held, nor neither.
 
 A template goes out when a reply is held and none went out for the replies already held in the last `AGAIN_S`:
 one per wait, not one per reply (each is a paid, identical "we have an update" message, and customers block
@@ -84,6 +84,21 @@ def _member(fields: Mapping[str, str]) -> str:
     return json.dumps({k: v for k, v in fields.items() if k not in _NOT_HELD}, sort_keys=True, ensure_ascii=False)
 
 
+def _order(fields: Mapping[str, str]) -> float:
+    """When the agent sent it (its Slack ts): a reply whose template send failed once is held after replies sent
+    later, and would have gone out after them in the order of holding.
+
+    >>> _order({"slack_ts": "1796451997.465783", "ref": "1796451997.465783"})
+    1796451997.465783
+    """
+    for name in ("slack_ts", "ref"):
+        try:
+            return float(fields.get(name, ""))
+        except ValueError:
+            continue
+    return time.time()
+
+
 def _sent_at(value: bytes | str | None) -> float | None:
     text = as_str(value) if value is not None else ""
     if not text.startswith(_SENT):
@@ -121,7 +136,7 @@ async def hold(p: Pipeline, conv: Conversation, fields: Mapping[str, str], effec
             return await p.desk.note_in_thread(conv, note) or "none"
 
         await effects.once(f"{TOLD}{ref}", tell, _unknown)
-    await p.redis.zadd(key, {_member(fields): time.time()}, nx=True)
+    await p.redis.zadd(key, {_member(fields): _order(fields)}, nx=True)
     if conv.state is ConversationState.RESOLVED:  # the answer must land here, where the replies wait, not in a new one
         await p.store.extend_closed(conv)
     log.info("reply_held_for_whatsapp_window", conversation_id=conv.id, ref=ref, held=len(refs))

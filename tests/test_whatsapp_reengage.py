@@ -340,3 +340,23 @@ def test_template_settings_are_read(monkeypatch: pytest.MonkeyPatch) -> None:
     configs = channel_configs_or_error()
     assert configs.whatsapp.reengage() == ("support_followup", "pt_BR")
     assert configs.twilio.whatsapp_reengage_content_sid == CONTENT_SID
+
+
+async def test_meta_held_replies_go_out_in_the_order_the_agent_sent_them(
+    meta_gw: tuple[Gateway, Graph], redis: aioredis.Redis
+) -> None:
+    """The first reply's template send failed for a moment, so it was held after the second: held by the time of
+    holding, it went out after the reply the agent wrote later."""
+    gw, graph = meta_gw
+    await _meta_writes(gw, "wamid.IN1", "I was charged twice on my invoice")
+    thread, conv_id = await _claimed_card(gw)
+    clock = _next_day(gw)
+    graph.script = [500] * 4  # Graph answers 500 to every try of the first template: retried later
+    await thread.reply("Refunded, sorry about that")
+    await eventually(lambda: len(_templates(graph)) == 4 and not graph.script, timeout=15)
+    await thread.reply("The refund reference is R-42")
+    await eventually(lambda: _held_when(redis, conv_id, 2), timeout=30)
+    clock.set(time.time())
+    await _meta_writes(gw, "wamid.IN2", "Thanks, what happened?")
+    await eventually(lambda: len(_texts(graph)) == 2, timeout=15)
+    assert _texts(graph) == ["Refunded, sorry about that", "The refund reference is R-42"]
