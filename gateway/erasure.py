@@ -50,7 +50,8 @@ def _in_progress(ref: str) -> str:
 def _identity_keys(ident: str) -> list[str]:
     """Every key named after one of the person's identities (the opt-out and reply-number records name
     their number too)."""
-    return [keys.ident(ident), keys.customer_conversation(ident), opt_out_key(ident), keys.reply_via(ident)]
+    return [keys.ident(ident), keys.customer_conversation(ident), opt_out_key(ident), keys.reply_via(ident),
+            keys.held_for(ident)]
 
 
 def _person_keys(person: str) -> list[str]:

@@ -132,6 +132,12 @@ def held_replies(conversation_id: str) -> str:
     return f"{PREFIX}conv:{conversation_id}:held"
 
 
+def held_for(customer_key: str) -> str:
+    """Which conversation holds replies for this customer: their next message looks here, whichever
+    conversation it lands in (`gateway.reengage.release`)."""
+    return f"{PREFIX}cust:{customer_key}:held"
+
+
 def csat_asked(conversation_id: str) -> str:
     """Set while a rating request is unanswered: a lone "5" is a rating only then, and counts once."""
     return f"{PREFIX}csat:asked:{conversation_id}"

@@ -43,6 +43,7 @@ from gateway.identity import Identity
 from gateway.outbound import FAILED, REFUSED, never_found
 from gateway.policy_store import PolicyStore
 from gateway.ports import AgentDesk, Automation, CustomerChannel, ShowsWaiting
+from gateway.redis_conn import as_str
 from gateway.retries import DeliveryRetries
 from gateway.sla import SlaTracker
 from gateway.store import ConversationStore, Snapshot
@@ -69,8 +70,9 @@ class Prefetched:
     person: str | None
     history_ids: list[str]
     agent_loads: list[tuple[str, int]]
-    held_replies: bool = False
-    """Replies wait for this customer (`gateway.reengage`): read here so other messages pay no round trip."""
+    held_in: str | None = None
+    """The conversation holding replies for this customer (`gateway.reengage`), read here so that other messages
+    pay no round trip."""
 
 
 @dataclass
@@ -129,7 +131,7 @@ class Pipeline:
 
     async def handle_inbound(self, fields: Mapping[str, str], ack: Ack | None = None) -> None:
         conv_id, message_id = fields["conv"], fields["mid"]
-        pre = await self._prefetch(conv_id, fields.get("person"))
+        pre = await self._prefetch(conv_id, fields.get("person"), fields["customer"])
         snap = pre.snapshot
         conv = snap.conversation or self.store.create(
             conv_id, fields["customer"], fields.get("profile", "{}"), fields.get("person"), snap.transcript
@@ -146,8 +148,8 @@ class Pipeline:
             conv.partition = ack.partition
             if conv.version:
                 await self.store.save(conv, "partition")
-        if pre.held_replies:  # replies held for WhatsApp's window go out right after this message
-            await reengage.release(self, conv)
+        if pre.held_in:  # replies held for WhatsApp's window go out right after this message
+            await reengage.release(self, conv, pre.held_in)
         fresh, since = delivery(ack, fields)
         effects = Effects(self.redis, keys.effects(conv.id), snap.effects, fresh=fresh, since=since)
         word = optout.keyword(conv, message)
@@ -178,16 +180,17 @@ class Pipeline:
             await self._route(conv, message, effects, pre)
             await self._commit(conv, ROUTE_FIELDS, True, effects, ack, routed=True)
 
-    async def _prefetch(self, conv_id: str, person: str | None) -> Prefetched:
+    async def _prefetch(self, conv_id: str, person: str | None, customer: str) -> Prefetched:
         """Everything a message may need read in one round trip: the conversation with its transcript
         and effect log, and for routing the person's earlier conversations and the agents' loads."""
         async with self.redis.pipeline(transaction=False) as pipe:
             snapshot = self.store.stage_snapshot(pipe, conv_id)
             history = Identity.stage_history_ids(pipe, person)
             loads = stage_agent_loads(pipe)
-            pipe.exists(keys.held_replies(conv_id))
+            pipe.get(keys.held_for(customer))
             results = await pipe.execute()
-        return Prefetched(snapshot(results), person, history(results), loads(results), bool(results[-1]))
+        held = as_str(results[-1]) if results[-1] else None
+        return Prefetched(snapshot(results), person, history(results), loads(results), held)
 
     async def _commit(
         self, conv: Conversation, fields: tuple[str, ...], new_wait: bool, effects: Effects, ack: Ack | None,

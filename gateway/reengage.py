@@ -118,6 +118,10 @@ async def hold(p: Pipeline, conv: Conversation, fields: Mapping[str, str], effec
     channel = _template_channel(p, conv)
     if channel is None:
         return Delivery(ok=False, error="no WhatsApp template configured", permanent=True)
+    current = await p.redis.get(keys.customer_conversation(conv.customer.key))
+    if current is not None and as_str(current) != conv.id:
+        # Their answer would land in that newer conversation and these replies would wait here for ever.
+        return Delivery(ok=False, permanent=True, error="the customer has a newer conversation: answer there")
     ref, key = fields["ref"], keys.held_replies(conv.id)
     held = [str(json.loads(as_str(raw)).get("ref", "")) for raw in await p.redis.zrange(key, 0, -1)]
     refs = [*dict.fromkeys([*held, ref])]
@@ -136,7 +140,11 @@ async def hold(p: Pipeline, conv: Conversation, fields: Mapping[str, str], effec
             return await p.desk.note_in_thread(conv, note) or "none"
 
         await effects.once(f"{TOLD}{ref}", tell, _unknown)
-    await p.redis.zadd(key, {_member(fields): _order(fields)}, nx=True)
+    async with p.redis.pipeline(transaction=True) as pipe:
+        pipe.zadd(key, {_member(fields): _order(fields)}, nx=True)
+        # Found by their next message, wherever it lands; outlives the reopen window the hold just extended.
+        pipe.set(keys.held_for(conv.customer.key), conv.id, ex=p.store.reopen_window_s + AGAIN_S)
+        await pipe.execute()
     if conv.state is ConversationState.RESOLVED:  # the answer must land here, where the replies wait, not in a new one
         await p.store.extend_closed(conv)
     log.info("reply_held_for_whatsapp_window", conversation_id=conv.id, ref=ref, held=len(refs))
@@ -176,19 +184,49 @@ def _note(since: float | None, again: bool) -> str:
             "customer to answer. Your reply, and any you send meanwhile, will be delivered as soon as they do.")
 
 
-async def release(p: Pipeline, conv: Conversation) -> int:
-    """The customer wrote, so the window is open: the held replies are queued behind their message, oldest first.
+async def release(p: Pipeline, conv: Conversation, held_in: str) -> int:
+    """The customer wrote, so the window is open: the replies held in `held_in` are queued behind their message,
+    oldest first. Answers how many were queued.
 
     Queued, not sent from here: each goes through `gateway.outbound.deliver` like any reply, with its ids (the
-    Slack thread's ✅), its guards (a STOP just now wins) and its retries. Answers how many were queued."""
-    key = keys.held_replies(conv.id)
+    Slack thread's ✅), its guards (a STOP just now wins) and its retries.
+
+    Their message may have started another conversation (it came after the held one's reopen window): the held
+    replies belong to a thread the customer has left and are not sent; that thread is told so, with how many, so
+    the agent answers under the new card instead of waiting for a delivery that will not come."""
+    key = keys.held_replies(held_in)
     held = await p.redis.zrange(key, 0, -1)
-    if not held:
+    forget = p.redis.register_script(_FORGET_POINTER)
+    if held_in != conv.id:
+        await _stranded(p, held_in, len(held))
+        async with p.redis.pipeline(transaction=True) as pipe:
+            if held:  # only what was read: a reply held there meanwhile is told next time, not dropped unseen
+                pipe.zrem(key, *held)
+            await forget(keys=[keys.held_for(conv.customer.key)], args=[held_in], client=pipe)
+            await pipe.execute()
         return 0
     async with p.redis.pipeline(transaction=True) as pipe:
         for raw in held:
             pipe.xadd(*p.store.entry(conv, dict(json.loads(as_str(raw)))))
-        pipe.zrem(key, *held)
+        if held:
+            pipe.zrem(key, *held)
+        await forget(keys=[keys.held_for(conv.customer.key)], args=[conv.id], client=pipe)
         await pipe.execute()
     log.info("held_replies_released", conversation_id=conv.id, replies=len(held))
     return len(held)
+
+
+_FORGET_POINTER = """
+-- The customer's held-replies pointer, only if it still names this conversation (another may have taken it).
+if redis.call('GET', KEYS[1]) == ARGV[1] then redis.call('DEL', KEYS[1]) end
+"""
+
+
+async def _stranded(p: Pipeline, held_in: str, count: int) -> None:
+    old = await p.store.load(held_in)
+    if old is None or not count:
+        return
+    await p.desk.note_in_thread(
+        old, f"⚠️ The customer wrote again, in a new conversation (this one's reopen window had passed): the {count} "
+        "held repl" + ("y was" if count == 1 else "ies were") + " not sent. Answer under the new card.")
+    log.warning("held_replies_stranded", conversation_id=held_in, replies=count)

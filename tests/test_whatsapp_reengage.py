@@ -360,3 +360,30 @@ async def test_meta_held_replies_go_out_in_the_order_the_agent_sent_them(
     await _meta_writes(gw, "wamid.IN2", "Thanks, what happened?")
     await eventually(lambda: len(_texts(graph)) == 2, timeout=15)
     assert _texts(graph) == ["Refunded, sorry about that", "The refund reference is R-42"]
+
+
+async def test_meta_held_replies_a_new_conversation_leaves_behind_are_told_not_lost_silently(
+    meta_gw: tuple[Gateway, Graph], redis: aioredis.Redis
+) -> None:
+    """Resolved, then an afterthought held for the window; the customer answers only after the reopen window, so
+    their message starts a new conversation. The held reply waited in the old one for ever, unsent and untold,
+    after the agent was promised it would be delivered."""
+    gw, graph = meta_gw
+    await _meta_writes(gw, "wamid.IN1", "I was charged twice on my invoice")
+    thread, conv_id = await _claimed_card(gw)
+    assert (await gw.rt.ops.resolve(conv_id, "U0ALICE", skill="billing", urgency=None, mood=None)).ok
+    clock = _next_day(gw)
+    texts_before = len(_texts(graph))
+    await thread.reply("One more thing: the refund takes 3 days")
+    await eventually(lambda: _held(redis, conv_id))
+    await eventually(lambda: thread.lines("template went out"))
+    clock.set(time.time())
+    await redis.set(keys.closed(conv_id), int(time.time()) - 8 * 86400)  # as if the answer came 8 days on
+    await _meta_writes(gw, "wamid.IN2", "ok thanks")
+    (told,) = await eventually(lambda: thread.lines("in a new conversation"))
+    assert "the 1 held reply was not sent" in told and "Answer under the new card" in told
+    old = await gw.rt.store.load(conv_id)
+    assert old is not None
+    assert as_str(await redis.get(keys.customer_conversation(old.customer.key))) != conv_id  # a new conversation
+    assert await _held(redis, conv_id) == [] and not await redis.keys("sb:cust:*:held")
+    assert len(_texts(graph)) == texts_before  # the held reply did not go out under the new conversation
