@@ -20,7 +20,7 @@ from slack_sdk.errors import SlackApiError
 
 from gateway import keys
 from gateway.bot_followup import CHECKS_PREFIX
-from gateway.domain import Conversation
+from gateway.domain import Conversation, Direction
 from gateway.identity import Identity
 from gateway.optout import opt_out_key
 from gateway.policy_store import PolicyStore
@@ -28,6 +28,7 @@ from gateway.redis_conn import as_str, stream_rows
 from gateway.retries import RETRY_KEY
 from gateway.scheduler import SlaScheduler
 from gateway.store import ConversationStore
+from integrations.reply_records import reply_keys
 from integrations.slack.desk import SlackDesk
 
 if TYPE_CHECKING:
@@ -152,7 +153,10 @@ class Eraser:
         if deep and conv is not None:
             cards |= await self._unlisted_cards(conv, {channel for channel, _ in cards}, report)
         dedupe = [keys.dedupe(i, m.external_id) for i in idents for m in snap.transcript if m.external_id]
-        await self._remove(conv_id, cards, conv.claimed_by if conv else None, report, dedupe)
+        # The senders' records of each reply (sent parts, attempt marks, provider status records): keyed by the
+        # reply, not the conversation, and a WhatsApp message id carries the customer's phone number.
+        replies = await reply_keys(self.redis, [m.id for m in snap.transcript if m.direction is Direction.OUTBOUND])
+        await self._remove(conv_id, cards, conv.claimed_by if conv else None, report, dedupe + replies)
         return cards
 
     async def sweep(self, conversation_id: str, cards_known: Sequence[str] = (), persons: Sequence[str] = ()

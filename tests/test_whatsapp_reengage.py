@@ -316,6 +316,26 @@ async def test_held_replies_are_erased_with_the_conversation(
     assert not await redis.exists(keys.held_replies(conv_id))
 
 
+async def test_the_senders_records_of_a_customers_replies_are_erased_with_them(
+    meta_gw: tuple[Gateway, Graph], redis: aioredis.Redis
+) -> None:
+    """Sent parts, attempt marks and status records are keyed by the reply or Meta's message id (which carries the
+    customer's phone number), not the conversation: an erasure left them behind for days."""
+    gw, graph = meta_gw
+    await _meta_writes(gw, "wamid.IN1", "I was charged twice on my invoice")
+    thread, conv_id = await _claimed_card(gw)
+    first = await thread.reply("Refunded, sorry about that")
+    await eventually(lambda: thread.delivered(first))
+    wamid = graph.taken[-1]["id"]
+    recorded = {k for k in [as_str(k) for k in await redis.keys("sb:whatsapp:*")] if "wamid.IN" not in k}
+    assert any(wamid in k for k in recorded) and any(k.startswith("sb:whatsapp:landed:") for k in recorded)
+    eraser = gw.rt.pipeline.eraser
+    assert eraser is not None
+    await eraser.forget(f"whatsapp:+{WA_ID}", "U0LEAD")
+    left = [as_str(k) for k in await redis.keys("sb:whatsapp:*") if as_str(k) in recorded]
+    assert left == [], left
+
+
 @pytest.mark.parametrize(("variable", "value"), [
     ("WHATSAPP_REENGAGE_TEMPLATE", "support_followup"),
     ("WHATSAPP_REENGAGE_TEMPLATE", "support_followup:en-US"),

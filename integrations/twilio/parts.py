@@ -20,11 +20,11 @@ KEEP_S = 2 * 86400
 """Longer than any retry schedule of a reply (about half an hour)."""
 
 
-def _key(message_id: str, part: int) -> str:
+def sent_key(message_id: str, part: int) -> str:
     return f"{keys.PREFIX}sent:{message_id}:{part}"
 
 
-def _begun_key(message_id: str, part: int) -> str:
+def begun_key(message_id: str, part: int) -> str:
     return f"{keys.PREFIX}sending:{message_id}:{part}"
 
 
@@ -36,7 +36,7 @@ class SentParts:
         """The provider's id for a part sent on an earlier attempt, or None."""
         if self.redis is None:
             return None
-        raw = await self.redis.get(_key(message_id, part))
+        raw = await self.redis.get(sent_key(message_id, part))
         return as_str(raw) if raw is not None else None
 
     async def begin(self, message_id: str, part: int, now: float) -> float | None:
@@ -45,13 +45,13 @@ class SentParts:
         An earlier attempt may have reached the provider with its answer lost (`integrations.twilio.landed`)."""
         if self.redis is None:
             return None
-        earlier = await self.redis.set(_begun_key(message_id, part), repr(now), nx=True, get=True, ex=KEEP_S)
+        earlier = await self.redis.set(begun_key(message_id, part), repr(now), nx=True, get=True, ex=KEEP_S)
         return float(as_str(earlier)) if earlier is not None else None
 
     async def record(self, message_id: str, part: int, provider_id: str, conversation_id: str) -> None:
         if self.redis is None:
             return
         try:
-            await self.redis.set(_key(message_id, part), provider_id or "sent", ex=KEEP_S)
+            await self.redis.set(sent_key(message_id, part), provider_id or "sent", ex=KEEP_S)
         except (RedisError, OSError):  # sent is sent: a lost note only risks this one part again
             log.warning("reply_part_unrecorded", conversation_id=conversation_id, message_id=message_id, part=part)

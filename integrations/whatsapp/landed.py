@@ -88,11 +88,11 @@ def parse(data: str | None) -> tuple[str, str | None] | None:
     return str(raw[TAG]), conv if isinstance(conv, str) and conv else None
 
 
-def _landed_key(part_ref: str) -> str:
+def landed_key(part_ref: str) -> str:
     return f"sb:whatsapp:landed:{part_ref}"
 
 
-def _begun_key(part_ref: str) -> str:
+def begun_key(part_ref: str) -> str:
     return f"sb:whatsapp:attempt:{part_ref}"
 
 
@@ -102,19 +102,19 @@ class Landed:
 
     async def found(self, message_id: str, part: int) -> str | None:
         """The wamid Meta gave this part (reported by a status, or answered to an earlier attempt), or None."""
-        raw = await self.redis.get(_landed_key(ref(message_id, part)))
+        raw = await self.redis.get(landed_key(ref(message_id, part)))
         return as_str(raw) if raw is not None else None
 
     async def begun(self, message_id: str, part: int) -> float | None:
         """When the latest attempt whose outcome is unknown began, or None."""
-        raw = await self.redis.get(_begun_key(ref(message_id, part)))
+        raw = await self.redis.get(begun_key(ref(message_id, part)))
         try:
             return float(as_str(raw)) if raw is not None else None
         except ValueError:
             return None
 
     async def begin(self, message_id: str, part: int, now: float) -> None:
-        await self.redis.set(_begun_key(ref(message_id, part)), repr(now), ex=KEEP_S)
+        await self.redis.set(begun_key(ref(message_id, part)), repr(now), ex=KEEP_S)
 
     async def settle(self, message_id: str, part: int, wamid: str | None, conversation_id: str) -> None:
         """The attempt's outcome is known: taken as `wamid`, or surely refused (None)."""
@@ -122,7 +122,7 @@ class Landed:
         try:
             if wamid:
                 await record(self.redis, name, wamid)
-            await self.redis.delete(_begun_key(name))
+            await self.redis.delete(begun_key(name))
         except (RedisError, OSError):  # sent is sent: a lost note only means waiting before a needless resend
             log.warning("whatsapp_outcome_unrecorded", conversation_id=conversation_id, message_id=message_id,
                         part=part)
@@ -130,4 +130,4 @@ class Landed:
 
 async def record(redis: aioredis.Redis, part_ref: str, wamid: str) -> bool:
     """Part `part_ref` landed as `wamid`; whether this is the first word of it (the first wamid is kept)."""
-    return bool(await redis.set(_landed_key(part_ref), wamid, nx=True, ex=KEEP_S))
+    return bool(await redis.set(landed_key(part_ref), wamid, nx=True, ex=KEEP_S))
