@@ -30,6 +30,7 @@ from gateway.worker import Worker
 from router.policy import Thresholds
 from tests.conftest import Callback
 from tests.harness import Gateway, bot_answered, cards, eventually, make_settings, outcomes, start_gateway
+from tests.interleave import AfterRead
 
 
 @pytest.fixture
@@ -152,27 +153,20 @@ async def _assert_resolved_with_no_claim_held(gw: Gateway, conv_id: str, agent: 
     assert await gw.rt.redis.smembers(keys.agent_open(agent)) == set()
 
 
-@dataclasses.dataclass
-class ResolvedAfterRead:
+def resolved_after_read(gw: Gateway) -> AfterRead:
     """The real store, with an agent resolving the conversation right after the claim has read it."""
 
-    inner: Any
-    ops: DeskOps
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self.inner, name)
-
-    async def load(self, conversation_id: str) -> Conversation | None:
-        conv = await self.inner.load(conversation_id)
+    async def resolve(conversation_id: str, conv: Conversation | None) -> None:
         if conv is not None and conv.state is not ConversationState.RESOLVED:
-            assert (await self.ops.resolve(conversation_id, "U_LEAD", skill="billing", urgency=None, mood=None)).ok
-        return conv
+            assert (await gw.rt.ops.resolve(conversation_id, "U_LEAD", skill="billing", urgency=None, mood=None)).ok
+
+    return AfterRead(gw.rt.store, resolve, every=True)
 
 
 async def test_claim_read_before_a_resolve_does_not_reopen_it(race_gw: Gateway) -> None:
     gw = race_gw
     conv_id = await _carded(gw, "race-2")
-    racing = DeskOps(gw.rt.redis, ResolvedAfterRead(gw.rt.store, gw.rt.ops), gw.rt.ops.policies,  # type: ignore[arg-type]
+    racing = DeskOps(gw.rt.redis, resolved_after_read(gw), gw.rt.ops.policies,  # type: ignore[arg-type]
                      gw.rt.ops.sla)
     result = await racing.claim(conv_id, "U_AGENT")
     assert not result.ok and "changed as you clicked" in result.message
@@ -185,7 +179,7 @@ async def test_holder_reclicking_claim_across_a_resolve_keeps_no_claim(race_gw: 
     gw = race_gw
     conv_id = await _carded(gw, "race-3")
     assert (await gw.rt.ops.claim(conv_id, "U_AGENT")).ok
-    racing = DeskOps(gw.rt.redis, ResolvedAfterRead(gw.rt.store, gw.rt.ops), gw.rt.ops.policies,  # type: ignore[arg-type]
+    racing = DeskOps(gw.rt.redis, resolved_after_read(gw), gw.rt.ops.policies,  # type: ignore[arg-type]
                      gw.rt.ops.sla)
     assert not (await racing.claim(conv_id, "U_AGENT")).ok
     await _assert_resolved_with_no_claim_held(gw, conv_id, "U_AGENT")
@@ -224,27 +218,15 @@ async def _reopened(gw: Gateway, customer: str, conv_id: str, message_id: str, t
     await eventually(waiting)
 
 
-@dataclasses.dataclass
-class ResolvedAndReopenedAfterRead:
+def resolved_and_reopened_after_read(gw: Gateway, customer: str) -> AfterRead:
     """The real store, with another agent's resolve and the customer's reopen landing right after a stale
     Resolve form's submit has read the conversation: the state is back where that read saw it."""
 
-    inner: Any
-    gw: Gateway
-    customer: str
-    done: bool = False
+    async def resolve_and_reopen(conversation_id: str, conv: Conversation | None) -> None:
+        assert (await gw.rt.ops.resolve(conversation_id, "U0ALICE", skill="billing", urgency=None, mood=None)).ok
+        await _reopened(gw, customer, conversation_id, "m2", "also, I need a VAT invoice please")
 
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self.inner, name)
-
-    async def load(self, conversation_id: str) -> Conversation | None:
-        conv = await self.inner.load(conversation_id)
-        if not self.done:
-            self.done = True
-            assert (await self.gw.rt.ops.resolve(conversation_id, "U0ALICE", skill="billing", urgency=None,
-                                                 mood=None)).ok
-            await _reopened(self.gw, self.customer, conversation_id, "m2", "also, I need a VAT invoice please")
-        return conv
+    return AfterRead(gw.rt.store, resolve_and_reopen)
 
 
 async def test_a_resolve_and_reopen_landing_inside_a_stale_forms_submit_cannot_close_the_new_question(
@@ -254,7 +236,7 @@ async def test_a_resolve_and_reopen_landing_inside_a_stale_forms_submit_cannot_c
     left the compared fields as the stale form had read them, and it closed the customer's new question."""
     gw = race_gw
     conv_id = await _carded(gw, "race-5")
-    racing = DeskOps(gw.rt.redis, ResolvedAndReopenedAfterRead(gw.rt.store, gw, "race-5"),  # type: ignore[arg-type]
+    racing = DeskOps(gw.rt.redis, resolved_and_reopened_after_read(gw, "race-5"),  # type: ignore[arg-type]
                      gw.rt.ops.policies, gw.rt.ops.sla)
     stale = await racing.resolve(conv_id, "U0BOB", skill="billing", urgency=None, mood=None, seen_resolves=0)
     assert not stale.ok and "customer has written again" in stale.message
@@ -306,22 +288,6 @@ async def test_a_bot_resolve_makes_a_resolve_form_opened_before_it_stale(
         await gw.close()
 
 
-@dataclasses.dataclass
-class ClaimedAfterRead:
-    """The real store, with an agent claiming the conversation right after the bot's silence check read it."""
-
-    inner: Any
-    ops: DeskOps
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self.inner, name)
-
-    async def load(self, conversation_id: str) -> Conversation | None:
-        conv = await self.inner.load(conversation_id)
-        assert (await self.ops.claim(conversation_id, "U0CAROL")).ok
-        return conv
-
-
 async def test_the_bots_silence_check_loses_to_a_claim_made_as_it_resolves(
     redis: aioredis.Redis, redis_url: str, tmp_path: Path, callback: Callback
 ) -> None:
@@ -330,7 +296,10 @@ async def test_the_bots_silence_check_loses_to_a_claim_made_as_it_resolves(
     gw = await start_gateway(make_settings(redis_url, tmp_path, api_callback_url=callback.url))
     try:
         conv_id, follow = await _bot_answered_on_card(gw, redis, "race-7")
-        follow.store = ClaimedAfterRead(gw.rt.store, gw.rt.ops)  # type: ignore[assignment]
+        async def claim(conversation_id: str, conv: Conversation | None) -> None:
+            assert (await gw.rt.ops.claim(conversation_id, "U0CAROL")).ok
+
+        follow.store = AfterRead(gw.rt.store, claim)  # type: ignore[assignment]
         assert await follow.tick() == 0
         conv = await gw.rt.store.load(conv_id)
         assert conv is not None and conv.state is ConversationState.CLAIMED and conv.claimed_by == "U0CAROL"

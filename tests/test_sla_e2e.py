@@ -17,6 +17,7 @@ from gateway.sla import PLANNED_UNDER, RUNNERS, STEP_RETRY_S
 from gateway.store import ConversationStore
 from router.sla import ActionKind, SlaAction, SlaStep
 from tests.harness import Gateway, cards, eventually, sla_on_manual_clock
+from tests.interleave import AfterRead
 from tests.slack_requests import SlackSender
 from tests.test_transfer_order import ActsWhilePosting
 
@@ -320,32 +321,16 @@ async def test_a_tightened_sla_reaches_the_conversations_already_waiting(gateway
     assert await gateway.rt.sla.follow_policy() == 0
 
 
-@dataclasses.dataclass
-class ResolvedAfterRead:
-    """The real store; an agent resolves the conversation just after the policy re-plan has read it."""
-
-    inner: Any
-    ops: DeskOps
-    fired: bool = False
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self.inner, name)
-
-    async def load(self, conversation_id: str) -> Conversation | None:
-        conv: Conversation | None = await self.inner.load(conversation_id)
-        if not self.fired:
-            self.fired = True
-            assert (await self.ops.resolve(conversation_id, "U0ALICE", skill="billing", urgency=None, mood=None)).ok
-        return conv
-
-
 async def test_the_policy_re_plan_never_writes_over_a_newer_plan(gateway: Gateway) -> None:
     """Found in review: the re-plan loaded, then wrote with no check, so an agent's resolve in between got
     the waiting ladder back (and the leads would be pinged about a resolved conversation)."""
     conv_id, _ = await _card(gateway)
     sla = gateway.rt.sla
     real = sla.store
-    sla.store = cast(ConversationStore, ResolvedAfterRead(real, gateway.rt.ops))  # the real one, plus an actor
+    async def resolve(conversation_id: str, conv: Conversation | None) -> None:  # an agent, just after the read
+        assert (await gateway.rt.ops.resolve(conversation_id, "U0ALICE", skill="billing", urgency=None, mood=None)).ok
+
+    sla.store = cast(ConversationStore, AfterRead(real, resolve))  # the real one, plus an actor
     try:
         tighter = Change("sla billing first=2m", lambda p: p.with_skill_changes(
             "billing", sla={**p.skills["billing"].sla.model_dump(mode="json"), "first_response": 120}))
