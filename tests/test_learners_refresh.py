@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import re
 import signal
 import sys
 import time
 import urllib.request
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import redis.asyncio as aioredis
@@ -92,21 +94,35 @@ def _labels_seen(port: int) -> float | None:
     return float(found.group(1)) if found else None
 
 
-async def test_web_process_metrics_follow_published_models(
-    redis: aioredis.Redis, redis_url: str, tmp_path: Path
-) -> None:
+@contextlib.asynccontextmanager
+async def _process(role: str, redis_url: str, tmp_path: Path, port_variable: str) -> AsyncIterator[tuple[int, Path]]:
+    """`switchboard <role>` on this Redis, serving /metrics on a free port; (port, its log). SIGTERM on the way out."""
     port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith(("SLACK_", "SWITCHBOARD_", "REDIS_URL"))}
-    env.update({"PORT": str(port), "REDIS_URL": redis_url, "SWITCHBOARD_LOG_FORMAT": "json"})
-    log = tmp_path / "web.log"
+    env.update({port_variable: str(port), "REDIS_URL": redis_url, "SWITCHBOARD_LOG_FORMAT": "json"})
+    log = tmp_path / f"{role}.log"
     proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "gateway.cli", "web", cwd=tmp_path, env=env,
+        sys.executable, "-m", "gateway.cli", role, cwd=tmp_path, env=env,
         stdout=asyncio.subprocess.DEVNULL, stderr=log.open("wb"),
     )
     try:
+        yield port, log
+        assert proc.returncode is None, log.read_text()
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            await asyncio.wait_for(proc.wait(), 15)
+        except TimeoutError:
+            proc.kill()
+            await proc.wait()
+
+
+async def test_web_process_metrics_follow_published_models(
+    redis: aioredis.Redis, redis_url: str, tmp_path: Path
+) -> None:
+    async with _process("web", redis_url, tmp_path, "PORT") as (port, log):
         deadline = time.monotonic() + 30
         while True:
-            assert proc.returncode is None, log.read_text()
             assert time.monotonic() < deadline, log.read_text()
             try:
                 if await asyncio.to_thread(_labels_seen, port) == 0.0:
@@ -120,16 +136,8 @@ async def test_web_process_metrics_follow_published_models(
         await publish(redis, trained(), lock)
         deadline = time.monotonic() + 15  # the web process refreshes every 2 s
         while await asyncio.to_thread(_labels_seen, port) != 400.0:
-            assert proc.returncode is None, log.read_text()
             assert time.monotonic() < deadline, "the web process never loaded the published snapshot"
             await asyncio.sleep(0.2)
-    finally:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            await asyncio.wait_for(proc.wait(), 15)
-        except TimeoutError:
-            proc.kill()
-            await proc.wait()
 
 
 async def test_a_snapshot_count_that_starts_again_is_followed(redis: aioredis.Redis) -> None:
@@ -169,18 +177,10 @@ async def test_a_learner_process_reports_its_own_state_not_an_untrained_scorer(
     from gateway.domain import Outcome
     from learners.outcomes import publish_outcome
 
-    port = free_port()
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("SLACK_", "SWITCHBOARD_", "REDIS_URL"))}
-    env.update({"SWITCHBOARD_METRICS_PORT": str(port), "REDIS_URL": redis_url, "SWITCHBOARD_LOG_FORMAT": "json"})
-    log = tmp_path / "learner.log"
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "gateway.cli", "learner", cwd=tmp_path, env=env,
-        stdout=asyncio.subprocess.DEVNULL, stderr=log.open("wb"),
-    )
-    try:
+    async with _process("learner", redis_url, tmp_path, "SWITCHBOARD_METRICS_PORT") as (port, log):
         deadline = time.monotonic() + 30
         while True:
-            assert proc.returncode is None and time.monotonic() < deadline, log.read_text()
+            assert time.monotonic() < deadline, log.read_text()
             try:
                 text = await asyncio.to_thread(_scrape, port)
                 if re.search(r"^switchboard_learner_leader 1\.0$", text, re.M):
@@ -195,13 +195,6 @@ async def test_a_learner_process_reports_its_own_state_not_an_untrained_scorer(
             assert time.monotonic() < deadline, text
             await asyncio.sleep(0.1)
             text = await asyncio.to_thread(_scrape, port)
-    finally:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            await asyncio.wait_for(proc.wait(), 15)
-        except TimeoutError:
-            proc.kill()
-            await proc.wait()
 
 
 async def test_a_leader_reports_what_it_published(redis: aioredis.Redis) -> None:

@@ -127,6 +127,12 @@ async def _claimed_card(gw: Gateway) -> tuple[Thread, str]:
     return Thread(gw, card), conv_id
 
 
+async def _meta_card(gw: Gateway) -> tuple[Thread, str]:
+    """The customer writes on WhatsApp (Meta) and Alice claims the card."""
+    await _meta_writes(gw, "wamid.IN1", "I was charged twice on my invoice")
+    return await _claimed_card(gw)
+
+
 def _next_day(gw: Gateway) -> ManualClock:
     clock = ManualClock(time.time() + 25 * 3600)
     gw.rt.sla.clock = clock
@@ -155,8 +161,7 @@ async def test_meta_a_late_reply_sends_one_template_and_waits_for_the_customer(
     meta_gw: tuple[Gateway, Graph], redis: aioredis.Redis
 ) -> None:
     gw, graph = meta_gw
-    await _meta_writes(gw, "wamid.IN1", "I was charged twice on my invoice")
-    thread, conv_id = await _claimed_card(gw)
+    thread, conv_id = await _meta_card(gw)
     texts_before = len(_texts(graph))
     clock = _next_day(gw)
 
@@ -191,8 +196,7 @@ async def test_meta_another_template_only_after_a_day_without_an_answer(
 ) -> None:
     """One nudge per wait, not per reply; a customer who let a whole day pass is asked once more."""
     gw, graph = meta_gw
-    await _meta_writes(gw, "wamid.IN1", "I was charged twice on my invoice")
-    thread, conv_id = await _claimed_card(gw)
+    thread, conv_id = await _meta_card(gw)
     clock = _next_day(gw)
     await thread.reply("Refunded, sorry about that")
     await eventually(lambda: thread.lines("template went out"))
@@ -213,8 +217,7 @@ async def test_meta_a_template_meta_refuses_leaves_nothing_held_and_the_agent_to
 ) -> None:
     """A held reply with no template on its way would wait for an answer nobody asked for: not held, told."""
     gw, graph = meta_gw
-    await _meta_writes(gw, "wamid.IN1", "I was charged twice on my invoice")
-    thread, conv_id = await _claimed_card(gw)
+    thread, conv_id = await _meta_card(gw)
     _next_day(gw)
     graph.script = [400]  # e.g. the template is not approved (yet)
     await thread.reply("Refunded")
@@ -228,8 +231,7 @@ async def test_meta_a_held_reply_that_then_fails_takes_the_normal_failure_path(
     meta_gw: tuple[Gateway, Graph], redis: aioredis.Redis
 ) -> None:
     gw, graph = meta_gw
-    await _meta_writes(gw, "wamid.IN1", "I was charged twice on my invoice")
-    thread, conv_id = await _claimed_card(gw)
+    thread, conv_id = await _meta_card(gw)
     clock = _next_day(gw)
     first = await thread.reply("Refunded, sorry about that")
     second = await thread.reply("The refund reference is R-42")
@@ -249,8 +251,7 @@ async def test_meta_without_a_template_a_late_reply_is_refused_as_before(
     meta_gw_plain: tuple[Gateway, Graph], redis: aioredis.Redis
 ) -> None:
     gw, graph = meta_gw_plain
-    await _meta_writes(gw, "wamid.IN1", "I was charged twice on my invoice")
-    thread, conv_id = await _claimed_card(gw)
+    thread, conv_id = await _meta_card(gw)
     _next_day(gw)
     await thread.reply("Refunded")
     (refused,) = await eventually(lambda: thread.lines("Not delivered"))
@@ -322,8 +323,7 @@ async def test_the_senders_records_of_a_customers_replies_are_erased_with_them(
     """Sent parts, attempt marks and status records are keyed by the reply or Meta's message id (which carries the
     customer's phone number), not the conversation: an erasure left them behind for days."""
     gw, graph = meta_gw
-    await _meta_writes(gw, "wamid.IN1", "I was charged twice on my invoice")
-    thread, conv_id = await _claimed_card(gw)
+    thread, _ = await _meta_card(gw)
     first = await thread.reply("Refunded, sorry about that")
     await eventually(lambda: thread.delivered(first))
     wamid = graph.taken[-1]["id"]
@@ -368,8 +368,7 @@ async def test_meta_held_replies_go_out_in_the_order_the_agent_sent_them(
     """The first reply's template send failed for a moment, so it was held after the second: held by the time of
     holding, it went out after the reply the agent wrote later."""
     gw, graph = meta_gw
-    await _meta_writes(gw, "wamid.IN1", "I was charged twice on my invoice")
-    thread, conv_id = await _claimed_card(gw)
+    thread, conv_id = await _meta_card(gw)
     clock = _next_day(gw)
     graph.script = [500] * 4  # Graph answers 500 to every try of the first template: retried later
     await thread.reply("Refunded, sorry about that")
@@ -389,8 +388,7 @@ async def test_meta_held_replies_a_new_conversation_leaves_behind_are_told_not_l
     their message starts a new conversation. The held reply waited in the old one for ever, unsent and untold,
     after the agent was promised it would be delivered."""
     gw, graph = meta_gw
-    await _meta_writes(gw, "wamid.IN1", "I was charged twice on my invoice")
-    thread, conv_id = await _claimed_card(gw)
+    thread, conv_id = await _meta_card(gw)
     assert (await gw.rt.ops.resolve(conv_id, "U0ALICE", skill="billing", urgency=None, mood=None)).ok
     clock = _next_day(gw)
     texts_before = len(_texts(graph))
