@@ -102,7 +102,9 @@ def problems(status: Status, behind_s: float = BEHIND_S) -> list[str]:
 
 
 def spans(numbers: list[int]) -> str:
-    """>>> spans([0, 1, 2, 3, 5, 7, 8])
+    """Partition numbers as an operator reads them.
+
+    >>> spans([0, 1, 2, 3, 5, 7, 8])
     '0-3, 5, 7-8'
     """
     out: list[str] = []
