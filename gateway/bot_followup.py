@@ -14,8 +14,7 @@ import redis.asyncio as aioredis
 import structlog
 
 from gateway.domain import Conversation, ConversationState, Direction, Outcome, Scores, utcnow
-from gateway.effects import Effects
-from gateway.outbound import never_found
+from gateway.effects import Effects, never_found
 from gateway.scheduler import Clock, SlaScheduler, SystemClock
 from gateway.store import ConversationStore
 from learners.outcomes import publish_outcome

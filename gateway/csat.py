@@ -12,8 +12,7 @@ from redis.exceptions import WatchError
 
 from gateway import keys
 from gateway.domain import Conversation, Direction, Message, Outcome
-from gateway.effects import Effects
-from gateway.outbound import never_found
+from gateway.effects import Effects, never_found
 from learners.outcomes import publish_outcome, stage_outcome
 
 if TYPE_CHECKING:

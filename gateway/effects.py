@@ -87,3 +87,9 @@ class Effects:
         """Queue the deferred results on the caller's MULTI (again, if a WATCH made it retry)."""
         if self.unsaved:
             pipe.hset(self.key, mapping=dict(self.unsaved))  # type: ignore[arg-type]
+
+
+async def never_found(since: float) -> str | None:
+    """For effects nobody can be asked about (a customer channel's sent message, a thread note, a template):
+    nothing is found, so a crash mid-call may do it once more."""
+    return None

@@ -11,8 +11,7 @@ from __future__ import annotations
 import structlog
 
 from gateway.domain import Conversation, ConversationState, Decision, Message
-from gateway.effects import Effects
-from gateway.outbound import never_found
+from gateway.effects import Effects, never_found
 from gateway.ports import AgentDesk
 from integrations.slack.escape import escape
 

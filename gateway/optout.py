@@ -16,8 +16,8 @@ import structlog
 
 from gateway import keys
 from gateway.domain import ChannelKind, Conversation, Message
-from gateway.effects import Effects
-from gateway.outbound import REFUSED, never_found
+from gateway.effects import Effects, never_found
+from gateway.outbound import REFUSED
 
 if TYPE_CHECKING:
     from gateway.pipeline import Pipeline

@@ -13,7 +13,7 @@ from pydantic import ValidationError
 
 from gateway import dead_letters, keys, reengage
 from gateway.domain import AGENT_REPLY, NOTICE, ConversationState, Direction, Message
-from gateway.effects import Effects
+from gateway.effects import Effects, never_found
 from gateway.retries import MAX_ATTEMPTS
 from gateway.store import ConversationStore
 from gateway.streams import Ack
@@ -37,11 +37,6 @@ def reason(result: str) -> str:
 
 class DeliveryFailed(RuntimeError):
     """The customer's channel did not take the message; the worker retries the entry."""
-
-
-async def never_found(since: float) -> str | None:
-    """Customer channels cannot be searched for a sent message; a crash mid-send may resend once."""
-    return None
 
 
 async def deliver(p: Pipeline, fields: Mapping[str, str]) -> None:

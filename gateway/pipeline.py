@@ -35,12 +35,12 @@ from gateway.domain import (
     is_bot_answer,
     new_id,
 )
-from gateway.effects import Effects
+from gateway.effects import Effects, never_found
 from gateway.erasure import SWEEP, Eraser, sweep_entry
 from gateway.faults import checkpoint
 from gateway.full_text import thread_what_the_card_cut
 from gateway.identity import Identity
-from gateway.outbound import FAILED, REFUSED, never_found
+from gateway.outbound import FAILED, REFUSED
 from gateway.policy_store import PolicyStore
 from gateway.ports import AgentDesk, Automation, CustomerChannel, ShowsWaiting
 from gateway.redis_conn import as_str

@@ -35,7 +35,7 @@ import structlog
 
 from gateway import keys
 from gateway.domain import Conversation, ConversationState, Direction
-from gateway.effects import Effects
+from gateway.effects import Effects, never_found
 from gateway.ports import Delivery, SendsTemplate
 from gateway.redis_conn import as_str
 from gateway.sla import sla_now
@@ -57,11 +57,6 @@ TOLD = "reengage_told:"
 _SENT = "sent:"
 _NOT_HELD = ("conv", "customer")
 """Written again when the reply is queued once more (the customer key may have changed meanwhile)."""
-
-
-async def _unknown(since: float) -> str | None:
-    """Providers cannot be searched for a template or a thread note by this name: a crash mid-call may repeat it."""
-    return None
 
 
 def last_heard(conv: Conversation) -> float | None:
@@ -139,7 +134,7 @@ async def hold(p: Pipeline, conv: Conversation, fields: Mapping[str, str], effec
         async def tell() -> str:
             return await p.desk.note_in_thread(conv, note) or "none"
 
-        await effects.once(f"{TOLD}{ref}", tell, _unknown)
+        await effects.once(f"{TOLD}{ref}", tell, never_found)
     async with p.redis.pipeline(transaction=True) as pipe:
         pipe.zadd(key, {_member(fields): _order(fields)}, nx=True)
         # Found by their next message, wherever it lands; outlives the reopen window the hold just extended.
@@ -165,7 +160,7 @@ async def _send_template(
         return "failed"
 
     name = f"{TEMPLATE}{ref}"
-    result, performed = await effects.once(name, send, _unknown)
+    result, performed = await effects.once(name, send, never_found)
     if result.startswith(_SENT):
         if performed:
             log.info("whatsapp_template_sent", conversation_id=conv.id, ref=ref)
