@@ -73,8 +73,8 @@ class BotFollowUp:
                 continue
             seen = conv.model_copy()
             conv.state, conv.resolved_at, conv.agent = ConversationState.RESOLVED, utcnow(), BOT_AGENT
-            # A Resolve form opened before this is stale after a reopen (see `DeskOps.resolve_count`).
-            conv.resolves = max(conv.resolves or 0, await self.store.legacy_resolves(conv.id)) + 1
+            # A Resolve form opened before this is stale after a reopen (see `ConversationStore.resolve_count`).
+            conv.resolves = await self.store.resolve_count(conv) + 1
             if not await self.store.save_if(conv, ("state", "resolved_at", "agent", "resolves"), seen):
                 # An agent acted on it meanwhile (claimed, resolved, handed it to people): theirs stands, and a
                 # second resolve here told the learner the bot succeeded at what a person did.

@@ -21,7 +21,7 @@ from gateway.agents import RELEASE_CLAIM, remember_agent
 from gateway.domain import Conversation, ConversationState, Outcome, new_id, utcnow
 from gateway.policy_store import PolicyStore
 from gateway.sla import SlaTracker, sla_now
-from gateway.store import ConversationStore
+from gateway.store import ConversationStore, counted
 from learners.outcomes import publish_outcome
 
 log = structlog.get_logger(__name__)
@@ -89,11 +89,7 @@ class DeskOps:
         conv = await self.store.load(conversation_id)
         if conv is None:
             return "That conversation no longer exists."
-        return _stale(conv, seen_resolves, await self.resolve_count(conv))
-
-    async def resolve_count(self, conv: Conversation) -> int:
-        """What a Resolve form carries (`Conversation.resolves`, or the release before's count if larger)."""
-        return max(conv.resolves or 0, await self.store.legacy_resolves(conv.id))
+        return _stale(conv, seen_resolves, await self.store.resolve_count(conv))
 
     async def holder(self, conversation_id: str) -> str | None:
         raw = await self.redis.get(keys.claim(conversation_id))
@@ -224,14 +220,14 @@ class DeskOps:
         self, conversation_id: str, user: str, *, skill: str, urgency: float | None, mood: str | None,
         note: str = "", csat: int | None = None, seen_resolves: int | None = None,
     ) -> Result:
-        """`seen_resolves`: the count of resolves when the agent's form opened (`Conversation.resolves`); a
+        """`seen_resolves`: the count of resolves when the agent's form opened (`ConversationStore.resolve_count`); a
         resolve and a reopen since then make the form stale. Checked on the conversation this write compares
         against, and the count is guarded by it, so a resolve and reopen landing in between make it read again."""
 
         legacy = await self.store.legacy_resolves(conversation_id)
 
         def change(conv: Conversation, holder: str | None) -> tuple[str, ...] | Result:
-            count = max(conv.resolves or 0, legacy)
+            count = counted(conv, legacy)
             refused = _stale(conv, seen_resolves, count)
             if refused is not None:
                 return Result(False, refused, conv)

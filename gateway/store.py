@@ -359,6 +359,10 @@ class ConversationStore:
         raw = await self.redis.get(keys.resolves(conversation_id))
         return int(raw) if raw else 0
 
+    async def resolve_count(self, conv: Conversation) -> int:
+        """How many times it was resolved, as a Resolve form carries it (`counted` with the legacy count)."""
+        return counted(conv, await self.legacy_resolves(conv.id))
+
     async def count_legacy_resolve(self, conversation_id: str) -> None:
         async with self.redis.pipeline(transaction=True) as pipe:
             pipe.incr(keys.resolves(conversation_id))
@@ -378,6 +382,11 @@ class ConversationStore:
         """Reopened: the reopen window counts from its next resolve. A marker left from the first resolve
         split a conversation reopened on day 6 in two when the customer wrote again on day 8."""
         await self.redis.delete(keys.closed(conv.id))
+
+
+def counted(conv: Conversation, legacy: int) -> int:
+    """The conversation's own resolve count, or the release before's (`legacy_resolves`) if larger."""
+    return max(conv.resolves or 0, legacy)
 
 
 def _json(raw: str) -> dict[str, Any]:

@@ -317,7 +317,7 @@ async def test_resolve_counts_of_the_release_before_are_honoured_during_a_rollin
     conv_id = await _carded(gw, "race-8")
     await redis.set(keys.resolves(conv_id), 1)  # an old process resolved it once; the customer then wrote again
     conv = await gw.rt.store.load(conv_id)
-    assert conv is not None and await gw.rt.ops.resolve_count(conv) == 1
+    assert conv is not None and await gw.rt.store.resolve_count(conv) == 1
     stale = await gw.rt.ops.resolve(conv_id, "U0BOB", skill="billing", urgency=None, mood=None, seen_resolves=0)
     assert not stale.ok and "customer has written again" in stale.message  # opened before that resolve
     fresh = await gw.rt.ops.resolve(conv_id, "U0BOB", skill="billing", urgency=None, mood=None, seen_resolves=1)

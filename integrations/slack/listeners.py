@@ -134,7 +134,7 @@ async def _resolve_open(
     if conv is None or conv.state is ConversationState.RESOLVED:
         await _refuse(client, body, "That conversation no longer exists." if conv is None else ALREADY_RESOLVED)
         return
-    view = modals.resolve_view(conv, await ctx.desk.skills(), await ctx.ops.resolve_count(conv))
+    view = modals.resolve_view(conv, await ctx.desk.skills(), await ctx.store.resolve_count(conv))
     await client.views_open(trigger_id=body["trigger_id"], view=view)
 
 

@@ -39,8 +39,8 @@ def resolve_view(conv: Conversation, skills: Sequence[str], resolves: int = 0) -
     touch taught the learners what they already believed; only what the agent picks is a label. The skill
     starts at the routed one: the agent handled it there without transferring it, which is evidence.
 
-    The resolve count (`DeskOps.resolve_count`) goes back with the submit, so a form opened before someone else
-    resolved the conversation and the customer reopened it cannot close the customer's new question."""
+    The resolve count (`ConversationStore.resolve_count`) goes back with the submit, so a form opened before
+    someone else resolved the conversation and the customer reopened it cannot close their new question."""
     # The routed skill is always offered and preselected: one missing from the list (removed since) used to
     # preselect the first skill, and an untouched form taught the learners that wrong label.
     routed = conv.skill or "general"
