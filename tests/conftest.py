@@ -15,6 +15,7 @@ import tempfile
 import time
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -67,25 +68,29 @@ def wait_port(port: int, timeout: float = 15.0) -> bool:
     return False
 
 
+def start_redis(port: int, folder: Path, *args: str) -> subprocess.Popen[bytes]:
+    """A redis-server of the caller's own on `port`, answering when this returns: for tests that stop, restart
+    or configure it (`args`: "--appendonly", "yes", ...). The suite's shared one is `redis_url`."""
+    binary = shutil.which("redis-server")
+    if not binary:
+        pytest.fail("redis-server is not installed (apt-get install -y redis-server) and no SWITCHBOARD_TEST_REDIS_URL")
+    proc = subprocess.Popen([binary, "--port", str(port), "--bind", "127.0.0.1", "--dir", str(folder), *args],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    if not wait_port(port, timeout=10):
+        proc.kill()
+        pytest.fail("redis-server did not start")
+    return proc
+
+
 @pytest.fixture(scope="session")
 def redis_url() -> Iterator[str]:
     external = os.environ.get("SWITCHBOARD_TEST_REDIS_URL")
     if external:
         yield external
         return
-    binary = shutil.which("redis-server")
-    if not binary:
-        pytest.fail("redis-server is not installed (apt-get install -y redis-server) and no SWITCHBOARD_TEST_REDIS_URL")
     port = free_port()
     workdir = tempfile.mkdtemp(prefix="sb-test-redis-")
-    proc = subprocess.Popen(
-        [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no", "--dir", workdir],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    if not wait_port(port, timeout=10):
-        proc.kill()
-        pytest.fail("redis-server did not start")
+    proc = start_redis(port, Path(workdir), "--save", "", "--appendonly", "no")
     yield f"redis://127.0.0.1:{port}/0"
     proc.terminate()
     proc.wait(timeout=10)

@@ -6,8 +6,6 @@ one Redis restart then lost, and nothing said so until `redis_state_lost` after 
 
 from __future__ import annotations
 
-import shutil
-import subprocess
 from collections.abc import Iterator, MutableMapping
 from contextlib import contextmanager
 from pathlib import Path
@@ -18,19 +16,15 @@ from structlog.testing import capture_logs
 
 from gateway.runtime import connect_redis
 from gateway.settings import load_settings
-from tests.conftest import free_port, wait_port
+from tests.conftest import free_port, start_redis
 
 
 @contextmanager
 def redis_server(folder: Path, *args: str) -> Iterator[str]:
-    binary = shutil.which("redis-server")
-    assert binary, "redis-server is not installed"
-    port = free_port()
     folder.mkdir()
-    proc = subprocess.Popen([binary, "--port", str(port), "--bind", "127.0.0.1", "--dir", str(folder), *args],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    port = free_port()
+    proc = start_redis(port, folder, *args)
     try:
-        assert wait_port(port, timeout=10), "redis-server did not start"
         yield f"redis://127.0.0.1:{port}/0"
     finally:
         proc.terminate()
@@ -71,11 +65,8 @@ async def test_a_worker_says_when_redis_is_back_and_how_long_it_was_gone(tmp_pat
     from tests.harness import make_settings, start_gateway
 
     port = free_port()
-    binary = shutil.which("redis-server")
-    assert binary
-    args = [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"]
-    server = await asyncio.create_subprocess_exec(*args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    assert wait_port(port, timeout=10)
+    args = ("--save", "", "--appendonly", "no")
+    server = await asyncio.to_thread(start_redis, port, tmp_path, *args)
 
     async def logged(event: str, logs: list[MutableMapping[str, Any]], deadline: float) -> None:
         while not any(e["event"] == event for e in logs):
@@ -88,13 +79,13 @@ async def test_a_worker_says_when_redis_is_back_and_how_long_it_was_gone(tmp_pat
             deadline = time.monotonic() + 20
             await logged("worker_started", logs, deadline)
             server.kill()
-            await server.wait()
+            await asyncio.to_thread(server.wait)
             await logged("worker_redis_unavailable", logs, deadline)
-            server = await asyncio.create_subprocess_exec(*args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            server = await asyncio.to_thread(start_redis, port, tmp_path, *args)
             await logged("worker_redis_back", logs, deadline)
         finally:
             await gw.close()
             server.terminate()
-            await server.wait()
+            await asyncio.to_thread(server.wait)
     (back,) = [e for e in logs if e["event"] == "worker_redis_back"]
     assert 0 < back["outage_s"] < 20

@@ -7,10 +7,6 @@ recreated, the leases taken again and the policy stored again: new messages are 
 from __future__ import annotations
 
 import asyncio
-import shutil
-import socket
-import subprocess
-import time
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +14,7 @@ import redis.asyncio as aioredis
 from structlog.testing import capture_logs
 
 from gateway import keys
-from tests.conftest import free_port
+from tests.conftest import free_port, start_redis
 from tests.harness import Gateway, cards, eventually, make_settings, start_gateway
 
 BILLING = "support-billing"
@@ -64,28 +60,9 @@ async def test_flushall_under_a_running_gateway(gateway: Gateway, redis: aioredi
     assert await redis.get("sb:partitions") == str(gw.settings.partitions).encode()
 
 
-def _start_redis(port: int, folder: Path) -> subprocess.Popen[bytes]:
-    binary = shutil.which("redis-server")
-    assert binary
-    proc = subprocess.Popen(
-        [binary, "--port", str(port), "--bind", "127.0.0.1", "--dir", str(folder), "--appendonly", "no",
-         "--save", ""],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-    )
-    deadline = time.monotonic() + 10
-    while time.monotonic() < deadline:
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
-            return proc
-        except OSError:
-            time.sleep(0.05)
-    proc.kill()
-    raise RuntimeError("redis did not start")
-
-
 async def test_redis_restarted_without_persistence(tmp_path: Path) -> None:
     port = free_port()
-    proc = _start_redis(port, tmp_path)
+    proc = start_redis(port, tmp_path, "--appendonly", "no", "--save", "")
     url = f"redis://127.0.0.1:{port}/0"
     gw = await start_gateway(make_settings(url, tmp_path))
     client: Any = aioredis.from_url(url)
@@ -95,7 +72,7 @@ async def test_redis_restarted_without_persistence(tmp_path: Path) -> None:
         await client.shutdown(nosave=True)
         proc.wait(timeout=10)
         await client.aclose()
-        proc = _start_redis(port, tmp_path)
+        proc = start_redis(port, tmp_path, "--appendonly", "no", "--save", "")
         client = aioredis.from_url(url)
 
         async def accepted() -> bool:  # the API answers 503 until its connections are back

@@ -2,37 +2,15 @@
 
 from __future__ import annotations
 
-import shutil
-import socket
-import subprocess
-import time
 from pathlib import Path
 
-from tests.conftest import free_port
+from tests.conftest import free_port, start_redis
 from tests.harness import eventually, make_settings, start_gateway
-
-
-def start_redis(port: int, folder: Path) -> subprocess.Popen[bytes]:
-    binary = shutil.which("redis-server")
-    assert binary
-    proc = subprocess.Popen(
-        [binary, "--port", str(port), "--bind", "127.0.0.1", "--dir", str(folder), "--appendonly", "yes",
-         "--save", ""],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    for _ in range(100):
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
-            return proc
-        except OSError:
-            time.sleep(0.05)
-    raise RuntimeError("redis did not start")
 
 
 async def test_redis_outage_gives_503_then_recovers(tmp_path: Path) -> None:
     port = free_port()
-    proc = start_redis(port, tmp_path)
+    proc = start_redis(port, tmp_path, "--appendonly", "yes", "--save", "")
     gw = await start_gateway(make_settings(f"redis://127.0.0.1:{port}/0", tmp_path), with_worker=True)
     try:
         msg = {"customer_id": "c-1", "message_id": "m-1", "text": "my invoice is wrong"}
@@ -44,7 +22,7 @@ async def test_redis_outage_gives_503_then_recovers(tmp_path: Path) -> None:
         assert status == 503 and body["error"] == "unavailable"
         async with gw.session.get(f"{gw.url}/readyz") as resp:
             assert resp.status == 503
-        proc = start_redis(port, tmp_path)
+        proc = start_redis(port, tmp_path, "--appendonly", "yes", "--save", "")
 
         async def accepted() -> bool:
             return (await gw.post_message({**msg, "message_id": "m-2"}))[0] == 202
