@@ -23,6 +23,10 @@ class LogFormat(StrEnum):
     CONSOLE = "console"
 
 
+MAX_PARTITIONS = 1024
+"""The most `SWITCHBOARD_PARTITIONS` allows (and so the most stream partitions a Redis can hold for us)."""
+
+
 class ConfigError(RuntimeError):
     """Start-up configuration problem; its message is the one line the operator sees."""
 
@@ -60,7 +64,7 @@ class Settings(BaseSettings):
         default="uvloop", pattern=r"^(uvloop|asyncio)$", validation_alias=_env("SWITCHBOARD_EVENT_LOOP")
     )
 
-    partitions: int = Field(default=8, ge=1, le=1024, validation_alias=_env("SWITCHBOARD_PARTITIONS"))
+    partitions: int = Field(default=8, ge=1, le=MAX_PARTITIONS, validation_alias=_env("SWITCHBOARD_PARTITIONS"))
     lease_ms: int = Field(default=15000, ge=500, le=600_000, validation_alias=_env("SWITCHBOARD_LEASE_MS"))
     reclaim_idle_ms: int = Field(
         default=30000, ge=100, le=3_600_000, validation_alias=_env("SWITCHBOARD_RECLAIM_IDLE_MS")

@@ -22,7 +22,7 @@ from redis.exceptions import ResponseError
 
 from gateway import keys
 from gateway.redis_conn import as_str
-from gateway.settings import ConfigError
+from gateway.settings import MAX_PARTITIONS, ConfigError
 
 log = structlog.get_logger(__name__)
 
@@ -89,7 +89,7 @@ async def agree_on_partitions(redis: aioredis.Redis, partitions: int) -> None:
         )
 
 
-async def partitions_in_use(redis: aioredis.Redis, most: int = 1024) -> int:
+async def partitions_in_use(redis: aioredis.Redis, most: int = MAX_PARTITIONS) -> int:
     """How many partitions this Redis's streams show (the highest with a stream, plus one); 0 for none."""
     async with redis.pipeline(transaction=False) as pipe:
         for p in range(most):
