@@ -148,7 +148,7 @@ async def install_token(rt: Runtime) -> bool:
     if bot is None or not bot.bot_token:
         log.warning("slack_not_installed", team_id=rt.settings.slack_team_id, install_path="/slack/install")
         return False
-    rt.client.token = rt.desk.poster.token = bot.bot_token
+    rt.client.token = bot.bot_token  # the desk's poster reads the client's
     return True
 
 

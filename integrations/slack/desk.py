@@ -23,6 +23,7 @@ from integrations.slack.card import ContextCard, fits_whole
 from integrations.slack.card import transcript as card_transcript
 from integrations.slack.escape import quote
 from integrations.slack.pacing import ChannelPacer
+from integrations.slack.poster import CardPoster
 
 log = structlog.get_logger(__name__)
 
@@ -89,9 +90,9 @@ class SlackDesk:
         self.create_missing = create_missing
         self._skills = skills
         self.pacer = pacer or ChannelPacer()
-        # Posting has its own client without slack_sdk's 429 retry: a 429 must pause the whole channel
+        # Posting has its own path without slack_sdk's 429 retry: a 429 must pause the whole channel
         # in the pacer, not just the one request that happened to get it.
-        self.poster = make_client(client.token or "", client.base_url, retries=False, session=client.session)
+        self.poster = CardPoster(client)
         self._ids: dict[str, str] = {}
 
     async def _post(self, **kwargs: Any) -> Any:
