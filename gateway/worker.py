@@ -101,6 +101,9 @@ class Worker:
         self._outages: dict[str, int] = {}
         """Outage failures per entry: they lengthen the pause but spend none of the entry's budget."""
         self._recovering = asyncio.Lock()
+        self._stopping = asyncio.Event()
+        self.handed_back = 0
+        """Entries read but left, at a stop, for the partition's next owner (`_run_batch`)."""
 
     async def _heartbeat(self, stop: asyncio.Event) -> None:
         """Leases are renewed on their own schedule, so a long batch never outlives its lease.
@@ -174,6 +177,7 @@ class Worker:
             await self.reader.take_over(p, self.reclaim_idle_ms)  # safety net for stragglers
 
     async def run(self, stop: asyncio.Event) -> None:
+        self._stopping = stop
         await ensure_groups(self.redis, self.partitions)
         log.info("worker_started", worker=self.name, partitions=self.partitions)
         beat = asyncio.create_task(self._heartbeat(stop))
@@ -218,12 +222,21 @@ class Worker:
                 await self.leases.release_all()
             except (RedisConnectionError, RedisTimeoutError, OSError):
                 pass
-            log.info("worker_stopped", worker=self.name, processed=self.processed)
+            log.info("worker_stopped", worker=self.name, processed=self.processed, handed_back=self.handed_back)
 
     async def _run_batch(self, partition: int, entries: list[Entry], redelivered: bool = True) -> None:
         """Sequential within a partition: stop at the first failure so order is kept on retry, and stop
-        as soon as the partition's lease is gone (fencing: its new owner replays the rest)."""
-        for entry_id, fields in entries:
+        as soon as the partition's lease is gone (fencing: its new owner replays the rest).
+
+        A stop finishes the entry in hand and leaves the rest of the batch pending: the next owner claims
+        it when the released lease is taken. Working through it first took up to a minute on Slack's
+        one post per second per channel, and the process manager's kill came first, in mid-entry."""
+        for done, (entry_id, fields) in enumerate(entries):
+            if self._stopping.is_set():
+                self.handed_back += len(entries) - done
+                log.info("worker_handing_back", worker=self.name, partition=partition, entries=len(entries) - done,
+                         first=entry_id)
+                return
             if partition not in self.leases.owned:
                 log.warning("partition_lost_mid_batch", partition=partition, worker=self.name)
                 return
@@ -275,4 +288,5 @@ class Worker:
             return
         self.reader.backlog.add(partition)
         first, longest = self.backoff
-        await asyncio.sleep(min(first * 2 ** min(attempts - 1, 30), longest))
+        with contextlib.suppress(TimeoutError):  # a stop does not wait out the pause (up to 30 s)
+            await asyncio.wait_for(self._stopping.wait(), timeout=min(first * 2 ** min(attempts - 1, 30), longest))
