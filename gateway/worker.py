@@ -178,15 +178,18 @@ class Worker:
 
     async def run(self, stop: asyncio.Event) -> None:
         self._stopping = stop
-        await ensure_groups(self.redis, self.partitions)
         log.info("worker_started", worker=self.name, partitions=self.partitions)
         beat = asyncio.create_task(self._heartbeat(stop))
         retrier = self.pipeline.retries
         retry_loop = asyncio.create_task(retrier.run(self.pipeline.requeue, stop)) if retrier else None
         down_since: float | None = None
+        groups = False
         try:
             while not stop.is_set():
                 try:
+                    if not groups:  # inside the loop: a Redis that is down at start is waited for like any
+                        await ensure_groups(self.redis, self.partitions)  # outage (it exited the process,
+                        groups = True  # and with honcho every process beside it)
                     owned = set(self.leases.owned)
                     if not owned:
                         await asyncio.wait_for(stop.wait(), timeout=self.lease_ms / 3000)

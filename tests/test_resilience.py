@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
 
 from tests.conftest import free_port, start_redis
@@ -41,3 +42,29 @@ async def test_redis_outage_gives_503_then_recovers(tmp_path: Path) -> None:
         proc.terminate()
         proc.wait(timeout=10)
 
+
+
+async def test_a_worker_started_while_redis_is_down_waits_for_it(tmp_path: Path) -> None:
+    """Its very first call (creating the consumer groups) used to raise out of the worker and end the
+    process, and with honcho every process beside it."""
+    port = free_port()
+    proc = start_redis(port, tmp_path, "--appendonly", "yes", "--save", "")
+    gw = await start_gateway(make_settings(f"redis://127.0.0.1:{port}/0", tmp_path), with_worker=False)
+    try:
+        proc.terminate()
+        proc.wait(timeout=10)
+        gw.start_worker()
+        await asyncio.sleep(1.5)
+        assert gw.worker_task is not None and not gw.worker_task.done()
+        proc = start_redis(port, tmp_path, "--appendonly", "yes", "--save", "")
+
+        async def accepted() -> bool:
+            msg = {"customer_id": "c-late", "message_id": "m-1", "text": "my invoice is wrong"}
+            return (await gw.post_message(msg))[0] == 202
+
+        await eventually(accepted, timeout=15, interval=0.3)
+        await eventually(lambda: gw.slack.messages("support-billing"), timeout=20)
+    finally:
+        await gw.close()
+        proc.terminate()
+        proc.wait(timeout=10)
