@@ -47,6 +47,13 @@ class ParkNow(Exception):
     the bookkeeping and the thread note any parked entry gets, instead of spending ten attempts on it."""
 
 
+async def park(redis: aioredis.Redis, fields: Mapping[str, Any], error: str, **where: Any) -> None:
+    """Put an entry in `sb:dead` with why (cut to 500 characters) and, from the worker, where it was read
+    (`entry`, `partition`). The one writer: `list_parked`, `replay` and erasure read what it writes."""
+    dead: dict[Any, Any] = {**fields, **where, "error": error[:500]}
+    await redis.xadd(keys.DEAD, dead)
+
+
 BOOKKEEPING = ("entry", "partition", "error", "attempt", REPLAYED_FROM)
 """Fields the parking added (and a reply's delivery attempts: a replay starts a fresh budget)."""
 

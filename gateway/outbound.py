@@ -85,8 +85,7 @@ async def deliver(p: Pipeline, fields: Mapping[str, str]) -> None:
             conv, f"❌ Not delivered to the customer: {why}. The reply is in the transcript; reach the customer "
             "another way."
         )
-        dead: dict[Any, Any] = {**fields, "error": why_not[:500]}
-        await p.redis.xadd(keys.DEAD, dead)
+        await dead_letters.park(p.redis, fields, why_not)
         log.error("reply_undeliverable", conversation_id=conv.id, ref=ref, attempts=attempt, error=why_not)
         return
 
@@ -120,8 +119,7 @@ async def _park_invalid(p: Pipeline, fields: Mapping[str, str], exc: ValidationE
     back by `dead replay`) is parked at once: ten attempts held the customer's partition for over a minute
     and then parked it anyway. The agent hears of it as of any parked reply (`dead_letters.tell`)."""
     why = f"not sendable, {invalid(exc)}"
-    dead: dict[Any, Any] = {**fields, "error": why[:500]}
-    await p.redis.xadd(keys.DEAD, dead)
+    await dead_letters.park(p.redis, fields, why)
     log.error("reply_not_sendable", conversation_id=fields.get("conv"), ref=fields.get("ref"), error=why)
     try:
         await dead_letters.tell(p, fields, why)

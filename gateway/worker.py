@@ -8,7 +8,6 @@ import os
 import socket
 import time
 import uuid
-from typing import Any
 
 import aiohttp
 import redis.asyncio as aioredis
@@ -276,8 +275,7 @@ class Worker:
             log.error("pipeline_failed", conversation_id=fields.get("conv"), entry=entry_id, attempt=attempts,
                       error=described(exc), exc_info=None if isinstance(exc, ValidationError) else exc)
         if (attempts >= MAX_ATTEMPTS or isinstance(exc, dead_letters.ParkNow)) and not outage:
-            dead: dict[Any, Any] = {**fields, "entry": entry_id, "partition": partition, "error": described(exc)[:500]}
-            await self.redis.xadd(keys.DEAD, dead)
+            await dead_letters.park(self.redis, fields, described(exc), entry=entry_id, partition=partition)
             await self.reader.ack(partition, entry_id)
             await self.redis.hdel(ATTEMPTS, attempt_key)
             self._failing.discard(attempt_key)
