@@ -235,6 +235,7 @@ class Pipeline:
             previous_conversation_id=previous.id if previous else None,
             previous_resolved_at=previous.resolved_at if previous else None,
             agents=tuple(loads_for(pre.agent_loads, policy)),
+            automation=self.automation is not None,
         )
 
     async def _history(self, conv: Conversation, pre: Prefetched) -> list[PastConversation]:

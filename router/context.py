@@ -31,6 +31,8 @@ class RoutingContext:
     bot_answers: int = 0
     bot_failed: bool = False
     bot_handoff_reason: str | None = None
+    automation: bool = True
+    """False where no bot is configured (`SWITCHBOARD_AUTOMATION=off`): nothing can go to automation."""
 
 
 EMPTY_CONTEXT = RoutingContext()

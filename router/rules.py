@@ -209,6 +209,12 @@ def after_hours(f: Facts) -> Finding | None:
                    channel=hours.after_hours_channel)
 
 
+def automation_missing(f: Facts) -> Finding | None:
+    """No bot at all: a route to automation was a hand-off from nobody, with a "passing you to a member of our
+    team" notice to every such customer, and dry runs counted conversations "to the bot" that none would get."""
+    return None if f.context.automation else Finding("no automation configured", needs_human=True)
+
+
 def automation_paused(f: Facts) -> Finding | None:
     policy = f.policy
     if policy.automation_paused:
@@ -240,6 +246,7 @@ RULES: tuple[Rule, ...] = (
     bot_failed,
     returning_customer,
     after_hours,
+    automation_missing,
     automation_paused,
     automation_confidence,
 )

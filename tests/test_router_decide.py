@@ -18,6 +18,7 @@ from gateway.domain import (
 )
 from learners.coldstart import ColdStartScorer
 from router.capacity import AgentLoad
+from router.context import RoutingContext
 from router.decide import decide, explain, suggested_agent
 from router.policy import BusinessHours, Policy, load_policy
 
@@ -86,6 +87,11 @@ CASES = [
              "I was charged twice for my order!!"), scores("billing"), None,
         RouteKind.HUMAN, "support-billing", 3, ["customer repeated themselves once", "skill billing 0.80"],
         id="repeats",
+    ),
+    pytest.param(
+        conv("Where is my order 1234?"), scores(), RoutingContext(automation=False),
+        RouteKind.HUMAN, "support-shipping", 3, ["no automation configured", "skill shipping 0.80"],
+        id="routine-without-a-bot",
     ),
 ]
 

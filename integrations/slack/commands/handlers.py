@@ -113,7 +113,7 @@ async def _preview(ctx: CommandContext, req: Request, summary: str, proposed: Po
                    canary: float | None = None, action: str = "change", undoes: str = "") -> Answer:
     """Replay recent conversations with `proposed` vs `live`; leads get an Apply button for it."""
     conversations = await recent_conversations(ctx.redis, ctx.store, ctx.dry_run_n)
-    result = replay(conversations, live, proposed, ctx.scorer)
+    result = replay(conversations, live, proposed, ctx.scorer, automation=ctx.settings.automation != "off")
     log.info("policy_dry_run", user=req.user, summary=summary, replayed=result.replayed, changed=result.changed,
              conversation_ids=[e.conversation_id for e in result.examples])
     pending = await ctx.previews.stash(req.user, summary, live.version, proposed, canary, action, undoes) \

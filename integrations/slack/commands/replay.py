@@ -63,11 +63,12 @@ def as_routed(conv: Conversation) -> Conversation:
     return conv.model_copy(update={"messages": kept})
 
 
-def context_of(conv: Conversation) -> RoutingContext:
-    """The same context the pipeline builds, from the transcript alone."""
+def context_of(conv: Conversation, automation: bool = True) -> RoutingContext:
+    """The same context the pipeline builds, from the transcript alone (and whether a bot is configured)."""
     return RoutingContext(
         sentiment_history=tuple(coldstart.sentiment(m.text) for m in conv.inbound[-10:]),
         bot_answers=sum(1 for m in conv.messages if is_bot_answer(m)),
+        automation=automation,
     )
 
 
@@ -76,7 +77,8 @@ def _text(conv: Conversation) -> str:
 
 
 def replay(
-    conversations: list[Conversation], current: Policy, proposed: Policy, scorer: Scorer | None = None
+    conversations: list[Conversation], current: Policy, proposed: Policy, scorer: Scorer | None = None,
+    automation: bool = True,
 ) -> DryRun:
     """Pure: the same conversations and policies always give the same answer (tests rely on it)."""
     result = DryRun()
@@ -86,7 +88,7 @@ def replay(
         if not conv.inbound or (full.scores is None and not rescore):
             result.skipped += 1
             continue
-        ctx = context_of(conv)
+        ctx = context_of(conv, automation)
         now = conv.messages[-1].at
         old_scores: Scores | None = full.scores
         new_scores: Scores | None = full.scores
