@@ -170,7 +170,9 @@ async def relay(ctx: DeskContext, event: Mapping[str, Any], body: Mapping[str, A
         return
     conv_id = as_str(raw)
     retired, conv_id = conv_id.startswith(keys.RETIRED), conv_id.removeprefix(keys.RETIRED)
-    if msg.text.lower().startswith(ctx.note_prefix):
+    # Case and leading spaces aside: `Internal:` configured and "internal: …" typed (or the reverse) went to the
+    # customer, and an internal note reaching the customer is the worst way this can fail.
+    if msg.text.lstrip().casefold().startswith(ctx.note_prefix.casefold()):
         await _note(ctx, msg, conv_id)
         return
     try:
