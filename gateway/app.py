@@ -57,7 +57,7 @@ def create_app(rt: Runtime) -> web.Application:
     register_desk(
         bolt,
         DeskContext(redis=rt.redis, store=rt.store, ops=rt.ops, desk=rt.desk, agents=rt.settings.agents,
-                    note_prefix=rt.settings.note_prefix, channels=rt.pipeline.channels,
+                    leads=rt.settings.leads, note_prefix=rt.settings.note_prefix, channels=rt.pipeline.channels,
                     aliases=rt.settings.aliases),
     )
     app.router.add_get("/healthz", healthz)

@@ -375,3 +375,45 @@ async def test_the_resolve_form_does_not_put_the_models_guesses_in_the_agents_mo
     outcome = Outcome.model_validate(json.loads(entries[-1][1][b"data"]))
     assert (outcome.kind, outcome.final_skill, outcome.urgency, outcome.mood) == ("resolved", "billing", None, None)
     assert set(labels_of(outcome).pairs) == {"skill"}
+
+
+async def test_a_note_prefix_is_matched_whatever_its_case(redis: aioredis.Redis, redis_url: str, tmp_path: Path,
+                                                          callback: Callback) -> None:
+    """`SWITCHBOARD_NOTE_PREFIX=Internal:` compared lowercased text with "Internal:": every note went to the customer."""
+    gw = await start_gateway(make_settings(redis_url, tmp_path, note_prefix="Internal:",
+                                           api_callback_url=callback.url))
+    try:
+        conv_id, card, channel = await new_card(gw)
+        slack = sender(gw)
+        await slack.click("U0ALICE", channel, card, {"type": "button", "action_id": "sb_claim", "value": conv_id})
+        await eventually(lambda: gw.rt.ops.holder(conv_id))
+        for note in ("Internal: legacy plan, our bug", "internal: lowercase too", "  INTERNAL: and shouted"):
+            await slack.message("U0ALICE", channel, note, thread_ts=card["ts"])
+        await eventually(lambda: len([c for c in gw.slack.calls_to("reactions.add")
+                                      if c.params.get("name") == "memo"]) == 3)
+        await slack.message("U0ALICE", channel, "Refund is on its way", thread_ts=card["ts"])
+        await eventually(lambda: callback.received)
+        await asyncio.sleep(0.3)
+        assert [r["text"] for r in callback.received] == ["Refund is on its way"]
+    finally:
+        await gw.close()
+
+
+async def test_a_lead_works_cards_without_being_listed_as_an_agent(redis: aioredis.Redis, redis_url: str,
+                                                                   tmp_path: Path, callback: Callback) -> None:
+    """The SLA ladder sends overdue cards to the leads; a lead missing from SWITCHBOARD_AGENTS could not claim one."""
+    gw = await start_gateway(make_settings(redis_url, tmp_path, agents_raw="U0ALICE", leads_raw="U0CAROL",
+                                           api_callback_url=callback.url))
+    try:
+        conv_id, card, channel = await new_card(gw)
+        slack = sender(gw)
+        await slack.click("U0CAROL", channel, card, {"type": "button", "action_id": "sb_claim", "value": conv_id})
+        assert await eventually(lambda: gw.rt.ops.holder(conv_id)) == "U0CAROL"
+        await slack.message("U0CAROL", channel, "I'm the team lead, sorting this now", thread_ts=card["ts"])
+        await eventually(lambda: callback.received)
+        assert callback.received[0]["text"] == "I'm the team lead, sorting this now"
+        await slack.click("U0MALLORY", channel, card, {"type": "button", "action_id": "sb_claim", "value": conv_id})
+        refused = await eventually(lambda: gw.slack.calls_to("chat.postEphemeral"))
+        assert "Only support agents" in refused[-1].params["text"]
+    finally:
+        await gw.close()

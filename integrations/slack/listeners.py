@@ -44,13 +44,19 @@ class DeskContext:
     desk: SlackDesk
     agents: frozenset[str]
     note_prefix: str = "note:"
+    leads: frozenset[str] = frozenset()
     channels: Mapping[ChannelKind, CustomerChannel] = field(default_factory=dict)
     aliases: Mapping[str, str] = field(default_factory=dict)
     _roster: Roster = field(default_factory=lambda: Roster(GROUP_CACHE_S))
 
     async def is_agent(self, user: str, client: AsyncWebClient) -> bool:
-        """Allowed if listed, or a member of a listed user group (S…, looked up and cached 5 min)."""
-        return not self.agents or (await self._roster.find(user, self.agents, client)).member
+        """Allowed if listed, or a member of a listed user group (S…, looked up and cached 5 min), or a lead.
+
+        Leads are agents, as the commands already held: the SLA ladder sends overdue cards to the leads'
+        channel, and a lead missing from `SWITCHBOARD_AGENTS` could neither claim them nor answer the customer."""
+        if not self.agents or (await self._roster.find(user, self.agents, client)).member:
+            return True
+        return bool(self.leads) and (await self._roster.find(user, self.leads, client)).member
 
     async def display_name(self, client: AsyncWebClient, user: str) -> str:
         """What the customer sees as the agent's name: a configured alias, else their Slack display name
