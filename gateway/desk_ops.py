@@ -177,9 +177,11 @@ class DeskOps:
 
         The worker posts the new card from the customer's partition stream (`gateway.transfers`), so the
         move is ordered with their messages: none is threaded under the old card once it is moved."""
-        policy = await self.policies.current()
+        policy = await self.policies.for_conversation(conversation_id)  # the arm `transfers.move_card` routes by
         if skill not in policy.skills:
-            return Result(False, f"Unknown skill {skill!r}; choose one of {', '.join(policy.skills)}.")
+            why = (f"{skill} is only on the canary policy, which this conversation is not in"
+                   if skill in await self.policies.skills() else f"Unknown skill {skill!r}")
+            return Result(False, f"{why}; choose one of {', '.join(policy.skills)}.")
 
         def change(conv: Conversation, holder: str | None) -> tuple[str, ...] | Result:
             if conv.state is ConversationState.RESOLVED:

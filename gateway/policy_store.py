@@ -177,10 +177,15 @@ class PolicyStore:
         assert self._cached is not None
         return self._cached
 
-    async def skills(self) -> tuple[str, ...]:
-        """What an agent may pick on a card's Transfer menu or a Resolve form: the live policy's skills, and a
-        running canary's (a skill added on a canary routes its share there). Fixed at start, as they were, a
-        skill a lead added from Slack was missing, and the Resolve form taught the learners the first one."""
+    async def skills(self, conversation_id: str | None = None) -> tuple[str, ...]:
+        """What an agent may pick on a Resolve form: the live policy's skills, and a running canary's (a skill
+        added on a canary routes its share there). Fixed at start, as they were, a skill a lead added from Slack
+        was missing, and the Resolve form taught the learners the first one.
+
+        With a conversation (its card's Transfer menu): the skills of the arm that routed it. A transfer lands
+        where that arm routes, so a canary-only skill offered to a live-arm card was refused on every click."""
+        if conversation_id is not None:
+            return tuple((await self.routed_under(conversation_id)).skills)
         policy, canary = await self.current(), self._canary
         extra = [s for s in canary.policy.skills if s not in policy.skills] if canary is not None else []
         return (*policy.skills, *extra)

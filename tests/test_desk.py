@@ -379,7 +379,7 @@ async def test_the_resolve_form_does_not_put_the_models_guesses_in_the_agents_mo
 
 async def test_a_note_prefix_is_matched_whatever_its_case(redis: aioredis.Redis, redis_url: str, tmp_path: Path,
                                                           callback: Callback) -> None:
-    """`SWITCHBOARD_NOTE_PREFIX=Internal:` compared lowercased text with "Internal:": every note went to the customer."""
+    """`SWITCHBOARD_NOTE_PREFIX=Internal:` was compared with lowercased text: every note went to the customer."""
     gw = await start_gateway(make_settings(redis_url, tmp_path, note_prefix="Internal:",
                                            api_callback_url=callback.url))
     try:

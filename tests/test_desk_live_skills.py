@@ -8,11 +8,12 @@ submitted it untouched taught the skill learner the wrong label.
 from __future__ import annotations
 
 import json
+from functools import partial
 from typing import Any
 
 import gateway.app as gateway_app
 from integrations.slack.emulator.deskweb import DESK
-from tests.harness import Gateway, eventually, stored_card
+from tests.harness import Gateway, cards, eventually, stored_card
 from tests.test_commands_support import Slash, cmd_gw
 from tests.test_desk import sender
 
@@ -60,3 +61,40 @@ async def test_a_command_typed_in_the_desk_page_names_members_as_slack_escapes_t
 
 async def _capacity(gw: Gateway) -> dict[str, int]:
     return dict((await gw.rt.policies.current(force=True)).capacity)
+
+
+async def test_a_canary_only_skill_is_offered_only_where_the_canary_routes(cmd_gw: Gateway) -> None:
+    """Found in review: every card offered a skill added on a 50% canary, and picking it on a card of the live
+    arm was refused each time ("Unknown skill"), since the move routes by the conversation's own arm."""
+    gw = cmd_gw
+    assert (await Slash(gw).text("skill add vip platinum concierge --canary 50%")).startswith("🐤")
+    canary = await gw.rt.policies.canary(force=True)
+    assert canary is not None
+    for i in range(16):  # both arms get some: all in one would be a 1 in 32,768 chance
+        await gw.post_message({"customer_id": f"c-{i}", "message_id": "m1", "text": "I was charged twice, invoice"})
+    billing = await eventually(lambda: len(cards(gw.slack, "support-billing")) == 16 and cards(gw.slack,
+                                                                                               "support-billing"))
+    arms = await eventually(lambda: _all_armed(gw, canary.id, 16))
+    by_arm: dict[str, list[tuple[str, dict[str, Any]]]] = {}
+    for card in billing:
+        conv_id = card["metadata"]["event_payload"]["conversation_id"]
+        by_arm.setdefault(arms[conv_id], []).append((conv_id, card))
+    assert set(by_arm) == {"control", "candidate"}, by_arm.keys()
+    for arm, offered in (("control", False), ("candidate", True)):
+        conv_id, card = by_arm[arm][0]
+        assert ("vip" in _transfer_options(card)) is offered
+        await eventually(partial(_card_saved, gw, conv_id))
+        result = await gw.rt.ops.transfer(conv_id, "U0ALICE", "vip")
+        assert result.ok is offered, result.message
+        if not offered:
+            assert "only on the canary policy" in result.message
+
+
+async def _all_armed(gw: Gateway, canary_id: str, n: int) -> dict[str, str]:
+    arms = await gw.rt.policies.arms(canary_id)
+    return arms if len(arms) >= n else {}
+
+
+async def _card_saved(gw: Gateway, conv_id: str) -> bool:
+    conv = await gw.rt.store.load(conv_id)
+    return bool(conv and conv.card_ts)

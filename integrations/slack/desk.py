@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Awaitable, Callable, Sequence
-from typing import Any
+from collections.abc import Awaitable, Sequence
+from typing import Any, Protocol
 
 import aiohttp
 import structlog
@@ -72,6 +72,12 @@ def make_client(
     return AsyncWebClient(**kwargs, retry_handlers=handlers)
 
 
+class SkillSource(Protocol):
+    """`PolicyStore.skills`: all skills on offer, or with a conversation those of the arm that routed it."""
+
+    def __call__(self, conversation_id: str | None = None) -> Awaitable[Sequence[str]]: ...
+
+
 GONE = frozenset({"message_not_found", "channel_not_found", "is_archived", "cant_update_message"})
 """chat.update errors that mean the message will never be there to update."""
 
@@ -81,11 +87,11 @@ class SlackDesk:
         self,
         client: AsyncWebClient,
         create_missing: bool = False,
-        skills: Callable[[], Awaitable[Sequence[str]]] | None = None,
+        skills: SkillSource | None = None,
         pacer: ChannelPacer | None = None,
     ) -> None:
-        """`skills`: the skills cards offer to transfer to, asked each time a card is drawn (the live policy's:
-        a lead adds skills from Slack while the desk runs)."""
+        """`skills`: the skills cards offer to transfer to, asked each time a card is drawn (the live policy's, or
+        the arm's that routed the card: a lead adds skills from Slack while the desk runs)."""
         self.client = client
         self.create_missing = create_missing
         self._skills = skills
@@ -160,8 +166,11 @@ class SlackDesk:
         log.info("card_posted", conversation_id=conversation.id, channel=decision.channel, ts=resp["ts"])
         return CardRef(channel=resp["channel"], ts=resp["ts"])
 
-    async def skills(self) -> tuple[str, ...]:
-        return tuple(await self._skills()) if self._skills is not None else ()
+    async def skills(self, conversation_id: str | None = None) -> tuple[str, ...]:
+        """The live skills, or with a conversation those of the policy arm that routed it."""
+        if self._skills is None:
+            return ()
+        return tuple(await (self._skills(conversation_id) if conversation_id else self._skills()))
 
     async def card(
         self,
@@ -172,7 +181,8 @@ class SlackDesk:
         suggested: str | None = None,
     ) -> ContextCard:
         assert conversation.scores is not None, "score before rendering a card"
-        return ContextCard(conversation, decision, conversation.scores, list(history), status, await self.skills(),
+        return ContextCard(conversation, decision, conversation.scores, list(history), status,
+                           await self.skills(conversation.id),
                            suggested)
 
     async def update_card(self, conversation: Conversation, status: str | None) -> None:
