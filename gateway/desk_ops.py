@@ -110,6 +110,9 @@ class DeskOps:
         if int(status) == 0:
             return Result(False, f"Already claimed by <@{holder}>.", conv)
         if int(status) == 2:
+            if capacity == 0:  # "you already have 0 open": resolving would not help
+                return Result(False, "Your capacity is 0: you cannot claim conversations now (a lead sets it "
+                              "with `/switchboard capacity`).", conv)
             return Result(False, f"You already have {capacity} open conversations (your capacity). "
                           "Resolve or release one first.", conv)
         # The holder clicking Claim again (the card is redrawn with the button after an escalation) keeps it.

@@ -97,8 +97,11 @@ async def _conversation_ids(redis: aioredis.Redis) -> list[str]:
     return out
 
 
-def _transcript_facts(stats: Stats, lines: list[Any], had_card: bool) -> None:
-    """First human response (bot answers do not stop that clock) and whether the bot handled it."""
+def _transcript_facts(stats: Stats, lines: list[Any], had_card: bool, resolved: float | None = None) -> None:
+    """First human response (bot answers do not stop that clock) and whether the bot handled it.
+
+    A reply written after the resolve (an afterthought the desk allows) answered nothing: counted, a
+    conversation closed without an answer looked answered, and late."""
     first_in: float | None = None
     bot_answered = False
     for line in lines:
@@ -109,7 +112,8 @@ def _transcript_facts(stats: Stats, lines: list[Any], had_card: bool) -> None:
         elif m.get("author") == BOT_AUTHOR:
             bot_answered = bot_answered or str(m.get("id", "")).startswith(BOT_ANSWER)
         elif first_in is not None and str(m.get("id", "")).startswith(AGENT_REPLY):
-            stats.first_response_s.append(max(0.0, at - first_in))
+            if resolved is None or at < resolved:
+                stats.first_response_s.append(max(0.0, at - first_in))
             break
     if bot_answered:
         stats.automated += 1
@@ -148,7 +152,7 @@ async def compute(redis: aioredis.Redis, window_s: int, now: float | None = None
             resolved = _ts(row[5])
             if resolved is not None:
                 stats.resolution_s.append(max(0.0, resolved - created))
-            _transcript_facts(stats, lines, had_card)
+            _transcript_facts(stats, lines, had_card, resolved)
     wanted = set(only) if only is not None else None
     await _events(redis, stats, since, now, wanted)
     return stats

@@ -115,3 +115,16 @@ async def test_watch_models_posts_changes_to_leads() -> None:
     await asyncio.wait_for(task, 2)
     assert [p["channel"] for p in client.posts] == ["C0LEADS", "C0LEADS"]
     assert "Drift alarm" in client.posts[0]["text"] and "fell back" in client.posts[1]["text"]
+
+
+async def test_a_reply_after_the_resolve_is_no_first_response(redis: aioredis.Redis) -> None:
+    """Found in review: a conversation resolved unanswered, then given an afterthought, counted as answered (late)."""
+    store = ConversationStore(redis, 4)
+    policy = load_policy()
+    hour = datetime.now(UTC) - timedelta(hours=1)
+    await store_conversation(store, "invoice: I want a human", scores("billing"), policy=policy, at=hour,
+                             resolved_after=timedelta(minutes=1), reply_after=timedelta(minutes=20))
+    await store_conversation(store, "invoice 2: I want a human", scores("billing"), policy=policy, at=hour,
+                             reply_after=timedelta(minutes=2), resolved_after=timedelta(minutes=10))
+    s = await stats.compute(redis, 86400)
+    assert s.first_response_s == [120.0]

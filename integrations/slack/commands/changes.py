@@ -225,6 +225,13 @@ async def automation(args: list[str], resolve: Resolver) -> Change:
     def build(p: Policy) -> Policy:
         if name is not None:
             _skill(p, name)
+            if not paused and p.automation_paused:
+                # Paused everywhere: "resume billing" said "nothing to change" and billing stayed paused. The
+                # pause moves onto each other skill, so only the one named resumes.
+                skills = _skills(p)
+                for other, route in skills.items():
+                    route["automation_paused"] = other != name or False
+                return p.with_changes(automation_paused=False, skills=skills)
             return p.with_skill_changes(name, automation_paused=paused)
         if paused:
             return p.with_changes(automation_paused=True)

@@ -65,7 +65,7 @@ def policy_text(p: Policy, canary: Canary | None = None) -> str:
             flags.append("automation paused")
         if r.business_hours:
             flags.append(f"hours {hours_text(r.business_hours)}")
-        kws = escape(", ".join(r.keywords[:12])) + (" …" if len(r.keywords) > 12 else "")
+        kws = escape(", ".join(r.keywords))  # all: cut at 12, a keyword a lead added never showed
         lines.append(f"• `{name}` → #{r.channel} · SLA first {duration(r.sla.first_response)}, next "
                      f"{duration(r.sla.next_response)}{' · ' + ', '.join(flags) if flags else ''}\n    _{kws}_")
     lines.append(f"Escalation keywords: {escape(', '.join(p.escalation_keywords)) or '–'}")
@@ -149,9 +149,11 @@ def stats_lines(s: Stats) -> list[str]:
 
 def stats_text(label: str, s: Stats, arms: dict[str, Stats] | None = None, canary: Canary | None = None) -> str:
     lines = [f"*Stats, last {label}*", *stats_lines(s)]
-    if arms and canary is not None:
+    if canary is not None:  # said from its start, before either arm has a conversation to count
         lines.append(f"\n{canary_text(canary)}")
-        for arm, st in arms.items():
+        if not arms:
+            lines.append("_No conversation has landed in either arm yet._")
+        for arm, st in (arms or {}).items():
             lines.append(f"*{arm}* ({st.conversations} conversations): first response median "
                          f"{_t(percentile(st.first_response_s, 50))}, resolution median "
                          f"{_t(percentile(st.resolution_s, 50))}, transfers {st.transfers}, CSAT "
