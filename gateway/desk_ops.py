@@ -237,10 +237,13 @@ class DeskOps:
             if refused is not None:
                 return Result(False, refused, conv)
             conv.resolves = count + 1
+            # The resolver worked it last (a transfer hands it over): the one who may still write an afterthought,
+            # and the previous agent when the customer comes back. It was only ever set by a claim.
+            conv.agent = user
             conv.state, conv.resolved_at, conv.claimed_by = ConversationState.RESOLVED, utcnow(), None
             conv.skill, conv.moving_ref = skill or conv.skill, None  # a queued move finds itself overtaken
             conv.taught_skill = None  # used up by this resolve: a reopened episode's resolve teaches again
-            return ("state", "resolved_at", "claimed_by", "skill", "moving_ref", "taught_skill", "resolves")
+            return ("state", "resolved_at", "claimed_by", "skill", "moving_ref", "taught_skill", "resolves", "agent")
 
         result = await self._change(conversation_id, change)
         if not result.ok or result.conversation is None:

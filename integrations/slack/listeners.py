@@ -156,6 +156,24 @@ async def _after(
     await ctx.desk.update_card(conv, status)
 
 
+async def _redraw_earlier(ctx: DeskContext, conv: Conversation, status: str) -> None:
+    """The card an escalation moved on from keeps its buttons, so it can still be worked; resolved on the new
+    card, it still read "Escalated" with a green Claim that answered "already resolved". Transferred-away cards
+    are retired (their thread index says so) and stay so."""
+    refs = sorted(as_str(r) for r in await ctx.redis.smembers(keys.cards(conv.id)))
+    earlier = [tuple(r.split("|", 1)) for r in refs if r != f"{conv.slack_channel}|{conv.card_ts}" and "|" in r]
+    if not earlier:
+        return
+    owners = await ctx.redis.mget([keys.thread(ch, ts) for ch, ts in earlier])
+    for (ch, ts), owner in zip(earlier, owners, strict=True):
+        if owner is None or as_str(owner) != conv.id:  # retired, or erased
+            continue
+        try:
+            await ctx.desk.update_card(conv.model_copy(update={"slack_channel": ch, "card_ts": ts}), status)
+        except SlackApiError as exc:  # deleted by someone in Slack: nothing left to mislead
+            log.warning("earlier_card_not_redrawn", conversation_id=conv.id, ts=ts, error=exc.response.get("error"))
+
+
 BUTTONS: dict[str, Handler] = {
     "sb_claim": _claim,
     "sb_release": _release,
@@ -216,7 +234,9 @@ def register(bolt: AsyncApp, ctx: DeskContext) -> None:
             return
         request = _rating_request(result.conversation)
         conv = await ctx.store.load(form.conversation_id) or result.conversation  # the card may have moved
-        await ctx.desk.update_card(conv, f"✅ Resolved by <@{user}> · {_clock()} · {form.skill}")
+        resolved = f"✅ Resolved by <@{user}> · {_clock()} · {form.skill}"
+        await ctx.desk.update_card(conv, resolved)
+        await _redraw_earlier(ctx, conv, resolved)
         text = "Your conversation has been resolved. Reply any time if you need more help."
         channel = ctx.channels.get(conv.customer.channel)
         if form.ask_csat:  # a rating counts only while one is asked for, and once
