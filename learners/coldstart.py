@@ -195,6 +195,54 @@ def skill_distribution(text: str, skills: SkillSeeds) -> dict[str, float]:
     return {name: round(v / total, 4) for name, v in exps.items()}
 
 
+ROUTINE_OPENERS = tuple(tuple(p.split()) for p in (
+    "how do i", "how can i", "how to", "how does", "how long", "how much", "how many",
+    "can i", "could i", "may i", "do you", "does your", "are you", "is there", "is it possible",
+    "where can i", "where do i", "what are your", "what is your", "which", "when are you", "when do you",
+))
+"""How a routine question starts: asking how to do something, whether we offer it, or when and where.
+"Can I pay with PayPal?", "Do you ship to Canada?", "How do I unsubscribe from the newsletter?" carry no
+skill keyword, and without one the prior stayed under the floor, so the bot never saw questions its KB
+answers. Problems are told, not asked this way ("my payment failed", "why was I charged twice"), and an
+opener does nothing against mood, urgency or length."""
+GREETINGS = frozenset("hi hello hey hiya please so ok okay and also um".split())
+"""Words that may come before the opener ("Hi, can I ..."): they do not change what is being asked."""
+FOR_A_PERSON = frozenset(
+    "speak talk chat someone somebody anyone person human agent representative manager supervisor operator "
+    "staff".split()
+)
+"""A question asking to reach a person ("can I speak with somebody?") is a request for one, not a routine
+question the bot should take."""
+PROBLEM_TOPICS = frozenset(
+    "complaint complaints complain claim claims reclamation issue issues problem problems trouble error errors "
+    "report dispute".split()
+)
+"""A how-to about a problem ("how do I file a complaint?", "where can I report a payment issue?") is the
+problem itself, people's work: the opener does not count with one of these or a negative word in the line."""
+_NOT_ROUTINE = FOR_A_PERSON | PROBLEM_TOPICS | NEGATIVE
+ROUTINE = 0.07
+"""What a routine opener is worth: a keyword-less, calm, short routine question clears the default 0.6 floor
+with or without a '?' (0.535 + 0.07, +0.05 with '?'); a descriptive problem word (-0.07) still pulls one
+without '?' under it, an emotional word or any urgency far under it."""
+
+
+def routine_question(text: str) -> bool:
+    """A line starts like a routine question (`ROUTINE_OPENERS`) and neither asks for a person nor names a problem.
+
+    >>> [routine_question(t) for t in ("Can I pay with PayPal?", "Hi, do you ship to Canada",
+    ...                                "can i speak with somebody?", "My payment failed, can I pay again?",
+    ...                                "how do I make a complaint?", "can I pay again, it failed")]
+    [True, True, False, False, False, False]
+    """
+    for line in text.splitlines():
+        toks = words(line)
+        start = next((i for i, t in enumerate(toks) if t not in GREETINGS), len(toks))
+        head = tuple(toks[start:start + 4])
+        if any(head[: len(o)] == o for o in ROUTINE_OPENERS) and not _NOT_ROUTINE.intersection(toks):
+            return True
+    return False
+
+
 CLEAR_CONF = 0.528
 """Skill confidence of one seed-keyword hit among the default five skills (softmax of HIT_LOGIT)."""
 
@@ -205,7 +253,8 @@ def automation_success(text: str, mood: float, urgent: float, skill_conf: float)
     Anchored so a calm short message with one clear skill keyword ('I want a refund') scores ~0.65, above
     the default 0.6 floor: the bot answers those well, and requiring a '?' sent 'Where is my order' to
     people. From there an emotional or profane word, urgency of 0.3 or more, or more than ~40 words each
-    pull it under the floor even with a '?' (worth only 0.05), as does having no skill keyword at all; one
+    pull it under the floor even with a '?' (worth only 0.05), as does having no skill keyword at all unless it
+    is a routine question (`routine_question`: "Can I pay with PayPal?", worth 0.07); one
     descriptive problem word or a two-skill tie does so only without a '?'. More keyword hits buy some
     slack, but past 60 words nothing clears it, and mood under the sentiment floor or urgency over the
     automation ceiling send the message to people by the policy's own rules whatever this says. Length is
@@ -215,6 +264,7 @@ def automation_success(text: str, mood: float, urgent: float, skill_conf: float)
     n = max((len(words(line)) for line in text.splitlines()), default=0)
     p = 0.65 + 0.35 * (skill_conf - CLEAR_CONF)
     p += 0.05 if "?" in text else 0.0
+    p += ROUTINE if routine_question(text) else 0.0
     p -= 0.3 * min(1.0, max(0.0, (n - 30) / 30))
     p -= 0.3 * max(0.0, -mood)
     p -= 0.6 * max(0.0, urgent - 0.1)

@@ -14,14 +14,29 @@ import structlog
 
 from gateway.domain import Conversation, Outcome, Scores
 from gateway.ports import BotReply
-from integrations.automation.handoff import HandoffRules, handoff_reasons, unaddressed_problem
+from integrations.automation import acknowledge
+from integrations.automation.handoff import (
+    HandoffRules,
+    answer_did_not_help,
+    asks_for_human,
+    frustrated,
+    handoff_reasons,
+    unaddressed_problem,
+)
 from integrations.automation.kb import KnowledgeBase, load_kb
-from integrations.automation.tfidf import TfidfIndex
+from integrations.automation.tfidf import TfidfIndex, surface, surface_similarity
 from router.policy import Policy, load_policy
 
 log = structlog.get_logger("switchboard.automation")
 
 DEFAULT_FLOOR = 0.35
+TIE = 1e-9
+"""Similarities this close are the same score (float sums over the same terms in another order)."""
+ACKNOWLEDGED = "acknowledgement"
+"""`BotReply.intent` of the bot's reply to a plain thank-you (no KB entry: see `acknowledge`)."""
+CLOSING_CHECKS = (asks_for_human, frustrated, answer_did_not_help)
+"""The hand-off checks a thank-you still goes through. Not the repeat check ("Thanks, that helped!" twice is
+no unanswered question) nor the answer count (a thanks after the third answer needs no person either)."""
 
 
 class PolicySource(Protocol):
@@ -73,8 +88,11 @@ class AnswerBot:
         policy: Policy | PolicySource | None = None,
         floor: float = DEFAULT_FLOOR,
         rules: HandoffRules | None = None,
+        acknowledgement: str | None = acknowledge.REPLY,
     ) -> None:
         self.kb = kb or load_kb()
+        self.acknowledgement = acknowledgement
+        """The reply to a plain thank-you or goodbye; None hands those off like any unmatched message."""
         self.floor = floor
         self.policies: PolicySource = (
             FixedPolicy(policy or load_policy()) if policy is None or isinstance(policy, Policy) else policy
@@ -87,6 +105,7 @@ class AnswerBot:
             docs.extend(intent.examples)
             self._owner.extend([i] * len(intent.examples))
         self._docs = docs
+        self._surfaces = [surface(d) for d in docs]
         self.index = TfidfIndex(docs)
 
     async def rules(self, conversation: Conversation) -> HandoffRules:
@@ -95,21 +114,41 @@ class AnswerBot:
         return rules_of(await self.policies.for_conversation(conversation.id))
 
     def match(self, text: str) -> Match | None:
-        """Nearest example wins; its cosine similarity is the confidence (1.0 = same words)."""
+        """Nearest example wins; its cosine similarity is the confidence (1.0 = same words).
+
+        Examples the index scores alike (within `TIE`) are told apart by the words it ignores: first an
+        example that *is* the question (same words, punctuation and case aside), then the one closest in
+        its full wording (`surface_similarity`), and only then KB order. Filler removal leaves many short
+        examples as the same one or two terms: "Where is my refund?" and "I want a refund" are both just
+        "refund", and picking the earlier entry answered a refund-status question with the refund policy.
+        """
         sims = self.index.similarities(text)
         if not sims:
             return None
-        doc = max(sorted(sims), key=lambda d: sims[d])
+        best = max(sims.values())
+        tied = sorted(d for d, s in sims.items() if s >= best - TIE)
+        if len(tied) == 1:
+            doc = tied[0]
+        else:
+            typed = surface(text)
+            doc = max(tied, key=lambda d: (self._surfaces[d] == typed, surface_similarity(text, self._docs[d]), -d))
         intent = self.kb.intents[self._owner[doc]]
         return Match(intent.name, round(min(1.0, sims[doc]), 4), intent.answer, self._docs[doc], intent.handoff)
 
     async def handle(self, conversation: Conversation, scores: Scores) -> BotReply:
         bound = log.bind(conversation_id=conversation.id)
-        reasons = handoff_reasons(conversation, scores, await self.rules(conversation))
+        question = conversation.last_inbound_text
+        closing = self.acknowledgement is not None and acknowledge.is_acknowledgement(question)
+        reasons = handoff_reasons(conversation, scores, await self.rules(conversation),
+                                  *((CLOSING_CHECKS,) if closing else ()))
         if reasons:
             bound.info("bot_handoff", reasons=reasons)
             return BotReply(answered=False, handoff_reason="; ".join(reasons))
-        question = conversation.last_inbound_text
+        if closing:
+            # An answered reply, not a hand-off: no card, no "a person will reply" notice, and the silence
+            # check the pipeline re-arms records the earlier answer as the success it was.
+            bound.info("bot_answered", intent=ACKNOWLEDGED, confidence=1.0)
+            return BotReply(answered=True, text=self.acknowledgement, confidence=1.0, intent=ACKNOWLEDGED)
         m = self.match(question) if question else None
         if m is not None and m.handoff and m.confidence >= self.floor:
             reason = f"needs a person: looks like '{m.intent}' ({m.confidence:.2f})"

@@ -17,7 +17,7 @@ _TOKEN = re.compile(r"[a-z]+(?:'[a-z]+)?|\d+")
 STOPWORDS = frozenset(
     "a an the i me my we our you your it is are am be to of in on for at and or do does did can could "
     "would will please pls hi hello hey there this that with how what when where which who im i'm what's "
-    "it's i've i'd i'll".split()
+    "it's i've i'd i'll where's when's how's who's".split()
 )
 FILLER = frozenset(
     "help helping assist assistance need needs want wanna know dont don't got gotta have has "
@@ -52,6 +52,27 @@ def tokens(text: str) -> list[str]:
     words = ["#" if t.isdigit() else t for t in _TOKEN.findall(text.lower())]
     words = [stem(w) for w in words if w not in STOPWORDS and w not in FILLER]
     return words + [f"{a} {b}" for a, b in itertools.pairwise(words)]
+
+
+def surface(text: str) -> str:
+    """The words of a text as typed, lower-cased, without punctuation: "Where is my refund?" → "where is my refund"."""
+    return " ".join(_TOKEN.findall(text.lower()))
+
+
+def surface_similarity(a: str, b: str) -> float:
+    """Cosine of the stemmed words *with* stopwords and filler kept.
+
+    Not a match score (that is `TfidfIndex`, which drops the words that wrap a request so "I need help to
+    track my order" finds "track my order"), but a tie-break between examples the index scores alike: with
+    only "refund" left, "Where is my refund?" ties with "I want a refund"; the dropped "where is my" is what
+    tells them apart.
+    """
+    ca = Counter(stem(w) for w in _TOKEN.findall(a.lower()))
+    cb = Counter(stem(w) for w in _TOKEN.findall(b.lower()))
+    dot = sum(v * cb[t] for t, v in ca.items())
+    na = math.sqrt(sum(v * v for v in ca.values()))
+    nb = math.sqrt(sum(v * v for v in cb.values()))
+    return dot / (na * nb) if na and nb else 0.0
 
 
 class TfidfIndex:

@@ -1,0 +1,150 @@
+"""A customer's "Thanks, that helped!" after a bot answer is answered by the bot, not handed to a person.
+
+It used to find no KB entry and be handed off: a card for a thank-you, "a person will reply after we open" to a
+customer who was done, and an automation failure label for an answer that worked. A thank-you that also asks or
+complains ("thanks but it still doesn't work") is still handed off. The word table is pinned by unit tests; the
+pipeline behaviour (no card, no failure label, the silence check later records the success) through the real
+gateway with Redis, the Slack emulator and the API channel's callback as the customer.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+import redis.asyncio as aioredis
+
+from gateway.domain import ChannelKind, Conversation, ConversationState, Customer, Direction, Message, Scores
+from integrations.automation import AnswerBot
+from integrations.automation.acknowledge import REPLY, is_acknowledgement
+from router.policy import load_policy
+from tests.conftest import Callback
+from tests.harness import Gateway, bot_answered, cards, eventually, make_settings, outcomes, start_gateway
+
+POLICY = load_policy()
+BOT = AnswerBot(policy=POLICY)
+CALM = Scores(sentiment=0.3, urgency=0.1, skill={"shipping": 1.0}, automation_success=0.7)
+
+
+def after_answer(*texts: str) -> Conversation:
+    """A conversation whose first question the bot answered, then the customer's `texts`."""
+    msgs = [Message(id="m0", direction=Direction.INBOUND, channel=ChannelKind.API, text="How do I reset my password?"),
+            Message(id="m1", direction=Direction.OUTBOUND, channel=ChannelKind.API, text="Use 'Forgot password?'")]
+    msgs += [Message(id=f"m{i + 2}", direction=Direction.INBOUND, channel=ChannelKind.API, text=t)
+             for i, t in enumerate(texts)]
+    return Conversation(id="conv_ack", customer=Customer(key="api:ack", channel=ChannelKind.API, external_id="ack"),
+                        messages=msgs)
+
+
+@pytest.mark.parametrize(
+    "text",
+    ["Thanks, that helped!", "ok thanks", "Thank you so much for the quick answer", "Perfect, cheers 👍",
+     "great, thx", "That’s all, have a nice day", "Got it. Bye!", "much appreciated", "THANK YOU!!"],
+)
+def test_plain_acknowledgements_are_recognised(text: str) -> None:
+    assert is_acknowledgement(text)
+
+
+@pytest.mark.parametrize(
+    "text",
+    ["thanks but it still doesn't work", "Thanks. How do I reset my password?", "thanks, where is my refund",
+     "thanks for nothing", "great, another delay", "no thanks", "not helpful", "ok?", "thanks, I was charged twice",
+     "", "thanks " * 13],
+)
+def test_messages_that_say_more_than_thanks_are_not_acknowledgements(text: str) -> None:
+    assert not is_acknowledgement(text)
+
+
+@pytest.mark.parametrize("text", ["Thanks, that helped!", "ok thanks", "thank you!"])
+async def test_the_bot_answers_a_thank_you_briefly(text: str) -> None:
+    reply = await BOT.handle(after_answer(text), CALM)
+    assert (reply.answered, reply.text, reply.intent) == (True, REPLY, "acknowledgement"), reply
+
+
+async def test_a_thank_you_twice_or_after_three_answers_is_no_reason_for_a_person() -> None:
+    """The repeat and answer-count checks are about questions the bot failed; a second thanks is neither."""
+    reply = await BOT.handle(after_answer("Thanks, that helped!", "Thanks, that helped!"), CALM)
+    assert reply.answered, reply
+    c = after_answer("and my address?", "And my invoice?", "thanks!")
+    c.messages.insert(3, Message(id="o2", direction=Direction.OUTBOUND, channel=ChannelKind.API, text="Account"))
+    c.messages.insert(5, Message(id="o3", direction=Direction.OUTBOUND, channel=ChannelKind.API, text="Orders"))
+    assert (await BOT.handle(c, CALM)).answered
+
+
+@pytest.mark.parametrize(
+    ("text", "reason"),
+    [
+        ("thanks but it still doesn't work", "customer said the answer did not help"),
+        ("thanks, I want a real person", "customer asked for a human ('real person')"),
+    ],
+)
+async def test_a_thank_you_that_complains_or_asks_for_a_person_is_still_handed_off(text: str, reason: str) -> None:
+    reply = await BOT.handle(after_answer(text), CALM)
+    assert not reply.answered and reply.handoff_reason == reason
+
+
+async def test_an_angry_thank_you_is_still_handed_off() -> None:
+    reply = await BOT.handle(after_answer("thanks"), Scores(sentiment=-0.7, urgency=0.1, skill={"general": 1.0},
+                                                            automation_success=0.7))
+    assert not reply.answered and (reply.handoff_reason or "").startswith("customer is frustrated")
+
+
+async def test_acknowledgements_can_be_switched_off() -> None:
+    reply = await AnswerBot(policy=POLICY, acknowledgement=None).handle(after_answer("ok thanks"), CALM)
+    assert not reply.answered
+
+
+# -- through the gateway ------------------------------------------------------------------------
+
+
+@pytest.fixture
+async def gw(redis: aioredis.Redis, redis_url: str, tmp_path: Path, callback: Callback) -> AsyncIterator[Gateway]:
+    gateway = await start_gateway(make_settings(redis_url, tmp_path, api_callback_url=callback.url))
+    yield gateway
+    await gateway.close()
+
+
+def all_cards(gw: Gateway) -> list[object]:
+    return [c for channel in POLICY.channels() for c in cards(gw.slack, channel)]
+
+
+async def test_thanks_after_a_bot_answer_gets_a_reply_no_card_and_counts_as_the_bots_success(
+    gw: Gateway, redis: aioredis.Redis, callback: Callback
+) -> None:
+    follow, clock, conv_id = await bot_answered(gw, "ack-1")
+    await eventually(lambda: len(callback.received) == 1)
+    status, _ = await gw.post_message({"customer_id": "ack-1", "message_id": "m2", "text": "Thanks, that helped!"})
+    assert status == 202
+    await eventually(lambda: len(callback.received) == 2)
+    assert callback.received[-1]["text"] == REPLY
+
+    async def answered_and_saved() -> bool:
+        conv = await gw.rt.store.load(conv_id)
+        return conv is not None and conv.messages[-1].text == REPLY and conv.state is ConversationState.AUTOMATED
+
+    await eventually(answered_and_saved)
+    conv = await gw.rt.store.load(conv_id)
+    assert conv is not None and conv.card_ts is None
+    assert all_cards(gw) == []
+    assert await outcomes(redis) == []  # no failure label for the answer that worked
+    clock.advance(follow.quiet_s + 1)
+    assert await follow.tick() == 1
+    assert [(o["kind"], o["automation_failed"]) for o in await outcomes(redis)] == [("automation_resolved", False)]
+
+
+async def test_thanks_but_still_broken_after_a_bot_answer_goes_to_a_person(
+    gw: Gateway, redis: aioredis.Redis, callback: Callback
+) -> None:
+    _, _, conv_id = await bot_answered(gw, "ack-2")
+    await gw.post_message({"customer_id": "ack-2", "message_id": "m2", "text": "thanks but it still doesn't work"})
+    await eventually(lambda: all_cards(gw))
+    await eventually(lambda: any("member of our team" in r["text"] for r in callback.received))
+
+    async def carded() -> bool:
+        conv = await gw.rt.store.load(conv_id)
+        return conv is not None and conv.card_ts is not None and conv.state is ConversationState.WAITING
+
+    await eventually(carded)
+    failures = await eventually(lambda: outcomes(redis))
+    assert [(o["kind"], o["automation_failed"]) for o in failures] == [("automation_handoff", True)]
