@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
+from datetime import datetime
 from functools import partial
 
 import redis.asyncio as aioredis
@@ -48,12 +49,13 @@ from gateway.retries import DeliveryRetries
 from gateway.sla import SlaTracker
 from gateway.store import ConversationStore, Snapshot
 from gateway.streams import Ack, delivery
+from integrations.whatsapp.payload import is_reaction_text
 from learners import coldstart
 from learners.base import Scorer
 from router.context import RoutingContext
 from router.decide import decide, suggested_agent
 from router.policy import Policy
-from router.sla import handoff_notice
+from router.sla import eta_minutes, handoff_notice
 
 log = structlog.get_logger(__name__)
 
@@ -62,6 +64,32 @@ ROUTE_FIELDS = ("scores", "decision", "skill", "slack_channel", "card_ts", "stat
 
 
 Handler = Callable[[Mapping[str, str], Ack | None], Awaitable[None]]
+
+
+def is_reaction(message: Message) -> bool:
+    """A WhatsApp reaction (👍 on one of our messages): shown to agents, but no request of its own."""
+    return message.channel is ChannelKind.WHATSAPP and is_reaction_text(message.text)
+
+
+def since_back_to_bot(conv: Conversation, message: Message) -> Conversation:
+    """The conversation as routing judges `message`: whole, or from an agent's "Back to bot" on.
+
+    Only a conversation the bot owns while it has a card was handed back (a card is posted waiting; the bot
+    takes it over only through that button). The hand-back leaves no line in the transcript, so its place is
+    found from what came after it: going back from `message`, every customer message the bot answered, and
+    its answer, is the bot's turn; the first other line (an agent's reply, the hand-off notice, the message
+    that brought the card) was there before. Judged whole, the first message's "I want a person" and the
+    agent's own name sent every message after the hand-back straight back to a person."""
+    if not conv.card_ts or conv.state is not ConversationState.AUTOMATED:
+        return conv
+    answered = {m.id.removeprefix(BOT_ANSWER) for m in conv.messages if is_bot_answer(m)}
+    start = conv.messages.index(message)
+    while start > 0:
+        before = conv.messages[start - 1]
+        if not (is_bot_answer(before) or (before.direction is Direction.INBOUND and before.id in answered)):
+            break
+        start -= 1
+    return conv.model_copy(update={"messages": conv.messages[start:]})
 
 
 @dataclass(frozen=True, slots=True)
@@ -154,9 +182,12 @@ class Pipeline:
         effects = Effects(self.redis, keys.effects(conv.id), snap.effects, fresh=fresh, since=since)
         word = optout.keyword(conv, message)
         opted = word is not None and await optout.record(self, conv, message, word, effects)
-        if opted and (not conv.card_ts or conv.state is ConversationState.AUTOMATED):
-            # STOP or START: recorded and told; no card for it and no bot answer (a card's thread shows it)
+        quiet = opted or is_reaction(message)
+        if quiet and (not conv.card_ts or conv.state is ConversationState.AUTOMATED):
+            # STOP or START, or a reaction: recorded (and STOP told); no card for it and no bot answer
             await self._commit(conv, (), False, effects, ack)
+        elif quiet:
+            await self._thread_quietly(conv, message, effects, ack)
         elif conv.card_ts and conv.state is ConversationState.AUTOMATED:
             # Handed back to the bot from the desk: the bot answers, or the card it has comes back to life.
             card = conv.card_ts
@@ -180,6 +211,19 @@ class Pipeline:
             await self._route(conv, message, effects, pre)
             await self._commit(conv, ROUTE_FIELDS, True, effects, ack, routed=True)
 
+    async def _thread_quietly(self, conv: Conversation, message: Message, effects: Effects, ack: Ack | None) -> None:
+        """Show the card's thread a message that asks nothing (STOP, START, a reaction), and change nothing else.
+
+        Followed up like any message, it reopened a resolved conversation: broadcast to the channel, queued for
+        agents and climbing the SLA ladder for a customer who had just unsubscribed, and a 👍 to our "resolved"
+        message cost the open rating question (a "5" after it was no longer a rating). The wait is left as it
+        was too: nobody owes an answer to a reaction, and nobody can answer a STOP."""
+        card = conv.card_ts
+        await thread_follow_up(self, conv, message, effects)
+        log.info("quiet_message_threaded", conversation_id=conv.id, message_id=message.id, state=conv.state.value)
+        moved = ("slack_channel", "card_ts") if conv.card_ts != card else ()  # the card was gone: a new one
+        await self._commit(conv, moved, False, effects, ack, card=bool(moved), replan=bool(moved))
+
     async def _prefetch(self, conv_id: str, person: str | None, customer: str) -> Prefetched:
         """Everything a message may need read in one round trip: the conversation with its transcript
         and effect log, and for routing the person's earlier conversations and the agents' loads."""
@@ -194,10 +238,11 @@ class Pipeline:
 
     async def _commit(
         self, conv: Conversation, fields: tuple[str, ...], new_wait: bool, effects: Effects, ack: Ack | None,
-        routed: bool = False, card: bool = False,
+        routed: bool = False, card: bool = False, replan: bool = True,
     ) -> None:
         """Everything a handled message changes, in one MULTI: the conversation's fields, the card's
-        thread index, the dry-run history, the SLA ladder, deferred effect results and the stream ack.
+        thread index, the dry-run history, the SLA ladder (`replan`: unless nothing about the wait changed),
+        deferred effect results and the stream ack.
         These used to be nine round trips; together they are also all-or-nothing, so a crash can no
         longer leave a saved conversation without its deadlines, or an acked entry half applied."""
         async with self.redis.pipeline(transaction=True) as pipe:
@@ -210,7 +255,7 @@ class Pipeline:
                 pipe.lrem(keys.RECENT, 0, conv.id)
                 pipe.lpush(keys.RECENT, conv.id)
                 pipe.ltrim(keys.RECENT, 0, RECENT_KEEP - 1)
-            if self.sla is not None:
+            if self.sla is not None and replan:
                 await self.sla.stage_replan(pipe, conv, new_wait)
             if ack is not None:
                 ack.stage(pipe)
@@ -219,16 +264,19 @@ class Pipeline:
         if ack is not None:
             ack.done = True
 
-    def _customer_text(self, conv: Conversation) -> str:
-        return "\n".join(m.text for m in conv.inbound[-5:])
+    def _customer_text(self, judged: Conversation) -> str:
+        return "\n".join(m.text for m in judged.inbound[-5:])
 
     async def _context(
-        self, conv: Conversation, policy: Policy, history: list[PastConversation], pre: Prefetched
+        self, conv: Conversation, judged: Conversation, policy: Policy, history: list[PastConversation],
+        pre: Prefetched,
     ) -> RoutingContext:
-        """What decide() needs beyond the conversation: mood trend, bot history, the previous agent."""
+        """What decide() needs beyond the conversation: mood trend, bot history, the previous agent, and
+        where an agent's "Back to bot" left off (`judged`: the messages since then, or all of them)."""
         previous = next((p for p in history if p.agent and p.agent != BOT_AGENT), None)
+        handed_back_at = len(conv.inbound) - len(judged.inbound) if judged is not conv else None
         return RoutingContext(
-            sentiment_history=tuple(coldstart.sentiment(m.text) for m in conv.inbound[-10:]),
+            sentiment_history=tuple(coldstart.sentiment(m.text) for m in judged.inbound[-10:]),
             bot_answers=sum(1 for m in conv.messages if is_bot_answer(m)),
             reopened=conv.resolved_at is not None,
             previous_agent=previous.agent if previous else (conv.agent if conv.agent != BOT_AGENT else None),
@@ -236,6 +284,7 @@ class Pipeline:
             previous_resolved_at=previous.resolved_at if previous else None,
             agents=tuple(loads_for(pre.agent_loads, policy)),
             automation=self.automation is not None,
+            handed_back_at=handed_back_at,
         )
 
     async def _history(self, conv: Conversation, pre: Prefetched) -> list[PastConversation]:
@@ -247,7 +296,11 @@ class Pipeline:
 
     async def _route(self, conv: Conversation, message: Message, effects: Effects, pre: Prefetched) -> None:
         policy = await self.policies.for_conversation(conv.id)
-        scores = self.scorer.score(self._customer_text(conv), policy.skill_keywords())
+        judged = since_back_to_bot(conv, message)
+        if judged is not conv:
+            log.info("routed_since_back_to_bot", conversation_id=conv.id, message_id=message.id,
+                     judged=len(judged.messages), of=len(conv.messages))
+        scores = self.scorer.score(self._customer_text(judged), policy.skill_keywords())
         # What the bot was judged on when it answered: the label for its failure pairs with these, not with
         # scores that already read the customer's complaint about its answer.
         answered_on = conv.scores
@@ -258,10 +311,10 @@ class Pipeline:
             await self.store.mark_open(conv)
         was_automated = conv.state is ConversationState.AUTOMATED
         history = await self._history(conv, pre)
-        context = await self._context(conv, policy, history, pre)
+        context = await self._context(conv, judged, policy, history, pre)
         decision = decide(conv, scores, policy, context, message.at)
         if decision.route is RouteKind.AUTOMATION:
-            handed_over = await self._try_automation(conv, effects, message, answered_on)
+            handed_over = await self._try_automation(conv, judged, effects, message, answered_on)
             if handed_over is not None:  # to people, routed as people are (after-hours channel, priority)
                 human = decide(conv, scores, policy, context, message.at, human=True)
                 decision = human.model_copy(update={"reasons": [f"handoff: {handed_over}", *human.reasons]})
@@ -282,7 +335,8 @@ class Pipeline:
             conv.decision = decision
             conv.skill = decision.skill
             if decision.route is RouteKind.HUMAN:
-                await self._post_card(conv, decision, effects, history, suggested_agent(decision, context, policy))
+                await self._post_card(conv, decision, effects, history, suggested_agent(decision, context, policy),
+                                      message.at)
         log.info(
             "conversation_routed",
             conversation_id=conv.id,
@@ -295,12 +349,14 @@ class Pipeline:
         )
 
     async def _try_automation(
-        self, conv: Conversation, effects: Effects, message: Message, answered_on: Scores | None
+        self, conv: Conversation, judged: Conversation, effects: Effects, message: Message,
+        answered_on: Scores | None,
     ) -> str | None:
-        """None when the bot answered; else why it handed over."""
+        """None when the bot answered; else why it handed over. The bot is shown `judged` (the messages since
+        "Back to bot"): it too hands over on any request for a human it is shown, however old."""
         reason = "no automation configured"
         if self.automation is not None and conv.scores is not None:
-            reply = await self.automation.handle(conv, conv.scores)
+            reply = await self.automation.handle(judged, conv.scores)
             if reply.answered and reply.text:
                 answer = Message(
                     id=f"{BOT_ANSWER}{message.id}", direction=Direction.OUTBOUND, channel=conv.customer.channel,
@@ -341,8 +397,9 @@ class Pipeline:
 
     async def _post_card(
         self, conv: Conversation, decision: Decision, effects: Effects, history: list[PastConversation],
-        suggested: str | None,
+        suggested: str | None, now: datetime,
     ) -> None:
+        """`now`: when the customer was handed to people (their message), for the wait the widget shows."""
         assert decision.channel is not None
 
         async def post() -> str:
@@ -360,7 +417,11 @@ class Pipeline:
         channel = self.channels.get(conv.customer.channel)
         if posted and isinstance(channel, ShowsWaiting):
             policy = await self.policies.for_conversation(conv.id)
-            await channel.waiting(conv, max(1, policy.route_for(decision.skill).sla.first_response // 60))
+            # The SLA clock's time, as the hand-off notice tells it: the bare target promised "about 15 minutes"
+            # while the desk was closed until Monday.
+            minutes = eta_minutes(policy, decision.skill, now)
+            await channel.waiting(conv, minutes)
+            log.info("customer_told_wait", conversation_id=conv.id, eta_minutes=minutes)
         if conv.state in (ConversationState.NEW, ConversationState.AUTOMATED):
             conv.state = ConversationState.WAITING
         if not posted:

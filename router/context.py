@@ -33,6 +33,11 @@ class RoutingContext:
     bot_handoff_reason: str | None = None
     automation: bool = True
     """False where no bot is configured (`SWITCHBOARD_AUTOMATION=off`): nothing can go to automation."""
+    handed_back_at: int | None = None
+    """An agent handed the conversation back to the bot ("Back to bot"): the index, among its inbound messages,
+    of the first one after that. The person who handed it back read everything before, so earlier asks for a
+    human, keywords and repeats are not judged again, and their own name is no "returning customer" reason:
+    counted, they sent the customer's next message straight back to a person and the bot never saw it."""
 
 
 EMPTY_CONTEXT = RoutingContext()

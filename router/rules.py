@@ -91,13 +91,22 @@ def find_phrase(normalised: str, phrases: Sequence[str]) -> str | None:
     return m.group(1) if m else None
 
 
+def judged(f: Facts) -> tuple[str, ...]:
+    """The inbound texts this decision judges: all of them, or those since an agent's "Back to bot".
+
+    The agent who handed the conversation back had read the earlier ones. Judged again, a request for a human
+    made before the hand-back sent every later message back to a person, and the bot never had its turn."""
+    since = f.context.handed_back_at
+    return f.inbound if since is None else f.inbound[since:]
+
+
 def _times(n: int) -> str:
     return "once" if n == 1 else "twice" if n == 2 else f"{n} times"
 
 
 def human_requested(f: Facts) -> Finding | None:
     phrases = f.policy.human_request_phrases
-    asks = sum(1 for text in f.inbound if find_phrase(text, phrases))
+    asks = sum(1 for text in judged(f) if find_phrase(text, phrases))
     if not asks:
         return None
     return Finding(f"customer asked for a human {_times(asks)}", needs_human=True, priority=2 if asks > 1 else 3)
@@ -105,7 +114,7 @@ def human_requested(f: Facts) -> Finding | None:
 
 def escalation_keyword(f: Facts) -> Finding | None:
     phrases = f.policy.escalation_keywords
-    for text in reversed(f.inbound):
+    for text in reversed(judged(f)):
         hit = find_phrase(text, phrases)
         if hit:
             return Finding(f"keyword '{hit}'", needs_human=True, priority=2)
@@ -158,9 +167,10 @@ def _overlap(a: frozenset[str], b: frozenset[str]) -> float:
 
 def repeating(f: Facts) -> Finding | None:
     """Saying the same thing again means whatever answered them (bot or macro) did not land."""
-    if len(f.inbound) < 2:
+    texts = judged(f)
+    if len(texts) < 2:
         return None
-    recent = [frozenset(t.split()) for t in f.inbound[-REPEAT_WINDOW:]]
+    recent = [frozenset(t.split()) for t in texts[-REPEAT_WINDOW:]]
     floor = f.policy.thresholds.repeat_similarity
     repeats = 0
     for i in range(1, len(recent)):
@@ -182,10 +192,12 @@ def bot_failed(f: Facts) -> Finding | None:
 
 
 def returning_customer(f: Facts) -> Finding | None:
-    """Continuity: a customer back within the window goes to the agent who already knows the case."""
+    """Continuity: a customer back within the window goes to the agent who already knows the case.
+
+    Not after "Back to bot": an agent who knew the case has just given it to the bot, on purpose."""
     ctx = f.context
     agent = ctx.previous_agent
-    if not agent:
+    if not agent or ctx.handed_back_at is not None:
         return None
     if ctx.previous_resolved_at is not None and not ctx.reopened:
         age = (f.now - ctx.previous_resolved_at).total_seconds()

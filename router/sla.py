@@ -13,6 +13,7 @@ Back in the queue by the ladder's own reassign, the unclaimed ladder counts from
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -203,6 +204,36 @@ def _action(step: SlaStep, state: SlaState, policy: Policy, now: float, agents: 
     return SlaAction(ActionKind.REASSIGN, step, cid, here, reason, agent=agent, suggested_agent=suggested)
 
 
+def first_reply_due(policy: Policy, skill: str, now: datetime) -> datetime:
+    """When the SLA clock says a person's first reply is due, for a customer handed to people at `now`.
+
+    Counted in staffed time (`clock_hours`); a desk that is closed now, with no after-hours team, starts the
+    clock when it opens, also on a calendar clock (nobody is there to answer before). The web chat widget
+    showed the bare target instead ("about 15 minutes" on a Saturday morning, with the desk closed until
+    Monday, right under the hand-off notice saying so)."""
+    hours = policy.hours_for(skill)
+    start = now
+    if hours is not None and not hours.after_hours_channel and not is_open(hours, now):
+        start = next_open(hours, now)
+    due = add_open_time(clock_hours(policy, skill), start.timestamp(), policy.route_for(skill).sla.first_response)
+    return datetime.fromtimestamp(due, UTC)
+
+
+def eta_minutes(policy: Policy, skill: str, now: datetime) -> int:
+    """Whole minutes from `now` until `first_reply_due`, at least one: the web chat's "about N minutes".
+
+    >>> from router.policy import load_policy
+    >>> policy = load_policy()
+    >>> saturday = datetime(2026, 12, 5, 9, 42, tzinfo=UTC)  # the default desk: Mon-Fri 08:00-20:00 Berlin
+    >>> eta_minutes(policy, "technical", saturday)  # Monday 08:00 Berlin (07:00 UTC), plus the 15-minute target
+    2733
+    >>> eta_minutes(policy, "technical", datetime(2026, 12, 7, 10, 0, tzinfo=UTC))  # Monday, open
+    15
+    """
+    due = first_reply_due(policy, skill, now)
+    return max(1, math.ceil((due.timestamp() - now.timestamp()) / 60))
+
+
 def handoff_notice(policy: Policy, skill: str, now: datetime) -> str:
     """What the customer is told when the bot hands over: who is coming and roughly when."""
     hours = policy.hours_for(skill)
@@ -214,7 +245,7 @@ def handoff_notice(policy: Policy, skill: str, now: datetime) -> str:
         )
     first = policy.route_for(skill).sla.first_response
     clock = clock_hours(policy, skill)
-    due = add_open_time(clock, now.timestamp(), first)
+    due = first_reply_due(policy, skill, now).timestamp()  # the time the web chat widget shows, too
     if clock is not None and due > now.timestamp() + first + 60:
         # Open now but closing before the target: "within about 15m" at 19:58 promised what the SLA clock
         # (which stops at 20:00) does not, and the reply came the next morning.

@@ -191,7 +191,8 @@ async def test_typing_status_eta_and_csat(chat: Chat, redis: aioredis.Redis) -> 
     # Published for stats and the learners (it never was), once: a second rating of one request is not counted.
     assert [o["csat"] for o in await outcomes(redis) if o["conversation_id"] == conv] == [5]
     await ws.send_json({"type": "csat", "score": 1})
-    assert (await recv_until(ws, "csat_ack"))["score"] == 1
+    # Answered with what was kept: echoing the discarded 1 showed the customer a rating nobody counted.
+    assert (await recv_until(ws, "csat_ack")) == {"type": "csat_ack", "score": 5, "counted": False}
     assert [o["csat"] for o in await outcomes(redis) if o["conversation_id"] == conv] == [5]
     assert (await redis.hgetall(outbox.csat_key(conv)))[b"score"] == b"5"
     await ws.send_json({"type": "ping"})

@@ -5,13 +5,21 @@ channels as `<#C123|name>`, pings as `<!here>`, and `&`, `<`, `>` escaped as ent
 WhatsApp, e-mail or a web widget, none of which speak it: relayed raw, a link the agent pasted reached them
 as `<https://example.com/track?id=1&amp;x=2|track your parcel>`. Pure on purpose (no Slack, no Redis), so
 every rule is a row in a table and is tested as one.
+
+Emoji too: Slack sends what the agent picked as a shortcode (`:package:`, `:+1::skin-tone-2:`), which customers
+read literally. Known names become the emoji itself (the `emoji` package's maintained alias table, plus the few
+spellings that are Slack's own); a custom workspace emoji has no Unicode form and stays as typed. Text between
+backticks is left alone: it is what the agent wants copied exactly (a command, a config line).
 """
 
 from __future__ import annotations
 
+import functools
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from typing import NamedTuple
+
+import emoji
 
 _TOKEN = re.compile(r"(?P<pre>[ \t]*)<(?P<body>[^<>\n]*)>")
 """One `<…>` token and the spaces before it: a token that is dropped takes them along, so "thanks <@U1>,"
@@ -104,6 +112,91 @@ def mentioned(text: str) -> list[str]:
     return [m.group("body")[1:].split("|", 1)[0] for m in _TOKEN.finditer(text) if m.group("body").startswith("@")]
 
 
+_SHORTCODE = re.compile(r":(?P<name>[a-z0-9_+'\-]+):(?::skin-tone-(?P<tone>[2-6]):)?")
+"""`:name:`, optionally followed by Slack's skin tone (`:skin-tone-2:` is the lightest, 6 the darkest)."""
+
+_CODE = re.compile(r"```.*?```|`[^`\n]*`", re.DOTALL)
+"""Code blocks and spans, whose text is not Slack markup for emoji."""
+
+_TONES = {str(n): chr(0x1F3FB + n - 2) for n in range(2, 7)}
+"""Slack's skin-tone-2..6 are the Unicode Fitzpatrick modifiers U+1F3FB..U+1F3FF."""
+
+SLACK_ONLY = {"simple_smile": "\U0001F642"}
+"""Names Slack has and the alias table does not, where no rule below derives them."""
+
+_GENDERED = (("female-", "woman_"), ("male-", "man_"))
+"""Slack's `:female-technologist:` is the alias table's `:woman_technologist:`."""
+
+
+def _spellings(name: str) -> Iterator[str]:
+    """The alias table's candidate names for a Slack name (Slack joins some words with `-`, the table with `_`)."""
+    yield name
+    yield name.replace("-", "_")
+    for slack, table in _GENDERED:
+        if name.startswith(slack):
+            yield table + name[len(slack):].replace("-", "_")
+
+
+def _flag(name: str) -> str | None:
+    """`:flag-de:`: the two regional indicator letters, if Unicode has that flag."""
+    code = name.removeprefix("flag-")
+    if name.startswith("flag-") and re.fullmatch(r"[a-z]{2}", code):
+        flag = "".join(chr(0x1F1E6 + ord(c) - ord("a")) for c in code)
+        return flag if emoji.is_emoji(flag) else None
+    return None
+
+
+@functools.lru_cache(maxsize=4096)
+def emoji_for(name: str, tone: str | None = None) -> str | None:
+    """The emoji for Slack's shortcode `name` (with skin `tone` 2-6, if given), or None for one we do not
+    know (a workspace's custom emoji). A tone the emoji cannot take is dropped, not spelled out."""
+    found = next((e for e in map(_alias, _spellings(name)) if e is not None), None) or _flag(name) \
+        or SLACK_ONLY.get(name)
+    if found is None or tone is None:
+        return found
+    # The modifier follows the first code point (before a ZWJ sequence's rest); a variation selector goes.
+    toned = found[0] + _TONES[tone] + found[1:].removeprefix("\ufe0f")
+    return toned if emoji.is_emoji(toned) else found
+
+
+def _alias(name: str) -> str | None:
+    shortcode = f":{name}:"
+    out = emoji.emojize(shortcode, language="alias")
+    return out if out != shortcode else None
+
+
+def _emojize_text(text: str) -> str:
+    """Shortcodes to emoji in plain text; an unknown one is kept, and its closing colon may open the next."""
+    out: list[str] = []
+    pos = 0
+    while (m := _SHORTCODE.search(text, pos)) is not None:
+        found = emoji_for(m.group("name"), m.group("tone"))
+        if found is None:
+            out.append(text[pos:m.start() + 1])
+            pos = m.start() + 1
+            continue
+        out.append(text[pos:m.start()] + found)
+        pos = m.end()
+    out.append(text[pos:])
+    return "".join(out)
+
+
+def emojize(text: str) -> str:
+    """`_emojize_text` outside code spans and blocks.
+
+    >>> emojize("On its way :package: :+1::skin-tone-2: `:package:` :our-logo:")
+    'On its way 📦 👍🏻 `:package:` :our-logo:'
+    """
+    out: list[str] = []
+    last = 0
+    for m in _CODE.finditer(text):
+        out.append(_emojize_text(text[last:m.start()]))
+        out.append(m.group())
+        last = m.end()
+    out.append(_emojize_text(text[last:]))
+    return "".join(out)
+
+
 def to_plain(text: str, names: Names | None = None) -> str:
     """`text` as Slack sent it, in plain text for a customer; `names` maps user ids to what to call them.
 
@@ -123,8 +216,8 @@ def to_plain(text: str, names: Names | None = None) -> str:
     out: list[str] = []
     last = 0
     for match in _TOKEN.finditer(text):
-        out.append(unescape(text[last:match.start()]))
+        out.append(emojize(unescape(text[last:match.start()])))
         out.append(one(match))
         last = match.end()
-    out.append(unescape(text[last:]))
+    out.append(emojize(unescape(text[last:])))
     return "".join(out)

@@ -6,6 +6,7 @@ TwiML answer — Twilio treats a 2xx as delivered, so answering earlier could lo
 
 from __future__ import annotations
 
+import math
 from collections.abc import Awaitable, Callable
 
 import redis.asyncio as aioredis
@@ -36,6 +37,11 @@ class TwilioInbound(BaseModel):
     message_sid: Identifier = Field(alias="MessageSid")
     num_media: int = Field(default=0, alias="NumMedia", ge=0, le=100)
     profile_name: str | None = Field(default=None, alias="ProfileName", max_length=200)
+    latitude: str | None = Field(default=None, alias="Latitude", max_length=64)
+    longitude: str | None = Field(default=None, alias="Longitude", max_length=64)
+    address: str | None = Field(default=None, alias="Address", max_length=1000)
+    label: str | None = Field(default=None, alias="Label", max_length=1000)
+    """A WhatsApp location pin comes as these four (the last two optional) with an empty Body."""
 
     @property
     def channel(self) -> ChannelKind:
@@ -46,9 +52,32 @@ class TwilioInbound(BaseModel):
         return self.from_.removeprefix("whatsapp:").strip()
 
 
+def _coordinate(raw: str) -> str:
+    """Twilio's "52.5200" as Meta's JSON number reads ("52.52"); anything that is not a number, as sent."""
+    try:
+        value = float(raw)
+    except ValueError:
+        return raw.strip()
+    return str(value) if math.isfinite(value) else raw.strip()
+
+
+def location_text(inbound: TwilioInbound) -> str | None:
+    """A shared WhatsApp location as `integrations.whatsapp.payload` renders Meta's (`[location lat,long name,
+    address]`), so agents read one form whichever provider carries WhatsApp. It has no Body: taken for an
+    empty message, it was answered 200 and dropped, and the customer's "where the courier should go" was lost."""
+    if not (inbound.latitude and inbound.longitude and inbound.latitude.strip() and inbound.longitude.strip()):
+        return None
+    where = ", ".join(part.strip() for part in (inbound.label, inbound.address) if part and part.strip())
+    at = f"{_coordinate(inbound.latitude)},{_coordinate(inbound.longitude)}"
+    return f"[location {at}{' ' + where if where else ''}]"
+
+
 def message_text(inbound: TwilioInbound, form: dict[str, str]) -> str:
-    """Body plus one line per attachment, so the agent sees (and can open) what was sent."""
+    """Body, a shared location, and one line per attachment, so the agent sees (and can open) what was sent."""
     lines = [inbound.body.strip()] if inbound.body.strip() else []
+    location = location_text(inbound)
+    if location is not None:
+        lines.append(location)
     for i in range(min(inbound.num_media, MAX_MEDIA)):
         url = form.get(f"MediaUrl{i}")
         if url:

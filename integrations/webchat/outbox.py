@@ -9,6 +9,7 @@ what makes resume-after-disconnect exact: nothing the client missed is skipped, 
 from __future__ import annotations
 
 import json
+from datetime import datetime, timedelta
 from typing import Any
 
 import redis.asyncio as aioredis
@@ -169,9 +170,11 @@ class WebchatChannel:
         return Delivery(ok=True, external_id=str(seq))
 
     async def waiting(self, conversation: Conversation, minutes: int) -> None:
-        """Shows "a person will be with you in about N minutes" in the widget."""
-        await set_eta(self.redis, conversation.id, minutes)
-        await publish_status(self.redis, conversation.id)
+        """Shows "a person will be with you in about N minutes" in the widget, or, for a wait of hours (the desk
+        is closed), the time a person will reply by: "about 2733 minutes" says nothing to a customer."""
+        await set_eta(self.redis, conversation.id, minutes, ttl_s=max(ETA_TTL_S, minutes * 60))
+        await publish_status(self.redis, conversation.id, reply_by=utcnow() + timedelta(minutes=minutes))
+        log.info("webchat_wait_shown", conversation_id=conversation.id, eta_minutes=minutes)
 
     async def ask_rating(self, conversation: Conversation, request_id: str) -> bool:
         """The widget has its own rating prompt, so no "reply 1 to 5" text is needed."""
@@ -186,12 +189,24 @@ async def publish_typing(redis: aioredis.Redis, conversation_id: str, author: st
     )
 
 
-async def publish_status(redis: aioredis.Redis, conversation_id: str, state: str = "waiting") -> int:
-    """"A person will be with you in about N minutes": N is read from `set_eta` when the frame is pushed."""
-    return await publish(redis, conversation_id, {"type": "status", "state": state, "at": utcnow().isoformat()})
+async def publish_status(
+    redis: aioredis.Redis, conversation_id: str, state: str = "waiting", reply_by: datetime | None = None
+) -> int:
+    """"A person will be with you in about N minutes": N is read from `set_eta` when the frame is pushed.
+
+    `reply_by` (ISO, UTC) is the moment itself: the widget counts down to it, so a page reloaded an hour later
+    is not told the first N again, and a wait past the desk's opening is shown as a time of day."""
+    frame: dict[str, Any] = {"type": "status", "state": state, "at": utcnow().isoformat()}
+    if reply_by is not None:
+        frame["reply_by"] = reply_by.isoformat()
+    return await publish(redis, conversation_id, frame)
 
 
-async def set_eta(redis: aioredis.Redis, conversation_id: str, minutes: int, ttl_s: int = 3600) -> None:
+ETA_TTL_S = 3600
+"""How long a wait stays shown at least; a longer one (the desk is closed) stays until it is due."""
+
+
+async def set_eta(redis: aioredis.Redis, conversation_id: str, minutes: int, ttl_s: int = ETA_TTL_S) -> None:
     await redis.set(eta_key(conversation_id), int(minutes), ex=ttl_s)
 
 

@@ -324,22 +324,26 @@ class ChatSocket:
                 await self.redis.delete(outbox.typing_key(self.conversation_id))
 
     async def on_csat(self, frame: Csat) -> None:
+        """Counted once per request (see `csat.widget_rating`); the answer carries the rating that is kept, so
+        a second or re-sent rating is not shown to the customer as if it had replaced the first."""
         try:
-            counted = await csat.widget_rating(self.redis, self.conversation_id, frame.score, {
+            rated = await csat.widget_rating(self.redis, self.conversation_id, frame.score, {
                 "score": frame.score, "at": int(time.time()), "customer": self.customer_id,
                 "comment": (frame.comment or "").strip(),
             })
         except (RedisError, OSError):
             await self.send(error_frame("unavailable", "your rating could not be saved; please try again"))
             return
-        self.log.info("webchat_csat", score=frame.score, counted=counted)
-        try:
-            # In the stream so a reload (which replays the csat_request) and the customer's other tabs hide the
-            # prompt instead of asking again and letting a second rating overwrite the first.
-            await outbox.publish(self.redis, self.conversation_id, {"type": "csat_rated", "score": frame.score})
-        except (RedisError, OSError) as exc:
-            self.log.warning("webchat_csat_rated_unpublished", error=str(exc))
-        await self.send({"type": "csat_ack", "score": frame.score})
+        self.log.info("webchat_csat", score=frame.score, counted=rated.counted, kept=rated.score)
+        if rated.counted:
+            try:
+                # In the stream so a reload (which replays the csat_request) and the customer's other tabs hide
+                # the prompt instead of asking again. Only for a rating that counted: one that did not changes
+                # nothing another tab should show.
+                await outbox.publish(self.redis, self.conversation_id, {"type": "csat_rated", "score": rated.score})
+            except (RedisError, OSError) as exc:
+                self.log.warning("webchat_csat_rated_unpublished", error=str(exc))
+        await self.send({"type": "csat_ack", "score": rated.score, "counted": rated.counted})
 
     async def on_ping(self, frame: Ping) -> None:
         await self.send({"type": "pong"})

@@ -98,6 +98,30 @@ def _location(part: dict[str, Any]) -> str:
     return f"[location {part.get('latitude')},{part.get('longitude')}{' ' + where if where else ''}]"
 
 
+REACTION = "[reaction "
+
+
+def _reaction(part: dict[str, Any]) -> str:
+    """A reaction as the agent reads it; "" (nothing to store) when the customer took one back: Meta sends the
+    removal as a reaction with no emoji, which reached the agent as the customer writing "[reaction ]"."""
+    emoji = str(part.get("emoji") or "").strip()
+    return f"{REACTION}{emoji}]" if emoji else ""
+
+
+def is_reaction_text(text: str) -> bool:
+    """Whether a WhatsApp message's stored text is a reaction (`_reaction`): the pipeline threads it for the
+    agent but lets it reopen nothing, as a 👍 to our "resolved" message is no new question.
+
+    >>> is_reaction_text(message_text(WaMessage.model_validate(
+    ...     {"id": "w", "from": "4916", "type": "reaction", "reaction": {"message_id": "x", "emoji": "👍"}})))
+    True
+    >>> message_text(WaMessage.model_validate(
+    ...     {"id": "w", "from": "4916", "type": "reaction", "reaction": {"message_id": "x", "emoji": ""}}))
+    ''
+    """
+    return text.startswith(REACTION) and text.endswith("]") and "\n" not in text
+
+
 def _interactive(part: dict[str, Any]) -> str:
     reply = part.get("button_reply") or part.get("list_reply") or {}
     return str(reply.get("title") or reply.get("id") or "")
@@ -113,7 +137,7 @@ RENDER: dict[str, Callable[[dict[str, Any]], str]] = {
     "location": _location,
     "interactive": _interactive,
     "button": lambda p: str(p.get("text") or p.get("payload") or ""),
-    "reaction": lambda p: f"[reaction {p.get('emoji', '')}]",
+    "reaction": _reaction,
 }
 
 

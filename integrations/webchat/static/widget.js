@@ -192,19 +192,34 @@
       note.textContent = f.typing ? (f.author || "An agent") + " is typing…" : "";
       if (f.typing) agentTypingTimer = setTimeout(function () { note.textContent = ""; }, 6000);
     },
+    // reply_by: when the SLA clock says a person replies (after the desk opens, if it is closed). Counted down
+    // from here, so a reload does not repeat the first figure; a wait of hours also says the day and time.
     status: function (f) {
-      note.textContent = f.eta_minutes != null
-        ? "A person will be with you in about " + f.eta_minutes + " minute" + (f.eta_minutes === 1 ? "" : "s") + "."
-        : "A person will be with you shortly.";
+      var due = f.reply_by ? Date.parse(f.reply_by) : NaN;
+      var left = isNaN(due) ? f.eta_minutes : Math.ceil((due - Date.now()) / 60000);
+      if (left == null || left <= 0) { note.textContent = "A person will be with you shortly."; return; }
+      var n = left < 90 ? left : left < 2880 ? Math.round(left / 60) : Math.round(left / 1440);
+      var unit = left < 90 ? "minute" : left < 2880 ? "hour" : "day";
+      var by = isNaN(due) || left < 90 ? "" : " (by " + new Date(due).toLocaleString([], {
+        weekday: "short", hour: "2-digit", minute: "2-digit" }) + ")";
+      note.textContent = "A person will be with you in about " + n + " " + unit + (n === 1 ? "" : "s") + by + ".";
     },
     csat_request: function () { showCsat(); },
     // Replayed on reload and seen by the other tabs: the question was answered, do not ask it again.
     csat_rated: function () {
       if (csatBox.getAttribute("data-state") === "asking") { csatBox.hidden = true; csatBox.textContent = ""; }
     },
-    csat_ack: function () {
+    // counted false: this click was not taken (already rated, here, in another tab or by typing a number; or
+    // the question expired). Say what is kept instead of thanking for a rating that was thrown away.
+    csat_ack: function (f) {
       csatBox.textContent = ""; csatBox.hidden = false; csatBox.setAttribute("data-state", "thanked");
-      csatBox.appendChild(el("p", {}, "Thank you for your feedback!"));
+      var text = "Thank you for your feedback!";
+      if (f.counted === false) {
+        text = typeof f.score === "number"
+          ? "You already rated this conversation " + f.score + " out of 5. Thank you!"
+          : "This conversation is no longer asking for a rating.";
+      }
+      csatBox.appendChild(el("p", {}, text));
     },
     error: function (f) {
       alertBox.textContent = f.message || "Something went wrong.";

@@ -1,0 +1,107 @@
+"""After an agent presses "Back to bot", the customer's next message goes to the bot.
+
+It used to go straight back to a person: routing judged the whole conversation, so the agent who had just handed
+it back was a "returning customer: previous agent available" reason, and a "talk to someone" in the first message
+(which the agent had already dealt with) still counted. Asking for a person after the hand-back still works, and
+brings the same card back. All through the real gateway: signed Slack clicks and thread replies, the API
+channel's callback as the customer.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import redis.asyncio as aioredis
+
+from gateway.domain import Conversation, ConversationState
+from tests.conftest import Callback
+from tests.harness import Gateway, cards, eventually, make_settings, start_gateway
+from tests.slack_requests import SlackSender
+
+RESET_ANSWER = 'Use "Forgot password?" on the sign-in page'
+
+
+@pytest.fixture
+async def gw(redis: aioredis.Redis, redis_url: str, tmp_path: Path, callback: Callback) -> AsyncIterator[Gateway]:
+    gateway = await start_gateway(make_settings(redis_url, tmp_path, api_callback_url=callback.url))
+    yield gateway
+    await gateway.close()
+
+
+async def _state(gw: Gateway, conv_id: str, state: ConversationState) -> Conversation | None:
+    conv = await gw.rt.store.load(conv_id)
+    return conv if conv is not None and conv.state is state else None
+
+
+async def _handled_by_agent_then_back_to_bot(
+    gw: Gateway, callback: Callback, customer: str, first: str, channel_name: str
+) -> tuple[str, dict[str, Any], str]:
+    """A card for `first`; U0ALICE claims it, replies, and hands it back to the bot, all by Slack requests."""
+    status, body = await gw.post_message({"customer_id": customer, "message_id": f"{customer}-1", "text": first})
+    assert status == 202
+    conv_id = body["conversation_id"]
+    (card,) = await eventually(lambda: cards(gw.slack, channel_name))
+    await eventually(lambda: _state(gw, conv_id, ConversationState.WAITING))
+    channel = gw.slack.channel_id(channel_name)
+    slack = SlackSender(gw.session, f"{gw.url}/slack/events", gw.rt.slack.signing_secret)
+    await slack.click("U0ALICE", channel, card, {"type": "button", "action_id": "sb_claim", "value": conv_id})
+    await eventually(lambda: gw.rt.ops.holder(conv_id))
+    await slack.message("U0ALICE", channel, "Happy to help, I have sorted that for you.", thread_ts=card["ts"])
+    await eventually(lambda: any("sorted that" in r["text"] for r in callback.received))
+
+    async def reply_stored() -> bool:  # the worker appends the reply once it is delivered
+        conv = await gw.rt.store.load(conv_id)
+        return conv is not None and any("sorted that" in m.text for m in conv.messages)
+
+    await eventually(reply_stored)
+    await slack.click("U0ALICE", channel, card, {"type": "button", "action_id": "sb_to_bot", "value": conv_id})
+    await eventually(lambda: _state(gw, conv_id, ConversationState.AUTOMATED))
+    return conv_id, card, channel_name
+
+
+async def _bot_answer(callback: Callback) -> dict[str, Any]:
+    found: dict[str, Any] = await eventually(
+        lambda: next((r for r in callback.received if RESET_ANSWER in r["text"]), None))
+    return found
+
+
+def _thread(gw: Gateway, channel: str, card: dict[str, Any]) -> list[str]:
+    return [m.get("text", "") for m in gw.slack.replies(channel, card["ts"])]
+
+
+async def test_after_back_to_bot_the_next_message_goes_to_the_bot_not_to_the_agent(
+    gw: Gateway, callback: Callback
+) -> None:
+    conv_id, card, channel = await _handled_by_agent_then_back_to_bot(
+        gw, callback, "btb-agent", "I was charged twice on my invoice", "support-billing")
+    await gw.post_message({"customer_id": "btb-agent", "message_id": "btb-agent-2",
+                           "text": "Thanks. How do I reset my password?"})
+    await _bot_answer(callback)  # was: "returning customer: previous agent U0ALICE available", to a person
+    await asyncio.sleep(0.5)
+    conv = await gw.rt.store.load(conv_id)
+    assert conv is not None and conv.state is ConversationState.AUTOMATED and conv.claimed_by is None
+    assert conv.card_ts == card["ts"] and len(cards(gw.slack, channel)) == 1
+    assert not any("needs a person again" in t for t in _thread(gw, channel, card))
+
+
+async def test_a_request_for_a_person_before_back_to_bot_does_not_count_one_after_it_does(
+    gw: Gateway, callback: Callback
+) -> None:
+    conv_id, card, channel = await _handled_by_agent_then_back_to_bot(
+        gw, callback, "btb-asked", "I would like to speak with someone about my invoice", "support-billing")
+    await gw.post_message({"customer_id": "btb-asked", "message_id": "btb-asked-2",
+                           "text": "How do I reset my password?"})
+    await _bot_answer(callback)  # was: "customer asked for a human once", from the first message
+    conv = await gw.rt.store.load(conv_id)
+    assert conv is not None and conv.state is ConversationState.AUTOMATED
+    # Asked after the hand-back, it counts: the same card comes back, waiting for a claim.
+    await gw.post_message({"customer_id": "btb-asked", "message_id": "btb-asked-3",
+                           "text": "That is not it, I want to talk to a real person please"})
+    back = await eventually(lambda: _state(gw, conv_id, ConversationState.WAITING))
+    assert back.card_ts == card["ts"] and len(cards(gw.slack, channel)) == 1
+    notes = [t for t in _thread(gw, channel, card) if "needs a person again" in t]
+    assert len(notes) == 1 and "customer asked for a human once" in notes[0], notes

@@ -1,0 +1,145 @@
+"""A rating given in the web chat widget, through the whole gateway: real WebSocket, real Redis, the worker and
+the Slack emulator's desk.
+
+Before: the widget's rating was kept only in `sb:csat:<conv>`. The card's thread never said "⭐ The customer
+rated this conversation 1/5.", the conversation had no `csat` (so the next card's "Earlier conversations"
+showed no "CSAT 1/5"), and a second or re-sent rating was answered as if it had been taken.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import pytest
+import redis.asyncio as aioredis
+
+from gateway import keys
+from integrations.webchat import outbox
+from tests.harness import Gateway, cards, eventually, make_settings, outcomes, start_gateway, stored_card
+from tests.test_desk import sender
+from tests.test_desk_stale import ASK, _open_forms
+from tests.test_webchat_support import recv, recv_until
+
+RATED = "⭐ The customer rated this conversation"
+
+
+@pytest.fixture
+async def gw(redis: aioredis.Redis, redis_url: str, tmp_path: Path) -> AsyncIterator[Gateway]:
+    g = await start_gateway(make_settings(redis_url, tmp_path))
+    yield g
+    await g.close()
+
+
+async def _chat(gw: Gateway, text: str) -> tuple[aiohttp.ClientWebSocketResponse, str]:
+    """A widget session that wrote `text`: (its socket, its conversation id)."""
+    async with gw.session.post(f"{gw.url}/webchat/session", json={}, headers={"Origin": gw.url}) as resp:
+        session = await resp.json()
+    ws = await gw.session.ws_connect(f"{gw.url}/webchat/ws?token={session['token']}&since=0",
+                                     headers={"Origin": gw.url})
+    await ws.send_json({"type": "message", "client_id": "c1", "text": text})
+    return ws, str(session["conversation_id"])
+
+
+async def _resolved_asking(gw: Gateway, ws: aiohttp.ClientWebSocketResponse, conv_id: str, channel_name: str
+                           ) -> tuple[dict[str, Any], str]:
+    """Claimed by Alice and resolved with "Ask the customer for a rating? Yes"; the widget shows the prompt."""
+    card, stored = await stored_card(gw, channel_name)
+    assert stored == conv_id
+    assert (await gw.rt.ops.claim(conv_id, "U0ALICE")).ok
+    channel, slack = gw.slack.channel_id(channel_name), sender(gw)
+    (form,) = await _open_forms(gw, slack, channel, card, conv_id, ("U0ALICE",))
+    assert (await slack.submit_view("U0ALICE", form, ASK))[1] == ""
+    await recv_until(ws, "csat_request")
+    return card, channel
+
+
+async def _rate(ws: aiohttp.ClientWebSocketResponse, score: int, comment: str | None = None) -> dict[str, Any]:
+    """Send a rating; the ack (a `csat_rated` from the stream may come first)."""
+    await ws.send_json({"type": "csat", "score": score} | ({"comment": comment} if comment else {}))
+    return await recv_until(ws, "csat_ack")
+
+
+def _notes(gw: Gateway, channel: str, card: dict[str, Any]) -> list[str]:
+    return [m["text"] for m in gw.slack.replies(channel, card["ts"]) if m["text"].startswith(RATED)]
+
+
+async def _rated_frames(redis: aioredis.Redis, conv_id: str) -> list[int]:
+    return [f["score"] for _, f in await outbox.read(redis, conv_id, 0) if f["type"] == "csat_rated"]
+
+
+async def test_a_widget_rating_reaches_the_thread_the_conversation_and_the_next_card_once(
+    gw: Gateway, redis: aioredis.Redis
+) -> None:
+    ws, conv_id = await _chat(gw, "I was charged twice on my invoice")
+    try:
+        card, channel = await _resolved_asking(gw, ws, conv_id, "support-billing")
+        ack = await _rate(ws, 1, "took too long")
+        assert ack["score"] == 1
+        (note,) = await eventually(lambda: _notes(gw, channel, card))
+        assert note == f"{RATED} 1/5."  # the comment stays with the rating (erasable), not in Slack
+        assert await redis.hget(outbox.csat_key(conv_id), "comment") == b"took too long"
+        conv = await gw.rt.store.load(conv_id)
+        assert conv is not None and conv.csat == 1
+        assert ack == {"type": "csat_ack", "score": 1, "counted": True}
+        rated = [o for o in await outcomes(redis) if o.get("csat")]
+        assert [(o["conversation_id"], o["csat"], o["agent"]) for o in rated] == [(conv_id, 1, "U0ALICE")]
+
+        # The same rating again (a re-send), then another one: neither counts, and the answer says what is kept.
+        assert await _rate(ws, 1) == {"type": "csat_ack", "score": 1, "counted": False}
+        assert await _rate(ws, 5) == {"type": "csat_ack", "score": 1, "counted": False}
+        await asyncio.sleep(0.5)  # give a wrongly queued second note time to be posted
+        assert len(_notes(gw, channel, card)) == 1
+        assert [o["csat"] for o in await outcomes(redis) if o.get("csat")] == [1]
+        assert await _rated_frames(redis, conv_id) == [1]  # no tab is told of a rating that was discarded
+        assert await redis.hget(outbox.csat_key(conv_id), "score") == b"1"
+        latest = await gw.rt.store.load(conv_id)
+        assert latest is not None and latest.csat == 1 and latest.state.value == "resolved"
+
+        # Past the reopen window the customer writes again: the new card lists the rated conversation.
+        await redis.set(keys.closed(conv_id), 0)
+        await ws.send_json({"type": "message", "client_id": "c2", "text": "My invoice is wrong again"})
+        moved = await recv_until(ws, "conversation")
+        assert moved["conversation_id"] != conv_id
+        newest = await eventually(lambda: [c for c in cards(gw.slack, "support-billing")
+                                           if moved["conversation_id"] in json.dumps(c["blocks"])])
+        history = json.dumps(newest[-1]["blocks"])
+        assert "Earlier conversations" in history and conv_id in history and "CSAT 1/5" in history
+    finally:
+        await ws.close()
+
+
+async def test_a_rating_typed_first_is_what_the_widget_is_told_it_keeps(gw: Gateway, redis: aioredis.Redis) -> None:
+    """The customer answers "How did we do?" by typing 4, then clicks 2 on the prompt still showing."""
+    ws, conv_id = await _chat(gw, "I was charged twice on my invoice")
+    try:
+        card, channel = await _resolved_asking(gw, ws, conv_id, "support-billing")
+        await ws.send_json({"type": "message", "client_id": "c2", "text": "4"})
+        (typed,) = await eventually(lambda: _notes(gw, channel, card))
+        assert typed == f"{RATED} 4/5."
+        assert await _rate(ws, 2) == {"type": "csat_ack", "score": 4, "counted": False}
+        await asyncio.sleep(0.5)
+        assert _notes(gw, channel, card) == [typed]
+        assert [o["csat"] for o in await outcomes(redis) if o.get("csat")] == [4]
+        conv = await gw.rt.store.load(conv_id)
+        assert conv is not None and conv.csat == 4
+    finally:
+        await ws.close()
+
+
+async def test_a_rating_nobody_asked_for_is_not_taken(gw: Gateway, redis: aioredis.Redis) -> None:
+    ws, conv_id = await _chat(gw, "I was charged twice on my invoice")
+    try:
+        await stored_card(gw, "support-billing")
+        while (await recv(ws))["type"] != "ack":
+            pass
+        assert await _rate(ws, 5) == {"type": "csat_ack", "score": None, "counted": False}
+        assert [o for o in await outcomes(redis) if o.get("csat")] == []
+        conv = await gw.rt.store.load(conv_id)
+        assert conv is not None and conv.csat is None
+    finally:
+        await ws.close()
