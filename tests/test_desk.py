@@ -387,10 +387,12 @@ async def test_a_note_prefix_is_matched_whatever_its_case(redis: aioredis.Redis,
         slack = sender(gw)
         await slack.click("U0ALICE", channel, card, {"type": "button", "action_id": "sb_claim", "value": conv_id})
         await eventually(lambda: gw.rt.ops.holder(conv_id))
-        for note in ("Internal: legacy plan, our bug", "internal: lowercase too", "  INTERNAL: and shouted"):
+        notes = ("Internal: legacy plan, our bug", "internal: lowercase too", "  INTERNAL: and shouted",
+                 "*Internal:* made bold in Slack", "_internal: in italics_")  # the last two: security review
+        for note in notes:
             await slack.message("U0ALICE", channel, note, thread_ts=card["ts"])
         await eventually(lambda: len([c for c in gw.slack.calls_to("reactions.add")
-                                      if c.params.get("name") == "memo"]) == 3)
+                                      if c.params.get("name") == "memo"]) == len(notes))
         await slack.message("U0ALICE", channel, "Refund is on its way", thread_ts=card["ts"])
         await eventually(lambda: callback.received)
         await asyncio.sleep(0.3)

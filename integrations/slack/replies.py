@@ -170,9 +170,7 @@ async def relay(ctx: DeskContext, event: Mapping[str, Any], body: Mapping[str, A
         return
     conv_id = as_str(raw)
     retired, conv_id = conv_id.startswith(keys.RETIRED), conv_id.removeprefix(keys.RETIRED)
-    # Case and leading spaces aside: `Internal:` configured and "internal: …" typed (or the reverse) went to the
-    # customer, and an internal note reaching the customer is the worst way this can fail.
-    if msg.text.lstrip().casefold().startswith(ctx.note_prefix.casefold()):
+    if is_note(msg.text, ctx.note_prefix):
         await _note(ctx, msg, conv_id)
         return
     try:
@@ -182,6 +180,23 @@ async def relay(ctx: DeskContext, event: Mapping[str, Any], body: Mapping[str, A
         return
     if queued:
         await _after(ctx, msg, conv_id, client)
+
+
+NOTE_MARKUP = " \t\n*_~`>"
+"""What may come before a note's prefix: spaces, and Slack's bold, italic, strike, code and quote marks."""
+
+
+def is_note(text: str, prefix: str) -> bool:
+    """Whether an agent's thread message is an internal note: it starts with the prefix, whatever its case and
+    however it is formatted. `Internal:` configured and "internal: …" typed went to the customer, and so did
+    "*Note:* …" (the prefix made bold); an internal note reaching the customer is the worst way this can fail.
+
+    >>> [is_note(t, "note:") for t in ("note: reseller", "  NOTE: x", "*Note:* x", "_note: x_", "> `note:` x")]
+    [True, True, True, True, True]
+    >>> [is_note(t, "note:") for t in ("Notes: see below", "a note: x", "*Hello*")]
+    [False, False, False]
+    """
+    return text.lstrip(NOTE_MARKUP).casefold().startswith(prefix.casefold())
 
 
 async def _queue(ctx: DeskContext, msg: ThreadMessage, conv_id: str, retired: bool, client: AsyncWebClient) -> bool:
