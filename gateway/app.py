@@ -23,6 +23,7 @@ from integrations.slack.listeners import DeskContext
 from integrations.slack.listeners import register as register_desk
 from integrations.slack.oauth import oauth_routes
 from integrations.webhook.api import make_forget_handler, make_handler
+from integrations.webhook.encoding import HANDLER_ARGS, refuse_encoded_bodies
 
 log = structlog.get_logger(__name__)
 
@@ -48,7 +49,8 @@ async def readyz(request: web.Request) -> web.Response:
 
 
 def create_app(rt: Runtime) -> web.Application:
-    app = web.Application(client_max_size=rt.settings.max_body_bytes)
+    app = web.Application(client_max_size=rt.settings.max_body_bytes, handler_args=HANDLER_ARGS,
+                          middlewares=[refuse_encoded_bodies])
     app[RUNTIME] = rt
     bolt = create_bolt_app(rt.client, rt.slack.signing_secret, rt.oauth)
     register_commands(bolt, CommandContext.from_runtime(rt))

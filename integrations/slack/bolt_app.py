@@ -15,6 +15,8 @@ from slack_bolt.oauth.async_oauth_settings import AsyncOAuthSettings
 from slack_sdk.signature import SignatureVerifier
 from slack_sdk.web.async_client import AsyncWebClient
 
+from integrations.webhook.untrusted import UNREADABLE_BODY
+
 
 def create_bolt_app(
     client: AsyncWebClient, signing_secret: str, oauth_settings: AsyncOAuthSettings | None = None
@@ -35,8 +37,15 @@ def events_handler(bolt: AsyncApp, signing_secret: str) -> Callable[[web.Request
     verifier = SignatureVerifier(signing_secret)
 
     async def slack_events(request: web.Request) -> web.Response:
-        raw = await request.read()
-        if not verifier.is_valid_request(raw, dict(request.headers)):
+        try:
+            raw = await request.read()
+        except UNREADABLE_BODY:
+            return web.json_response({"error": "unreadable_body"}, status=400)
+        try:
+            signed = verifier.is_valid_request(raw, dict(request.headers))
+        except (ValueError, OverflowError):  # a timestamp that is no number ("abc", "1e9999"): a 500 before
+            signed = False
+        if not signed:
             return web.json_response({"error": "invalid_signature"}, status=401)
         try:
             raw.decode("utf-8")
