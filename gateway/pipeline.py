@@ -362,7 +362,8 @@ class Pipeline:
                     id=f"{BOT_ANSWER}{message.id}", direction=Direction.OUTBOUND, channel=conv.customer.channel,
                     text=reply.text, author=BOT_AUTHOR,
                 )
-                sent, _ = await effects.once(f"bot:{message.id}", lambda: self._send(conv, answer), never_found)
+                sent, _ = await effects.once(f"bot:{message.id}", lambda: self._send(conv, answer, answer=True),
+                                             never_found)
                 if sent == "delivered":
                     conv.state = ConversationState.AUTOMATED
                     if self.bot_followup is not None:
@@ -375,13 +376,16 @@ class Pipeline:
                 await publish_failure_once(self.redis, effects, f"auto:{message.id}", conv, answered_on, reason)
         return reason
 
-    async def _send(self, conv: Conversation, message: Message) -> str:
+    async def _send(self, conv: Conversation, message: Message, answer: bool = False) -> str:
+        """`answer`: the bot's answer, which goes in the transcript only once delivered. Written first, an answer
+        the channel refused still showed on the card as given, and the SLA read the customer as answered: the
+        hand-off that followed planned no deadline, so nothing re-pinged or escalated however long they waited."""
         refused = await guards.refusal(self, conv)
         if refused is not None:
             log.info("customer_delivery_refused", conversation_id=conv.id, reason=refused)
             return refused
-        if not any(m.id == message.id for m in conv.messages):
-            await self.store.append(conv, message)
+        if not answer:
+            await self._record(conv, message)
         channel = self.channels.get(conv.customer.channel)
         if channel is None:
             log.warning("customer_channel_missing", conversation_id=conv.id, channel=conv.customer.channel.value)
@@ -393,7 +397,13 @@ class Pipeline:
             metrics.channel_failed(conv.customer.channel.value)
             log.warning("customer_delivery_failed", conversation_id=conv.id, error=delivery.error)
             return f"{REFUSED if delivery.permanent else FAILED}{delivery.error}"
+        if answer:
+            await self._record(conv, message)
         return "delivered"
+
+    async def _record(self, conv: Conversation, message: Message) -> None:
+        if not any(m.id == message.id for m in conv.messages):
+            await self.store.append(conv, message)
 
     async def _post_card(
         self, conv: Conversation, decision: Decision, effects: Effects, history: list[PastConversation],
