@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import structlog
 
-from gateway.domain import Conversation, ConversationState, Decision, Message
+from gateway.domain import BOT_ANSWER, Conversation, ConversationState, Decision, Direction, Message, is_bot_answer
 from gateway.effects import Effects, never_found
 from gateway.ports import AgentDesk
 from integrations.slack.escape import escape
@@ -30,3 +30,24 @@ async def to_people(desk: AgentDesk, conv: Conversation, decision: Decision, eff
 
     await effects.once(f"back:{message.id}", announce, never_found)
     log.info("conversation_back_from_bot", conversation_id=conv.id, reason=reason)
+
+
+def since_back_to_bot(conv: Conversation, message: Message) -> Conversation:
+    """The conversation as routing judges `message`: whole, or from an agent's "Back to bot" on.
+
+    Only a conversation the bot owns while it has a card was handed back (a card is posted waiting; the bot
+    takes it over only through that button). The hand-back leaves no line in the transcript, so its place is
+    found from what came after it: going back from `message`, every customer message the bot answered, and
+    its answer, is the bot's turn; the first other line (an agent's reply, the hand-off notice, the message
+    that brought the card) was there before. Judged whole, the first message's "I want a person" and the
+    agent's own name sent every message after the hand-back straight back to a person."""
+    if not conv.card_ts or conv.state is not ConversationState.AUTOMATED:
+        return conv
+    answered = {m.id.removeprefix(BOT_ANSWER) for m in conv.messages if is_bot_answer(m)}
+    start = conv.messages.index(message)
+    while start > 0:
+        before = conv.messages[start - 1]
+        if not (is_bot_answer(before) or (before.direction is Direction.INBOUND and before.id in answered)):
+            break
+        start -= 1
+    return conv.model_copy(update={"messages": conv.messages[start:]})

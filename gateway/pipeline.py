@@ -8,16 +8,16 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
-from datetime import datetime
 from functools import partial
 
 import redis.asyncio as aioredis
 import structlog
 
-from gateway import csat, guards, handback, keys, metrics, optout, outbound, reengage, transfers
+from gateway import guards, handback, keys, metrics, optout, outbound, reengage, transfers
 from gateway.agents import loads_for, stage_agent_loads
 from gateway.bot_followup import BOT_AGENT, BotFollowUp, publish_failure_once
 from gateway.card_gone import thread_follow_up
+from gateway.card_post import post_card
 from gateway.dead_letters import ParkNow
 from gateway.domain import (
     BOT_ANSWER,
@@ -26,7 +26,6 @@ from gateway.domain import (
     Conversation,
     ConversationState,
     CustomerProfile,
-    Decision,
     Direction,
     Message,
     PastConversation,
@@ -38,24 +37,22 @@ from gateway.domain import (
 )
 from gateway.effects import Effects, never_found
 from gateway.erasure import SWEEP, Eraser, sweep_entry
-from gateway.faults import checkpoint
-from gateway.full_text import thread_what_the_card_cut
+from gateway.follow_ups import follow_up, is_reaction
 from gateway.identity import Identity
 from gateway.outbound import FAILED, REFUSED
 from gateway.policy_store import PolicyStore
-from gateway.ports import AgentDesk, Automation, CustomerChannel, ShowsWaiting
+from gateway.ports import AgentDesk, Automation, CustomerChannel
 from gateway.redis_conn import as_str
 from gateway.retries import DeliveryRetries
 from gateway.sla import SlaTracker
 from gateway.store import ConversationStore, Snapshot
 from gateway.streams import Ack, delivery
-from integrations.whatsapp.payload import is_reaction_text
 from learners import coldstart
 from learners.base import Scorer
 from router.context import RoutingContext
 from router.decide import decide, suggested_agent
 from router.policy import Policy
-from router.sla import eta_minutes, handoff_notice
+from router.sla import handoff_notice
 
 log = structlog.get_logger(__name__)
 
@@ -64,32 +61,6 @@ ROUTE_FIELDS = ("scores", "decision", "skill", "slack_channel", "card_ts", "stat
 
 
 Handler = Callable[[Mapping[str, str], Ack | None], Awaitable[None]]
-
-
-def is_reaction(message: Message) -> bool:
-    """A WhatsApp reaction (👍 on one of our messages): shown to agents, but no request of its own."""
-    return message.channel is ChannelKind.WHATSAPP and is_reaction_text(message.text)
-
-
-def since_back_to_bot(conv: Conversation, message: Message) -> Conversation:
-    """The conversation as routing judges `message`: whole, or from an agent's "Back to bot" on.
-
-    Only a conversation the bot owns while it has a card was handed back (a card is posted waiting; the bot
-    takes it over only through that button). The hand-back leaves no line in the transcript, so its place is
-    found from what came after it: going back from `message`, every customer message the bot answered, and
-    its answer, is the bot's turn; the first other line (an agent's reply, the hand-off notice, the message
-    that brought the card) was there before. Judged whole, the first message's "I want a person" and the
-    agent's own name sent every message after the hand-back straight back to a person."""
-    if not conv.card_ts or conv.state is not ConversationState.AUTOMATED:
-        return conv
-    answered = {m.id.removeprefix(BOT_ANSWER) for m in conv.messages if is_bot_answer(m)}
-    start = conv.messages.index(message)
-    while start > 0:
-        before = conv.messages[start - 1]
-        if not (is_bot_answer(before) or (before.direction is Direction.INBOUND and before.id in answered)):
-            break
-        start -= 1
-    return conv.model_copy(update={"messages": conv.messages[start:]})
 
 
 @dataclass(frozen=True, slots=True)
@@ -191,7 +162,7 @@ class Pipeline:
         elif conv.card_ts and conv.state is ConversationState.AUTOMATED:
             # Handed back to the bot from the desk: the bot answers, or the card it has comes back to life.
             card = conv.card_ts
-            await self._follow_up(conv, message, effects)
+            await follow_up(self, conv, message, effects)
             await self._route(conv, message, effects, pre)
             # The state only if the card came back: rewriting "automated" could undo a claim made meanwhile.
             came_back: tuple[str, ...] = ("state",) if conv.state is not ConversationState.AUTOMATED else ()
@@ -201,7 +172,7 @@ class Pipeline:
             index = conv.messages.index(message)
             new_wait = index == 0 or ends_wait(conv.messages[index - 1])
             before, card = (conv.state, conv.resolved_at), conv.card_ts
-            await self._follow_up(conv, message, effects)
+            await follow_up(self, conv, message, effects)
             # Only a reopen changes these. Writing them back unchanged would undo a claim or a resolve
             # an agent made while this message was being threaded (Slack takes 100-300 ms).
             changed = ("state", "resolved_at") if (conv.state, conv.resolved_at) != before else ()
@@ -296,7 +267,7 @@ class Pipeline:
 
     async def _route(self, conv: Conversation, message: Message, effects: Effects, pre: Prefetched) -> None:
         policy = await self.policies.for_conversation(conv.id)
-        judged = since_back_to_bot(conv, message)
+        judged = handback.since_back_to_bot(conv, message)
         if judged is not conv:
             log.info("routed_since_back_to_bot", conversation_id=conv.id, message_id=message.id,
                      judged=len(judged.messages), of=len(conv.messages))
@@ -335,7 +306,7 @@ class Pipeline:
             conv.decision = decision
             conv.skill = decision.skill
             if decision.route is RouteKind.HUMAN:
-                await self._post_card(conv, decision, effects, history, suggested_agent(decision, context, policy),
+                await post_card(self, conv, decision, effects, history, suggested_agent(decision, context, policy),
                                       message.at)
         log.info(
             "conversation_routed",
@@ -404,66 +375,6 @@ class Pipeline:
     async def _record(self, conv: Conversation, message: Message) -> None:
         if not any(m.id == message.id for m in conv.messages):
             await self.store.append(conv, message)
-
-    async def _post_card(
-        self, conv: Conversation, decision: Decision, effects: Effects, history: list[PastConversation],
-        suggested: str | None, now: datetime,
-    ) -> None:
-        """`now`: when the customer was handed to people (their message), for the wait the widget shows."""
-        assert decision.channel is not None
-
-        async def post() -> str:
-            ref = await self.desk.post_card(conv, decision, history, suggested)
-            await checkpoint("after_card_post", conversation_id=conv.id)
-            return f"{ref.channel}|{ref.ts}"
-
-        async def find(since: float) -> str | None:
-            ref = await self.desk.find_card(conv, decision.channel or "", since)
-            return f"{ref.channel}|{ref.ts}" if ref else None
-
-        result, posted = await effects.once("card", post, find, deferred=True)
-        conv.slack_channel, conv.card_ts = result.split("|", 1)
-        await thread_what_the_card_cut(self, conv, effects)
-        channel = self.channels.get(conv.customer.channel)
-        if posted and isinstance(channel, ShowsWaiting):
-            policy = await self.policies.for_conversation(conv.id)
-            # The SLA clock's time, as the hand-off notice tells it: the bare target promised "about 15 minutes"
-            # while the desk was closed until Monday.
-            minutes = eta_minutes(policy, decision.skill, now)
-            await channel.waiting(conv, minutes)
-            log.info("customer_told_wait", conversation_id=conv.id, eta_minutes=minutes)
-        if conv.state in (ConversationState.NEW, ConversationState.AUTOMATED):
-            conv.state = ConversationState.WAITING
-        if not posted:
-            log.info("card_already_posted", conversation_id=conv.id, ts=conv.card_ts)
-
-    async def _follow_up(self, conv: Conversation, message: Message, effects: Effects) -> None:
-        if message.direction is not Direction.INBOUND:
-            return
-        rating = csat.rating(message.text)
-        if conv.state is ConversationState.RESOLVED and rating is not None and await csat.asked(self, conv, message,
-                                                                                                 effects):
-            await csat.record(self, conv, message, rating, effects)
-            return
-        reopened = conv.state is ConversationState.RESOLVED
-        if reopened:
-            conv.state = ConversationState.WAITING
-            conv.resolved_at = None
-            await self.store.mark_open(conv)
-            log.info("conversation_reopened", conversation_id=conv.id)
-
-        await thread_follow_up(self, conv, message, effects)
-        log.info("follow_up_threaded", conversation_id=conv.id, message_id=message.id)
-        if reopened:
-
-            async def announce() -> str:
-                await self.desk.update_card(conv, "🔁 Reopened: the customer wrote again")
-                ts = await self.desk.note_in_thread(
-                    conv, "🔁 The customer wrote again: this conversation is *reopened*.", broadcast=True
-                )
-                return ts or "none"
-
-            await effects.once(f"reopen:{message.id}", announce, never_found)
 
     async def handle_outbound(self, fields: Mapping[str, str], ack: Ack | None = None) -> None:
         await outbound.deliver(self, fields)

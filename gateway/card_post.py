@@ -1,0 +1,57 @@
+"""A routed conversation's card: posted once, however often its entry is handled, and the customer told the wait.
+
+The post is an effect (`Effects.once`, deferred into the pipeline's commit): an entry handled again after a crash
+asks Slack, by message metadata, whether the card already exists before posting another.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import TYPE_CHECKING
+
+import structlog
+
+from gateway.domain import Conversation, ConversationState, Decision, PastConversation
+from gateway.effects import Effects
+from gateway.faults import checkpoint
+from gateway.full_text import thread_what_the_card_cut
+from gateway.ports import ShowsWaiting
+from router.sla import eta_minutes
+
+if TYPE_CHECKING:
+    from gateway.pipeline import Pipeline
+
+log = structlog.get_logger(__name__)
+
+
+async def post_card(
+    p: Pipeline, conv: Conversation, decision: Decision, effects: Effects, history: list[PastConversation],
+    suggested: str | None, now: datetime,
+) -> None:
+    """`now`: when the customer was handed to people (their message), for the wait the widget shows."""
+    assert decision.channel is not None
+
+    async def post() -> str:
+        ref = await p.desk.post_card(conv, decision, history, suggested)
+        await checkpoint("after_card_post", conversation_id=conv.id)
+        return f"{ref.channel}|{ref.ts}"
+
+    async def find(since: float) -> str | None:
+        ref = await p.desk.find_card(conv, decision.channel or "", since)
+        return f"{ref.channel}|{ref.ts}" if ref else None
+
+    result, posted = await effects.once("card", post, find, deferred=True)
+    conv.slack_channel, conv.card_ts = result.split("|", 1)
+    await thread_what_the_card_cut(p, conv, effects)
+    channel = p.channels.get(conv.customer.channel)
+    if posted and isinstance(channel, ShowsWaiting):
+        policy = await p.policies.for_conversation(conv.id)
+        # The SLA clock's time, as the hand-off notice tells it: the bare target promised "about 15 minutes"
+        # while the desk was closed until Monday.
+        minutes = eta_minutes(policy, decision.skill, now)
+        await channel.waiting(conv, minutes)
+        log.info("customer_told_wait", conversation_id=conv.id, eta_minutes=minutes)
+    if conv.state in (ConversationState.NEW, ConversationState.AUTOMATED):
+        conv.state = ConversationState.WAITING
+    if not posted:
+        log.info("card_already_posted", conversation_id=conv.id, ts=conv.card_ts)
