@@ -328,5 +328,6 @@ class Outcome(DomainModel):
     agent: str | None = None
     predicted: dict[str, Any] = Field(default_factory=dict)
     skill_taught: bool = False
-    """`final_skill` was taught already (a transfer to it): counted in stats, not learned again."""
+    """`final_skill` is not learned from this outcome, only counted in stats: a transfer's (the resolve teaches
+    the skill the conversation ends on), or one an earlier release taught with its transfer."""
     at: datetime = Field(default_factory=utcnow)

@@ -78,10 +78,12 @@ async def move_card(p: Pipeline, fields: Mapping[str, str], ack: Ack | None) -> 
     result, _ = await effects.once(tag, post, find, deferred=True)
     new_channel, new_ts = result.split("|", 1)
     read_card = (conv.slack_channel, conv.card_ts)
+    # Counted as a misroute (stats), but the skill is taught by the resolve, where the conversation ends up:
+    # taught at each move, a chain (shipping → technical → billing) taught every stop for the same text, and the
+    # learner cannot take a label back.
     label = agent_outcome(conv, "transferred", fields.get("user", ""), final_skill=skill,
-                          correction=f"misrouted: really {skill}")
+                          correction=f"misrouted: really {skill}", skill_taught=True)
     conv.decision, conv.slack_channel, conv.card_ts, conv.moving_ref = decision, new_channel, new_ts, None
-    conv.taught_skill = skill  # by `label`, published with the move: a resolve to this skill teaches nothing more
     await thread_what_the_card_cut(p, conv, effects, tag)  # the new card says its thread has them
     if await _commit(p, conv, skill, effects, ack, read_card, by, label):
         log.info("conversation_transferred", conversation_id=conv.id, skill=skill, channel=channel, ts=new_ts)
@@ -108,7 +110,7 @@ async def _commit(p: Pipeline, conv: Conversation, skill: str, effects: Effects,
                 pipe.multi()
                 at = -1
                 if stored is not None and won:
-                    at = p.store.stage_save(pipe, conv, *CARD_FIELDS, "taught_skill")
+                    at = p.store.stage_save(pipe, conv, *CARD_FIELDS)
                     stage_outcome(pipe, label)  # exactly once, with the ack: only a move that lands teaches
                     p.store.stage_card(pipe, conv)
                     for card in sorted({read_card, (stored.slack_channel, stored.card_ts)} - {new}, key=str):

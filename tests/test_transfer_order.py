@@ -360,7 +360,8 @@ async def _landed(gw: Gateway, conv_id: str) -> None:
 
     async def moved() -> bool:
         conv = await gw.rt.store.load(conv_id)
-        return conv is not None and conv.moving_ref is None and conv.taught_skill is not None
+        return (conv is not None and conv.moving_ref is None and conv.decision is not None
+                and conv.decision.skill == conv.skill)
 
     await eventually(moved)
 
@@ -379,15 +380,16 @@ async def test_a_resolve_before_the_move_lands_teaches_its_own_skill_once(gw: Ga
 
 async def test_a_resolve_confirming_a_transfer_teaches_the_skill_once(gw: Gateway, redis: aioredis.Redis) -> None:
     """The transfer said "misrouted: really technical"; a resolve as technical said it again, so the skill
-    learner took two labels from one conversation. A resolve naming another skill still teaches it."""
+    learner took two labels from one conversation. The transfer is counted; the resolve teaches. A resolve
+    naming another skill teaches that one."""
     conv_id, _, _ = await new_card(gw)
     assert (await gw.rt.ops.transfer(conv_id, "U0ALICE", "technical")).ok
     await _landed(gw, conv_id)
     assert (await gw.rt.ops.resolve(conv_id, "U0ALICE", skill="technical", urgency=None, mood=None)).ok
     published = [Outcome.model_validate(o) for o in await outcomes(redis) if o["conversation_id"] == conv_id]
     assert [(o.kind, o.final_skill, o.skill_taught) for o in published] == [
-        ("transferred", "technical", False), ("resolved", "technical", True)]
-    assert [labels_of(o).pairs.get("skill", (None, None))[1] for o in published] == ["technical", None]
+        ("transferred", "technical", True), ("resolved", "technical", False)]
+    assert [labels_of(o).pairs.get("skill", (None, None))[1] for o in published] == [None, "technical"]
 
     other, _, _ = await new_card(gw, customer="cust-other")
     assert (await gw.rt.ops.transfer(other, "U0ALICE", "technical")).ok
@@ -416,5 +418,18 @@ async def test_a_reopened_episode_resolved_under_the_transferred_skill_teaches_i
     assert (await gw.rt.ops.resolve(conv_id, "U0BOB", skill="technical", urgency=None, mood=None)).ok
     resolved = [Outcome.model_validate(o) for o in await outcomes(redis)
                 if o["conversation_id"] == conv_id and o["kind"] == "resolved"]
-    assert [o.skill_taught for o in resolved] == [True, False]
+    assert [o.skill_taught for o in resolved] == [False, False]
     assert labels_of(resolved[-1]).pairs["skill"][1] == "technical"
+
+
+async def test_a_chain_of_transfers_teaches_only_where_it_ends(gw: Gateway, redis: aioredis.Redis) -> None:
+    """Found in review: shipping → technical → billing taught "technical" and "billing" for the same text, and
+    the resolve (marked taught) could not outweigh the wrong stop; a learner cannot take a label back."""
+    conv_id, _, _ = await new_card(gw)  # billing's
+    for skill in ("technical", "account"):
+        assert (await gw.rt.ops.transfer(conv_id, "U0ALICE", skill)).ok
+        await _landed(gw, conv_id)
+    assert (await gw.rt.ops.resolve(conv_id, "U0BOB", skill="account", urgency=None, mood=None)).ok
+    published = [Outcome.model_validate(o) for o in await outcomes(redis) if o["conversation_id"] == conv_id]
+    assert [o.kind for o in published] == ["transferred", "transferred", "resolved"]
+    assert [s for o in published if (s := labels_of(o).pairs.get("skill", (None, None))[1])] == ["account"]
