@@ -49,7 +49,7 @@ async def test_message_is_acked_after_ingest_and_stored_once_even_when_resent(ch
     assert [m["text"] for m in lines] == ["Where is my parcel?"]
     assert lines[0]["channel"] == "webchat"
     # A second session for the same visitor continues the same conversation.
-    s2 = await chat.session({"visitor_id": s["visitor_id"]})
+    s2 = await chat.session({"resume": s["resume"]})
     assert s2["conversation_id"] == s["conversation_id"]
     await ws.close()
 
@@ -131,8 +131,7 @@ async def test_size_and_rate_limits_answer_clear_errors(chat: Chat) -> None:
 
 
 async def test_bad_tokens_and_identity_are_refused(chat: Chat) -> None:
-    expired = tokens.issue(TOKEN_SECRET.encode(), tokens.SessionClaims(cid="conv_x", vid="v-" + "0" * 32,
-                                                                       exp=int(time.time()) - 1))
+    expired = tokens.issue(TOKEN_SECRET.encode(), tokens.TokenClaims(sid="0" * 32, exp=int(time.time()) - 1))
     for token in ("forged.token", expired, "abc.d%C3%A9f"):  # a non-ASCII mac was a 500
         try:
             await chat.http.ws_connect(f"{chat.url}/webchat/ws?token={token}", headers={"Origin": chat.url})

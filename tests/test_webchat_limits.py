@@ -169,7 +169,7 @@ def test_client_address_is_read_from_the_right(peer: str | None, forwarded: list
 async def test_sockets_per_visitor_are_capped_and_freed_on_close(redis: aioredis.Redis) -> None:
     async with started(redis, sockets_per_visitor=2) as chat:
         tab1 = await chat.session()
-        tab2 = await chat.session({"visitor_id": tab1["visitor_id"]})
+        tab2 = await chat.session({"resume": tab1["resume"]})
         held = [await chat.connect(tab1["token"]), await chat.connect(tab2["token"])]
         frame, code = await refused(chat, tab1["token"])
         assert (frame["type"], frame["code"], frame["retry_after"], code) == ("error", "too_many_tabs", 30, 4429)

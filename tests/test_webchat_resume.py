@@ -52,7 +52,7 @@ async def test_widget_follows_a_conversation_another_tab_started_from_its_first_
         await redis.set(keys.closed(old), int(time.time()) - REOPEN_LONG_AGO_S)  # resolved long ago
 
         # The visitor's other tab writes: the store starts a new conversation.
-        other = await chat.session({"visitor_id": visitor})
+        other = await chat.session({"resume": (await state(page))["session"]["resume"]})
         ws = await chat.connect(other["token"])
         await ws.send_json({"type": "message", "client_id": "ctab2", "text": "second tab question"})
         new = (await recv_until(ws, "conversation"))["conversation_id"]
@@ -83,7 +83,7 @@ async def test_an_open_tab_moves_to_the_conversation_another_tab_started_without
         page, old, visitor = await first_question(browser, chat)
         await redis.set(keys.closed(old), int(time.time()) - REOPEN_LONG_AGO_S)  # resolved long ago
         await page.evaluate("window.SwitchboardChat._ws.__first = true")
-        other = await chat.session({"visitor_id": visitor})
+        other = await chat.session({"resume": (await state(page))["session"]["resume"]})
         ws = await chat.connect(other["token"])
         await ws.send_json({"type": "message", "client_id": "ctab2", "text": "second tab question"})
         new = (await recv_until(ws, "conversation"))["conversation_id"]

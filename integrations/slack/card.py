@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from gateway.domain import (
+    ChannelKind,
     Conversation,
     ConversationState,
     Decision,
@@ -28,6 +29,9 @@ CHANNEL_LABEL = {"api": "API", "webchat": "Web chat", "sms": "SMS", "whatsapp": 
 TRANSCRIPT_LINES = 8
 EXCERPT = 500
 """Characters of one message the card shows; a section block holds 3,000 in all."""
+SIGNED_PREFIX = "user:"
+"""A web chat customer id starting so was signed by the host site (WEBCHAT_IDENTITY_SECRET); any other is an
+anonymous visitor's (`v-…`)."""
 TRANSCRIPT_BUDGET = 2900
 HEADER_MAX = 150
 """Slack refuses a header block whose text is longer (invalid_blocks), and with it the whole card."""
@@ -125,12 +129,31 @@ class ContextCard:
         return f"New conversation ({self.decision.skill}, P{self.decision.priority}) {self.conversation.id}"
 
     def _customer_lines(self) -> str:
+        """Name and contact details, with those nobody vouched for marked "(unverified)".
+
+        A web chat visitor types their name and email into a public page (or a script posts them), so anyone
+        can claim anyone's address; shown like an API customer's, whose details come signed from the host's
+        backend, an agent could take it for a verified identity and act on that account. The customer id says
+        which is which: a web chat customer is `user:<id>` only when the host site signed that id
+        (`integrations/webchat/tokens.signed_customer_id`), and web chat is merged with no other channel.
+        For a signed user the id is verified, and that is said; the name and email beside it come from the
+        same page, outside the signature, so they are marked too.
+        """
         c = self.conversation.customer
         p = c.profile
-        parts = [f"*Customer*\n{escape(p.name or c.external_id)}"]
-        details = [escape(v) for v in (p.email, p.phone) if v]
+        unverified = ""
+        signed_in = ""
+        if c.channel == ChannelKind.WEBCHAT:
+            unverified = " (unverified)"
+            if c.external_id.startswith(SIGNED_PREFIX):
+                signed_in = f"signed-in user {escape(c.external_id.removeprefix(SIGNED_PREFIX))}"
+        name = f"{escape(p.name)}{unverified}" if p.name else escape(c.external_id)
+        parts = [f"*Customer*\n{name}"]
+        details = [f"{escape(v)}{unverified}" for v in (p.email, p.phone) if v]
         if p.tier:
             details.append(f"tier {escape(p.tier)}")
+        if signed_in:
+            details.append(signed_in)
         if details:
             parts.append(" · ".join(details))
         return "\n".join(parts)

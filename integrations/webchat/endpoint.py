@@ -1,5 +1,6 @@
-"""`GET /webchat/ws`: the door to a chat socket. Origin, token, resume point and socket slots are checked
-before the upgrade, so a refused visitor costs a plain HTTP answer, not a socket."""
+"""`GET /webchat/ws`: the door to a chat socket. Origin, token (and the session record it points to), resume
+point and socket slots are checked before the upgrade, so a refused visitor costs a plain HTTP answer, not a
+socket."""
 
 from __future__ import annotations
 
@@ -7,7 +8,8 @@ import weakref
 
 import redis.asyncio as aioredis
 import structlog
-from aiohttp import WSCloseCode, web
+from aiohttp import WSCloseCode, hdrs, web
+from redis.exceptions import RedisError
 
 from integrations.webchat import tokens
 from integrations.webchat.clientip import ClientAddress
@@ -16,6 +18,7 @@ from integrations.webchat.hub import WakeHub
 from integrations.webchat.limits import Scope, SocketSlots, socket_cap
 from integrations.webchat.origins import OriginPolicy
 from integrations.webchat.refusals import Refusals
+from integrations.webchat.session import load_session
 from integrations.webchat.ws import MAX_FRAME_BYTES, ChatSocket, Ingest
 
 log = structlog.get_logger(__name__)
@@ -52,10 +55,9 @@ class SocketEndpoint:
         if not self.policy.allows(request.headers.get("Origin"), request):
             log.warning("webchat_origin_refused", origin=request.headers.get("Origin"))
             return web.json_response({"error": "origin_not_allowed", "message": "this site may not chat"}, status=403)
-        try:
-            claims = tokens.verify(self.key, request.query.get("token"))
-        except tokens.TokenError as exc:
-            return web.json_response({"error": "bad_token", "message": str(exc)}, status=401)
+        claims = await self._session(request)
+        if isinstance(claims, web.Response):
+            return claims
         try:
             since = int(request.query.get("since", "0"))
             if not 0 <= since <= MAX_SINCE:
@@ -72,7 +74,8 @@ class SocketEndpoint:
         try:
             # The heartbeat pings every heartbeat_s and drops a peer that does not answer within half of it:
             # a vanished laptop or phone otherwise holds its socket and its slots until TCP gives up (hours).
-            ws = web.WebSocketResponse(heartbeat=float(self.config.heartbeat_s), max_msg_size=MAX_FRAME_BYTES)
+            ws = web.WebSocketResponse(heartbeat=float(self.config.heartbeat_s), max_msg_size=MAX_FRAME_BYTES,
+                                       protocols=(tokens.PROTOCOL,))
             await ws.prepare(request)
             self.open.add(ws)
             log.info("webchat_connected", conversation_id=claims.cid, since=since)
@@ -81,3 +84,26 @@ class SocketEndpoint:
             return ws
         finally:
             self.slots.give_back(owners)
+
+    async def _session(self, request: web.Request) -> tokens.SessionClaims | web.Response:
+        """The session the handshake's token points to, or the answer refusing it.
+
+        The widget offers the token as a subprotocol (`Sec-WebSocket-Protocol`), which proxies and access logs
+        do not record the way they record a URL; `?token=` is still read for widgets loaded before that and for
+        scripts. Either way the token holds only a record id and an expiry: the record, kept for the token's
+        lifetime, holds the conversation and who the visitor is.
+        """
+        token = tokens.token_from_protocols(request.headers.get(hdrs.SEC_WEBSOCKET_PROTOCOL))
+        try:
+            signed = tokens.verify(self.key, token or request.query.get("token"))
+        except tokens.TokenError as exc:
+            return web.json_response({"error": "bad_token", "message": str(exc)}, status=401)
+        try:
+            claims = await load_session(self.redis, signed.sid)
+        except (RedisError, OSError) as exc:
+            log.error("webchat_session_unavailable", error=str(exc))
+            return web.json_response({"error": "unavailable", "message": "storage is unavailable; retry later"},
+                                     status=503, headers={"Retry-After": "2"})
+        if claims is None:
+            return web.json_response({"error": "bad_token", "message": "token expired"}, status=401)
+        return claims

@@ -26,6 +26,7 @@ from aiohttp import web
 
 from integrations.webchat.limits import Refusal, Scope
 from integrations.webchat.protocol import error_frame
+from integrations.webchat.tokens import PROTOCOL
 
 log = structlog.get_logger(__name__)
 
@@ -108,7 +109,9 @@ class Refusals:
             return self.plain(refusal)
         self.in_flight += 1  # taken and given back synchronously around the awaits: no two can take the last one
         try:
-            ws = web.WebSocketResponse(timeout=self.close_s)
+            # The widget offers the token as a subprotocol: a browser fails a handshake that answers none of
+            # the offered ones, and the widget would never read why it was refused.
+            ws = web.WebSocketResponse(timeout=self.close_s, protocols=(PROTOCOL,))
             with contextlib.suppress(ConnectionError, RuntimeError):
                 await ws.prepare(request)
                 frame = error_frame(refusal.error, refusal.message, retry_after=refusal.retry_after)

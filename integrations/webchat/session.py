@@ -1,14 +1,16 @@
 """`POST /webchat/session`: who is chatting, which conversation, and a short-lived socket token.
 
-The visitor id is a random secret kept in the browser; it is the only thing that ties a browser to its
-conversation, so it must look random (`v-` + 32 hex) and can never collide with a host-signed
-`user:<id>` identity. A claimed user id without a valid hash is refused, never downgraded silently.
+An anonymous visitor is known by a resume secret kept in the browser and sent only in this request's body
+(see `tokens.py`); their visitor id is a hash of it (`v-` + 32 hex), so it can never collide with a
+host-signed `user:<id>` identity and knowing it gets nobody back into the conversation. A claimed user id
+without a valid hash is refused, never downgraded silently. The token answered points to a session record
+kept here for its lifetime (`token_key`), which is what holds the conversation, customer id, name and email:
+the token itself goes into the socket handshake and must carry none of them.
 Sessions are counted per client address (limits.WindowRate) before anything else touches Redis.
 """
 
 from __future__ import annotations
 
-import secrets
 import time
 from typing import Any
 
@@ -25,6 +27,7 @@ from integrations.webchat.clientip import ClientAddress
 from integrations.webchat.config import WebchatConfig
 from integrations.webchat.limits import WindowRate, session_key
 from integrations.webchat.origins import OriginPolicy
+from integrations.webchat.outbox import PREFIX
 from integrations.webchat.refusals import REFUSAL_LOG_S, SampledWarning
 
 log = structlog.get_logger(__name__)
@@ -42,7 +45,12 @@ class IdentityIn(BaseModel):
 class SessionIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    visitor_id: str | None = Field(default=None, pattern=r"^v-[0-9a-f]{32}$")
+    resume: str | None = Field(default=None, pattern=tokens.RESUME_PATTERN)
+    """The resume secret a previous answer gave this browser: the only way back into an anonymous conversation."""
+    visitor_id: str | None = Field(default=None, pattern=tokens.VISITOR_PATTERN)
+    """Sent by widgets from before resume secrets. It proves nothing (it rode in socket URLs and is shown on
+    cards), so alone it starts a new visitor and conversation; accepted rather than refused so such a widget
+    still chats."""
     identity: IdentityIn | None = None
 
 
@@ -53,8 +61,29 @@ def reservation_key(customer_id: str) -> str:
     return keys.customer_conversation(f"{ChannelKind.WEBCHAT.value}:{customer_id}")
 
 
-def new_visitor_id() -> str:
-    return f"v-{secrets.token_hex(16)}"
+SESSION_SLACK_S = 5
+"""The session record outlives its token's `exp` by this much, so a token checked at its last second still
+finds it; `exp` itself is what refuses a late token."""
+
+
+def token_key(sid: str) -> str:
+    """The session record a socket token points to."""
+    return f"{PREFIX}token:{sid}"
+
+
+async def save_session(redis: aioredis.Redis, sid: str, claims: tokens.SessionClaims, ttl_s: int) -> None:
+    await redis.set(token_key(sid), claims.model_dump_json(exclude_none=True), ex=ttl_s + SESSION_SLACK_S)
+
+
+async def load_session(redis: aioredis.Redis, sid: str) -> tokens.SessionClaims | None:
+    """The record, or None when it expired or never existed. Raises RedisError/OSError."""
+    raw = await redis.get(token_key(sid))
+    if raw is None:
+        return None
+    try:
+        return tokens.SessionClaims.model_validate_json(raw)
+    except ValidationError:
+        return None
 
 
 def cors_headers(request: web.Request, policy: OriginPolicy) -> dict[str, str]:
@@ -117,8 +146,15 @@ class SessionEndpoint:
             details = [{"field": ".".join(map(str, e["loc"])) or "body", "problem": e["msg"]} for e in exc.errors()]
             return _error(400, "invalid_session", "the session request is not valid", headers, details=details)
         identity = body.identity or IdentityIn()
-        customer_id = body.visitor_id or new_visitor_id()
-        if identity.user_id is not None:
+        resume: str | None = None
+        if identity.user_id is None:
+            resume = body.resume or tokens.new_resume_secret()
+            customer_id = tokens.visitor_for(resume)
+            if body.visitor_id is not None and body.resume is None:
+                # A bare visitor id is what leaked (logged socket URLs carried it): it opens a new conversation,
+                # never the transcript it names. A widget from before resume secrets lands here.
+                log.info("webchat_visitor_id_not_proven")
+        else:
             secret = self.config.identity_secret
             if secret is None or not identity.user_hash or not tokens.identity_ok(
                 secret.get_secret_value(), identity.user_id, identity.user_hash
@@ -131,21 +167,25 @@ class SessionEndpoint:
         except ValidationError as exc:
             details = [{"field": ".".join(map(str, e["loc"])), "problem": e["msg"]} for e in exc.errors()]
             return _error(400, "invalid_session", "the identity is not valid", headers, details=details)
+        sid = tokens.new_sid()
         try:
-            conversation_id = await self._conversation_for(customer_id)
+            claims = tokens.SessionClaims(cid=await self._conversation_for(customer_id), vid=customer_id,
+                                          name=profile.name, email=profile.email)
+            await save_session(self.redis, sid, claims, self.config.token_ttl_s)
         except (RedisError, OSError) as exc:
             return _unavailable(exc, headers)
         exp = int(time.time()) + self.config.token_ttl_s
-        claims = tokens.SessionClaims(cid=conversation_id, vid=customer_id, exp=exp, name=profile.name,
-                                      email=profile.email)
-        log.info("webchat_session", conversation_id=conversation_id, verified=identity.user_id is not None)
+        log.info("webchat_session", conversation_id=claims.cid, verified=identity.user_id is not None)
         return web.json_response(
             {
-                "conversation_id": conversation_id,
-                "visitor_id": body.visitor_id or (customer_id if customer_id.startswith("v-") else None),
-                "token": tokens.issue(self.key, claims),
+                "conversation_id": claims.cid,
+                # The customer id, for display and scripts: no longer a credential (`resume` is).
+                "visitor_id": customer_id if resume is not None else None,
+                "resume": resume,
+                "token": tokens.issue(self.key, tokens.TokenClaims(sid=sid, exp=exp)),
                 "expires_at": exp,
                 "ws_path": "/webchat/ws",
+                "ws_protocol": tokens.PROTOCOL,
             },
             headers=headers,
         )

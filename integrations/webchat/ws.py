@@ -1,4 +1,4 @@
-"""`GET /webchat/ws?token=…&since=<seq>`: one WebSocket per conversation.
+"""`GET /webchat/ws?since=<seq>` (token in `Sec-WebSocket-Protocol`, see endpoint.py): one WebSocket per conversation.
 
 Two loops share the socket: the reader pushes frames from the conversation's Redis stream (so replies
 written by workers in other processes arrive), and the receiver handles the client's frames. A client

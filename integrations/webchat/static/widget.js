@@ -11,7 +11,10 @@
   var root = base.origin;
   var data = (script && script.dataset) || {};
   var MAX_TEXT = 4000;
-  var KEY_VISITOR = "sb_webchat_visitor", KEY_OUTBOX = "sb_webchat_outbox";
+  // The resume secret is what brings this browser back to its conversation: it stays in localStorage and goes
+  // only into the body of POST /webchat/session, never into a URL. The visitor id kept before it proves nothing
+  // any more (it was readable in every socket URL) and is dropped.
+  var KEY_RESUME = "sb_webchat_resume", KEY_OUTBOX = "sb_webchat_outbox", KEY_VISITOR = "sb_webchat_visitor";
 
   function store(key, value) {
     try { if (value === undefined) return JSON.parse(localStorage.getItem(key) || "null");
@@ -85,7 +88,8 @@
   panel.addEventListener("keydown", function (e) { if (e.key === "Escape") closePanel(); });
 
   // ---- state -------------------------------------------------------------------------------------
-  var visitor = store(KEY_VISITOR);
+  var resume = store(KEY_RESUME);
+  try { localStorage.removeItem(KEY_VISITOR); } catch (e) { /* storage blocked: nothing to drop */ }
   var outbox = store(KEY_OUTBOX) || [];       // unacknowledged {client_id, text}, survives reloads
   var bubbles = {};                            // client_id or message id -> bubble element
   var lastSeq = 0, ws = null, session = null, retry = 0, started = false, typingTimer = null, lastTyping = 0;
@@ -279,7 +283,7 @@
   window.addEventListener("focus", wake);
 
   function startSession() {
-    var body = { visitor_id: visitor || undefined };
+    var body = { resume: resume || undefined };
     if (data.userId || data.email || data.name) {
       body.identity = { user_id: data.userId || undefined, user_hash: data.userHash || undefined,
                         email: data.email || undefined, name: data.name || undefined };
@@ -291,7 +295,7 @@
         return j;
       });
     }).then(function (j) {
-      if (j.visitor_id) { visitor = j.visitor_id; store(KEY_VISITOR, visitor); }
+      if (j.resume) { resume = j.resume; store(KEY_RESUME, resume); }
       if (session && session.conversation_id !== j.conversation_id) newConversation();
       session = j; return j;
     });
@@ -304,9 +308,11 @@
   function open() {
     var fresh = session && session.expires_at * 1000 - Date.now() > 30000;
     (fresh ? Promise.resolve(session) : startSession()).then(function (s) {
-      var url = root.replace(/^http/, "ws") + s.ws_path + "?token=" + encodeURIComponent(s.token) + "&since=" + lastSeq;
+      // The token rides in the handshake's Sec-WebSocket-Protocol header, not the URL: proxies and access logs
+      // record URLs. The server answers with ws_protocol, which is offered first.
+      var url = root.replace(/^http/, "ws") + s.ws_path + "?since=" + lastSeq;
       var opened = false;
-      ws = new WebSocket(url);
+      ws = new WebSocket(url, [s.ws_protocol || "switchboard.v1", "switchboard.token." + s.token]);
       api._ws = ws;
       ws.onopen = function () { opened = true; retry = 0; };
       ws.onmessage = function (ev) {
