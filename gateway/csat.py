@@ -57,8 +57,10 @@ async def asked(p: Pipeline, conv: Conversation, message: Message, effects: Effe
 
 
 def thread_note(stars: int) -> str:
-    """The card thread's line for a rating, however it was given. A widget comment is not quoted here: this
-    line is ours (no customer-message metadata), so a `forget` would leave the customer's words in Slack."""
+    """The card thread's line for a rating, however it was given. A widget comment is not quoted here: free text
+    in a shared channel, kept instead with the rating (`sb:csat:<conv>`). The line says what the customer did, so
+    an erasure deletes it, as every post of ours in the card's thread (`Eraser._erase_card` finds them by the
+    card's bot, not by the `switchboard_message` tag this line does not carry)."""
     return f"⭐ The customer rated this conversation {stars}/5."
 
 

@@ -1,8 +1,17 @@
 """`forget`: erase one person's messages and profile everywhere we put them.
 
 Redis (transcripts, conversations, profiles, identities, dedupe keys, the dry-run sample, outcome and
-audit entries) and Slack (cards are blanked, our thread copies of customer text deleted). What we
-cannot delete is said plainly in the report: an agent's own Slack messages belong to the workspace.
+audit entries, WhatsApp status records) and Slack (cards are blanked, every post of ours in their threads
+deleted). What we cannot delete is said plainly in the report: an agent's own Slack messages belong to the
+workspace.
+
+Whose data a request reaches (`Eraser._plan`): a person with at most one account per channel is one human (an
+API customer who also texts), and any of their refs erases all of them. Two accounts of one channel joined by an
+email or phone (a shared billing mailbox: `api:acct-alice`, `api:acct-bob`) may be two people, as the ingest
+already assumes when it keeps their conversations apart: a ref naming one account erases that account (its
+conversations and identities, and the shared email and phone, which are the requester's data too) and keeps the
+others' conversations, naming them in the report (`accounts_kept`). An email or phone that several of those
+accounts gave erases only itself, for the same reason. The person id (`per_…`) always erases everyone.
 """
 
 from __future__ import annotations
@@ -20,7 +29,7 @@ from slack_sdk.errors import SlackApiError
 
 from gateway import keys
 from gateway.bot_followup import CHECKS_PREFIX
-from gateway.domain import Conversation, Direction
+from gateway.domain import Conversation, Direction, e164
 from gateway.identity import Identity
 from gateway.optout import opt_out_key
 from gateway.policy_store import PolicyStore
@@ -30,6 +39,8 @@ from gateway.scheduler import SlaScheduler
 from gateway.store import ConversationStore
 from integrations.reply_records import reply_keys
 from integrations.slack.desk import SlackDesk
+from integrations.whatsapp.wamid import carries
+from integrations.whatsapp.webhook import STATUS_STREAM, sent_key, status_key
 
 if TYPE_CHECKING:
     from gateway.pipeline import Pipeline
@@ -60,6 +71,55 @@ def _person_keys(person: str) -> list[str]:
             f"{keys.person(person)}:conv", f"{keys.person(person)}:merged_into"]
 
 
+ACCOUNT_KINDS = frozenset({"api", "sms", "whatsapp", "webchat"})
+"""Identities a customer writes from (each has its own conversation pointer). The others (`email:`, `phone:`)
+are facts that join accounts into one person."""
+WHOLE, ACCOUNT, IDENTIFIER = "person", "account", "identifier"
+"""An erasure's scope: everyone in the person, one account of a shared person, or only a shared email or phone."""
+
+
+def _is_account(ident: str) -> bool:
+    return ident.partition(":")[0] in ACCOUNT_KINDS
+
+
+def _shared(idents: Sequence[str]) -> bool:
+    """Two accounts of one channel: possibly two people (the ingest's `another_account_writes_in` rule).
+
+    >>> _shared(["api:acct-alice", "api:acct-bob", "email:ap@acme.example"]), _shared(["api:c-1", "sms:+4917012"])
+    (True, False)
+    """
+    kinds = [i.partition(":")[0] for i in idents if _is_account(i)]
+    return len(kinds) != len(set(kinds))
+
+
+def _facts(key: str, profile: Mapping[str, Any]) -> set[str]:
+    """The email and phone identities a conversation's customer gave (as the ingest derives them)."""
+    found = {f"email:{profile['email'].lower()}"} if profile.get("email") else set()
+    kind, _, raw = key.partition(":")
+    for phone in (e164(profile.get("phone") or ""), e164(raw) if kind in ("sms", "whatsapp") else None):
+        if phone:
+            found.add(f"phone:{phone}")
+    return found
+
+
+_UNLINK = """
+-- Take erased identities and conversations off the persons that keep living. KEYS: per person (idents, convs,
+-- current-conversation pointer). ARGV: 1 how many identities, then the identities, then the conversations.
+-- A pointer left on an erased conversation moves to the person's newest remaining one.
+local n = tonumber(ARGV[1])
+local erased = {}
+for i = n + 2, #ARGV do erased[ARGV[i]] = true end
+for k = 1, #KEYS, 3 do
+  for i = 2, n + 1 do redis.call('SREM', KEYS[k], ARGV[i]) end
+  for i = n + 2, #ARGV do redis.call('ZREM', KEYS[k + 1], ARGV[i]) end
+  local current = redis.call('GET', KEYS[k + 2])
+  if current and erased[current] then
+    local newest = redis.call('ZREVRANGE', KEYS[k + 1], 0, 0)[1]
+    if newest then redis.call('SET', KEYS[k + 2], newest) else redis.call('DEL', KEYS[k + 2]) end
+  end
+end
+"""
+
 SWEEP = "erase"
 """The entry kind of an erasure's second pass (`Eraser.sweep`), handled by a worker."""
 PARKED_OUTCOMES = f"{keys.OUTCOMES}:parked"
@@ -75,9 +135,17 @@ class ErasureReport:
     stream_entries: int = 0
     slack_messages: int = 0
     kept: list[str] = field(default_factory=list)
+    scope: str = WHOLE
+    accounts_kept: list[str] = field(default_factory=list)
+    """Other accounts of the person (sharing an email or phone with the one named), whose conversations stay."""
 
     def as_dict(self) -> dict[str, Any]:
         return self.__dict__.copy()
+
+    def as_logged(self) -> dict[str, Any]:
+        """What the erasure log keeps: the other accounts only counted, since which accounts the erased one
+        shared a mailbox or phone with is itself about the erased customer."""
+        return self.as_dict() | {"accounts_kept": len(self.accounts_kept)}
 
 
 class Eraser:
@@ -90,6 +158,7 @@ class Eraser:
         self.desk = desk
         self.policies = policies
         self.deadlines = (SlaScheduler(redis), SlaScheduler(redis, key_prefix=CHECKS_PREFIX))
+        self._unlink = redis.register_script(_UNLINK)
 
     async def forget(self, ref: str, requested_by: str, deep: bool = False) -> ErasureReport:
         """`deep`: also read Slack channel history for cards missing from the conversations' card lists."""
@@ -97,30 +166,53 @@ class Eraser:
         if plan is None:
             return ErasureReport(person=None)
         person, idents, conv_ids, persons = plan["person"], plan["idents"], plan["conversations"], set(plan["persons"])
-        report = ErasureReport(person=person)
+        scope = plan.get("scope", WHOLE)  # a plan written before scopes existed erased the whole person
+        report = ErasureReport(person=person, scope=scope, accounts_kept=list(plan.get("accounts_kept", [])))
         # The pointers first: a message arriving while Slack is being cleaned starts afresh instead of
         # writing into (and resurrecting) a conversation being erased.
         doomed = [key for i in idents for key in _identity_keys(i)]
-        doomed += [key for p in sorted(persons) for key in _person_keys(p)]  # merged persons kept their own
+        if scope == WHOLE:
+            doomed += [key for p in sorted(persons) for key in _person_keys(p)]  # merged persons kept their own
+        else:
+            # The other accounts live on in the person: only its profile goes (the last one any account sent,
+            # perhaps the erased one's; nothing reads it back), and the erased identities and conversations.
+            doomed += [keys.person(p) for p in sorted(persons)]
         report.keys_deleted += int(await self.redis.delete(*doomed))
-        known = {conv_id: await self._forget_conversation(conv_id, report, idents, deep) for conv_id in conv_ids}
+        if scope != WHOLE:
+            await self._unlink_from(sorted(persons), idents, conv_ids)
+        wamids: set[str] = set()
+        known = {conv_id: await self._forget_conversation(conv_id, report, idents, deep, wamids)
+                 for conv_id in conv_ids}
         about = set(conv_ids)
         for stream, name in self._outcome_streams():
             report.stream_entries += sum((await self._drop_entries(stream, about, name)).values())
+        report.stream_entries += await self._drop_statuses(about, wamids, self._numbers(idents, scope))
         for partition in range(self.store.partitions):
             stream = keys.inbound_stream(partition)
             queued = await self._drop_entries(stream, about, "conv")
             report.stream_entries += sum(queued.values())
             for conv_id in sorted(queued):  # being handled, or about to be: what it writes is swept after it
                 cards = sorted(f"{channel}|{ts}" for channel, ts in known.get(conv_id, set()))
+                # Only a whole person's keys are swept again: in a narrower erasure the person is the others'.
                 await self.redis.xadd(stream, {"kind": SWEEP, "conv": conv_id, "cards": json.dumps(cards),
-                                               "persons": ",".join(sorted(persons))})
-        report.stream_entries += await self._drop_merges(persons)
+                                               "persons": ",".join(sorted(persons)) if scope == WHOLE else ""})
+        if scope == WHOLE:
+            report.stream_entries += await self._drop_merges(persons)
+        else:
+            report.stream_entries += await self._drop_merges_naming(persons, set(idents), about)
         report.keys_deleted += await self._drop_retries(about)
+        if report.accounts_kept:
+            report.kept.append(
+                f"the conversations of {len(report.accounts_kept)} other account(s) sharing an email or phone "
+                "with the one named (accounts_kept): not erased; name each account, or the person, to erase them")
+        for conv_id in plan.get("unattributed", []):
+            report.kept.append(f"conversation {conv_id}: no record of which account wrote it; name the person "
+                               "to erase it")
         await self.redis.xadd(ERASURES, {"person": person, "requested_by": requested_by, "at": f"{time.time():.3f}",
-                                         "report": json.dumps(report.as_dict())})
+                                         "report": json.dumps(report.as_logged())})
         await self.redis.delete(_in_progress(ref))
-        log.info("customer_forgotten", person=person, conversations=report.conversations, requested_by=requested_by)
+        log.info("customer_forgotten", person=person, conversations=report.conversations, requested_by=requested_by,
+                 scope=scope, accounts_kept=len(report.accounts_kept))
         return report
 
     async def _plan(self, ref: str) -> dict[str, Any] | None:
@@ -132,17 +224,74 @@ class Eraser:
         if person is None:
             raw = await self.redis.get(marker)
             return json.loads(as_str(raw)) if raw else None
-        plan = {"person": person,
-                "idents": sorted(as_str(i) for i in await self.redis.smembers(f"{keys.person(person)}:idents")),
-                "conversations": [as_str(c) for c in await self.redis.zrange(keys.person_conversations(person), 0, -1)],
-                "persons": sorted({person, *await self._merged_into(person)})}
+        plan: dict[str, Any] = {
+            "person": person,
+            "idents": sorted(as_str(i) for i in await self.redis.smembers(f"{keys.person(person)}:idents")),
+            "conversations": [as_str(c) for c in await self.redis.zrange(keys.person_conversations(person), 0, -1)],
+            "persons": sorted({person, *await self._merged_into(person)}), "scope": WHOLE}
+        if ref != person and _shared(plan["idents"]):
+            plan |= await self._narrowed(ref, plan["idents"], plan["conversations"])
         await self.redis.set(marker, json.dumps(plan), ex=IN_PROGRESS_S)
         return plan
 
+    async def _narrowed(self, ref: str, idents: list[str], conv_ids: list[str]) -> dict[str, Any]:
+        """The plan for a ref into a person holding two accounts of one channel (see the module docstring).
+
+        The account is the one named, or the only one whose conversations gave the email or phone named. Its
+        conversations are those whose customer it is; one with no record of its account is kept and named."""
+        owners = await self._owners(conv_ids, [i for i in idents if _is_account(i)])
+        accounts = [i for i in idents if _is_account(i)]
+        named: str | None = ref
+        if not _is_account(ref):
+            holders = {key for key, facts in owners.values() if key and ref in facts}
+            named = holders.pop() if len(holders) == 1 else None
+        if named is None:  # an email or phone several accounts gave: whose it is, nothing tells
+            return {"scope": IDENTIFIER, "idents": [ref], "conversations": [], "accounts_kept": accounts}
+        return {"scope": ACCOUNT, "idents": sorted({named, *(i for i in idents if not _is_account(i))}),
+                "conversations": [c for c in conv_ids if owners[c][0] == named],
+                "accounts_kept": [a for a in accounts if a != named],
+                "unattributed": [c for c in conv_ids if owners[c][0] is None]}
+
+    async def _owners(self, conv_ids: list[str], accounts: list[str]) -> dict[str, tuple[str | None, set[str]]]:
+        """conversation -> (the account that writes in it, the email and phone identities it gave). From the
+        stored conversation; one no worker has handled yet has only its queued entries and its account's
+        pointer to go by."""
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for conv_id in conv_ids:
+                pipe.hget(keys.conversation(conv_id), "customer")
+            for account in accounts:
+                pipe.get(keys.customer_conversation(account))
+            results = await pipe.execute()
+        owners: dict[str, tuple[str | None, set[str]]] = {}
+        for conv_id, raw in zip(conv_ids, results[: len(conv_ids)], strict=True):
+            customer = json.loads(raw) if raw else None
+            owners[conv_id] = ((customer["key"], _facts(customer["key"], customer.get("profile") or {}))
+                               if customer else (None, set()))
+        pointed = {as_str(c): a for a, c in zip(accounts, results[len(conv_ids):], strict=True) if c}
+        unknown = {c for c, (key, _) in owners.items() if key is None}
+        for partition in range(self.store.partitions if unknown else 0):
+            for _, data in await self._rows(keys.inbound_stream(partition)):
+                if data.get("conv") in unknown and "kind" not in data and data.get("customer"):
+                    key, facts = owners[data["conv"]]
+                    profile = json.loads(data.get("profile") or "{}")
+                    owners[data["conv"]] = (key or data["customer"], facts | _facts(data["customer"], profile))
+        for conv_id in unknown:
+            if owners[conv_id][0] is None and conv_id in pointed:
+                owners[conv_id] = (pointed[conv_id], set())
+        return owners
+
+    async def _unlink_from(self, persons: list[str], idents: list[str], conv_ids: list[str]) -> None:
+        """A narrower erasure: the persons live on for the other accounts, without what was erased."""
+        person_keys = [k for p in persons for k in (f"{keys.person(p)}:idents", keys.person_conversations(p),
+                                                     f"{keys.person(p)}:conv")]
+        await self._unlink(keys=person_keys, args=[len(idents), *idents, *conv_ids])
+
     async def _forget_conversation(
-        self, conv_id: str, report: ErasureReport, idents: list[str], deep: bool = False
+        self, conv_id: str, report: ErasureReport, idents: list[str], deep: bool = False,
+        wamids: set[str] | None = None,
     ) -> set[tuple[str, str]]:
-        """Erase one conversation; returns its cards (the sweep looks at them again)."""
+        """Erase one conversation; returns its cards (the sweep looks at them again) and adds the WhatsApp
+        message ids of its replies to `wamids` (their entries in the status stream go too)."""
         snap = await self.store.snapshot(conv_id)
         conv = snap.conversation  # None until a worker first handles one of its messages
         report.conversations += 1
@@ -156,6 +305,8 @@ class Eraser:
         # The senders' records of each reply (sent parts, attempt marks, provider status records): keyed by the
         # reply, not the conversation, and a WhatsApp message id carries the customer's phone number.
         replies = await reply_keys(self.redis, [m.id for m in snap.transcript if m.direction is Direction.OUTBOUND])
+        if wamids is not None:
+            wamids.update(k.removeprefix(status_key("")) for k in replies if k.startswith(status_key("")))
         await self._remove(conv_id, cards, conv.claimed_by if conv else None, report, dedupe + replies)
         return cards
 
@@ -221,7 +372,49 @@ class Eraser:
     def _outcome_streams(self) -> tuple[tuple[str, str], ...]:
         """Streams whose entries quote a conversation's text, with the field naming the conversation."""
         return ((keys.OUTCOMES, "conversation_id"), (keys.AUDIT, "conversation_id"),
-                (PARKED_OUTCOMES, "conversation_id"), (keys.DEAD, "conv"))
+                (PARKED_OUTCOMES, "conversation_id"), (keys.DEAD, "conv"), (STATUS_STREAM, "conversation_id"))
+
+    @staticmethod
+    def _numbers(idents: Sequence[str], scope: str) -> set[str]:
+        """The phone numbers (digits) a WhatsApp message id of the erased customer would carry: their WhatsApp
+        number, and with a whole person every phone they gave (in a narrower erasure a shared phone may be
+        another account's WhatsApp number, whose statuses are that customer's)."""
+        found = set()
+        for ident in idents:
+            kind, _, raw = ident.partition(":")
+            if kind == "whatsapp" or (kind == "phone" and scope == WHOLE):
+                phone = e164(raw)
+                if phone:
+                    found.add(phone.removeprefix("+"))
+        return found
+
+    async def _drop_statuses(self, conv_ids: set[str], wamids: set[str], numbers: set[str]) -> int:
+        """WhatsApp's status records outside the conversation's own keys: stream entries and records of a
+        reply whose conversation is unknown (the stream's `conversation_id` is blank when the send was never
+        attributed), found by the reply's wamid or the customer's number inside it. Keys hold them 30 days and
+        the stream 10,000 entries, and each wamid carries the customer's number."""
+        dropped = 0
+
+        def theirs(wamid: str) -> bool:
+            return wamid in wamids or any(carries(wamid, n) for n in numbers)
+
+        start = "-"
+        while rows := stream_rows(await self.redis.xrange(STATUS_STREAM, min=start, max="+", count=SCAN_CHUNK)):
+            doomed = [entry_id for entry_id, data in rows
+                      if data.get("conversation_id") in conv_ids or theirs(data.get("wamid", ""))]
+            if doomed:
+                dropped += int(await self.redis.xdel(STATUS_STREAM, *doomed))
+            ms, seq = rows[-1][0].split("-")
+            start = f"{ms}-{int(seq) + 1}"
+        if numbers or wamids:
+            records = []
+            for prefix in (status_key(""), sent_key("")):
+                async for key in self.redis.scan_iter(match=f"{prefix}*", count=SCAN_CHUNK):
+                    if theirs(as_str(key).removeprefix(prefix)):
+                        records.append(key)
+            if records:
+                await self.redis.delete(*records)
+        return dropped
 
     async def _unlisted_cards(
         self, conv: Conversation, seen_in: set[str], report: ErasureReport
@@ -264,11 +457,17 @@ class Eraser:
         try:
             replies = await client.conversations_replies(channel=channel, ts=ts, include_all_metadata=True, limit=1000)
             thread: list[dict[str, Any]] = replies.get("messages", [])
+            ours = thread[0].get("bot_id") if thread else None  # the card is ours: so is what its bot posted
             for msg in thread[1:]:
-                if (msg.get("metadata") or {}).get("event_type") == "switchboard_message":
+                # Not only our copies of the customer's messages: our notes say their rating, the STOP they
+                # texted, what could not be delivered to them. The thread is about them and the card is blanked.
+                if (msg.get("metadata") or {}).get("event_type") == "switchboard_message" or (
+                        ours and msg.get("bot_id") == ours):
                     await client.chat_delete(channel=channel, ts=msg["ts"])
                     report.slack_messages += 1
-                elif not msg.get("bot_id"):
+                elif msg.get("bot_id"):
+                    report.kept.append(f"another app's message {msg['ts']} in {channel} (delete in Slack)")
+                else:
                     report.kept.append(f"agent message {msg['ts']} in {channel} (delete in Slack)")
             erased = f"🗑️ Customer data erased on request (`{conversation_id}`)"
             await client.chat_update(channel=channel, ts=ts, text="Customer data erased",
@@ -292,6 +491,15 @@ class Eraser:
     async def _drop_merges(self, persons: set[str]) -> int:
         """The merge log names the person's identities (emails, phone numbers)."""
         doomed = [i for i, f in await self._rows(keys.MERGES) if f.get("into") in persons or f.get("from") in persons]
+        return int(await self.redis.xdel(keys.MERGES, *doomed)) if doomed else 0
+
+    async def _drop_merges_naming(self, persons: set[str], idents: set[str], conv_ids: set[str]) -> int:
+        """A narrower erasure: the merges of these persons that name an erased identity or conversation (the
+        others, of the accounts that live on, stay undoable)."""
+        doomed = [i for i, f in await self._rows(keys.MERGES)
+                  if (f.get("into") in persons or f.get("from") in persons)
+                  and (idents & set(json.loads(f.get("identities", "[]")))
+                       or conv_ids & set(json.loads(f.get("conversations", "[]"))))]
         return int(await self.redis.xdel(keys.MERGES, *doomed)) if doomed else 0
 
     async def _drop_retries(self, conv_ids: set[str]) -> int:

@@ -24,6 +24,7 @@ from integrations.twilio.parts import SentParts
 from integrations.twilio.retry import CallResult, post_with_retry, refused_for_good
 from integrations.twilio.split import chunks
 from integrations.whatsapp.landed import UNSETTLED_S, Landed, callback_data
+from integrations.whatsapp.wamid import fingerprint
 from integrations.whatsapp.webhook import STATUS_TTL_S, sent_key
 
 log = structlog.get_logger(__name__)
@@ -98,7 +99,8 @@ class WhatsAppCloudChannel:
             return Delivery(ok=False, error=f"whatsapp: {result.error}", permanent=refused_for_good(result.status))
         wamid = _wamid(result.payload)
         await self._remember(conversation.id, wamid)
-        log.info("whatsapp_template_sent", conversation_id=conversation.id, template=name, wamid=wamid)
+        log.info("whatsapp_template_sent", conversation_id=conversation.id, template=name,
+                 wamid_hash=fingerprint(wamid))
         return Delivery(ok=True, external_id=wamid)
 
     @staticmethod
@@ -112,7 +114,7 @@ class WhatsAppCloudChannel:
         try:
             await self.redis.set(sent_key(wamid), conversation_id, ex=STATUS_TTL_S)
         except (RedisError, OSError):
-            log.warning("whatsapp_sent_unrecorded", conversation_id=conversation_id, wamid=wamid)
+            log.warning("whatsapp_sent_unrecorded", conversation_id=conversation_id, wamid_hash=fingerprint(wamid))
 
     async def send(self, conversation: Conversation, message: Message) -> Delivery:
         to = self._to(conversation)
@@ -141,7 +143,8 @@ class WhatsAppCloudChannel:
     async def _part(self, conversation_id: str, message_id: str, part: int, body: dict[str, Any]) -> CallResult:
         """One part: its wamid if an earlier attempt landed, else sent, unless an earlier attempt is unsettled."""
         if known := await self.landed.found(message_id, part):
-            log.info("whatsapp_send_already_taken", conversation_id=conversation_id, wamid=known, part=part)
+            log.info("whatsapp_send_already_taken", conversation_id=conversation_id, wamid_hash=fingerprint(known),
+                     part=part)
             return CallResult(ok=True, status=200, payload={"sid": known})
         now = time.time()
         begun = await self.landed.begun(message_id, part)  # a retry, or a worker that died mid-send
@@ -159,7 +162,8 @@ class WhatsAppCloudChannel:
             except (RedisError, OSError):
                 wamid = None
             if wamid:
-                log.info("whatsapp_send_already_taken", conversation_id=conversation_id, wamid=wamid, part=part)
+                log.info("whatsapp_send_already_taken", conversation_id=conversation_id,
+                         wamid_hash=fingerprint(wamid), part=part)
                 return wamid
             if time.time() - now < self.unsettled_s:
                 raise _Unsettled

@@ -8,6 +8,9 @@ A status carrying our callback data is also the only word we get that a send who
 (`integrations.whatsapp.landed`), so it is recorded before anything else is done with the status; the
 conversation id in that data attributes the status (and a failure told to the agent) even though the sender
 never learnt the wamid.
+
+A wamid encodes the customer's phone number (`integrations.whatsapp.wamid`): logs carry only its fingerprint,
+and the status stream's entries, which keep it for attribution, are erased with the customer (`gateway.erasure`).
 """
 
 from __future__ import annotations
@@ -33,6 +36,7 @@ from integrations.body import read_limited
 from integrations.webhook.untrusted import UNREADABLE_BODY, same_digest
 from integrations.whatsapp import landed
 from integrations.whatsapp.payload import Value, WaStatus, Webhook, message_text
+from integrations.whatsapp.wamid import fingerprint
 
 log = structlog.get_logger(__name__)
 
@@ -138,7 +142,7 @@ class Receiver:
                     customer=CustomerProfile(phone=number, name=names.get(m.from_.removeprefix("+"))),
                 )
             except ValidationError:
-                log.warning("whatsapp_message_skipped", message_id=m.id, type=m.type)
+                log.warning("whatsapp_message_skipped", wamid_hash=fingerprint(m.id), type=m.type)
                 continue
             accepted = await self.ingest(inbound)
             log.info("message_accepted", conversation_id=accepted.conversation_id, message_id=accepted.message_id,
@@ -164,7 +168,8 @@ class Receiver:
         if conv is not None:
             await self.redis.set(sent_key(status.id), conv, nx=True, ex=STATUS_TTL_S)
         if await landed.record(self.redis, part_ref, status.id):
-            log.info("whatsapp_part_landed", conversation_id=conv, part=part_ref, wamid=status.id, status=status.status)
+            log.info("whatsapp_part_landed", conversation_id=conv, part=part_ref, wamid_hash=fingerprint(status.id),
+                     status=status.status)
 
     async def statuses(self, statuses: list[WaStatus]) -> None:
         for s in statuses:
@@ -179,5 +184,5 @@ class Receiver:
             if conv is not None:
                 conv_id = conv.decode() if isinstance(conv, bytes) else str(conv)
                 event = "whatsapp_delivery_failed" if s.status == "failed" else "whatsapp_status"
-                log.info(event, conversation_id=conv_id or None, wamid=s.id, status=s.status,
+                log.info(event, conversation_id=conv_id or None, wamid_hash=fingerprint(s.id), status=s.status,
                          errors=errors if s.errors else None)
