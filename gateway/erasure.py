@@ -5,13 +5,8 @@ audit entries, WhatsApp status records) and Slack (cards are blanked, every post
 deleted). What we cannot delete is said plainly in the report: an agent's own Slack messages belong to the
 workspace.
 
-Whose data a request reaches (`Eraser._plan`): a person with at most one account per channel is one human (an
-API customer who also texts), and any of their refs erases all of them. Two accounts of one channel joined by an
-email or phone (a shared billing mailbox: `api:acct-alice`, `api:acct-bob`) may be two people, as the ingest
-already assumes when it keeps their conversations apart: a ref naming one account erases that account (its
-conversations and identities, and the shared email and phone, which are the requester's data too) and keeps the
-others' conversations, naming them in the report (`accounts_kept`). An email or phone that several of those
-accounts gave erases only itself, for the same reason. The person id (`per_…`) always erases everyone.
+Whose data a request reaches (the whole person, one account of a shared person, a shared identifier):
+`gateway.erasure_scope`.
 """
 
 from __future__ import annotations
@@ -27,9 +22,11 @@ import redis.asyncio as aioredis
 import structlog
 from slack_sdk.errors import SlackApiError
 
-from gateway import keys
+from gateway import erasure_scope, keys
 from gateway.bot_followup import CHECKS_PREFIX
-from gateway.domain import Conversation, Direction, e164
+from gateway.domain import Conversation, Direction
+from gateway.erasure_scope import WHOLE
+from gateway.erasure_whatsapp import drop_statuses, numbers
 from gateway.identity import Identity
 from gateway.optout import opt_out_key
 from gateway.policy_store import PolicyStore
@@ -39,8 +36,7 @@ from gateway.scheduler import SlaScheduler
 from gateway.store import ConversationStore
 from integrations.reply_records import reply_keys
 from integrations.slack.desk import SlackDesk
-from integrations.whatsapp.wamid import carries
-from integrations.whatsapp.webhook import STATUS_STREAM, sent_key, status_key
+from integrations.whatsapp.webhook import STATUS_STREAM, status_key
 
 if TYPE_CHECKING:
     from gateway.pipeline import Pipeline
@@ -70,55 +66,6 @@ def _person_keys(person: str) -> list[str]:
     return [keys.person(person), f"{keys.person(person)}:idents", keys.person_conversations(person),
             f"{keys.person(person)}:conv", f"{keys.person(person)}:merged_into"]
 
-
-ACCOUNT_KINDS = frozenset({"api", "sms", "whatsapp", "webchat"})
-"""Identities a customer writes from (each has its own conversation pointer). The others (`email:`, `phone:`)
-are facts that join accounts into one person."""
-WHOLE, ACCOUNT, IDENTIFIER = "person", "account", "identifier"
-"""An erasure's scope: everyone in the person, one account of a shared person, or only a shared email or phone."""
-
-
-def _is_account(ident: str) -> bool:
-    return ident.partition(":")[0] in ACCOUNT_KINDS
-
-
-def _shared(idents: Sequence[str]) -> bool:
-    """Two accounts of one channel: possibly two people (the ingest's `another_account_writes_in` rule).
-
-    >>> _shared(["api:acct-alice", "api:acct-bob", "email:ap@acme.example"]), _shared(["api:c-1", "sms:+4917012"])
-    (True, False)
-    """
-    kinds = [i.partition(":")[0] for i in idents if _is_account(i)]
-    return len(kinds) != len(set(kinds))
-
-
-def _facts(key: str, profile: Mapping[str, Any]) -> set[str]:
-    """The email and phone identities a conversation's customer gave (as the ingest derives them)."""
-    found = {f"email:{profile['email'].lower()}"} if profile.get("email") else set()
-    kind, _, raw = key.partition(":")
-    for phone in (e164(profile.get("phone") or ""), e164(raw) if kind in ("sms", "whatsapp") else None):
-        if phone:
-            found.add(f"phone:{phone}")
-    return found
-
-
-_UNLINK = """
--- Take erased identities and conversations off the persons that keep living. KEYS: per person (idents, convs,
--- current-conversation pointer). ARGV: 1 how many identities, then the identities, then the conversations.
--- A pointer left on an erased conversation moves to the person's newest remaining one.
-local n = tonumber(ARGV[1])
-local erased = {}
-for i = n + 2, #ARGV do erased[ARGV[i]] = true end
-for k = 1, #KEYS, 3 do
-  for i = 2, n + 1 do redis.call('SREM', KEYS[k], ARGV[i]) end
-  for i = n + 2, #ARGV do redis.call('ZREM', KEYS[k + 1], ARGV[i]) end
-  local current = redis.call('GET', KEYS[k + 2])
-  if current and erased[current] then
-    local newest = redis.call('ZREVRANGE', KEYS[k + 1], 0, 0)[1]
-    if newest then redis.call('SET', KEYS[k + 2], newest) else redis.call('DEL', KEYS[k + 2]) end
-  end
-end
-"""
 
 SWEEP = "erase"
 """The entry kind of an erasure's second pass (`Eraser.sweep`), handled by a worker."""
@@ -158,7 +105,7 @@ class Eraser:
         self.desk = desk
         self.policies = policies
         self.deadlines = (SlaScheduler(redis), SlaScheduler(redis, key_prefix=CHECKS_PREFIX))
-        self._unlink = redis.register_script(_UNLINK)
+        self._unlink = redis.register_script(erasure_scope.UNLINK)
 
     async def forget(self, ref: str, requested_by: str, deep: bool = False) -> ErasureReport:
         """`deep`: also read Slack channel history for cards missing from the conversations' card lists."""
@@ -186,7 +133,7 @@ class Eraser:
         about = set(conv_ids)
         for stream, name in self._outcome_streams():
             report.stream_entries += sum((await self._drop_entries(stream, about, name)).values())
-        report.stream_entries += await self._drop_statuses(about, wamids, self._numbers(idents, scope))
+        report.stream_entries += await drop_statuses(self.redis, about, wamids, numbers(idents, scope))
         for partition in range(self.store.partitions):
             stream = keys.inbound_stream(partition)
             queued = await self._drop_entries(stream, about, "conv")
@@ -229,56 +176,11 @@ class Eraser:
             "idents": sorted(as_str(i) for i in await self.redis.smembers(f"{keys.person(person)}:idents")),
             "conversations": [as_str(c) for c in await self.redis.zrange(keys.person_conversations(person), 0, -1)],
             "persons": sorted({person, *await self._merged_into(person)}), "scope": WHOLE}
-        if ref != person and _shared(plan["idents"]):
-            plan |= await self._narrowed(ref, plan["idents"], plan["conversations"])
+        if ref != person and erasure_scope.shared(plan["idents"]):
+            plan |= await erasure_scope.narrowed(self.redis, self.store.partitions, ref, plan["idents"],
+                                                 plan["conversations"])
         await self.redis.set(marker, json.dumps(plan), ex=IN_PROGRESS_S)
         return plan
-
-    async def _narrowed(self, ref: str, idents: list[str], conv_ids: list[str]) -> dict[str, Any]:
-        """The plan for a ref into a person holding two accounts of one channel (see the module docstring).
-
-        The account is the one named, or the only one whose conversations gave the email or phone named. Its
-        conversations are those whose customer it is; one with no record of its account is kept and named."""
-        owners = await self._owners(conv_ids, [i for i in idents if _is_account(i)])
-        accounts = [i for i in idents if _is_account(i)]
-        named: str | None = ref
-        if not _is_account(ref):
-            holders = {key for key, facts in owners.values() if key and ref in facts}
-            named = holders.pop() if len(holders) == 1 else None
-        if named is None:  # an email or phone several accounts gave: whose it is, nothing tells
-            return {"scope": IDENTIFIER, "idents": [ref], "conversations": [], "accounts_kept": accounts}
-        return {"scope": ACCOUNT, "idents": sorted({named, *(i for i in idents if not _is_account(i))}),
-                "conversations": [c for c in conv_ids if owners[c][0] == named],
-                "accounts_kept": [a for a in accounts if a != named],
-                "unattributed": [c for c in conv_ids if owners[c][0] is None]}
-
-    async def _owners(self, conv_ids: list[str], accounts: list[str]) -> dict[str, tuple[str | None, set[str]]]:
-        """conversation -> (the account that writes in it, the email and phone identities it gave). From the
-        stored conversation; one no worker has handled yet has only its queued entries and its account's
-        pointer to go by."""
-        async with self.redis.pipeline(transaction=False) as pipe:
-            for conv_id in conv_ids:
-                pipe.hget(keys.conversation(conv_id), "customer")
-            for account in accounts:
-                pipe.get(keys.customer_conversation(account))
-            results = await pipe.execute()
-        owners: dict[str, tuple[str | None, set[str]]] = {}
-        for conv_id, raw in zip(conv_ids, results[: len(conv_ids)], strict=True):
-            customer = json.loads(raw) if raw else None
-            owners[conv_id] = ((customer["key"], _facts(customer["key"], customer.get("profile") or {}))
-                               if customer else (None, set()))
-        pointed = {as_str(c): a for a, c in zip(accounts, results[len(conv_ids):], strict=True) if c}
-        unknown = {c for c, (key, _) in owners.items() if key is None}
-        for partition in range(self.store.partitions if unknown else 0):
-            for _, data in await self._rows(keys.inbound_stream(partition)):
-                if data.get("conv") in unknown and "kind" not in data and data.get("customer"):
-                    key, facts = owners[data["conv"]]
-                    profile = json.loads(data.get("profile") or "{}")
-                    owners[data["conv"]] = (key or data["customer"], facts | _facts(data["customer"], profile))
-        for conv_id in unknown:
-            if owners[conv_id][0] is None and conv_id in pointed:
-                owners[conv_id] = (pointed[conv_id], set())
-        return owners
 
     async def _unlink_from(self, persons: list[str], idents: list[str], conv_ids: list[str]) -> None:
         """A narrower erasure: the persons live on for the other accounts, without what was erased."""
@@ -373,48 +275,6 @@ class Eraser:
         """Streams whose entries quote a conversation's text, with the field naming the conversation."""
         return ((keys.OUTCOMES, "conversation_id"), (keys.AUDIT, "conversation_id"),
                 (PARKED_OUTCOMES, "conversation_id"), (keys.DEAD, "conv"), (STATUS_STREAM, "conversation_id"))
-
-    @staticmethod
-    def _numbers(idents: Sequence[str], scope: str) -> set[str]:
-        """The phone numbers (digits) a WhatsApp message id of the erased customer would carry: their WhatsApp
-        number, and with a whole person every phone they gave (in a narrower erasure a shared phone may be
-        another account's WhatsApp number, whose statuses are that customer's)."""
-        found = set()
-        for ident in idents:
-            kind, _, raw = ident.partition(":")
-            if kind == "whatsapp" or (kind == "phone" and scope == WHOLE):
-                phone = e164(raw)
-                if phone:
-                    found.add(phone.removeprefix("+"))
-        return found
-
-    async def _drop_statuses(self, conv_ids: set[str], wamids: set[str], numbers: set[str]) -> int:
-        """WhatsApp's status records outside the conversation's own keys: stream entries and records of a
-        reply whose conversation is unknown (the stream's `conversation_id` is blank when the send was never
-        attributed), found by the reply's wamid or the customer's number inside it. Keys hold them 30 days and
-        the stream 10,000 entries, and each wamid carries the customer's number."""
-        dropped = 0
-
-        def theirs(wamid: str) -> bool:
-            return wamid in wamids or any(carries(wamid, n) for n in numbers)
-
-        start = "-"
-        while rows := stream_rows(await self.redis.xrange(STATUS_STREAM, min=start, max="+", count=SCAN_CHUNK)):
-            doomed = [entry_id for entry_id, data in rows
-                      if data.get("conversation_id") in conv_ids or theirs(data.get("wamid", ""))]
-            if doomed:
-                dropped += int(await self.redis.xdel(STATUS_STREAM, *doomed))
-            ms, seq = rows[-1][0].split("-")
-            start = f"{ms}-{int(seq) + 1}"
-        if numbers or wamids:
-            records = []
-            for prefix in (status_key(""), sent_key("")):
-                async for key in self.redis.scan_iter(match=f"{prefix}*", count=SCAN_CHUNK):
-                    if theirs(as_str(key).removeprefix(prefix)):
-                        records.append(key)
-            if records:
-                await self.redis.delete(*records)
-        return dropped
 
     async def _unlisted_cards(
         self, conv: Conversation, seen_in: set[str], report: ErasureReport
