@@ -119,3 +119,24 @@ async def publish_failure_once(
         return await publish_outcome(redis, outcome)
 
     await effects.once(name, publish, never_found)
+
+
+async def publish_unanswerable_once(
+    redis: aioredis.Redis, effects: Effects, name: str, conv: Conversation, reason: str
+) -> None:
+    """The bot's first look at a message the router gave it, and it could not answer: a label for the automation
+    learner too, paired with that text. Only a bot that had answered before was labelled, so messages it handed
+    on every time taught nothing and their automation score stayed high (0.93 for texts it never once answered)."""
+
+    async def publish() -> str:
+        outcome = Outcome(
+            conversation_id=conv.id,
+            kind="automation_handoff",
+            text="\n".join(m.text for m in conv.inbound[-5:]),
+            automation_failed=True,
+            correction=reason,
+            predicted=conv.scores.model_dump(mode="json") if conv.scores else {},
+        )
+        return await publish_outcome(redis, outcome)
+
+    await effects.once(name, publish, never_found)

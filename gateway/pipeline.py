@@ -15,7 +15,7 @@ import structlog
 
 from gateway import guards, handback, keys, metrics, optout, outbound, reengage, transfers
 from gateway.agents import loads_for, stage_agent_loads
-from gateway.bot_followup import BOT_AGENT, BotFollowUp, publish_failure_once
+from gateway.bot_followup import BOT_AGENT, BotFollowUp, publish_failure_once, publish_unanswerable_once
 from gateway.card_gone import thread_follow_up
 from gateway.card_post import post_card
 from gateway.dead_letters import ParkNow
@@ -343,6 +343,8 @@ class Pipeline:
                 reason = f"bot answer not delivered ({outbound.reason(sent)})"
             else:
                 reason = reply.handoff_reason or "automation could not answer"
+                if conv.state is not ConversationState.AUTOMATED:  # its first look: this text it cannot answer
+                    await publish_unanswerable_once(self.redis, effects, f"auto:{message.id}", conv, reason)
             if conv.state is ConversationState.AUTOMATED:
                 await publish_failure_once(self.redis, effects, f"auto:{message.id}", conv, answered_on, reason)
         return reason
