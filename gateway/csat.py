@@ -2,8 +2,9 @@
 problem (no reopen); the web chat widget's own prompt answers through `widget_rating`.
 
 Both ways of rating count the same: the conversation's `csat` (which the next card's "Earlier conversations"
-shows), one outcome for stats and the learners, and one "⭐" line in the card's thread. A widget rating only
-ever reached a hash of its own, so the team never saw a web chat customer's 1/5.
+shows), one outcome for stats (no learner: the resolve that asked for the rating taught it), and one "⭐" line in
+the card's thread. A widget rating only ever reached a hash of its own, so the team never saw a web chat
+customer's 1/5.
 """
 
 from __future__ import annotations
@@ -65,7 +66,7 @@ def thread_note(stars: int) -> str:
 
 
 def rating_outcome(conv: Conversation, stars: int) -> Outcome:
-    """The outcome a rating publishes, for stats and the learners, credited to the agent who had the card: a
+    """The outcome a rating publishes, for stats, credited to the agent who had the card: a
     rating comes after Resolve, which drops the claim, so `claimed_by` alone credited nobody."""
     return Outcome(conversation_id=conv.id, kind="resolved", csat=stars, agent=conv.claimed_by or conv.agent)
 

@@ -34,7 +34,7 @@ from gateway.settings import ConfigError, load_settings
 from learners import report, snapshot
 from learners.sentiment import CLASSES
 from learners.skill import SkillLearner
-from learners.urgency import urgent_label
+from learners.urgency import LEVELS, urgency_target
 
 log = structlog.get_logger("learners.commands")
 
@@ -177,11 +177,15 @@ def _label(learner: str, raw: str) -> Any:
             raise ValueError(f"sentiment label {raw!r} is not one of {CLASSES}")
         return value
     if learner == "urgency":
-        if value in {"true", "yes", "urgent", "high"}:
-            return True
-        if value in {"false", "no", "normal", "low"}:
-            return False
-        return urgent_label(float(value))
+        # The Resolve form's levels keep their figures ("high" is 0.75, not "urgent"); yes/no is a binary
+        # "urgent?" column; a number is the figure itself (see `learners.urgency`).
+        if value in LEVELS:
+            return LEVELS[value]
+        if value in {"true", "yes"}:
+            return 1.0
+        if value in {"false", "no"}:
+            return 0.0
+        return urgency_target(float(value))
     return value
 
 
@@ -283,6 +287,11 @@ async def _train_into(args: argparse.Namespace, rows: list[tuple[str, str]], url
             return 2
         learner = restored.learners[args.learner]
         learner.tracker.log_drift = False
+        # A drift alarm means live accuracy got worse. A replay's alarms say nothing of the kind (a file
+        # sorted by category, or relabelled half-way, can raise several), and counted in the snapshot they
+        # were announced to the leads as "📉 Drift alarm" once serve loaded it; so the count published is
+        # the one the live model had.
+        live_alarms = learner.tracker.drift_alarms
         bad = 0
         bar = Progress(len(rows), f"train {args.learner}")
         for i, (text, raw) in enumerate(rows, 1):
@@ -298,6 +307,8 @@ async def _train_into(args: argparse.Namespace, rows: list[tuple[str, str]], url
         if lost:
             return _lost(lost, len(rows), len(rows))
         learner.tracker.log_drift = True  # the live learner process should report drift again
+        replay_alarms = learner.tracker.drift_alarms - live_alarms
+        learner.tracker.drift_alarms = live_alarms
         # Only the trained learner: the others' blobs stay byte for byte (a held one is never replaced).
         version = await snapshot.publish(redis, {args.learner: learner}, lock)
         if version is None:
@@ -306,7 +317,8 @@ async def _train_into(args: argparse.Namespace, rows: list[tuple[str, str]], url
         t = learner.tracker
         print(
             f"trained {args.learner} on {len(rows) - bad} rows ({bad} skipped); labels_seen={t.labels_seen} "
-            f"rolling_accuracy={t.rolling_accuracy} drift_alarms={t.drift_alarms}"
+            f"rolling_accuracy={t.rolling_accuracy} drift_alarms={t.drift_alarms} "
+            f"(replay raised {replay_alarms}, not counted)"
         )
         print(f"published snapshot version={version} to {target}")
         return 0

@@ -16,7 +16,7 @@ import redis.asyncio as aioredis
 
 from gateway.domain import Outcome
 from learners.automation import automation_input
-from learners.urgency import urgent_label
+from learners.urgency import urgency_target
 
 OUTCOMES_STREAM = "sb:outcomes"
 FIELD = "data"
@@ -78,7 +78,20 @@ class Labels:
 
 
 def labels_of(outcome: Outcome, skills: Collection[str] | None = None) -> Labels:
-    """`skills`: the skills a correction note may name (the policy's); None = any skill-shaped word."""
+    """`skills`: the skills a correction note may name (the policy's); None = any skill-shaped word.
+
+    A customer's rating (`csat`, published by `gateway.csat` with no text) teaches no learner, on purpose.
+    A rating is only ever asked for when an agent resolves a conversation (the Resolve form's "ask for a
+    rating"), so it grades a person's handling of it, after the fact:
+    - skill: the resolve that asked for it already taught the skill the conversation ended on; a 1/5 after
+      the right team handled it is not a routing mistake.
+    - sentiment and urgency: they score the customer's messages, which the agent labelled on that resolve;
+      a calm customer unhappy with the answer did not write a "negative" message.
+    - automation: the bot did not end the conversation, a person did. If the bot had answered and the
+      customer needed a person after all, that was labelled as the bot's failure when it handed off or the
+      customer came back; a bot that never tried gives no evidence either way (as on a resolve).
+    So ratings feed the stats (`/switchboard stats`, the next card's "Earlier conversations"), not the models.
+    """
     text = outcome.text.strip()
     if not text:
         return Labels({})
@@ -93,7 +106,8 @@ def labels_of(outcome: Outcome, skills: Collection[str] | None = None) -> Labels
     if outcome.mood:
         pairs["sentiment"] = (text, outcome.mood)
     if outcome.urgency is not None:
-        pairs["urgency"] = (text, urgent_label(outcome.urgency))
+        # The figure itself: "high" (0.75) must not teach the same as "urgent" (1.0), see `learners.urgency`.
+        pairs["urgency"] = (text, urgency_target(outcome.urgency))
     # Only the bot's own outcomes say it succeeded; `automation_failed=False` on a human resolution
     # means the bot never tried, which is no evidence either way.
     success: bool | None = None

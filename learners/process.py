@@ -267,7 +267,7 @@ async def _step(
     elif not await lock.renew():
         log.warning("learner_lock_lost", consumer=cfg.consumer)
         metrics.LEARNER_LEADER.set(0)
-        return None
+        return await _after_emptied(redis, cfg, state, lock)
     state.skills = await _policy_skills(policies, state)  # cached by the store: one read a second at most
     if time.monotonic() - state.last_claim >= cfg.claim_every_s:
         await state.recheck_held(redis)
@@ -279,7 +279,56 @@ async def _step(
     if state.pending_updates and (state.pending_updates >= cfg.snapshot_every or due):
         if not await _snapshot(redis, cfg, state, lock):
             metrics.LEARNER_LEADER.set(0)
-            return None  # someone else holds the lock now; back to standby
+            # Someone else holds the lock now (back to standby), or Redis was emptied under us.
+            return await _after_emptied(redis, cfg, state, lock)
+    return state
+
+
+async def _group_exists(redis: aioredis.Redis, cfg: LearnerConfig) -> bool:
+    try:
+        groups = await redis.xinfo_groups(cfg.stream)
+    except ResponseError:  # no such key: the stream went with the flush
+        return False
+    return any(as_str(g.get("name") or b"") == cfg.group for g in groups)
+
+
+async def _after_emptied(
+    redis: aioredis.Redis, cfg: LearnerConfig, state: _Learning, lock: snapshot.RedisLock
+) -> _Learning | None:
+    """The lock is gone: keep leading with the models held if Redis was emptied, else stand by (None).
+
+    A Redis that comes back empty (FLUSHALL, or restarted without persistence) takes the lock, the
+    snapshot and the outcome stream with it. Standing by then dropped this state, and the next turn
+    resumed from the empty snapshot with fresh models: workers swapped to near-empty ones, and the
+    automation model, republished only once it learned again, stayed old in running workers and fresh in
+    new ones. So when the store was emptied (the snapshot's count went back, or our consumer group is
+    gone) and the lock is free, take it again and publish every model held, from version 1.
+
+    Otherwise another leader took over (this one was paused past the lock's TTL): it resumed from the
+    snapshot and reclaims what this one learned but did not publish, so this state must go.
+    """
+    stored = await snapshot.current_version(redis)
+    if stored >= state.version and await _group_exists(redis, cfg):
+        return None
+    if not await lock.acquire():
+        return None  # another learner was quicker; it starts from what is stored
+    log.warning("learner_store_emptied", consumer=cfg.consumer, stored_version=stored, held_version=state.version,
+                action="republishing the models held")
+    metrics.LEARNER_LEADER.set(1)
+    await _ensure_group(redis, cfg)
+    # The entries learned but unacknowledged went with the stream; their learning is in the models held.
+    state.unacked.clear()
+    state.seen.clear()
+    state.version = 0
+    for name in list(state.held):  # a refused blob that is gone now is no longer anyone's to keep
+        del state.held[name]
+        state.learners[name] = snapshot.LEARNER_TYPES[name]()
+        log.warning("learner_snapshot_released", learner=name, starting="fresh", reason="store emptied")
+    state.dirty = set(state.learners)
+    state.pending_updates = max(1, state.pending_updates)
+    if not await _snapshot(redis, cfg, state, lock):
+        metrics.LEARNER_LEADER.set(0)
+        return None
     return state
 
 

@@ -2,8 +2,11 @@
 
 Each learner's weight grows linearly with the labels it has seen (`min_labels` = full trust), so a
 fresh deployment behaves exactly like the cold-start rules and drifts towards the models as agents
-resolve conversations. A learner whose rolling accuracy falls under its floor is ignored entirely
-until it recovers, and says so in `Scores.versions` and `health()`.
+resolve conversations. For sentiment, urgency and automation that weight is also capped, message by
+message, by the labels of the classes in play (`class_weight`): a model never taught "negative" cannot
+overrule the rules on a message they call negative, however many "neutral" labels it has seen. A
+learner whose rolling accuracy falls under its floor is ignored entirely until it recovers, and says
+so in `Scores.versions` and `health()`.
 
 Models are replaced by reference on `refresh`; scoring never waits on Redis, and the unpickling
 (tens of milliseconds for a large model) runs in a thread so the event loop keeps serving meanwhile.
@@ -24,6 +27,7 @@ from gateway.domain import Scores
 from learners import coldstart
 from learners.automation import AutomationLearner, automation_input
 from learners.base import SkillSeeds
+from learners.sentiment import CLASSES as MOODS
 from learners.sentiment import SentimentLearner
 from learners.skill import TAUGHT_AT, SkillLearner
 from learners.snapshot import (
@@ -37,12 +41,29 @@ from learners.snapshot import (
     new_learners,
 )
 from learners.text import TextLearner
-from learners.urgency import UrgencyLearner
+from learners.urgency import UrgencyLearner, urgency_band
 
 log = structlog.get_logger("learners.service")
 
 DEFAULT_FLOORS = {"skill": 0.5, "sentiment": 0.5, "urgency": 0.6, "automation": 0.6}
 """Rolling-accuracy floors; well above chance for each learner's class count, below a useful model."""
+
+CLASS_MIN_LABELS = 30
+"""Labels of one class after which a model's verdict for that class is fully trusted (linearly from none).
+Same order as a skill's `TAUGHT_AT`: on airline tweets a sentiment model sees 30 negative and 30 positive
+tweets within its first ~200 labels, so a desk with a normal mix loses nothing against `min_labels`."""
+
+FIXED_CLASSES: dict[str, tuple[Any, ...]] = {
+    "sentiment": MOODS,
+    "urgency": ("routine", "elevated", "urgent"),
+    "automation": (False, True),
+}
+"""Learners whose classes are known in advance, so a class the labels never covered can be seen missing.
+Skills are not here: their classes are the policy's, and an untaught one has its keywords
+(`SkillLearner.with_keyword_prior`). Urgency's classes are the bands its tracker judges (`urgency_band`)."""
+
+LEGACY_CLASSES: dict[tuple[str, Any], Any] = {("urgency", "urgent"): True, ("urgency", "routine"): False}
+"""An urgency model taught before bands counted its labels as urgent-or-not; those still count."""
 
 
 class LearnerScorer:
@@ -56,6 +77,7 @@ class LearnerScorer:
         floors: Mapping[str, float] | None = None,
         min_evaluated: int = 50,
         taught_at: int = TAUGHT_AT,
+        class_min_labels: int = CLASS_MIN_LABELS,
     ) -> None:
         self._learners: dict[str, TextLearner] = {**new_learners(), **(learners or {})}
         self.min_labels = min_labels
@@ -63,6 +85,8 @@ class LearnerScorer:
         self.min_evaluated = min_evaluated
         self.taught_at = taught_at
         """Labels a single skill needs before its keywords stop counting (see `SkillLearner.with_keyword_prior`)."""
+        self.class_min_labels = class_min_labels
+        """Labels of one mood / urgent-or-not / bot-succeeded-or-not before the model decides it (`class_weight`)."""
         self._versions = dict.fromkeys(LEARNER_TYPES, 0)
         self._created: dict[str, float | None] = dict.fromkeys(LEARNER_TYPES)
         self._seen_version = 0
@@ -79,12 +103,28 @@ class LearnerScorer:
         return self._learners[name].tracker.below(self.floors[name], self.min_evaluated)
 
     def weight(self, name: str) -> float:
-        """How much the model counts against the rules: 0 in fallback, labels/min_labels otherwise."""
+        """How much the model counts against the rules at most: 0 in fallback, labels/min_labels otherwise."""
         if self.fallback(name):
             return 0.0
         need = self.min_labels if isinstance(self.min_labels, int) else self.min_labels.get(name, 200)
         seen = self._learners[name].tracker.labels_seen
         return 1.0 if need <= 0 else min(1.0, seen / need)
+
+    def class_weight(self, name: str, cls: Any) -> float:
+        """`weight` capped by the labels of class `cls`: how far the model may decide that class.
+
+        Why per class and not only the label count: a desk that resolves 223 conversations all with mood
+        "neutral" gives a model that scores every message 0.0 with rolling accuracy 1.0, and at full weight it
+        replaced the rules' -0.98 for "the worst service ever", so angry customers lost their P2. The count
+        said nothing about the classes it never saw. A class the model has no labels of is the rules' alone.
+        """
+        w = self.weight(name)
+        if name not in FIXED_CLASSES or w <= 0.0:
+            return w
+        counts = self._learners[name].tracker.class_labels
+        seen = counts.get(cls, 0) + (counts.get(LEGACY_CLASSES[name, cls], 0) if (name, cls) in LEGACY_CLASSES else 0)
+        need = self.class_min_labels
+        return w if need <= 0 else min(w, seen / need)
 
     def _version(self, name: str, w: float) -> str:
         if w <= 0.0:
@@ -102,7 +142,7 @@ class LearnerScorer:
         if w > 0.0:
             sk = self._skill()
             hits = coldstart.hits(text, skills) if sk.needs_keywords(skills, self.taught_at) else None
-            learned = sk.distribution(text, skills, hits, self.taught_at)
+            learned = sk.distribution(text, skills, hits, self.taught_at, _hit_keywords(text, skills, hits))
             if all(map(math.isfinite, learned.values())):
                 dist = learned if w >= 1.0 else {s: w * learned[s] + (1 - w) * rules[s] for s in learned}
             else:
@@ -111,14 +151,14 @@ class LearnerScorer:
 
         mood = self._blend(
             "sentiment",
-            weights["sentiment"],
+            weights,
             ruled,
             lambda: self._sentiment().polarity(text),
             lambda: coldstart.sentiment(text),
         )
         urgent = self._blend(
             "urgency",
-            weights["urgency"],
+            weights,
             ruled,
             lambda: self._urgency().probability(text),
             lambda: coldstart.urgency(text),
@@ -127,7 +167,7 @@ class LearnerScorer:
         feats = {"sentiment": mood, "urgency": urgent, "skill_confidence": conf}
         auto = self._blend(
             "automation",
-            weights["automation"],
+            weights,
             ruled,
             lambda: self._automation().probability(automation_input(text, feats)),
             lambda: coldstart.automation_success(text, mood, urgent, conf),
@@ -145,20 +185,35 @@ class LearnerScorer:
         )
 
     def _blend(
-        self, name: str, w: float, ruled: set[str], model: Callable[[], float], rules: Callable[[], float]
+        self,
+        name: str,
+        weights: dict[str, float],
+        ruled: set[str],
+        model: Callable[[], float],
+        rules: Callable[[], float],
     ) -> float:
-        """`w` of the model's value and the rest of the rules', computing only what is weighted.
+        """The model's value and the rules', weighted by `class_weight` of both verdicts; sets `weights[name]`.
 
-        A non-finite model value falls back to the rules: the clamps in `score` would turn NaN into the upper
-        bound (`min(1, nan)` is 1), silently making every message urgent or the bot certain.
+        The weight is the smaller of the model's say on the class its own value names and on the class the
+        rules' value names (`verdict`): where the rules call a message negative (or urgent) and the model has
+        no negative (urgent) labels, the rules' verdict stands, and the model's claim of a class it hardly saw
+        is weak too. Why not blend by the model's confidence: a one-class model is certain of its one class.
+        Only what is weighted is computed. A non-finite model value falls back to the rules: the clamps in
+        `score` would turn NaN into the upper bound (`min(1, nan)` is 1), silently making every message urgent
+        or the bot certain.
         """
-        if w <= 0.0:
+        if weights[name] <= 0.0:
             return rules()
         value = model()
         if not math.isfinite(value):
             ruled.add(_not_finite(name, value))
             return rules()
-        return value if w >= 1.0 else w * value + (1 - w) * rules()
+        if name not in FIXED_CLASSES and weights[name] >= 1.0:
+            return value
+        rule = rules()
+        w = min(self.class_weight(name, verdict(name, value)), self.class_weight(name, verdict(name, rule)))
+        weights[name] = w
+        return value if w >= 1.0 else w * value + (1 - w) * rule
 
     def _skill(self) -> SkillLearner:
         return self._learners["skill"]  # type: ignore[return-value]
@@ -235,16 +290,47 @@ class LearnerScorer:
         for name, learner in self._learners.items():
             t = learner.tracker
             created = self._created[name]
+            w = self.weight(name)
+            # "weight" is what the model counts for its least-taught class: 1.00 for a sentiment model that
+            # never saw an angry customer read as if it decided moods, while the rules still decide those.
+            classes = FIXED_CLASSES.get(name, ())
             out[name] = {
                 "labels_seen": t.labels_seen,
                 "rolling_accuracy": t.rolling_accuracy,
                 "drift_alarms": t.drift_alarms,
                 "fallback": self.fallback(name),
-                "weight": round(self.weight(name), 4),
+                "weight": round(min((self.class_weight(name, c) for c in classes), default=w), 4),
+                "class_weights": {str(c): round(self.class_weight(name, c), 4) for c in classes},
                 "snapshot_version": self._versions[name],
                 "snapshot_age_s": round(now - created, 1) if created is not None else None,
             }
         return out
+
+
+def verdict(name: str, value: float) -> Any:
+    """The class a sentiment / urgency / automation value stands for, whoever produced it.
+
+    Sentiment in thirds of [-1, 1] (a model sure of one mood gives -1, 0 or 1; one emotional word gives the
+    rules -0.46, negative); urgency in the policy's bands, as its tracker judges; automation at 0.5, where
+    its own `predict_one` splits.
+    """
+    if name == "sentiment":
+        return "negative" if value <= -1 / 3 else "positive" if value >= 1 / 3 else "neutral"
+    if name == "urgency":
+        return urgency_band(value)
+    return value >= 0.5
+
+
+def _hit_keywords(text: str, skills: SkillSeeds, hits: Mapping[str, int] | None) -> dict[str, list[str]] | None:
+    """Which of each hit skill's keywords the text contains: each is weighed on its own evidence."""
+    if not hits:
+        return None
+    out: dict[str, list[str]] = {}
+    for skill, n in hits.items():
+        if n:
+            found = coldstart.hits(text, {kw: (kw,) for kw in skills[skill]})
+            out[skill] = [kw for kw, k in found.items() if k]
+    return out
 
 
 def _not_finite(name: str, value: object) -> str:

@@ -248,7 +248,7 @@ def test_labels_of_each_outcome_kind() -> None:
             conversation_id="c", kind="resolved", text="hi", final_skill="orders", urgency=0.7, automation_failed=False
         )
     )
-    assert human.pairs == {"skill": ("hi", "orders"), "urgency": ("hi", True)}
+    assert human.pairs == {"skill": ("hi", "orders"), "urgency": ("hi", 0.7)}  # the form's level, not "urgent"
     assert labels_of(Outcome(conversation_id="c", kind="resolved", text="", final_skill="orders")).pairs == {}
     bot_then_human = labels_of(Outcome(conversation_id="c", kind="resolved", text="hi", automation_failed=True))
     assert bot_then_human.pairs == {
