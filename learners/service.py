@@ -62,8 +62,10 @@ FIXED_CLASSES: dict[str, tuple[Any, ...]] = {
 Skills are not here: their classes are the policy's, and an untaught one has its keywords
 (`SkillLearner.with_keyword_prior`). Urgency's classes are the bands its tracker judges (`urgency_band`)."""
 
-LEGACY_CLASSES: dict[tuple[str, Any], Any] = {("urgency", "urgent"): True, ("urgency", "routine"): False}
-"""An urgency model taught before bands counted its labels as urgent-or-not; those still count."""
+LEGACY_CLASSES: dict[tuple[str, Any], Any] = {("urgency", "routine"): False}
+"""An urgency model taught before bands counted its labels as urgent-or-not. Its "not" labels still count as
+routine; its `True` meant "high or urgent" (figure ≥ 0.5), so it earns no say on "urgent" until real urgent labels
+come: credited, an old model kept paging P1 for messages agents had marked "high"."""
 
 
 class LearnerScorer:

@@ -91,8 +91,12 @@ class SkillLearner(TextLearner):
                 worth = sum(
                     max(0.0, 1.0 - self.keyword_against(kw, seen) / contested_at) for kw in keywords.get(skill, ())
                 )
-            others = sorted((v for s, v in logits.items() if s != skill), reverse=True)
-            runner_up = others[1] if len(others) > 1 else others[0] if others else 0.0
+            if worth <= 0.0:  # contested away: no lift at all (raised to the runner-up, it still took a share)
+                continue
+            # The runner-up of all skills, the keyword's own among them: with one other skill the favourite was
+            # the runner-up, and any keyword beat any margin.
+            ranked = sorted(logits.values(), reverse=True)
+            runner_up = ranked[1] if len(ranked) > 1 else ranked[0]
             lifted = max(logits[skill], runner_up + HIT_LOGIT * worth)
             out[skill] = t * logits[skill] + (1 - t) * lifted
         return out

@@ -73,3 +73,16 @@ def test_the_model_takes_over_a_class_as_its_labels_arrive() -> None:
     full = scorer.score(text, SKILLS)
     assert full.versions["sentiment"] == "sentiment-v0"
     assert full.sentiment == round(sentiment.polarity(text), 4) < FLOOR  # type: ignore[attr-defined]
+
+
+def test_an_urgency_model_of_the_release_before_has_no_say_on_urgent() -> None:
+    """Its `True` labels meant "high or urgent" (figure ≥ 0.5): credited to the urgent band, an old model kept
+    paging P1 for messages agents had marked "high" (found in the diff review, with a model pickled by it)."""
+    learners = new_learners()
+    counts = learners["urgency"].tracker.class_labels
+    counts.clear()
+    counts.update({True: 300, False: 300})  # what an old model's tracker holds
+    learners["urgency"].tracker.labels_seen = 600
+    scorer = LearnerScorer(learners)
+    assert scorer.class_weight("urgency", "urgent") == 0.0
+    assert scorer.class_weight("urgency", "routine") == 1.0

@@ -111,3 +111,18 @@ def test_a_keyword_the_desk_keeps_labelling_as_another_skill_stops_counting() ->
     teach_screen(skill, 50, seed=4)
     assert skill.with_keyword_prior(logits, {"warranty": 1}, keywords=kws)["warranty"] == 0.0
     assert skill.keyword_against("guarantee", 0) == 0  # a keyword never labelled keeps its full worth
+
+
+def test_a_contested_keyword_lifts_nothing_and_one_rival_is_no_free_win() -> None:
+    """Found in the diff review: at no worth left, the skill was still raised to the runner-up's logit (a share
+    taken from the favourite); and with a single other skill, the favourite was the runner-up, so any keyword
+    beat any margin."""
+    skill = SkillLearner(["billing", "technical", "general", "orders"])
+    logits = {"billing": 3.0, "technical": 1.0, "general": 0.5, "orders": -2.0}
+    contested = skill.with_keyword_prior(logits, {"orders": 1}, keywords={"orders": []})
+    assert contested["orders"] == -2.0
+    pair = SkillLearner(["billing", "orders"])
+    sure = pair.with_keyword_prior({"billing": 5.0, "orders": 0.0}, {"orders": 1})
+    assert sure["orders"] < sure["billing"]  # one keyword (1.5) does not beat a margin of 5
+    unsure = pair.with_keyword_prior({"billing": 0.5, "orders": 0.0}, {"orders": 1})
+    assert unsure["orders"] > unsure["billing"]  # but it does a hesitant model
