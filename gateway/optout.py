@@ -17,7 +17,6 @@ import structlog
 from gateway import keys
 from gateway.domain import ChannelKind, Conversation, Message
 from gateway.effects import Effects, never_found
-from gateway.outbound import REFUSED
 
 if TYPE_CHECKING:
     from gateway.pipeline import Pipeline
@@ -88,4 +87,6 @@ async def refusal(p: Pipeline, conv: Conversation) -> str | None:
     """Why nothing may be sent to this customer now (they opted out), or None."""
     if conv.customer.channel not in CHANNELS or not await p.redis.exists(opt_out_key(conv.customer.key)):
         return None
+    from gateway.outbound import REFUSED  # here: the SLA clock reads keywords, and outbound imports it
+
     return f"{REFUSED}the customer opted out (texted STOP); they must text START first"

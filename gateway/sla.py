@@ -17,14 +17,26 @@ import structlog
 from redis.asyncio.client import Pipeline as RedisPipeline
 from redis.exceptions import WatchError
 
-from gateway import keys, metrics
+from gateway import keys, metrics, optout
 from gateway.agents import agent_loads
-from gateway.domain import Conversation, ConversationState, Direction, ends_wait, is_human_reply
+from gateway.domain import (
+    BOT_ANSWER,
+    ChannelKind,
+    Conversation,
+    ConversationState,
+    Direction,
+    Message,
+    ends_wait,
+    is_bot_answer,
+    is_human_reply,
+)
+from gateway.optout import Keyword
 from gateway.policy_store import PolicyStore
 from gateway.ports import AgentDesk
 from gateway.redis_conn import as_str
 from gateway.scheduler import Clock, SlaScheduler, SystemClock
 from gateway.store import ConversationStore
+from integrations.whatsapp.payload import is_reaction_text
 from router.policy import Policy
 from router.sla import ActionKind, SlaAction, SlaState, SlaStep, actions_due
 
@@ -50,6 +62,23 @@ def sla_now(sla: SlaTracker | None) -> float:
     return sla.clock.now() if sla is not None else time.time()
 
 
+def _asks_nothing(conv: Conversation, m: Message) -> bool:
+    """A STOP or a WhatsApp reaction: threaded for the agent, but no wait starts (nobody can answer a STOP,
+    nobody owes an answer to a 👍). Counted, a later re-plan chased agents over them."""
+    if m.direction is not Direction.INBOUND:
+        return False
+    return (m.channel is ChannelKind.WHATSAPP and is_reaction_text(m.text)) or optout.keyword(conv, m) is Keyword.OUT
+
+
+def _ends_wait(m: Message, last_inbound: str | None) -> bool:
+    """A person's reply ends the wait; a bot answer only if it answers the customer's latest message. The answer
+    is written once delivered, so a message that came in while it was being sent stands before it
+    (`[m1, m2, bot:m1]`): m2 is still waiting, and read as answered, its hand-off planned no deadline."""
+    if not ends_wait(m):
+        return False
+    return not is_bot_answer(m) or m.id.removeprefix(BOT_ANSWER) == last_inbound
+
+
 def sla_state(conv: Conversation, done: frozenset[str]) -> SlaState:
     """The customer's current wait: since their oldest message after the last reply (a person's, or the
     bot's answer: a hand-off after the bot is timed from the message that asked for a person, not from the
@@ -57,13 +86,17 @@ def sla_state(conv: Conversation, done: frozenset[str]) -> SlaState:
     waiting_since: float | None = None
     responded = False
     replied = conv.replied_at.timestamp() if conv.replied_at else None  # a reply on its way counts already
+    last_inbound: str | None = None
     for m in conv.messages:
         if replied is not None and m.at.timestamp() >= replied:
             responded, waiting_since, replied = True, None, None
-        if ends_wait(m):
+        if _asks_nothing(conv, m):
+            continue
+        if _ends_wait(m, last_inbound):
             responded, waiting_since = responded or is_human_reply(m), None
-        elif m.direction is Direction.INBOUND and waiting_since is None:
-            waiting_since = m.at.timestamp()
+        elif m.direction is Direction.INBOUND:
+            last_inbound = m.id
+            waiting_since = waiting_since if waiting_since is not None else m.at.timestamp()
     if replied is not None:  # replied after every message so far
         responded, waiting_since = True, None
     return SlaState(
