@@ -10,6 +10,8 @@ hiccup, simply never arrived.
 
 from __future__ import annotations
 
+import html
+import re
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from datetime import timedelta
@@ -182,21 +184,24 @@ async def relay(ctx: DeskContext, event: Mapping[str, Any], body: Mapping[str, A
         await _after(ctx, msg, conv_id, client)
 
 
-NOTE_MARKUP = " \t\n*_~`>"
-"""What may come before a note's prefix: spaces, and Slack's bold, italic, strike, code and quote marks."""
+NOTE_MARKUP = re.compile(r"[\s*_~`>•·\-]+")
+"""What may surround a note's prefix: spaces, and Slack's bold, italic, strike, code, quote and bullet marks."""
 
 
 def is_note(text: str, prefix: str) -> bool:
     """Whether an agent's thread message is an internal note: it starts with the prefix, whatever its case and
     however it is formatted. `Internal:` configured and "internal: …" typed went to the customer, and so did
-    "*Note:* …" (the prefix made bold); an internal note reaching the customer is the worst way this can fail.
+    "*Note:* …" (the prefix made bold), "*Note*: …" and a quoted "> note: …" (which Slack sends as `&gt;`); an
+    internal note reaching the customer is the worst way this can fail.
 
-    >>> [is_note(t, "note:") for t in ("note: reseller", "  NOTE: x", "*Note:* x", "_note: x_", "> `note:` x")]
-    [True, True, True, True, True]
-    >>> [is_note(t, "note:") for t in ("Notes: see below", "a note: x", "*Hello*")]
-    [False, False, False]
+    >>> [is_note(t, "note:") for t in ("note: reseller", "  NOTE: x", "*Note:* x", "_note: x_", "&gt; `note:` x",
+    ...                                "*Note*: x", "_Note_: secret", "• note: x", "Note : x")]
+    [True, True, True, True, True, True, True, True, True]
+    >>> [is_note(t, "note:") for t in ("Notes: see below", "a note: x", "*Hello*", "note this down: 5")]
+    [False, False, False, False]
     """
-    return text.lstrip(NOTE_MARKUP).casefold().startswith(prefix.casefold())
+    head = NOTE_MARKUP.sub("", html.unescape(text[: len(prefix) + 40]))
+    return head.casefold().startswith(NOTE_MARKUP.sub("", prefix).casefold())
 
 
 async def _queue(ctx: DeskContext, msg: ThreadMessage, conv_id: str, retired: bool, client: AsyncWebClient) -> bool:
