@@ -178,7 +178,7 @@ class Worker:
     async def run(self, stop: asyncio.Event) -> None:
         self._stopping = stop
         log.info("worker_started", worker=self.name, partitions=self.partitions)
-        beat = asyncio.create_task(self._heartbeat(stop))
+        beat: asyncio.Task[None] | None = None
         retrier = self.pipeline.retries
         retry_loop = asyncio.create_task(retrier.run(self.pipeline.requeue, stop)) if retrier else None
         down_since: float | None = None
@@ -189,6 +189,9 @@ class Worker:
                     if not groups:  # inside the loop: a Redis that is down at start is waited for like any
                         await ensure_groups(self.redis, self.partitions)  # outage (it exited the process,
                         groups = True  # and with honcho every process beside it)
+                        # Leases only once the groups exist: a take-over before them met NOGROUP and logged
+                        # "Redis state lost" on an ordinary first start.
+                        beat = asyncio.create_task(self._heartbeat(stop))
                     owned = set(self.leases.owned)
                     if not owned:
                         await asyncio.wait_for(stop.wait(), timeout=self.lease_ms / 3000)

@@ -26,6 +26,8 @@ ANSWERS: dict[str, tuple[int, dict[str, str], bytes]] = {
     "refused": (200, {"Content-Type": "application/json"}, b'{"ok": false, "error": "channel_not_found"}'),
     "limited": (429, {"Content-Type": "application/json", "Retry-After": "7"},
                 b'{"ok": false, "error": "ratelimited"}'),
+    "limited_lower": (429, {"Content-Type": "application/json", "retry-after": "9"},  # HTTP/2 proxies send it so
+                      b'{"ok": false, "error": "ratelimited"}'),
     "proxy": (502, {"Content-Type": "text/html"}, b"<html>Bad Gateway</html>"),
     "broken": (500, {"Content-Type": "application/json"}, b"{not json"),
 }

@@ -14,6 +14,7 @@ from typing import Any
 
 import aiohttp
 import orjson
+from multidict import CIMultiDict
 from slack_sdk.web.async_client import AsyncWebClient
 from slack_sdk.web.async_slack_response import AsyncSlackResponse
 
@@ -44,7 +45,7 @@ class CardPoster:
         headers = {"Content-Type": JSON, "Authorization": f"Bearer {self.client.token}"}
         async with session.post(url, data=orjson.dumps(kwargs), headers=headers) as res:
             raw = await res.read()
-            status, answer_headers = res.status, res.headers
+            status, answer_headers = res.status, res.headers  # read case-insensitively, as slack_sdk keeps them
         data: Any = {}
         if raw and res.content_type == "application/json":  # a proxy's HTML 502 is an error without a body,
             try:  # as slack_sdk reads it
@@ -53,6 +54,7 @@ class CardPoster:
                 data = {}
         response = AsyncSlackResponse(
             client=self.client, http_verb="POST", api_url=url, req_args={"json": kwargs},
-            data=data if isinstance(data, dict) else {}, headers=dict(answer_headers), status_code=status,
+            data=data if isinstance(data, dict) else {}, headers=CIMultiDict(answer_headers),  # type: ignore[arg-type]
+            status_code=status,
         )
         return response.validate()
