@@ -117,11 +117,11 @@ def test_a_contested_keyword_lifts_nothing_and_one_rival_is_no_free_win() -> Non
     """Found in the diff review: at no worth left, the skill was still raised to the runner-up's logit (a share
     taken from the favourite); and with a single other skill, the favourite was the runner-up, so any keyword
     beat any margin."""
-    skill = SkillLearner(["billing", "technical", "general", "orders"])
+    skill = SkillLearner()
     logits = {"billing": 3.0, "technical": 1.0, "general": 0.5, "orders": -2.0}
     contested = skill.with_keyword_prior(logits, {"orders": 1}, keywords={"orders": []})
     assert contested["orders"] == -2.0
-    pair = SkillLearner(["billing", "orders"])
+    pair = SkillLearner()
     sure = pair.with_keyword_prior({"billing": 5.0, "orders": 0.0}, {"orders": 1})
     assert sure["orders"] < sure["billing"]  # one keyword (1.5) does not beat a margin of 5
     unsure = pair.with_keyword_prior({"billing": 0.5, "orders": 0.0}, {"orders": 1})
