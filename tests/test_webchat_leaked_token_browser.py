@@ -70,3 +70,19 @@ async def test_widget_resumes_by_a_secret_sent_only_in_a_post_body(browser: Brow
     assert any(json.loads(b).get("resume") == resume for b in bodies if b.startswith("{"))
     assert not any(LEGACY_VISITOR in b for b in bodies)
     await context.close()
+
+
+async def test_a_tab_loaded_before_the_chat_started_joins_it(browser: Browser, chat: Chat) -> None:
+    """Found in the diff review: each tab read the resume secret once, at load. Two tabs open, the chat started in
+    A, then opened in B: B asked for a new secret, landed in a new conversation and overwrote A's."""
+    context = await browser.new_context()
+    a, b = await context.new_page(), await context.new_page()
+    for page in (a, b):
+        await page.goto(f"{chat.url}/webchat/")
+    await a.get_by_role("button", name="Open support chat").click()
+    await ask(a, "from tab A")
+    first = (await state(a))["session"]["conversation_id"]
+    await b.get_by_role("button", name="Open support chat").click()
+    await b.get_by_text("from tab A").wait_for(timeout=10_000)
+    assert (await state(b))["session"]["conversation_id"] == first
+    await context.close()

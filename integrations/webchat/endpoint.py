@@ -93,7 +93,11 @@ class SocketEndpoint:
         scripts. Either way the token holds only a record id and an expiry: the record, kept for the token's
         lifetime, holds the conversation and who the visitor is.
         """
-        token = tokens.token_from_protocols(request.headers.get(hdrs.SEC_WEBSOCKET_PROTOCOL))
+        offered = request.headers.get(hdrs.SEC_WEBSOCKET_PROTOCOL)
+        token = tokens.token_from_protocols(offered)
+        if token is not None and tokens.PROTOCOL not in {p.strip() for p in (offered or "").split(",")}:
+            # aiohttp logs the offered subprotocols, token included, when none of them is ours.
+            return web.json_response({"error": "bad_protocol", "message": f"offer {tokens.PROTOCOL}"}, status=400)
         try:
             signed = tokens.verify(self.key, token or request.query.get("token"))
         except tokens.TokenError as exc:

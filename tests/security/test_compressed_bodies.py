@@ -60,7 +60,7 @@ async def test_a_gzip_bomb_is_refused_without_inflating_it(gw: Gateway, bomb: by
     stop.set()
     worst = await watcher
     assert statuses == [(415, "unsupported_content_encoding")] * 3
-    assert worst < 1.0, f"/healthz waited {worst:.1f} s while the bodies arrived"
+    assert worst < 2.0, f"/healthz waited {worst:.1f} s while the bodies arrived"  # inflated: 3-5 s
 
 
 async def test_a_broken_gzip_body_is_a_415_not_a_500(gw: Gateway) -> None:

@@ -283,6 +283,7 @@
   window.addEventListener("focus", wake);
 
   function startSession() {
+    resume = store(KEY_RESUME) || resume;  // another tab may have started the chat since this one loaded
     var body = { resume: resume || undefined };
     if (data.userId || data.email || data.name) {
       body.identity = { user_id: data.userId || undefined, user_hash: data.userHash || undefined,
