@@ -23,6 +23,7 @@ from gateway.policy_store import PolicyStore
 from gateway.sla import SlaTracker, sla_now
 from gateway.store import ConversationStore, counted
 from learners.outcomes import publish_outcome
+from router.policy import Policy
 
 log = structlog.get_logger(__name__)
 
@@ -182,9 +183,7 @@ class DeskOps:
         move is ordered with their messages: none is threaded under the old card once it is moved."""
         policy = await self.policies.for_conversation(conversation_id)  # the arm `transfers.move_card` routes by
         if skill not in policy.skills:
-            why = (f"{skill} is only on the canary policy, which this conversation is not in"
-                   if skill in await self.policies.skills() else f"Unknown skill {skill!r}")
-            return Result(False, f"{why}; choose one of {', '.join(policy.skills)}.")
+            return Result(False, f"{await self._not_here(skill, policy)}; choose one of {', '.join(policy.skills)}.")
 
         def change(conv: Conversation, holder: str | None) -> tuple[str, ...] | Result:
             if conv.state is ConversationState.RESOLVED:
@@ -220,6 +219,15 @@ class DeskOps:
         await self._replan(conv)
         await self.audit("transfer", user, conversation_id, from_skill=previous, to_skill=skill)
         return Result(True, f"transferred from {previous} to {skill}", conv)
+
+    async def _not_here(self, skill: str, arm: Policy) -> str:
+        """Why a skill another arm of a running canary has is not one this conversation's arm routes to."""
+        live = await self.policies.current()
+        if skill in live.skills and arm is not live:
+            return f"{skill} is not on the canary policy this conversation follows"
+        if skill in await self.policies.skills():
+            return f"{skill} is only on the canary policy, which this conversation is not in"
+        return f"Unknown skill {skill!r}"
 
     async def resolve(
         self, conversation_id: str, user: str, *, skill: str, urgency: float | None, mood: str | None,

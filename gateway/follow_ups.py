@@ -1,8 +1,9 @@
 """A customer's message on a conversation that has a card: a rating, a reopen, or a line in the card's thread.
 
 Messages that ask nothing (STOP or START, a WhatsApp reaction) are threaded too, but reopen nothing
-(`is_quiet`): followed up like any message, they reopened resolved conversations for customers who had just
-unsubscribed, and a 👍 to our "resolved" message cost the open rating question.
+(`is_reaction` here, and `Pipeline._thread_quietly`): followed up like any message, they reopened resolved
+conversations for customers who had just unsubscribed, and a 👍 to our "resolved" message cost the open rating
+question.
 """
 
 from __future__ import annotations

@@ -98,3 +98,19 @@ async def _all_armed(gw: Gateway, canary_id: str, n: int) -> dict[str, str]:
 async def _card_saved(gw: Gateway, conv_id: str) -> bool:
     conv = await gw.rt.store.load(conv_id)
     return bool(conv and conv.card_ts)
+
+
+async def test_a_skill_the_canary_dropped_is_refused_in_words_that_fit(cmd_gw: Gateway) -> None:
+    """A transfer to a live skill that the conversation's canary arm dropped was told "{skill} is only on the
+    canary policy, which this conversation is not in": both halves false (diff review)."""
+    gw = cmd_gw
+    assert (await Slash(gw).text("skill remove account --canary 50%")).startswith("🐤")
+    canary = await gw.rt.policies.canary(force=True)
+    assert canary is not None
+    for i in range(16):
+        await gw.post_message({"customer_id": f"d-{i}", "message_id": "m1", "text": "I was charged twice, invoice"})
+    arms = await eventually(lambda: _all_armed(gw, canary.id, 16))
+    in_canary = next(c for c, arm in arms.items() if arm == "candidate")
+    await eventually(partial(_card_saved, gw, in_canary))
+    refused = await gw.rt.ops.transfer(in_canary, "U0ALICE", "account")
+    assert not refused.ok and "is not on the canary policy this conversation follows" in refused.message

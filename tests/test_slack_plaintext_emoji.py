@@ -30,7 +30,10 @@ ROWS: list[tuple[str, str]] = [
     ("see :our-logo: soon", "see :our-logo: soon"),  # a workspace's custom emoji has no Unicode form
     (":our-logo::skin-tone-2:", ":our-logo::skin-tone-2:"),
     ("opens 10:30:00 sharp", "opens 10:30:00 sharp"),
-    ("ratio 1:2:package:", "ratio 1:2📦"),  # an unknown `:2:` does not swallow the next one's colon
+    ("ratio 1:2 :package:", "ratio 1:2 📦"),  # an unknown `:2` does not swallow the next one's colon
+    ("order #12:100:x", "order #12:100:x"),  # inside a word or a figure it is text, not 💯 (diff review)
+    ("a:b:c", "a:b:c"),
+    ("(:smile:)", "(😄)"),
     ("run `docker pull app:latest:x:` then :x:", "run `docker pull app:latest:x:` then ❌"),  # code is kept
     ("```\n:package:\n``` :package:", "```\n:package:\n``` 📦"),
     ("<https://t.example/1|:package: tracking> :package:", ":package: tracking (https://t.example/1) 📦"),

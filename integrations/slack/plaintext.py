@@ -112,8 +112,9 @@ def mentioned(text: str) -> list[str]:
     return [m.group("body")[1:].split("|", 1)[0] for m in _TOKEN.finditer(text) if m.group("body").startswith("@")]
 
 
-_SHORTCODE = re.compile(r":(?P<name>[a-z0-9_+'\-]+):(?::skin-tone-(?P<tone>[2-6]):)?")
-"""`:name:`, optionally followed by Slack's skin tone (`:skin-tone-2:` is the lightest, 6 the darkest)."""
+_SHORTCODE = re.compile(r"(?<!\w):(?P<name>[a-z0-9_+'\-]+):(?::skin-tone-(?P<tone>[2-6]):)?(?!\w)")
+"""`:name:`, optionally followed by Slack's skin tone (`:skin-tone-2:` is the lightest, 6 the darkest), standing
+on its own: inside a word or a figure ("order #12:100:x", "a:b:c") it is text, not 💯 or 🅱️."""
 
 _CODE = re.compile(r"```.*?```|`[^`\n]*`", re.DOTALL)
 """Code blocks and spans, whose text is not Slack markup for emoji."""
