@@ -30,7 +30,7 @@ from gateway.erasure_whatsapp import drop_statuses, numbers
 from gateway.identity import Identity
 from gateway.optout import opt_out_key
 from gateway.policy_store import PolicyStore
-from gateway.redis_conn import as_str, stream_rows
+from gateway.redis_conn import as_str, stream_rows, xdel_where
 from gateway.retries import RETRY_KEY
 from gateway.scheduler import SlaScheduler
 from gateway.store import ConversationStore
@@ -45,7 +45,6 @@ if TYPE_CHECKING:
 log = structlog.get_logger(__name__)
 
 ERASURES = f"{keys.PREFIX}erasures"
-SCAN_CHUNK = 1000
 UNLISTED_MARGIN_S = 3600
 IN_PROGRESS_S = 86400
 
@@ -133,7 +132,7 @@ class Eraser:
         about = set(conv_ids)
         for stream, name in self._outcome_streams():
             report.stream_entries += sum((await self._drop_entries(stream, about, name)).values())
-        report.stream_entries += await drop_statuses(self.redis, about, wamids, numbers(idents, scope))
+        report.stream_entries += await drop_statuses(self.redis, wamids, numbers(idents, scope))
         for partition in range(self.store.partitions):
             stream = keys.inbound_stream(partition)
             queued = await self._drop_entries(stream, about, "conv")
@@ -372,27 +371,17 @@ class Eraser:
         return stream_rows(await self.redis.xrange(stream))
 
     async def _drop_entries(self, stream: str, conv_ids: set[str], field_name: str) -> dict[str, int]:
-        """XDEL every entry about these conversations; streams are scanned in chunks, oldest first.
-        Returns how many were dropped per conversation."""
+        """XDEL every entry about these conversations; returns how many were dropped per conversation."""
+
+        def about(data: dict[str, str]) -> str | None:
+            named = data.get(field_name)
+            return json.loads(data["data"]).get(field_name) if named is None and "data" in data else named
+
         dropped: dict[str, int] = {}
-        start = "-"
-        while True:
-            rows: Any = await self.redis.xrange(stream, min=start, max="+", count=SCAN_CHUNK)
-            if not rows:
-                return dropped
-            doomed = []
-            for entry_id, data in stream_rows(rows):
-                about = data.get(field_name)
-                if about is None and "data" in data:
-                    about = json.loads(data["data"]).get(field_name)
-                if about in conv_ids:
-                    doomed.append(entry_id)
-                    dropped[about] = dropped.get(about, 0) + 1
-            if doomed:
-                await self.redis.xdel(stream, *doomed)
-            last = as_str(rows[-1][0])
-            ms, seq = last.split("-")
-            start = f"{ms}-{int(seq) + 1}"
+        for _, data in await xdel_where(self.redis, stream, lambda d: about(d) in conv_ids):
+            conv_id = str(about(data))
+            dropped[conv_id] = dropped.get(conv_id, 0) + 1
+        return dropped
 
 
 async def sweep_entry(p: Pipeline, fields: Mapping[str, str], ack: Ack | None = None) -> None:

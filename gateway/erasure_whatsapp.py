@@ -12,11 +12,9 @@ import redis.asyncio as aioredis
 
 from gateway.domain import e164
 from gateway.erasure_scope import WHOLE
-from gateway.redis_conn import as_str, stream_rows
+from gateway.redis_conn import SCAN_CHUNK, as_str, xdel_where
 from integrations.whatsapp.wamid import carries
 from integrations.whatsapp.webhook import STATUS_STREAM, sent_key, status_key
-
-SCAN_CHUNK = 1000
 
 
 def numbers(idents: Sequence[str], scope: str) -> set[str]:
@@ -32,30 +30,24 @@ def numbers(idents: Sequence[str], scope: str) -> set[str]:
                 found.add(phone.removeprefix("+"))
     return found
 
-async def drop_statuses(redis: aioredis.Redis, conv_ids: set[str], wamids: set[str], numbers: set[str]) -> int:
+async def drop_statuses(redis: aioredis.Redis, wamids: set[str], numbers: set[str]) -> int:
     """WhatsApp's status records outside the conversation's own keys: stream entries and records of a
     reply whose conversation is unknown (the stream's `conversation_id` is blank when the send was never
     attributed), found by the reply's wamid or the customer's number inside it. Keys hold them 30 days and
-    the stream 10,000 entries, and each wamid carries the customer's number."""
-    dropped = 0
+    the stream 10,000 entries, and each wamid carries the customer's number. (Entries naming an erased
+    conversation go with the other streams that name it, `Eraser._outcome_streams`.)"""
+    if not (numbers or wamids):
+        return 0
 
     def theirs(wamid: str) -> bool:
         return wamid in wamids or any(carries(wamid, n) for n in numbers)
 
-    start = "-"
-    while rows := stream_rows(await redis.xrange(STATUS_STREAM, min=start, max="+", count=SCAN_CHUNK)):
-        doomed = [entry_id for entry_id, data in rows
-                  if data.get("conversation_id") in conv_ids or theirs(data.get("wamid", ""))]
-        if doomed:
-            dropped += int(await redis.xdel(STATUS_STREAM, *doomed))
-        ms, seq = rows[-1][0].split("-")
-        start = f"{ms}-{int(seq) + 1}"
-    if numbers or wamids:
-        records = []
-        for prefix in (status_key(""), sent_key("")):
-            async for key in redis.scan_iter(match=f"{prefix}*", count=SCAN_CHUNK):
-                if theirs(as_str(key).removeprefix(prefix)):
-                    records.append(key)
-        if records:
-            await redis.delete(*records)
-    return dropped
+    dropped = await xdel_where(redis, STATUS_STREAM, lambda data: theirs(data.get("wamid", "")))
+    records = []
+    for prefix in (status_key(""), sent_key("")):
+        async for key in redis.scan_iter(match=f"{prefix}*", count=SCAN_CHUNK):
+            if theirs(as_str(key).removeprefix(prefix)):
+                records.append(key)
+    if records:
+        await redis.delete(*records)
+    return len(dropped)

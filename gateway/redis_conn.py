@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import urllib.parse
+from collections.abc import Callable
 from typing import Any
 
 import redis.asyncio as aioredis
@@ -37,6 +38,25 @@ def as_str(value: object) -> str:
 def stream_rows(raw: Any) -> list[tuple[str, dict[str, str]]]:
     """An XRANGE/XREVRANGE reply as (entry id, fields as text); an entry deleted meanwhile has no fields."""
     return [(as_str(i), {as_str(k): as_str(v) for k, v in (f or {}).items()}) for i, f in raw or []]
+
+
+SCAN_CHUNK = 1000
+
+
+async def xdel_where(
+    redis: aioredis.Redis, stream: str, pick: Callable[[dict[str, str]], bool], chunk: int = SCAN_CHUNK
+) -> list[tuple[str, dict[str, str]]]:
+    """XDEL the entries `pick` chooses, reading the stream oldest first in chunks (it may be long); returns them."""
+    dropped: list[tuple[str, dict[str, str]]] = []
+    start = "-"
+    while rows := stream_rows(await redis.xrange(stream, min=start, max="+", count=chunk)):
+        doomed = [(entry_id, data) for entry_id, data in rows if pick(data)]
+        if doomed:
+            await redis.xdel(stream, *(entry_id for entry_id, _ in doomed))
+            dropped += doomed
+        ms, seq = rows[-1][0].split("-")
+        start = f"{ms}-{int(seq) + 1}"
+    return dropped
 
 
 def shown(url: str) -> str:
