@@ -21,7 +21,6 @@ from gateway import keys, metrics, optout
 from gateway.agents import agent_loads
 from gateway.domain import (
     BOT_ANSWER,
-    ChannelKind,
     Conversation,
     ConversationState,
     Direction,
@@ -30,13 +29,13 @@ from gateway.domain import (
     is_bot_answer,
     is_human_reply,
 )
+from gateway.follow_ups import is_reaction
 from gateway.optout import Keyword
 from gateway.policy_store import PolicyStore
 from gateway.ports import AgentDesk
 from gateway.redis_conn import as_str
 from gateway.scheduler import Clock, SlaScheduler, SystemClock
 from gateway.store import ConversationStore
-from integrations.whatsapp.payload import is_reaction_text
 from router.policy import Policy
 from router.sla import ActionKind, SlaAction, SlaState, SlaStep, actions_due
 
@@ -67,7 +66,7 @@ def _asks_nothing(conv: Conversation, m: Message) -> bool:
     nobody owes an answer to a 👍). Counted, a later re-plan chased agents over them."""
     if m.direction is not Direction.INBOUND:
         return False
-    return (m.channel is ChannelKind.WHATSAPP and is_reaction_text(m.text)) or optout.keyword(conv, m) is Keyword.OUT
+    return is_reaction(m) or optout.keyword(conv, m) is Keyword.OUT
 
 
 def _ends_wait(m: Message, last_inbound: str | None) -> bool:
