@@ -18,6 +18,7 @@ from redis.exceptions import RedisError
 from gateway.domain import MAX_TEXT, ChannelKind, CustomerProfile, Identifier, InboundMessage
 from gateway.store import Accepted
 from integrations.twilio import signature, via
+from integrations.whatsapp.payload import location_line
 
 log = structlog.get_logger(__name__)
 
@@ -67,9 +68,8 @@ def location_text(inbound: TwilioInbound) -> str | None:
     empty message, it was answered 200 and dropped, and the customer's "where the courier should go" was lost."""
     if not (inbound.latitude and inbound.longitude and inbound.latitude.strip() and inbound.longitude.strip()):
         return None
-    where = ", ".join(part.strip() for part in (inbound.label, inbound.address) if part and part.strip())
-    at = f"{_coordinate(inbound.latitude)},{_coordinate(inbound.longitude)}"
-    return f"[location {at}{' ' + where if where else ''}]"
+    names = ((part or "").strip() for part in (inbound.label, inbound.address))
+    return location_line(_coordinate(inbound.latitude), _coordinate(inbound.longitude), *names)
 
 
 def message_text(inbound: TwilioInbound, form: dict[str, str]) -> str:

@@ -93,9 +93,15 @@ def _media(kind: str) -> Callable[[dict[str, Any]], str]:
     return render
 
 
+def location_line(latitude: object, longitude: object, *names: str | None) -> str:
+    """A shared location as agents read it, whichever provider carried it (Meta here, Twilio's WhatsApp too):
+    `[location lat,long name, address]`."""
+    where = ", ".join(str(n) for n in names if n)
+    return f"[location {latitude},{longitude}{' ' + where if where else ''}]"
+
+
 def _location(part: dict[str, Any]) -> str:
-    where = ", ".join(str(part[k]) for k in ("name", "address") if part.get(k))
-    return f"[location {part.get('latitude')},{part.get('longitude')}{' ' + where if where else ''}]"
+    return location_line(part.get("latitude"), part.get("longitude"), part.get("name"), part.get("address"))
 
 
 REACTION = "[reaction "
