@@ -42,7 +42,7 @@ from gateway.identity import Identity
 from gateway.outbound import FAILED, REFUSED
 from gateway.policy_store import PolicyStore
 from gateway.ports import AgentDesk, Automation, CustomerChannel
-from gateway.redis_conn import as_str
+from gateway.redis_conn import as_str, execute
 from gateway.retries import DeliveryRetries
 from gateway.sla import SlaTracker
 from gateway.store import ConversationStore, Snapshot
@@ -89,6 +89,8 @@ class Pipeline:
 
     identity: Identity | None = None
     eraser: Eraser | None = None
+    round_trips: aioredis.Redis | None = None
+    """The lean pool for the two round trips of every message (`redis_conn.round_trip_client`); `redis` if unset."""
     _handlers: dict[str, Handler] = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
@@ -198,12 +200,12 @@ class Pipeline:
     async def _prefetch(self, conv_id: str, person: str | None, customer: str) -> Prefetched:
         """Everything a message may need read in one round trip: the conversation with its transcript
         and effect log, and for routing the person's earlier conversations and the agents' loads."""
-        async with self.redis.pipeline(transaction=False) as pipe:
+        async with (self.round_trips or self.redis).pipeline(transaction=False) as pipe:
             snapshot = self.store.stage_snapshot(pipe, conv_id)
             history = Identity.stage_history_ids(pipe, person)
             loads = stage_agent_loads(pipe)
             pipe.get(keys.held_for(customer))
-            results = await pipe.execute()
+            results = await execute(pipe)
         held = as_str(results[-1]) if results[-1] else None
         return Prefetched(snapshot(results), person, history(results), loads(results), held)
 
@@ -216,7 +218,7 @@ class Pipeline:
         deferred effect results and the stream ack.
         These used to be nine round trips; together they are also all-or-nothing, so a crash can no
         longer leave a saved conversation without its deadlines, or an acked entry half applied."""
-        async with self.redis.pipeline(transaction=True) as pipe:
+        async with (self.round_trips or self.redis).pipeline(transaction=True) as pipe:
             at = self.store.stage_save(pipe, conv, *fields)
             effects.stage(pipe)
             if routed or card:
@@ -230,7 +232,7 @@ class Pipeline:
                 await self.sla.stage_replan(pipe, conv, new_wait)
             if ack is not None:
                 ack.stage(pipe)
-            results = await pipe.execute()
+            results = await execute(pipe)
         conv.version = int(results[at])
         if ack is not None:
             ack.done = True

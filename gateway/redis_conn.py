@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
 import urllib.parse
 from collections.abc import Callable
 from typing import Any
 
 import redis.asyncio as aioredis
+from redis.asyncio.client import Pipeline as RedisPipeline
 from redis.asyncio.retry import Retry
 from redis.backoff import ExponentialBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
@@ -28,6 +30,38 @@ def redis_client(url: str, max_connections: int = 64) -> aioredis.Redis:
         retry_on_error=[RedisConnectionError, RedisTimeoutError],
     )
     return aioredis.Redis(connection_pool=pool)
+
+
+ROUND_TRIP_S = 5.0
+"""The deadline of one hot-path round trip: the main pool's per-reply `socket_timeout`, for the whole pipeline."""
+
+
+def round_trip_client(url: str) -> aioredis.Redis:
+    """A second pool to the same server for the worker's two round trips per message (read, then commit).
+
+    The main pool arms a timer for every reply it reads (`socket_timeout`), waits for a free connection
+    through a condition and a `wait_for` task, and pings a connection idle for 10 s: with ~20 replies per
+    routed message that was about a tenth of the worker's CPU (profiled). Here the deadline is one timer
+    per round trip (`execute`), the pool never blocks (each partition's task holds at most one of these
+    connections at a time, so the count is bounded by the partitions), and a connection that died with a
+    Redis restart is retried on a fresh one instead of pinged beforehand.
+    """
+    pool = aioredis.ConnectionPool.from_url(
+        url, socket_timeout=None, socket_connect_timeout=ROUND_TRIP_S, health_check_interval=0,
+        retry=Retry(ExponentialBackoff(cap=0.5, base=0.05), retries=2), retry_on_error=[RedisConnectionError],
+    )
+    return aioredis.Redis(connection_pool=pool)
+
+
+async def execute(pipe: RedisPipeline, seconds: float = ROUND_TRIP_S) -> list[Any]:
+    """`pipe.execute()` within one deadline; a miss is redis-py's TimeoutError, as the main pool's would be, so
+    callers treat a hung Redis as the outage it is. Cancelled mid-read, redis-py drops the connection (it
+    disconnects on any BaseException while a reply is owed), so no later caller reads this one's replies."""
+    try:
+        async with asyncio.timeout(seconds):
+            return await pipe.execute()
+    except TimeoutError as exc:
+        raise RedisTimeoutError(f"Redis did not answer within {seconds:g} s") from exc
 
 
 def as_str(value: object) -> str:

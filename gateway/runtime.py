@@ -27,7 +27,7 @@ from gateway.identity import Identity
 from gateway.pipeline import Pipeline
 from gateway.policy_store import PolicyStore
 from gateway.ports import Automation, CustomerChannel
-from gateway.redis_conn import redis_client
+from gateway.redis_conn import redis_client, round_trip_client
 from gateway.retries import DeliveryRetries
 from gateway.settings import ConfigError, Settings
 from gateway.sla import SlaTracker
@@ -86,6 +86,8 @@ class Runtime:
         await self.session.close()
         if self.client.session is not None:
             await self.client.session.close()
+        if self.pipeline.round_trips is not None:
+            await self.pipeline.round_trips.aclose()
         await self.redis.aclose()
         if self.embedded is not None:
             await self.embedded.stop()
@@ -177,6 +179,15 @@ def make_automation(
     return None
 
 
+def _round_trips(settings: Settings, embedded: EmbeddedRedis | None) -> aioredis.Redis | None:
+    """The worker's lean pool, to the same server as the main one (none for the in-process fallback store)."""
+    if settings.redis_url:
+        return round_trip_client(settings.redis_url)
+    if embedded is not None and not embedded.is_fake and embedded.url:
+        return round_trip_client(embedded.url)
+    return None
+
+
 async def build_runtime(settings: Settings, allow_embedded: bool = True) -> Runtime:
     try:
         policy = load_policy(settings.policy_file)
@@ -218,6 +229,7 @@ async def build_runtime(settings: Settings, allow_embedded: bool = True) -> Runt
         automation=make_automation(settings, policies, session, kb), sla=sla, identity=Identity(redis),
         retries=DeliveryRetries(redis), bot_followup=BotFollowUp(redis, store, settings.bot_quiet_s),
         eraser=Eraser(redis, store, desk, policies),
+        round_trips=_round_trips(settings, embedded),
     )
     return Runtime(
         settings=settings, redis=redis, policy=policy, policies=policies, store=store, slack=slack,

@@ -1,0 +1,76 @@
+"""The worker's lean pool (`redis_conn.round_trip_client`): one deadline per round trip, and nothing owed.
+
+It reads no reply under a per-reply timer, so these check what that timer used to give: a hung Redis is a
+redis-py TimeoutError within the deadline (the worker's outage handling), the connection it hung on is not
+handed to the next caller with the late replies still owed, and a connection Redis dropped is retried.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import Any
+
+import pytest
+import redis.asyncio as aioredis
+from redis.exceptions import TimeoutError as RedisTimeoutError
+
+from gateway.redis_conn import execute, round_trip_client
+
+
+async def _read(client: aioredis.Redis, *names: str, seconds: float = 5.0) -> list[Any]:
+    async with client.pipeline(transaction=False) as pipe:
+        for name in names:
+            pipe.get(name)
+        return await execute(pipe, seconds)
+
+
+async def test_a_hung_redis_is_a_redis_timeout_and_the_late_replies_are_not_read_by_the_next_caller(
+    redis: aioredis.Redis, redis_url: str
+) -> None:
+    await redis.mset({"a": "1", "b": "2"})
+    lean = round_trip_client(redis_url)
+    try:
+        assert await _read(lean, "a") == [b"1"]  # a connection in the pool, then Redis stops answering
+        await redis.execute_command("CLIENT", "PAUSE", "800", "ALL")
+        started = time.monotonic()
+        with pytest.raises(RedisTimeoutError, match=r"within 0\.3 s"):
+            await _read(lean, "a", seconds=0.3)
+        assert time.monotonic() - started < 0.7
+        await asyncio.sleep(0.8)  # the pause ends and the server sends the reply it owed
+        # Same pool, other keys: a reused connection would hand this caller "1" (the hung call's reply).
+        assert await _read(lean, "b", "a") == [b"2", b"1"]
+        assert await _read(lean, "a", "b") == [b"1", b"2"]
+    finally:
+        await lean.aclose()
+
+
+async def test_a_connection_redis_dropped_is_retried_on_a_fresh_one(redis: aioredis.Redis, redis_url: str) -> None:
+    await redis.set("a", "1")
+    lean = round_trip_client(redis_url)
+    try:
+        await lean.client_setname("lean")
+        assert await _read(lean, "a") == [b"1"]
+        killed = await redis.execute_command("CLIENT", "KILL", "SKIPME", "yes", "TYPE", "normal")
+        assert killed >= 1
+        assert await _read(lean, "a") == [b"1"]  # what a restarted Redis does to every pooled connection
+    finally:
+        await lean.aclose()
+
+
+async def test_the_pool_never_waits_for_a_free_connection(redis: aioredis.Redis, redis_url: str) -> None:
+    """Each partition's task holds one connection at a time; a burst wider than any cap must not queue."""
+    await redis.set("a", "1")
+    lean = round_trip_client(redis_url)
+    try:
+        results = await asyncio.gather(*(_read(lean, "a") for _ in range(100)))
+        assert results == [[b"1"]] * 100
+    finally:
+        await lean.aclose()
+
+
+async def test_the_gateway_routes_through_its_lean_pool_to_the_same_server(gateway: Any) -> None:
+    pipeline = gateway.rt.pipeline
+    assert pipeline.round_trips is not None
+    await pipeline.redis.set("probe", "main")
+    assert await pipeline.round_trips.get("probe") == b"main"
