@@ -15,7 +15,7 @@ from gateway.domain import Conversation, ConversationState, Decision, PastConver
 from gateway.effects import Effects
 from gateway.faults import checkpoint
 from gateway.full_text import thread_what_the_card_cut
-from gateway.ports import ShowsWaiting
+from gateway.ports import shows_waiting
 from router.sla import eta_minutes
 
 if TYPE_CHECKING:
@@ -44,7 +44,7 @@ async def post_card(
     conv.slack_channel, conv.card_ts = result.split("|", 1)
     await thread_what_the_card_cut(p, conv, effects)
     channel = p.channels.get(conv.customer.channel)
-    if posted and isinstance(channel, ShowsWaiting):
+    if posted and shows_waiting(channel):
         policy = await p.policies.for_conversation(conv.id)
         # The SLA clock's time, as the hand-off notice tells it: the bare target promised "about 15 minutes"
         # while the desk was closed until Monday.

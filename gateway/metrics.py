@@ -13,6 +13,7 @@ deployment scrape the web process and every worker (`start_metrics_server` in th
 
 from __future__ import annotations
 
+import functools
 import time
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
@@ -149,13 +150,20 @@ def reason_kind(reason: str) -> str:
     return "other"
 
 
+@functools.cache
+def _child(metric: Any, *values: str) -> Any:
+    """`metric.labels(...)`, kept: it takes a lock and checks the names on every call, several times per routed
+    message. Only for labels of a bounded set (methods, channels, routes, results), so the cache is too."""
+    return metric.labels(*values)
+
+
 def message_in(channel: str, duplicate: bool = False) -> None:
-    MESSAGES_IN.labels(channel=channel, duplicate="true" if duplicate else "false").inc()
+    _child(MESSAGES_IN, channel, "true" if duplicate else "false").inc()
 
 
 def decision(route: str, reasons: list[str] | tuple[str, ...]) -> None:
-    DECISIONS.labels(route=route if route in _KNOWN_ROUTES else "other",
-                     reason_kind=reason_kind(reasons[0]) if reasons else "none").inc()
+    _child(DECISIONS, route if route in _KNOWN_ROUTES else "other",
+           reason_kind(reasons[0]) if reasons else "none").inc()
 
 
 def _error_label(exc: BaseException) -> str:
@@ -177,7 +185,7 @@ def slack_call(method: str) -> Iterator[None]:
         SLACK_ERRORS.labels(method=method, error=_error_label(exc)).inc()
         raise
     finally:
-        SLACK_CALLS.labels(method=method).observe(time.perf_counter() - start)
+        _child(SLACK_CALLS, method).observe(time.perf_counter() - start)
 
 
 @contextmanager
@@ -190,7 +198,7 @@ def channel_call(channel: str) -> Iterator[None]:
         CHANNEL_ERRORS.labels(channel=channel).inc()
         raise
     finally:
-        CHANNEL_CALLS.labels(channel=channel).observe(time.perf_counter() - start)
+        _child(CHANNEL_CALLS, channel).observe(time.perf_counter() - start)
 
 
 def channel_failed(channel: str) -> None:
@@ -216,7 +224,7 @@ def sla_breach(step: str) -> None:
 
 
 def worker_entry(result: str) -> None:
-    WORKER_ENTRIES.labels(result=result).inc()
+    _child(WORKER_ENTRIES, result).inc()
 
 
 @runtime_checkable
