@@ -11,6 +11,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+import orjson
 import redis.asyncio as aioredis
 from redis.asyncio.client import Pipeline as RedisPipeline
 
@@ -167,6 +168,13 @@ class Accepted:
     duplicate: bool
 
 
+def field_json(value: Any) -> str:
+    """One stored field as JSON. Objects (the customer, scores, decision) through orjson, about six times
+    faster; scalars as `json.dumps` writes them, because `save_if`'s guard compares stored scalars as text
+    (`GUARDED`) and orjson writes non-ASCII as UTF-8 where `json.dumps` escapes it. Every reader parses."""
+    return orjson.dumps(value).decode() if isinstance(value, dict | list) else json.dumps(value)
+
+
 class ConversationStore:
     def __init__(self, redis: aioredis.Redis, partitions: int, reopen_window_s: int = 7 * 86400) -> None:
         self.redis = redis
@@ -275,7 +283,7 @@ class ConversationStore:
         conv.updated_at = utcnow()
         names = {*fields, "updated_at", *(CREATE_FIELDS if conv.version == 0 else ())}
         dumped = conv.model_dump(mode="json", include=names)
-        mapping: dict[Any, Any] = {name: json.dumps(value) for name, value in dumped.items()}
+        mapping: dict[Any, Any] = {name: field_json(value) for name, value in dumped.items()}
         pipe.hset(keys.conversation(conv.id), mapping=mapping)
         pipe.hincrby(keys.conversation(conv.id), "version", 1)
         return len(pipe) - 1
@@ -297,7 +305,7 @@ class ConversationStore:
         for name in GUARDED:
             args += [name, json.dumps(guard[name])]
         for name, value in dumped.items():
-            args += [name, json.dumps(value)]
+            args += [name, field_json(value)]
         script_keys = [keys.conversation(conv.id), keys.claim(conv.id), keys.agent_open(drop_claim_of or "-")]
         if then_queue is not None:
             stream, entry = self.entry(conv, then_queue)
