@@ -10,7 +10,7 @@ import functools
 import math
 import re
 import unicodedata
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 
 from gateway.domain import Scores
 from learners.base import SkillSeeds
@@ -70,6 +70,8 @@ NEGATIVE = EMOTIONAL | DESCRIPTIVE | PROFANITY
 WEIGHTS = {**dict.fromkeys(DESCRIPTIVE, 0.5), **dict.fromkeys(EMOTIONAL, 1.0), **dict.fromkeys(PROFANITY, 2.0)}
 """Negative weight per word; the tanh(score / 2) squash puts one emotional word (1.0) at -0.46, just under
 the default -0.4 floor, and one descriptive word (0.5) at -0.24, above it until a second one or a '!' joins."""
+_POLARITY = {**{w: -v for w, v in WEIGHTS.items()}, **dict.fromkeys(POSITIVE, 1.0)}
+"""Each scored word's polarity before negation (positive words win, as in `sentiment`), one lookup per token."""
 NEGATORS = frozenset("not no never don't doesn't didn't isn't wasn't can't cannot won't".split())
 SECURITY = 0.7
 """A stolen card or a hacked account is P1 for any support team: the word alone reaches the default 0.8
@@ -110,9 +112,17 @@ def words(text: str) -> list[str]:
     depend on it); other text is NFKC-normalised first so full-width 'ｒｅｆｕｎｄ' and 'refund' are one
     word, and a typographic apostrophe counts as one ("don’t" is a negator like "don't").
     """
+    return list(_tokens(text))
+
+
+@functools.lru_cache(maxsize=32)
+def _tokens(text: str) -> tuple[str, ...]:
+    """`words` as a tuple, cached: one score reads the same text (and each of its lines) up to five times, for
+    mood, urgency, skill hits, the routine-question test and length. Only what one score needs is kept (the
+    text and its lines, a few messages' worth): a scored text can be five 4,000-character messages."""
     if text.isascii():
-        return _ASCII_WORD.findall(text.lower())
-    return _WORD.findall(unicodedata.normalize("NFKC", text).casefold().replace("\u2019", "'"))
+        return tuple(_ASCII_WORD.findall(text.lower()))
+    return tuple(_WORD.findall(unicodedata.normalize("NFKC", text).casefold().replace("\u2019", "'")))
 
 
 def sentiment(text: str) -> float:
@@ -121,11 +131,13 @@ def sentiment(text: str) -> float:
     '!' only deepens a negative text: enthusiasm ('Best airline around, hands down!') and plain impatience
     ('Where is my order!!') are not frustration, and used to land under the floor on '!' alone.
     """
-    toks = words(text)
+    toks = _tokens(text)
     score = 0.0
     for i, tok in enumerate(toks):
-        polarity = 1.0 if tok in POSITIVE else -WEIGHTS.get(tok, 0.0)
-        if polarity and i and toks[i - 1] in NEGATORS:
+        polarity = _POLARITY.get(tok)
+        if polarity is None:  # adding the -0.0 of a neutral word never changed the sum
+            continue
+        if i and toks[i - 1] in NEGATORS:
             polarity = -polarity * 0.7
         score += polarity
     if score < 0:
@@ -134,14 +146,28 @@ def sentiment(text: str) -> float:
 
 
 def _line_urgency(line: str) -> float:
-    toks = words(line)
+    toks = _tokens(line)
     cues = {t for i, t in enumerate(toks) if t in URGENT_CUES and not (i and toks[i - 1] in NEGATORS)}
     raw = sum(URGENT_CUES[t] for t in cues)
     raw += 0.1 * min(line.count("!"), 3)
-    letters = [c for c in line if c.isalpha()]
-    if len(letters) >= 12 and sum(c.isupper() for c in letters) / len(letters) > 0.6:
+    if _shouting(line):
         raw += 0.3
     return raw
+
+
+_ASCII_NON_LETTERS = bytes(c for c in range(256) if not chr(c).isalpha() or c > 127)
+_ASCII_NON_UPPER = bytes(c for c in range(256) if not chr(c).isupper() or c > 127)
+
+
+def _shouting(line: str) -> bool:
+    """At least 12 letters, more than 60% of them capitals. An ASCII line is counted with `bytes.translate`
+    (in ASCII the letters are exactly A-Z and a-z), ten times cheaper than testing character by character."""
+    if line.isascii():
+        raw = line.encode("ascii")
+        n = len(raw.translate(None, _ASCII_NON_LETTERS))
+        return n >= 12 and len(raw.translate(None, _ASCII_NON_UPPER)) / n > 0.6
+    letters = [c for c in line if c.isalpha()]
+    return len(letters) >= 12 and sum(c.isupper() for c in letters) / len(letters) > 0.6
 
 
 def urgency(text: str) -> float:
@@ -181,18 +207,63 @@ def unmatchable(keywords: Iterable[str]) -> list[str]:
 
 def hits(text: str, skills: SkillSeeds) -> dict[str, int]:
     """Seed keywords of each skill found as whole words (or, in unspaced scripts, whole characters)."""
-    lowered = f" {' '.join(words(text))} "
-    return {
-        name: sum(1 for kw in seeds if (p := _phrase(kw)) is not None and p in lowered)
-        for name, seeds in skills.items()
-    }
+    toks = _tokens(text)
+    present = set(toks)
+    lowered = ""
+    out: dict[str, int] = {}
+    for name, seeds in skills.items():
+        single, multi = _phrases(seeds)
+        # A one-word phrase is in the padded text exactly when it is one of its tokens (tokens hold no spaces).
+        n = sum(map(present.__contains__, single))
+        if multi:
+            lowered = lowered or f" {' '.join(toks)} "
+            n += sum(map(lowered.__contains__, multi))
+        out[name] = n
+    return out
+
+
+def hit_keywords(text: str, seeds: Sequence[str]) -> list[str]:
+    """The distinct seed keywords `text` contains (first occurrence order), matched as `hits` matches them."""
+    lowered = f" {' '.join(_tokens(text))} "
+    return [kw for kw in dict.fromkeys(seeds) if (p := _phrase(kw)) is not None and p in lowered]
+
+
+_Phrases = tuple[tuple[str, ...], tuple[str, ...]]
+_PHRASES: dict[int, tuple[Sequence[str], _Phrases]] = {}
+
+
+def _phrases(seeds: Sequence[str]) -> _Phrases:
+    """One skill's matchable seeds: one-word ones as their token, longer ones as padded phrases. Duplicates
+    are kept: each counts as a hit, as it always did.
+
+    Kept per policy tuple by identity (tuples of strings cannot change; the stored reference keeps the id from
+    being reused), because hashing the tuple on every message cost about what the matching did. Any other
+    sequence (a list can be edited in place) is worked out afresh on every call.
+    """
+    hit = _PHRASES.get(id(seeds))
+    if hit is not None and hit[0] is seeds:
+        return hit[1]
+    phrases = [p for kw in seeds if (p := _phrase(kw)) is not None]
+    out = (tuple(p[1:-1] for p in phrases if p.count(" ") == 2), tuple(p for p in phrases if p.count(" ") > 2))
+    if type(seeds) is tuple:
+        if len(_PHRASES) >= 512:
+            _PHRASES.clear()
+        _PHRASES[id(seeds)] = (seeds, out)
+    return out
 
 
 def skill_distribution(text: str, skills: SkillSeeds) -> dict[str, float]:
     """Softmax over seed-keyword hits; with no hits every skill is equally likely."""
-    exps = {name: math.exp(HIT_LOGIT * n) for name, n in hits(text, skills).items()}
+    return dict(_softmax(tuple(hits(text, skills).items())))
+
+
+@functools.lru_cache(maxsize=1024)
+def _softmax(counts: tuple[tuple[str, int], ...]) -> tuple[tuple[str, float], ...]:
+    """Cached on the (skill, hit count) pairs: a policy's skills and the few hits a message has repeat endlessly,
+    so the entries stay few (bounded all the same)."""
+    exps = {name: math.exp(HIT_LOGIT * n) for name, n in counts}
     total = sum(exps.values())
-    return {name: round(v / total, 4) for name, v in exps.items()}
+    return tuple((name, round(v / total, 4)) for name, v in exps.items())
 
 
 ROUTINE_OPENERS = tuple(tuple(p.split()) for p in (
@@ -205,6 +276,17 @@ ROUTINE_OPENERS = tuple(tuple(p.split()) for p in (
 skill keyword, and without one the prior stayed under the floor, so the bot never saw questions its KB
 answers. Problems are told, not asked this way ("my payment failed", "why was I charged twice"), and an
 opener does nothing against mood, urgency or length."""
+
+
+def _by_first_word(phrases: Iterable[tuple[str, ...]]) -> dict[str, tuple[tuple[str, ...], ...]]:
+    """So a line is compared with the few openers that can match it, not all of them."""
+    out: dict[str, tuple[tuple[str, ...], ...]] = {}
+    for phrase in phrases:
+        out[phrase[0]] = (*out.get(phrase[0], ()), phrase)
+    return out
+
+
+_OPENERS_BY_WORD = _by_first_word(ROUTINE_OPENERS)
 GREETINGS = frozenset("hi hello hey hiya please so ok okay and also um".split())
 """Words that may come before the opener ("Hi, can I ..."): they do not change what is being asked."""
 FOR_A_PERSON = frozenset(
@@ -235,10 +317,11 @@ def routine_question(text: str) -> bool:
     [True, True, False, False, False, False]
     """
     for line in text.splitlines():
-        toks = words(line)
+        toks = _tokens(line)
         start = next((i for i, t in enumerate(toks) if t not in GREETINGS), len(toks))
-        head = tuple(toks[start:start + 4])
-        if any(head[: len(o)] == o for o in ROUTINE_OPENERS) and not _NOT_ROUTINE.intersection(toks):
+        head = toks[start:start + 4]
+        openers = _OPENERS_BY_WORD.get(head[0], ()) if head else ()
+        if any(head[: len(o)] == o for o in openers) and not _NOT_ROUTINE.intersection(toks):
             return True
     return False
 
@@ -261,7 +344,7 @@ def automation_success(text: str, mood: float, urgent: float, skill_conf: float)
     that of the longest line: the text may be the last five messages joined, and a short back-and-forth is
     not one rambling message.
     """
-    n = max((len(words(line)) for line in text.splitlines()), default=0)
+    n = max((len(_tokens(line)) for line in text.splitlines()), default=0)
     p = 0.65 + 0.35 * (skill_conf - CLEAR_CONF)
     p += 0.05 if "?" in text else 0.0
     p += ROUTINE if routine_question(text) else 0.0

@@ -106,7 +106,11 @@ class LearnerScorer:
 
     def weight(self, name: str) -> float:
         """How much the model counts against the rules at most: 0 in fallback, labels/min_labels otherwise."""
-        if self.fallback(name):
+        return self._weight(name, self.fallback(name))
+
+    def _weight(self, name: str, fallback: bool) -> float:
+        """`weight` with `fallback` already known: `score` asks both of every learner on every message."""
+        if fallback:
             return 0.0
         need = self.min_labels if isinstance(self.min_labels, int) else self.min_labels.get(name, 200)
         seen = self._learners[name].tracker.labels_seen
@@ -120,7 +124,10 @@ class LearnerScorer:
         replaced the rules' -0.98 for "the worst service ever", so angry customers lost their P2. The count
         said nothing about the classes it never saw. A class the model has no labels of is the rules' alone.
         """
-        w = self.weight(name)
+        return self._class_weight(name, cls, self.weight(name))
+
+    def _class_weight(self, name: str, cls: Any, w: float) -> float:
+        """`class_weight` from the learner's `weight` `w`, which `_blend` already holds."""
         if name not in FIXED_CLASSES or w <= 0.0:
             return w
         counts = self._learners[name].tracker.class_labels
@@ -128,14 +135,15 @@ class LearnerScorer:
         need = self.class_min_labels
         return w if need <= 0 else min(w, seen / need)
 
-    def _version(self, name: str, w: float) -> str:
+    def _version(self, name: str, w: float, fallback: bool) -> str:
         if w <= 0.0:
-            return coldstart.VERSION + ("+fallback" if self.fallback(name) else "")
+            return coldstart.VERSION + ("+fallback" if fallback else "")
         model = f"{name}-v{self._versions[name]}"
         return model if w >= 1.0 else f"{model}*{w:.2f}+{coldstart.VERSION}"
 
     def score(self, text: str, skills: SkillSeeds) -> Scores:
-        weights = {name: self.weight(name) for name in LEARNER_TYPES}
+        fallbacks = {name: self.fallback(name) for name in LEARNER_TYPES}
+        weights = {name: self._weight(name, fallbacks[name]) for name in LEARNER_TYPES}
         ruled: set[str] = set()  # learners whose output was not a number this time
 
         w = weights["skill"]
@@ -181,7 +189,8 @@ class LearnerScorer:
             skill={s: round(p, 4) for s, p in dist.items()},
             automation_success=round(max(0.0, min(1.0, auto)), 4),
             versions={
-                name: f"{coldstart.VERSION}+nonfinite" if name in ruled else self._version(name, weights[name])
+                name: f"{coldstart.VERSION}+nonfinite" if name in ruled
+                else self._version(name, weights[name], fallbacks[name])
                 for name in LEARNER_TYPES
             },
         )
@@ -213,7 +222,8 @@ class LearnerScorer:
         if name not in FIXED_CLASSES and weights[name] >= 1.0:
             return value
         rule = rules()
-        w = min(self.class_weight(name, verdict(name, value)), self.class_weight(name, verdict(name, rule)))
+        w = weights[name]
+        w = min(self._class_weight(name, verdict(name, value), w), self._class_weight(name, verdict(name, rule), w))
         weights[name] = w
         return value if w >= 1.0 else w * value + (1 - w) * rule
 
@@ -330,8 +340,7 @@ def _hit_keywords(text: str, skills: SkillSeeds, hits: Mapping[str, int] | None)
     out: dict[str, list[str]] = {}
     for skill, n in hits.items():
         if n:
-            found = coldstart.hits(text, {kw: (kw,) for kw in skills[skill]})
-            out[skill] = [kw for kw, k in found.items() if k]
+            out[skill] = coldstart.hit_keywords(text, skills[skill])
     return out
 
 

@@ -10,12 +10,13 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Sequence
 from datetime import datetime
+from functools import lru_cache
 from typing import NamedTuple
 
 from gateway.domain import Conversation, Scores
 from router.capacity import agent_available
 from router.context import RoutingContext
-from router.hours import describe, is_open
+from router.hours import describe_local, local, open_at
 from router.policy import Policy
 
 _NON_WORD = re.compile(r"[^\w']+")
@@ -24,8 +25,13 @@ REPEAT_WINDOW = 8
 MIN_REPEAT_WORDS = 3
 
 
+@lru_cache(maxsize=512)
 def normalise(text: str) -> str:
-    """Lower-case, punctuation to spaces, padded so phrase checks can match whole words with `f' {p} '`."""
+    """Lower-case, punctuation to spaces, padded so phrase checks can match whole words with `f' {p} '`.
+
+    Cached: every decision normalises the whole conversation again, so all but its newest message (and all of
+    them for the hand-off's second decision) were done before. 512 entries hold the recent messages of the
+    conversations a worker is routing, and at most a few MB however long they are (4,000 characters each)."""
     return f" {_NON_WORD.sub(' ', text.lower()).strip()} "
 
 
@@ -105,19 +111,23 @@ def _times(n: int) -> str:
 
 
 def human_requested(f: Facts) -> Finding | None:
-    phrases = f.policy.human_request_phrases
-    asks = sum(1 for text in judged(f) if find_phrase(text, phrases))
+    pattern = _pattern(f.policy.human_request_phrases)  # once per decision, not once per message
+    if pattern is None:
+        return None
+    asks = sum(1 for text in judged(f) if pattern.search(text))
     if not asks:
         return None
     return Finding(f"customer asked for a human {_times(asks)}", needs_human=True, priority=2 if asks > 1 else 3)
 
 
 def escalation_keyword(f: Facts) -> Finding | None:
-    phrases = f.policy.escalation_keywords
+    pattern = _pattern(f.policy.escalation_keywords)  # once per decision, not once per message
+    if pattern is None:
+        return None
     for text in reversed(judged(f)):
-        hit = find_phrase(text, phrases)
-        if hit:
-            return Finding(f"keyword '{hit}'", needs_human=True, priority=2)
+        m = pattern.search(text)
+        if m:
+            return Finding(f"keyword '{m.group(1)}'", needs_human=True, priority=2)
     return None
 
 
@@ -162,7 +172,11 @@ def sentiment_trend(f: Facts) -> Finding | None:
 
 
 def _overlap(a: frozenset[str], b: frozenset[str]) -> float:
-    return len(a & b) / len(a | b) if a and b else 0.0
+    """Jaccard; the union's size from the intersection's, without building the union."""
+    if not a or not b:
+        return 0.0
+    both = len(a & b)
+    return both / (len(a) + len(b) - both)
 
 
 def repeating(f: Facts) -> Finding | None:
@@ -214,10 +228,13 @@ def returning_customer(f: Facts) -> Finding | None:
 
 def after_hours(f: Facts) -> Finding | None:
     hours = f.policy.hours_for(f.skill)
-    if hours is None or is_open(hours, f.now):
+    if hours is None:
+        return None
+    t = local(hours, f.now)  # once, for both the test and the description
+    if open_at(hours, t):
         return None
     where = f" → {hours.after_hours_channel}" if hours.after_hours_channel else ""
-    return Finding(f"outside business hours ({describe(hours, f.now)}){where}", keep=True,
+    return Finding(f"outside business hours ({describe_local(hours, t)}){where}", keep=True,
                    channel=hours.after_hours_channel)
 
 
