@@ -7,6 +7,7 @@ method semantics, and so the same app works standalone or mounted under ``/_slac
 from __future__ import annotations
 
 import json
+import logging
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -21,20 +22,41 @@ from .oauth import CLIENT_AUTH_METHODS, add_oauth_routes, with_client_credential
 from .socket_mode import SOCKETS, SocketHub, close_sockets, connections_open, socket_endpoint
 from .state import EmulatorState, SlackError
 from .webapi import METHODS
+from .wire import dumps, loads
 
 log = structlog.get_logger(__name__)
 
 EMULATOR_STATE: web.AppKey[EmulatorState] = web.AppKey("emulator_state", EmulatorState)
 
+_UTF8 = frozenset({"utf-8", "utf8"})
+# structlog's level-filtering wrappers above debug: with one of them configured, log.debug does nothing.
+_QUIET_WRAPPERS = frozenset(
+    structlog.make_filtering_bound_logger(level)
+    for level in (logging.INFO, logging.WARNING, logging.ERROR, logging.CRITICAL)
+)
+
+
+def _debug_logged() -> bool:
+    """Whether the per-call debug line would print, asked of the configuration as it is now.
+
+    Logging is configured per process with ``cache_logger_on_first_use=False``, so every ``log.debug``
+    assembled a logger only to drop the line, on every call; asking first skips that. Asked each call,
+    not cached: tests reconfigure structlog (``capture_logs``) after the app is built.
+    """
+    return structlog.get_config()["wrapper_class"] not in _QUIET_WRAPPERS
+
 
 async def _read_params(request: web.Request) -> dict[str, Any]:
     """Merge query string and body, because slack_sdk uses GET query, form and JSON bodies."""
-    params: dict[str, Any] = dict(request.query)
+    params: dict[str, Any] = dict(request.query) if request.query_string else {}
     if request.method != "POST" or not request.body_exists:
         return params
     if request.content_type == "application/json":
         try:
-            body = await request.json()
+            if (request.charset or "utf-8").lower() in _UTF8:
+                body = loads(await request.read())  # as request.json() would, without decoding to str first
+            else:
+                body = await request.json()
         except (json.JSONDecodeError, UnicodeDecodeError) as exc:
             raise SlackError("invalid_json") from exc
         if not isinstance(body, dict):
@@ -87,10 +109,11 @@ async def web_api(request: web.Request) -> web.Response:
         body = {"ok": False, "error": err.error, **err.extra}
         status, headers = err.status, err.headers
     recorded = {key: value for key, value in params.items() if key not in {"token", "client_secret"}}
-    text = json.dumps(body)  # once, for the wire and the call log: a later change cannot reach either
-    state.record(method, recorded, text, status)
-    log.debug("slack_emulator.call", method=method, status=status, ok=body.get("ok"), error=body.get("error"))
-    return web.Response(text=text, status=status, headers=headers, content_type="application/json")
+    raw = dumps(body)  # once, for the wire and the call log: a later change cannot reach either
+    state.record(method, recorded, raw, status)
+    if _debug_logged():
+        log.debug("slack_emulator.call", method=method, status=status, ok=body.get("ok"), error=body.get("error"))
+    return web.Response(body=raw, status=status, headers=headers, content_type="application/json", charset="utf-8")
 
 
 async def state_summary(request: web.Request) -> web.Response:

@@ -11,6 +11,7 @@ import json
 from typing import Any
 
 from .state import SlackError
+from .wire import loads
 
 Params = dict[str, Any]
 
@@ -38,7 +39,7 @@ def jsonish(params: Params, key: str, error: str) -> Any:
         if not value.strip():
             return None
         try:
-            return json.loads(value)
+            return loads(value)
         except json.JSONDecodeError as exc:
             raise SlackError(error) from exc
     return value
@@ -48,10 +49,11 @@ def parse_blocks(params: Params) -> list[dict[str, Any]] | None:
     blocks = jsonish(params, "blocks", "invalid_blocks")
     if blocks is None:
         return None
-    if not isinstance(blocks, list) or not all(
-        isinstance(b, dict) and isinstance(b.get("type"), str) for b in blocks
-    ):
+    if not isinstance(blocks, list):
         raise SlackError("invalid_blocks")
+    for block in blocks:  # a loop, not all(<generator>): a card has dozens of blocks, checked on every post
+        if not isinstance(block, dict) or not isinstance(block.get("type"), str):
+            raise SlackError("invalid_blocks")
     return blocks
 
 

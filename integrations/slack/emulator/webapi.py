@@ -150,7 +150,9 @@ def chat_post_message(state: EmulatorState, params: Params) -> dict[str, Any]:
     if thread_ts and flag(params, "reply_broadcast"):
         message["subtype"] = "thread_broadcast"
     state.add_message(channel, message, thread_ts)
-    return {"ok": True, "channel": channel.id, "ts": message["ts"], "message": _render(message)}
+    # The stored message itself, not a copy: the app layer serialises the answer before anything can change it
+    # (responses.py, the other caller, drops the answer).
+    return {"ok": True, "channel": channel.id, "ts": message["ts"], "message": message}
 
 
 def chat_update(state: EmulatorState, params: Params) -> dict[str, Any]:
