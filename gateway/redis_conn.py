@@ -8,11 +8,51 @@ from collections.abc import Callable
 from typing import Any
 
 import redis.asyncio as aioredis
+from hiredis import pack_command
 from redis.asyncio.client import Pipeline as RedisPipeline
+from redis.asyncio.connection import AbstractConnection
 from redis.asyncio.retry import Retry
 from redis.backoff import ExponentialBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
+
+_PLAIN = frozenset({str, bytes, int, float})
+
+
+class _HiredisPacking(AbstractConnection):
+    """Commands packed by hiredis in one call where redis-py's packing gives the same bytes.
+
+    redis-py encodes every argument in Python before hiredis packs them (and chunks the result), which was
+    a third of the worker's commit round trip (~65 µs of ~215, measured). For arguments of exactly these
+    types hiredis writes what redis-py writes (checked over 42,000 numbers and strings, `inf` and `nan`
+    included); anything else (a multi-word command name, a bool or None that redis-py refuses with
+    DataError, a memoryview, an enum or other subclass, which redis-py spells with `repr`) takes redis-py's
+    own path, errors and all.
+    """
+
+    def pack_command(self, *args: Any) -> list[bytes]:
+        head = args[0] if args else None
+        if type(head) is str and " " not in head and all(type(a) in _PLAIN for a in args):
+            return [pack_command(args)]
+        return super().pack_command(*args)
+
+    def pack_commands(self, commands: Any) -> list[bytes]:
+        return [b"".join(chunk for args in commands for chunk in self.pack_command(*args))]
+
+
+_PACKED: dict[type, type] = {}
+
+
+def _packed_by_hiredis(pool: aioredis.ConnectionPool) -> None:
+    """Swap the pool's connection class (plain, TLS or unix socket, as the URL chose) for one that packs with
+    hiredis. Only for UTF-8, the encoding hiredis writes strings in."""
+    base = pool.connection_class
+    encoding = str(pool.connection_kwargs.get("encoding", "utf-8")).lower().replace("-", "").replace("_", "")
+    if encoding != "utf8" or not issubclass(base, AbstractConnection):
+        return
+    if base not in _PACKED:
+        _PACKED[base] = type(f"Packed{base.__name__}", (_HiredisPacking, base), {})
+    pool.connection_class = _PACKED[base]
 
 
 def redis_client(url: str, max_connections: int = 64) -> aioredis.Redis:
@@ -29,6 +69,7 @@ def redis_client(url: str, max_connections: int = 64) -> aioredis.Redis:
         retry=Retry(ExponentialBackoff(cap=0.5, base=0.05), retries=2),
         retry_on_error=[RedisConnectionError, RedisTimeoutError],
     )
+    _packed_by_hiredis(pool)
     return aioredis.Redis(connection_pool=pool)
 
 
@@ -50,6 +91,7 @@ def round_trip_client(url: str) -> aioredis.Redis:
         url, socket_timeout=None, socket_connect_timeout=ROUND_TRIP_S, health_check_interval=0,
         retry=Retry(ExponentialBackoff(cap=0.5, base=0.05), retries=2), retry_on_error=[RedisConnectionError],
     )
+    _packed_by_hiredis(pool)
     return aioredis.Redis(connection_pool=pool)
 
 

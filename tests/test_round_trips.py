@@ -74,3 +74,36 @@ async def test_the_gateway_routes_through_its_lean_pool_to_the_same_server(gatew
     assert pipeline.round_trips is not None
     await pipeline.redis.set("probe", "main")
     assert await pipeline.round_trips.get("probe") == b"main"
+
+
+async def test_hiredis_packing_writes_what_redis_py_writes_and_leaves_the_rest_to_it(redis_url: str) -> None:
+    """Both pools pack with hiredis in one call; every other argument keeps redis-py's packing and errors."""
+    from redis.asyncio.connection import Connection
+    from redis.exceptions import DataError
+
+    from gateway.redis_conn import redis_client
+
+    plain = Connection()
+    for client in (redis_client(redis_url), round_trip_client(redis_url)):
+        try:
+            await client.flushdb()
+            conn = client.connection_pool.make_connection()
+            assert type(conn).__name__ == "PackedConnection"
+            for args in [("SET", "k", "v"), ("SET", "k", "日本 é"), ("ZADD", "z", 1796627475.5, "m"),
+                         ("ZADD", "z", float("inf"), "m"), ("HSET", "h", "f", -3, "g", 2**70), ("SET", b"k", b"\x00")]:
+                assert conn.pack_command(*args) == [b"".join(plain.pack_command(*args))]
+            # redis-py's own spelling: a multi-word command name split, an enum by repr, a memoryview as bytes
+            for args in [("CLIENT KILL", "ID", 1), ("SET", "k", memoryview(b"v"))]:
+                assert b"".join(conn.pack_command(*args)) == b"".join(plain.pack_command(*args))
+            with pytest.raises(DataError):
+                conn.pack_command("SET", "k", True)
+            # and over a real round trip, commands and replies as ever
+            await client.zadd("z", {"m": 1.5, "n": 2**53})
+            async with client.pipeline(transaction=True) as pipe:
+                pipe.set("k", "日本")
+                pipe.get("k")
+                pipe.zrange("z", 0, -1, withscores=True)
+                assert await pipe.execute() == [True, "日本".encode(), [(b"m", 1.5), (b"n", float(2**53))]]
+        finally:
+            await client.flushdb()
+            await client.aclose()
