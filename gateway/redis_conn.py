@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import socket
 import urllib.parse
 from collections.abc import Callable
 from typing import Any
@@ -45,10 +46,12 @@ _PACKED: dict[type, type] = {}
 
 def _packed_by_hiredis(pool: aioredis.ConnectionPool) -> None:
     """Swap the pool's connection class (plain, TLS or unix socket, as the URL chose) for one that packs with
-    hiredis. Only for UTF-8, the encoding hiredis writes strings in."""
+    hiredis. Only for strict UTF-8, which is how hiredis writes strings (redis-py honours `encoding_errors`)."""
     base = pool.connection_class
-    encoding = str(pool.connection_kwargs.get("encoding", "utf-8")).lower().replace("-", "").replace("_", "")
-    if encoding != "utf8" or not issubclass(base, AbstractConnection):
+    kwargs = pool.connection_kwargs
+    encoding = str(kwargs.get("encoding", "utf-8")).lower().replace("-", "").replace("_", "")
+    if encoding != "utf8" or kwargs.get("encoding_errors", "strict") != "strict" or not issubclass(
+            base, AbstractConnection):
         return
     if base not in _PACKED:
         _PACKED[base] = type(f"Packed{base.__name__}", (_HiredisPacking, base), {})
@@ -70,11 +73,17 @@ def redis_client(url: str, max_connections: int = 64) -> aioredis.Redis:
         retry_on_error=[RedisConnectionError, RedisTimeoutError],
     )
     _packed_by_hiredis(pool)
-    return aioredis.Redis(connection_pool=pool)
+    return aioredis.Redis.from_pool(pool)  # the client owns its pool: `aclose()` closes its sockets too
 
 
 ROUND_TRIP_S = 5.0
 """The deadline of one hot-path round trip: the main pool's per-reply `socket_timeout`, for the whole pipeline."""
+
+
+_KEEPALIVE = {opt: value for name, value in (("TCP_KEEPIDLE", 30), ("TCP_KEEPINTVL", 10), ("TCP_KEEPCNT", 3))
+              if (opt := getattr(socket, name, None)) is not None}
+"""Probe after 30 s idle, every 10 s, give up after 3: a dead peer is found within a minute of quiet, and the
+probes keep a NAT's entry for the flow alive (where the platform has the options; elsewhere its defaults)."""
 
 
 def round_trip_client(url: str) -> aioredis.Redis:
@@ -85,14 +94,17 @@ def round_trip_client(url: str) -> aioredis.Redis:
     routed message that was about a tenth of the worker's CPU (profiled). Here the deadline is one timer
     per round trip (`execute`), the pool never blocks (each partition's task holds at most one of these
     connections at a time, so the count is bounded by the partitions), and a connection that died with a
-    Redis restart is retried on a fresh one instead of pinged beforehand.
+    Redis restart is retried on a fresh one. Idle connections send TCP keepalives every 30 s (`_KEEPALIVE`) in
+    place of the pings: a NAT or firewall that forgets a quiet flow without closing it would otherwise leave
+    the next round trip hanging until the deadline, read as a Redis outage.
     """
     pool = aioredis.ConnectionPool.from_url(
         url, socket_timeout=None, socket_connect_timeout=ROUND_TRIP_S, health_check_interval=0,
+        socket_keepalive=True, socket_keepalive_options=_KEEPALIVE,
         retry=Retry(ExponentialBackoff(cap=0.5, base=0.05), retries=2), retry_on_error=[RedisConnectionError],
     )
     _packed_by_hiredis(pool)
-    return aioredis.Redis(connection_pool=pool)
+    return aioredis.Redis.from_pool(pool)  # the client owns its pool: `aclose()` closes its sockets too
 
 
 async def execute(pipe: RedisPipeline, seconds: float = ROUND_TRIP_S) -> list[Any]:

@@ -89,11 +89,15 @@ async def test_hiredis_packing_writes_what_redis_py_writes_and_leaves_the_rest_t
             await client.flushdb()
             conn = client.connection_pool.make_connection()
             assert type(conn).__name__ == "PackedConnection"
-            for args in [("SET", "k", "v"), ("SET", "k", "日本 é"), ("ZADD", "z", 1796627475.5, "m"),
-                         ("ZADD", "z", float("inf"), "m"), ("HSET", "h", "f", -3, "g", 2**70), ("SET", b"k", b"\x00")]:
+            cases: list[tuple[Any, ...]] = [
+                ("SET", "k", "v"), ("SET", "k", "日本 é"), ("ZADD", "z", 1796627475.5, "m"),
+                ("ZADD", "z", float("inf"), "m"), ("HSET", "h", "f", -3, "g", 2**70), ("SET", b"k", b"\x00"),
+            ]
+            for args in cases:
                 assert conn.pack_command(*args) == [b"".join(plain.pack_command(*args))]
-            # redis-py's own spelling: a multi-word command name split, an enum by repr, a memoryview as bytes
-            for args in [("CLIENT KILL", "ID", 1), ("SET", "k", memoryview(b"v"))]:
+            # redis-py's own spelling: a multi-word command name split, a memoryview as bytes
+            others: list[tuple[Any, ...]] = [("CLIENT KILL", "ID", 1), ("SET", "k", memoryview(b"v"))]
+            for args in others:
                 assert b"".join(conn.pack_command(*args)) == b"".join(plain.pack_command(*args))
             with pytest.raises(DataError):
                 conn.pack_command("SET", "k", True)
@@ -107,3 +111,24 @@ async def test_hiredis_packing_writes_what_redis_py_writes_and_leaves_the_rest_t
         finally:
             await client.flushdb()
             await client.aclose()
+
+
+async def test_closing_a_client_closes_its_pool_and_lenient_encodings_keep_redis_py_packing(
+    redis: aioredis.Redis, redis_url: str
+) -> None:
+    from gateway.redis_conn import redis_client
+
+    async def clients() -> int:
+        return len(await redis.client_list())
+
+    before = await clients()
+    for client in (redis_client(redis_url), round_trip_client(redis_url)):
+        await asyncio.gather(*(_read(client, "a") for _ in range(3)))  # several pooled connections
+        await client.aclose()
+    assert await clients() == before  # closed, not left for the garbage collector (a ResourceWarning each)
+    lenient = redis_client(redis_url + "?encoding_errors=replace")
+    try:
+        conn = lenient.connection_pool.make_connection()
+        assert type(conn).__name__ == "Connection"  # hiredis would refuse what redis-py replaces
+    finally:
+        await lenient.aclose()
