@@ -201,9 +201,7 @@ class Worker:
                         outage = round(time.monotonic() - down_since, 1)
                         log.info("worker_redis_back", worker=self.name, outage_s=outage)
                         down_since = None
-                    await asyncio.gather(
-                        *(self._run_batch(p, entries, redelivered) for p, entries in batches.items())
-                    )
+                    await self._run_batches(batches, redelivered)
                 except TimeoutError:  # waiting for a partition; TimeoutError is an OSError, so it comes first
                     continue
                 except (RedisConnectionError, RedisTimeoutError, OSError) as exc:
@@ -228,6 +226,19 @@ class Worker:
             except (RedisConnectionError, RedisTimeoutError, OSError):
                 pass
             log.info("worker_stopped", worker=self.name, processed=self.processed, handed_back=self.handed_back)
+
+    async def _run_batches(self, batches: dict[int, list[Entry]], redelivered: bool) -> None:
+        """Every partition's batch at once, and all of them finished before the first failure is raised.
+
+        A plain `gather` raised as soon as one partition met a Redis error and left the others running: the
+        loop read the pending entries again after its pause and started a second run of an entry still in
+        Slack's hands, beside the first (two cards, or a commit over a newer one)."""
+        results = await asyncio.gather(
+            *(self._run_batch(p, entries, redelivered) for p, entries in batches.items()), return_exceptions=True
+        )
+        for result in results:
+            if isinstance(result, BaseException):
+                raise result
 
     async def _run_batch(self, partition: int, entries: list[Entry], redelivered: bool = True) -> None:
         """Sequential within a partition: stop at the first failure so order is kept on retry, and stop
