@@ -7,8 +7,13 @@ rate and at 200 msg/s. Ingest-to-card = card `ts` (the emulator's clock at chat.
 moment the client sent the POST; same host, same clock.
 
 The emulator runs as its own process (Slack is outside the gateway); every process shares the 2 cores.
-Automation is off so every message is a card, and the desk's per-channel pacing is raised to its 100/s
-maximum (real Slack allows ~1/s per channel: with it the desk, not the gateway, is the bottleneck).
+Automation is off so every message is a card, and the desk's per-channel pacing is raised to its 1,000/s
+maximum (real Slack allows ~1/s per channel: with it the desk, not the gateway, is the bottleneck; at 100/s
+the five channels still capped each worker near 400 cards/s with a core to spare).
+
+32 stream partitions, not the default 8: a worker works its partitions at once, each in order, and each message
+holds its partition for three round trips (Redis, Slack, Redis) and an fsync, so with 8 the run measured the
+partitions' latency (~800/s with CPU idle), not the gateway's CPU. `--partitions 8` shows it.
 """
 
 from __future__ import annotations
@@ -59,7 +64,7 @@ def stack(redis_url: str, workers: int, partitions: int = 8, emulator_args: tupl
     env = {"REDIS_URL": redis_url, "PORT": str(web_port), "SWITCHBOARD_API_SECRET": SECRET,
            "SWITCHBOARD_LOG_FORMAT": "json", "SWITCHBOARD_LOG_LEVEL": "warning", "SWITCHBOARD_DATA_DIR": data,
            "SLACK_API_URL": f"http://127.0.0.1:{emu_port}/api/", "SWITCHBOARD_AUTOMATION": "off",
-           "SLACK_CHANNEL_RATE": "100", "SWITCHBOARD_PARTITIONS": str(partitions)}
+           "SLACK_CHANNEL_RATE": "1000", "SWITCHBOARD_PARTITIONS": str(partitions)}
     with ExitStack() as es:
         es.enter_context(process([sys.executable, "-m", "integrations.slack.emulator", "--port", str(emu_port),
                                   *emulator_args], emu_port))
@@ -245,7 +250,7 @@ def main() -> None:
     ap.add_argument("--seconds", type=float, default=4.0)
     ap.add_argument("--concurrency", type=int, default=64)
     ap.add_argument("--cap", type=int, default=3000, help="most messages in the closed-loop phase")
-    ap.add_argument("--partitions", type=int, default=8, help="stream partitions (SWITCHBOARD_PARTITIONS)")
+    ap.add_argument("--partitions", type=int, default=32, help="stream partitions (SWITCHBOARD_PARTITIONS)")
     args = ap.parse_args()
     with redis_server() as redis_url:
         bare = bare_ceiling(redis_url, args.seconds, args.concurrency)
@@ -258,7 +263,8 @@ def main() -> None:
             accepted, routed, n, drain = run_uvloop(
                 closed_loop(url, api, args.seconds, args.concurrency, "sat", args.cap, redis_url))
             cpu_after, me_after = child_cpu_seconds(), self_cpu_seconds()
-            print(f"closed loop, {args.workers} workers:  accepted {accepted:6.0f} msg/s, "
+            print(f"closed loop, {args.workers} workers, {args.partitions} partitions:  "
+                  f"accepted {accepted:6.0f} msg/s, "
                   f"routed into cards {routed:6.0f} msg/s sustained ({n} cards); "
                   f"backlog drain after ingest stopped {drain:6.0f} msg/s")
             print(f"ratio accepted/bare ceiling        {accepted / bare:.2f}; routed/bare {routed / bare:.2f}")

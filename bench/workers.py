@@ -1,10 +1,11 @@
 """Worker scale-out: the same backlog drained by 1, 2 and 4 worker processes against one Redis.
 
-Usage: python bench/workers.py [--messages 6000] [--partitions 8]
+Usage: python bench/workers.py [--messages 6000] [--partitions 32]
 N workers start and share the partitions, are paused (SIGSTOP) while the backlog goes in through the
 real HTTP API, then resumed; throughput is cards per second from the resume to the last card. Every
 process (web, emulator, Redis, N workers) shares this machine's cores, so this shows contention, not a
-cluster.
+cluster. 32 partitions as in `bench/e2e.py` (which says why): with 8, each worker waits on its few partitions'
+round trips instead of using its CPU.
 """
 
 from __future__ import annotations
@@ -58,7 +59,7 @@ async def drain(api: str, redis_url: str, known: int, n: int, timeout: float = 3
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--messages", type=int, default=6000)
-    ap.add_argument("--partitions", type=int, default=8)
+    ap.add_argument("--partitions", type=int, default=32)
     args = ap.parse_args()
     rows = []
     for n_workers in (1, 2, 4):

@@ -86,7 +86,7 @@ class Settings(BaseSettings):
     note_prefix: str = Field(
         default="note:", min_length=1, max_length=20, validation_alias=_env("SWITCHBOARD_NOTE_PREFIX")
     )
-    slack_channel_rate: float = Field(default=1.0, gt=0, le=100, validation_alias=_env("SLACK_CHANNEL_RATE"))
+    slack_channel_rate: float = Field(default=1.0, gt=0, le=1000, validation_alias=_env("SLACK_CHANNEL_RATE"))
 
     aliases_raw: str = Field(default="", validation_alias=_env("SWITCHBOARD_AGENT_ALIASES"))
 
