@@ -5,8 +5,8 @@ from __future__ import annotations
 import asyncio
 import socket
 import urllib.parse
-from collections.abc import Callable
-from typing import Any
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
 
 import redis.asyncio as aioredis
 from hiredis import pack_command
@@ -16,6 +16,8 @@ from redis.asyncio.retry import Retry
 from redis.backoff import ExponentialBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
+
+T = TypeVar("T")
 
 _PLAIN = frozenset({str, bytes, int, float})
 
@@ -107,15 +109,21 @@ def round_trip_client(url: str) -> aioredis.Redis:
     return aioredis.Redis.from_pool(pool)  # the client owns its pool: `aclose()` closes its sockets too
 
 
-async def execute(pipe: RedisPipeline, seconds: float = ROUND_TRIP_S) -> list[Any]:
-    """`pipe.execute()` within one deadline; a miss is redis-py's TimeoutError, as the main pool's would be, so
-    callers treat a hung Redis as the outage it is. Cancelled mid-read, redis-py drops the connection (it
-    disconnects on any BaseException while a reply is owed), so no later caller reads this one's replies."""
+async def within(call: Awaitable[T], seconds: float = ROUND_TRIP_S) -> T:
+    """`call` (a round trip on the lean pool) within one deadline; a miss is redis-py's TimeoutError, as the main
+    pool's would be, so callers treat a hung Redis as the outage it is (a worker retries, the API answers 503).
+    Cancelled mid-read, redis-py drops the connection (it disconnects on any BaseException while a reply is
+    owed), so no later caller reads this one's replies."""
     try:
         async with asyncio.timeout(seconds):
-            return await pipe.execute()
+            return await call
     except TimeoutError as exc:
         raise RedisTimeoutError(f"Redis did not answer within {seconds:g} s") from exc
+
+
+async def execute(pipe: RedisPipeline, seconds: float = ROUND_TRIP_S) -> list[Any]:
+    """`pipe.execute()` within one deadline (`within`)."""
+    return await within(pipe.execute(), seconds)
 
 
 def as_str(value: object) -> str:

@@ -218,7 +218,8 @@ async def build_runtime(settings: Settings, allow_embedded: bool = True) -> Runt
         # "generated" on every start read as a rotated secret: API clients would re-sign for nothing.
         log.warning("api_secret_generated" if generated else "api_secret_from_file",
                     path=str(settings.data_dir / "api.secret"), hint="set SWITCHBOARD_API_SECRET in production")
-    store = ConversationStore(redis, settings.partitions, settings.reopen_window_s)
+    round_trips = _round_trips(settings, embedded)
+    store = ConversationStore(redis, settings.partitions, settings.reopen_window_s, round_trips)
     channels: dict[ChannelKind, CustomerChannel] = {
         **senders(channel_configs, redis, session),
         ChannelKind.API: ApiCallbackChannel(settings.api_callback_url, api_secret, session),
@@ -229,7 +230,7 @@ async def build_runtime(settings: Settings, allow_embedded: bool = True) -> Runt
         automation=make_automation(settings, policies, session, kb), sla=sla, identity=Identity(redis),
         retries=DeliveryRetries(redis), bot_followup=BotFollowUp(redis, store, settings.bot_quiet_s),
         eraser=Eraser(redis, store, desk, policies),
-        round_trips=_round_trips(settings, embedded),
+        round_trips=round_trips,
     )
     return Runtime(
         settings=settings, redis=redis, policy=policy, policies=policies, store=store, slack=slack,

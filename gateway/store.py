@@ -26,7 +26,7 @@ from gateway.domain import (
     new_id,
     utcnow,
 )
-from gateway.redis_conn import as_str
+from gateway.redis_conn import as_str, within
 
 _INGEST = """
 -- KEYS: 1 dedupe. ARGV: 1 new conversation id, 2 message id, 3 message json, 4 now (s),
@@ -176,11 +176,14 @@ def field_json(value: Any) -> str:
 
 
 class ConversationStore:
-    def __init__(self, redis: aioredis.Redis, partitions: int, reopen_window_s: int = 7 * 86400) -> None:
+    def __init__(self, redis: aioredis.Redis, partitions: int, reopen_window_s: int = 7 * 86400,
+                 round_trips: aioredis.Redis | None = None) -> None:
+        """`round_trips`: the lean pool (`redis_conn.round_trip_client`) for the one call every message costs the
+        web process, its ingest; where unset, `redis`."""
         self.redis = redis
         self.partitions = partitions
         self.reopen_window_s = reopen_window_s
-        self._ingest = redis.register_script(_INGEST)
+        self._ingest = (round_trips or redis).register_script(_INGEST)
         self._save_if = redis.register_script(_SAVE_IF)
 
     async def ingest(self, msg: InboundMessage) -> Accepted:
@@ -194,7 +197,7 @@ class ConversationStore:
             external_id=msg.message_id,
             at=msg.received_at,
         )
-        result = await self._ingest(
+        result = await within(self._ingest(
             keys=[keys.dedupe(msg.customer_key, msg.message_id)],
             args=[
                 new_id("conv"),
@@ -210,7 +213,7 @@ class ConversationStore:
                 self.partitions,
                 *msg.identities(),
             ],
-        )
+        ))
         created, ref = int(result[0]), as_str(result[1])
         metrics.message_in(msg.channel.value, duplicate=not created)
         conversation_id, message_id = ref.split("|", 1)

@@ -44,6 +44,32 @@ async def test_redis_outage_gives_503_then_recovers(tmp_path: Path) -> None:
 
 
 
+async def test_a_hung_redis_is_a_503_within_the_round_trip_deadline(tmp_path: Path) -> None:
+    """A Redis that holds the connection and answers nothing (paused, swapping, a stalled failover): the API's ingest
+    gives up after one 5 s deadline (`ROUND_TRIP_S`) with a 503, and accepts again once Redis answers."""
+    port = free_port()
+    proc = start_redis(port, tmp_path, "--appendonly", "yes", "--save", "")
+    gw = await start_gateway(make_settings(f"redis://127.0.0.1:{port}/0", tmp_path), with_worker=False)
+    try:
+        msg = {"customer_id": "c-1", "message_id": "m-1", "text": "my invoice is wrong"}
+        assert (await gw.post_message(msg))[0] == 202
+        await gw.rt.redis.execute_command("CLIENT", "PAUSE", "7000", "ALL")
+        started = asyncio.get_running_loop().time()
+        status, body = await gw.post_message({**msg, "message_id": "m-2"})
+        waited = asyncio.get_running_loop().time() - started
+        assert status == 503 and body["error"] == "unavailable"
+        assert 4.5 < waited < 6.5, waited
+        await asyncio.sleep(7.2 - waited)
+        status, retried = await gw.post_message({**msg, "message_id": "m-2"})
+        assert (status, retried["duplicate"]) == (202, False)  # the 503 stored nothing; the retry did
+        status, again = await gw.post_message({**msg, "message_id": "m-2"})
+        assert (status, again["duplicate"]) == (202, True)
+    finally:
+        await gw.close()
+        proc.terminate()
+        proc.wait(timeout=10)
+
+
 async def test_a_worker_started_while_redis_is_down_waits_for_it(tmp_path: Path) -> None:
     """Its very first call (creating the consumer groups) used to raise out of the worker and end the
     process, and with honcho every process beside it."""
