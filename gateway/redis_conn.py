@@ -88,21 +88,52 @@ _KEEPALIVE = {opt: value for name, value in (("TCP_KEEPIDLE", 30), ("TCP_KEEPINT
 probes keep a NAT's entry for the flow alive (where the platform has the options; elsewhere its defaults)."""
 
 
+ROUND_TRIP_CONNECTIONS = 64
+"""The lean pool's most connections per process, as the main pool's: the web process takes one per request in
+flight, so without a cap a burst of requests opened as many connections (and file descriptors)."""
+
+
+class _CappedPool(aioredis.ConnectionPool):
+    """At most `cap` connections out at once; more callers wait (within their round trip's deadline).
+
+    redis-py's own blocking pool waits through a condition inside a timeout on every call, uncontended or not,
+    which was ~9% of the web process's CPU per message; an uncontended semaphore costs nothing."""
+
+    def __init__(self, *args: Any, cap: int = ROUND_TRIP_CONNECTIONS, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._slots = asyncio.Semaphore(cap)
+
+    async def get_connection(self, *args: Any, **kwargs: Any) -> Any:
+        await self._slots.acquire()
+        try:
+            return await super().get_connection(*args, **kwargs)
+        except BaseException:
+            self._slots.release()
+            raise
+
+    async def release(self, connection: Any) -> None:
+        try:
+            await super().release(connection)
+        finally:
+            self._slots.release()
+
+
 def round_trip_client(url: str) -> aioredis.Redis:
-    """A second pool to the same server for the worker's two round trips per message (read, then commit).
+    """A second pool to the same server for the round trips every message costs: the web process's ingest, and
+    the worker's read and commit.
 
     The main pool arms a timer for every reply it reads (`socket_timeout`), waits for a free connection
     through a condition and a `wait_for` task, and pings a connection idle for 10 s: with ~20 replies per
     routed message that was about a tenth of the worker's CPU (profiled). Here the deadline is one timer
-    per round trip (`execute`), the pool never blocks (each partition's task holds at most one of these
-    connections at a time, so the count is bounded by the partitions), and a connection that died with a
+    per round trip (`within`), the pool waits only when all its connections are out (`_CappedPool`: a worker's
+    partition holds one at a time, a web process one per request in flight), and a connection that died with a
     Redis restart is retried on a fresh one. Idle connections send TCP keepalives every 30 s (`_KEEPALIVE`) in
     place of the pings: a NAT or firewall that forgets a quiet flow without closing it would otherwise leave
     the next round trip hanging until the deadline, read as a Redis outage.
     """
-    pool = aioredis.ConnectionPool.from_url(
-        url, socket_timeout=None, socket_connect_timeout=ROUND_TRIP_S, health_check_interval=0,
-        socket_keepalive=True, socket_keepalive_options=_KEEPALIVE,
+    pool = _CappedPool.from_url(
+        url, max_connections=ROUND_TRIP_CONNECTIONS, socket_timeout=None, socket_connect_timeout=ROUND_TRIP_S,
+        health_check_interval=0, socket_keepalive=True, socket_keepalive_options=_KEEPALIVE,
         retry=Retry(ExponentialBackoff(cap=0.5, base=0.05), retries=2), retry_on_error=[RedisConnectionError],
     )
     _packed_by_hiredis(pool)

@@ -58,13 +58,33 @@ async def test_a_connection_redis_dropped_is_retried_on_a_fresh_one(redis: aiore
         await lean.aclose()
 
 
-async def test_the_pool_never_waits_for_a_free_connection(redis: aioredis.Redis, redis_url: str) -> None:
-    """Each partition's task holds one connection at a time; a burst wider than any cap must not queue."""
+async def test_a_burst_wider_than_the_cap_queues_on_the_cap_connections(redis: aioredis.Redis, redis_url: str) -> None:
+    """A web process takes a connection per request in flight: a burst of 300 must not open 300 (nor fail)."""
+    from gateway.redis_conn import ROUND_TRIP_CONNECTIONS
+
     await redis.set("a", "1")
+    before = len(await redis.client_list())
     lean = round_trip_client(redis_url)
     try:
-        results = await asyncio.gather(*(_read(lean, "a") for _ in range(100)))
-        assert results == [[b"1"]] * 100
+        most = 0
+        done = asyncio.Event()
+
+        async def count() -> None:
+            nonlocal most
+            while not done.is_set():
+                most = max(most, len(await redis.client_list()) - before)
+                await asyncio.sleep(0)
+
+        counting = asyncio.create_task(count())
+        results = await asyncio.gather(*(_read(lean, "a") for _ in range(300)))
+        done.set()
+        await counting
+        most = max(most, len(await redis.client_list()) - before)
+        assert results == [[b"1"]] * 300
+        assert 1 <= most <= ROUND_TRIP_CONNECTIONS
+        cancelled = asyncio.create_task(_read(lean, "a"))  # a caller cancelled while it waits gives its slot back
+        cancelled.cancel()
+        assert await asyncio.gather(*(_read(lean, "a") for _ in range(ROUND_TRIP_CONNECTIONS))) == [[b"1"]] * 64
     finally:
         await lean.aclose()
 
