@@ -102,23 +102,30 @@ class _CappedPool(aioredis.ConnectionPool):
     def __init__(self, *args: Any, cap: int = ROUND_TRIP_CONNECTIONS, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self._slots = asyncio.Semaphore(cap)
+        self._out: set[Any] = set()
+        """Connections handed out: only their release frees a slot. A failed connect is released inside
+        redis-py's own `get_connection` too, and counting that as well grew the cap by one per refused connect."""
 
     async def get_connection(self, *args: Any, **kwargs: Any) -> Any:
         await self._slots.acquire()
         try:
-            return await super().get_connection(*args, **kwargs)
+            connection = await super().get_connection(*args, **kwargs)
         except BaseException:
             self._slots.release()
             raise
+        self._out.add(connection)
+        return connection
 
     async def release(self, connection: Any) -> None:
         try:
             await super().release(connection)
         finally:
-            self._slots.release()
+            if connection in self._out:
+                self._out.discard(connection)
+                self._slots.release()
 
 
-def round_trip_client(url: str) -> aioredis.Redis:
+def round_trip_client(url: str, cap: int = ROUND_TRIP_CONNECTIONS) -> aioredis.Redis:
     """A second pool to the same server for the round trips every message costs: the web process's ingest, and
     the worker's read and commit.
 
@@ -132,10 +139,12 @@ def round_trip_client(url: str) -> aioredis.Redis:
     the next round trip hanging until the deadline, read as a Redis outage.
     """
     pool = _CappedPool.from_url(
-        url, max_connections=ROUND_TRIP_CONNECTIONS, socket_timeout=None, socket_connect_timeout=ROUND_TRIP_S,
-        health_check_interval=0, socket_keepalive=True, socket_keepalive_options=_KEEPALIVE,
+        url, cap=cap, max_connections=cap, socket_timeout=None, socket_connect_timeout=ROUND_TRIP_S,
+        health_check_interval=0,
         retry=Retry(ExponentialBackoff(cap=0.5, base=0.05), retries=2), retry_on_error=[RedisConnectionError],
     )
+    if issubclass(pool.connection_class, aioredis.Connection):  # TCP (plain or TLS): a unix socket takes no keepalive
+        pool.connection_kwargs.update(socket_keepalive=True, socket_keepalive_options=_KEEPALIVE)
     _packed_by_hiredis(pool)
     return aioredis.Redis.from_pool(pool)  # the client owns its pool: `aclose()` closes its sockets too
 

@@ -9,10 +9,12 @@ from __future__ import annotations
 
 import asyncio
 import time
+from pathlib import Path
 from typing import Any
 
 import pytest
 import redis.asyncio as aioredis
+from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from gateway.redis_conn import execute, round_trip_client
@@ -152,3 +154,47 @@ async def test_closing_a_client_closes_its_pool_and_lenient_encodings_keep_redis
         assert type(conn).__name__ == "Connection"  # hiredis would refuse what redis-py replaces
     finally:
         await lenient.aclose()
+
+
+async def test_refused_connects_do_not_widen_the_cap_and_a_unix_socket_works(tmp_path: Path) -> None:
+    """Found in review: a refused connect gave its slot back twice (redis-py releases it too), so every one
+    during an outage let one more connection out afterwards; and the keepalive options broke a unix:// URL."""
+    from tests.conftest import free_port, start_redis
+
+    port = free_port()
+    lean = round_trip_client(f"redis://127.0.0.1:{port}/0", cap=2)
+    proc = None
+    try:
+        for _ in range(5):  # Redis not there yet: each read is refused
+            with pytest.raises(RedisConnectionError):
+                await _read(lean, "a")
+        sock = tmp_path / "redis.sock"
+        proc = start_redis(port, tmp_path, "--save", "", "--appendonly", "no", "--unixsocket", str(sock))
+        admin = aioredis.from_url(f"redis://127.0.0.1:{port}/0")
+        before = len(await admin.client_list())
+        most = 0
+        done = asyncio.Event()
+
+        async def count() -> None:
+            nonlocal most
+            while not done.is_set():
+                most = max(most, len(await admin.client_list()) - before)
+                await asyncio.sleep(0)
+
+        counting = asyncio.create_task(count())
+        assert await asyncio.gather(*(_read(lean, "a") for _ in range(40))) == [[None]] * 40
+        done.set()
+        await counting
+        assert most <= 2
+        over_unix = round_trip_client(f"unix://{sock}")
+        try:
+            await over_unix.set("u", "1")
+            assert await _read(over_unix, "u") == [b"1"]
+        finally:
+            await over_unix.aclose()
+        await admin.aclose()
+    finally:
+        await lean.aclose()
+        if proc is not None:
+            proc.terminate()
+            proc.wait(timeout=10)
