@@ -14,7 +14,7 @@ import redis.asyncio as aioredis
 import structlog
 from pydantic import ValidationError
 from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import ResponseError
+from redis.exceptions import OutOfMemoryError, ReadOnlyError, ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from gateway import dead_letters, keys, metrics
@@ -46,6 +46,12 @@ STATE_LOST_HELP = (
     "streams and consumer groups are gone: Redis restarted without persistence or was flushed; messages "
     "accepted before are lost unless Redis persists (appendonly yes)"
 )
+
+
+REDIS_AWAY = (RedisConnectionError, RedisTimeoutError, ReadOnlyError, OutOfMemoryError)
+"""Redis gone, hung, or unable to take writes (a failover's old primary answering READONLY, a full one OOM): an
+outage the worker waits out. A READONLY met by a commit was the entry's own failure, and met again while counting
+that failure, it stopped the worker."""
 
 
 def transient(exc: BaseException) -> bool:
@@ -121,7 +127,7 @@ class Worker:
                 if now >= trim_due:
                     trim_due = now + TRIM_EVERY_S
                     await self._trim()
-            except (RedisConnectionError, RedisTimeoutError, OSError) as exc:
+            except (*REDIS_AWAY, OSError) as exc:
                 log.warning("worker_heartbeat_failed", error=str(exc))
             except ResponseError as exc:  # a lease taken over on a wiped Redis: XAUTOCLAIM finds no group
                 if not state_lost(exc):
@@ -157,7 +163,7 @@ class Worker:
                 # The policy went with the streams: stored again now rather than at the next message's
                 # refresh, so the web, the learner and `policy show` find it even while no message comes.
                 await self.pipeline.policies.current(force=True)
-        except (RedisConnectionError, RedisTimeoutError, OSError) as down:  # gone again: retried on the next read
+        except (*REDIS_AWAY, OSError) as down:  # gone again: retried on the next read
             log.warning("worker_redis_unavailable", error=str(down) or type(down).__name__)
             await asyncio.sleep(1.0)
         except ConfigError as disagree:  # another process recorded another count first: said, not fatal here
@@ -204,7 +210,7 @@ class Worker:
                     await self._run_batches(batches, redelivered)
                 except TimeoutError:  # waiting for a partition; TimeoutError is an OSError, so it comes first
                     continue
-                except (RedisConnectionError, RedisTimeoutError, OSError) as exc:
+                except (*REDIS_AWAY, OSError) as exc:
                     log.warning("worker_redis_unavailable", error=str(exc) or type(exc).__name__)
                     down_since = down_since if down_since is not None else time.monotonic()
                     # What was read but not acknowledged is replayed first once Redis is back, not
@@ -223,7 +229,7 @@ class Worker:
                         await task
             try:
                 await self.leases.release_all()
-            except (RedisConnectionError, RedisTimeoutError, OSError):
+            except (*REDIS_AWAY, OSError):
                 pass
             log.info("worker_stopped", worker=self.name, processed=self.processed, handed_back=self.handed_back)
 
@@ -259,7 +265,7 @@ class Worker:
             ack = Ack(partition, entry_id, redelivered)
             try:
                 await self.pipeline.handle(fields, ack)
-            except (RedisConnectionError, RedisTimeoutError):
+            except REDIS_AWAY:
                 raise
             except Exception as exc:
                 await self._failed(partition, entry_id, fields, exc)
