@@ -104,6 +104,9 @@ class Worker:
         self._failing: set[str] = set()
         """Entries that failed here, so their counts are dropped once they succeed."""
         self._outages: dict[str, int] = {}
+        self._paused: dict[int, float] = {}
+        """Partition → when its failed entry is tried again (monotonic). Its pause keeps only that partition from
+        being read: waited out inside the batch, it held every other partition's next read too (up to 30 s a try)."""
         """Outage failures per entry: they lengthen the pause but spend none of the entry's budget."""
         self._recovering = asyncio.Lock()
         self._stopping = asyncio.Event()
@@ -198,9 +201,11 @@ class Worker:
                         # Leases only once the groups exist: a take-over before them met NOGROUP and logged
                         # "Redis state lost" on an ordinary first start.
                         beat = asyncio.create_task(self._heartbeat(stop))
-                    owned = set(self.leases.owned)
+                    now = time.monotonic()
+                    owned = {p for p in self.leases.owned if self._paused.get(p, 0.0) <= now}
                     if not owned:
-                        await asyncio.wait_for(stop.wait(), timeout=self.lease_ms / 3000)
+                        resumes = [self._paused[p] - now for p in self.leases.owned if p in self._paused]
+                        await asyncio.wait_for(stop.wait(), timeout=max(0.01, min([self.lease_ms / 3000, *resumes])))
                         continue
                     batches, redelivered = await self.reader.read(owned, block_ms=200)
                     if down_since is not None:  # the warnings said it went; this says it is back, and for how long
@@ -309,5 +314,4 @@ class Worker:
             return
         self.reader.backlog.add(partition)
         first, longest = self.backoff
-        with contextlib.suppress(TimeoutError):  # a stop does not wait out the pause (up to 30 s)
-            await asyncio.wait_for(self._stopping.wait(), timeout=min(first * 2 ** min(attempts - 1, 30), longest))
+        self._paused[partition] = time.monotonic() + min(first * 2 ** min(attempts - 1, 30), longest)
