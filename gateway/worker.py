@@ -104,10 +104,10 @@ class Worker:
         self._failing: set[str] = set()
         """Entries that failed here, so their counts are dropped once they succeed."""
         self._outages: dict[str, int] = {}
+        """Outage failures per entry: they lengthen the pause but spend none of the entry's budget."""
         self._paused: dict[int, float] = {}
         """Partition → when its failed entry is tried again (monotonic). Its pause keeps only that partition from
         being read: waited out inside the batch, it held every other partition's next read too (up to 30 s a try)."""
-        """Outage failures per entry: they lengthen the pause but spend none of the entry's budget."""
         self._recovering = asyncio.Lock()
         self._stopping = asyncio.Event()
         self.handed_back = 0
