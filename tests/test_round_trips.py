@@ -27,6 +27,25 @@ async def _read(client: aioredis.Redis, *names: str, seconds: float = 5.0) -> li
         return await execute(pipe, seconds)
 
 
+async def _burst(admin: aioredis.Redis, lean: aioredis.Redis, n: int) -> tuple[list[Any], int]:
+    """`n` reads at once on `lean`, and the most connections the server saw open for them meanwhile."""
+    before = len(await admin.client_list())
+    most = 0
+    done = asyncio.Event()
+
+    async def count() -> None:
+        nonlocal most
+        while not done.is_set():
+            most = max(most, len(await admin.client_list()) - before)
+            await asyncio.sleep(0)
+
+    counting = asyncio.create_task(count())
+    results = await asyncio.gather(*(_read(lean, "a") for _ in range(n)))
+    done.set()
+    await counting
+    return results, max(most, len(await admin.client_list()) - before)
+
+
 async def test_a_hung_redis_is_a_redis_timeout_and_the_late_replies_are_not_read_by_the_next_caller(
     redis: aioredis.Redis, redis_url: str
 ) -> None:
@@ -65,23 +84,9 @@ async def test_a_burst_wider_than_the_cap_queues_on_the_cap_connections(redis: a
     from gateway.redis_conn import ROUND_TRIP_CONNECTIONS
 
     await redis.set("a", "1")
-    before = len(await redis.client_list())
     lean = round_trip_client(redis_url)
     try:
-        most = 0
-        done = asyncio.Event()
-
-        async def count() -> None:
-            nonlocal most
-            while not done.is_set():
-                most = max(most, len(await redis.client_list()) - before)
-                await asyncio.sleep(0)
-
-        counting = asyncio.create_task(count())
-        results = await asyncio.gather(*(_read(lean, "a") for _ in range(300)))
-        done.set()
-        await counting
-        most = max(most, len(await redis.client_list()) - before)
+        results, most = await _burst(redis, lean, 300)
         assert results == [[b"1"]] * 300
         assert 1 <= most <= ROUND_TRIP_CONNECTIONS
         cancelled = asyncio.create_task(_read(lean, "a"))  # a caller cancelled while it waits gives its slot back
@@ -171,20 +176,8 @@ async def test_refused_connects_do_not_widen_the_cap_and_a_unix_socket_works(tmp
         sock = tmp_path / "redis.sock"
         proc = start_redis(port, tmp_path, "--save", "", "--appendonly", "no", "--unixsocket", str(sock))
         admin = aioredis.from_url(f"redis://127.0.0.1:{port}/0")
-        before = len(await admin.client_list())
-        most = 0
-        done = asyncio.Event()
-
-        async def count() -> None:
-            nonlocal most
-            while not done.is_set():
-                most = max(most, len(await admin.client_list()) - before)
-                await asyncio.sleep(0)
-
-        counting = asyncio.create_task(count())
-        assert await asyncio.gather(*(_read(lean, "a") for _ in range(40))) == [[None]] * 40
-        done.set()
-        await counting
+        results, most = await _burst(admin, lean, 40)
+        assert results == [[None]] * 40
         assert most <= 2
         over_unix = round_trip_client(f"unix://{sock}")
         try:
