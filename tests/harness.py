@@ -106,6 +106,16 @@ async def start_gateway(settings: Settings, with_worker: bool = True, ensure_cha
     return gw
 
 
+async def forget(gw: Gateway, ref: str, **extra: Any) -> dict[str, Any]:
+    """`DELETE /v1/customers/<ref>` signed as an API client signs it (`extra`: `deep`); its report, 200 asserted."""
+    signed = json.dumps({"customer": ref, **extra}).encode()
+    async with gw.session.delete(f"{gw.url}/v1/customers/{ref}", data=signed,
+                                 headers={"X-Switchboard-Signature": sign(API_SECRET, signed)}) as r:
+        report: dict[str, Any] = await r.json()
+        assert r.status == 200, report
+    return report
+
+
 async def eventually(check: Callable[[], Any], timeout: float = 10.0, interval: float = 0.05) -> Any:  # noqa: ASYNC109
     """Poll until `check()` (sync or async) returns a truthy value; fail with the last value."""
     deadline = time.monotonic() + timeout

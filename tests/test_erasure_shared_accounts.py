@@ -18,23 +18,13 @@ import redis.asyncio as aioredis
 from gateway import keys
 from gateway.domain import ChannelKind, InboundMessage
 from gateway.redis_conn import as_str
-from integrations.webhook.signature import sign
-from tests.harness import API_SECRET, Gateway, cards, eventually
-from tests.test_identity import JANE, _everything_in, _routed
+from tests.harness import Gateway, cards, eventually, forget
+from tests.test_identity import JANE, _everything_in, _routed, merged_jane
 from tests.test_transfer_order import _drained
 
 SHARED = "billing@acme.example"
 ALICE_TEXT = "Where is my invoice for March?"
 BOB_TEXT = "Please delete my account and all my data"
-
-
-async def _forget(gw: Gateway, ref: str) -> dict[str, Any]:
-    signed = json.dumps({"customer": ref}).encode()
-    async with gw.session.delete(f"{gw.url}/v1/customers/{ref}", data=signed,
-                                 headers={"X-Switchboard-Signature": sign(API_SECRET, signed)}) as r:
-        report: dict[str, Any] = await r.json()
-        assert r.status == 200, report
-    return report
 
 
 async def _alice_and_bob(gw: Gateway, redis: aioredis.Redis) -> tuple[str, str]:
@@ -67,7 +57,7 @@ async def test_erasing_one_account_keeps_the_other_account_sharing_its_email(
     gateway: Gateway, redis: aioredis.Redis
 ) -> None:
     alice_conv, bob_conv = await _alice_and_bob(gateway, redis)
-    report = await _forget(gateway, "api:acct-bob")
+    report = await forget(gateway, "api:acct-bob")
 
     # Alice keeps her conversation, its claim, her card and her profile.
     alice = await gateway.rt.store.load(alice_conv)
@@ -106,13 +96,13 @@ async def test_the_person_id_still_erases_every_account_and_a_shared_email_only_
     report names both accounts). The person id is the operator's way to erase everyone, as before."""
     alice_conv, bob_conv = await _alice_and_bob(gateway, redis)
     person = as_str(await redis.get(keys.ident("api:acct-alice")) or b"")
-    by_email = await _forget(gateway, f"email:{SHARED}")
+    by_email = await forget(gateway, f"email:{SHARED}")
     assert await gateway.rt.store.load(alice_conv) is not None and await gateway.rt.store.load(bob_conv) is not None
     assert by_email["scope"] == "identifier" and by_email["conversations"] == 0
     assert by_email["accounts_kept"] == ["api:acct-alice", "api:acct-bob"]
     assert await redis.get(keys.ident(f"email:{SHARED}")) is None
 
-    everyone = await _forget(gateway, person)
+    everyone = await forget(gateway, person)
     assert everyone["scope"] == "person" and everyone["conversations"] == 2
     left, slack = await _everything_in(redis), _slack(gateway)
     for trace in ("acct-alice", "acct-bob", "Alice Shop", "Bob Shop", SHARED, "invoice for March", "delete my account"):
@@ -135,7 +125,7 @@ async def test_one_person_on_api_and_sms_is_still_erased_whole(gateway: Gateway,
     await eventually(lambda: _routed(gateway, texted.conversation_id))
     await eventually(lambda: _drained(gateway, redis))
 
-    report = await _forget(gateway, "api:crm-7")
+    report = await forget(gateway, "api:crm-7")
     assert report["conversations"] == 2
     left, slack = await _everything_in(redis), _slack(gateway)
     for trace in ("crm-7", "Jane", "jane@example.com", "1234567", "invoice is wrong", "parcel 8812"):
@@ -150,25 +140,16 @@ async def test_two_accounts_joined_by_a_later_merge_are_each_erased_on_their_own
     """`test_identity`'s merged customer (two API ids joined by a later message carrying the shared email): by
     the same rule, erasing `api:shop-9` leaves `crm-1`'s conversation, and the person id leaves no trace of
     either, the merge log included."""
-    _, shop = await gateway.post_message({"customer_id": "shop-9", "message_id": "s1", "text": "order 4711 is late",
-                                          "customer": {"email": "jane@example.com", "name": "Jane Doe"}})
-    _, crm = await gateway.post_message({"customer_id": "crm-1", "message_id": "a1", "text": "my invoice is wrong"})
-    await eventually(lambda: _routed(gateway, crm["conversation_id"]))
-    await gateway.post_message({"customer_id": "crm-1", "message_id": "a2", "customer": JANE,
-                                "text": "hello again?"})  # the email joins the two persons
-    await eventually(lambda: redis.xlen(keys.MERGES))
-    await eventually(lambda: _routed(gateway, shop["conversation_id"]))
-    await eventually(lambda: _drained(gateway, redis))
-    person = as_str(await redis.get(keys.ident("api:crm-1")) or b"")
+    person = await merged_jane(gateway, redis)
 
-    shop_only = await _forget(gateway, "api:shop-9")
+    shop_only = await forget(gateway, "api:shop-9")
     left = await _everything_in(redis)
     assert "invoice is wrong" in left and await redis.get(keys.ident("api:crm-1")) is not None
     for trace in ("shop-9", "4711"):
         assert trace not in left, trace
     assert shop_only["scope"] == "account" and shop_only["accounts_kept"] == ["api:crm-1"]
 
-    await _forget(gateway, person)
+    await forget(gateway, person)
     left = await _everything_in(redis)
     for trace in ("jane", "Jane", "1234567", "4711", "invoice is wrong", "hello again", "crm-1", "shop-9"):
         assert trace not in left, trace

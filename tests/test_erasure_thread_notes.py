@@ -15,21 +15,11 @@ from typing import Any
 import redis.asyncio as aioredis
 
 from gateway import csat
-from integrations.webhook.signature import sign
 from tests.conftest import Callback
-from tests.harness import API_SECRET, Gateway, eventually, make_settings, start_gateway, stored_card
+from tests.harness import Gateway, eventually, forget, make_settings, start_gateway, stored_card
 from tests.test_webchat_csat_desk import _chat, _notes, _rate, _resolved_asking, gw
 
 __all__ = ["gw"]
-
-
-async def _forget(g: Gateway, ref: str) -> dict[str, Any]:
-    signed = json.dumps({"customer": ref}).encode()
-    async with g.session.delete(f"{g.url}/v1/customers/{ref}", data=signed,
-                                headers={"X-Switchboard-Signature": sign(API_SECRET, signed)}) as r:
-        report: dict[str, Any] = await r.json()
-        assert r.status == 200, report
-    return report
 
 
 def _post(g: Gateway, channel: str, card: dict[str, Any], message: dict[str, Any]) -> str:
@@ -57,7 +47,7 @@ async def test_a_widget_rating_note_is_erased_with_the_customer(gw: Gateway, red
         gw, channel, card, {"bot_id": "B0TICKETS", "text": "Ticket SUP-12 linked"})
     conv = await gw.rt.store.load(conv_id)
     assert conv is not None
-    report = await _forget(gw, conv.customer.key)
+    report = await forget(gw, conv.customer.key)
 
     assert _notes(gw, channel, card) == [], "the rating note outlived the erasure"
     assert _ours(gw, channel, card) == []
@@ -85,7 +75,7 @@ async def test_a_typed_rating_and_a_reopen_note_are_erased_with_the_customer(
         await g.post_message({"customer_id": "c9", "message_id": "m3", "text": "still wrong, see attachment"})
         await eventually(lambda: [t for t in _ours(g, channel, card) if "reopened" in t])
 
-        report = await _forget(g, "api:c9")
+        report = await forget(g, "api:c9")
         assert _ours(g, channel, card) == [], _ours(g, channel, card)
         assert _notes(g, channel, card) == []
         assert report["kept"] == []

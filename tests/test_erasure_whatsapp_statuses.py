@@ -20,16 +20,14 @@ from typing import Any
 
 import pytest
 import redis.asyncio as aioredis
-from aiohttp import web
 from structlog.testing import capture_logs
 
-from integrations.webhook.signature import sign
 from integrations.whatsapp.wamid import carries, fingerprint
 from integrations.whatsapp.webhook import STATUS_STREAM
-from tests.harness import API_SECRET, Gateway, eventually, make_settings, serve_app, start_gateway
+from tests.harness import Gateway, eventually, forget
 from tests.test_identity import _everything_in
-from tests.test_whatsapp import ACCESS, APP_SECRET, PHONE_ID, VERIFY, WA_ID, Graph, delivery, text
-from tests.test_whatsapp_reengage import _claimed_card
+from tests.test_whatsapp import APP_SECRET, WA_ID, Graph, delivery, text
+from tests.test_whatsapp_reengage import _claimed_card, _meta_gateway
 
 WAMID = re.compile(r"wamid\.[A-Za-z0-9+/=_-]+")
 
@@ -49,22 +47,9 @@ class MetaGraph(Graph):
 
 @pytest.fixture
 async def meta(redis: aioredis.Redis, redis_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-               ) -> AsyncIterator[tuple[Gateway, MetaGraph]]:
-    graph = MetaGraph()
-    graph_app = web.Application()
-    graph_app.router.add_post("/v20.0/{phone_id}/messages", graph.messages)
-    graph_url, graph_runner = await serve_app(graph_app)
-    for name, value in {"WHATSAPP_APP_SECRET": APP_SECRET, "WHATSAPP_VERIFY_TOKEN": VERIFY,
-                        "WHATSAPP_ACCESS_TOKEN": ACCESS, "WHATSAPP_PHONE_NUMBER_ID": PHONE_ID,
-                        "WHATSAPP_API_URL": f"{graph_url}/v20.0"}.items():
-        monkeypatch.setenv(name, value)
-    gw = await start_gateway(make_settings(redis_url, tmp_path))
-    try:
-        yield gw, graph
-    finally:
-        graph.release.set()
-        await gw.close()
-        await graph_runner.cleanup()
+               ) -> AsyncIterator[tuple[Gateway, Graph]]:
+    async for pair in _meta_gateway(redis_url, tmp_path, monkeypatch, None, MetaGraph()):
+        yield pair
 
 
 async def _meta_posts(gw: Gateway, payload: dict[str, Any]) -> None:
@@ -109,10 +94,7 @@ async def test_status_records_and_logs_hold_no_wamid_of_an_erased_customer(
             (taken["id"], conv_id), (stray, "")}
 
 
-    signed = json.dumps({"customer": f"whatsapp:+{WA_ID}"}).encode()
-    async with gw.session.delete(f"{gw.url}/v1/customers/whatsapp:+{WA_ID}", data=signed,
-                                 headers={"X-Switchboard-Signature": sign(API_SECRET, signed)}) as r:
-        assert r.status == 200, await r.text()
+    await forget(gw, f"whatsapp:+{WA_ID}")
     assert await redis.xrange(STATUS_STREAM) == [], "the status stream outlived the erasure"
     left = await _everything_in(redis)
     assert WA_ID not in left and "charged twice" not in left

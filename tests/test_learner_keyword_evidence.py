@@ -8,16 +8,16 @@ knew, and only labels *of* warranty faded that. A freshly added skill must still
 
 from __future__ import annotations
 
-import csv
 import random
 from pathlib import Path
 
 import pytest
 import yaml
 
-from learners.datasets import BITEXT_SKILL, DATA, SKILLS
+from learners.datasets import SKILLS
 from learners.service import LearnerScorer
 from learners.skill import SkillLearner
+from tests.test_learner_keywords import read_bitext
 
 TECHNICAL = ("error", "bug", "crash", "app", "update", "login")
 SEEDS = {**SKILLS, "technical": TECHNICAL, "warranty": ("warranty", "guarantee", "screen")}
@@ -38,13 +38,7 @@ def top(scorer: LearnerScorer, text: str, skills: dict[str, tuple[str, ...]]) ->
 
 
 def bitext(n: int) -> list[tuple[str, str]]:
-    path = DATA / "bitext/bitext_customer_support.csv"
-    if not path.exists():
-        pytest.fail(f"{path} is missing: the learner tests need ../shared/data (or SWITCHBOARD_DATA)")
-    with path.open(newline="", encoding="utf-8") as fh:
-        rows = [(r["instruction"], BITEXT_SKILL.get(r["category"], "general")) for r in csv.DictReader(fh)]
-    random.Random(0).shuffle(rows)
-    return rows[:n]
+    return read_bitext()[:n]
 
 
 def teach_screen(skill: object, n: int, seed: int = 3) -> None:

@@ -40,9 +40,10 @@ CONTENT_SID = "HX" + "0123456789abcdef" * 2
 TWILIO_CUSTOMER = "whatsapp:+14155550123"
 
 
-async def _meta_gateway(redis_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, template: str | None
-                        ) -> AsyncIterator[tuple[Gateway, Graph]]:
-    graph = Graph()
+async def _meta_gateway(redis_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, template: str | None,
+                        graph: Graph | None = None) -> AsyncIterator[tuple[Gateway, Graph]]:
+    """A gateway on Meta's Cloud API, played by `graph` (a plain `Graph` if none)."""
+    graph = graph or Graph()
     graph_app = web.Application()
     graph_app.router.add_post("/v20.0/{phone_id}/messages", graph.messages)
     graph_url, graph_runner = await serve_app(graph_app)
