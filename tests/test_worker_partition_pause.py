@@ -16,11 +16,10 @@ from typing import Any
 
 import redis.asyncio as aioredis
 
-from gateway import keys
 from gateway.domain import Conversation, Decision, PastConversation
 from gateway.worker import Worker
 from integrations.slack.desk import CardRef
-from tests.harness import cards, eventually, make_settings, start_gateway
+from tests.harness import cards, eventually, make_settings, post_on_another_partition, start_gateway
 
 PAUSE_S = 5.0
 
@@ -50,22 +49,24 @@ async def test_a_failing_entry_pauses_its_partition_and_no_other(
     redis: aioredis.Redis, redis_url: str, tmp_path: Path
 ) -> None:
     gw = await start_gateway(make_settings(redis_url, tmp_path, automation="off"), with_worker=False)
-    parts = gw.settings.partitions
-    poison = "pause-0"
-    other = next(f"pause-{i}" for i in range(1, 50)
-                 if keys.partition_of(f"api:pause-{i}", parts) != keys.partition_of(f"api:{poison}", parts))
-    desk = PoisonDesk(gw.rt.desk, f"api:{poison}")
+    desk = PoisonDesk(gw.rt.desk, "api:pause-poison")
     stop = asyncio.Event()
-    worker = Worker(gw.rt.redis, dataclasses.replace(gw.rt.pipeline, desk=desk), parts, gw.settings.lease_ms, 500,
-                    backoff=(PAUSE_S, 30.0))
+    worker = Worker(gw.rt.redis, dataclasses.replace(gw.rt.pipeline, desk=desk), gw.settings.partitions,
+                    gw.settings.lease_ms, 500, backoff=(PAUSE_S, 30.0))
     task = asyncio.create_task(worker.run(stop))
     try:
         text = "I was charged twice on my invoice"
-        assert (await gw.post_message({"customer_id": poison, "message_id": "m1", "text": text}))[0] == 202
+        status, poisoned = await gw.post_message({"customer_id": "pause-poison", "message_id": "m1", "text": text})
+        assert status == 202
         await eventually(lambda: desk.failures == 1)
         sent = time.monotonic()
-        assert (await gw.post_message({"customer_id": other, "message_id": "m1", "text": text}))[0] == 202
-        await eventually(lambda: len(cards(gw.slack, "support-billing")) == 1, timeout=PAUSE_S + 5)
+        other = await post_on_another_partition(gw, poisoned["conversation_id"], text, "pause-other")
+
+        def carded() -> bool:
+            return any(c["metadata"]["event_payload"]["conversation_id"] == other
+                       for c in cards(gw.slack, "support-billing"))
+
+        await eventually(carded, timeout=PAUSE_S + 5)
         assert time.monotonic() - sent < PAUSE_S / 2  # not held behind the other partition's pause
         assert desk.failures == 1  # and that one is still waiting out its own
         await eventually(lambda: desk.failures == 2, timeout=PAUSE_S + 5)  # then tried again

@@ -16,11 +16,10 @@ from typing import Any
 import redis.asyncio as aioredis
 from redis.exceptions import ConnectionError as RedisConnectionError
 
-from gateway import keys
 from gateway.domain import Conversation, Decision, PastConversation
 from gateway.worker import Worker
 from integrations.slack.desk import CardRef
-from tests.harness import cards, eventually, make_settings, start_gateway
+from tests.harness import Gateway, cards, eventually, make_settings, post_on_another_partition, start_gateway
 
 SLOW_POST_S = 2.5
 """Longer than the worker's pause after a Redis error (1 s), so a second run would start during the first."""
@@ -28,7 +27,7 @@ SLOW_POST_S = 2.5
 
 @dataclasses.dataclass
 class FlakyDesk:
-    """The real Slack desk; one customer's first card meets a Redis error, another's takes its time."""
+    """The real Slack desk; one conversation's first card meets a Redis error, another's takes its time."""
 
     inner: Any
     failing: str
@@ -44,7 +43,7 @@ class FlakyDesk:
     async def post_card(self, conversation: Conversation, decision: Decision,
                         history: Sequence[PastConversation] = (), suggested_agent: str | None = None,
                         tag: str = "card") -> CardRef:
-        key = conversation.customer.key
+        key = conversation.id
         if key == self.failing and not self.failed:
             self.failed = True
             raise RedisConnectionError("Redis went away mid-entry")
@@ -61,36 +60,33 @@ class FlakyDesk:
         return ref
 
 
-def _on_other_partitions(partitions: int) -> tuple[str, str]:
-    ids = [f"sibling-{i}" for i in range(50)]
-    first = ids[0]
-    other = next(i for i in ids if keys.partition_of(f"api:{i}", partitions) != keys.partition_of(f"api:{first}",
-                                                                                                   partitions))
-    return first, other
+def _cards_of(gw: Gateway, conversation_id: str) -> int:
+    return sum(c["metadata"]["event_payload"]["conversation_id"] == conversation_id
+               for c in cards(gw.slack, "support-billing"))
 
 
 async def test_a_failing_partition_waits_for_its_siblings_before_anything_is_read_again(
     redis: aioredis.Redis, redis_url: str, tmp_path: Path
 ) -> None:
     gw = await start_gateway(make_settings(redis_url, tmp_path, automation="off"), with_worker=False)
-    failing, slow = _on_other_partitions(gw.settings.partitions)
-    desk = FlakyDesk(gw.rt.desk, f"api:{failing}", f"api:{slow}")
+    text = "I was charged twice on my invoice"
+    # Both queued before the worker starts, so one read holds both.
+    status, failing = await gw.post_message({"customer_id": "sibling-fail", "message_id": "m1", "text": text})
+    assert status == 202
+    slow = await post_on_another_partition(gw, failing["conversation_id"], text, "sibling-slow")
+    desk = FlakyDesk(gw.rt.desk, failing["conversation_id"], slow)
     stop = asyncio.Event()
     worker = Worker(gw.rt.redis, dataclasses.replace(gw.rt.pipeline, desk=desk), gw.settings.partitions,
                     gw.settings.lease_ms, 500)
     task: asyncio.Task[None] | None = None
     try:
-        for customer in (failing, slow):  # both queued before the worker starts, so one read holds both
-            status, _ = await gw.post_message({"customer_id": customer, "message_id": "m1",
-                                               "text": "I was charged twice on my invoice"})
-            assert status == 202
         task = asyncio.create_task(worker.run(stop))
-        await eventually(lambda: len(cards(gw.slack, "support-billing")) == 2, timeout=20)
+        await eventually(lambda: _cards_of(gw, slow) and _cards_of(gw, failing["conversation_id"]), timeout=20)
         await asyncio.sleep(1.5)  # a second run, had one started, would post now
         assert desk.failed
         assert desk.most_at_once == 1
         assert desk.slow_posts == 1
-        assert len(cards(gw.slack, "support-billing")) == 2
+        assert (_cards_of(gw, slow), _cards_of(gw, failing["conversation_id"])) == (1, 1)
     finally:
         stop.set()
         if task is not None:
