@@ -9,9 +9,11 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from functools import partial
+from typing import Any
 
 import redis.asyncio as aioredis
 import structlog
+from redis.asyncio.client import Pipeline as RedisPipeline
 
 from gateway import guards, handback, keys, metrics, optout, outbound, reengage, transfers
 from gateway.agents import loads_for, stage_agent_loads
@@ -65,6 +67,7 @@ Handler = Callable[[Mapping[str, str], Ack | None], Awaitable[None]]
 
 @dataclass(frozen=True, slots=True)
 class Prefetched:
+    conv_id: str
     snapshot: Snapshot
     person: str | None
     history_ids: list[str]
@@ -132,7 +135,9 @@ class Pipeline:
 
     async def handle_inbound(self, fields: Mapping[str, str], ack: Ack | None = None) -> None:
         conv_id, message_id = fields["conv"], fields["mid"]
-        pre = await self._prefetch(conv_id, fields.get("person"), fields["customer"])
+        ahead = ack.read_before() if ack is not None and ack.read_before is not None else None
+        pre = ahead if isinstance(ahead, Prefetched) and ahead.conv_id == conv_id else await self._prefetch(
+            conv_id, fields.get("person"), fields["customer"])
         snap = pre.snapshot
         conv = snap.conversation or self.store.create(
             conv_id, fields["customer"], fields.get("profile", "{}"), fields.get("person"), snap.transcript
@@ -201,13 +206,43 @@ class Pipeline:
         """Everything a message may need read in one round trip: the conversation with its transcript
         and effect log, and for routing the person's earlier conversations and the agents' loads."""
         async with (self.round_trips or self.redis).pipeline(transaction=False) as pipe:
-            snapshot = self.store.stage_snapshot(pipe, conv_id)
-            history = Identity.stage_history_ids(pipe, person)
-            loads = stage_agent_loads(pipe)
-            pipe.get(keys.held_for(customer))
+            found = self._stage_prefetch(pipe, conv_id, person, customer)
             results = await execute(pipe)
-        held = as_str(results[-1]) if results[-1] else None
-        return Prefetched(snapshot(results), person, history(results), loads(results), held)
+        return found(results)
+
+    def _stage_prefetch(
+        self, pipe: RedisPipeline, conv_id: str, person: str | None, customer: str
+    ) -> Callable[[list[Any]], Prefetched]:
+        """`_prefetch`'s reads queued on `pipe` (its own, or the previous entry's final write: `_stage_read_ahead`)."""
+        snapshot = self.store.stage_snapshot(pipe, conv_id)
+        history = Identity.stage_history_ids(pipe, person)
+        loads = stage_agent_loads(pipe)
+        held_at = len(pipe)
+        pipe.get(keys.held_for(customer))
+
+        def found(results: list[Any]) -> Prefetched:
+            held = as_str(results[held_at]) if results[held_at] else None
+            return Prefetched(conv_id, snapshot(results), person, history(results), loads(results), held)
+
+        return found
+
+    def _stage_read_ahead(self, pipe: RedisPipeline, ack: Ack | None) -> Callable[[list[Any]], None]:
+        """The partition's next customer message read at the end of this entry's final write (after its EXEC'd
+        writes, so a next message of the same conversation sees them). Nothing runs between this write and the
+        next entry's start that could change what was read, other than what may run between any read and its
+        use (an agent's click, taken care of by `save_if` and the claim scripts). A read that fails (a key of
+        the wrong type) is dropped, not raised: the next entry reads again and meets it as its own failure."""
+        then = ack.then if ack is not None else None
+        if ack is None or then is None or then.get("kind", "inbound") != "inbound" or "conv" not in then:
+            return lambda results: None
+        start = len(pipe)
+        found = self._stage_prefetch(pipe, then["conv"], then.get("person"), then["customer"])
+
+        def keep(results: list[Any]) -> None:
+            if not any(isinstance(r, Exception) for r in results[start:]):
+                ack.read_ahead = partial(found, results)
+
+        return keep
 
     async def _commit(
         self, conv: Conversation, fields: tuple[str, ...], new_wait: bool, effects: Effects, ack: Ack | None,
@@ -232,8 +267,14 @@ class Pipeline:
                 await self.sla.stage_replan(pipe, conv, new_wait)
             if ack is not None:
                 ack.stage(pipe)
-            results = await execute(pipe)
+            own = len(pipe)
+            ahead = self._stage_read_ahead(pipe, ack)
+            results = await execute(pipe, raise_on_error=False)
+        for result in results[:own]:  # this entry's own errors, raised as `execute` would have
+            if isinstance(result, Exception):
+                raise result
         conv.version = int(results[at])
+        ahead(results)
         if ack is not None:
             ack.done = True
 

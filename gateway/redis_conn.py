@@ -161,9 +161,9 @@ async def within(call: Awaitable[T], seconds: float = ROUND_TRIP_S) -> T:
         raise RedisTimeoutError(f"Redis did not answer within {seconds:g} s") from exc
 
 
-async def execute(pipe: RedisPipeline, seconds: float = ROUND_TRIP_S) -> list[Any]:
+async def execute(pipe: RedisPipeline, seconds: float = ROUND_TRIP_S, raise_on_error: bool = True) -> list[Any]:
     """`pipe.execute()` within one deadline (`within`)."""
-    return await within(pipe.execute(), seconds)
+    return await within(pipe.execute(raise_on_error=raise_on_error), seconds)
 
 
 def as_str(value: object) -> str:

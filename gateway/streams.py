@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -276,6 +276,14 @@ class Ack:
     redelivered: bool = True
     """Read before (see `PartitionReader.read`); only a first delivery may skip effect markers."""
     done: bool = False
+    then: Mapping[str, str] | None = None
+    """The partition's next entry, when the worker has it in hand: its first read rides on this entry's final
+    write (`Pipeline._commit`), one round trip fewer per message while a backlog is worked off."""
+    read_ahead: Callable[[], Any] | None = None
+    """What that read found for `then` (set by the final write); the worker gives it to `then`'s own Ack as
+    `read_before`."""
+    read_before: Callable[[], Any] | None = None
+    """This entry's first read, made by the entry before it (`read_ahead`); None: the handler reads for itself."""
 
     @property
     def queued_at(self) -> float:

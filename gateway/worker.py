@@ -258,6 +258,7 @@ class Worker:
         A stop finishes the entry in hand and leaves the rest of the batch pending: the next owner claims
         it when the released lease is taken. Working through it first took up to a minute on Slack's
         one post per second per channel, and the process manager's kill came first, in mid-entry."""
+        read_ahead = None
         for done, (entry_id, fields) in enumerate(entries):
             if self._stopping.is_set():
                 self.handed_back += len(entries) - done
@@ -267,7 +268,8 @@ class Worker:
             if partition not in self.leases.owned:
                 log.warning("partition_lost_mid_batch", partition=partition, worker=self.name)
                 return
-            ack = Ack(partition, entry_id, redelivered)
+            then = entries[done + 1][1] if done + 1 < len(entries) else None
+            ack = Ack(partition, entry_id, redelivered, then=then, read_before=read_ahead)
             try:
                 await self.pipeline.handle(fields, ack)
             except REDIS_AWAY:
@@ -275,6 +277,7 @@ class Worker:
             except Exception as exc:
                 await self._failed(partition, entry_id, fields, exc)
                 return
+            read_ahead = ack.read_ahead
             if not ack.done:
                 await self.reader.ack(partition, entry_id)
             if self._failing and f"{partition}:{entry_id}" in self._failing:

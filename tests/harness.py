@@ -106,17 +106,17 @@ async def start_gateway(settings: Settings, with_worker: bool = True, ensure_cha
     return gw
 
 
-async def post_on_another_partition(gw: Gateway, than: str, text: str, prefix: str) -> str:
-    """Post new customers' first messages until one lands on another partition than conversation `than`; its
-    conversation id. Partitions follow the person id the ingest draws, not the customer id, so a test that needs
-    two partitions asks Redis where each went (those that shared `than`'s partition stay queued behind it)."""
+async def post_on_another_partition(gw: Gateway, than: str, text: str, prefix: str, same: bool = False) -> str:
+    """Post new customers' first messages until one lands on another partition than conversation `than` (`same`:
+    on the same one); its conversation id. Partitions follow the person id the ingest draws, not the customer id,
+    so a test that needs two partitions asks Redis where each went (the misses stay queued on theirs)."""
     taken = await gw.rt.redis.get(keys.conversation_partition(than))
     for i in range(64):
         status, body = await gw.post_message({"customer_id": f"{prefix}-{i}", "message_id": "m1", "text": text})
         assert status == 202, body
-        if await gw.rt.redis.get(keys.conversation_partition(body["conversation_id"])) != taken:
+        if (await gw.rt.redis.get(keys.conversation_partition(body["conversation_id"])) == taken) is same:
             return str(body["conversation_id"])
-    raise AssertionError("64 customers all landed on one partition")
+    raise AssertionError(f"no customer landed {'on' if same else 'off'} the partition of {than}")
 
 
 async def forget(gw: Gateway, ref: str, **extra: Any) -> dict[str, Any]:
