@@ -228,12 +228,13 @@ class Pipeline:
 
     def _stage_read_ahead(self, pipe: RedisPipeline, ack: Ack | None) -> Callable[[list[Any]], None]:
         """The partition's next customer message read at the end of this entry's final write (after its EXEC'd
-        writes, so a next message of the same conversation sees them). Nothing runs between this write and the
-        next entry's start that could change what was read, other than what may run between any read and its
-        use (an agent's click, taken care of by `save_if` and the claim scripts). A read that fails (a key of
-        the wrong type) is dropped, not raised: the next entry reads again and meets it as its own failure."""
+        writes, so a next message of the same conversation sees them). The batch loop writes nothing between this
+        write and the next entry's start; other writers (an agent's click, the SLA and bot follow-up tasks) may, as
+        they may between any read and its use. A read that fails (a key of the wrong type) is dropped, not raised:
+        the next entry reads again and meets it as its own failure; so does an entry lacking fields."""
         then = ack.then if ack is not None else None
-        if ack is None or then is None or then.get("kind", "inbound") != "inbound" or "conv" not in then:
+        inbound = then is not None and then.get("kind", "inbound") == "inbound"
+        if ack is None or then is None or not inbound or not {"conv", "customer"} <= then.keys():
             return lambda results: None
         start = len(pipe)
         found = self._stage_prefetch(pipe, then["conv"], then.get("person"), then["customer"])
@@ -267,12 +268,10 @@ class Pipeline:
                 await self.sla.stage_replan(pipe, conv, new_wait)
             if ack is not None:
                 ack.stage(pipe)
-            own = len(pipe)
+            own = list(pipe.command_stack)
             ahead = self._stage_read_ahead(pipe, ack)
             results = await execute(pipe, raise_on_error=False)
-        for result in results[:own]:  # this entry's own errors, raised as `execute` would have
-            if isinstance(result, Exception):
-                raise result
+            pipe.raise_first_error(own, results[: len(own)])  # this entry's own errors, as `execute` raises them
         conv.version = int(results[at])
         ahead(results)
         if ack is not None:

@@ -16,7 +16,7 @@ from typing import Any
 import redis.asyncio as aioredis
 
 from gateway import keys
-from gateway.redis_conn import as_str
+from gateway.redis_conn import as_str, stream_rows
 from gateway.worker import ATTEMPTS
 from tests.harness import cards, eventually, make_settings, post_on_another_partition, start_gateway
 
@@ -109,9 +109,10 @@ async def test_a_read_ahead_that_fails_is_dropped_and_the_next_message_reads_for
                        if c["metadata"]["event_payload"]["conversation_id"] == conv)
 
         await eventually(lambda: carded(a))
-        partition = await redis.get(keys.conversation_partition(b))
+        partition = int(as_str(await redis.get(keys.conversation_partition(b))))
+        entry_b = next(i for i, f in stream_rows(await redis.xrange(keys.inbound_stream(partition))) if f["conv"] == b)
         failing = await eventually(lambda: redis.hkeys(ATTEMPTS))  # b failed on its own read, as its own failure
-        assert [as_str(f).split(":")[0] for f in failing] == [as_str(partition)]
+        assert [as_str(f) for f in failing] == [f"{partition}:{entry_b}"]
         conv_a = await gw.rt.store.load(a)
         assert conv_a is not None and conv_a.card_ts  # a's write went through, its read ahead for b did not count
         assert carded(b) == 0
@@ -119,5 +120,31 @@ async def test_a_read_ahead_that_fails_is_dropped_and_the_next_message_reads_for
         await eventually(lambda: carded(b))
         await eventually(lambda: gw.rt.store.load(b))
         assert carded(a) == 1 and carded(b) == 1
+    finally:
+        await gw.close()
+
+
+async def test_an_entry_lacking_fields_behind_a_good_one_fails_alone(
+    redis: aioredis.Redis, redis_url: str, tmp_path: Path
+) -> None:
+    """A hand-made or foreign entry without `customer`: the read ahead is skipped, so the good message before it
+    commits once, and only the bad one is counted and parked (reading ahead for it, the good one's commit raised
+    and was charged ten times for the entry behind it)."""
+    gw = await start_gateway(make_settings(redis_url, tmp_path, automation="off"), with_worker=False)
+    try:
+        status, body = await gw.post_message({"customer_id": "lacking-a", "message_id": "m1", "text": TEXT})
+        assert status == 202
+        a = body["conversation_id"]
+        partition = int(as_str(await redis.get(keys.conversation_partition(a))))
+        bad = as_str(await redis.xadd(keys.inbound_stream(partition), {"conv": "conv_handmade", "mid": "m1"}))
+        gw.start_worker(backoff=(0.05, 0.1))
+        await eventually(lambda: redis.xlen(keys.DEAD), timeout=15)
+        [(_, parked)] = stream_rows(await redis.xrange(keys.DEAD))
+        assert parked["entry"] == bad and parked["conv"] == "conv_handmade" and "customer" in parked["error"]
+        conv_a = await gw.rt.store.load(a)
+        assert conv_a is not None and conv_a.card_ts and conv_a.version == 1  # committed once, on its first try
+        assert len([c for c in cards(gw.slack, "support-billing")
+                    if c["metadata"]["event_payload"]["conversation_id"] == a]) == 1
+        assert await redis.hkeys(ATTEMPTS) == []
     finally:
         await gw.close()
