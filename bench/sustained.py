@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import itertools
 import sys
 import time
 from pathlib import Path
@@ -48,9 +49,14 @@ async def backlog(client: aioredis.Redis, streams: list[str]) -> int:
     return sum(int(g.get("lag") or 0) + int(g.get("pending") or 0) for groups in answers for g in groups)
 
 
-async def offer(url: str, rate: float, seconds: float, run: str, redis_url: str
-                ) -> tuple[dict[str, float], list[tuple[float, int]], float]:
-    """Send `rate` messages/s for `seconds`; returns (conversation → send time, backlog samples, sent/s)."""
+CpuSample = tuple[float, dict[str, float]]
+
+
+async def offer(url: str, rate: float, seconds: float, run: str, redis_url: str, cpu: list[CpuSample],
+                rewriting: list[float]) -> tuple[dict[str, float], list[tuple[float, int]], float]:
+    """Send `rate` messages/s for `seconds`; returns (conversation → send time, backlog samples, sent/s), and
+    appends CPU seconds by process at each window's start to `cpu`, and to `rewriting` each second in which Redis
+    was rewriting its append-only file (a forked child on the same cores, not counted as any process here)."""
     sent: dict[str, float] = {}
     samples: list[tuple[float, int]] = []
     client = _client(url, IN_FLIGHT)
@@ -71,6 +77,11 @@ async def offer(url: str, rate: float, seconds: float, run: str, redis_url: str
     async def sample() -> None:
         while not done.is_set():
             samples.append((time.time(), await backlog(probe, streams)))
+            persistence = await probe.info("persistence")
+            if persistence.get("aof_rewrite_in_progress") or persistence.get("rdb_bgsave_in_progress"):
+                rewriting.append(time.time())
+            if len(samples) % int(WINDOW_S) == 1:  # each window's start (the first sample is the run's)
+                cpu.append((time.time(), {**child_cpu_seconds(), "load generator": self_cpu_seconds()}))
             await asyncio.sleep(1.0)
 
     sampler = asyncio.create_task(sample())
@@ -98,10 +109,27 @@ async def offer(url: str, rate: float, seconds: float, run: str, redis_url: str
     return sent, samples, achieved
 
 
-def report(sent: dict[str, float], found: dict[str, float], samples: list[tuple[float, int]], rate: float) -> None:
+ROLES = (("gateway.cli worker", "worker"), ("gateway.cli web", "web"), ("redis-server", "redis"),
+         ("emulator", "emulator"), ("load generator", "load"))
+
+
+def cpu_by_window(found: dict[str, float], cpu: list[CpuSample]) -> None:
+    """CPU ms per card posted in each window, by process: a cost that grows with the run shows here."""
+    print(f"{'window':>10} {'cards':>6} {'ms/card':>8} " + " ".join(f"{short:>8}" for _, short in ROLES))
+    for (t0, c0), (t1, c1) in itertools.pairwise(cpu):
+        n = sum(1 for ts in found.values() if t0 <= ts < t1)
+        if not n:
+            continue
+        per = {role: (c1.get(role, 0.0) - c0.get(role, 0.0)) / n * 1000 for role, _ in ROLES}
+        print(f"{f'{t0 - cpu[0][0]:.0f}-{t1 - cpu[0][0]:.0f} s':>10} {n:6d} {sum(per.values()):8.2f} "
+              + " ".join(f"{per[role]:8.2f}" for role, _ in ROLES))
+
+
+def report(sent: dict[str, float], found: dict[str, float], samples: list[tuple[float, int]], rate: float,
+           rewriting: list[float]) -> None:
     start = min(sent.values())
     windows = int(max(sent.values()) - start) // int(WINDOW_S) + 1
-    print(f"{'window':>10} {'sent/s':>8} {'cards/s':>8} {'backlog':>8} {'p50 ms':>8} {'p99 ms':>8}")
+    print(f"{'window':>10} {'sent/s':>8} {'cards/s':>8} {'backlog':>8} {'p50 ms':>8} {'p99 ms':>8} {'AOF rewrite':>12}")
     for w in range(windows):
         lo, hi = start + w * WINDOW_S, start + (w + 1) * WINDOW_S
         mine = [c for c, t in sent.items() if lo <= t < hi]
@@ -110,7 +138,8 @@ def report(sent: dict[str, float], found: dict[str, float], samples: list[tuple[
         at_end = [b for t, b in samples if t < hi]
         print(f"{f'{w * WINDOW_S:.0f}-{(w + 1) * WINDOW_S:.0f} s':>10} {len(mine) / WINDOW_S:8.0f} "
               f"{carded / WINDOW_S:8.0f} {at_end[-1] if at_end else 0:8d} "
-              f"{pct(lat, 0.5) if lat else float('nan'):8.1f} {pct(lat, 0.99) if lat else float('nan'):8.1f}")
+              f"{pct(lat, 0.5) if lat else float('nan'):8.1f} {pct(lat, 0.99) if lat else float('nan'):8.1f} "
+              f"{sum(1 for t in rewriting if lo <= t < hi):10d} s")
     lat = [(found[c] - t) * 1000 for c, t in sent.items() if c in found]
     span = max(found[c] for c in sent if c in found) - start
     half = len(samples) // 2
@@ -125,9 +154,9 @@ def report(sent: dict[str, float], found: dict[str, float], samples: list[tuple[
           f"means at most 1 s and every accepted message carded)")
 
 
-async def run(url: str, api: str, rate: float, seconds: float, redis_url: str
-              ) -> tuple[dict[str, float], dict[str, float], list[tuple[float, int]], float]:
-    sent, samples, achieved = await offer(url, rate, seconds, "sus", redis_url)
+async def run(url: str, api: str, rate: float, seconds: float, redis_url: str, cpu: list[CpuSample],
+              rewriting: list[float]) -> tuple[dict[str, float], dict[str, float], list[tuple[float, int]], float]:
+    sent, samples, achieved = await offer(url, rate, seconds, "sus", redis_url, cpu, rewriting)
     async with aiohttp.ClientSession() as session:
         found = await wait_cards(session, api, set(sent), timeout=300, redis_url=redis_url)
     return sent, found, samples, achieved
@@ -152,10 +181,13 @@ def sustain(redis_url: str, args: argparse.Namespace) -> None:
         run_uvloop(shared_out(redis_url, min(args.workers, args.partitions), args.partitions))
         run_uvloop(warm_up(url, api))
         cpu_before, me_before = child_cpu_seconds(), self_cpu_seconds()
-        sent, found, samples, achieved = run_uvloop(run(url, api, args.rate, args.seconds, redis_url))
+        cpu: list[CpuSample] = []
+        rewriting: list[float] = []
+        sent, found, samples, achieved = run_uvloop(run(url, api, args.rate, args.seconds, redis_url, cpu, rewriting))
         cpu_after, me_after = child_cpu_seconds(), self_cpu_seconds()
         print(f"{args.workers} workers, {args.partitions} partitions; sent {achieved:.0f} msg/s of {args.rate:.0f}")
-        report(sent, found, samples, args.rate)
+        report(sent, found, samples, args.rate, rewriting)
+        cpu_by_window(found, cpu)
         spent = {role: cpu_after[role] - cpu_before.get(role, 0.0) for role in cpu_after}
         spent["load generator (this process)"] = me_after - me_before
         n = sum(1 for c in sent if c in found)
