@@ -56,7 +56,7 @@ async def offer(url: str, rate: float, seconds: float, run: str, redis_url: str,
                 rewriting: list[float]) -> tuple[dict[str, float], list[tuple[float, int]], float]:
     """Send `rate` messages/s for `seconds`; returns (conversation → send time, backlog samples, sent/s), and
     appends CPU seconds by process at each window's start to `cpu`, and to `rewriting` each second in which Redis
-    was rewriting its append-only file (a forked child on the same cores, not counted as any process here)."""
+    was rewriting its append-only file (a forked child on the same cores, counted as Redis's once it exits)."""
     sent: dict[str, float] = {}
     samples: list[tuple[float, int]] = []
     client = _client(url, IN_FLIGHT)
