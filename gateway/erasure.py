@@ -261,8 +261,13 @@ class Eraser:
                   keys.conversation_partition(conversation_id), keys.resolves(conversation_id),
                   keys.held_replies(conversation_id),
                   f"{keys.PREFIX}webchat:out:{conversation_id}", f"{keys.PREFIX}csat:{conversation_id}",
-                  keys.csat_asked(conversation_id), f"{keys.PREFIX}sla:done:{conversation_id}", *(extra or [])]
+                  keys.csat_asked(conversation_id), f"{keys.PREFIX}sla:done:{conversation_id}",
+                  keys.webchat_sessions(conversation_id), *(extra or [])]
         doomed += [keys.thread(channel, ts) for channel, ts in cards]
+        # Web chat session records hold the visitor's name and email for up to a day: gone now, not at expiry (and
+        # the widget's token with them: its next connect is refused and it asks for a new session).
+        sessions = await self.redis.zrange(keys.webchat_sessions(conversation_id), 0, -1)
+        doomed += [keys.webchat_session(as_str(sid)) for sid in sessions]
         report.keys_deleted += int(await self.redis.delete(*doomed))
         await self.redis.lrem(keys.RECENT, 0, conversation_id)
         if claimed_by:

@@ -141,3 +141,14 @@ def held_for(customer_key: str) -> str:
 def csat_asked(conversation_id: str) -> str:
     """Set while a rating request is unanswered: a lone "5" is a rating only then, and counts once."""
     return f"{PREFIX}csat:asked:{conversation_id}"
+
+
+def webchat_session(sid: str) -> str:
+    """A web chat session record (`integrations.webchat.session`): conversation, visitor id, name and email."""
+    return f"{PREFIX}token:{sid}"
+
+
+def webchat_sessions(conversation_id: str) -> str:
+    """The conversation's live session records (sid → expiry), so an erasure deletes them rather than leaving the
+    name and email until they expire."""
+    return f"{PREFIX}conv:{conversation_id}:sessions"

@@ -27,7 +27,6 @@ from integrations.webchat.clientip import ClientAddress
 from integrations.webchat.config import WebchatConfig
 from integrations.webchat.limits import WindowRate, session_key
 from integrations.webchat.origins import OriginPolicy
-from integrations.webchat.outbox import PREFIX
 from integrations.webchat.refusals import REFUSAL_LOG_S, SampledWarning
 
 log = structlog.get_logger(__name__)
@@ -68,11 +67,20 @@ finds it; `exp` itself is what refuses a late token."""
 
 def token_key(sid: str) -> str:
     """The session record a socket token points to."""
-    return f"{PREFIX}token:{sid}"
+    return keys.webchat_session(sid)
 
 
 async def save_session(redis: aioredis.Redis, sid: str, claims: tokens.SessionClaims, ttl_s: int) -> None:
-    await redis.set(token_key(sid), claims.model_dump_json(exclude_none=True), ex=ttl_s + SESSION_SLACK_S)
+    """The record, and its place in the conversation's index (`keys.webchat_sessions`), which forgets records that
+    have expired and itself expires with the last one."""
+    lifetime = ttl_s + SESSION_SLACK_S
+    index, now = keys.webchat_sessions(claims.cid), time.time()
+    async with redis.pipeline(transaction=True) as pipe:
+        pipe.set(token_key(sid), claims.model_dump_json(exclude_none=True), ex=lifetime)
+        pipe.zremrangebyscore(index, "-inf", now)
+        pipe.zadd(index, {sid: now + lifetime})
+        pipe.expire(index, lifetime)  # the newest record is the last to expire (one lifetime for all)
+        await pipe.execute()
 
 
 async def load_session(redis: aioredis.Redis, sid: str) -> tokens.SessionClaims | None:
