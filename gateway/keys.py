@@ -145,7 +145,7 @@ def csat_asked(conversation_id: str) -> str:
 
 def webchat_session(sid: str) -> str:
     """A web chat session record (`integrations.webchat.session`): conversation, visitor id, name and email."""
-    return f"{PREFIX}token:{sid}"
+    return f"{PREFIX}webchat:token:{sid}"
 
 
 def webchat_sessions(conversation_id: str) -> str:

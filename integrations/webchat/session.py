@@ -70,16 +70,23 @@ def token_key(sid: str) -> str:
     return keys.webchat_session(sid)
 
 
+INDEX_TTL_S = 86400 + SESSION_SLACK_S
+"""How long a conversation's index of session records outlives its newest entry: the longest any record lives
+(`WEBCHAT_TOKEN_TTL` is at most a day), so processes with different TTLs never let it go before a record it lists."""
+INDEX_SKEW_S = 60
+"""Entries are forgotten this long after their expiry, so a writer whose clock runs ahead drops no live one."""
+
+
 async def save_session(redis: aioredis.Redis, sid: str, claims: tokens.SessionClaims, ttl_s: int) -> None:
-    """The record, and its place in the conversation's index (`keys.webchat_sessions`), which forgets records that
-    have expired and itself expires with the last one."""
+    """The record, and its place in the conversation's index (`keys.webchat_sessions`), through which an erasure
+    finds and deletes it; the index forgets records that have expired."""
     lifetime = ttl_s + SESSION_SLACK_S
     index, now = keys.webchat_sessions(claims.cid), time.time()
     async with redis.pipeline(transaction=True) as pipe:
         pipe.set(token_key(sid), claims.model_dump_json(exclude_none=True), ex=lifetime)
-        pipe.zremrangebyscore(index, "-inf", now)
+        pipe.zremrangebyscore(index, "-inf", now - INDEX_SKEW_S)
         pipe.zadd(index, {sid: now + lifetime})
-        pipe.expire(index, lifetime)  # the newest record is the last to expire (one lifetime for all)
+        pipe.expire(index, INDEX_TTL_S)
         await pipe.execute()
 
 
