@@ -9,14 +9,12 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from functools import partial
-from typing import Any
 
 import redis.asyncio as aioredis
 import structlog
-from redis.asyncio.client import Pipeline as RedisPipeline
 
-from gateway import guards, handback, keys, metrics, optout, outbound, reengage, transfers
-from gateway.agents import loads_for, stage_agent_loads
+from gateway import guards, handback, keys, metrics, optout, outbound, prefetch, reengage, transfers
+from gateway.agents import loads_for
 from gateway.bot_followup import BOT_AGENT, BotFollowUp, publish_failure_once, publish_unanswerable_once
 from gateway.card_gone import thread_follow_up
 from gateway.card_post import post_card
@@ -44,10 +42,10 @@ from gateway.identity import Identity
 from gateway.outbound import FAILED, REFUSED
 from gateway.policy_store import PolicyStore
 from gateway.ports import AgentDesk, Automation, CustomerChannel
-from gateway.redis_conn import as_str, execute
+from gateway.redis_conn import execute
 from gateway.retries import DeliveryRetries
 from gateway.sla import SlaTracker
-from gateway.store import ConversationStore, Snapshot
+from gateway.store import ConversationStore
 from gateway.streams import Ack, delivery
 from learners import coldstart
 from learners.base import Scorer
@@ -63,18 +61,6 @@ ROUTE_FIELDS = ("scores", "decision", "skill", "slack_channel", "card_ts", "stat
 
 
 Handler = Callable[[Mapping[str, str], Ack | None], Awaitable[None]]
-
-
-@dataclass(frozen=True, slots=True)
-class Prefetched:
-    conv_id: str
-    snapshot: Snapshot
-    person: str | None
-    history_ids: list[str]
-    agent_loads: list[tuple[str, int]]
-    held_in: str | None = None
-    """The conversation holding replies for this customer (`gateway.reengage`), read here so that other messages
-    pay no round trip."""
 
 
 @dataclass
@@ -135,9 +121,8 @@ class Pipeline:
 
     async def handle_inbound(self, fields: Mapping[str, str], ack: Ack | None = None) -> None:
         conv_id, message_id = fields["conv"], fields["mid"]
-        ahead = ack.read_before() if ack is not None and ack.read_before is not None else None
-        pre = ahead if isinstance(ahead, Prefetched) and ahead.conv_id == conv_id else await self._prefetch(
-            conv_id, fields.get("person"), fields["customer"])
+        pre = prefetch.given(ack, conv_id) or await prefetch.read(
+            self.round_trips or self.redis, self.store, conv_id, fields.get("person"), fields["customer"])
         snap = pre.snapshot
         conv = snap.conversation or self.store.create(
             conv_id, fields["customer"], fields.get("profile", "{}"), fields.get("person"), snap.transcript
@@ -202,49 +187,6 @@ class Pipeline:
         moved = ("slack_channel", "card_ts") if conv.card_ts != card else ()  # the card was gone: a new one
         await self._commit(conv, moved, False, effects, ack, card=bool(moved), replan=bool(moved))
 
-    async def _prefetch(self, conv_id: str, person: str | None, customer: str) -> Prefetched:
-        """Everything a message may need read in one round trip: the conversation with its transcript
-        and effect log, and for routing the person's earlier conversations and the agents' loads."""
-        async with (self.round_trips or self.redis).pipeline(transaction=False) as pipe:
-            found = self._stage_prefetch(pipe, conv_id, person, customer)
-            results = await execute(pipe)
-        return found(results)
-
-    def _stage_prefetch(
-        self, pipe: RedisPipeline, conv_id: str, person: str | None, customer: str
-    ) -> Callable[[list[Any]], Prefetched]:
-        """`_prefetch`'s reads queued on `pipe` (its own, or the previous entry's final write: `_stage_read_ahead`)."""
-        snapshot = self.store.stage_snapshot(pipe, conv_id)
-        history = Identity.stage_history_ids(pipe, person)
-        loads = stage_agent_loads(pipe)
-        held_at = len(pipe)
-        pipe.get(keys.held_for(customer))
-
-        def found(results: list[Any]) -> Prefetched:
-            held = as_str(results[held_at]) if results[held_at] else None
-            return Prefetched(conv_id, snapshot(results), person, history(results), loads(results), held)
-
-        return found
-
-    def _stage_read_ahead(self, pipe: RedisPipeline, ack: Ack | None) -> Callable[[list[Any]], None]:
-        """The partition's next customer message read at the end of this entry's final write (after its EXEC'd
-        writes, so a next message of the same conversation sees them). The batch loop writes nothing between this
-        write and the next entry's start; other writers (an agent's click, the SLA and bot follow-up tasks) may, as
-        they may between any read and its use. A read that fails (a key of the wrong type) is dropped, not raised:
-        the next entry reads again and meets it as its own failure; so does an entry lacking fields."""
-        then = ack.then if ack is not None else None
-        inbound = then is not None and then.get("kind", "inbound") == "inbound"
-        if ack is None or then is None or not inbound or not {"conv", "customer"} <= then.keys():
-            return lambda results: None
-        start = len(pipe)
-        found = self._stage_prefetch(pipe, then["conv"], then.get("person"), then["customer"])
-
-        def keep(results: list[Any]) -> None:
-            if not any(isinstance(r, Exception) for r in results[start:]):
-                ack.read_ahead = partial(found, results)
-
-        return keep
-
     async def _commit(
         self, conv: Conversation, fields: tuple[str, ...], new_wait: bool, effects: Effects, ack: Ack | None,
         routed: bool = False, card: bool = False, replan: bool = True,
@@ -269,7 +211,7 @@ class Pipeline:
             if ack is not None:
                 ack.stage(pipe)
             own = list(pipe.command_stack)
-            ahead = self._stage_read_ahead(pipe, ack)
+            ahead = prefetch.stage_read_ahead(self.store, pipe, ack)
             results = await execute(pipe, raise_on_error=False)
             pipe.raise_first_error(own, results[: len(own)])  # this entry's own errors, as `execute` raises them
         conv.version = int(results[at])
@@ -282,7 +224,7 @@ class Pipeline:
 
     async def _context(
         self, conv: Conversation, judged: Conversation, policy: Policy, history: list[PastConversation],
-        pre: Prefetched,
+        pre: prefetch.Prefetched,
     ) -> RoutingContext:
         """What decide() needs beyond the conversation: mood trend, bot history, the previous agent, and
         where an agent's "Back to bot" left off (`judged`: the messages since then, or all of them)."""
@@ -300,14 +242,14 @@ class Pipeline:
             handed_back_at=handed_back_at,
         )
 
-    async def _history(self, conv: Conversation, pre: Prefetched) -> list[PastConversation]:
+    async def _history(self, conv: Conversation, pre: prefetch.Prefetched) -> list[PastConversation]:
         if self.identity is None:
             return []
         if pre.person and conv.customer.person_id == pre.person:
             return await self.identity.history_of(pre.history_ids, conv.id)
         return await self.identity.history(conv.customer.person_id, conv.id)  # merged since: read again
 
-    async def _route(self, conv: Conversation, message: Message, effects: Effects, pre: Prefetched) -> None:
+    async def _route(self, conv: Conversation, message: Message, effects: Effects, pre: prefetch.Prefetched) -> None:
         policy = await self.policies.for_conversation(conv.id)
         judged = handback.since_back_to_bot(conv, message)
         if judged is not conv:

@@ -1,0 +1,91 @@
+"""A customer message's first read: everything handling it may need, in one round trip of its own or riding on
+the final write of the message before it (the read-ahead).
+
+While a backlog is worked off, the worker holds a partition's next entry in hand (`Ack.then`), and its read is
+queued inside the current entry's commit `MULTI`, after that entry's writes: one round trip fewer per message,
+and a next message of the same conversation sees what the one before it wrote (a follow-up finds the card).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from functools import partial
+from typing import Any
+
+import redis.asyncio as aioredis
+from redis.asyncio.client import Pipeline as RedisPipeline
+
+from gateway import keys
+from gateway.agents import stage_agent_loads
+from gateway.identity import Identity
+from gateway.redis_conn import as_str, execute
+from gateway.store import ConversationStore, Snapshot
+from gateway.streams import Ack
+
+
+@dataclass(frozen=True, slots=True)
+class Prefetched:
+    conv_id: str
+    snapshot: Snapshot
+    person: str | None
+    history_ids: list[str]
+    agent_loads: list[tuple[str, int]]
+    held_in: str | None = None
+    """The conversation holding replies for this customer (`gateway.reengage`), read here so that other messages
+    pay no round trip."""
+
+
+def stage(
+    store: ConversationStore, pipe: RedisPipeline, conv_id: str, person: str | None, customer: str
+) -> Callable[[list[Any]], Prefetched]:
+    """The reads queued on `pipe` (its own, or the previous entry's final write); the returned function reads
+    them from the results: the conversation with its transcript and effect log, and for routing the person's
+    earlier conversations, the agents' loads and the held-replies pointer."""
+    snapshot = store.stage_snapshot(pipe, conv_id)
+    history = Identity.stage_history_ids(pipe, person)
+    loads = stage_agent_loads(pipe)
+    held_at = len(pipe)
+    pipe.get(keys.held_for(customer))
+
+    def found(results: list[Any]) -> Prefetched:
+        held = as_str(results[held_at]) if results[held_at] else None
+        return Prefetched(conv_id, snapshot(results), person, history(results), loads(results), held)
+
+    return found
+
+
+async def read(
+    redis: aioredis.Redis, store: ConversationStore, conv_id: str, person: str | None, customer: str
+) -> Prefetched:
+    """The read in a round trip of its own."""
+    async with redis.pipeline(transaction=False) as pipe:
+        found = stage(store, pipe, conv_id, person, customer)
+        results = await execute(pipe)
+    return found(results)
+
+
+def given(ack: Ack | None, conv_id: str) -> Prefetched | None:
+    """What the entry before this one read for it (parsed now: bad data fails this entry, as its own read would)."""
+    ahead = ack.read_before() if ack is not None and ack.read_before is not None else None
+    return ahead if isinstance(ahead, Prefetched) and ahead.conv_id == conv_id else None
+
+
+def stage_read_ahead(store: ConversationStore, pipe: RedisPipeline, ack: Ack | None) -> Callable[[list[Any]], None]:
+    """The partition's next customer message's read queued at the end of this entry's final write. The batch loop
+    writes nothing between this write and the next entry's start; other writers (an agent's click, the SLA and bot
+    follow-up tasks) may, as they may between any read and its use. A read that fails (a key of the wrong type) is
+    dropped, not raised: the next entry reads again and meets it as its own failure; so does an entry lacking
+    fields, for which nothing is read ahead."""
+    then = ack.then if ack is not None else None
+    inbound = then is not None and then.get("kind", "inbound") == "inbound"
+    if ack is None or then is None or not inbound or not {"conv", "customer"} <= then.keys():
+        return lambda results: None
+    start = len(pipe)
+    found = stage(store, pipe, then["conv"], then.get("person"), then["customer"])
+
+    def keep(results: list[Any]) -> None:
+        if not any(isinstance(r, Exception) for r in results[start:]):
+            ack.read_ahead = partial(found, results)
+
+    return keep
