@@ -14,7 +14,7 @@ import redis.asyncio as aioredis
 import structlog
 from pydantic import ValidationError
 from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import OutOfMemoryError, ReadOnlyError, ResponseError
+from redis.exceptions import NoScriptError, OutOfMemoryError, ReadOnlyError, ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from gateway import dead_letters, keys, metrics
@@ -48,10 +48,11 @@ STATE_LOST_HELP = (
 )
 
 
-REDIS_AWAY = (RedisConnectionError, RedisTimeoutError, ReadOnlyError, OutOfMemoryError)
+REDIS_AWAY = (RedisConnectionError, RedisTimeoutError, ReadOnlyError, OutOfMemoryError, NoScriptError)
 """Redis gone, hung, or unable to take writes (a failover's old primary answering READONLY, a full one OOM): an
 outage the worker waits out. A READONLY met by a commit was the entry's own failure, and met again while counting
-that failure, it stopped the worker."""
+that failure, it stopped the worker. NOSCRIPT too: redis-py loads a script the server lacks and calls it again, and
+a Redis that restarts empty between the two answers NOSCRIPT once more (seen in CI: it killed the heartbeat)."""
 
 
 def transient(exc: BaseException) -> bool:
@@ -117,7 +118,18 @@ class Worker:
         """Leases are renewed on their own schedule, so a long batch never outlives its lease.
 
         Between renewals the worker polls membership: when a worker joins, the one holding every
-        partition gives its surplus up within a poll, and the newcomer (below its share) takes it."""
+        partition gives its surplus up within a poll, and the newcomer (below its share) takes it.
+
+        A heartbeat that fails for a reason it cannot wait out gives up every partition at once (no entry runs on
+        a lease nobody renews: another worker takes the partition when it lapses) and the read loop raises its error.
+        It used to die unnoticed until the stop, while the loop read on as the owner of leases it no longer held."""
+        try:
+            await self._beat(stop)
+        except Exception:
+            self.leases.owned.clear()
+            raise
+
+    async def _beat(self, stop: asyncio.Event) -> None:
         due, trim_due = 0.0, time.monotonic() + TRIM_EVERY_S
         while not stop.is_set():
             try:
@@ -194,6 +206,8 @@ class Worker:
         groups = False
         try:
             while not stop.is_set():
+                if beat is not None and beat.done():
+                    beat.result()  # the heartbeat failed: its error stops the worker (it gave the partitions up)
                 try:
                     if not groups:  # inside the loop: a Redis that is down at start is waited for like any
                         await ensure_groups(self.redis, self.partitions)  # outage (it exited the process,
@@ -230,7 +244,9 @@ class Worker:
             for task in (beat, retry_loop):
                 if task is not None:
                     task.cancel()
-                    with contextlib.suppress(asyncio.CancelledError):
+                    # A heartbeat's own failure was raised by the loop already; awaited again here it would
+                    # replace that error and skip the rest of the stop.
+                    with contextlib.suppress(asyncio.CancelledError, *((Exception,) if task is beat else ())):
                         await task
             try:
                 await self.leases.release_all()
