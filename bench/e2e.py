@@ -37,7 +37,7 @@ from yarl import URL
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench._common import child_cpu_seconds, free_port, pct, process, redis_server, self_cpu_seconds, wait_port
+from bench._common import by_role, cpu_seconds, free_port, pct, process, redis_server, spent, wait_port
 from bench._http import Client, run_uvloop
 from bench.ingest import BARE, SECRET, load
 from gateway import keys
@@ -259,24 +259,20 @@ def main() -> None:
             wait_port(int(url.rsplit(":", 1)[1]))
             run_uvloop(shared_out(redis_url, min(args.workers, args.partitions), args.partitions))
             run_uvloop(warm_up(url, api))
-            cpu_before, me_before = child_cpu_seconds(), self_cpu_seconds()
+            before = cpu_seconds()
             accepted, routed, n, drain = run_uvloop(
                 closed_loop(url, api, args.seconds, args.concurrency, "sat", args.cap, redis_url))
-            cpu_after, me_after = child_cpu_seconds(), self_cpu_seconds()
+            used = spent(before, cpu_seconds())
             print(f"closed loop, {args.workers} workers, {args.partitions} partitions:  "
                   f"accepted {accepted:6.0f} msg/s, "
                   f"routed into cards {routed:6.0f} msg/s sustained ({n} cards); "
                   f"backlog drain after ingest stopped {drain:6.0f} msg/s")
             print(f"ratio accepted/bare ceiling        {accepted / bare:.2f}; routed/bare {routed / bare:.2f}")
-            spent = {role: cpu_after[role] - cpu_before.get(role, 0.0) for role in cpu_after}
-            spent["load generator (this process)"] = me_after - me_before
-            total = sum(spent.values())
+            total = sum(used.values())
             print(f"CPU per routed message, closed loop ({n} cards): {total / n * 1000:.2f} ms in all "
-                  f"(2 cores: at most {2 / (total / n):,.0f} msg/s if nothing else ran) = "
-                  + ", ".join(f"{role} {sec / n * 1000:.2f}" for role, sec in sorted(spent.items(),
-                                                                                  key=lambda x: -x[1])))
-            own = sum(sec for role, sec in spent.items() if role in ("gateway.cli web", "gateway.cli worker",
-                                                                     "redis-server"))
+                  f"(2 cores: at most {2 / (total / n):,.0f} msg/s if nothing else ran) = " + by_role(used, n))
+            own = sum(sec for role, sec in used.items() if role in ("gateway.cli web", "gateway.cli worker",
+                                                                    "redis-server"))
             print(f"gateway's own share (web + workers + Redis): {own / n * 1000:.2f} ms per message, so at most "
                   f"{2 / (own / n):,.0f} msg/s on 2 cores of its own (Slack and the load elsewhere)")
             for label, rate in (("50%", routed * 0.5), ("80%", routed * 0.8), ("100%", routed), ("200/s", 200.0)):

@@ -29,7 +29,7 @@ import redis.asyncio as aioredis
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench._common import child_cpu_seconds, pct, redis_server, self_cpu_seconds, wait_port
+from bench._common import LOAD, by_role, cpu_seconds, pct, redis_server, spent, wait_port
 from bench._http import run_uvloop
 from bench.e2e import _client, _post, bare_ceiling, body, shared_out, stack, wait_cards, warm_up
 from gateway import keys
@@ -81,7 +81,7 @@ async def offer(url: str, rate: float, seconds: float, run: str, redis_url: str,
             if persistence.get("aof_rewrite_in_progress") or persistence.get("rdb_bgsave_in_progress"):
                 rewriting.append(time.time())
             if len(samples) % int(WINDOW_S) == 1:  # each window's start (the first sample is the run's)
-                cpu.append((time.time(), {**child_cpu_seconds(), "load generator": self_cpu_seconds()}))
+                cpu.append((time.time(), cpu_seconds()))
             await asyncio.sleep(1.0)
 
     sampler = asyncio.create_task(sample())
@@ -110,7 +110,7 @@ async def offer(url: str, rate: float, seconds: float, run: str, redis_url: str,
 
 
 ROLES = (("gateway.cli worker", "worker"), ("gateway.cli web", "web"), ("redis-server", "redis"),
-         ("emulator", "emulator"), ("load generator", "load"))
+         ("emulator", "emulator"), (LOAD, "load"))
 
 
 def cpu_by_window(found: dict[str, float], cpu: list[CpuSample]) -> None:
@@ -180,19 +180,16 @@ def sustain(redis_url: str, args: argparse.Namespace) -> None:
         wait_port(int(url.rsplit(":", 1)[1]))
         run_uvloop(shared_out(redis_url, min(args.workers, args.partitions), args.partitions))
         run_uvloop(warm_up(url, api))
-        cpu_before, me_before = child_cpu_seconds(), self_cpu_seconds()
+        before = cpu_seconds()
         cpu: list[CpuSample] = []
         rewriting: list[float] = []
         sent, found, samples, achieved = run_uvloop(run(url, api, args.rate, args.seconds, redis_url, cpu, rewriting))
-        cpu_after, me_after = child_cpu_seconds(), self_cpu_seconds()
+        used = spent(before, cpu_seconds())
         print(f"{args.workers} workers, {args.partitions} partitions; sent {achieved:.0f} msg/s of {args.rate:.0f}")
         report(sent, found, samples, args.rate, rewriting)
         cpu_by_window(found, cpu)
-        spent = {role: cpu_after[role] - cpu_before.get(role, 0.0) for role in cpu_after}
-        spent["load generator (this process)"] = me_after - me_before
         n = sum(1 for c in sent if c in found)
-        print(f"CPU per routed message: {sum(spent.values()) / n * 1000:.2f} ms in all = "
-              + ", ".join(f"{role} {sec / n * 1000:.2f}" for role, sec in sorted(spent.items(), key=lambda x: -x[1])))
+        print(f"CPU per routed message: {sum(used.values()) / n * 1000:.2f} ms in all = " + by_role(used, n))
 
 
 if __name__ == "__main__":
