@@ -26,7 +26,8 @@ TOKEN_PROTOCOL = "switchboard.token."
 
 
 def token_key(sid: str) -> str:
-    """Where the session record a token points to is kept (`integrations.webchat.session.token_key`)."""
+    """Where the session record a token points to is kept (`gateway.keys.webchat_session`), spelled out here so
+    that a rename, which would cut every live widget off at a deploy, is noticed."""
     return f"sb:webchat:token:{sid}"
 
 

@@ -4,7 +4,7 @@ An anonymous visitor is known by a resume secret kept in the browser and sent on
 (see `tokens.py`); their visitor id is a hash of it (`v-` + 32 hex), so it can never collide with a
 host-signed `user:<id>` identity and knowing it gets nobody back into the conversation. A claimed user id
 without a valid hash is refused, never downgraded silently. The token answered points to a session record
-kept here for its lifetime (`token_key`), which is what holds the conversation, customer id, name and email:
+kept here for its lifetime (`keys.webchat_session`), which is what holds the conversation, customer id, name and email:
 the token itself goes into the socket handshake and must carry none of them.
 Sessions are counted per client address (limits.WindowRate) before anything else touches Redis.
 """
@@ -65,11 +65,6 @@ SESSION_SLACK_S = 5
 finds it; `exp` itself is what refuses a late token."""
 
 
-def token_key(sid: str) -> str:
-    """The session record a socket token points to."""
-    return keys.webchat_session(sid)
-
-
 INDEX_TTL_S = 86400 + SESSION_SLACK_S
 """How long a conversation's index of session records outlives its newest entry: the longest any record lives
 (`WEBCHAT_TOKEN_TTL` is at most a day), so processes with different TTLs never let it go before a record it lists."""
@@ -83,7 +78,7 @@ async def save_session(redis: aioredis.Redis, sid: str, claims: tokens.SessionCl
     lifetime = ttl_s + SESSION_SLACK_S
     index, now = keys.webchat_sessions(claims.cid), time.time()
     async with redis.pipeline(transaction=True) as pipe:
-        pipe.set(token_key(sid), claims.model_dump_json(exclude_none=True), ex=lifetime)
+        pipe.set(keys.webchat_session(sid), claims.model_dump_json(exclude_none=True), ex=lifetime)
         pipe.zremrangebyscore(index, "-inf", now - INDEX_SKEW_S)
         pipe.zadd(index, {sid: now + lifetime})
         pipe.expire(index, INDEX_TTL_S)
@@ -92,7 +87,7 @@ async def save_session(redis: aioredis.Redis, sid: str, claims: tokens.SessionCl
 
 async def load_session(redis: aioredis.Redis, sid: str) -> tokens.SessionClaims | None:
     """The record, or None when it expired or never existed. Raises RedisError/OSError."""
-    raw = await redis.get(token_key(sid))
+    raw = await redis.get(keys.webchat_session(sid))
     if raw is None:
         return None
     try:
