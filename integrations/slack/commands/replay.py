@@ -111,8 +111,10 @@ def replay(
 
 async def recent_conversations(redis: aioredis.Redis, store: ConversationStore, n: int = DEFAULT_N
                                ) -> list[Conversation]:
-    """The last `n` routed conversations (newest first) that still exist."""
-    ids = [i.decode() if isinstance(i, bytes) else str(i) for i in await redis.lrange(keys.RECENT, 0, n - 1)]
+    """The last `n` routed conversations (newest first) that still exist, each once: a commit redis-py resent after
+    its connection dropped (the first send applied, its answer lost) lists a new conversation twice."""
+    raw = await redis.lrange(keys.RECENT, 0, n - 1)
+    ids = list(dict.fromkeys(i.decode() if isinstance(i, bytes) else str(i) for i in raw))
     sem = asyncio.Semaphore(LOAD_CONCURRENCY)
 
     async def load(cid: str) -> Conversation | None:
