@@ -102,14 +102,14 @@ if conv ~= current then
   redis.call('SET', pointer, conv)
   redis.call('ZADD', P .. 'person:' .. person .. ':convs', ARGV[4], conv)
 end
-if redis.call('GET', channel_pointer) ~= conv then redis.call('SET', channel_pointer, conv) end
+if mine ~= conv then redis.call('SET', channel_pointer, conv) end  -- nothing above wrote it
 redis.call('RPUSH', P .. 'conv:' .. conv .. ':msgs', ARGV[3])
 if ARGV[8] ~= '{}' then redis.call('HSET', P .. 'person:' .. person, 'profile', ARGV[8]) end
 -- A conversation keeps the partition it started on (`Conversation.partition`), so a merge that changes its
 -- person cannot split its work across two partitions. It starts on its person's: same hash as
 -- keys.partition_of, so one person's messages stay in order.
 local part_key = P .. 'conv:' .. conv .. ':part'
-local part = redis.call('GET', part_key)
+local part = conv ~= ARGV[1] and redis.call('GET', part_key)  -- the id drawn for a new one has none
 if not part or tonumber(part) >= tonumber(ARGV[11]) then
   local h = 0
   for i = 1, #person do h = (h * 31 + string.byte(person, i)) % 2147483647 end
