@@ -66,14 +66,18 @@ def validation_details(exc: ValidationError) -> list[dict[str, str]]:
 async def limited_body(request: web.Request, max_body: int) -> bytes | web.Response:
     """The body, or the answer refusing it: 413 when it is (or says it is) too large, 400 when it cannot be
     read (a broken Content-Encoding)."""
-    too_large = error(413, "body_too_large", f"request body must be at most {max_body} bytes")
     if request.content_length is not None and request.content_length > max_body:
-        return too_large
+        return _too_large(max_body)
     try:
         body = await read_limited(request, max_body)
     except UNREADABLE_BODY:
         return error(400, "unreadable_body", "request body could not be read")
-    return too_large if body is None else body
+    return _too_large(max_body) if body is None else body
+
+
+def _too_large(max_body: int) -> web.Response:
+    """Built only when needed: it was built for every request (a JSON encode and a Response, ~8 µs, measured)."""
+    return error(413, "body_too_large", f"request body must be at most {max_body} bytes")
 
 
 Ingest = Callable[[InboundMessage], Awaitable[Accepted]]
