@@ -17,6 +17,8 @@ from redis.backoff import ExponentialBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
+from gateway import lean_exec
+
 T = TypeVar("T")
 
 _PLAIN = frozenset({str, bytes, int, float})
@@ -35,7 +37,7 @@ class _HiredisPacking(AbstractConnection):
 
     def pack_command(self, *args: Any) -> list[bytes]:
         head = args[0] if args else None
-        if type(head) is str and " " not in head and all(type(a) in _PLAIN for a in args):
+        if type(head) is str and " " not in head and _PLAIN.issuperset(map(type, args)):
             return [pack_command(args)]
         return super().pack_command(*args)
 
@@ -162,8 +164,8 @@ async def within(call: Awaitable[T], seconds: float = ROUND_TRIP_S) -> T:
 
 
 async def execute(pipe: RedisPipeline, seconds: float = ROUND_TRIP_S, raise_on_error: bool = True) -> list[Any]:
-    """`pipe.execute()` within one deadline (`within`)."""
-    return await within(pipe.execute(raise_on_error=raise_on_error), seconds)
+    """`pipe.execute()` within one deadline (`within`), its replies read in one pass (`lean_exec`)."""
+    return await within(lean_exec.execute(pipe, raise_on_error), seconds)
 
 
 def as_str(value: object) -> str:

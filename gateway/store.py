@@ -15,7 +15,7 @@ import orjson
 import redis.asyncio as aioredis
 from redis.asyncio.client import Pipeline as RedisPipeline
 
-from gateway import keys, metrics
+from gateway import keys, lean_exec, metrics
 from gateway.domain import (
     ChannelKind,
     Conversation,
@@ -197,9 +197,10 @@ class ConversationStore:
             external_id=msg.message_id,
             at=msg.received_at,
         )
-        result = await within(self._ingest(
-            keys=[keys.dedupe(msg.customer_key, msg.message_id)],
-            args=[
+        result = await within(lean_exec.run_script(
+            self._ingest,
+            [keys.dedupe(msg.customer_key, msg.message_id)],
+            [
                 new_id("conv"),
                 message.id,
                 message.model_dump_json(),
