@@ -8,7 +8,7 @@ and a next message of the same conversation sees what the one before it wrote (a
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from functools import partial
 from typing import Any
@@ -71,6 +71,37 @@ def given(ack: Ack | None, conv_id: str) -> Prefetched | None:
     return ahead if isinstance(ahead, Prefetched) and ahead.conv_id == conv_id else None
 
 
+def _readable(fields: Mapping[str, str] | None) -> bool:
+    """A customer message with what its read needs; any other entry reads (or not) for itself."""
+    return fields is not None and fields.get("kind", "inbound") == "inbound" and {"conv", "customer"} <= fields.keys()
+
+
+async def read_firsts(redis: aioredis.Redis, store: ConversationStore, entries: Sequence[Mapping[str, str]]
+                      ) -> list[Callable[[], Prefetched] | None]:
+    """The first read of several partitions' first entries in one round trip (`Ack.read_before` of each).
+
+    Customers arriving one by one leave a partition one entry per read, so the read-ahead rarely has a next
+    entry to ride on: each message paid its own read round trip. The worker's read hands it entries of several
+    partitions at once, and their reads go out together. A read that fails is dropped: that entry reads for itself
+    and meets the error as its own."""
+    wanted = [i for i, fields in enumerate(entries) if _readable(fields)]
+    out: list[Callable[[], Prefetched] | None] = [None] * len(entries)
+    if len(wanted) < 2:  # one read is no better here than where the handler makes it
+        return out
+    async with redis.pipeline(transaction=False) as pipe:
+        staged = []
+        for i in wanted:
+            fields = entries[i]
+            start = len(pipe)
+            staged.append((i, start, stage(store, pipe, fields["conv"], fields.get("person"), fields["customer"])))
+        results = await execute(pipe, raise_on_error=False)
+    bounds = [start for _, start, _ in staged[1:]] + [len(results)]
+    for (i, start, found), end in zip(staged, bounds, strict=True):
+        if not any(isinstance(r, Exception) for r in results[start:end]):
+            out[i] = partial(found, results)
+    return out
+
+
 def stage_read_ahead(store: ConversationStore, pipe: RedisPipeline, ack: Ack | None) -> Callable[[list[Any]], None]:
     """The partition's next customer message's read queued at the end of this entry's final write. The batch loop
     writes nothing between this write and the next entry's start; other writers (an agent's click, the SLA and bot
@@ -78,8 +109,7 @@ def stage_read_ahead(store: ConversationStore, pipe: RedisPipeline, ack: Ack | N
     dropped, not raised: the next entry reads again and meets it as its own failure; so does an entry lacking
     fields, for which nothing is read ahead."""
     then = ack.then if ack is not None else None
-    inbound = then is not None and then.get("kind", "inbound") == "inbound"
-    if ack is None or then is None or not inbound or not {"conv", "customer"} <= then.keys():
+    if ack is None or then is None or not _readable(then):
         return lambda results: None
     start = len(pipe)
     found = stage(store, pipe, then["conv"], then.get("person"), then["customer"])

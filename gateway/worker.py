@@ -8,6 +8,8 @@ import os
 import socket
 import time
 import uuid
+from collections.abc import Callable
+from typing import Any
 
 import aiohttp
 import redis.asyncio as aioredis
@@ -17,7 +19,7 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import NoScriptError, OutOfMemoryError, ReadOnlyError, ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from gateway import dead_letters, keys, metrics
+from gateway import dead_letters, keys, metrics, prefetch
 from gateway.pipeline import Pipeline
 from gateway.settings import ConfigError
 from gateway.streams import (
@@ -260,21 +262,24 @@ class Worker:
         A plain `gather` raised as soon as one partition met a Redis error and left the others running: the
         loop read the pending entries again after its pause and started a second run of an entry still in
         Slack's hands, beside the first (two cards, or a commit over a newer one)."""
-        results = await asyncio.gather(
-            *(self._run_batch(p, entries, redelivered) for p, entries in batches.items()), return_exceptions=True
-        )
+        firsts = await prefetch.read_firsts(self.pipeline.round_trips or self.redis, self.pipeline.store,
+                                            [entries[0][1] if entries else {} for entries in batches.values()])
+        runs = (self._run_batch(p, entries, redelivered, first)
+                for (p, entries), first in zip(batches.items(), firsts, strict=True))
+        results = await asyncio.gather(*runs, return_exceptions=True)
         for result in results:
             if isinstance(result, BaseException):
                 raise result
 
-    async def _run_batch(self, partition: int, entries: list[Entry], redelivered: bool = True) -> None:
+    async def _run_batch(self, partition: int, entries: list[Entry], redelivered: bool = True,
+                         first_read: Callable[[], Any] | None = None) -> None:
         """Sequential within a partition: stop at the first failure so order is kept on retry, and stop
         as soon as the partition's lease is gone (fencing: its new owner replays the rest).
 
         A stop finishes the entry in hand and leaves the rest of the batch pending: the next owner claims
         it when the released lease is taken. Working through it first took up to a minute on Slack's
         one post per second per channel, and the process manager's kill came first, in mid-entry."""
-        read_ahead = None
+        read_ahead = first_read  # made with the other partitions' first reads (`prefetch.read_firsts`)
         for done, (entry_id, fields) in enumerate(entries):
             if self._stopping.is_set():
                 self.handed_back += len(entries) - done
