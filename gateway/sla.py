@@ -148,8 +148,10 @@ class SlaTracker:
         if conv.state is ConversationState.AUTOMATED or (conv.card_ts is None and not conv.resolved_at):
             self.scheduler.stage_replace(pipe, conv.id, [])
             return
+        fresh = conv.version == 0  # never saved: no ladder and no steps done yet (saved in this same MULTI)
         if new_wait:
-            pipe.delete(_done_key(conv.id))
+            if not fresh:
+                pipe.delete(_done_key(conv.id))
             done: frozenset[str] = frozenset()
         else:
             done = await self._done(conv.id)
@@ -157,7 +159,7 @@ class SlaTracker:
                 pipe.srem(_done_key(conv.id), *CLAIMED_STEPS)
                 done -= CLAIMED_STEPS
         # The conversation's own arm: a canary's hours and skills route it, so they time its ladder too.
-        self.scheduler.stage_plan(pipe, sla_state(conv, done), await self.policies.routed_under(conv.id))
+        self.scheduler.stage_plan(pipe, sla_state(conv, done), await self.policies.routed_under(conv.id), fresh)
 
     async def follow_policy(self) -> int:
         """Re-plan every pending ladder once per policy version; returns how many were re-planned.

@@ -131,3 +131,22 @@ async def test_stage_replace_swaps_a_ladder_and_an_empty_one_cancels(redis: aior
         s.stage_replace(pipe, "c1", [])
         await pipe.execute()
     assert await s.pending("c1") == [] and await s.count() == 1
+
+
+async def test_a_fresh_ladder_is_written_as_the_script_writes_it(redis: aioredis.Redis) -> None:
+    """A conversation never saved has no ladder: its first is two plain commands, with the script's result."""
+    s = SlaScheduler(redis)
+    ladder = [Deadline("c1", "warn", 100.25), Deadline("c1", "escalate", 200.0), Deadline("c1", "leads", 1e9 + 0.5)]
+    written = []
+    for fresh in (False, True):
+        await redis.flushdb()
+        async with redis.pipeline(transaction=True) as pipe:
+            s.stage_replace(pipe, "c1", ladder, fresh=fresh)
+            await pipe.execute()
+        written.append((await redis.zrange(s.key, 0, -1, withscores=True),
+                        sorted(await redis.smembers(s.index_prefix + "c1"))))
+    assert written[0] == written[1] and len(written[0][0]) == 3
+    async with redis.pipeline(transaction=True) as pipe:
+        s.stage_replace(pipe, "c2", [], fresh=True)  # nothing planned, nothing written
+        await pipe.execute()
+    assert await s.pending("c2") == []
