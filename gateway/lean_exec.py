@@ -2,23 +2,33 @@
 
 redis-py reads each reply of a pipeline through three layers (the pipeline's `parse_response`, the client's, the
 connection's), and in a `MULTI` once more for each "QUEUED"; since 8.x each execute also checks every command for
-HIMPORT and records its duration. The worker's commit queues ~17 commands and its first read 6, so that was ~40 µs
-of client CPU per commit of the ~160 it cost (measured on a commit-shaped MULTI): here the same bytes go out and
+HIMPORT and records its duration. The worker's commit queues ~17 commands and its first read 6: that was ~23 µs of
+client CPU per commit of the ~150 it cost (measured on a commit-shaped MULTI). Here the same bytes go out and
 each reply is read with the connection's own `read_response`, then given redis-py's response callbacks, as redis-py
 gives them. The results are redis-py's, errors included (`tests/test_lean_exec.py` compares them).
 
 Used only where nothing else is asked of redis-py: no WATCH, no registered `Script` (it would need loading first),
-no per-command options beyond those the callbacks take, RESP2. Anything else runs `pipe.execute()`.
+no per-command options beyond those the callbacks take. Anything else runs `pipe.execute()`. RESP2 or RESP3 (redis-py
+8's default): the replies are read by the connection and given the callbacks redis-py would give them.
 """
 
 from __future__ import annotations
 
 import inspect
+from collections.abc import Callable
 from typing import Any
 
 from redis.asyncio.client import Pipeline as RedisPipeline
 from redis.commands.core import AsyncScript
 from redis.exceptions import ExecAbortError, NoScriptError, ResponseError, WatchError
+
+_fallback_callback: Callable[..., Any] | None
+try:  # redis-py 8's choice of callbacks for a connection that fell back to RESP2; before 8 there is no fallback
+    from redis._parsers.response_callbacks import _get_response_callback
+
+    _fallback_callback = _get_response_callback
+except ImportError:  # pragma: no cover - older redis-py
+    _fallback_callback = None
 
 _PLAIN_OPTIONS = frozenset({"keys", "withscores", "score_cast_func", "justid"})
 """Options redis-py's command methods put on the commands we pipeline; the callbacks take them. Any other (a
@@ -28,9 +38,15 @@ NEVER_DECODE, an EMPTY_RESPONSE) changes how redis-py reads the reply: such a pi
 def leanable(pipe: RedisPipeline) -> bool:
     if pipe.watching or pipe.scripts or not pipe.command_stack:
         return False
-    if str(pipe.connection_pool.connection_kwargs.get("protocol", 2)) not in ("2", "None"):
-        return False
     return all(_PLAIN_OPTIONS.issuperset(options) for _, options in pipe.command_stack)
+
+
+def _callback(callbacks: Any, name: Any, conn: Any) -> Any:
+    """The command's response callback, chosen as redis-py chooses it: a connection whose server refused RESP3's
+    HELLO fell back to RESP2 (redis-py 8), and its replies take RESP2's callbacks."""
+    if _fallback_callback is not None and getattr(conn, "_resp2_fallback", False):
+        return _fallback_callback(callbacks, name, conn)
+    return callbacks.get(name)
 
 
 async def _connection(pool: Any, command: str) -> Any:
@@ -46,7 +62,8 @@ async def execute(pipe: RedisPipeline, raise_on_error: bool = True) -> list[Any]
         return list(await pipe.execute(raise_on_error=raise_on_error))
     commands = pipe.command_stack
     conn = await _connection(pipe.connection_pool, "MULTI" if pipe.is_transaction else "_")
-    read = _transaction if pipe.is_transaction else _pipeline
+    transaction = pipe.is_transaction or pipe.explicit_transaction  # as redis-py tells them apart
+    read = _transaction if transaction else _pipeline
 
     async def attempt() -> list[Any]:
         # A dead pooled connection (Redis restarted since it was last used) is dropped and the pipeline sent again
@@ -74,7 +91,7 @@ async def run_script(script: AsyncScript, keys: list[Any], args: list[Any]) -> A
     (~13 µs of the web process's CPU per message, measured). A script Redis does not know (restarted, flushed) is
     loaded and run by redis-py's own call."""
     pool = getattr(script.registered_client, "connection_pool", None)  # a cluster client has none: redis-py's call
-    if pool is None or str(pool.connection_kwargs.get("protocol", 2)) not in ("2", "None"):
+    if pool is None:
         return await script(keys=keys, args=args)
     conn = await _connection(pool, "EVALSHA")
 
@@ -111,7 +128,7 @@ async def _pipeline(pipe: RedisPipeline, conn: Any, commands: list[Any]) -> list
         except ResponseError as err:
             out.append(err)
             continue
-        callback = callbacks.get(args[0])
+        callback = _callback(callbacks, args[0], conn)
         out.append(reply if callback is None else await _called(callback, reply, options))
     return out
 
@@ -142,7 +159,7 @@ async def _transaction(pipe: RedisPipeline, conn: Any, commands: list[Any]) -> l
     callbacks = pipe.response_callbacks
     out: list[Any] = []
     for reply, (args, options) in zip(response, commands, strict=True):
-        callback = None if isinstance(reply, Exception) else callbacks.get(args[0])
+        callback = None if isinstance(reply, Exception) else _callback(callbacks, args[0], conn)
         out.append(reply if callback is None else await _called(callback, reply, options))
     return out
 

@@ -92,11 +92,26 @@ async def outcome(client: aioredis.Redis, stage: Stage, transaction: bool, raise
 
 @pytest.fixture
 async def clients(redis_url: str) -> AsyncIterator[list[aioredis.Redis]]:
-    both = [round_trip_client(redis_url), redis_client(redis_url)]
-    yield both
-    for client in both:
+    """The lean pool and the main one, and the lean pool on RESP2 (redis-py 8 speaks RESP3 unless told)."""
+    every = [round_trip_client(redis_url), redis_client(redis_url), round_trip_client(f"{redis_url}?protocol=2")]
+    yield every
+    for client in every:
         await client.flushdb()
         await client.aclose()
+
+
+@pytest.fixture
+async def refuses_hello() -> AsyncIterator[aioredis.Redis]:
+    """A server (or proxy) that does not know HELLO: redis-py 8 falls back to RESP2 on each connection, and its
+    replies then take RESP2's callbacks."""
+    port, folder = free_port(), Path(tempfile.mkdtemp(prefix="sb-lean-"))
+    server = start_redis(port, folder, "--save", "", "--appendonly", "no", "--rename-command", "HELLO", "")
+    client = round_trip_client(f"redis://127.0.0.1:{port}/0")
+    yield client
+    await client.aclose()
+    server.terminate()
+    server.wait(timeout=10)
+    shutil.rmtree(folder, ignore_errors=True)
 
 
 @pytest.mark.parametrize("case", CASES)
@@ -110,6 +125,31 @@ async def test_the_same_results_and_errors_as_redis_py(clients: list[aioredis.Re
         assert lean == plain
         # and after it the connection is in step: the next command reads its own reply
         assert await client.echo("next") == b"next"
+
+
+@pytest.mark.parametrize("case", CASES)
+@pytest.mark.parametrize("transaction", [True, False], ids=["multi", "pipeline"])
+async def test_a_connection_fallen_back_to_resp2_reads_as_redis_py_reads_it(refuses_hello: aioredis.Redis, case: str,
+                                                                            transaction: bool) -> None:
+    plain = await outcome(refuses_hello, CASES[case], transaction, False, lean=False)
+    assert await outcome(refuses_hello, CASES[case], transaction, False, lean=True) == plain
+
+
+async def test_multi_on_a_plain_pipeline_stays_a_transaction(clients: list[aioredis.Redis]) -> None:
+    """`pipe.multi()` on a `transaction=False` pipeline: redis-py sends MULTI … EXEC, and so must this."""
+    client = clients[0]
+    answers = []
+    for lean in (False, True):
+        await client.flushdb()
+        async with client.pipeline(transaction=False) as pipe:
+            pipe.multi()
+            pipe.set("a", "1")
+            pipe.execute_command("GET", "a", "b")  # refused when queued: in a MULTI, nothing runs
+            try:
+                await (lean_exec.execute(pipe) if lean else pipe.execute())
+            except ResponseError as exc:
+                answers.append((str(exc), await client.get("a")))
+    assert answers[0] == answers[1] and answers[0][1] is None
 
 
 async def test_the_data_written_is_the_same(clients: list[aioredis.Redis]) -> None:
