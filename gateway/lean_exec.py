@@ -15,8 +15,8 @@ no per-command options beyond those the callbacks take. Anything else runs `pipe
 from __future__ import annotations
 
 import inspect
-from collections.abc import Callable
-from typing import Any
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
 
 from redis.asyncio.client import Pipeline as RedisPipeline
 from redis.commands.core import AsyncScript
@@ -29,6 +29,8 @@ try:  # redis-py 8's choice of callbacks for a connection that fell back to RESP
     _fallback_callback = _get_response_callback
 except ImportError:  # pragma: no cover - older redis-py
     _fallback_callback = None
+
+T = TypeVar("T")
 
 _PLAIN_OPTIONS = frozenset({"keys", "withscores", "score_cast_func", "justid"})
 """Options redis-py's command methods put on the commands we pipeline; the callbacks take them. Any other (a
@@ -61,23 +63,11 @@ async def execute(pipe: RedisPipeline, raise_on_error: bool = True) -> list[Any]
     if not leanable(pipe):
         return list(await pipe.execute(raise_on_error=raise_on_error))
     commands = pipe.command_stack
-    conn = await _connection(pipe.connection_pool, "MULTI" if pipe.is_transaction else "_")
     transaction = pipe.is_transaction or pipe.explicit_transaction  # as redis-py tells them apart
+    conn = await _connection(pipe.connection_pool, "MULTI" if transaction else "_")
     read = _transaction if transaction else _pipeline
-
-    async def attempt() -> list[Any]:
-        # A dead pooled connection (Redis restarted since it was last used) is dropped and the pipeline sent again
-        # on a fresh one, as redis-py does (`retry_on_error` of the pool).
-        try:
-            return await read(pipe, conn, commands)
-        except ResponseError:
-            raise  # an answer, read whole: the connection is in step
-        except BaseException:
-            await conn.disconnect()
-            raise
-
     try:
-        response = await conn.retry.call_with_retry(attempt, _dropped)
+        response = await conn.retry.call_with_retry(lambda: _in_step(conn, read(pipe, conn, commands)), _dropped)
     finally:
         await pipe.connection_pool.release(conn)
         await pipe.reset()
@@ -95,18 +85,12 @@ async def run_script(script: AsyncScript, keys: list[Any], args: list[Any]) -> A
         return await script(keys=keys, args=args)
     conn = await _connection(pool, "EVALSHA")
 
-    async def attempt() -> Any:
-        try:
-            await conn.send_packed_command(conn.pack_command("EVALSHA", script.sha, len(keys), *keys, *args))
-            return await conn.read_response()
-        except ResponseError:
-            raise
-        except BaseException:
-            await conn.disconnect()
-            raise
+    async def call() -> Any:
+        await conn.send_packed_command(conn.pack_command("EVALSHA", script.sha, len(keys), *keys, *args))
+        return await conn.read_response()
 
     try:
-        return await conn.retry.call_with_retry(attempt, _dropped)
+        return await conn.retry.call_with_retry(lambda: _in_step(conn, call()), _dropped)
     except NoScriptError:
         pass
     finally:
@@ -114,8 +98,21 @@ async def run_script(script: AsyncScript, keys: list[Any], args: list[Any]) -> A
     return await script(keys=keys, args=args)
 
 
+async def _in_step(conn: Any, call: Awaitable[T]) -> T:
+    """One attempt of a round trip. Anything but a Redis answer (a dead connection after a Redis restart, a
+    cancellation mid-read) may leave replies on the socket: the connection is dropped, and the retry (redis-py's
+    `retry_on_error` of the pool, as redis-py does it) sends again on a fresh one."""
+    try:
+        return await call
+    except ResponseError:
+        raise  # an answer, read whole: the connection is in step
+    except BaseException:
+        await conn.disconnect()
+        raise
+
+
 async def _dropped(error: Exception) -> None:
-    """Between attempts: `attempt` has already dropped the connection (the next send opens a fresh one)."""
+    """Between attempts: `_in_step` has already dropped the connection (the next send opens a fresh one)."""
 
 
 async def _pipeline(pipe: RedisPipeline, conn: Any, commands: list[Any]) -> list[Any]:

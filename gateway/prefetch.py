@@ -91,15 +91,20 @@ async def read_firsts(redis: aioredis.Redis, store: ConversationStore, entries: 
     async with redis.pipeline(transaction=False) as pipe:
         staged = []
         for i in wanted:
-            fields = entries[i]
-            start = len(pipe)
-            staged.append((i, start, stage(store, pipe, fields["conv"], fields.get("person"), fields["customer"])))
+            fields, start = entries[i], len(pipe)
+            found = stage(store, pipe, fields["conv"], fields.get("person"), fields["customer"])
+            staged.append((i, start, len(pipe), found))
         results = await execute(pipe, raise_on_error=False)
-    bounds = [start for _, start, _ in staged[1:]] + [len(results)]
-    for (i, start, found), end in zip(staged, bounds, strict=True):
-        if not any(isinstance(r, Exception) for r in results[start:end]):
-            out[i] = partial(found, results)
+    for i, start, end, found in staged:
+        out[i] = _unless_failed(found, results, start, end)
     return out
+
+
+def _unless_failed(found: Callable[[list[Any]], Prefetched], results: list[Any], start: int, end: int | None = None
+                   ) -> Callable[[], Prefetched] | None:
+    """The read's findings, or None when any of its commands failed (a key of the wrong type): dropped, so the entry
+    reads for itself and meets the error as its own."""
+    return None if any(isinstance(r, Exception) for r in results[start:end]) else partial(found, results)
 
 
 def stage_read_ahead(store: ConversationStore, pipe: RedisPipeline, ack: Ack | None) -> Callable[[list[Any]], None]:
@@ -115,7 +120,6 @@ def stage_read_ahead(store: ConversationStore, pipe: RedisPipeline, ack: Ack | N
     found = stage(store, pipe, then["conv"], then.get("person"), then["customer"])
 
     def keep(results: list[Any]) -> None:
-        if not any(isinstance(r, Exception) for r in results[start:]):
-            ack.read_ahead = partial(found, results)
+        ack.read_ahead = _unless_failed(found, results, start)
 
     return keep
