@@ -26,12 +26,13 @@ from pathlib import Path
 
 import aiohttp
 import redis.asyncio as aioredis
+from yarl import URL
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench._common import LOAD, by_role, cpu_seconds, pct, redis_server, spent, wait_port
-from bench._http import run_uvloop
-from bench.e2e import _client, _post, bare_ceiling, body, shared_out, stack, wait_cards, warm_up
+from bench._http import OpenLoop, run_uvloop
+from bench.e2e import accepted, bare_ceiling, prepared, shared_out, stack, wait_cards, warm_up
 from gateway import keys
 from gateway.streams import partitions_in_use
 
@@ -52,27 +53,17 @@ async def backlog(client: aioredis.Redis, streams: list[str]) -> int:
 CpuSample = tuple[float, dict[str, float]]
 
 
-async def offer(url: str, rate: float, seconds: float, run: str, redis_url: str, cpu: list[CpuSample],
+async def offer(url: str, rate: float, requests: list[bytes], redis_url: str, cpu: list[CpuSample],
                 rewriting: list[float]) -> tuple[dict[str, float], list[tuple[float, int]], float]:
-    """Send `rate` messages/s for `seconds`; returns (conversation → send time, backlog samples, sent/s), and
+    """Send `requests` at `rate`/s; returns (conversation → send time, backlog samples, sent/s), and
     appends CPU seconds by process at each window's start to `cpu`, and to `rewriting` each second in which Redis
     was rewriting its append-only file (a forked child on the same cores, counted as Redis's once it exits)."""
-    sent: dict[str, float] = {}
     samples: list[tuple[float, int]] = []
-    client = _client(url, IN_FLIGHT)
-    slots = asyncio.Semaphore(IN_FLIGHT)
+    target = URL(url)
+    sender = OpenLoop(target.host or "127.0.0.1", target.port or 80, IN_FLIGHT)
     probe = aioredis.from_url(redis_url)
     streams = [keys.inbound_stream(p) for p in range(await partitions_in_use(probe))]
     done = asyncio.Event()
-
-    async def one(i: int) -> None:
-        try:
-            t = time.time()
-            status, answer = await _post(client, body(run, i))
-            if status == 202:
-                sent[answer["conversation_id"]] = t
-        finally:
-            slots.release()
 
     async def sample() -> None:
         while not done.is_set():
@@ -85,28 +76,14 @@ async def offer(url: str, rate: float, seconds: float, run: str, redis_url: str,
             await asyncio.sleep(1.0)
 
     sampler = asyncio.create_task(sample())
-    n = int(rate * seconds)
-    tasks: set[asyncio.Task[None]] = set()
-    start = time.perf_counter()
     try:
-        i = 0
-        while i < n:
-            due = min(n, int((time.perf_counter() - start) * rate) + 1)
-            while i < due:  # everything due by now, then sleep to the next one
-                await slots.acquire()
-                task = asyncio.create_task(one(i))
-                tasks.add(task)
-                task.add_done_callback(tasks.discard)
-                i += 1
-            await asyncio.sleep(max(0.0, start + i / rate - time.perf_counter()))
-        await asyncio.gather(*tasks)
-        achieved = n / (time.perf_counter() - start)
+        achieved = await sender.run(requests, rate)
     finally:
         done.set()
         await sampler
-        await client.close()
+        sender.close()
         await probe.aclose()
-    return sent, samples, achieved
+    return accepted(sender, len(requests)), samples, achieved
 
 
 ROLES = (("gateway.cli worker", "worker"), ("gateway.cli web", "web"), ("redis-server", "redis"),
@@ -154,9 +131,9 @@ def report(sent: dict[str, float], found: dict[str, float], samples: list[tuple[
           f"means at most 1 s and every accepted message carded)")
 
 
-async def run(url: str, api: str, rate: float, seconds: float, redis_url: str, cpu: list[CpuSample],
+async def run(url: str, api: str, rate: float, requests: list[bytes], redis_url: str, cpu: list[CpuSample],
               rewriting: list[float]) -> tuple[dict[str, float], dict[str, float], list[tuple[float, int]], float]:
-    sent, samples, achieved = await offer(url, rate, seconds, "sus", redis_url, cpu, rewriting)
+    sent, samples, achieved = await offer(url, rate, requests, redis_url, cpu, rewriting)
     async with aiohttp.ClientSession() as session:
         found = await wait_cards(session, api, set(sent), timeout=300, redis_url=redis_url)
     return sent, found, samples, achieved
@@ -180,10 +157,11 @@ def sustain(redis_url: str, args: argparse.Namespace) -> None:
         wait_port(int(url.rsplit(":", 1)[1]))
         run_uvloop(shared_out(redis_url, min(args.workers, args.partitions), args.partitions))
         run_uvloop(warm_up(url, api))
+        requests = prepared(url, args.rate, int(args.rate * args.seconds), "sus")
         before = cpu_seconds()
         cpu: list[CpuSample] = []
         rewriting: list[float] = []
-        sent, found, samples, achieved = run_uvloop(run(url, api, args.rate, args.seconds, redis_url, cpu, rewriting))
+        sent, found, samples, achieved = run_uvloop(run(url, api, args.rate, requests, redis_url, cpu, rewriting))
         used = spent(before, cpu_seconds())
         print(f"{args.workers} workers, {args.partitions} partitions; sent {achieved:.0f} msg/s of {args.rate:.0f}")
         report(sent, found, samples, args.rate, rewriting)
