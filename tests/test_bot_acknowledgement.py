@@ -148,3 +148,46 @@ async def test_thanks_but_still_broken_after_a_bot_answer_goes_to_a_person(
     await eventually(carded)
     failures = await eventually(lambda: outcomes(redis))
     assert [(o["kind"], o["automation_failed"]) for o in failures] == [("automation_handoff", True)]
+
+
+async def test_thanks_after_the_bot_closed_it_keeps_it_closed_and_takes_back_no_success(
+    gw: Gateway, redis: aioredis.Redis, callback: Callback
+) -> None:
+    """Before: the thank-you reopened the conversation, published "reopened within window" (a failure label for
+    the answer being thanked for), the bot answered it and, once quiet again, published a second success."""
+    follow, clock, conv_id = await bot_answered(gw, "ack-3")
+    await eventually(lambda: len(callback.received) == 1)
+    clock.advance(follow.quiet_s + 1)
+    assert await follow.tick() == 1
+    assert gw.worker is not None
+    handled = gw.worker.processed
+    status, _ = await gw.post_message({"customer_id": "ack-3", "message_id": "m2", "text": "Thanks, that helped!"})
+    assert status == 202
+
+    async def recorded() -> Conversation | None:
+        conv = await gw.rt.store.load(conv_id)
+        return conv if conv is not None and conv.messages[-1].text == "Thanks, that helped!" else None
+
+    conv = await eventually(recorded)
+    assert conv.state is ConversationState.RESOLVED and conv.resolved_at is not None
+    await eventually(lambda: gw.worker is not None and gw.worker.processed > handled)  # handled and acknowledged
+    assert [(o["kind"], o["automation_failed"]) for o in await outcomes(redis)] == [("automation_resolved", False)]
+    assert len(callback.received) == 1  # no reply to a closing
+    assert all_cards(gw) == []
+    clock.advance(follow.quiet_s + 1)
+    assert await follow.tick() == 0  # nothing to close again
+
+
+async def test_thanks_but_still_broken_after_the_bot_closed_it_is_a_comeback(
+    gw: Gateway, redis: aioredis.Redis, callback: Callback
+) -> None:
+    follow, clock, _ = await bot_answered(gw, "ack-4")
+    clock.advance(follow.quiet_s + 1)
+    assert await follow.tick() == 1
+    await gw.post_message({"customer_id": "ack-4", "message_id": "m2", "text": "thanks but it still doesn't work"})
+    await eventually(lambda: all_cards(gw))
+    async def taken_back() -> list[str]:
+        return [o["correction"] for o in await outcomes(redis) if o["automation_failed"]]
+
+    # The earlier answer failed (and the bot then handed this message off, a label of its own)
+    assert "reopened within window" in await eventually(taken_back)
