@@ -1,9 +1,9 @@
 """A customer's message on a conversation that has a card: a rating, a reopen, or a line in the card's thread.
 
-Messages that ask nothing (STOP or START, a WhatsApp reaction, a plain thank-you once it is resolved) are threaded
-too, but reopen nothing (`is_reaction` and `is_closing_thanks` here, and `Pipeline._thread_quietly`): followed up
-like any message, they reopened resolved conversations for customers who had just unsubscribed, and a 👍 to our
-"resolved" message cost the open rating question.
+Messages that ask nothing (STOP or START, a WhatsApp reaction) are threaded too, but reopen nothing
+(`is_reaction` here, and `Pipeline._thread_quietly`): followed up like any message, they reopened resolved
+conversations for customers who had just unsubscribed, and a 👍 to our "resolved" message cost the open rating
+question.
 """
 
 from __future__ import annotations
@@ -16,7 +16,6 @@ from gateway import csat
 from gateway.card_gone import thread_follow_up
 from gateway.domain import ChannelKind, Conversation, ConversationState, Direction, Message
 from gateway.effects import Effects, never_found
-from integrations.automation.acknowledge import is_acknowledgement
 from integrations.whatsapp.payload import is_reaction_text
 
 if TYPE_CHECKING:
@@ -28,16 +27,6 @@ log = structlog.get_logger(__name__)
 def is_reaction(message: Message) -> bool:
     """A WhatsApp reaction (👍 on one of our messages): shown to agents, but no request of its own."""
     return message.channel is ChannelKind.WHATSAPP and is_reaction_text(message.text)
-
-
-def is_closing_thanks(conv: Conversation, message: Message) -> bool:
-    """A plain thank-you or goodbye on a resolved conversation: the customer closing, not coming back.
-
-    Followed up like any message, "Thanks, that helped!" reopened it: back in the agents' queue with its SLA
-    ladder, and after the bot's silence check had closed it, an automation failure label ("reopened within
-    window") for the answer the customer was thanking it for, then a second success once the bot's reply to the
-    thanks went quiet. A thank-you that asks or complains is no acknowledgement (`is_acknowledgement`)."""
-    return conv.state is ConversationState.RESOLVED and is_acknowledgement(message.text)
 
 
 

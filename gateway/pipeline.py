@@ -37,7 +37,7 @@ from gateway.domain import (
 )
 from gateway.effects import Effects, never_found
 from gateway.erasure import SWEEP, Eraser, sweep_entry
-from gateway.follow_ups import follow_up, is_closing_thanks, is_reaction
+from gateway.follow_ups import follow_up, is_reaction
 from gateway.identity import Identity
 from gateway.outbound import FAILED, REFUSED
 from gateway.policy_store import PolicyStore
@@ -145,13 +145,9 @@ class Pipeline:
         effects = Effects(self.redis, keys.effects(conv.id), snap.effects, fresh=fresh, since=since)
         word = optout.keyword(conv, message)
         opted = word is not None and await optout.record(self, conv, message, word, effects)
-        closing = is_closing_thanks(conv, message)
-        if closing:
-            log.info("closing_thanks", conversation_id=conv.id, message_id=message.id, agent=conv.agent)
-        quiet = opted or closing or is_reaction(message)
+        quiet = opted or is_reaction(message)
         if quiet and (not conv.card_ts or conv.state is ConversationState.AUTOMATED):
-            # STOP or START, a reaction, thanks after the bot closed it: recorded (and STOP told); no card for it
-            # and no bot answer
+            # STOP or START, or a reaction: recorded (and STOP told); no card for it and no bot answer
             await self._commit(conv, (), False, effects, ack)
         elif quiet:
             await self._thread_quietly(conv, message, effects, ack)
@@ -179,8 +175,7 @@ class Pipeline:
             await self._commit(conv, ROUTE_FIELDS, True, effects, ack, routed=True)
 
     async def _thread_quietly(self, conv: Conversation, message: Message, effects: Effects, ack: Ack | None) -> None:
-        """Show the card's thread a message that asks nothing (STOP, START, a reaction, a thank-you after the
-        resolve), and change nothing else.
+        """Show the card's thread a message that asks nothing (STOP, START, a reaction), and change nothing else.
 
         Followed up like any message, it reopened a resolved conversation: broadcast to the channel, queued for
         agents and climbing the SLA ladder for a customer who had just unsubscribed, and a 👍 to our "resolved"

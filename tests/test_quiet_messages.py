@@ -135,33 +135,3 @@ async def test_a_whatsapp_reaction_taken_back_is_acknowledged_and_dropped(
     texts = [m["text"] for m in await transcript_of(gw.rt.redis, f"whatsapp:+{WA_ID}")]
     assert texts == ["I was charged twice on my invoice", "One more question about my invoice"], texts
     assert not _thread(gw, channel, card, "[reaction")  # was: "*Customer* (whatsapp): [reaction ]"
-
-
-async def test_thanks_after_an_agent_resolved_it_is_threaded_and_the_rating_question_stays_open(
-    sms_gw: tuple[Gateway, StandIn]
-) -> None:
-    """Before: "Thank you so much!" reopened it ("🔁 reopened" broadcast, back in the queue with its SLA ladder)
-    and the rating question asked at the resolve was no longer open for the "5" that followed."""
-    gw, _ = sms_gw
-    await _text(gw, 1, "I was charged twice on my invoice")
-    card, conv_id = await stored_card(gw, "support-billing")
-    channel = await _resolved_with_rating_asked(gw, card, conv_id)
-    await _text(gw, 2, "Thank you so much!")
-    await eventually(lambda: _thread(gw, channel, card, "Thank you so much!"))  # the agent sees it
-    conv = await gw.rt.store.load(conv_id)
-    assert conv is not None and conv.state is ConversationState.RESOLVED  # was: reopened, waiting
-    assert not _reopened(gw) and not await gw.rt.sla.scheduler.pending(conv_id)
-    await _text(gw, 3, "5")
-    rated = await eventually(lambda: _in_state(gw, conv_id, ConversationState.RESOLVED) if _thread(
-        gw, channel, card, "rated this conversation 5/5") else None)
-    assert rated.csat == 5
-
-
-async def test_thanks_with_a_question_after_resolve_still_reopens(sms_gw: tuple[Gateway, StandIn]) -> None:
-    gw, _ = sms_gw
-    await _text(gw, 1, "I was charged twice on my invoice")
-    card, conv_id = await stored_card(gw, "support-billing")
-    await _resolved_with_rating_asked(gw, card, conv_id)
-    await _text(gw, 2, "Thanks. When will the refund arrive?")
-    await eventually(lambda: _reopened(gw))
-    assert await eventually(lambda: _in_state(gw, conv_id, ConversationState.WAITING))
