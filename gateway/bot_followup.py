@@ -17,6 +17,7 @@ from gateway.domain import Conversation, ConversationState, Direction, Outcome, 
 from gateway.effects import Effects, never_found
 from gateway.scheduler import Clock, SlaScheduler, SystemClock
 from gateway.store import ConversationStore
+from integrations.automation.acknowledge import is_acknowledgement
 from learners.outcomes import publish_outcome
 
 log = structlog.get_logger(__name__)
@@ -39,15 +40,22 @@ class BotFollowUp:
     async def answered(self, conv: Conversation) -> None:
         await self.deadlines.schedule(conv.id, KIND, self.clock.now() + self.quiet_s)
 
-    async def comeback(self, conv: Conversation, effects: Effects, name: str, answered_on: Scores | None = None
-                       ) -> bool:
+    async def comeback(self, conv: Conversation, effects: Effects, name: str, answered_on: Scores | None = None,
+                       text: str = "") -> bool:
         """The customer wrote again after a bot resolution: the earlier success was not one. `answered_on`:
         the scores the bot answered on, which the success label was paired with too.
 
         Once per message (`name` in its effect log): published directly, a comeback whose card Slack refused
-        for a while published a failure label on every retry, and the learner took the bot for worse."""
+        for a while published a failure label on every retry, and the learner took the bot for worse.
+
+        Unless `text` only thanks or says goodbye ("Thanks, that helped!" an hour later): that took back the
+        success the customer was thanking the bot for. Such a message is routed as before, and the bot decides:
+        it answers a closing, or hands it off (frustrated, asking for a person), and a hand-off has its label."""
         await self.deadlines.cancel(conv.id)
         if conv.state is not ConversationState.RESOLVED or conv.agent != BOT_AGENT:
+            return False
+        if is_acknowledgement(text):
+            log.info("bot_thanked_after_resolve", conversation_id=conv.id)
             return False
         await publish_failure_once(self.redis, effects, name, conv, answered_on, "reopened within window")
         return True

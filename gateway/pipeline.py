@@ -263,7 +263,7 @@ class Pipeline:
         answered_on = conv.scores
         conv.scores = scores
         if conv.state is ConversationState.RESOLVED and self.bot_followup is not None:
-            await self.bot_followup.comeback(conv, effects, f"comeback:{message.id}", answered_on)
+            await self.bot_followup.comeback(conv, effects, f"comeback:{message.id}", answered_on, message.text)
             conv.state, conv.resolved_at = ConversationState.NEW, None
             await self.store.mark_open(conv)
         was_automated = conv.state is ConversationState.AUTOMATED

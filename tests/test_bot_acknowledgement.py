@@ -148,3 +148,42 @@ async def test_thanks_but_still_broken_after_a_bot_answer_goes_to_a_person(
     await eventually(carded)
     failures = await eventually(lambda: outcomes(redis))
     assert [(o["kind"], o["automation_failed"]) for o in failures] == [("automation_handoff", True)]
+
+
+async def test_thanks_after_the_bot_closed_it_takes_back_no_success(
+    gw: Gateway, redis: aioredis.Redis, callback: Callback
+) -> None:
+    """Before: a thank-you an hour after the bot's answer published "reopened within window", a failure label
+    for the answer the customer was thanking it for."""
+    follow, clock, conv_id = await bot_answered(gw, "ack-3")
+    await eventually(lambda: len(callback.received) == 1)
+    clock.advance(follow.quiet_s + 1)
+    assert await follow.tick() == 1
+    status, _ = await gw.post_message({"customer_id": "ack-3", "message_id": "m2", "text": "Thanks, that helped!"})
+    assert status == 202
+    await eventually(lambda: len(callback.received) == 2)
+    assert callback.received[-1]["text"] == REPLY  # the bot's closing, as for a thanks before the resolve
+
+    async def answered_and_saved() -> bool:
+        conv = await gw.rt.store.load(conv_id)
+        return conv is not None and conv.messages[-1].text == REPLY and conv.state is ConversationState.AUTOMATED
+
+    await eventually(answered_and_saved)
+    assert all_cards(gw) == []
+    assert not [o for o in await outcomes(redis) if o["automation_failed"]]
+
+
+async def test_thanks_but_still_broken_after_the_bot_closed_it_is_a_comeback(
+    gw: Gateway, redis: aioredis.Redis, callback: Callback
+) -> None:
+    follow, clock, _ = await bot_answered(gw, "ack-4")
+    clock.advance(follow.quiet_s + 1)
+    assert await follow.tick() == 1
+    await gw.post_message({"customer_id": "ack-4", "message_id": "m2", "text": "thanks but it still doesn't work"})
+    await eventually(lambda: all_cards(gw))
+
+    async def taken_back() -> list[str]:
+        return [o["correction"] for o in await outcomes(redis) if o["automation_failed"]]
+
+    # The earlier answer failed (and the bot then handed this message off, a label of its own)
+    assert "reopened within window" in await eventually(taken_back)
