@@ -5,9 +5,11 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
 from collections.abc import AsyncIterator
 
 import pytest
+import uvloop
 
 from bench._http import OpenLoop, request
 
@@ -15,8 +17,8 @@ from bench._http import OpenLoop, request
 class Server:
     """A raw HTTP/1.1 keep-alive server that answers each request's index, optionally in byte-sized pieces."""
 
-    def __init__(self, split: bool = False, delay: float = 0.0) -> None:
-        self.split, self.delay = split, delay
+    def __init__(self, split: bool = False, delay: float = 0.0, close: bool = False, mute: bool = False) -> None:
+        self.split, self.delay, self.close, self.mute = split, delay, close, mute
         self.seen: list[int] = []
         self.server: asyncio.Server | None = None
 
@@ -28,9 +30,12 @@ class Server:
                 index = json.loads(await reader.readexactly(length))["i"]
                 self.seen.append(index)
                 await asyncio.sleep(self.delay)
+                if self.mute:
+                    continue
                 body = json.dumps({"conversation_id": f"c{index}"}).encode()
-                answer = b"HTTP/1.1 202 Accepted\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n%s" % (
-                    len(body), body)
+                close = b"Connection: close\r\n" if self.close else b""
+                answer = (b"HTTP/1.1 202 Accepted\r\n%sContent-Type: application/json\r\nContent-Length: %d\r\n\r\n%s"
+                          % (close, len(body), body))
                 if self.split:  # the head and body across many reads, the length header cut in two
                     for at in range(0, len(answer), 7):
                         writer.write(answer[at : at + 7])
@@ -38,6 +43,10 @@ class Server:
                         await asyncio.sleep(0)
                 else:
                     writer.write(answer)
+                if self.close:
+                    await writer.drain()
+                    writer.close()
+                    return
         except (asyncio.IncompleteReadError, ConnectionError):
             writer.close()
 
@@ -73,6 +82,18 @@ async def split() -> AsyncIterator[Server]:
 
 
 @pytest.fixture
+async def closing() -> AsyncIterator[Server]:
+    async for server in serving(Server(close=True)):
+        yield server
+
+
+@pytest.fixture
+async def mute() -> AsyncIterator[Server]:
+    async for server in serving(Server(mute=True)):
+        yield server
+
+
+@pytest.fixture
 async def slow() -> AsyncIterator[Server]:
     async for server in serving(Server(delay=0.05)):
         yield server
@@ -101,11 +122,37 @@ async def test_answers_split_across_reads(split: Server) -> None:
         f"c{i}" for i in range(40))
 
 
-async def test_busy_connections_make_it_fall_behind(slow: Server) -> None:
+async def test_busy_connections_make_it_fall_behind_without_spinning(slow: Server) -> None:
     """Two connections against 50 ms answers carry ~40 requests/s, whatever the rate asked: `achieved` says so
-    instead of the generator opening more than it was allowed."""
+    instead of the generator opening more than it was allowed, latency counts from when each was due, and the
+    wait for a free connection sleeps (a sub-millisecond sleep returned at once under uvloop: a busy loop)."""
     sender = OpenLoop("127.0.0.1", slow.port, 2)
-    achieved = await sender.run(requests(20), rate=1000.0, warm=2)
-    sender.close()
+
+    async def offer() -> float:
+        try:
+            return await sender.run(requests(20), rate=1000.0, warm=2)
+        finally:
+            sender.close()
+
+    cpu = time.process_time()
+    achieved = await asyncio.to_thread(uvloop.run, offer())  # on uvloop, as the benches run it
+    cpu = time.process_time() - cpu
     assert len(sender.answers) == 20
     assert achieved < 100
+    assert cpu < 0.2  # ~0.5 s of waiting
+    last = max(sender.answers, key=lambda a: a[0])
+    assert last[4] - last[3] > 0.4  # due ~19 ms in, answered after ~10 rounds of 50 ms
+
+
+async def test_a_server_closing_after_each_answer(closing: Server) -> None:
+    sender = OpenLoop("127.0.0.1", closing.port, 16)
+    await sender.run(requests(30), rate=300.0, warm=4)
+    sender.close()
+    assert sorted(tag for tag, *_ in sender.answers) == list(range(30)) and not sender.failed
+
+
+async def test_unanswered_requests_count_as_failed(mute: Server) -> None:
+    sender = OpenLoop("127.0.0.1", mute.port, 4)
+    await sender.run(requests(3), rate=100.0, warm=4, patience=0.3)
+    sender.close()
+    assert sorted(sender.failed) == [0, 1, 2] and not sender.answers
