@@ -70,40 +70,21 @@ def requests(n: int) -> list[bytes]:
 
 
 @pytest.fixture
-async def plain() -> AsyncIterator[Server]:
-    async for server in serving(Server()):
-        yield server
+async def server(request: pytest.FixtureRequest) -> AsyncIterator[Server]:
+    """A `Server` with the test's options (`indirect` parametrization), plain without."""
+    async for running in serving(Server(**getattr(request, "param", {}))):
+        yield running
 
 
-@pytest.fixture
-async def split() -> AsyncIterator[Server]:
-    async for server in serving(Server(split=True)):
-        yield server
+def options(**kwargs: object) -> pytest.MarkDecorator:
+    return pytest.mark.parametrize("server", [kwargs], indirect=True)
 
 
-@pytest.fixture
-async def closing() -> AsyncIterator[Server]:
-    async for server in serving(Server(close=True)):
-        yield server
-
-
-@pytest.fixture
-async def mute() -> AsyncIterator[Server]:
-    async for server in serving(Server(mute=True)):
-        yield server
-
-
-@pytest.fixture
-async def slow() -> AsyncIterator[Server]:
-    async for server in serving(Server(delay=0.05)):
-        yield server
-
-
-async def test_each_request_once_at_its_time(plain: Server) -> None:
-    sender = OpenLoop("127.0.0.1", plain.port, 64)
+async def test_each_request_once_at_its_time(server: Server) -> None:
+    sender = OpenLoop("127.0.0.1", server.port, 64)
     achieved = await sender.run(requests(300), rate=1000.0)
     sender.close()
-    assert sorted(plain.seen) == list(range(300))
+    assert sorted(server.seen) == list(range(300))
     assert sorted(tag for tag, *_ in sender.answers) == list(range(300))
     assert all(status == 202 and json.loads(body) == {"conversation_id": f"c{tag}"}
                for tag, status, body, _, _ in sender.answers)
@@ -114,19 +95,21 @@ async def test_each_request_once_at_its_time(plain: Server) -> None:
     assert all(answered >= t for _, _, _, t, answered in sender.answers)
 
 
-async def test_answers_split_across_reads(split: Server) -> None:
-    sender = OpenLoop("127.0.0.1", split.port, 8)
+@options(split=True)
+async def test_answers_split_across_reads(server: Server) -> None:
+    sender = OpenLoop("127.0.0.1", server.port, 8)
     await sender.run(requests(40), rate=400.0)
     sender.close()
     assert sorted(json.loads(body)["conversation_id"] for _, _, body, _, _ in sender.answers) == sorted(
         f"c{i}" for i in range(40))
 
 
-async def test_busy_connections_make_it_fall_behind_without_spinning(slow: Server) -> None:
+@options(delay=0.05)
+async def test_busy_connections_make_it_fall_behind_without_spinning(server: Server) -> None:
     """Two connections against 50 ms answers carry ~40 requests/s, whatever the rate asked: `achieved` says so
     instead of the generator opening more than it was allowed, latency counts from when each was due, and the
     wait for a free connection sleeps (a sub-millisecond sleep returned at once under uvloop: a busy loop)."""
-    sender = OpenLoop("127.0.0.1", slow.port, 2)
+    sender = OpenLoop("127.0.0.1", server.port, 2)
 
     async def offer() -> float:
         try:
@@ -144,15 +127,17 @@ async def test_busy_connections_make_it_fall_behind_without_spinning(slow: Serve
     assert last[4] - last[3] > 0.4  # due ~19 ms in, answered after ~10 rounds of 50 ms
 
 
-async def test_a_server_closing_after_each_answer(closing: Server) -> None:
-    sender = OpenLoop("127.0.0.1", closing.port, 16)
+@options(close=True)
+async def test_a_server_closing_after_each_answer(server: Server) -> None:
+    sender = OpenLoop("127.0.0.1", server.port, 16)
     await sender.run(requests(30), rate=300.0, warm=4)
     sender.close()
     assert sorted(tag for tag, *_ in sender.answers) == list(range(30)) and not sender.failed
 
 
-async def test_unanswered_requests_count_as_failed(mute: Server) -> None:
-    sender = OpenLoop("127.0.0.1", mute.port, 4)
+@options(mute=True)
+async def test_unanswered_requests_count_as_failed(server: Server) -> None:
+    sender = OpenLoop("127.0.0.1", server.port, 4)
     await sender.run(requests(3), rate=100.0, warm=4, patience=0.3)
     sender.close()
     assert sorted(sender.failed) == [0, 1, 2] and not sender.answers
