@@ -4,7 +4,8 @@ Usage: python bench/e2e.py [--workers 2] [--seconds 4] [--concurrency 64]
 Prints the same run's bare aiohttp+XADD ceiling, the sustained routed rate (closed loop, every message
 a card), then p50/p95/p99 ingest-to-card latency under open-loop load at 50 %, 80 % and 100 % of that
 rate and at 200 msg/s. Ingest-to-card = card `ts` (the emulator's clock at chat.postMessage) minus the
-moment the client sent the POST; same host, same clock.
+moment the POST was due (in the open loop: a request waiting for the generator's connection waits on the clock);
+same host, same clock.
 
 The emulator runs as its own process (Slack is outside the gateway); every process shares the 2 cores.
 Automation is off so every message is a card, and the desk's per-channel pacing is raised to its 1,000/s
@@ -221,7 +222,7 @@ def prepared(url: str, rate: float, n: int, run: str) -> list[bytes]:
 
 
 def accepted(sender: OpenLoop, offered: int) -> dict[str, float]:
-    """conversation id → send time of each request answered 202, read after the run: what a customer's client
+    """conversation id → the time each request answered 202 was due, read after the run: what a customer's client
     would parse is not the gateway's cost, and not to be paid on the cores measuring it."""
     sent = {json.loads(answer)["conversation_id"]: t for _, status, answer, t, _ in sender.answers if status == 202}
     if len(sent) < offered:

@@ -55,7 +55,7 @@ CpuSample = tuple[float, dict[str, float]]
 
 async def offer(url: str, rate: float, requests: list[bytes], redis_url: str, cpu: list[CpuSample],
                 rewriting: list[float]) -> tuple[dict[str, float], list[tuple[float, int]], float]:
-    """Send `requests` at `rate`/s; returns (conversation → send time, backlog samples, sent/s), and
+    """Send `requests` at `rate`/s; returns (conversation → time due, backlog samples, sent/s), and
     appends CPU seconds by process at each window's start to `cpu`, and to `rewriting` each second in which Redis
     was rewriting its append-only file (a forked child on the same cores, counted as Redis's once it exits)."""
     samples: list[tuple[float, int]] = []
