@@ -27,21 +27,30 @@ class HttpError(RuntimeError):
     pass
 
 
+def request(head: bytes, body: bytes) -> bytes:
+    """`head` (request line and headers, as `Client.head` builds them) with the body's length and the body."""
+    return b"%sContent-Length: %d\r\n\r\n%s" % (head, len(body), body)
+
+
+def content_length(head: bytes) -> int:
+    """The Content-Length of an answer's head (status line and headers), which every answer here must have."""
+    lower = head.lower()
+    at = lower.find(b"content-length:")
+    if at < 0:
+        raise HttpError(f"no Content-Length in the answer: {head[:200]!r}")
+    stop = lower.find(b"\r\n", at)
+    return int(lower[at + 15 : stop if stop >= 0 else len(lower)])
+
+
 class Connection:
     def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         self.reader, self.writer = reader, writer
 
     async def post(self, head: bytes, body: bytes) -> tuple[int, bytes]:
         """`head`: request line and headers without Content-Length or the blank line."""
-        self.writer.write(b"%sContent-Length: %d\r\n\r\n%s" % (head, len(body), body))
+        self.writer.write(request(head, body))
         raw = await self.reader.readuntil(b"\r\n\r\n")
-        status = int(raw[9:12])
-        lower = raw.lower()
-        at = lower.find(b"content-length:")
-        if at < 0:
-            raise HttpError(f"no Content-Length in the answer: {raw[:200]!r}")
-        length = int(lower[at + 15 : lower.index(b"\r\n", at)])
-        return status, await self.reader.readexactly(length)
+        return int(raw[9:12]), await self.reader.readexactly(content_length(raw))
 
     def close(self) -> None:
         self.writer.close()
@@ -111,17 +120,14 @@ class _Exchange(asyncio.Protocol):
         end = self._buf.find(b"\r\n\r\n")
         if end < 0:
             return
-        head = self._buf[:end].lower()
-        at = head.find(b"content-length:")
-        if at < 0:
-            raise HttpError(f"no Content-Length in the answer: {self._buf[:200]!r}")
-        stop = head.find(b"\r\n", at)
-        length = int(head[at + 15 : stop if stop >= 0 else len(head)])
+        head = self._buf[:end]
+        length = content_length(head)
         if len(self._buf) < end + 4 + length:
             return
         status, body = int(self._buf[9:12]), self._buf[end + 4 : end + 4 + length]
         self._buf = self._buf[end + 4 + length :]
-        self.closing = b"connection: close" in head  # not to be reused: the next request would meet a closed socket
+        # Not to be reused: the next request would meet a closed socket
+        self.closing = b"connection: close" in head.lower()
         self._done(self, status, body)
 
     def connection_lost(self, exc: Exception | None) -> None:
@@ -140,7 +146,8 @@ class OpenLoop:
         self.host, self.port, self.limit = host, port, limit
         self._idle: list[_Exchange] = []
         self._opened = 0
-        self._sent_at: dict[int, float] = {}
+        self._start, self._rate = 0.0, 1.0
+        """Wall-clock start and rate of the run: request i was due at start + i / rate."""
         self.answers: list[tuple[int, int, bytes, float, float]] = []
         self.failed: list[int] = []
         self._all_answered = asyncio.Event()
@@ -149,7 +156,7 @@ class OpenLoop:
 
     def _answered(self, conn: _Exchange, status: int, body: bytes) -> None:
         tag, conn.tag = conn.tag, -1
-        self.answers.append((tag, status, body, self._sent_at[tag], time.time()))
+        self.answers.append((tag, status, body, self._start + tag / self._rate, time.time()))
         if conn.closing:
             if conn.transport is not None:
                 conn.transport.close()  # `_dropped` follows, with nothing in flight
@@ -191,7 +198,7 @@ class OpenLoop:
             return 0.0
         await asyncio.gather(*(self._open() for _ in range(min(warm, self.limit))))
         loop = asyncio.get_running_loop()
-        start, wall = loop.time(), time.time()
+        start, self._start, self._rate = loop.time(), time.time(), rate
         i, n = 0, len(requests)
         while i < n:
             due = min(n, int((loop.time() - start) * rate) + 1)
@@ -204,7 +211,6 @@ class OpenLoop:
                         await self._freed.wait()
                         continue
                 conn = self._idle.pop()
-                self._sent_at[i] = wall + i / rate
                 conn.send(i, requests[i])
                 i += 1
             # At least a millisecond: uvloop's timers count whole milliseconds, and a shorter sleep returned at
@@ -222,11 +228,6 @@ class OpenLoop:
         for conn in self._idle:
             if conn.transport is not None:
                 conn.transport.close()
-
-
-def request(head: bytes, body: bytes) -> bytes:
-    """`head` as `Client.head` builds it, with the body's length and the body."""
-    return b"%sContent-Length: %d\r\n\r\n%s" % (head, len(body), body)
 
 
 def run_uvloop(main: Coroutine[Any, Any, T]) -> T:

@@ -159,9 +159,17 @@ async def wait_cards(session: aiohttp.ClientSession, api: str, expected: set[str
         await asyncio.sleep(0.5)
 
 
-def _client(url: str, limit: int) -> Client:
+def _address(url: str) -> tuple[str, int]:
     target = URL(url)
-    return Client(target.host or "127.0.0.1", target.port or 80, limit)
+    return target.host or "127.0.0.1", target.port or 80
+
+
+def _client(url: str, limit: int) -> Client:
+    return Client(*_address(url), limit)
+
+
+def open_loop_to(url: str, limit: int) -> OpenLoop:
+    return OpenLoop(*_address(url), limit)
 
 
 async def _post(client: Client, raw: bytes) -> tuple[int, dict[str, str]]:
@@ -210,8 +218,7 @@ async def closed_loop(url: str, api: str, seconds: float, concurrency: int, run:
 def prepared(url: str, rate: float, n: int, run: str) -> list[bytes]:
     """Every request, signed for the second it is due (within the API's 300 s window), built before sending
     starts: building and signing ~20 µs each would otherwise be paid on the cores being measured."""
-    target = URL(url)
-    shape = Client(target.host or "127.0.0.1", target.port or 80, 1)
+    shape = _client(url, 1)
     first = int(time.time())
     out = []
     for i in range(n):
@@ -234,8 +241,7 @@ async def open_loop(url: str, api: str, rate: float, seconds: float, run: str, r
                     ) -> tuple[list[float], int, float]:
     """Constant arrival rate (not closed loop, so queueing shows up in latency); returns latencies in ms."""
     requests = prepared(url, rate, int(rate * seconds), run)
-    target = URL(url)
-    sender = OpenLoop(target.host or "127.0.0.1", target.port or 80, 512)
+    sender = open_loop_to(url, 512)
     try:
         achieved = await sender.run(requests, rate)
     finally:

@@ -26,13 +26,12 @@ from pathlib import Path
 
 import aiohttp
 import redis.asyncio as aioredis
-from yarl import URL
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench._common import LOAD, by_role, cpu_seconds, pct, redis_server, spent, wait_port
-from bench._http import OpenLoop, run_uvloop
-from bench.e2e import accepted, bare_ceiling, prepared, shared_out, stack, wait_cards, warm_up
+from bench._http import run_uvloop
+from bench.e2e import accepted, bare_ceiling, open_loop_to, prepared, shared_out, stack, wait_cards, warm_up
 from gateway import keys
 from gateway.streams import partitions_in_use
 
@@ -59,8 +58,7 @@ async def offer(url: str, rate: float, requests: list[bytes], redis_url: str, cp
     appends CPU seconds by process at each window's start to `cpu`, and to `rewriting` each second in which Redis
     was rewriting its append-only file (a forked child on the same cores, counted as Redis's once it exits)."""
     samples: list[tuple[float, int]] = []
-    target = URL(url)
-    sender = OpenLoop(target.host or "127.0.0.1", target.port or 80, IN_FLIGHT)
+    sender = open_loop_to(url, IN_FLIGHT)
     probe = aioredis.from_url(redis_url)
     streams = [keys.inbound_stream(p) for p in range(await partitions_in_use(probe))]
     done = asyncio.Event()
