@@ -3,19 +3,24 @@
 After the bot answers, a deadline is set; if the customer has not written again by then, the
 conversation is closed as resolved by automation and the automation learner gets a success label.
 A customer who comes back within the reopen window turns that into a failure label instead.
+
+A thank-you after that close is answered by the bot, and its silence closes the conversation again without a
+label (kind `CLOSING`): the success was recorded for the question, and a second one paired with the same text
+weighed it double.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import enum
 
 import redis.asyncio as aioredis
 import structlog
 
 from gateway.domain import Conversation, ConversationState, Direction, Outcome, Scores, utcnow
 from gateway.effects import Effects, never_found
-from gateway.scheduler import Clock, SlaScheduler, SystemClock
+from gateway.scheduler import Clock, Deadline, SlaScheduler, SystemClock
 from gateway.store import ConversationStore
 from integrations.automation.acknowledge import is_acknowledgement
 from learners.outcomes import publish_outcome
@@ -24,8 +29,18 @@ log = structlog.get_logger(__name__)
 
 BOT_AGENT = "bot"
 KIND = "bot_check"
+CLOSING = "bot_closing"
+"""The silence check after the bot's answer to a thank-you for a conversation it had closed: closes, no label."""
 CHECKS_PREFIX = "sb:botcheck"
 """Where the silence checks are scheduled (an `SlaScheduler` of their own)."""
+
+
+class Comeback(enum.Enum):
+    """What a message to a resolved conversation says about the bot's resolve."""
+
+    NOT_THE_BOTS = "not the bot's"  # still open, or a person resolved it
+    THANKS = "thanks"  # a closing: nothing taken back
+    FAILED = "failed"  # the resolve was not one: a failure label was published
 
 
 class BotFollowUp:
@@ -37,11 +52,16 @@ class BotFollowUp:
         self.clock = clock or SystemClock()
         self.deadlines = SlaScheduler(redis, key_prefix=CHECKS_PREFIX, escalations_key=f"{CHECKS_PREFIX}:log")
 
-    async def answered(self, conv: Conversation) -> None:
-        await self.deadlines.schedule(conv.id, KIND, self.clock.now() + self.quiet_s)
+    async def answered(self, conv: Conversation, closing: bool = False) -> None:
+        """`closing`: the answer was to a thank-you after the bot's resolve (`Comeback.THANKS`). Either check
+        replaces the other: a question after the thank-you, answered before the silence, is labelled as ever."""
+        due = Deadline(conv.id, CLOSING if closing else KIND, self.clock.now() + self.quiet_s)
+        async with self.redis.pipeline(transaction=False) as pipe:
+            self.deadlines.stage_replace(pipe, conv.id, [due])
+            await pipe.execute()
 
     async def comeback(self, conv: Conversation, effects: Effects, name: str, answered_on: Scores | None = None,
-                       text: str = "") -> bool:
+                       text: str = "") -> Comeback:
         """The customer wrote again after a bot resolution: the earlier success was not one. `answered_on`:
         the scores the bot answered on, which the success label was paired with too.
 
@@ -53,12 +73,12 @@ class BotFollowUp:
         it answers a closing, or hands it off (frustrated, asking for a person), and a hand-off has its label."""
         await self.deadlines.cancel(conv.id)
         if conv.state is not ConversationState.RESOLVED or conv.agent != BOT_AGENT:
-            return False
+            return Comeback.NOT_THE_BOTS
         if is_acknowledgement(text):
             log.info("bot_thanked_after_resolve", conversation_id=conv.id)
-            return False
+            return Comeback.THANKS
         await publish_failure_once(self.redis, effects, name, conv, answered_on, "reopened within window")
-        return True
+        return Comeback.FAILED
 
     async def tick(self) -> int:
         closed = 0
@@ -66,7 +86,7 @@ class BotFollowUp:
             conv = await self.store.load(deadline.conversation_id)
             if conv is not None and conv.state is ConversationState.NEW:
                 # The worker that sent the answer has not saved the state yet: look again shortly.
-                await self.deadlines.schedule(conv.id, KIND, self.clock.now() + 5)
+                await self.deadlines.schedule(conv.id, deadline.kind, self.clock.now() + 5)
                 continue
             if conv is None or conv.state is not ConversationState.AUTOMATED or not conv.messages:
                 continue
@@ -77,7 +97,7 @@ class BotFollowUp:
                 # A newer bot answer (or hand-off notice) than the one this deadline was set for: the
                 # customer came back and a worker is answering. Resolving now would be overwritten by
                 # that worker and leave the learner two contradicting labels; wait for its silence.
-                await self.deadlines.schedule(conv.id, KIND, last_at + self.quiet_s)
+                await self.deadlines.schedule(conv.id, deadline.kind, last_at + self.quiet_s)
                 continue
             seen = conv.model_copy()
             conv.state, conv.resolved_at, conv.agent = ConversationState.RESOLVED, utcnow(), BOT_AGENT
@@ -90,13 +110,16 @@ class BotFollowUp:
                 continue
             await self.store.count_legacy_resolve(conv.id)
             await self.store.mark_closed(conv)
+            closed += 1
+            if deadline.kind == CLOSING:
+                log.info("automation_closed_after_thanks", conversation_id=conv.id)
+                continue
             await publish_outcome(self.redis, Outcome(
                 conversation_id=conv.id, kind="automation_resolved", automation_failed=False,
                 text="\n".join(m.text for m in conv.inbound[-5:]),
                 predicted=conv.scores.model_dump(mode="json") if conv.scores else {},
             ))
             log.info("automation_resolved", conversation_id=conv.id)
-            closed += 1
         return closed
 
     async def run(self, stop: asyncio.Event, interval: float = 5.0) -> None:

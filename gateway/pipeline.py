@@ -15,7 +15,7 @@ import structlog
 
 from gateway import guards, handback, keys, metrics, optout, outbound, prefetch, reengage, transfers
 from gateway.agents import loads_for
-from gateway.bot_followup import BOT_AGENT, BotFollowUp, publish_failure_once, publish_unanswerable_once
+from gateway.bot_followup import BOT_AGENT, BotFollowUp, Comeback, publish_failure_once, publish_unanswerable_once
 from gateway.card_gone import thread_follow_up
 from gateway.card_post import post_card
 from gateway.dead_letters import ParkNow
@@ -262,8 +262,10 @@ class Pipeline:
         # scores that already read the customer's complaint about its answer.
         answered_on = conv.scores
         conv.scores = scores
+        closing = False  # a thank-you after the bot's resolve: its answer's silence closes without a label
         if conv.state is ConversationState.RESOLVED and self.bot_followup is not None:
-            await self.bot_followup.comeback(conv, effects, f"comeback:{message.id}", answered_on, message.text)
+            closing = await self.bot_followup.comeback(conv, effects, f"comeback:{message.id}", answered_on,
+                                                       message.text) is Comeback.THANKS
             conv.state, conv.resolved_at = ConversationState.NEW, None
             await self.store.mark_open(conv)
         was_automated = conv.state is ConversationState.AUTOMATED
@@ -271,7 +273,7 @@ class Pipeline:
         context = await self._context(conv, judged, policy, history, pre)
         decision = decide(conv, scores, policy, context, message.at)
         if decision.route is RouteKind.AUTOMATION:
-            handed_over = await self._try_automation(conv, judged, effects, message, answered_on)
+            handed_over = await self._try_automation(conv, judged, effects, message, answered_on, closing)
             if handed_over is not None:  # to people, routed as people are (after-hours channel, priority)
                 human = decide(conv, scores, policy, context, message.at, human=True)
                 decision = human.model_copy(update={"reasons": [f"handoff: {handed_over}", *human.reasons]})
@@ -307,7 +309,7 @@ class Pipeline:
 
     async def _try_automation(
         self, conv: Conversation, judged: Conversation, effects: Effects, message: Message,
-        answered_on: Scores | None,
+        answered_on: Scores | None, closing: bool = False,
     ) -> str | None:
         """None when the bot answered; else why it handed over. The bot is shown `judged` (the messages since
         "Back to bot"): it too hands over on any request for a human it is shown, however old."""
@@ -324,7 +326,7 @@ class Pipeline:
                 if sent == "delivered":
                     conv.state = ConversationState.AUTOMATED
                     if self.bot_followup is not None:
-                        await self.bot_followup.answered(conv)
+                        await self.bot_followup.answered(conv, closing)
                     return None
                 reason = f"bot answer not delivered ({outbound.reason(sent)})"
             else:

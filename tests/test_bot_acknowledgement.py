@@ -171,6 +171,37 @@ async def test_thanks_after_the_bot_closed_it_takes_back_no_success(
     await eventually(answered_and_saved)
     assert all_cards(gw) == []
     assert not [o for o in await outcomes(redis) if o["automation_failed"]]
+    # Silence after the bot's closing closes it again, and teaches nothing: that question's success is counted
+    # once (a second label, paired with the same question, weighed it double).
+    clock.advance(follow.quiet_s + 1)
+    assert await follow.tick() == 1
+    conv = await gw.rt.store.load(conv_id)
+    assert conv is not None and conv.state is ConversationState.RESOLVED
+    assert [(o["kind"], o["automation_failed"]) for o in await outcomes(redis)] == [("automation_resolved", False)]
+
+
+async def test_a_question_after_the_post_close_thanks_is_labelled_when_the_bot_answers_it(
+    gw: Gateway, redis: aioredis.Redis, callback: Callback
+) -> None:
+    """The quiet close is for a closing only: a real question before the silence check counts as before."""
+    follow, clock, conv_id = await bot_answered(gw, "ack-5")
+    clock.advance(follow.quiet_s + 1)
+    assert await follow.tick() == 1
+    await gw.post_message({"customer_id": "ack-5", "message_id": "m2", "text": "Thanks, that helped!"})
+    await eventually(lambda: len(callback.received) == 2)
+    await gw.post_message({"customer_id": "ack-5", "message_id": "m3", "text": "How do I reset my password?"})
+    await eventually(lambda: len(callback.received) == 3)
+    assert callback.received[-1]["text"] != REPLY
+
+    async def answered_and_saved() -> bool:
+        conv = await gw.rt.store.load(conv_id)
+        return conv is not None and len(conv.messages) == 6 and conv.state is ConversationState.AUTOMATED
+
+    await eventually(answered_and_saved)
+    clock.advance(follow.quiet_s + 1)
+    assert await follow.tick() == 1
+    assert [(o["kind"], o["automation_failed"]) for o in await outcomes(redis)] == [
+        ("automation_resolved", False), ("automation_resolved", False)]
 
 
 async def test_thanks_but_still_broken_after_the_bot_closed_it_is_a_comeback(
