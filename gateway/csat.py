@@ -41,6 +41,10 @@ def rating(text: str) -> int | None:
 ASK_S = 7 * 86400
 """How long a rating request stays open."""
 
+WATCH_TRIES = 5
+"""A conflicting write to the request (another tab rating, a new resolve asking again) retries the step: the
+retry sees who won. Returning "not counted" at once discarded a rating that nothing had beaten."""
+
 
 async def ask(redis: aioredis.Redis, conversation_id: str, request_id: str) -> None:
     """Open a rating request: until it is answered, a lone 1-5 from the customer is their rating."""
@@ -71,9 +75,18 @@ def rating_outcome(conv: Conversation, stars: int) -> Outcome:
     return Outcome(conversation_id=conv.id, kind="resolved", csat=stars, agent=conv.claimed_by or conv.agent)
 
 
-async def record(p: Pipeline, conv: Conversation, message: Message, stars: int, effects: Effects) -> None:
+async def record(p: Pipeline, conv: Conversation, message: Message, stars: int, effects: Effects) -> bool:
+    """Whether this typed rating counted. The open request is taken in the step that stores the rating, as the
+    widget's rating takes it (`widget_rating`): checked first and closed after the thread line, a widget click
+    at the same instant counted too (two outcomes, two lines). A rating that lost is not a new problem either:
+    it is in the transcript and reopens nothing."""
+    name = f"csat:{message.id}"
     conv.csat = stars
-    await p.store.save(conv, "csat")
+    if name in (effects.known or {}):  # a redelivery: this message took the request before
+        await p.store.save(conv, "csat")
+    elif not await _take_request(p, conv, effects, name):
+        log.info("csat_not_counted", conversation_id=conv.id, csat=stars, via="typed")
+        return False
 
     async def once() -> str:
         await publish_outcome(p.redis, rating_outcome(conv, stars))
@@ -82,9 +95,31 @@ async def record(p: Pipeline, conv: Conversation, message: Message, stars: int, 
                          text="Thank you for your rating!", author="Support")
         return await p._send(conv, thanks)
 
-    await effects.once(f"csat:{message.id}", once, never_found)
-    await p.redis.delete(keys.csat_asked(conv.id))
+    await effects.once(name, once, never_found)
     log.info("csat_recorded", conversation_id=conv.id, csat=stars)
+    return True
+
+
+async def _take_request(p: Pipeline, conv: Conversation, effects: Effects, name: str) -> bool:
+    """Store the rating, close the request and mark the rating's effects started, in one MULTI, only while the
+    request is open."""
+    asked = keys.csat_asked(conv.id)
+    for _ in range(WATCH_TRIES):
+        async with p.redis.pipeline(transaction=True) as pipe:
+            try:
+                await pipe.watch(asked)
+                if not await pipe.exists(asked):
+                    return False
+                pipe.multi()
+                at = p.store.stage_save(pipe, conv, "csat")
+                effects.stage_pending(pipe, name)
+                pipe.delete(asked)
+                results = await pipe.execute()
+            except WatchError:
+                continue
+        conv.version = int(results[at])
+        return True
+    return False
 
 
 @dataclass(frozen=True)
@@ -94,11 +129,6 @@ class WidgetRated:
 
     counted: bool
     score: int | None
-
-
-WATCH_TRIES = 5
-"""A conflicting write to the request (another tab rating, a new resolve asking again) retries the step: the
-retry sees who won. Returning "not counted" at once discarded a rating that nothing had beaten."""
 
 
 async def widget_rating(redis: aioredis.Redis, conversation_id: str, stars: int, fields: dict[Any, Any]) -> WidgetRated:

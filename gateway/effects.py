@@ -73,7 +73,7 @@ class Effects:
                 await self._set(name, found)
                 return found, False
         if not self.fresh:
-            await self._set(name, f"{_PENDING}{time.time():.6f}")
+            await self._set(name, pending_now())
         result = await do()
         if deferred:
             self.unsaved[name] = result
@@ -83,10 +83,22 @@ class Effects:
             await self._set(name, result)
         return result, True
 
+    def stage_pending(self, pipe: RedisPipeline, name: str) -> None:
+        """Mark `name` as started on the caller's MULTI, so that the step deciding an effect is ours and the
+        effect's marker land together: a crash after it redoes the effect instead of forgetting it."""
+        marker = pending_now()
+        pipe.hset(self.key, name, marker)
+        if self.known is not None:
+            self.known[name] = marker
+
     def stage(self, pipe: RedisPipeline) -> None:
         """Queue the deferred results on the caller's MULTI (again, if a WATCH made it retry)."""
         if self.unsaved:
             pipe.hset(self.key, mapping=dict(self.unsaved))  # type: ignore[arg-type]
+
+
+def pending_now() -> str:
+    return f"{_PENDING}{time.time():.6f}"
 
 
 async def never_found(since: float) -> str | None:

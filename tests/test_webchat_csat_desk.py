@@ -18,7 +18,10 @@ import aiohttp
 import pytest
 import redis.asyncio as aioredis
 
-from gateway import keys
+from gateway import csat, keys
+from gateway.domain import Direction, Message
+from gateway.effects import Effects
+from gateway.redis_conn import as_str
 from integrations.webchat import outbox
 from tests.harness import Gateway, cards, eventually, make_settings, outcomes, start_gateway, stored_card
 from tests.test_desk import sender
@@ -141,5 +144,60 @@ async def test_a_rating_nobody_asked_for_is_not_taken(gw: Gateway, redis: aiored
         assert [o for o in await outcomes(redis) if o.get("csat")] == []
         conv = await gw.rt.store.load(conv_id)
         assert conv is not None and conv.csat is None
+    finally:
+        await ws.close()
+
+
+async def test_a_typed_rating_and_a_widget_click_at_the_same_instant_count_once(
+    gw: Gateway, redis: aioredis.Redis
+) -> None:
+    """The worker has read the typed "4" as the answer to the open request when the widget's 2 takes that request
+    (the two run in different processes). Before: the worker went on to record the 4 as well, two outcomes and
+    two thread lines for one request. The worker's step here is the real `csat.record`, run at that instant."""
+    ws, conv_id = await _chat(gw, "I was charged twice on my invoice")
+    try:
+        card, channel = await _resolved_asking(gw, ws, conv_id, "support-billing")
+        conv = await gw.rt.store.load(conv_id)
+        assert conv is not None and await redis.exists(keys.csat_asked(conv_id))
+        typed = Message(id="msg_typed4", direction=Direction.INBOUND, channel=conv.customer.channel, text="4")
+        effects = Effects(redis, keys.effects(conv_id), known={}, fresh=True)
+        assert await _rate(ws, 2) == {"type": "csat_ack", "score": 2, "counted": True}  # the click lands first
+
+        assert await csat.record(gw.rt.pipeline, conv, typed, 4, effects) is False
+        (note,) = await eventually(lambda: _notes(gw, channel, card))
+        assert note == f"{RATED} 2/5."
+        await asyncio.sleep(0.5)  # time for a wrongly posted second line
+        assert _notes(gw, channel, card) == [note]
+        assert [o["csat"] for o in await outcomes(redis) if o.get("csat")] == [2]
+        stored = await gw.rt.store.load(conv_id)
+        assert stored is not None and stored.csat == 2 and stored.state.value == "resolved"
+    finally:
+        await ws.close()
+
+
+async def test_a_typed_rating_taken_before_a_crash_is_finished_on_redelivery(
+    gw: Gateway, redis: aioredis.Redis
+) -> None:
+    """The request is taken in the step that marks the rating's effects started: a worker that dies after it
+    finds the marker on redelivery and finishes the rating (it is not read as a new problem, which reopened the
+    conversation with "4" and lost the rating)."""
+    ws, conv_id = await _chat(gw, "I was charged twice on my invoice")
+    try:
+        card, channel = await _resolved_asking(gw, ws, conv_id, "support-billing")
+        conv = await gw.rt.store.load(conv_id)
+        assert conv is not None
+        typed = Message(id="msg_typed4", direction=Direction.INBOUND, channel=conv.customer.channel, text="4")
+        first = Effects(redis, keys.effects(conv_id), known={}, fresh=True)
+        assert await csat._take_request(gw.rt.pipeline, conv, first, "csat:msg_typed4")  # then the worker dies
+        assert not await redis.exists(keys.csat_asked(conv_id))
+
+        logged = await redis.hgetall(keys.effects(conv_id))
+        again = Effects(redis, keys.effects(conv_id), known={as_str(k): as_str(v) for k, v in logged.items()})
+        assert await csat.asked(gw.rt.pipeline, conv, typed, again)
+        assert await csat.record(gw.rt.pipeline, conv, typed, 4, again) is True
+        (note,) = await eventually(lambda: _notes(gw, channel, card))
+        assert note == f"{RATED} 4/5."
+        assert [o["csat"] for o in await outcomes(redis) if o.get("csat")] == [4]
+        assert await _rate(ws, 2) == {"type": "csat_ack", "score": 4, "counted": False}
     finally:
         await ws.close()
