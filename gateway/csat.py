@@ -21,6 +21,7 @@ from redis.exceptions import WatchError
 from gateway import keys
 from gateway.domain import Conversation, Direction, Message, Outcome
 from gateway.effects import Effects, never_found
+from gateway.outbound import note_entry
 from gateway.redis_conn import as_str
 from gateway.store import ConversationStore
 from learners.outcomes import publish_outcome, stage_outcome
@@ -186,5 +187,4 @@ def _stage_note(pipe: Any, conv: Conversation, part: Any, text: str) -> None:
     if partition is None:  # stored before partitions were recorded; such a conversation has long been closed
         log.warning("csat_note_unqueued", conversation_id=conv.id)
         return
-    pipe.xadd(keys.inbound_stream(partition), {"conv": conv.id, "customer": conv.customer.key, "kind": "note",
-                                               "text": text})
+    pipe.xadd(keys.inbound_stream(partition), {"conv": conv.id, "customer": conv.customer.key, **note_entry(text)})

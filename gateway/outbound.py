@@ -12,7 +12,7 @@ import structlog
 from pydantic import ValidationError
 
 from gateway import dead_letters, keys, reengage
-from gateway.domain import AGENT_REPLY, NOTICE, ConversationState, Direction, Message
+from gateway.domain import AGENT_REPLY, NOTICE, ConversationState, Direction, Message, new_id
 from gateway.effects import Effects, never_found
 from gateway.retries import MAX_ATTEMPTS
 from gateway.store import ConversationStore
@@ -134,14 +134,37 @@ async def report_undelivered(store: ConversationStore, conversation_id: str, cha
     if conv is None:
         return
     text = f"❌ {channel} could not deliver a reply to the customer ({why}). Reach them another way."
-    await store.enqueue(conv, {"kind": "note", "text": text})
+    await store.enqueue(conv, note_entry(text))
+
+
+def note_entry(text: str) -> dict[str, str]:
+    """A thread line queued for a worker; its id makes the post findable, so a redelivery does not post twice."""
+    return {"kind": "note", "text": text, "id": new_id("note")}
 
 
 async def note(p: Pipeline, fields: Mapping[str, str], ack: Ack | None = None) -> None:
-    """Our own line in the card's thread, queued by the web process (which has no Slack of its own)."""
+    """Our own line in the card's thread, queued by the web process (which has no Slack of its own). Once: posted
+    directly, a worker that died between the post and its acknowledgement posted it again on redelivery (a
+    customer's rating twice in the thread). A note queued before notes had ids is posted as before."""
     conv = await p.store.load(fields["conv"])
-    if conv is not None:
+    if conv is None:
+        return
+    note_id = fields.get("id")
+    if note_id is None:
         await p.desk.note_in_thread(conv, fields["text"])
+        return
+
+    async def post() -> str:
+        return await p.desk.note_in_thread(conv, fields["text"], note_id=note_id) or "no card"
+
+    async def find(since: float) -> str | None:
+        return await p.desk.find_in_thread(conv, note_id, field="note_id")
+
+    # A first delivery cannot have posted it: no marker, no lookup (see `Effects`); a redelivery looks first.
+    first = ack is not None and not ack.redelivered
+    effects = Effects(p.redis, keys.effects(conv.id), known={} if first else None, fresh=first,
+                      since=ack.queued_at if ack and not first else None)
+    await effects.once(f"note:{note_id}", post, find)
 
 
 async def _mark(p: Pipeline, fields: Mapping[str, str], emoji: str) -> str:

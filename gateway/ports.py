@@ -49,7 +49,10 @@ class AgentDesk(Protocol):
         """Add a customer follow-up to the card's thread; returns the Slack ts."""
         ...
 
-    async def find_in_thread(self, conversation: Conversation, message_id: str) -> str | None: ...
+    async def find_in_thread(self, conversation: Conversation, message_id: str, field: str = "message_id"
+                             ) -> str | None:
+        """Our post in the card's thread whose metadata has `field` = `message_id` (a follow-up, a note)."""
+        ...
 
     def cut_in_card(self, conversation: Conversation) -> list[Message]:
         """Customer messages its card shows only in part, or not at all: threaded whole after the card."""
@@ -67,8 +70,9 @@ class AgentDesk(Protocol):
         """React to a Slack message (e.g. delivered ✅)."""
         ...
 
-    async def note_in_thread(self, conversation: Conversation, text: str, broadcast: bool = False) -> str | None:
-        """Post our own status line in the card's thread."""
+    async def note_in_thread(self, conversation: Conversation, text: str, broadcast: bool = False,
+                             note_id: str | None = None) -> str | None:
+        """Post our own status line in the card's thread; `note_id` tags it, for `find_in_thread`."""
         ...
 
 

@@ -232,10 +232,11 @@ class FailsFor:
     def __getattr__(self, name: str) -> Any:
         return getattr(self.inner, name)
 
-    async def note_in_thread(self, conversation: Conversation, text: str, broadcast: bool = False) -> str | None:
+    async def note_in_thread(self, conversation: Conversation, text: str, broadcast: bool = False,
+                             note_id: str | None = None) -> str | None:
         if conversation.id == self.failing:
             raise RuntimeError("Slack answered 500")
-        result: str | None = await self.inner.note_in_thread(conversation, text, broadcast)
+        result: str | None = await self.inner.note_in_thread(conversation, text, broadcast, note_id)
         return result
 
 

@@ -18,10 +18,11 @@ import aiohttp
 import pytest
 import redis.asyncio as aioredis
 
-from gateway import csat, keys
+from gateway import csat, keys, outbound
 from gateway.domain import Direction, Message
 from gateway.effects import Effects
-from gateway.redis_conn import as_str
+from gateway.redis_conn import as_str, stream_rows
+from gateway.streams import Ack
 from integrations.webchat import outbox
 from tests.harness import Gateway, cards, eventually, make_settings, outcomes, start_gateway, stored_card
 from tests.test_desk import sender
@@ -199,5 +200,28 @@ async def test_a_typed_rating_taken_before_a_crash_is_finished_on_redelivery(
         assert note == f"{RATED} 4/5."
         assert [o["csat"] for o in await outcomes(redis) if o.get("csat")] == [4]
         assert await _rate(ws, 2) == {"type": "csat_ack", "score": 4, "counted": False}
+    finally:
+        await ws.close()
+
+
+async def test_a_rating_note_redelivered_after_its_post_is_not_posted_twice(gw: Gateway, redis: aioredis.Redis) -> None:
+    """The widget's rating queues its thread line for a worker; a worker that dies after posting it and before
+    acknowledging the entry gets it again. Before: posted a second time. The redelivery here is the real handler
+    given the same entry, marked redelivered, with the effect's result not yet written (as after such a crash)."""
+    ws, conv_id = await _chat(gw, "I was charged twice on my invoice")
+    try:
+        card, channel = await _resolved_asking(gw, ws, conv_id, "support-billing")
+        assert (await _rate(ws, 3))["counted"]
+        (note,) = await eventually(lambda: _notes(gw, channel, card))
+        part = int(as_str(await redis.get(keys.conversation_partition(conv_id))))
+        (entry_id, fields), = [(i, f) for i, f in stream_rows(await redis.xrange(keys.inbound_stream(part)))
+                               if f.get("kind") == "note"]
+        name = f"note:{fields['id']}"
+        assert await eventually(lambda: redis.hget(keys.effects(conv_id), name))
+        await redis.hdel(keys.effects(conv_id), name)
+
+        await outbound.note(gw.rt.pipeline, fields, Ack(part, entry_id, redelivered=True))
+        assert _notes(gw, channel, card) == [note]
+        assert await redis.hget(keys.effects(conv_id), name) is not None  # found in the thread, written down
     finally:
         await ws.close()

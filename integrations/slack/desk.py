@@ -212,13 +212,16 @@ class SlackDesk:
                 raise
             log.warning("card_already_gone", channel=channel, ts=ts, error=exc.response.get("error"))
 
-    async def note_in_thread(self, conversation: Conversation, text: str, broadcast: bool = False) -> str | None:
+    async def note_in_thread(self, conversation: Conversation, text: str, broadcast: bool = False,
+                             note_id: str | None = None) -> str | None:
         """Our own line in the card's thread (never customer text)."""
         if not (conversation.slack_channel and conversation.card_ts):
             return None
+        tagged = {"metadata": {"event_type": "switchboard_note",
+                               "event_payload": {"conversation_id": conversation.id, "note_id": note_id}}}
         resp = await self._post(
             channel=conversation.slack_channel, thread_ts=conversation.card_ts, text=text,
-            reply_broadcast=broadcast,
+            reply_broadcast=broadcast, **(tagged if note_id else {}),
         )
         return str(resp["ts"])
 
@@ -297,7 +300,8 @@ class SlackDesk:
             return []
         return [m for m in card_transcript(conversation)[1] if m.direction is Direction.INBOUND]
 
-    async def find_in_thread(self, conversation: Conversation, message_id: str) -> str | None:
+    async def find_in_thread(self, conversation: Conversation, message_id: str, field: str = "message_id"
+                             ) -> str | None:
         if not (conversation.slack_channel and conversation.card_ts):
             return None
         resp = await self.client.conversations_replies(
@@ -306,6 +310,6 @@ class SlackDesk:
         replies: list[dict[str, Any]] = resp.get("messages", [])
         for msg in replies:
             payload = (msg.get("metadata") or {}).get("event_payload") or {}
-            if payload.get("message_id") == message_id:
+            if payload.get(field) == message_id:
                 return str(msg["ts"])
         return None
