@@ -235,9 +235,11 @@ def eta_minutes(policy: Policy, skill: str, now: datetime) -> int:
 
 
 def handoff_notice(policy: Policy, skill: str, now: datetime) -> str:
-    """What the customer is told when the bot hands over: who is coming and roughly when."""
+    """What the customer is told when the bot hands over: who is coming and roughly when. A desk closed now
+    but with an after-hours team is staffed: "we're closed … after we open (Mon 08:00)" sent customers to wait
+    for Monday while the night channel answered in minutes (and the web chat's wait said so)."""
     hours = policy.hours_for(skill)
-    if hours is not None and not is_open(hours, now):
+    if hours is not None and not hours.after_hours_channel and not is_open(hours, now):
         back = next_open(hours, now)
         return (
             "I'm passing you to a member of our team. We're closed right now "

@@ -10,7 +10,7 @@ import pytest
 from router.capacity import AgentLoad, can_claim, suggest_agent
 from router.hours import add_open_time, is_open, next_open
 from router.policy import BusinessHours, PolicyError, load_policy
-from router.sla import ActionKind, SlaState, SlaStep, actions_due, deadlines, duration, handoff_notice
+from router.sla import ActionKind, SlaState, SlaStep, actions_due, deadlines, duration, eta_minutes, handoff_notice
 
 DEFAULT = load_policy()  # billing: first response 600 s, next 1800 s; warn at 75 %, leads 900 s after breach
 # The ladder's arithmetic around the clock; the default's business-hours clock has tests of its own below.
@@ -123,6 +123,19 @@ def test_business_hours_overnight_and_next_open() -> None:
     closing = handoff_notice(DEFAULT, "billing", datetime(2026, 11, 25, 18, 58, tzinfo=UTC))
     assert closing.endswith("by Thu 08:08 Europe/Berlin at the latest."), closing
     assert handoff_notice(POLICY, "billing", datetime(2026, 11, 25, 18, 58, tzinfo=UTC)).endswith("within about 10m.")
+
+
+def test_a_desk_closed_now_with_a_night_team_promises_the_night_teams_target() -> None:
+    """Before: "We're closed right now …; a person will reply after we open (Mon 08:00 …)" on Saturday, while
+    the card went to the night channel and the web chat's wait said 10 minutes."""
+    assert POLICY.business_hours is not None
+    staffed = POLICY.model_copy(update={"business_hours": POLICY.business_hours.model_copy(
+        update={"after_hours_channel": "support-night"})})
+    sat = datetime(2026, 11, 28, 12, 0, tzinfo=UTC)
+    notice = handoff_notice(staffed, "billing", sat)
+    assert "closed" not in notice and notice.endswith("within about 10m."), notice
+    assert eta_minutes(staffed, "billing", sat) == 10
+    assert "we open (Mon 08:00 Europe/Berlin)" in handoff_notice(POLICY, "billing", sat)  # no night team: as before
 
 
 def test_invalid_policy_values_are_refused(tmp_path) -> None:
