@@ -11,7 +11,8 @@ from typing import Any
 import pytest
 
 from gateway.policy_admin import HISTORY
-from router.policy import Policy
+from integrations.slack.commands.changes import hours
+from router.policy import Policy, load_policy
 from tests.harness import Gateway, eventually
 from tests.test_commands_support import LEAD, Slash, apply_token, cmd_gw, scores, store_conversation
 
@@ -259,3 +260,24 @@ async def test_undo_and_promote_can_be_previewed_first(cmd_gw: Gateway) -> None:
     assert (await cmd_gw.rt.policies.current(force=True)).skills["billing"].automation_paused
     assert "has nothing to preview" in await slash.text("apply --dry-run")
     assert "dropping a canary only stops it" in await slash.text("canary drop --dry-run")
+
+
+class _NoLookups:
+    async def channel_name(self, channel_id: str) -> str:
+        raise AssertionError("hours needs no channel look-up")
+
+
+async def test_hours_for_a_skill_keeps_the_night_team_it_had_from_the_team() -> None:
+    """`hours billing …` to close billing earlier, on a desk whose team hours have an after-hours channel. Before:
+    billing had no hours of its own, so its new hours had no after-hours channel: its cards went to
+    #support-billing at night, which nobody watches, instead of the night team's channel."""
+    base = load_policy()
+    assert base.business_hours is not None and base.skills["billing"].business_hours is None
+    night = base.model_copy(update={"business_hours": base.business_hours.model_copy(
+        update={"after_hours_channel": "support-night"})})
+    change = await hours(["billing", "Mon-Fri", "09:00-17:00", "Europe/Berlin"], _NoLookups())
+    billing = change.build(night).hours_for("billing")
+    assert billing is not None and (billing.close.hour, billing.after_hours_channel) == (17, "support-night")
+    earlier = await hours(["billing", "Mon-Fri", "09:00-16:00", "Europe/Berlin"], _NoLookups())  # its own hours now
+    again = earlier.build(change.build(night)).hours_for("billing")
+    assert again is not None and (again.close.hour, again.after_hours_channel) == (16, "support-night")

@@ -202,7 +202,9 @@ async def hours(args: list[str], resolve: Resolver) -> Change:
     def build(p: Policy) -> Policy:
         if name != "team":
             _skill(p, name)
-        current = p.business_hours if name == "team" else p.skills[name].business_hours
+        # A skill without hours of its own follows the team's, night team included: new hours for it keep that
+        # after-hours channel (dropped, its cards went at night to its own channel, which nobody watches).
+        current = p.business_hours if name == "team" else p.hours_for(name)
         new = None
         if spec is not None:
             after = current.after_hours_channel if current else None
