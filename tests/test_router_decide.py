@@ -222,3 +222,11 @@ def test_policy_defaults_and_round_trip() -> None:
     assert Policy.from_json(POLICY.to_json()) == POLICY
     assert POLICY.capacity_of("U9") == POLICY.default_capacity
     assert POLICY.hours_for("billing") == POLICY.business_hours
+
+
+def test_a_curly_apostrophe_matches_a_keyword_typed_with_a_straight_one() -> None:
+    """`keyword add "won't refund" escalate` stores a straight apostrophe; phones type U+2019. Before: "won’t"
+    became "won t" and the keyword never matched, with nothing to warn the lead."""
+    policy = POLICY.model_copy(update={"escalation_keywords": (*POLICY.escalation_keywords, "won't refund")})
+    d = decide(conv("So you won\u2019t refund me?"), scores("billing"), policy, RoutingContext(), WEDNESDAY_NOON)
+    assert d.route is RouteKind.HUMAN and "keyword 'won't refund'" in d.reasons
