@@ -10,6 +10,7 @@ channel's callback as the customer.
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -17,7 +18,9 @@ from typing import Any
 import pytest
 import redis.asyncio as aioredis
 
+from gateway.bot_followup import BOT_AGENT
 from gateway.domain import Conversation, ConversationState
+from gateway.scheduler import ManualClock
 from tests.conftest import Callback
 from tests.harness import Gateway, cards, eventually, make_settings, start_gateway
 from tests.slack_requests import SlackSender
@@ -105,3 +108,29 @@ async def test_a_request_for_a_person_before_back_to_bot_does_not_count_one_afte
     assert back.card_ts == card["ts"] and len(cards(gw.slack, channel)) == 1
     notes = [t for t in _thread(gw, channel, card) if "needs a person again" in t]
     assert len(notes) == 1 and "customer asked for a human once" in notes[0], notes
+
+
+async def test_after_the_bot_closes_a_handed_back_conversation_its_agent_may_still_write(
+    gw: Gateway, callback: Callback
+) -> None:
+    """The bot answered after the hand-back and its silence check closed the conversation. Before: an afterthought
+    in the thread from the agent who handed it back was refused with "only <@bot>, who worked it, can still reply"
+    (a Slack user that does not exist), and Claim and Resolve both said it was resolved: a dead end."""
+    conv_id, card, channel_name = await _handled_by_agent_then_back_to_bot(
+        gw, callback, "btb-closed", "I was charged twice on my invoice", "support-billing")
+    follow = gw.rt.pipeline.bot_followup
+    assert follow is not None
+    follow.clock = clock = ManualClock(time.time())
+    await gw.post_message({"customer_id": "btb-closed", "message_id": "btb-closed-2",
+                           "text": "Thanks. How do I reset my password?"})
+    await _bot_answer(callback)
+    await eventually(lambda: _state(gw, conv_id, ConversationState.AUTOMATED))
+    clock.advance(follow.quiet_s + 1)
+    assert await follow.tick() == 1
+    closed = await _state(gw, conv_id, ConversationState.RESOLVED)
+    assert closed is not None and closed.agent == BOT_AGENT
+
+    channel = gw.slack.channel_id(channel_name)
+    slack = SlackSender(gw.session, f"{gw.url}/slack/events", gw.rt.slack.signing_secret)
+    await slack.message("U0ALICE", channel, "PS: your refund reference is R-123.", thread_ts=card["ts"])
+    await eventually(lambda: any("R-123" in r["text"] for r in callback.received))

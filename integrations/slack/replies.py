@@ -21,6 +21,7 @@ import structlog
 from slack_sdk.web.async_client import AsyncWebClient
 
 from gateway import keys
+from gateway.bot_followup import BOT_AGENT
 from gateway.dead_letters import summary
 from gateway.domain import MAX_TEXT, Conversation, ConversationState, utcnow
 from gateway.redis_conn import as_str
@@ -125,7 +126,9 @@ async def _may_follow_up(a: Attempt) -> str | None:
                 "new conversation. Reach them another way.")
     if not await a.is_agent():
         return NOT_AN_AGENT
-    if a.conv.agent in (None, a.msg.user) or a.policy.anyone_can_reply:
+    # The bot "worked" a conversation it closed after an agent's Back to bot: no person to defer to (it said
+    # "only <@bot> can still reply", and nobody could).
+    if a.conv.agent in (None, BOT_AGENT, a.msg.user) or a.policy.anyone_can_reply:
         return None
     return (f"Not sent to the customer: this conversation is resolved, and only <@{a.conv.agent}>, who worked "
             f"it, can still reply {a.note_hint}.")
