@@ -21,9 +21,9 @@ from redis.exceptions import WatchError
 from gateway import keys
 from gateway.domain import Conversation, Direction, Message, Outcome
 from gateway.effects import Effects, never_found
-from gateway.outbound import note_entry
 from gateway.redis_conn import as_str
 from gateway.store import ConversationStore
+from gateway.streams import note_entry
 from learners.outcomes import publish_outcome, stage_outcome
 
 if TYPE_CHECKING:

@@ -12,11 +12,11 @@ import structlog
 from pydantic import ValidationError
 
 from gateway import dead_letters, keys, reengage
-from gateway.domain import AGENT_REPLY, NOTICE, ConversationState, Direction, Message, new_id
+from gateway.domain import AGENT_REPLY, NOTICE, ConversationState, Direction, Message
 from gateway.effects import Effects, never_found
 from gateway.retries import MAX_ATTEMPTS
 from gateway.store import ConversationStore
-from gateway.streams import Ack
+from gateway.streams import Ack, note_entry
 
 if TYPE_CHECKING:
     from gateway.pipeline import Pipeline
@@ -135,11 +135,6 @@ async def report_undelivered(store: ConversationStore, conversation_id: str, cha
         return
     text = f"❌ {channel} could not deliver a reply to the customer ({why}). Reach them another way."
     await store.enqueue(conv, note_entry(text))
-
-
-def note_entry(text: str) -> dict[str, str]:
-    """A thread line queued for a worker; its id makes the post findable, so a redelivery does not post twice."""
-    return {"kind": "note", "text": text, "id": new_id("note")}
 
 
 async def note(p: Pipeline, fields: Mapping[str, str], ack: Ack | None = None) -> None:

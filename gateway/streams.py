@@ -21,6 +21,7 @@ from redis.asyncio.client import Pipeline as RedisPipeline
 from redis.exceptions import ResponseError
 
 from gateway import keys
+from gateway.domain import new_id
 from gateway.redis_conn import as_str
 from gateway.settings import MAX_PARTITIONS, ConfigError
 
@@ -312,3 +313,8 @@ async def trim_handled(redis: aioredis.Redis, partition: int) -> int:
         ms, seq = as_str(group.get("last-delivered-id") or "0-0").split("-")
         floor = f"{ms}-{int(seq) + 1}"
     return int(await redis.xtrim(stream, minid=floor, approximate=False))
+
+
+def note_entry(text: str) -> dict[str, str]:
+    """A thread line queued for a worker; its id makes the post findable, so a redelivery does not post twice."""
+    return {"kind": "note", "text": text, "id": new_id("note")}
