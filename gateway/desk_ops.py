@@ -123,16 +123,17 @@ class DeskOps:
         conv.state, conv.claimed_by, conv.agent, conv.claimed_at = ConversationState.CLAIMED, user, user, claimed_at
         # Compare-and-set against what was read above: a resolve, transfer or new card that landed in
         # between wins, and the claim just taken is given back instead of marking it claimed.
-        if not await self.store.save_if(conv, ("state", "claimed_by", "agent", "claimed_at"), seen):
-            current = await self.store.load(conversation_id)
+        try:
+            saved = await self.store.save_if(conv, ("state", "claimed_by", "agent", "claimed_at"), seen)
+        except BaseException:
+            # The key is taken but the state may not say so (a dropped connection, a timeout): held, it told
+            # every other agent "Already claimed" on a card reading unclaimed, which the ladder escalated.
+            await self._keep_or_give_back(conversation_id, user)
+            raise
+        if not saved:
+            current = await self._keep_or_give_back(conversation_id, user)
             if current is not None and current.claimed_by == user:
-                # Still theirs: a double click (the other click wrote first), or a re-click while a new
-                # card was being posted. Releasing here would drop the claim that click just took.
                 return Result(True, "claimed", current)
-            # Whatever won (a resolve, transfer or reassign) dropped the claim; the script above has just
-            # taken it again, so give it back.
-            await self._release(keys=[keys.claim(conversation_id), keys.agent_open(user)],
-                                args=[user, conversation_id])
             return Result(False, "That conversation changed as you clicked (resolved, transferred or "
                           "re-posted); look at its latest card and claim it again.", current)
         await remember_agent(self.redis, user)
@@ -140,6 +141,18 @@ class DeskOps:
         metrics.claimed(conv.skill, conv.card_ts)
         await self.audit("claim", user, conversation_id)
         return Result(True, "claimed", conv)
+
+    async def _keep_or_give_back(self, conversation_id: str, user: str) -> Conversation | None:
+        """After the claim script, when the state write lost or failed: the conversation as it is now, with the
+        claim given back unless it reads claimed by `user`. Still theirs: a double click (the other click wrote
+        first), a re-click while a new card was posted, or a write that landed with its answer lost; releasing
+        then dropped a claim the conversation shows. Otherwise whatever won (a resolve, transfer or reassign)
+        dropped the claim, which the script had just taken again."""
+        current = await self.store.load(conversation_id)
+        if current is None or current.claimed_by != user:
+            await self._release(keys=[keys.claim(conversation_id), keys.agent_open(user)],
+                                args=[user, conversation_id])
+        return current
 
     async def _change(self, conversation_id: str, change: Change, queue: Queue | None = None) -> Result:
         """Read, change, then write with a compare-and-set that drops the claim in the same step; read

@@ -325,3 +325,44 @@ async def test_resolve_counts_of_the_release_before_are_honoured_during_a_rollin
     conv = await gw.rt.store.load(conv_id)
     assert conv is not None and conv.resolves == 2
     assert await redis.get(keys.resolves(conv_id)) == b"2"  # still counted where old processes look
+
+
+@dataclasses.dataclass
+class LosesSaves:
+    """The real store, except that its next `save_if` sends the write and loses the answer (`applied`), or is
+    refused before it reaches Redis: the connection dropped either way."""
+
+    inner: Any
+    applied: bool
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.inner, name)
+
+    async def save_if(self, *args: Any, **kwargs: Any) -> bool:
+        if self.applied:
+            await self.inner.save_if(*args, **kwargs)
+        raise ConnectionError("Connection closed by server.")
+
+
+@pytest.mark.parametrize("applied", [False, True], ids=["write-lost", "answer-lost"])
+async def test_a_claim_whose_state_write_fails_is_given_back_or_kept_as_written(race_gw: Gateway,
+                                                                                applied: bool) -> None:
+    """The claim key is taken by a script, then the state written by a second step. Before: an error in that
+    second step left the key held on a conversation reading unclaimed, and every other agent was told "Already
+    claimed by <@U_AGENT>", with the SLA ladder escalating a card nobody could claim. Now the claim is given back,
+    unless the write did land (its answer was lost): then the conversation reads claimed and the key stays."""
+    gw = race_gw
+    conv_id = await _carded(gw, f"race-lost-{applied}")
+    failing = DeskOps(gw.rt.redis, LosesSaves(gw.rt.store, applied), gw.rt.ops.policies,  # type: ignore[arg-type]
+                      gw.rt.ops.sla)
+    with pytest.raises(ConnectionError):
+        await failing.claim(conv_id, "U_AGENT")
+    conv = await gw.rt.store.load(conv_id)
+    assert conv is not None
+    if applied:
+        assert conv.claimed_by == "U_AGENT" and await gw.rt.ops.holder(conv_id) == "U_AGENT"
+    else:
+        assert conv.claimed_by is None and conv.state is ConversationState.WAITING
+        assert await gw.rt.ops.holder(conv_id) is None
+        assert await gw.rt.redis.smembers(keys.agent_open("U_AGENT")) == set()
+        assert (await gw.rt.ops.claim(conv_id, "U_OTHER")).ok
