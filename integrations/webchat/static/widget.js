@@ -15,6 +15,9 @@
   // only into the body of POST /webchat/session, never into a URL. The visitor id kept before it proves nothing
   // any more (it was readable in every socket URL) and is dropped.
   var KEY_RESUME = "sb_webchat_resume", KEY_OUTBOX = "sb_webchat_outbox", KEY_VISITOR = "sb_webchat_visitor";
+  // Unsent messages belong to whoever typed them: the signed-in user, or this browser's anonymous visitor (one
+  // resume secret per browser). Kept under one key for the browser, they went out as whoever signed in next.
+  var KEY_MY_OUTBOX = KEY_OUTBOX + ":" + (data.userId ? "user:" + data.userId : "visitor");
 
   function store(key, value) {
     try { if (value === undefined) return JSON.parse(localStorage.getItem(key) || "null");
@@ -89,8 +92,9 @@
 
   // ---- state -------------------------------------------------------------------------------------
   var resume = store(KEY_RESUME);
-  try { localStorage.removeItem(KEY_VISITOR); } catch (e) { /* storage blocked: nothing to drop */ }
-  var outbox = store(KEY_OUTBOX) || [];       // unacknowledged {client_id, text}, survives reloads
+  // The outbox saved before it was kept per visitor has no owner we could send it as: dropped.
+  try { localStorage.removeItem(KEY_VISITOR); localStorage.removeItem(KEY_OUTBOX); } catch (e) { /* storage blocked */ }
+  var outbox = [];                             // unacknowledged {client_id, text}, survives reloads (savedOutbox)
   var bubbles = {};                            // client_id or message id -> bubble element
   var lastSeq = 0, ws = null, session = null, retry = 0, started = false, typingTimer = null, lastTyping = 0;
   var agentTypingTimer = null;
@@ -101,7 +105,24 @@
   // and only it waited, a message typed after it was stored, threaded and answered before it.
   var inflight = null, held = false;
 
-  function saveOutbox() { store(KEY_OUTBOX, outbox); }
+  // The saved outbox is shared by this visitor's tabs: every change re-reads it and adds or removes one message
+  // by client id (each tab used to write its own copy whole, dropping what another tab had not sent yet), and a
+  // tab sends what the others left too; the server drops a message sent twice by its client id. With storage
+  // blocked or full, the tab goes on with its own copy.
+  var shared = true;
+  function savedOutbox() {
+    if (!shared) return outbox;
+    try { var list = JSON.parse(localStorage.getItem(KEY_MY_OUTBOX) || "[]"); return Array.isArray(list) ? list : []; }
+    catch (e) { shared = false; return outbox; }
+  }
+  function changeOutbox(add, drop) {
+    outbox = savedOutbox().filter(function (m) { return m.client_id !== drop; });
+    if (add) outbox.push(add);
+    if (!shared) return;
+    try { if (outbox.length) localStorage.setItem(KEY_MY_OUTBOX, JSON.stringify(outbox));
+          else localStorage.removeItem(KEY_MY_OUTBOX); } catch (e) { shared = false; }
+  }
+  outbox = savedOutbox();
 
   function bubble(key, dir, text, author, state) {
     var b = bubbles[key];
@@ -121,7 +142,9 @@
   }
 
   function pump() {
-    if (held || inflight || !outbox.length || !ws || ws.readyState !== 1) return;
+    if (held || inflight || !ws || ws.readyState !== 1) return;
+    outbox = savedOutbox();  // with what the other tabs added or had acknowledged meanwhile
+    if (!outbox.length) return;
     var id = inflight = outbox[0].client_id;
     transmit(outbox[0]);
     // No answer in 10 s (a frame lost on the way): send it again; the server drops a repeat by client id.
@@ -138,7 +161,7 @@
     if (!text) return;
     if (text.length > MAX_TEXT) { alertBox.textContent = "Messages can be at most " + MAX_TEXT + " characters."; return; }
     var item = { client_id: rid("c"), text: text };
-    outbox.push(item); saveOutbox();
+    changeOutbox(item);
     bubble(item.client_id, "in", text, null, "Sending…");
     wake(); pump();
   }
@@ -179,14 +202,19 @@
       newConversation();
     },
     ack: function (f) {
-      outbox = outbox.filter(function (m) { return m.client_id !== f.client_id; }); saveOutbox();
+      changeOutbox(null, f.client_id);
       var b = bubbles[f.client_id]; if (b) { b.querySelector(".sbc-state").textContent = ""; bubbles[f.message_id] = b; }
       if (inflight === f.client_id) inflight = null;
       pump();
     },
     message: function (f) {
       var key = f.client_id && bubbles[f.client_id] ? f.client_id : f.id;
-      if (bubbles[key]) return;
+      var b = bubbles[key];
+      if (b) {
+        // Ours, and stored (maybe sent by another tab): a refusal of this tab's own try no longer says it waits.
+        if (key === f.client_id) { b.setAttribute("data-stored", "true"); b.querySelector(".sbc-state").textContent = ""; }
+        return;
+      }
       bubble(f.id, f.direction === "in" ? "in" : "out", f.text, f.author, "");
       if (f.direction !== "in") { note.textContent = ""; }
     },
@@ -230,13 +258,13 @@
       if (REFUSALS[f.code] && f.retry_after) pauseFor = f.retry_after;  // the close that follows waits this long
       var b = f.client_id && bubbles[f.client_id];
       if (f.code === "message_too_long" || f.code === "invalid_message") {
-        outbox = outbox.filter(function (m) { return m.client_id !== f.client_id; }); saveOutbox();
+        changeOutbox(null, f.client_id);
         if (b) { b.classList.add("sbc-failed"); b.querySelector(".sbc-state").textContent = "Not sent"; }
         if (inflight === f.client_id) inflight = null;
         pump();
       } else if (f.client_id) {
         // Everything behind it waits too, so the conversation keeps the order it was typed in.
-        if (b) b.querySelector(".sbc-state").textContent = "Waiting to send…";
+        if (b && !b.hasAttribute("data-stored")) b.querySelector(".sbc-state").textContent = "Waiting to send…";
         holdFor(f.retry_after || 2);
       }
     },
