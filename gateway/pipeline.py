@@ -153,13 +153,13 @@ class Pipeline:
             await self._thread_quietly(conv, message, effects, ack)
         elif conv.card_ts and conv.state is ConversationState.AUTOMATED:
             # Handed back to the bot from the desk: the bot answers, or the card it has comes back to life.
-            card = conv.card_ts
+            card, seen = conv.card_ts, conv.model_copy()
             await follow_up(self, conv, message, effects)
             await self._route(conv, message, effects, pre)
-            # The state only if the card came back: rewriting "automated" could undo a claim made meanwhile.
-            came_back: tuple[str, ...] = ("state",) if conv.state is not ConversationState.AUTOMATED else ()
+            if conv.state is not ConversationState.AUTOMATED:
+                await self._came_back(conv, seen)
             moved = ("slack_channel", "card_ts") if conv.card_ts != card else ()
-            await self._commit(conv, ("scores", *came_back, *moved), True, effects, ack, card=bool(moved))
+            await self._commit(conv, ("scores", *moved), True, effects, ack, card=bool(moved))
         elif conv.card_ts:
             index = conv.messages.index(message)
             new_wait = index == 0 or ends_wait(conv.messages[index - 1])
@@ -173,6 +173,19 @@ class Pipeline:
         else:
             await self._route(conv, message, effects, pre)
             await self._commit(conv, ROUTE_FIELDS, True, effects, ack, routed=True)
+
+    async def _came_back(self, conv: Conversation, seen: Conversation) -> None:
+        """The card of a conversation handed back to the bot is waiting again, unless an agent claimed or resolved
+        it meanwhile (the card showed both buttons all along): then theirs stands, and this message is planned
+        for. Written over it, "waiting" left a claim held on a conversation reading unclaimed, or reopened a
+        resolve with its closed marker set. Not "automated" either: that could undo a claim just the same."""
+        if await self.store.save_if(conv, ("state",), seen):
+            return
+        current = await self.store.load(conv.id)
+        if current is not None:
+            for name in ("state", "claimed_by", "claimed_at", "agent", "resolved_at", "version"):
+                setattr(conv, name, getattr(current, name))
+        log.info("back_from_bot_overtaken", conversation_id=conv.id, state=conv.state.value)
 
     async def _thread_quietly(self, conv: Conversation, message: Message, effects: Effects, ack: Ack | None) -> None:
         """Show the card's thread a message that asks nothing (STOP, START, a reaction), and change nothing else.

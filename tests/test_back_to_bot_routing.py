@@ -10,8 +10,9 @@ channel's callback as the customer.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -134,3 +135,51 @@ async def test_after_the_bot_closes_a_handed_back_conversation_its_agent_may_sti
     slack = SlackSender(gw.session, f"{gw.url}/slack/events", gw.rt.slack.signing_secret)
     await slack.message("U0ALICE", channel, "PS: your refund reference is R-123.", thread_ts=card["ts"])
     await eventually(lambda: any("R-123" in r["text"] for r in callback.received))
+
+
+@dataclasses.dataclass
+class ActsDuringRedraw:
+    """The real desk, with an agent acting on the conversation while the worker redraws its card "Back from the
+    bot" (the window between the worker's read and its write: Slack takes 100-300 ms, the pacer longer)."""
+
+    inner: Any
+    act: Callable[[str], Awaitable[None]]
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.inner, name)
+
+    async def update_card(self, conversation: Conversation, status: str | None) -> None:
+        if status and status.startswith("🙋 Back from the bot"):
+            await self.act(conversation.id)
+        await self.inner.update_card(conversation, status)
+
+
+@pytest.mark.parametrize("action", ["claim", "resolve"])
+async def test_an_agent_acting_while_the_customer_comes_back_from_the_bot_keeps_what_they_did(
+    gw: Gateway, callback: Callback, action: str
+) -> None:
+    """Before: the worker wrote "waiting" over the claim (the claim key held on a conversation reading
+    unclaimed, its SLA ladder escalating a card Bob was working) or over the resolve (resolved, closed marker
+    set, yet waiting: the dead end a transfer had had)."""
+    customer = f"btb-race-{action}"
+    conv_id, _, _ = await _handled_by_agent_then_back_to_bot(
+        gw, callback, customer, "I was charged twice on my invoice", "support-billing")
+
+    async def act(conversation_id: str) -> None:
+        if action == "claim":
+            assert (await gw.rt.ops.claim(conversation_id, "U0BOB")).ok
+        else:
+            assert (await gw.rt.ops.resolve(conversation_id, "U0BOB", skill="billing", urgency=None, mood=None)).ok
+
+    gw.rt.pipeline.desk = ActsDuringRedraw(gw.rt.pipeline.desk, act)
+    await gw.post_message({"customer_id": customer, "message_id": f"{customer}-2", "text": "I want a real person"})
+    await eventually(lambda: any("member of our team" in r["text"] for r in callback.received))
+
+    await asyncio.sleep(1.0)  # the worker's write for that message lands right after the notice
+    conv = await gw.rt.store.load(conv_id)
+    assert conv is not None
+    if action == "claim":
+        assert (conv.state, conv.claimed_by) == (ConversationState.CLAIMED, "U0BOB")
+        assert await gw.rt.ops.holder(conv_id) == "U0BOB"
+    else:
+        assert conv.state is ConversationState.RESOLVED and conv.claimed_by is None
