@@ -57,6 +57,14 @@ local pointer = P .. 'person:' .. person .. ':conv'
 local channel_pointer = P .. 'cust:' .. ARGV[9] .. ':conv'
 local current = redis.call('GET', pointer)
 local mine = redis.call('GET', channel_pointer)
+if mine and current and mine ~= current
+   and not redis.call('ZSCORE', P .. 'person:' .. person .. ':convs', mine)
+   and redis.call('EXISTS', P .. 'conv:' .. mine .. ':msgs') == 1 then
+  -- Not the person's conversation: this id wrote in the other person's while the two were merged, and the merge
+  -- was undone. Not followed (its open conversation would win below), and re-pointed at the one this joins.
+  -- A web chat reservation has no transcript yet; an id from before persons (no person pointer) is kept.
+  mine = false
+end
 if current and current ~= mine
    and not redis.call('ZSCORE', P .. 'person:' .. person .. ':convs', current) then
   -- Not the person's conversation: an undone merge can leave the pointer on the other person's.
