@@ -245,10 +245,14 @@ class DeskOps:
     async def resolve(
         self, conversation_id: str, user: str, *, skill: str, urgency: float | None, mood: str | None,
         note: str = "", csat: int | None = None, seen_resolves: int | None = None,
+        notify: dict[str, str] | None = None,
     ) -> Result:
         """`seen_resolves`: the count of resolves when the agent's form opened (`ConversationStore.resolve_count`); a
         resolve and a reopen since then make the form stale. Checked on the conversation this write compares
-        against, and the count is guarded by it, so a resolve and reopen landing in between make it read again."""
+        against, and the count is guarded by it, so a resolve and reopen landing in between make it read again.
+
+        `notify`: the customer's "resolved" notice, queued in the write's own step. Queued after the card's redraw,
+        a redraw Slack refused (or a restart in between) left a resolve the customer never heard of."""
 
         legacy = await self.store.legacy_resolves(conversation_id)
 
@@ -266,7 +270,7 @@ class DeskOps:
             conv.taught_skill = None  # used up by this resolve: a reopened episode's resolve teaches again
             return ("state", "resolved_at", "claimed_by", "skill", "moving_ref", "taught_skill", "resolves", "agent")
 
-        result = await self._change(conversation_id, change)
+        result = await self._change(conversation_id, change, (lambda conv, seen: notify) if notify else None)
         if not result.ok or result.conversation is None:
             return result
         conv, taught = result.conversation, result.before.taught_skill if result.before else None

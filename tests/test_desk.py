@@ -419,3 +419,31 @@ async def test_a_lead_works_cards_without_being_listed_as_an_agent(redis: aiored
         assert "Only support agents" in refused[-1].params["text"]
     finally:
         await gw.close()
+
+
+async def test_resolve_tells_the_customer_even_when_slack_refuses_the_card_redraw(
+    desk_gw: Gateway, callback: Callback
+) -> None:
+    """The resolve is written, then the card redrawn. Before: a redraw Slack refused (500s, a card deleted by a
+    lead tidying the channel) raised before the customer's notice was queued: resolved, the learners told, but
+    the customer never heard it nor got the rating question, and a second resolve was refused."""
+    conv_id, card, channel = await new_card(desk_gw)
+    slack = sender(desk_gw)
+    await slack.click("U0ALICE", channel, card, {"type": "button", "action_id": "sb_claim", "value": conv_id})
+    await eventually(lambda: desk_gw.rt.ops.holder(conv_id))
+    await slack.click("U0ALICE", channel, card, {"type": "button", "action_id": "sb_resolve", "value": conv_id})
+    opened = await eventually(lambda: desk_gw.slack.calls_to("views.open"))
+    view = opened[-1].params["view"]
+    view = json.loads(view) if isinstance(view, str) else view
+    values = {
+        "skill": {"value": {"type": "static_select", "selected_option": {"value": "billing"}}},
+        "csat": {"value": {"type": "static_select", "selected_option": {"value": "yes"}}},
+    }
+    desk_gw.slack.fail_next("chat.update", 500, count=20)
+    status, _ = await slack.submit_view("U0ALICE", view, values)
+    assert status == 200
+    told = await eventually(lambda: [r for r in callback.received if "resolved" in r["text"]])
+    assert "1 (poor) to 5" in told[0]["text"]
+    assert await desk_gw.rt.redis.exists(keys.csat_asked(conv_id))
+    conv = await desk_gw.rt.store.load(conv_id)
+    assert conv is not None and conv.state.value == "resolved"

@@ -29,7 +29,7 @@ from gateway.store import ConversationStore
 from integrations.slack import modals, replies
 from integrations.slack.commands.roster import Roster
 from integrations.slack.desk import SlackDesk
-from integrations.slack.replies import queue_reply
+from integrations.slack.replies import reply_fields
 
 log = structlog.get_logger(__name__)
 
@@ -225,8 +225,18 @@ def register(bolt: AsyncApp, ctx: DeskContext) -> None:
         await ack()
         if not await ctx.is_agent(user, client):
             return
+        # The customer's side first: the notice is queued with the resolve itself, then the rating asked, and
+        # only then the cards redrawn (cosmetic, for agents). After a refused redraw nothing of that happened.
+        before = await ctx.store.load(form.conversation_id)
+        channel = ctx.channels.get(before.customer.channel) if before else None
+        in_widget = form.ask_csat and isinstance(channel, AsksRating)
+        text = "Your conversation has been resolved. Reply any time if you need more help."
+        if form.ask_csat and not in_widget:
+            text += " How did we do? Reply with a number from 1 (poor) to 5 (great)."
+        notice = reply_fields(text, "Support", f"resolve-{form.conversation_id}-{int(time.time())}", kind="notify")
         result = await ctx.ops.resolve(form.conversation_id, user, skill=form.skill, urgency=form.urgency,
-                                       mood=form.mood, note=form.note, csat=None, seen_resolves=form.resolves)
+                                       mood=form.mood, note=form.note, csat=None, seen_resolves=form.resolves,
+                                       notify=notice)
         if not result.ok or result.conversation is None:
             # The form has closed: a view submission has no channel of its own, the card's is where they look.
             current = await ctx.store.load(form.conversation_id) or result.conversation
@@ -234,18 +244,16 @@ def register(bolt: AsyncApp, ctx: DeskContext) -> None:
             return
         request = _rating_request(result.conversation)
         conv = await ctx.store.load(form.conversation_id) or result.conversation  # the card may have moved
-        resolved = f"✅ Resolved by <@{user}> · {_clock()} · {form.skill}"
-        await ctx.desk.update_card(conv, resolved)
-        await _redraw_earlier(ctx, conv, resolved)
-        text = "Your conversation has been resolved. Reply any time if you need more help."
-        channel = ctx.channels.get(conv.customer.channel)
         if form.ask_csat:  # a rating counts only while one is asked for, and once
             await csat.ask(ctx.redis, conv.id, request)
-        if form.ask_csat and isinstance(channel, AsksRating):
+        if in_widget and isinstance(channel, AsksRating):
             await channel.ask_rating(conv, request)
-        elif form.ask_csat:
-            text += " How did we do? Reply with a number from 1 (poor) to 5 (great)."
-        await queue_reply(ctx, conv, text, "Support", f"resolve-{conv.id}-{int(time.time())}", kind="notify")
+        resolved = f"✅ Resolved by <@{user}> · {_clock()} · {form.skill}"
+        try:
+            await ctx.desk.update_card(conv, resolved)
+        except SlackApiError as exc:  # the customer was told; the card says so once Slack takes a redraw again
+            log.warning("resolved_card_not_redrawn", conversation_id=conv.id, error=exc.response.get("error"))
+        await _redraw_earlier(ctx, conv, resolved)
 
     @bolt.event("message")
     async def thread_reply(event: dict[str, Any], body: dict[str, Any], client: AsyncWebClient) -> None:

@@ -145,10 +145,15 @@ def _span(seconds: int) -> str:
     return f"{days} days" if days and not rest else f"{seconds:,} s"
 
 
+def reply_fields(text: str, author: str, ref: str, kind: str = "agent_reply") -> dict[str, str]:
+    """A message to the customer as a stream entry: an agent's reply, or our notice (`kind` "notify")."""
+    return {"kind": kind, "text": text, "author": author, "ref": ref}
+
+
 async def queue_reply(ctx: DeskContext, conv: Conversation, text: str, author: str, ref: str,
                       kind: str = "agent_reply", slack: tuple[str, str] | None = None) -> None:
-    """On the customer's partition stream, in order with their messages (the resolve notice comes here too)."""
-    fields = {"kind": kind, "text": text, "author": author, "ref": ref}
+    """On the customer's partition stream, in order with their messages."""
+    fields = reply_fields(text, author, ref, kind)
     if slack:
         fields.update({"slack_channel": slack[0], "slack_ts": slack[1]})
     if kind == "agent_reply":
