@@ -45,7 +45,7 @@ async def post_card(
     await thread_what_the_card_cut(p, conv, effects)
     channel = p.channels.get(conv.customer.channel)
     if posted and shows_waiting(channel):
-        policy = await p.policies.for_conversation(conv.id)
+        policy = await p.policies.routed_under(conv.id)
         # The SLA clock's time, as the hand-off notice tells it: the bare target promised "about 15 minutes"
         # while the desk was closed until Monday.
         minutes = eta_minutes(policy, decision.skill, now)

@@ -194,7 +194,7 @@ class DeskOps:
 
         The worker posts the new card from the customer's partition stream (`gateway.transfers`), so the
         move is ordered with their messages: none is threaded under the old card once it is moved."""
-        policy = await self.policies.for_conversation(conversation_id)  # the arm `transfers.move_card` routes by
+        policy = await self.policies.routed_under(conversation_id)  # the arm `transfers.move_card` routes by
         if skill not in policy.skills:
             return Result(False, f"{await self._not_here(skill, policy)}; choose one of {', '.join(policy.skills)}.")
 

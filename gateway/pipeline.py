@@ -265,7 +265,9 @@ class Pipeline:
         return await self.identity.history(conv.customer.person_id, conv.id)  # merged since: read again
 
     async def _route(self, conv: Conversation, message: Message, effects: Effects, pre: prefetch.Prefetched) -> None:
-        policy = await self.policies.for_conversation(conv.id)
+        # A canary's arm is chosen at a conversation's first routing (never saved yet), and kept after it.
+        arm = self.policies.routed_under if conv.version else self.policies.for_conversation
+        policy = await arm(conv.id)
         judged = handback.since_back_to_bot(conv, message)
         if judged is not conv:
             log.info("routed_since_back_to_bot", conversation_id=conv.id, message_id=message.id,

@@ -195,7 +195,10 @@ class PolicyStore:
         return self._canary
 
     async def for_conversation(self, conversation_id: str) -> Policy:
-        """The policy that routes this conversation (the canary arm, when one is running)."""
+        """The policy that routes a *new* conversation, which a running canary puts in one of its arms here; every
+        later look is `routed_under`. Called for any conversation, one from before the canary joined an arm at
+        its next message and switched policy mid-conversation (a paused bot handing it to people), and the
+        arms' stats counted conversations the live policy had routed."""
         policy = await self.current()
         canary = self._canary
         if canary is None:

@@ -47,7 +47,7 @@ async def move_card(p: Pipeline, fields: Mapping[str, str], ack: Ack | None) -> 
     if conv is None or conv.decision is None:
         log.error("transfer_for_missing_conversation", conversation_id=conv_id, transfer=ref)
         return
-    policy = await p.policies.for_conversation(conv.id)
+    policy = await p.policies.routed_under(conv.id)
     channel = policy.route_for(skill).channel
     by = f"by <@{fields.get('user', '')}> · {_clock(ack)} (`{conv.id}`)"
     fresh, since = delivery(ack, fields)

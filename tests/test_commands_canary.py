@@ -4,10 +4,17 @@ arms, promote makes it live (audited), drop ends it."""
 from __future__ import annotations
 
 import json
+from collections.abc import AsyncIterator
+from pathlib import Path
 
+import pytest
+import redis.asyncio as aioredis
+
+from gateway.domain import BOT_AUTHOR
 from gateway.policy_store import CANDIDATE, CONTROL, arm_of
+from tests.conftest import Callback
 from tests.harness import Gateway, cards, eventually
-from tests.test_commands_support import Slash, cmd_gw
+from tests.test_commands_support import Slash, cmd_gw, commands_gateway
 
 __all__ = ["cmd_gw"]
 
@@ -130,3 +137,47 @@ async def test_changes_the_canary_cannot_split_are_refused_as_canaries(cmd_gw: G
     assert "cannot run as a canary" in await slash.text("sla billing first=5m --dry-run --canary 10%")
     assert await cmd_gw.rt.policies.canary(force=True) is None
     assert (await cmd_gw.rt.policies.current(force=True)).version == 1
+
+
+@pytest.fixture
+async def bot_gw(redis: aioredis.Redis, redis_url: str, tmp_path: Path, callback: Callback) -> AsyncIterator[Gateway]:
+    """With the API channel's callback as the customer, so the bot's answers are delivered."""
+    gw = await commands_gateway(redis_url, tmp_path, api_callback_url=callback.url)
+    yield gw
+    await gw.close()
+
+
+async def test_a_canary_routes_new_conversations_only(bot_gw: Gateway) -> None:
+    """README: a canary routes "a deterministic share of new conversations". Before: a conversation with the bot
+    when it started was put in an arm at its next message and switched policy mid-conversation (here: handed to
+    people by a paused bot), and the arms' stats counted conversations routed under the live policy."""
+    cmd_gw = bot_gw
+    status, body = await cmd_gw.post_message(
+        {"customer_id": "before", "message_id": "b-1", "text": "How long does shipping usually take?"})
+    assert status == 202
+    earlier = str(body["conversation_id"])
+
+    async def with_bot(conv_id: str) -> bool:
+        conv = await cmd_gw.rt.store.load(conv_id)
+        return conv is not None and conv.state.value == "automated"
+
+    await eventually(lambda: with_bot(earlier))
+    slash = Slash(cmd_gw)
+    assert (await slash.text("automation pause --canary 99%")).startswith("🐤")
+    canary = await cmd_gw.rt.policies.canary(force=True)
+    assert canary is not None
+
+    await cmd_gw.post_message({"customer_id": "before", "message_id": "b-2", "text": "How do I reset my password?"})
+    _, fresh = await cmd_gw.post_message(
+        {"customer_id": "after", "message_id": "a-1", "text": "How do I reset my password?"})
+    new = str(fresh["conversation_id"])
+    bot_turns = await eventually(lambda: _bot_answers(cmd_gw, earlier, 2))
+    assert len(bot_turns) == 2  # the earlier one stays with the live policy's bot (99%: in the candidate's share)
+    arms = await eventually(lambda: cmd_gw.rt.policies.arms(canary.id))
+    assert arms == {new: arm_of(new, 99)}
+
+
+async def _bot_answers(gw: Gateway, conv_id: str, n: int) -> list[str] | None:
+    conv = await gw.rt.store.load(conv_id)
+    answers = [m.text for m in conv.messages if m.author == BOT_AUTHOR] if conv else []
+    return answers if len(answers) >= n else None

@@ -42,7 +42,9 @@ no unanswered question) nor the answer count (a thanks after the third answer ne
 class PolicySource(Protocol):
     """Where the live policy comes from (`gateway.policy_store.PolicyStore`: cached ~1 s, canary-aware)."""
 
-    async def for_conversation(self, conversation_id: str) -> Policy: ...
+    async def routed_under(self, conversation_id: str) -> Policy:
+        """The policy of the canary arm that routed the conversation (the live one outside a canary)."""
+        ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,7 +53,7 @@ class FixedPolicy:
 
     policy: Policy
 
-    async def for_conversation(self, conversation_id: str) -> Policy:
+    async def routed_under(self, conversation_id: str) -> Policy:
         return self.policy
 
 
@@ -111,7 +113,7 @@ class AnswerBot:
     async def rules(self, conversation: Conversation) -> HandoffRules:
         if self.fixed_rules is not None:
             return self.fixed_rules
-        return rules_of(await self.policies.for_conversation(conversation.id))
+        return rules_of(await self.policies.routed_under(conversation.id))
 
     def match(self, text: str) -> Match | None:
         """Nearest example wins; its cosine similarity is the confidence (1.0 = same words).
