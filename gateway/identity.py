@@ -100,9 +100,11 @@ class Identity:
         return {as_str(i) for i in await self.redis.smembers(f"{keys.person(person)}:idents")}
 
     async def merge(self, into: str, others: list[str]) -> list[str]:
-        """Move every identity and conversation of `others` to `into`; returns the merge record ids."""
+        """Move every identity and conversation of `others` to `into`; returns the merge record ids. A person
+        named twice (an entry queued before the ingest listed each once) is merged once: a second record of the
+        same merge still read as active after the first was undone."""
         records = []
-        for other in others:
+        for other in dict.fromkeys(others):
             if other == into:
                 continue
             moved = sorted(await self.identities(other))

@@ -37,12 +37,17 @@ if existing then return {0, existing} end
 local P = ARGV[7]
 local person = false
 local others = {}
+local listed = {}  -- each other person once, however many of the identities they hold (email and phone)
 local owners = {}
 for i = 12, #ARGV do
   local owner = redis.call('GET', P .. 'ident:' .. ARGV[i])
   owners[i] = owner
   if owner then
-    if not person then person = owner elseif owner ~= person then table.insert(others, owner) end
+    if not person then person = owner
+    elseif owner ~= person and not listed[owner] then
+      listed[owner] = true
+      table.insert(others, owner)
+    end
   end
 end
 if not person then person = ARGV[10] end
