@@ -18,8 +18,10 @@ import enum
 import redis.asyncio as aioredis
 import structlog
 
-from gateway.domain import Conversation, ConversationState, Direction, Outcome, Scores, utcnow
+from gateway import optout
+from gateway.domain import Conversation, ConversationState, Direction, Message, Outcome, Scores, utcnow
 from gateway.effects import Effects, never_found
+from gateway.follow_ups import is_reaction
 from gateway.scheduler import Clock, Deadline, SlaScheduler, SystemClock
 from gateway.store import ConversationStore
 from integrations.automation.acknowledge import is_acknowledgement
@@ -88,11 +90,12 @@ class BotFollowUp:
                 # The worker that sent the answer has not saved the state yet: look again shortly.
                 await self.deadlines.schedule(conv.id, deadline.kind, self.clock.now() + 5)
                 continue
-            if conv is None or conv.state is not ConversationState.AUTOMATED or not conv.messages:
+            said = [m for m in conv.messages if asks(conv, m)] if conv is not None else []
+            if conv is None or conv.state is not ConversationState.AUTOMATED or not said:
                 continue
-            if conv.messages[-1].direction is not Direction.OUTBOUND:
+            if said[-1].direction is not Direction.OUTBOUND:
                 continue  # the customer wrote again; that message is being routed
-            last_at = conv.messages[-1].at.timestamp()
+            last_at = said[-1].at.timestamp()
             if last_at > self.clock.now() - self.quiet_s:
                 # A newer bot answer (or hand-off notice) than the one this deadline was set for: the
                 # customer came back and a worker is answering. Resolving now would be overwritten by
@@ -116,7 +119,7 @@ class BotFollowUp:
                 continue
             await publish_outcome(self.redis, Outcome(
                 conversation_id=conv.id, kind="automation_resolved", automation_failed=False,
-                text="\n".join(m.text for m in conv.inbound[-5:]),
+                text="\n".join([m.text for m in said if m.direction is Direction.INBOUND][-5:]),
                 predicted=conv.scores.model_dump(mode="json") if conv.scores else {},
             ))
             log.info("automation_resolved", conversation_id=conv.id)
@@ -130,6 +133,15 @@ class BotFollowUp:
                 log.warning("bot_followup_failed", error=repr(exc))
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), timeout=interval)
+
+
+def asks(conv: Conversation, message: Message) -> bool:
+    """Whether a message counts as the customer writing again. A 👍 on the bot's answer or STOP asks nothing (the
+    pipeline threads them quietly, routing nothing): taken for a comeback, the silence check dropped its deadline
+    for good, and the answer the customer liked was never labelled."""
+    if message.direction is not Direction.INBOUND:
+        return True
+    return not (is_reaction(message) or optout.keyword(conv, message) is not None)
 
 
 async def publish_failure_once(

@@ -12,13 +12,16 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
+import time
 from typing import Any
 
 import redis.asyncio as aioredis
 
 from gateway.domain import Conversation, ConversationState
 from gateway.optout import opt_out_key
-from tests.harness import Gateway, eventually, stored_card, transcript_of
+from gateway.redis_conn import as_str
+from gateway.scheduler import ManualClock
+from tests.harness import Gateway, eventually, outcomes, stored_card, transcript_of
 from tests.test_desk import sender
 from tests.test_optout import _text
 from tests.test_whatsapp import APP_SECRET, WA_ID, Graph, delivery, text
@@ -135,3 +138,39 @@ async def test_a_whatsapp_reaction_taken_back_is_acknowledged_and_dropped(
     texts = [m["text"] for m in await transcript_of(gw.rt.redis, f"whatsapp:+{WA_ID}")]
     assert texts == ["I was charged twice on my invoice", "One more question about my invoice"], texts
     assert not _thread(gw, channel, card, "[reaction")  # was: "*Customer* (whatsapp): [reaction ]"
+
+
+async def test_a_whatsapp_reaction_to_the_bots_answer_lets_its_silence_close_the_conversation(
+    meta_gw_plain: tuple[Gateway, Graph], redis: aioredis.Redis
+) -> None:
+    """Before: the 👍 was the transcript's last message, so the bot's silence check read "the customer wrote again,
+    that message is being routed", dropped its deadline and never came back: the conversation stayed with the bot
+    for good, the answer the customer liked was never labelled a success, and a message days later labelled it a
+    failure."""
+    gw, _ = meta_gw_plain
+    follow = gw.rt.pipeline.bot_followup
+    assert follow is not None
+    follow.clock = clock = ManualClock(time.time())
+    await _meta_sends(gw, text("wamid.IN1", "How long does shipping usually take?"))
+    answered = await eventually(lambda: _any_in_state(gw, ConversationState.AUTOMATED))
+    await _meta_sends(gw, _reaction("wamid.IN2", "👍"))
+
+    async def reacted() -> bool:
+        conv = await gw.rt.store.load(answered.id)
+        return conv is not None and conv.messages[-1].text.startswith("[reaction")
+
+    await eventually(reacted)
+    clock.advance(follow.quiet_s + 1)
+    assert await follow.tick() == 1
+    assert await _in_state(gw, answered.id, ConversationState.RESOLVED)
+    labels = await outcomes(redis)
+    assert [(o["kind"], o["automation_failed"]) for o in labels] == [("automation_resolved", False)]
+    assert "reaction" not in labels[0]["text"]  # the label is the question the bot answered
+
+
+async def _any_in_state(gw: Gateway, state: ConversationState) -> Conversation | None:
+    for key in await gw.rt.redis.keys("sb:conv:*:msgs"):
+        conv = await gw.rt.store.load(as_str(key).split(":")[2])
+        if conv is not None and conv.state is state:
+            return conv
+    return None
