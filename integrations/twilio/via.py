@@ -20,7 +20,9 @@ KEEP_S = 180 * 86400
 
 
 async def remember(redis: aioredis.Redis, customer_key: str, our_address: str) -> None:
-    """Best effort: the message is stored already, and without it the reply uses the configured number."""
+    """Best effort: without it the reply uses the configured number. Called before the message is ingested (and
+    only once it passed the signature and validation checks): remembered after, a fast bot answer to a first text
+    could go out first, from the configured number."""
     try:
         await redis.set(keys.reply_via(customer_key), our_address, ex=KEEP_S)
     except (RedisError, OSError) as exc:

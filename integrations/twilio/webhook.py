@@ -1,7 +1,8 @@
 """`POST /channels/twilio`: inbound SMS and WhatsApp messages from Twilio Messaging.
 
 Same order as the JSON API: size limit, signature, validation, durable ingest, and only then the empty
-TwiML answer — Twilio treats a 2xx as delivered, so answering earlier could lose a message.
+TwiML answer — Twilio treats a 2xx as delivered, so answering earlier could lose a message. The number the
+customer wrote to is remembered after the checks and before the ingest (`integrations.twilio.via`).
 """
 
 from __future__ import annotations
@@ -121,6 +122,10 @@ def make_handler(auth_token: str, ingest: Ingest, public_url: str | None, max_bo
         except ValidationError:
             log.warning("twilio_sender_invalid", message_sid=msg.message_sid)
             return web.Response(status=400, text="invalid sender")
+        if redis is not None:
+            # Before the ingest queues it: a bot answer to a first text could otherwise be sent before the number
+            # was remembered, from TWILIO_FROM_NUMBER. Only now, with the signature and the message checked.
+            await via.remember(redis, inbound_msg.customer_key, msg.to.strip())
         try:
             accepted = await ingest(inbound_msg)
         except (RedisError, OSError) as exc:
@@ -130,8 +135,6 @@ def make_handler(auth_token: str, ingest: Ingest, public_url: str | None, max_bo
             return web.Response(status=503, text="unavailable", headers={"Retry-After": "2"})
         log.info("message_accepted", conversation_id=accepted.conversation_id, message_id=accepted.message_id,
                  channel=msg.channel.value, duplicate=accepted.duplicate)
-        if redis is not None:
-            await via.remember(redis, inbound_msg.customer_key, msg.to.strip())
         return twiml()
 
     return inbound
