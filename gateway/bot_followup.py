@@ -154,7 +154,9 @@ async def publish_failure_once(
         outcome = Outcome(
             conversation_id=conv.id,
             kind="automation_handoff",
-            text="\n".join(m.text for m in conv.inbound[-5:-1]) or conv.last_inbound_text,
+            # The five messages before the comeback, as the bot's answer was scored and its success labelled
+            # ([-5:-1] took four: the failure and the success it stands beside were two different texts).
+            text="\n".join(m.text for m in conv.inbound[-6:-1]) or conv.last_inbound_text,
             automation_failed=True,
             correction=reason,
             predicted=answered_on.model_dump(mode="json") if answered_on else {},

@@ -164,6 +164,10 @@ class Pipeline:
             index = conv.messages.index(message)
             new_wait = index == 0 or ends_wait(conv.messages[index - 1])
             before, card = (conv.state, conv.resolved_at), conv.card_ts
+            if conv.state is ConversationState.RESOLVED and self.bot_followup is not None:
+                # The bot closed it after an agent's Back to bot: a comeback takes its success back, as one
+                # without a card does (`_route`); only that path had, so the false success stood alone.
+                await self.bot_followup.comeback(conv, effects, f"comeback:{message.id}", conv.scores, message.text)
             await follow_up(self, conv, message, effects)
             # Only a reopen changes these. Writing them back unchanged would undo a claim or a resolve
             # an agent made while this message was being threaded (Slack takes 100-300 ms).

@@ -23,7 +23,7 @@ from gateway.bot_followup import BOT_AGENT
 from gateway.domain import Conversation, ConversationState
 from gateway.scheduler import ManualClock
 from tests.conftest import Callback
-from tests.harness import Gateway, cards, eventually, make_settings, start_gateway
+from tests.harness import Gateway, cards, eventually, make_settings, outcomes, start_gateway
 from tests.slack_requests import SlackSender
 
 RESET_ANSWER = 'Use "Forgot password?" on the sign-in page'
@@ -183,3 +183,32 @@ async def test_an_agent_acting_while_the_customer_comes_back_from_the_bot_keeps_
         assert await gw.rt.ops.holder(conv_id) == "U0BOB"
     else:
         assert conv.state is ConversationState.RESOLVED and conv.claimed_by is None
+
+
+async def test_a_comeback_after_the_bot_closed_a_handed_back_conversation_takes_its_success_back(
+    gw: Gateway, callback: Callback
+) -> None:
+    """The card's path (a conversation handed back keeps its card) reopened it for people and published nothing:
+    the bot's success label stood alone, while one without a card gets its "reopened within window" failure."""
+    conv_id, _, _ = await _handled_by_agent_then_back_to_bot(
+        gw, callback, "btb-back", "I was charged twice on my invoice", "support-billing")
+    follow = gw.rt.pipeline.bot_followup
+    assert follow is not None
+    follow.clock = clock = ManualClock(time.time())
+    await gw.post_message({"customer_id": "btb-back", "message_id": "btb-back-2",
+                           "text": "Thanks. How do I reset my password?"})
+    await _bot_answer(callback)
+    await eventually(lambda: _state(gw, conv_id, ConversationState.AUTOMATED))
+    clock.advance(follow.quiet_s + 1)
+    assert await follow.tick() == 1
+    await gw.post_message({"customer_id": "btb-back", "message_id": "btb-back-3",
+                           "text": "That reset link never arrived, it does not work"})
+    await eventually(lambda: _state(gw, conv_id, ConversationState.WAITING))
+
+    async def labels() -> list[tuple[str, bool, str | None]] | None:
+        found = [(o["kind"], o["automation_failed"], o.get("correction")) for o in await outcomes(gw.rt.redis)
+                 if o["conversation_id"] == conv_id]
+        return found if len(found) >= 2 else None
+
+    assert await eventually(labels) == [("automation_resolved", False, None),
+                                        ("automation_handoff", True, "reopened within window")]

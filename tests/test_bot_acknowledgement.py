@@ -15,7 +15,10 @@ from pathlib import Path
 import pytest
 import redis.asyncio as aioredis
 
+from gateway import keys
+from gateway.bot_followup import publish_failure_once
 from gateway.domain import ChannelKind, Conversation, ConversationState, Customer, Direction, Message, Scores
+from gateway.effects import Effects
 from integrations.automation import AnswerBot
 from integrations.automation.acknowledge import REPLY, is_acknowledgement
 from router.policy import load_policy
@@ -218,3 +221,17 @@ async def test_thanks_but_still_broken_after_the_bot_closed_it_is_a_comeback(
 
     # The earlier answer failed (and the bot then handed this message off, a label of its own)
     assert "reopened within window" in await eventually(taken_back)
+
+
+async def test_a_failure_label_pairs_with_the_five_messages_the_bot_answered_on(redis: aioredis.Redis) -> None:
+    """Scored (and labelled a success) on the last five messages; the failure took the four before the comeback,
+    so the two labels of one answer were two different texts to the learner."""
+    texts = [f"question {i}" for i in range(1, 7)] + ["that did not help"]
+    conv = Conversation(
+        id="conv_pair", customer=Customer(key="api:pair", channel=ChannelKind.API, external_id="pair"),
+        messages=[Message(id=f"m{i}", direction=Direction.INBOUND, channel=ChannelKind.API, text=t)
+                  for i, t in enumerate(texts)])
+    effects = Effects(redis, keys.effects(conv.id), known={}, fresh=True)
+    await publish_failure_once(redis, effects, "comeback:m6", conv, CALM, "reopened within window")
+    (label,) = await outcomes(redis)
+    assert label["text"] == "\n".join(texts[1:6])  # questions 2-6: what the answer was scored on
