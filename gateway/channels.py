@@ -14,11 +14,12 @@ import redis.asyncio as aioredis
 from aiohttp import web
 from pydantic import ValidationError
 
-from gateway.domain import ChannelKind, InboundMessage
-from gateway.ports import CustomerChannel, OnUndelivered
+from gateway.domain import ChannelKind, Conversation, InboundMessage, Message
+from gateway.ports import CustomerChannel, Delivery, OnUndelivered
 from gateway.settings import ConfigError
 from gateway.store import Accepted
 from integrations import twilio, webchat, whatsapp
+from integrations.twilio import via
 
 
 @dataclass
@@ -44,10 +45,42 @@ def channel_configs_or_error() -> ChannelConfigs:
         raise ConfigError(f"configuration error: {alias}: {msg}" if alias else f"configuration error: {msg}") from None
 
 
+class WhatsAppBySender:
+    """WhatsApp with both Twilio and Meta's Cloud API configured: each customer is answered through the provider
+    they last wrote through, from the sender they wrote to. Twilio's webhook remembers the sender a customer wrote
+    to (`integrations.twilio.via`) and Meta's forgets it, so a remembered one means Twilio.
+
+    Meta's answered every WhatsApp customer: one who wrote to the Twilio sender got every reply from Meta's number,
+    which they had never written to (and whose 24-hour window is not theirs, so a reply could be refused)."""
+
+    kind = ChannelKind.WHATSAPP
+
+    def __init__(self, twilio_sender: twilio.TwilioChannel, meta: whatsapp.WhatsAppCloudChannel,
+                 redis: aioredis.Redis) -> None:
+        self.twilio = twilio_sender
+        self.meta = meta
+        self.redis = redis
+
+    async def provider(self, conversation: Conversation) -> twilio.TwilioChannel | whatsapp.WhatsAppCloudChannel:
+        return self.twilio if await via.recall(self.redis, conversation.customer.key) else self.meta
+
+    async def send(self, conversation: Conversation, message: Message) -> Delivery:
+        return await (await self.provider(conversation)).send(conversation, message)
+
+    def reengages(self, conversation: Conversation) -> bool:
+        """Either provider's template may be the one: which provider answers is read from Redis at the send, and
+        one without a template refuses it there, for good, as a WhatsApp with no template does."""
+        return self.twilio.reengages(conversation) or self.meta.reengages(conversation)
+
+    async def send_template(self, conversation: Conversation, template_id: str) -> Delivery:
+        return await (await self.provider(conversation)).send_template(conversation, template_id)
+
+
 def senders(
     configs: ChannelConfigs, redis: aioredis.Redis, session: aiohttp.ClientSession
 ) -> dict[ChannelKind, CustomerChannel]:
-    """The worker's view: who can deliver a reply on each channel (Meta's API wins for WhatsApp)."""
+    """The worker's view: who can deliver a reply on each channel. WhatsApp through Twilio or Meta's Cloud API, or,
+    with both, through the one each customer last wrote through (`WhatsAppBySender`)."""
     found: dict[ChannelKind, CustomerChannel] = {ChannelKind.WEBCHAT: webchat.WebchatChannel(redis)}
     tw = configs.twilio
     if not tw.missing():
@@ -60,10 +93,13 @@ def senders(
     wa = configs.whatsapp
     if not wa.missing():
         assert wa.access_token and wa.phone_number_id
-        found[ChannelKind.WHATSAPP] = whatsapp.WhatsAppCloudChannel(
+        meta = whatsapp.WhatsAppCloudChannel(
             session, redis, wa.api_url, wa.phone_number_id, wa.access_token.get_secret_value(),
             reengage_template=wa.reengage(),
         )
+        through_twilio = found.get(ChannelKind.WHATSAPP)
+        found[ChannelKind.WHATSAPP] = (WhatsAppBySender(through_twilio, meta, redis)
+                                       if isinstance(through_twilio, twilio.TwilioChannel) else meta)
     return found
 
 
@@ -80,4 +116,4 @@ def mount(
     twilio.setup(app, redis=redis, ingest=ingest, session=session, config=configs.twilio,
                  on_failed=on_delivery_failed)
     whatsapp.setup(app, redis=redis, ingest=ingest, session=session, config=configs.whatsapp,
-                   on_failed=on_delivery_failed)
+                   on_failed=on_delivery_failed, forget_twilio_sender=not configs.twilio.missing())

@@ -29,7 +29,8 @@ def _describe(payload: dict[str, Any]) -> str:
 
 
 class TwilioChannel:
-    """One sender for both kinds: register it for SMS, and for WhatsApp unless Meta's Cloud API is used."""
+    """One sender for both kinds: register it for SMS and WhatsApp (with Meta's Cloud API too, for the WhatsApp
+    customers who last wrote through Twilio: `gateway.channels.WhatsAppBySender`)."""
 
     kind = ChannelKind.SMS
     kinds = (ChannelKind.SMS, ChannelKind.WHATSAPP)

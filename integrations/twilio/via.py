@@ -34,3 +34,8 @@ async def recall(redis: aioredis.Redis | None, customer_key: str) -> str | None:
         return None
     raw = await redis.get(keys.reply_via(customer_key))
     return as_str(raw) if raw else None
+
+
+async def forget(redis: aioredis.Redis, customer_key: str) -> None:
+    """The customer now writes through Meta's Cloud API (WhatsApp on both providers): answered from there."""
+    await redis.delete(keys.reply_via(customer_key))

@@ -27,13 +27,17 @@ def setup(
     session: aiohttp.ClientSession,
     config: WhatsAppConfig,
     on_failed: OnUndelivered | None = None,
+    forget_twilio_sender: bool = False,
 ) -> WhatsAppCloudChannel | None:
+    """`forget_twilio_sender`: Twilio carries WhatsApp too, and a customer writing here is answered from here
+    again (`gateway.channels.WhatsAppBySender`)."""
     missing = config.missing()
     if missing:
         log.info("whatsapp_not_mounted", missing=missing)
         return None
     assert config.app_secret and config.verify_token and config.access_token and config.phone_number_id
-    receiver = Receiver(redis, ingest, config.app_secret.get_secret_value(), config.max_body, on_failed)
+    receiver = Receiver(redis, ingest, config.app_secret.get_secret_value(), config.max_body, on_failed,
+                        forget_twilio_sender=forget_twilio_sender)
     app.router.add_get("/channels/whatsapp", make_verify(config.verify_token.get_secret_value()))
     app.router.add_post("/channels/whatsapp", receiver.handle)
     log.info("whatsapp_mounted", path="/channels/whatsapp", api=config.api_url)

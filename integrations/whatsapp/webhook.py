@@ -33,6 +33,7 @@ from gateway.ports import OnUndelivered
 from gateway.redis_conn import as_str
 from gateway.store import Accepted
 from integrations.body import read_limited
+from integrations.twilio import via
 from integrations.webhook.untrusted import UNREADABLE_BODY, same_digest
 from integrations.whatsapp import landed
 from integrations.whatsapp.payload import Value, WaStatus, Webhook, message_text
@@ -97,8 +98,11 @@ def make_verify(verify_token: str) -> Callable[[web.Request], Awaitable[web.Resp
 
 class Receiver:
     def __init__(self, redis: aioredis.Redis, ingest: Ingest, app_secret: str, max_body: int,
-                 on_failed: OnUndelivered | None = None) -> None:
+                 on_failed: OnUndelivered | None = None, forget_twilio_sender: bool = False) -> None:
+        """`forget_twilio_sender`: with Twilio carrying WhatsApp too, a message here drops the Twilio sender the
+        customer last wrote to, so they are answered through Meta again (`gateway.channels.WhatsAppBySender`)."""
         self.redis = redis
+        self.forget_twilio_sender = forget_twilio_sender
         self.on_failed = on_failed
         self.ingest = ingest
         self.app_secret = app_secret
@@ -144,6 +148,10 @@ class Receiver:
             except ValidationError:
                 log.warning("whatsapp_message_skipped", wamid_hash=fingerprint(m.id), type=m.type)
                 continue
+            if self.forget_twilio_sender:
+                # Before the ingest queues it, so no answer to it leaves through Twilio. Not best effort: a
+                # failure answers 503 and Meta delivers the message again.
+                await via.forget(self.redis, inbound.customer_key)
             accepted = await self.ingest(inbound)
             log.info("message_accepted", conversation_id=accepted.conversation_id, message_id=accepted.message_id,
                      channel="whatsapp", duplicate=accepted.duplicate)
