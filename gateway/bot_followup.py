@@ -83,47 +83,58 @@ class BotFollowUp:
         return Comeback.FAILED
 
     async def tick(self) -> int:
+        """Close the conversations whose bot answer met silence; returns how many. One deadline's failure (an
+        unreadable conversation, Redis or the learner's stream refusing a write) no longer drops the rest of the
+        batch: it is logged, and its lease brings it back (`SlaScheduler.due`)."""
         closed = 0
         for deadline in await self.deadlines.due(self.clock.now()):
-            conv = await self.store.load(deadline.conversation_id)
-            if conv is not None and conv.state is ConversationState.NEW:
-                # The worker that sent the answer has not saved the state yet: look again shortly.
-                await self.deadlines.schedule(conv.id, deadline.kind, self.clock.now() + 5)
+            try:
+                closed += await self._check(deadline)
+            except Exception as exc:
+                log.warning("bot_check_failed", conversation_id=deadline.conversation_id, error=repr(exc)[:300])
                 continue
-            said = [m for m in conv.messages if asks(conv, m)] if conv is not None else []
-            if conv is None or conv.state is not ConversationState.AUTOMATED or not said:
-                continue
-            if said[-1].direction is not Direction.OUTBOUND:
-                continue  # the customer wrote again; that message is being routed
-            last_at = said[-1].at.timestamp()
-            if last_at > self.clock.now() - self.quiet_s:
-                # A newer bot answer (or hand-off notice) than the one this deadline was set for: the
-                # customer came back and a worker is answering. Resolving now would be overwritten by
-                # that worker and leave the learner two contradicting labels; wait for its silence.
-                await self.deadlines.schedule(conv.id, deadline.kind, last_at + self.quiet_s)
-                continue
-            seen = conv.model_copy()
-            conv.state, conv.resolved_at, conv.agent = ConversationState.RESOLVED, utcnow(), BOT_AGENT
-            # A Resolve form opened before this is stale after a reopen (see `ConversationStore.resolve_count`).
-            conv.resolves = await self.store.resolve_count(conv) + 1
-            if not await self.store.save_if(conv, ("state", "resolved_at", "agent", "resolves"), seen):
-                # An agent acted on it meanwhile (claimed, resolved, handed it to people): theirs stands, and a
-                # second resolve here told the learner the bot succeeded at what a person did.
-                log.info("automation_resolve_overtaken", conversation_id=conv.id)
-                continue
-            await self.store.count_legacy_resolve(conv.id)
-            await self.store.mark_closed(conv)
-            closed += 1
-            if deadline.kind == CLOSING:
-                log.info("automation_closed_after_thanks", conversation_id=conv.id)
-                continue
-            await publish_outcome(self.redis, Outcome(
-                conversation_id=conv.id, kind="automation_resolved", automation_failed=False,
-                text="\n".join([m.text for m in said if m.direction is Direction.INBOUND][-5:]),
-                predicted=conv.scores.model_dump(mode="json") if conv.scores else {},
-            ))
-            log.info("automation_resolved", conversation_id=conv.id)
+            await self.deadlines.done(deadline)
         return closed
+
+    async def _check(self, deadline: Deadline) -> int:
+        conv = await self.store.load(deadline.conversation_id)
+        if conv is not None and conv.state is ConversationState.NEW:
+            # The worker that sent the answer has not saved the state yet: look again shortly.
+            await self.deadlines.schedule(conv.id, deadline.kind, self.clock.now() + 5)
+            return 0
+        said = [m for m in conv.messages if asks(conv, m)] if conv is not None else []
+        if conv is None or conv.state is not ConversationState.AUTOMATED or not said:
+            return 0
+        if said[-1].direction is not Direction.OUTBOUND:
+            return 0  # the customer wrote again; that message is being routed
+        last_at = said[-1].at.timestamp()
+        if last_at > self.clock.now() - self.quiet_s:
+            # A newer bot answer (or hand-off notice) than the one this deadline was set for: the
+            # customer came back and a worker is answering. Resolving now would be overwritten by
+            # that worker and leave the learner two contradicting labels; wait for its silence.
+            await self.deadlines.schedule(conv.id, deadline.kind, last_at + self.quiet_s)
+            return 0
+        seen = conv.model_copy()
+        conv.state, conv.resolved_at, conv.agent = ConversationState.RESOLVED, utcnow(), BOT_AGENT
+        # A Resolve form opened before this is stale after a reopen (see `ConversationStore.resolve_count`).
+        conv.resolves = await self.store.resolve_count(conv) + 1
+        if not await self.store.save_if(conv, ("state", "resolved_at", "agent", "resolves"), seen):
+            # An agent acted on it meanwhile (claimed, resolved, handed it to people): theirs stands, and a
+            # second resolve here told the learner the bot succeeded at what a person did.
+            log.info("automation_resolve_overtaken", conversation_id=conv.id)
+            return 0
+        await self.store.count_legacy_resolve(conv.id)
+        await self.store.mark_closed(conv)
+        if deadline.kind == CLOSING:
+            log.info("automation_closed_after_thanks", conversation_id=conv.id)
+            return 1
+        await publish_outcome(self.redis, Outcome(
+            conversation_id=conv.id, kind="automation_resolved", automation_failed=False,
+            text="\n".join([m.text for m in said if m.direction is Direction.INBOUND][-5:]),
+            predicted=conv.scores.model_dump(mode="json") if conv.scores else {},
+        ))
+        log.info("automation_resolved", conversation_id=conv.id)
+        return 1
 
     async def run(self, stop: asyncio.Event, interval: float = 5.0) -> None:
         while not stop.is_set():

@@ -1,9 +1,12 @@
 """SLA deadlines in a Redis sorted set, safe with several workers.
 
-Each deadline is a member "<conversation_id>|<kind>" scored by its due time (unix seconds). `due()` pops
-with a Lua script (range + remove in one atomic step), so when several workers poll at once every
-deadline is handed to exactly one of them. What to *do* with a deadline is decided by the pure
-`router.sla.actions_due()` from the conversation's current state, so stale deadlines are harmless.
+Each deadline is a member "<conversation_id>|<kind>" scored by its due time (unix seconds). `due()` leases
+with a Lua script (range + move to `now + LEASE_S` in one atomic step), so when several workers poll at once
+every deadline is handed to one of them; the caller removes it with `done()` once handled. A deadline whose
+handler failed or died comes back when its lease runs out: popped outright, one failing step (or a worker killed
+mid-batch) lost it and every deadline after it in the batch, a ladder's last step included. What to *do* with a
+deadline is decided by the pure `router.sla.actions_due()` from the conversation's current state, so stale
+deadlines are harmless.
 
 A per-conversation set indexes its pending kinds, so `cancel(conversation_id)` does not scan 100k
 members. Every escalation is appended with its reason to a stream (`sb:escalations`) for the audit trail.
@@ -13,7 +16,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 import redis.asyncio as aioredis
@@ -70,15 +73,29 @@ end
 return (#ARGV - 2) / 2
 """
 
-_POP_DUE = """
+_LEASE_DUE = """
 local items = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[1], 'WITHSCORES', 'LIMIT', 0, tonumber(ARGV[2]))
 for i = 1, #items, 2 do
-  redis.call('ZREM', KEYS[1], items[i])
-  local sep = string.find(items[i], '|', 1, true)
-  if sep then redis.call('SREM', ARGV[3] .. string.sub(items[i], 1, sep - 1), string.sub(items[i], sep + 1)) end
+  redis.call('ZADD', KEYS[1], 'XX', ARGV[3], items[i])
 end
 return items
 """
+
+_DONE = """
+-- Only the lease this caller holds: a deadline the handler re-planned (a new time for the same kind) stays.
+local member = ARGV[1] .. '|' .. ARGV[2]
+local score = redis.call('ZSCORE', KEYS[1], member)
+if score and tonumber(score) == tonumber(ARGV[3]) then
+  redis.call('ZREM', KEYS[1], member)
+  redis.call('SREM', ARGV[4] .. ARGV[1], ARGV[2])
+  return 1
+end
+return 0
+"""
+
+LEASE_S = 120.0
+"""How long a deadline handed out by `due()` stays with its caller before it is handed out again: longer than a
+step takes (a few Slack calls with 10 s time-outs), short beside the ladder's minutes."""
 
 
 class Clock(Protocol):
@@ -114,6 +131,8 @@ class Deadline:
     conversation_id: str
     kind: str
     due: float
+    leased_until: float = field(default=0.0, compare=False)
+    """Set by `due()`: the lease `done()` gives back."""
 
 
 def _parse(member: Any, score: Any) -> Deadline:
@@ -136,7 +155,8 @@ class SlaScheduler:
         self.escalations_maxlen = escalations_maxlen
         self._schedule = redis.register_script(_SCHEDULE)
         self._cancel = redis.register_script(_CANCEL)
-        self._pop = redis.register_script(_POP_DUE)
+        self._lease = redis.register_script(_LEASE_DUE)
+        self._done = redis.register_script(_DONE)
 
     @staticmethod
     def _check(conversation_id: str, kind: str | None) -> None:
@@ -193,15 +213,24 @@ class SlaScheduler:
         pipe.eval(_REPLACE, 1, self.key, *args)
 
     async def due(self, now: float, limit: int = 100) -> list[Deadline]:
-        """Pop up to `limit` deadlines due at `now`; each is returned to exactly one caller."""
-        raw = await self._pop(keys=[self.key], args=[repr(float(now)), int(limit), self.index_prefix])
+        """Up to `limit` deadlines due at `now`, each leased to this caller until `now + LEASE_S`: call `done()`
+        for each one handled (or moved: `schedule` replaces the lease), or it is handed out again then."""
+        until = float(now) + LEASE_S
+        raw = await self._lease(keys=[self.key], args=[repr(float(now)), int(limit), repr(until)])
         out: list[Deadline] = []
         for member, score in zip(raw[::2], raw[1::2], strict=True):
-            out.append(_parse(member, score))
+            d = _parse(member, score)
+            out.append(Deadline(d.conversation_id, d.kind, d.due, until))
         if out:
             # One event per batch (ids capped): a backlog drain must not flood the log.
             log.info("sla_deadlines_due", count=len(out), conversation_ids=[d.conversation_id for d in out[:20]])
         return out
+
+    async def done(self, deadline: Deadline) -> bool:
+        """Remove a deadline `due()` handed out, unless it was moved since (re-planned, re-scheduled)."""
+        removed = await self._done(keys=[self.key], args=[deadline.conversation_id, deadline.kind,
+                                                          repr(deadline.leased_until), self.index_prefix])
+        return bool(removed)
 
     async def poll(self, clock: Clock, limit: int = 100) -> list[Deadline]:
         return await self.due(clock.now(), limit)

@@ -218,17 +218,18 @@ class SlaTracker:
         for deadline in await self.scheduler.due(now):
             # One step per conversation per tick: the ladder is re-planned after each step, so two
             # deadlines popped together must not both act on a state the first has just changed.
-            if deadline.conversation_id in seen:
-                continue
-            seen.add(deadline.conversation_id)
-            try:
-                fired += await self._fire(deadline.conversation_id, now)
-            except Exception as exc:
-                # Popped already: without this the step (and every later one of the batch) was lost to
-                # one failing Slack call. It comes back after a pause; the ladder decides afresh then.
-                log.error("sla_step_failed", conversation_id=deadline.conversation_id, kind=deadline.kind,
-                          error=repr(exc)[:300], retry_in=STEP_RETRY_S)
-                await self.scheduler.schedule(deadline.conversation_id, deadline.kind, now + STEP_RETRY_S)
+            if deadline.conversation_id not in seen:
+                seen.add(deadline.conversation_id)
+                try:
+                    fired += await self._fire(deadline.conversation_id, now)
+                except Exception as exc:
+                    # It comes back after a pause; the ladder decides afresh then. Should this write fail too
+                    # (Redis away), the lease brings it, and the rest of the batch, back (`SlaScheduler.due`).
+                    log.error("sla_step_failed", conversation_id=deadline.conversation_id, kind=deadline.kind,
+                              error=repr(exc)[:300], retry_in=STEP_RETRY_S)
+                    await self.scheduler.schedule(deadline.conversation_id, deadline.kind, now + STEP_RETRY_S)
+                    continue
+            await self.scheduler.done(deadline)
         return fired
 
     async def _fire(self, conversation_id: str, now: float) -> int:

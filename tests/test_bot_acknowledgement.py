@@ -235,3 +235,19 @@ async def test_a_failure_label_pairs_with_the_five_messages_the_bot_answered_on(
     await publish_failure_once(redis, effects, "comeback:m6", conv, CALM, "reopened within window")
     (label,) = await outcomes(redis)
     assert label["text"] == "\n".join(texts[1:6])  # questions 2-6: what the answer was scored on
+
+
+async def test_one_unreadable_conversation_does_not_drop_the_other_silence_checks(
+    gw: Gateway, redis: aioredis.Redis
+) -> None:
+    """Popped outright, a batch of silence checks ended at the first one that raised: every later conversation
+    stayed with the bot for good, never closed nor labelled. Now the failing one is logged and comes back."""
+    _, _, broken = await bot_answered(gw, "tick-1")
+    follow, clock, fine = await bot_answered(gw, "tick-2")  # its clock is the check's clock from now on
+    await redis.hset(keys.conversation(broken), "scores", "{not json")  # unreadable, as after a bad hand edit
+    clock.advance(follow.quiet_s + 1)
+    assert await follow.tick() == 1
+    conv = await gw.rt.store.load(fine)
+    assert conv is not None and conv.state is ConversationState.RESOLVED
+    assert [d.conversation_id for d in await follow.deadlines.pending(broken)] == [broken]  # leased, not lost
+

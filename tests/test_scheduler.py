@@ -8,7 +8,7 @@ from dataclasses import replace
 import pytest
 import redis.asyncio as aioredis
 
-from gateway.scheduler import Deadline, ManualClock, SlaScheduler, SystemClock
+from gateway.scheduler import LEASE_S, Deadline, ManualClock, SlaScheduler, SystemClock
 from router.policy import load_policy
 from router.sla import ActionKind, SlaState, SlaStep, actions_due
 
@@ -28,13 +28,33 @@ async def test_schedule_due_cancel(redis: aioredis.Redis) -> None:
     assert await s.next_due() == 1012
     assert await s.poll(clock) == []
     clock.advance(15)
-    assert await s.poll(clock) == [Deadline("conv_a", "warn", 1012.0), Deadline("conv_b", "warn", 1015.0)]
-    assert await s.poll(clock) == []  # popped: never handed out twice
+    handed = await s.poll(clock)
+    assert handed == [Deadline("conv_a", "warn", 1012.0), Deadline("conv_b", "warn", 1015.0)]
+    assert await s.poll(clock) == []  # leased: not handed out twice
+    assert all([await s.done(d) for d in handed])
     assert await s.pending("conv_a") == [Deadline("conv_a", "escalate", 1020.0)]
     assert await s.cancel("conv_a") == 1
-    clock.advance(100)
+    clock.advance(LEASE_S + 100)
     assert await s.poll(clock) == []
     assert await s.redis.keys("sb:sla:kinds:*") == []  # index cleaned up as deadlines go
+
+
+async def test_a_deadline_whose_handler_died_comes_back_when_its_lease_runs_out(redis: aioredis.Redis) -> None:
+    """Popped outright, a step whose handler failed (or a worker killed mid-batch) was lost with every deadline
+    after it in the batch: a ladder's last step, a bot's silence check. Now each is leased to its caller."""
+    s = SlaScheduler(redis)
+    await s.schedule("conv_a", "leads", 100)
+    await s.schedule("conv_b", "leads", 101)
+    first = await s.due(200)
+    assert [d.conversation_id for d in first] == ["conv_a", "conv_b"]
+    assert await s.done(first[0])  # conv_a handled; conv_b's handler died
+    assert await s.due(200 + LEASE_S - 1) == []
+    again = await s.due(200 + LEASE_S)
+    assert again == [Deadline("conv_b", "leads", 200 + LEASE_S)]
+    # A deadline its handler re-planned is the new one: giving the old lease back leaves it.
+    await s.schedule("conv_b", "leads", 10_000)
+    assert not await s.done(again[0])
+    assert await s.pending("conv_b") == [Deadline("conv_b", "leads", 10_000.0)]
 
 
 async def test_cancel_one_kind_and_limit(redis: aioredis.Redis) -> None:
@@ -44,7 +64,7 @@ async def test_cancel_one_kind_and_limit(redis: aioredis.Redis) -> None:
         await s.schedule(f"conv_{i}", "leads", 100 + i)
     assert await s.cancel("conv_0", "leads") == 1
     assert [d.conversation_id for d in await s.due(50, limit=3)] == ["conv_0", "conv_1", "conv_2"]
-    assert len(await s.due(1000)) == 2 + 4
+    assert len(await s.due(50 + LEASE_S - 1)) == 2 + 4  # not the three leased until 50 + LEASE_S
     with pytest.raises(ValueError):
         await s.schedule("bad|id", "warn", 1)
 
