@@ -38,7 +38,10 @@ async def post_card(
 
     async def find(since: float) -> str | None:
         ref = await p.desk.find_card(conv, decision.channel or "", since)
-        return f"{ref.channel}|{ref.ts}" if ref else None
+        if ref is not None:
+            return f"{ref.channel}|{ref.ts}"
+        await retire_elsewhere(p, conv, decision, since)
+        return None
 
     result, posted = await effects.once("card", post, find, deferred=True)
     conv.slack_channel, conv.card_ts = result.split("|", 1)
@@ -55,3 +58,24 @@ async def post_card(
         conv.state = ConversationState.WAITING
     if not posted:
         log.info("card_already_posted", conversation_id=conv.id, ts=conv.card_ts)
+
+
+async def retire_elsewhere(p: Pipeline, conv: Conversation, decision: Decision, since: float) -> None:
+    """A card an earlier attempt posted where that attempt routed, which this one does not (a new model snapshot
+    or a lead's change in between): retired, so the conversation has one live card. Looked for only in the
+    decision's channel, it stayed live with Claim buttons and no thread index beside the new one. Only the
+    channels the policy routes to are searched (one history call each, on a redelivery only): a card in a
+    channel the policy dropped meanwhile is not found."""
+    policy = await p.policies.routed_under(conv.id)
+    for name in policy.channels():
+        if name == decision.channel:
+            continue
+        try:
+            ref = await p.desk.find_card(conv, name, since)
+        except Exception as exc:  # a channel the bot cannot read: nothing of ours can be there
+            log.info("card_search_skipped", conversation_id=conv.id, channel=name, error=repr(exc)[:200])
+            continue
+        if ref is not None:
+            await p.desk.retire_card(ref.channel, ref.ts, f"Moved: this conversation is routed to #{decision.channel} "
+                                     "now (it was routed again after a restart).")
+            log.warning("card_retired_after_reroute", conversation_id=conv.id, channel=name, to=decision.channel)
