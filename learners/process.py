@@ -304,14 +304,17 @@ async def _after_emptied(
     new ones. So when the store was emptied (the snapshot's count went back, or our consumer group is
     gone) and the lock is free, take it again and publish every model held, from version 1.
 
+    A learner that took the lock since (a standby polls every second; this one first waits out its Redis
+    error) resumed from the emptied store and holds nothing worth keeping: the lock is taken over, and the
+    version goes on from whatever it published, so workers load ours. Yielding to it lost every model.
+
     Otherwise another leader took over (this one was paused past the lock's TTL): it resumed from the
     snapshot and reclaims what this one learned but did not publish, so this state must go.
     """
     stored = await snapshot.current_version(redis)
     if stored >= state.version and await _group_exists(redis, cfg):
         return None
-    if not await lock.acquire():
-        return None  # another learner was quicker; it starts from what is stored
+    await lock.take()
     log.warning("learner_store_emptied", consumer=cfg.consumer, stored_version=stored, held_version=state.version,
                 action="republishing the models held")
     metrics.LEARNER_LEADER.set(1)
@@ -319,7 +322,7 @@ async def _after_emptied(
     # The entries learned but unacknowledged went with the stream; their learning is in the models held.
     state.unacked.clear()
     state.seen.clear()
-    state.version = 0
+    state.version = stored
     for name in list(state.held):  # a refused blob that is gone now is no longer anyone's to keep
         del state.held[name]
         state.learners[name] = snapshot.LEARNER_TYPES[name]()

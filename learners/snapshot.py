@@ -226,6 +226,11 @@ class RedisLock:
     async def acquire(self) -> bool:
         return bool(await self.redis.set(self.key, self.token, nx=True, px=self.ttl_ms))
 
+    async def take(self) -> None:
+        """Hold the lock whoever holds it now: only for a leader that knows the holder has nothing worth keeping
+        (`learners.process._after_emptied`)."""
+        await self.redis.set(self.key, self.token, px=self.ttl_ms)
+
     async def renew(self) -> bool:
         return bool(await self.redis.eval(self._RENEW, 1, self.key, self.token, self.ttl_ms))
 

@@ -109,3 +109,35 @@ async def _has_version(redis: aioredis.Redis) -> bool:
 
 async def _logged(logs: Sequence[Mapping[str, Any]], event: str) -> bool:
     return any(e["event"] == event for e in logs)
+
+
+async def test_a_standby_quicker_to_the_lock_after_a_flush_does_not_cost_the_models(redis: aioredis.Redis) -> None:
+    """With a standby learner, the lock went with the flush and the standby, polling every second, usually took it
+    first while the leader waited out its Redis error; the leader then stood by and the models it held were lost
+    (the standby resumed from the emptied store). The leader now takes the lock over: whoever holds it started
+    from nothing."""
+    stop = asyncio.Event()
+    task = asyncio.create_task(run_learner(redis, stop=stop, config=fast("l1")))
+    try:
+        await _teach(redis, bitext(N, seed=5))
+
+        async def all_learned() -> bool:
+            return await snapshot.current_version(redis) > 0 and await _labels(redis) == dict.fromkeys(
+                ["skill", "sentiment", "urgency", "automation"], N)
+
+        await until(all_learned)
+        with capture_logs() as logs:
+            await redis.flushdb()
+            quicker = snapshot.RedisLock(redis)
+            assert await quicker.acquire()  # the standby, from the emptied store
+
+            async def republished() -> bool:
+                return await redis.exists(snapshot.SNAPSHOT_KEY) > 0
+
+            await until(republished)
+        assert await _labels(redis) == {"skill": N, "sentiment": N, "urgency": N, "automation": N}
+        assert not await quicker.held()
+        assert "learner_store_emptied" in [e["event"] for e in logs]
+    finally:
+        stop.set()
+        await asyncio.wait_for(task, 10)
