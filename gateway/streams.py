@@ -133,6 +133,10 @@ class PartitionLeases:
     """This worker's share of the partitions at the last heartbeat."""
     live: int = 0
     """Live workers counted at the last heartbeat."""
+    leaving: set[int] = field(default_factory=set)
+    """Owned partitions beyond this worker's share: no longer read, their leases still renewed until the read loop,
+    done with what it read of them, gives them up (`release`). Released by the heartbeat itself, a partition went
+    while an entry of it was in hand, and the next owner claimed that entry and worked it a second time."""
 
     def __post_init__(self) -> None:
         self._renew = self.redis.register_script(_RENEW)
@@ -156,13 +160,13 @@ class PartitionLeases:
             if not await self._renew(keys=[keys.lease(p)], args=[self.worker_id, self.lease_ms]):
                 log.warning("partition_lease_lost", partition=p, worker=self.worker_id)
                 self.owned.discard(p)
+                self.leaving.discard(p)
         self.live = await self._live_workers()
         fair = self.fair = math.ceil(self.partitions / self.live)
-        while len(self.owned) > fair:
-            p = max(self.owned)
-            await self._release(keys=[keys.lease(p)], args=[self.worker_id])
-            self.owned.discard(p)
-            log.info("partition_released", partition=p, worker=self.worker_id)
+        while len(self.owned - self.leaving) > fair:
+            p = max(self.owned - self.leaving)
+            self.leaving.add(p)
+            log.info("partition_leaving", partition=p, worker=self.worker_id)
         acquired: set[int] = set()
         for p in range(self.partitions):
             if len(self.owned) >= fair:
@@ -176,10 +180,22 @@ class PartitionLeases:
             log.info("partitions_acquired", partitions=sorted(acquired), worker=self.worker_id)
         return set(self.owned), acquired
 
+    async def release(self, partition: int) -> None:
+        """Give a partition up (its lease, if still ours): for its next owner to claim what is pending."""
+        await self._release(keys=[keys.lease(partition)], args=[self.worker_id])
+        self.owned.discard(partition)
+        self.leaving.discard(partition)
+        log.info("partition_released", partition=partition, worker=self.worker_id)
+
+    def forget(self) -> None:
+        """Hold nothing any more, at once (the leases lapse on their own)."""
+        self.owned.clear()
+        self.leaving.clear()
+
     async def release_all(self) -> None:
         for p in list(self.owned):
             await self._release(keys=[keys.lease(p)], args=[self.worker_id])
-        self.owned.clear()
+        self.forget()
         await self.redis.zrem(keys.WORKERS, self.worker_id)
 
 

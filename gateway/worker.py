@@ -114,7 +114,7 @@ class Worker:
         self._recovering = asyncio.Lock()
         self._stopping = asyncio.Event()
         self.handed_back = 0
-        """Entries read but left, at a stop, for the partition's next owner (`_run_batch`)."""
+        """Entries read but left, at a stop or a partition given up, for the partition's next owner (`_run_batch`)."""
 
     async def _heartbeat(self, stop: asyncio.Event) -> None:
         """Leases are renewed on their own schedule, so a long batch never outlives its lease.
@@ -128,7 +128,7 @@ class Worker:
         try:
             await self._beat(stop)
         except Exception:
-            self.leases.owned.clear()
+            self.leases.forget()
             raise
 
     async def _beat(self, stop: asyncio.Event) -> None:
@@ -195,8 +195,17 @@ class Worker:
             # recently it was read: an idle threshold here would strand entries read just
             # before that worker died.
             await self.reader.take_over(p, 0)
-        for p in sorted(owned - acquired):
+        for p in sorted(owned - acquired - self.leases.leaving):
             await self.reader.take_over(p, self.reclaim_idle_ms)  # safety net for stragglers
+
+    async def _give_up_leaving(self) -> None:
+        """Release what the heartbeat marked as surplus (`PartitionLeases.leaving`), from the read loop between
+        batches: nothing of those partitions is in hand then, and what was read of them but not done stays pending
+        for the next owner, who claims it once it holds the lease."""
+        for p in sorted(self.leases.leaving):
+            await self.leases.release(p)
+            self.reader.backlog.discard(p)
+            self._paused.pop(p, None)
 
     async def run(self, stop: asyncio.Event) -> None:
         self._stopping = stop
@@ -217,11 +226,16 @@ class Worker:
                         # Leases only once the groups exist: a take-over before them met NOGROUP and logged
                         # "Redis state lost" on an ordinary first start.
                         beat = asyncio.create_task(self._heartbeat(stop))
+                    if self.leases.leaving:
+                        await self._give_up_leaving()
                     now = time.monotonic()
-                    owned = {p for p in self.leases.owned if self._paused.get(p, 0.0) <= now}
+                    owned = {p for p in self.leases.owned - self.leases.leaving if self._paused.get(p, 0.0) <= now}
                     if not owned:
+                        # Woken as often as the heartbeat polls: a partition it marks as leaving meanwhile is
+                        # released at the next turn, not up to a third of a lease later.
                         resumes = [self._paused[p] - now for p in self.leases.owned if p in self._paused]
-                        await asyncio.wait_for(stop.wait(), timeout=max(0.01, min([self.lease_ms / 3000, *resumes])))
+                        await asyncio.wait_for(stop.wait(), timeout=max(0.01, min(
+                            [self.lease_ms / 3000, HANDOVER_POLL_S, *resumes])))
                         continue
                     batches, redelivered = await self.reader.read(owned, block_ms=200)
                     if down_since is not None:  # the warnings said it went; this says it is back, and for how long
@@ -278,10 +292,12 @@ class Worker:
 
         A stop finishes the entry in hand and leaves the rest of the batch pending: the next owner claims
         it when the released lease is taken. Working through it first took up to a minute on Slack's
-        one post per second per channel, and the process manager's kill came first, in mid-entry."""
+        one post per second per channel, and the process manager's kill came first, in mid-entry. A partition the
+        heartbeat gives up on a rebalance (`leaving`) is left the same way; its lease goes once this read's batches
+        are done (`_give_up_leaving`)."""
         read_ahead = first_read  # made with the other partitions' first reads (`prefetch.read_firsts`)
         for done, (entry_id, fields) in enumerate(entries):
-            if self._stopping.is_set():
+            if self._stopping.is_set() or partition in self.leases.leaving:
                 self.handed_back += len(entries) - done
                 log.info("worker_handing_back", worker=self.name, partition=partition, entries=len(entries) - done,
                          first=entry_id)
