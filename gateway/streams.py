@@ -129,6 +129,11 @@ class PartitionLeases:
     partitions: int
     lease_ms: int
     owned: set[int] = field(default_factory=set)
+    """Partitions this worker reads."""
+    claiming: set[int] = field(default_factory=set)
+    """Leases taken whose predecessor's pending entries are not claimed yet (`claimed` makes them read). Read
+    from the moment the lease was taken, a customer's new message went before the older ones still to be claimed,
+    and a take-over that failed left those for the idle reclaim (30 s) while new ones were read."""
     fair: int = 0
     """This worker's share of the partitions at the last heartbeat."""
     live: int = 0
@@ -155,45 +160,58 @@ class PartitionLeases:
         return max(1, int(await self.redis.zcount(keys.WORKERS, since, "+inf"))) != self.live
 
     async def heartbeat(self) -> tuple[set[int], set[int]]:
-        """Renew, rebalance and acquire; returns (owned, newly acquired)."""
-        for p in sorted(self.owned):
+        """Renew, rebalance and acquire; returns (owned, claiming): the leases taken now or before whose pending
+        entries the caller is to claim (idle 0) before it calls `claimed`."""
+        for p in sorted(self.owned | self.claiming):
             if not await self._renew(keys=[keys.lease(p)], args=[self.worker_id, self.lease_ms]):
                 log.warning("partition_lease_lost", partition=p, worker=self.worker_id)
                 self.owned.discard(p)
                 self.leaving.discard(p)
+                self.claiming.discard(p)
         self.live = await self._live_workers()
         fair = self.fair = math.ceil(self.partitions / self.live)
-        while len(self.owned - self.leaving) > fair:
-            p = max(self.owned - self.leaving)
+        while len((self.owned | self.claiming) - self.leaving) > fair:
+            p = max((self.owned | self.claiming) - self.leaving)
+            if p in self.claiming:  # never read: nothing of it in hand
+                await self.release(p)
+                continue
             self.leaving.add(p)
             log.info("partition_leaving", partition=p, worker=self.worker_id)
         acquired: set[int] = set()
         for p in range(self.partitions):
-            if len(self.owned) >= fair:
+            if len(self.owned | self.claiming) >= fair:
                 break
-            if p in self.owned:
+            if p in self.owned or p in self.claiming:
                 continue
             if await self.redis.set(keys.lease(p), self.worker_id, nx=True, px=self.lease_ms):
-                self.owned.add(p)
+                self.claiming.add(p)
                 acquired.add(p)
         if acquired:
             log.info("partitions_acquired", partitions=sorted(acquired), worker=self.worker_id)
-        return set(self.owned), acquired
+        return set(self.owned), set(self.claiming)
+
+    def claimed(self, partition: int) -> None:
+        """The partition's pending entries are ours (and replayed first): it is read from now on."""
+        if partition in self.claiming:
+            self.claiming.discard(partition)
+            self.owned.add(partition)
 
     async def release(self, partition: int) -> None:
         """Give a partition up (its lease, if still ours): for its next owner to claim what is pending."""
         await self._release(keys=[keys.lease(partition)], args=[self.worker_id])
         self.owned.discard(partition)
         self.leaving.discard(partition)
+        self.claiming.discard(partition)
         log.info("partition_released", partition=partition, worker=self.worker_id)
 
     def forget(self) -> None:
         """Hold nothing any more, at once (the leases lapse on their own)."""
         self.owned.clear()
         self.leaving.clear()
+        self.claiming.clear()
 
     async def release_all(self) -> None:
-        for p in list(self.owned):
+        for p in list(self.owned | self.claiming):
             await self._release(keys=[keys.lease(p)], args=[self.worker_id])
         self.forget()
         await self.redis.zrem(keys.WORKERS, self.worker_id)

@@ -189,13 +189,15 @@ class Worker:
             log.error("policy_not_restored", error=str(exc_policy))
 
     async def _renew_and_balance(self) -> None:
-        owned, acquired = await self.leases.heartbeat()
-        for p in sorted(acquired):
+        owned, claiming = await self.leases.heartbeat()
+        for p in sorted(claiming):
             # We hold the lease, so whatever another consumer left pending is ours now, however
             # recently it was read: an idle threshold here would strand entries read just
-            # before that worker died.
+            # before that worker died. Read only once that is done (its backlog first); a take-over
+            # that fails is tried again at the next beat, the lease held meanwhile.
             await self.reader.take_over(p, 0)
-        for p in sorted(owned - acquired - self.leases.leaving):
+            self.leases.claimed(p)
+        for p in sorted(owned - self.leases.leaving):
             await self.reader.take_over(p, self.reclaim_idle_ms)  # safety net for stragglers
 
     async def _give_up_leaving(self) -> None:
