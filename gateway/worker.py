@@ -328,6 +328,9 @@ class Worker:
 
     async def _failed(self, partition: int, entry_id: str, fields: dict[str, str], exc: Exception) -> None:
         metrics.worker_entry("failed")
+        # What was read after this entry stays pending, parked or not: replayed before anything new is read. The park
+        # below returned before this, and newer entries went ahead of the rest of the batch (back after 30 s).
+        self.reader.backlog.add(partition)
         attempt_key = f"{partition}:{entry_id}"  # stream ids repeat across partitions
         self._failing.add(attempt_key)
         outage = transient(exc)
@@ -354,6 +357,5 @@ class Worker:
             except Exception as told:  # parked and listed either way; the note is a courtesy
                 log.warning("dead_letter_not_told", conversation_id=fields.get("conv"), error=described(told))
             return
-        self.reader.backlog.add(partition)
         first, longest = self.backoff
         self._paused[partition] = time.monotonic() + min(first * 2 ** min(attempts - 1, 30), longest)
