@@ -73,6 +73,24 @@ async def _bot_answer(callback: Callback) -> dict[str, Any]:
     return found
 
 
+async def _closed_by_the_bot_after_back_to_bot(gw: Gateway, callback: Callback, customer: str
+                                               ) -> tuple[str, dict[str, Any], str]:
+    """Handed back to the bot (`_handled_by_agent_then_back_to_bot`), answered by it, and closed by its silence check
+    on a manual clock: (conversation id, card, channel name)."""
+    conv_id, card, channel_name = await _handled_by_agent_then_back_to_bot(
+        gw, callback, customer, "I was charged twice on my invoice", "support-billing")
+    follow = gw.rt.pipeline.bot_followup
+    assert follow is not None
+    follow.clock = clock = ManualClock(time.time())
+    await gw.post_message({"customer_id": customer, "message_id": f"{customer}-2",
+                           "text": "Thanks. How do I reset my password?"})
+    await _bot_answer(callback)
+    await eventually(lambda: _state(gw, conv_id, ConversationState.AUTOMATED))
+    clock.advance(follow.quiet_s + 1)
+    assert await follow.tick() == 1
+    return conv_id, card, channel_name
+
+
 def _thread(gw: Gateway, channel: str, card: dict[str, Any]) -> list[str]:
     return [m.get("text", "") for m in gw.slack.replies(channel, card["ts"])]
 
@@ -117,17 +135,7 @@ async def test_after_the_bot_closes_a_handed_back_conversation_its_agent_may_sti
     """The bot answered after the hand-back and its silence check closed the conversation. Before: an afterthought
     in the thread from the agent who handed it back was refused with "only <@bot>, who worked it, can still reply"
     (a Slack user that does not exist), and Claim and Resolve both said it was resolved: a dead end."""
-    conv_id, card, channel_name = await _handled_by_agent_then_back_to_bot(
-        gw, callback, "btb-closed", "I was charged twice on my invoice", "support-billing")
-    follow = gw.rt.pipeline.bot_followup
-    assert follow is not None
-    follow.clock = clock = ManualClock(time.time())
-    await gw.post_message({"customer_id": "btb-closed", "message_id": "btb-closed-2",
-                           "text": "Thanks. How do I reset my password?"})
-    await _bot_answer(callback)
-    await eventually(lambda: _state(gw, conv_id, ConversationState.AUTOMATED))
-    clock.advance(follow.quiet_s + 1)
-    assert await follow.tick() == 1
+    conv_id, card, channel_name = await _closed_by_the_bot_after_back_to_bot(gw, callback, "btb-closed")
     closed = await _state(gw, conv_id, ConversationState.RESOLVED)
     assert closed is not None and closed.agent == BOT_AGENT
 
@@ -190,17 +198,7 @@ async def test_a_comeback_after_the_bot_closed_a_handed_back_conversation_takes_
 ) -> None:
     """The card's path (a conversation handed back keeps its card) reopened it for people and published nothing:
     the bot's success label stood alone, while one without a card gets its "reopened within window" failure."""
-    conv_id, _, _ = await _handled_by_agent_then_back_to_bot(
-        gw, callback, "btb-back", "I was charged twice on my invoice", "support-billing")
-    follow = gw.rt.pipeline.bot_followup
-    assert follow is not None
-    follow.clock = clock = ManualClock(time.time())
-    await gw.post_message({"customer_id": "btb-back", "message_id": "btb-back-2",
-                           "text": "Thanks. How do I reset my password?"})
-    await _bot_answer(callback)
-    await eventually(lambda: _state(gw, conv_id, ConversationState.AUTOMATED))
-    clock.advance(follow.quiet_s + 1)
-    assert await follow.tick() == 1
+    conv_id, _, _ = await _closed_by_the_bot_after_back_to_bot(gw, callback, "btb-back")
     await gw.post_message({"customer_id": "btb-back", "message_id": "btb-back-3",
                            "text": "That reset link never arrived, it does not work"})
     await eventually(lambda: _state(gw, conv_id, ConversationState.WAITING))

@@ -53,6 +53,14 @@ async def _card_stored(gw: Gateway, conv_id: str) -> bool:
     return bool(conv and conv.card_ts)
 
 
+async def resolve_form(gw: Gateway, user: str, channel: str, card: dict[str, Any], conv_id: str) -> dict[str, Any]:
+    """Click Resolve on the card as `user`; the form Slack opened (the newest `views.open`)."""
+    await sender(gw).click(user, channel, card, {"type": "button", "action_id": "sb_resolve", "value": conv_id})
+    opened = await eventually(lambda: gw.slack.calls_to("views.open"))
+    view = opened[-1].params["view"]
+    return json.loads(view) if isinstance(view, str) else dict(view)
+
+
 def card_message(gw: Gateway, channel: str, ts: str) -> dict[str, Any]:
     return next(m for m in gw.slack.messages(channel) if m["ts"] == ts)
 
@@ -197,10 +205,7 @@ async def test_resolve_with_corrected_skill_emits_outcome_and_tells_customer(
     slack = sender(desk_gw)
     await slack.click("U0ALICE", channel, card, {"type": "button", "action_id": "sb_claim", "value": conv_id})
     await eventually(lambda: desk_gw.rt.ops.holder(conv_id))
-    await slack.click("U0ALICE", channel, card, {"type": "button", "action_id": "sb_resolve", "value": conv_id})
-    opened = await eventually(lambda: desk_gw.slack.calls_to("views.open"))
-    view = opened[0].params["view"]
-    view = json.loads(view) if isinstance(view, str) else view
+    view = await resolve_form(desk_gw, "U0ALICE", channel, card, conv_id)
     assert view["callback_id"] == "sb_resolve"
     values = {
         "skill": {"value": {"type": "static_select", "selected_option": {"value": "technical"}}},

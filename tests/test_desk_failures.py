@@ -12,7 +12,7 @@ from gateway import keys
 from gateway.policy_admin import Change, PolicyAdmin
 from tests.conftest import Callback
 from tests.harness import Gateway, cards, eventually
-from tests.test_desk import _card_stored, desk_gw, new_card, sender
+from tests.test_desk import _card_stored, desk_gw, new_card, resolve_form, sender
 
 __all__ = ["desk_gw"]
 
@@ -27,10 +27,7 @@ async def test_resolve_tells_the_customer_even_when_slack_refuses_the_card_redra
     slack = sender(desk_gw)
     await slack.click("U0ALICE", channel, card, {"type": "button", "action_id": "sb_claim", "value": conv_id})
     await eventually(lambda: desk_gw.rt.ops.holder(conv_id))
-    await slack.click("U0ALICE", channel, card, {"type": "button", "action_id": "sb_resolve", "value": conv_id})
-    opened = await eventually(lambda: desk_gw.slack.calls_to("views.open"))
-    view = opened[-1].params["view"]
-    view = json.loads(view) if isinstance(view, str) else view
+    view = await resolve_form(desk_gw, "U0ALICE", channel, card, conv_id)
     values = {
         "skill": {"value": {"type": "static_select", "selected_option": {"value": "billing"}}},
         "csat": {"value": {"type": "static_select", "selected_option": {"value": "yes"}}},

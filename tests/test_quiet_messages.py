@@ -22,7 +22,7 @@ from gateway.optout import opt_out_key
 from gateway.redis_conn import as_str
 from gateway.scheduler import ManualClock
 from tests.harness import Gateway, eventually, outcomes, stored_card, transcript_of
-from tests.test_desk import sender
+from tests.test_desk import resolve_form, sender
 from tests.test_optout import _text
 from tests.test_whatsapp import APP_SECRET, WA_ID, Graph, delivery, text
 from tests.test_whatsapp_reengage import meta_gw_plain
@@ -45,10 +45,7 @@ async def _resolved_with_rating_asked(gw: Gateway, card: dict[str, Any], conv_id
         return conv is not None and any(m.text == "Refunded, sorry about that" for m in conv.messages)
 
     await eventually(replied)
-    await slack.click("U0ALICE", channel, card, {"type": "button", "action_id": "sb_resolve", "value": conv_id})
-    opened = await eventually(lambda: gw.slack.calls_to("views.open"))
-    view = opened[-1].params["view"]
-    view = json.loads(view) if isinstance(view, str) else view
+    view = await resolve_form(gw, "U0ALICE", channel, card, conv_id)
     values = {
         "skill": {"value": {"type": "static_select", "selected_option": {"value": "billing"}}},
         "csat": {"value": {"type": "static_select", "selected_option": {"value": "yes"}}},
