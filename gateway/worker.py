@@ -205,9 +205,12 @@ class Worker:
         batches: nothing of those partitions is in hand then, and what was read of them but not done stays pending
         for the next owner, who claims it once it holds the lease."""
         for p in sorted(self.leases.leaving):
-            await self.leases.release(p)
-            self.reader.backlog.discard(p)
-            self._paused.pop(p, None)
+            await self._give_up(p)
+
+    async def _give_up(self, partition: int) -> None:
+        await self.leases.release(partition)
+        self.reader.backlog.discard(partition)
+        self._paused.pop(partition, None)
 
     async def run(self, stop: asyncio.Event) -> None:
         self._stopping = stop
@@ -295,15 +298,16 @@ class Worker:
         A stop finishes the entry in hand and leaves the rest of the batch pending: the next owner claims
         it when the released lease is taken. Working through it first took up to a minute on Slack's
         one post per second per channel, and the process manager's kill came first, in mid-entry. A partition the
-        heartbeat gives up on a rebalance (`leaving`) is left the same way; its lease goes once this read's batches
-        are done (`_give_up_leaving`)."""
+        heartbeat gives up on a rebalance (`leaving`) is left the same way, and its lease goes as soon as its own
+        batch is: kept until every partition's batch of the read was done, it left that partition's customers
+        with nobody for up to a minute of another partition's paced posts."""
         read_ahead = first_read  # made with the other partitions' first reads (`prefetch.read_firsts`)
         for done, (entry_id, fields) in enumerate(entries):
             if self._stopping.is_set() or partition in self.leases.leaving:
                 self.handed_back += len(entries) - done
                 log.info("worker_handing_back", worker=self.name, partition=partition, entries=len(entries) - done,
                          first=entry_id)
-                return
+                break
             if partition not in self.leases.owned:
                 log.warning("partition_lost_mid_batch", partition=partition, worker=self.name)
                 return
@@ -325,6 +329,8 @@ class Worker:
                 await self.redis.hdel(ATTEMPTS, f"{partition}:{entry_id}")
             metrics.worker_entry("acked")
             self.processed += 1
+        if partition in self.leases.leaving and not self._stopping.is_set():
+            await self._give_up(partition)
 
     async def _failed(self, partition: int, entry_id: str, fields: dict[str, str], exc: Exception) -> None:
         metrics.worker_entry("failed")

@@ -101,3 +101,68 @@ async def test_a_partition_given_up_on_scale_out_is_not_worked_by_two_workers(
         stop.set()
         await asyncio.gather(*tasks, return_exceptions=True)
         await gw.close()
+
+
+@dataclasses.dataclass
+class HeldCards:
+    """The real Slack desk; the first card of each named customer waits for that customer's event."""
+
+    inner: Any
+    held: dict[str, asyncio.Event]
+    posting: dict[str, asyncio.Event] = dataclasses.field(default_factory=dict)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.inner, name)
+
+    async def post_card(self, conversation: Conversation, decision: Decision,
+                        history: Sequence[PastConversation] = (), suggested_agent: str | None = None,
+                        tag: str = "card") -> CardRef:
+        gate = self.held.pop(conversation.customer.key, None)
+        if gate is not None:
+            self.posting.setdefault(conversation.customer.key, asyncio.Event()).set()
+            await gate.wait()
+        ref: CardRef = await self.inner.post_card(conversation, decision, history, suggested_agent, tag)
+        return ref
+
+
+async def test_a_partition_given_up_goes_as_soon_as_its_own_batch_is_done(
+    redis: aioredis.Redis, redis_url: str, tmp_path: Path
+) -> None:
+    """Found in the review of the hand-over fix: the lease went only once every partition's batch of that read was
+    done, so while another partition waited on Slack (paced posts, up to a minute) the partition given up had
+    nobody: its next owner could not take it."""
+    settings = make_settings(redis_url, tmp_path, automation="off").model_copy(update={"partitions": 2})
+    gw = await start_gateway(settings, with_worker=False)
+    stop = asyncio.Event()
+    tasks: list[asyncio.Task[None]] = []
+    try:
+        staying = await _queue_on(gw, 0, "stays")
+        leaving = await _queue_on(gw, 1, "goes")
+        await _queue_on(gw, 1, "behind")
+        gates = {f"api:{staying}": asyncio.Event(), f"api:{leaving}": asyncio.Event()}
+        desk = HeldCards(gw.rt.desk, dict(gates))
+        pipeline = dataclasses.replace(gw.rt.pipeline, desk=desk)
+        first = Worker(gw.rt.redis, pipeline, 2, settings.lease_ms, 500, name="first")
+        tasks.append(asyncio.create_task(first.run(stop)))
+        await eventually(lambda: len(desk.posting) == 2, timeout=10)  # both partitions' batches in hand
+
+        second = Worker(gw.rt.redis, pipeline, 2, settings.lease_ms, 500, name="second")
+        tasks.append(asyncio.create_task(second.run(stop)))
+        await eventually(lambda: 1 in first.leases.leaving, timeout=5)
+        gates[f"api:{leaving}"].set()  # partition 1's entry in hand is done; partition 0 still waits on Slack
+        await eventually(lambda: _lease_of(redis, 1, "second"), timeout=5)
+        assert not gates[f"api:{staying}"].is_set()
+        gates[f"api:{staying}"].set()
+        await eventually(lambda: _drained(gw, redis), timeout=15)
+        carded = Counter(c["metadata"]["event_payload"]["conversation_id"] for c in cards(gw.slack, "support-billing"))
+        assert set(carded.values()) == {1}, carded
+    finally:
+        stop.set()
+        for gate in gates.values():
+            gate.set()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        await gw.close()
+
+
+async def _lease_of(redis: aioredis.Redis, partition: int, worker: str) -> bool:
+    return as_str(await redis.get(keys.lease(partition)) or b"") == worker
