@@ -33,6 +33,9 @@ BOT_AGENT = "bot"
 KIND = "bot_check"
 CLOSING = "bot_closing"
 """The silence check after the bot's answer to a thank-you for a conversation it had closed: closes, no label."""
+CHECK_TRIES = 5
+"""A silence check that fails this often in one process is dropped (logged): one that can never succeed (an
+unreadable conversation) came back every lease for ever."""
 CHECKS_PREFIX = "sb:botcheck"
 """Where the silence checks are scheduled (an `SlaScheduler` of their own)."""
 
@@ -53,6 +56,7 @@ class BotFollowUp:
         self.quiet_s = quiet_s
         self.clock = clock or SystemClock()
         self.deadlines = SlaScheduler(redis, key_prefix=CHECKS_PREFIX, escalations_key=f"{CHECKS_PREFIX}:log")
+        self._failures: dict[str, int] = {}
 
     async def answered(self, conv: Conversation, closing: bool = False) -> None:
         """`closing`: the answer was to a thank-you after the bot's resolve (`Comeback.THANKS`). Either check
@@ -83,16 +87,26 @@ class BotFollowUp:
         return Comeback.FAILED
 
     async def tick(self) -> int:
-        """Close the conversations whose bot answer met silence; returns how many. One deadline's failure (an
-        unreadable conversation, Redis or the learner's stream refusing a write) no longer drops the rest of the
-        batch: it is logged, and its lease brings it back (`SlaScheduler.due`)."""
+        """Close the conversations whose bot answer met silence; returns how many. One deadline's failure before
+        the conversation is closed (unreadable, Redis refusing the write) no longer drops the rest of the batch: it
+        is logged, and its lease brings it back (`SlaScheduler.due`), up to `CHECK_TRIES` times in this process.
+        A failure after the close (the label's publish) is logged and that label lost."""
         closed = 0
         for deadline in await self.deadlines.due(self.clock.now()):
+            if deadline.running_out(self.clock.now()):
+                break
+            member = f"{deadline.conversation_id}|{deadline.kind}"
             try:
                 closed += await self._check(deadline)
             except Exception as exc:
-                log.warning("bot_check_failed", conversation_id=deadline.conversation_id, error=repr(exc)[:300])
-                continue
+                self._failures[member] = tries = self._failures.get(member, 0) + 1
+                if tries < CHECK_TRIES:
+                    log.warning("bot_check_failed", conversation_id=deadline.conversation_id, attempt=tries,
+                                error=repr(exc)[:300])
+                    continue
+                log.error("bot_check_dropped", conversation_id=deadline.conversation_id, attempts=tries,
+                          error=repr(exc)[:300])
+            self._failures.pop(member, None)
             await self.deadlines.done(deadline)
         return closed
 
@@ -111,8 +125,11 @@ class BotFollowUp:
         if last_at > self.clock.now() - self.quiet_s:
             # A newer bot answer (or hand-off notice) than the one this deadline was set for: the
             # customer came back and a worker is answering. Resolving now would be overwritten by
-            # that worker and leave the learner two contradicting labels; wait for its silence.
-            await self.deadlines.schedule(conv.id, deadline.kind, last_at + self.quiet_s)
+            # that worker and leave the learner two contradicting labels; wait for its silence. Unless that
+            # answer planned its own check (`answered`): put back beside it, a closing check fell due first and
+            # closed a real question's conversation without its label.
+            if not [d for d in await self.deadlines.pending(conv.id) if d.kind != deadline.kind]:
+                await self.deadlines.schedule(conv.id, deadline.kind, last_at + self.quiet_s)
             return 0
         seen = conv.model_copy()
         conv.state, conv.resolved_at, conv.agent = ConversationState.RESOLVED, utcnow(), BOT_AGENT
@@ -130,7 +147,7 @@ class BotFollowUp:
             return 1
         await publish_outcome(self.redis, Outcome(
             conversation_id=conv.id, kind="automation_resolved", automation_failed=False,
-            text="\n".join([m.text for m in said if m.direction is Direction.INBOUND][-5:]),
+            text=answered_text(conv),
             predicted=conv.scores.model_dump(mode="json") if conv.scores else {},
         ))
         log.info("automation_resolved", conversation_id=conv.id)
@@ -155,6 +172,14 @@ def asks(conv: Conversation, message: Message) -> bool:
     return not (is_reaction(message) or optout.keyword(conv, message) is not None)
 
 
+def answered_text(conv: Conversation, comeback: bool = False) -> str:
+    """The customer's words the bot's answer was scored on, for its success and its failure alike: the last five
+    messages that ask something, before the `comeback` when there is one. The failure took four ([-5:-1]), and
+    kept a 👍 the success left out: the two labels of one answer were two different texts to the learner."""
+    said = [m.text for m in conv.messages if m.direction is Direction.INBOUND and asks(conv, m)]
+    return "\n".join((said[:-1] if comeback else said)[-5:])
+
+
 async def publish_failure_once(
     redis: aioredis.Redis, effects: Effects, name: str, conv: Conversation, answered_on: Scores | None, reason: str
 ) -> None:
@@ -165,9 +190,7 @@ async def publish_failure_once(
         outcome = Outcome(
             conversation_id=conv.id,
             kind="automation_handoff",
-            # The five messages before the comeback, as the bot's answer was scored and its success labelled
-            # ([-5:-1] took four: the failure and the success it stands beside were two different texts).
-            text="\n".join(m.text for m in conv.inbound[-6:-1]) or conv.last_inbound_text,
+            text=answered_text(conv, comeback=True) or conv.last_inbound_text,
             automation_failed=True,
             correction=reason,
             predicted=answered_on.model_dump(mode="json") if answered_on else {},

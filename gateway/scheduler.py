@@ -96,6 +96,9 @@ return 0
 LEASE_S = 120.0
 """How long a deadline handed out by `due()` stays with its caller before it is handed out again: longer than a
 step takes (a few Slack calls with 10 s time-outs), short beside the ladder's minutes."""
+LEASE_MARGIN_S = 30.0
+"""A batch is worked only while this much of its lease is left (`Deadline.running_out`): a hundred steps paced at
+one Slack post a second outlast the lease, and another worker would take the rest and fire them a second time."""
 
 
 class Clock(Protocol):
@@ -133,6 +136,11 @@ class Deadline:
     due: float
     leased_until: float = field(default=0.0, compare=False)
     """Set by `due()`: the lease `done()` gives back."""
+
+    def running_out(self, now: float) -> bool:
+        """Too little of the lease left to start on it: leave it (and the rest of its batch) to run out and be
+        handed out again, rather than race the worker it goes to."""
+        return now >= self.leased_until - LEASE_MARGIN_S
 
 
 def _parse(member: Any, score: Any) -> Deadline:

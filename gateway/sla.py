@@ -216,6 +216,8 @@ class SlaTracker:
         fired = 0
         seen: set[str] = set()
         for deadline in await self.scheduler.due(now):
+            if deadline.running_out(self.clock.now()):
+                break
             # One step per conversation per tick: the ladder is re-planned after each step, so two
             # deadlines popped together must not both act on a state the first has just changed.
             if deadline.conversation_id not in seen:

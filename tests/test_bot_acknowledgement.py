@@ -14,11 +14,13 @@ from pathlib import Path
 
 import pytest
 import redis.asyncio as aioredis
+from structlog.testing import capture_logs
 
 from gateway import keys
-from gateway.bot_followup import publish_failure_once
+from gateway.bot_followup import CHECK_TRIES, CLOSING, KIND, answered_text, publish_failure_once
 from gateway.domain import ChannelKind, Conversation, ConversationState, Customer, Direction, Message, Scores
 from gateway.effects import Effects
+from gateway.scheduler import LEASE_S
 from integrations.automation import AnswerBot
 from integrations.automation.acknowledge import REPLY, is_acknowledgement
 from router.policy import load_policy
@@ -251,3 +253,42 @@ async def test_one_unreadable_conversation_does_not_drop_the_other_silence_check
     assert conv is not None and conv.state is ConversationState.RESOLVED
     assert [d.conversation_id for d in await follow.deadlines.pending(broken)] == [broken]  # leased, not lost
 
+
+
+async def test_a_check_that_fails_every_time_is_dropped_after_a_few_tries(gw: Gateway, redis: aioredis.Redis) -> None:
+    """Leased, a check that can never succeed came back every two minutes for ever."""
+    follow, clock, conv_id = await bot_answered(gw, "tick-3")
+    await redis.hset(keys.conversation(conv_id), "scores", "{not json")
+    clock.advance(follow.quiet_s + 1)
+    with capture_logs() as logs:
+        for _ in range(CHECK_TRIES):
+            assert await follow.tick() == 0
+            clock.advance(LEASE_S)
+    assert [e["attempt"] for e in logs if e["event"] == "bot_check_failed"] == list(range(1, CHECK_TRIES))
+    assert [e["event"] for e in logs if e["event"] == "bot_check_dropped"] == ["bot_check_dropped"]
+    assert await follow.deadlines.pending(conv_id) == []
+
+
+async def test_a_closing_check_overtaken_by_a_real_answer_is_not_put_back_beside_its_check(
+    gw: Gateway, redis: aioredis.Redis
+) -> None:
+    """A closing check (after a post-close thank-you) found a newer bot answer, which had planned its own check,
+    and put itself back beside it: due first, it closed the conversation without the answer's label."""
+    follow, clock, conv_id = await bot_answered(gw, "tick-4")  # its answer planned the ordinary check
+    await follow.deadlines.schedule(conv_id, CLOSING, clock.now() + 1)  # a closing check leased just before
+    clock.advance(2)
+    assert await follow.tick() == 0  # the newer answer is not silent yet
+    assert [d.kind for d in await follow.deadlines.pending(conv_id)] == [KIND]
+
+
+def test_both_labels_of_an_answer_pair_with_the_same_text() -> None:
+    """A 👍 between the answer and the comeback was in the failure's text and not in the success's."""
+    msgs = [Message(id="q", direction=Direction.INBOUND, channel=ChannelKind.WHATSAPP, text="Where is my order?"),
+            Message(id="a", direction=Direction.OUTBOUND, channel=ChannelKind.WHATSAPP, text="On its way"),
+            Message(id="r", direction=Direction.INBOUND, channel=ChannelKind.WHATSAPP, text="[reaction 👍]")]
+    conv = Conversation(id="conv_pair2", customer=Customer(key="whatsapp:1", channel=ChannelKind.WHATSAPP,
+                                                           external_id="1"), messages=msgs)
+    success = answered_text(conv)
+    conv.messages.append(Message(id="c", direction=Direction.INBOUND, channel=ChannelKind.WHATSAPP,
+                                 text="it never came"))
+    assert answered_text(conv, comeback=True) == success == "Where is my order?"

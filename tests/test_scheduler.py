@@ -8,7 +8,7 @@ from dataclasses import replace
 import pytest
 import redis.asyncio as aioredis
 
-from gateway.scheduler import LEASE_S, Deadline, ManualClock, SlaScheduler, SystemClock
+from gateway.scheduler import LEASE_MARGIN_S, LEASE_S, Deadline, ManualClock, SlaScheduler, SystemClock
 from router.policy import load_policy
 from router.sla import ActionKind, SlaState, SlaStep, actions_due
 
@@ -170,3 +170,11 @@ async def test_a_fresh_ladder_is_written_as_the_script_writes_it(redis: aioredis
         s.stage_replace(pipe, "c2", [], fresh=True)  # nothing planned, nothing written
         await pipe.execute()
     assert await s.pending("c2") == []
+
+
+def test_a_lease_running_out_is_left_to_its_next_holder() -> None:
+    """A hundred steps paced at one Slack post a second outlast the lease: the rest of the batch is left to run
+    out and be handed out again, not raced against the worker it goes to (two pings for one step)."""
+    d = Deadline("conv_a", "warn", 0.0, leased_until=1000.0)
+    assert not d.running_out(1000.0 - LEASE_MARGIN_S - 0.1)
+    assert d.running_out(1000.0 - LEASE_MARGIN_S)
