@@ -16,7 +16,7 @@ from gateway.domain import AGENT_REPLY, NOTICE, ConversationState, Direction, Me
 from gateway.effects import Effects, never_found
 from gateway.retries import MAX_ATTEMPTS
 from gateway.store import ConversationStore
-from gateway.streams import Ack, note_entry
+from gateway.streams import Ack, delivery, note_entry
 
 if TYPE_CHECKING:
     from gateway.pipeline import Pipeline
@@ -141,7 +141,8 @@ async def note(p: Pipeline, fields: Mapping[str, str], ack: Ack | None = None) -
     """Our own line in the card's thread, queued by the web process (which has no Slack of its own). Once: posted
     directly, a worker that died between the post and its acknowledgement posted it again on redelivery (a
     customer's rating twice in the thread). A note queued before notes had ids is posted as before."""
-    conv = await p.store.load(fields["conv"])
+    snap = await p.store.snapshot(fields["conv"])
+    conv = snap.conversation
     if conv is None:
         return
     note_id = fields.get("id")
@@ -155,10 +156,8 @@ async def note(p: Pipeline, fields: Mapping[str, str], ack: Ack | None = None) -
     async def find(since: float) -> str | None:
         return await p.desk.find_in_thread(conv, note_id, field="note_id")
 
-    # A first delivery cannot have posted it: no marker, no lookup (see `Effects`); a redelivery looks first.
-    first = ack is not None and not ack.redelivered
-    effects = Effects(p.redis, keys.effects(conv.id), known={} if first else None, fresh=first,
-                      since=ack.queued_at if ack and not first else None)
+    fresh, since = delivery(ack, fields)  # a first delivery cannot have posted it; a redelivery or replay looks first
+    effects = Effects(p.redis, keys.effects(conv.id), snap.effects, fresh=fresh, since=since)
     await effects.once(f"note:{note_id}", post, find)
 
 
