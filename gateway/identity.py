@@ -205,7 +205,7 @@ class Identity:
                                                  if sum(pointed.get(i) == c for i in idents[owner[c]]) != 1])
         fixed: dict[str, tuple[bytes, str]] = {}
         for conv in wrong:
-            own = sorted(i for i in idents[owner[conv]] if i.partition(":")[0] in _CHANNELS)
+            own = [i for i in channel_ids if person_of[i] == owner[conv]]
             replies_to = [i for i in own if pointed.get(i) == conv]
             if len(replies_to) != 1:
                 replies_to = [i for i in own if i.partition(":")[0] == started_on.get(conv)]
@@ -248,18 +248,16 @@ class Identity:
         async with self.redis.pipeline(transaction=False) as pipe:
             for conv, _ in convs:
                 pipe.hget(keys.conversation(conv), "customer")
-            for conv, _ in convs:
-                pipe.lindex(keys.transcript(conv), 0)
             for ident in ordered:
                 pipe.get(keys.customer_conversation(ident))
             results = await pipe.execute()
-        n = len(convs)
-        customers, firsts, pointers = results[:n], results[n: 2 * n], results[2 * n:]
+        customers, pointers = results[: len(convs)], results[len(convs):]
         pointed = {as_str(c) for c in pointers if c}
+        started_on = await self._first_channels([conv for conv, _ in convs])
         channels = {i.partition(":")[0] for i in idents}
-        return [(conv, score) for (conv, score), customer, first in zip(convs, customers, firsts, strict=True)
+        return [(conv, score) for (conv, score), customer in zip(convs, customers, strict=True)
                 if (conv in pointed or (customer and json.loads(customer).get("key") in idents))
-                and (not first or json.loads(first).get("channel") in channels)]
+                and (conv not in started_on or started_on[conv] in channels)]
 
     async def history(self, person: str | None, exclude: str, limit: int = 5) -> list[PastConversation]:
         """Earlier conversations of this person on every channel, newest first."""
