@@ -165,9 +165,7 @@ class PartitionLeases:
         for p in sorted(self.owned | self.claiming):
             if not await self._renew(keys=[keys.lease(p)], args=[self.worker_id, self.lease_ms]):
                 log.warning("partition_lease_lost", partition=p, worker=self.worker_id)
-                self.owned.discard(p)
-                self.leaving.discard(p)
-                self.claiming.discard(p)
+                self._drop(p)
         self.live = await self._live_workers()
         fair = self.fair = math.ceil(self.partitions / self.live)
         while len((self.owned | self.claiming) - self.leaving) > fair:
@@ -199,10 +197,13 @@ class PartitionLeases:
     async def release(self, partition: int) -> None:
         """Give a partition up (its lease, if still ours): for its next owner to claim what is pending."""
         await self._release(keys=[keys.lease(partition)], args=[self.worker_id])
+        self._drop(partition)
+        log.info("partition_released", partition=partition, worker=self.worker_id)
+
+    def _drop(self, partition: int) -> None:
         self.owned.discard(partition)
         self.leaving.discard(partition)
         self.claiming.discard(partition)
-        log.info("partition_released", partition=partition, worker=self.worker_id)
 
     def forget(self) -> None:
         """Hold nothing any more, at once (the leases lapse on their own)."""
